@@ -1,0 +1,257 @@
+"""The agent's step: one assistant message, either an answer or tool calls, in OpenAI form.
+
+Two ways to get tool calls from a model, with the same messages as the result (DESIGN.md section 4):
+- ``native``: the server's own tool calling (``tools=``, a tool parser on the vLLM side);
+- ``schema``: the turn is constrained to a JSON Schema whose choices are "answer" or "call these tools". Each tool
+  gets its own branch (``name`` const + that tool's parameters schema), so guided decoding can only write arguments
+  the tool accepts. Complex harvested schemas may not compile in the server's grammar engine; then the step falls
+  back to a schema with ``arguments: object``, and the tool simulator checks the arguments instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Annotated, Any, Literal, Protocol
+
+import openai
+from pydantic import BaseModel, Field, RootModel
+
+from synth.prompts import render
+from synth.schemas.messages import FunctionCall, Message, ToolCall
+from synth.schemas.usage import UsageByRole
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["schema", "native", "auto"]
+MAX_CALLS = 4
+"""Parallel tool calls one step may make; more would let a weak model loop inside one reply."""
+
+
+class CallChoice(BaseModel):
+    name: str = Field(description="Name of the tool to call, exactly as listed.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments object matching the tool's parameters schema."
+    )
+
+
+class AnswerAction(BaseModel):
+    action: Literal["answer"] = Field(description="Reply to the user in text.")
+    content: str = Field(
+        description="Your message to the user: the answer, or a question when you need details from them."
+    )
+
+
+class CallAction(BaseModel):
+    action: Literal["call"] = Field(description="Call tools; their results come back before you answer.")
+    calls: list[CallChoice] = Field(min_length=1, max_length=MAX_CALLS, description="The tool calls to make.")
+
+
+class AgentAction(RootModel[Annotated[AnswerAction | CallAction, Field(discriminator="action")]]):
+    """The schema-mode assistant turn."""
+
+
+class ChatPool(Protocol):
+    async def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any: ...
+
+    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], **kwargs: Any) -> Any: ...
+
+
+# Toolsets whose typed schema the server refused; asking again each step would double the requests.
+_UNCOMPILABLE: set[str] = set()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def call_id(seed: int, index: int, name: str) -> str:
+    """``call_<8 hex>``, derived from the step's seed so a re-run writes the same ids."""
+    return "call_" + hashlib.sha256(f"{seed}:{index}:{name}".encode()).hexdigest()[:8]
+
+
+def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    schema = {k: v for k, v in (parameters or {}).items() if k not in ("$schema", "$id", "title")}
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    # Closed objects keep a weak model from inventing argument names; only the decoding grammar changes.
+    schema.setdefault("additionalProperties", False)
+    return schema
+
+
+def action_schema(tools: list[dict[str, Any]], *, typed: bool = True) -> dict[str, Any]:
+    """The JSON Schema sent to the server for one schema-mode step."""
+    answer = {
+        "type": "object",
+        "properties": {"action": {"const": "answer"}, "content": {"type": "string"}},
+        "required": ["action", "content"],
+        "additionalProperties": False,
+    }
+    names = [t["function"]["name"] for t in tools]
+    if not names:
+        return answer
+    if typed:
+        items: dict[str, Any] = {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": t["function"]["name"]},
+                        "arguments": _arguments_schema(t["function"].get("parameters")),
+                    },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+                for t in tools
+            ]
+        }
+    else:
+        items = {
+            "type": "object",
+            "properties": {"name": {"enum": names}, "arguments": {"type": "object"}},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+    call = {
+        "type": "object",
+        "properties": {
+            "action": {"const": "call"},
+            "calls": {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_CALLS},
+        },
+        "required": ["action", "calls"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [answer, call]}
+
+
+def as_action_json(message: Message) -> str:
+    """An assistant message as the schema-mode JSON the model itself would have written."""
+    if message.tool_calls:
+        calls = []
+        for tc in message.tool_calls:
+            try:
+                arguments: Any = json.loads(tc.function.arguments)
+            except json.JSONDecodeError:
+                arguments = tc.function.arguments
+            calls.append({"name": tc.function.name, "arguments": arguments})
+        return _dumps({"action": "call", "calls": calls})
+    return _dumps({"action": "answer", "content": message.content or ""})
+
+
+def schema_transcript(messages: list[Message], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as a model without tool support can read it.
+
+    Tool definitions go into the system prompt (agent_turn.j2), the assistant's own turns are shown in the JSON
+    it must write, and tool results come back as a user turn, because many chat templates accept only
+    system/user/assistant roles and want them alternating.
+    """
+    system = next((m.content or "" for m in messages if m.role == "system"), "")
+    tool_lines = [
+        {"name": t["function"]["name"], "description": t["function"].get("description", ""),
+         "parameters": _dumps(t["function"].get("parameters", {}))}
+        for t in tools
+    ]
+    out: list[dict[str, Any]] = [
+        {"role": "system", "content": render("agent_turn", system_prompt=system, tools=tool_lines)}
+    ]
+    names: dict[str, str] = {}
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            out.append({"role": "user", "content": "Tool results:\n" + "\n".join(pending)})
+            pending.clear()
+
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            name = names.get(m.tool_call_id or "", m.name or "tool")
+            pending.append(f"[{name} {m.tool_call_id}] {m.content or ''}")
+            continue
+        flush()
+        if m.role == "assistant":
+            for tc in m.tool_calls or []:
+                names[tc.id] = tc.function.name
+            out.append({"role": "assistant", "content": as_action_json(m)})
+        else:
+            out.append({"role": "user", "content": m.content or ""})
+    flush()
+    return out
+
+
+def _to_message(action: AnswerAction | CallAction, seed: int) -> Message:
+    if isinstance(action, AnswerAction):
+        return Message(role="assistant", content=action.content)
+    calls = [
+        ToolCall(id=call_id(seed, i, c.name), function=FunctionCall(name=c.name, arguments=_dumps(c.arguments)))
+        for i, c in enumerate(action.calls)
+    ]
+    return Message(role="assistant", content=None, tool_calls=calls)
+
+
+def _is_schema_rejection(exc: openai.BadRequestError) -> bool:
+    text = str(exc).lower()
+    # A prompt over the context window is also a 400, and no other schema would fix it.
+    return not ("context length" in text or "maximum context" in text or "too long" in text)
+
+
+async def _schema_step(
+    pool: ChatPool, messages: list[Message], tools: list[dict[str, Any]], *, seed: int, usage: UsageByRole | None,
+) -> tuple[Message, str | None]:
+    transcript = schema_transcript(messages, tools)
+    key = _dumps(sorted(_dumps(t) for t in tools))
+    typed = key not in _UNCOMPILABLE
+    try:
+        action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
+                                       json_schema=action_schema(tools, typed=typed))
+    except openai.BadRequestError as exc:
+        if not typed or not _is_schema_rejection(exc):
+            raise
+        log.warning("server refused the typed tool schema (%s); falling back to arguments: object", exc)
+        _UNCOMPILABLE.add(key)
+        action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
+                                       json_schema=action_schema(tools, typed=False))
+    root = action.root
+    return _to_message(root, seed), _dumps(root.model_dump())
+
+
+async def _native_step(
+    pool: ChatPool, messages: list[Message], tools: list[dict[str, Any]], *, seed: int, usage: UsageByRole | None,
+) -> tuple[Message, str | None]:
+    params: dict[str, Any] = {"tools": tools} if tools else {}
+    result = await pool.chat([m.openai() for m in messages], role="agent", seed=seed, usage=usage, **params)
+    msg = result.message
+    calls = []
+    for i, tc in enumerate(getattr(msg, "tool_calls", None) or []):
+        arguments = tc.function.arguments
+        if not isinstance(arguments, str):
+            arguments = _dumps(arguments)
+        calls.append(ToolCall(id=tc.id or call_id(seed, i, tc.function.name),
+                              function=FunctionCall(name=tc.function.name, arguments=arguments or "{}")))
+    raw = msg.model_dump_json() if hasattr(msg, "model_dump_json") else str(msg)
+    if calls:
+        return Message(role="assistant", content=msg.content or None, tool_calls=calls), raw
+    return Message(role="assistant", content=msg.content or ""), raw
+
+
+async def agent_step(
+    pool: ChatPool,
+    messages: list[Message],
+    tools: list[dict[str, Any]],
+    *,
+    seed: int,
+    usage: UsageByRole | None = None,
+    mode: Mode = "schema",
+) -> tuple[Message, str | None]:
+    """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
+
+    Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
+    when no endpoint answers.
+    """
+    if mode == "native":
+        return await _native_step(pool, messages, tools, seed=seed, usage=usage)
+    if mode in ("schema", "auto"):
+        return await _schema_step(pool, messages, tools, seed=seed, usage=usage)
+    raise ValueError(f"unknown tool-calling mode {mode!r}; use 'schema', 'native' or 'auto'")

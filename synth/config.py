@@ -1,0 +1,175 @@
+"""The pipeline config: a YAML file (``pipelines/default.yaml``) validated by pydantic, plus ``key=value`` overrides.
+
+A bad config fails at once with one message naming the field, what was given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synth.paths import PIPELINES
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which field and what to do."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointConfig(Strict):
+    base_url: str = Field(description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key: str = Field(default="EMPTY", description="Key for the endpoint; vLLM accepts any value by default.")
+    max_concurrency: int = Field(default=64, ge=1, description="Requests in flight to this endpoint at once.")
+
+
+class LLMConfig(Strict):
+    endpoints: list[EndpointConfig] = Field(
+        default_factory=list,
+        description="Endpoints to load-balance over. Empty: use $SYNTH_BASE_URL, else start the embedded server.",
+    )
+    model: str | None = Field(default=None, description="Served model name; None asks the first endpoint.")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1)
+    timeout_s: float = Field(default=120, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    tool_calling: Literal["auto", "native", "schema"] = Field(
+        default="auto",
+        description="native: server tool parser; schema: a JSON Schema constrained turn; auto: schema.",
+    )
+
+
+class EmbeddedConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1024, le=65535)
+    max_model_len: int = Field(default=4096, ge=512)
+    startup_timeout_s: float = Field(default=600, gt=0)
+    kv_cache_gb: int = Field(default=4, ge=1)
+
+
+class ToolsStageConfig(Strict):
+    max_real_tools: int | None = Field(default=None, ge=1, description="Cap on harvested tools loaded (None: all).")
+    evolve_leaves: int = Field(default=4, ge=0, description="Domain-tree leaves to grow synthetic tools for.")
+    evolve_generations: int = Field(default=2, ge=1)
+    tools_per_leaf: int = Field(default=3, ge=1)
+
+
+class AgentsStageConfig(Strict):
+    count: int = Field(default=6, ge=1)
+    toolset_size: tuple[int, int] = (2, 5)
+    real_exec_share: float = Field(default=0.34, ge=0, le=1,
+                                   description="Share of agents given tools of a sandbox-safe real MCP server.")
+    coding_share: float = Field(default=0.17, ge=0, le=1, description="Share of agents given run_python.")
+
+
+class TasksStageConfig(Strict):
+    per_agent: int = Field(default=2, ge=1)
+    difficulties: list[
+        Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
+    ] = Field(default_factory=lambda: ["single_call", "multi_call", "clarify", "recover"])
+
+
+class RolloutsStageConfig(Strict):
+    max_turns: int = Field(default=4, ge=1, description="User turns per episode.")
+    max_steps: int = Field(default=4, ge=1, description="Agent steps (tool rounds) per user turn.")
+    error_rate: float = Field(default=0.1, ge=0, le=1)
+    timeout_rate: float = Field(default=0.05, ge=0, le=1)
+    empty_rate: float = Field(default=0.05, ge=0, le=1)
+    partial_rate: float = Field(default=0.05, ge=0, le=1)
+    real_exec: bool = Field(default=True, description="Call sandbox-safe MCP servers for real.")
+
+
+class JudgeStageConfig(Strict):
+    samples: int = Field(default=1, ge=1, description="Judge samples per trajectory; majority decides.")
+    pass_threshold: float = Field(default=0.6, ge=0, le=1, description="Minimum weighted score to accept.")
+
+
+class RayConfig(Strict):
+    enabled: bool = Field(default=True, description="false runs stages in-process (tests, debugging).")
+    address: str | None = Field(default=None, description="Ray cluster address; None: $RAY_ADDRESS or local Ray.")
+    workers: int = Field(default=1, ge=1, description="Ray tasks per stage; each runs many calls concurrently.")
+    num_cpus: int | None = Field(default=None, description="CPUs for local Ray (None: Ray decides).")
+
+
+class PipelineConfig(Strict):
+    run: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: runs/<run>/.")
+    runs_dir: Path = Path("runs")
+    seed: int = 0
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    tools: ToolsStageConfig = Field(default_factory=ToolsStageConfig)
+    agents: AgentsStageConfig = Field(default_factory=AgentsStageConfig)
+    tasks: TasksStageConfig = Field(default_factory=TasksStageConfig)
+    rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
+    judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
+    accept: int | None = Field(default=None, ge=1, description="Quota: stop once this many are accepted.")
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _relative_to_cwd(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.run
+
+    def endpoint_urls(self) -> list[EndpointConfig]:
+        """Configured endpoints, else ``$SYNTH_BASE_URL`` (comma-separated); empty means: use the embedded server."""
+        if self.llm.endpoints:
+            return self.llm.endpoints
+        env = os.environ.get("SYNTH_BASE_URL", "").strip()
+        key = os.environ.get("SYNTH_API_KEY", "EMPTY")
+        return [EndpointConfig(base_url=url.strip(), api_key=key) for url in env.split(",") if url.strip()]
+
+
+def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}={raw}: {key!r} is not a section")
+    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        ctx = e.get("ctx") or {}
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        if "expected" in ctx:
+            msg += f" (allowed: {ctx['expected']})"
+        lines.append(f"  {loc}: {msg}; got {e.get('input')!r}")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load ``path`` (default ``pipelines/default.yaml``) and apply ``a.b=value`` overrides."""
+    path = Path(path) if path else PIPELINES / "default.yaml"
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; pass --config with a YAML file (see pipelines/)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value, e.g. agents.count=10")
+        key, raw = item.split("=", 1)
+        _set_path(data, key.strip(), raw.strip())
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {path}:\n{_describe(exc)}") from exc

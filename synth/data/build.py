@@ -1,0 +1,142 @@
+"""Join trajectories with their verdicts, tasks and agents into a Hugging Face dataset on disk and as Parquet.
+
+Layout under ``runs/<run>/dataset/``:
+  hf/            ``DatasetDict.save_to_disk``: split ``train`` (accepted) and ``rejected`` (kept for analysis)
+  data/          the same splits as Parquet (what the Hub serves), ``train-*.parquet`` / ``rejected-*.parquet``
+  sft/           the training view TRL's SFT trainer reads: ``messages`` and ``tools``, arguments as dicts
+  README.md      the dataset card (YAML metadata + this run's statistics)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict, Features, Json, List, Value
+from pydantic import BaseModel, Field
+
+from synth.config import PipelineConfig
+from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
+from synth.stages.store import StageStore
+
+FUNCTION = {"name": Value("string"), "arguments": Value("string")}
+TOOL_CALL = {"id": Value("string"), "type": Value("string"), "function": FUNCTION}
+MESSAGE = {"role": Value("string"), "content": Value("string"), "tool_calls": List(TOOL_CALL),
+           "tool_call_id": Value("string"), "name": Value("string")}
+
+FEATURES = Features({
+    "id": Value("string"),
+    "agent_id": Value("string"),
+    "task_id": Value("string"),
+    "difficulty": Value("string"),
+    "domain": Value("string"),
+    "messages": List(MESSAGE),
+    "tools": List(Json()),
+    "rubric": Json(),
+    "verdict": Json(),
+    "accepted": Value("bool"),
+    "score": Value("float64"),
+    "calls": Json(),
+    "usage": Json(),
+    "model": Value("string"),
+    "seed": Value("int64"),
+    "turns": Value("int64"),
+    "stop_reason": Value("string"),
+})
+
+SFT_FEATURES = Features({
+    "messages": List({**MESSAGE, "tool_calls": List({"id": Value("string"), "type": Value("string"),
+                                                     "function": {"name": Value("string"),
+                                                                  "arguments": Json()}})}),
+    "tools": List(Json()),
+})
+
+
+class DatasetSummary(BaseModel):
+    path: str
+    trajectories: int
+    accepted: int
+    rejected: int
+    errored: int = Field(description="Trajectories that failed before the judge (not in either split).")
+    by_difficulty: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+def _message_row(msg: dict[str, Any]) -> dict[str, Any]:
+    return {"role": msg["role"], "content": msg.get("content"), "tool_calls": msg.get("tool_calls") or [],
+            "tool_call_id": msg.get("tool_call_id"), "name": msg.get("name")}
+
+
+def _sft_message(msg: dict[str, Any]) -> dict[str, Any]:
+    row = _message_row(msg)
+    row["tool_calls"] = [
+        {**call, "function": {"name": call["function"]["name"],
+                              "arguments": json.loads(call["function"]["arguments"] or "{}")}}
+        for call in row["tool_calls"]
+    ]
+    return row
+
+
+def collect_rows(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    tasks = {t.id: t for t in StageStore(run_dir / "tasks").read(TaskRecord)}
+    agents = {a.id: a for a in StageStore(run_dir / "agents").read(AgentRecord)}
+    verdicts = {v.id: v for v in StageStore(run_dir / "judge").read(VerdictRecord)}
+    rows, errored = [], 0
+    for traj in sorted(StageStore(run_dir / "rollouts").read(TrajectoryRecord), key=lambda t: t.id):
+        record = verdicts.get(traj.id)
+        if traj.error is not None or record is None or record.verdict is None:
+            errored += 1
+            continue
+        task, agent = tasks[traj.task_id], agents[traj.agent_id]
+        usage = traj.usage.model_copy(deep=True)
+        usage.merge(record.usage)
+        rows.append({
+            "id": traj.id, "agent_id": agent.id, "task_id": task.id, "difficulty": task.difficulty,
+            "domain": agent.domain,
+            "messages": [_message_row(m.openai()) for m in traj.messages],
+            "tools": traj.tools or agent.tools,
+            "rubric": task.rubric.model_dump() if task.rubric else None,
+            "verdict": record.verdict.model_dump(),
+            "accepted": record.verdict.passed, "score": record.verdict.score,
+            "calls": [c.model_dump() for c in traj.calls], "usage": usage.model_dump(),
+            "model": traj.model or "", "seed": traj.seed, "turns": traj.turns, "stop_reason": traj.stop_reason,
+        })
+    return rows, errored
+
+
+def build_dataset(config: PipelineConfig) -> DatasetSummary:
+    from synth.data.card import write_card
+
+    out = config.run_dir / "dataset"
+    rows, errored = collect_rows(config.run_dir)
+    accepted = [r for r in rows if r["accepted"]]
+    rejected = [r for r in rows if not r["accepted"]]
+    splits = DatasetDict({
+        "train": Dataset.from_list(accepted, features=FEATURES),
+        "rejected": Dataset.from_list(rejected, features=FEATURES),
+    })
+    # Build beside the target and swap, so a killed run never leaves half a dataset where the last one was.
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    splits.save_to_disk(str(tmp / "hf"))
+    (tmp / "data").mkdir(parents=True)
+    for name, split in splits.items():
+        split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
+    sft = Dataset.from_list(
+        [{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
+        features=SFT_FEATURES,
+    )
+    (tmp / "sft").mkdir()
+    sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
+    by_difficulty: dict[str, dict[str, int]] = {}
+    for r in rows:
+        cell = by_difficulty.setdefault(r["difficulty"], {"accepted": 0, "rejected": 0})
+        cell["accepted" if r["accepted"] else "rejected"] += 1
+    summary = DatasetSummary(path=str(out), trajectories=len(rows) + errored, accepted=len(accepted),
+                             rejected=len(rejected), errored=errored, by_difficulty=by_difficulty)
+    write_card(tmp / "README.md", config, summary, rows)
+    (tmp / "summary.json").write_text(summary.model_dump_json(indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return summary

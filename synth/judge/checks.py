@@ -1,0 +1,225 @@
+"""Code checks: the parts of a rubric that code decides from the trajectory, with no model involved.
+
+Every check reads the OpenAI-form messages (assistant ``tool_calls``), the ``CallRecord``s (how each call was
+answered) and the final world state. A check never raises: a malformed check or trajectory fails that check with
+a detail saying why, so one bad row cannot stop the judge stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpointer
+
+from synth.schemas.records import TrajectoryRecord
+from synth.schemas.rubric import CodeCheck, Rubric
+from synth.schemas.verdict import CheckResult
+
+
+@dataclass
+class MadeCall:
+    """One tool call the assistant made, with its parsed arguments and whether its result succeeded."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None  # None: the arguments were not a JSON object
+    ok: bool
+
+
+def made_calls(traj: TrajectoryRecord) -> list[MadeCall]:
+    records = {c.tool_call_id: c for c in traj.calls}
+    out = []
+    for msg in traj.messages:
+        if msg.role != "assistant":
+            continue
+        for tc in msg.tool_calls or []:
+            try:
+                args: dict[str, Any] | None = tc.function.parsed_arguments()
+            except ValueError:  # json.JSONDecodeError is a ValueError too
+                args = None
+            rec = records.get(tc.id)
+            # A call with no record was never answered by the tool layer: it cannot count as a success.
+            ok = rec is not None and rec.ok and rec.mode not in ("schema_error", "unknown_tool")
+            out.append(MadeCall(tc.id, tc.function.name, args, ok))
+    return out
+
+
+def final_answer(traj: TrajectoryRecord) -> str | None:
+    """The text of the last assistant turn, if that turn answers (has text and calls no tool)."""
+    for msg in reversed(traj.messages):
+        if msg.role == "assistant":
+            if msg.tool_calls or not (msg.content or "").strip():
+                return None
+            return msg.content
+    return None
+
+
+def normalize(text: str) -> str:
+    """Casefolded, whitespace collapsed: how quotes and mentions are compared."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def values_match(expected: Any, actual: Any, *, subset: bool) -> bool:
+    """Equality that forgives what a model or simulator varies without changing meaning.
+
+    Strings compare case- and whitespace-insensitively; numbers numerically (1 == 1.0, and "42" == 42 since
+    simulated tools are loose about types); with ``subset``, an expected object may leave keys out.
+    """
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return False
+        if not subset and set(expected) != set(actual):
+            return False
+        return all(k in actual and values_match(v, actual[k], subset=subset) for k, v in expected.items())
+    if isinstance(expected, list):
+        return (isinstance(actual, list) and len(expected) == len(actual)
+                and all(values_match(e, a, subset=subset) for e, a in zip(expected, actual, strict=True)))
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return _boolean(expected) is not None and _boolean(expected) == _boolean(actual)
+    num_e, num_a = _number(expected), _number(actual)
+    if num_e is not None and num_a is not None:
+        return num_e == num_a
+    if isinstance(expected, str) and isinstance(actual, str):
+        return normalize(expected) == normalize(actual)
+    return bool(expected == actual)
+
+
+def _boolean(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and normalize(value) in ("true", "false"):
+        return normalize(value) == "true"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _calls_of(calls: list[MadeCall], check: CodeCheck) -> tuple[list[MadeCall], str]:
+    named = [c for c in calls if c.name == check.tool]
+    if not check.require_ok:
+        return named, ""
+    good = [c for c in named if c.ok]
+    failed = len(named) - len(good)
+    return good, (f" ({failed} call(s) to it failed and do not count)" if failed else "")
+
+
+def _tool_called(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
+    if not check.tool:
+        return _misconfigured(check, "needs 'tool'")
+    hits, why = _calls_of(calls, check)
+    if hits:
+        return CheckResult(check_id=check.id, passed=True, detail=f"{check.tool} called {len(hits)} time(s)")
+    made = sorted({c.name for c in calls}) or "no tools"
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"{check.tool} was never called{why}; the assistant called {made}")
+
+
+def _tool_called_with(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
+    if not check.tool:
+        return _misconfigured(check, "needs 'tool'")
+    hits, why = _calls_of(calls, check)
+    if not hits:
+        made = sorted({c.name for c in calls}) or "no tools"
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"{check.tool} was never called{why}; the assistant called {made}")
+    for call in hits:
+        if call.arguments is not None and values_match(check.arguments, call.arguments, subset=True):
+            return CheckResult(check_id=check.id, passed=True,
+                               detail=f"{check.tool} called with {_short(call.arguments)}")
+    seen = "; ".join(_short(c.arguments) if c.arguments is not None else "<arguments not a JSON object>"
+                     for c in hits)
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"{check.tool} never called with {_short(check.arguments)}{why}; calls had: {seen}")
+
+
+def _no_tool_called(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
+    hits = [c for c in calls if check.tool is None or c.name == check.tool]
+    if not hits:
+        target = check.tool or "any tool"
+        return CheckResult(check_id=check.id, passed=True, detail=f"no call to {target}")
+    names = ", ".join(c.name for c in hits)
+    return CheckResult(check_id=check.id, passed=False, detail=f"{len(hits)} forbidden call(s): {names}")
+
+
+def _state_equals(check: CodeCheck, state: dict[str, Any]) -> CheckResult:
+    if check.path is None:
+        return _misconfigured(check, "needs 'path' (a JSON Pointer)")
+    try:
+        actual = jsonpointer.resolve_pointer(state, check.path)
+    except jsonpointer.JsonPointerException as exc:
+        keys = sorted(state)[:10]
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"{check.path} not in the final state ({exc}); top-level keys: {keys}")
+    if values_match(check.value, actual, subset=False):
+        return CheckResult(check_id=check.id, passed=True, detail=f"{check.path} == {_short(actual)}")
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"{check.path} is {_short(actual)}, expected {_short(check.value)}")
+
+
+def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
+    if check.value is None or str(check.value).strip() == "":
+        return _misconfigured(check, "needs 'value'")
+    if answer is None:
+        return CheckResult(check_id=check.id, passed=False, detail="no final assistant answer to look in")
+    wanted = _mention_forms(check.value)
+    text = normalize(answer)
+    if any(form in text for form in wanted):
+        return CheckResult(check_id=check.id, passed=True, detail=f"final answer mentions {_short(check.value)}")
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"final answer does not mention {_short(check.value)}: {_short(answer)}")
+
+
+def _mention_forms(value: Any) -> set[str]:
+    """Ways a value can be written: 42.0 may appear as '42', 1500 as '1,500'."""
+    forms = {normalize(str(value))}
+    number = _number(value)
+    if number is not None:
+        if number.is_integer():
+            forms |= {str(int(number)), f"{int(number):,}"}
+        else:
+            forms |= {repr(number), f"{number:,}"}
+    return {f for f in forms if f}
+
+
+def _misconfigured(check: CodeCheck, why: str) -> CheckResult:
+    return CheckResult(check_id=check.id, passed=False, detail=f"check misconfigured: {check.kind} {why}")
+
+
+def run_check(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall] | None = None) -> CheckResult:
+    calls = made_calls(traj) if calls is None else calls
+    if check.kind == "tool_called":
+        return _tool_called(check, calls)
+    if check.kind == "tool_called_with":
+        return _tool_called_with(check, calls)
+    if check.kind == "no_tool_called":
+        return _no_tool_called(check, calls)
+    if check.kind == "state_equals":
+        return _state_equals(check, traj.final_state)
+    if check.kind == "final_mentions":
+        return _final_mentions(check, final_answer(traj))
+    return _misconfigured(check, "is not a known check kind")
+
+
+def run_checks(traj: TrajectoryRecord, rubric: Rubric) -> list[CheckResult]:
+    """Every code check of ``rubric`` against ``traj``, in rubric order."""
+    calls = made_calls(traj)
+    return [run_check(check, traj, calls) for check in rubric.checks]

@@ -1,0 +1,228 @@
+"""An async pool over one or more OpenAI-compatible endpoints.
+
+Why not just ``AsyncOpenAI``: the pipeline needs a concurrency limit per endpoint (so one slow server does not
+hold every request), least-loaded balancing over several servers, retries that move to another endpoint, usage
+recorded per role, and every parsed reply constrained by a pydantic schema and validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import openai
+from openai import AsyncOpenAI
+from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from synth.config import EndpointConfig, LLMConfig
+from synth.schemas.usage import Role, Usage, UsageByRole
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+
+
+class EndpointUnavailable(RuntimeError):
+    """No endpoint answered after every retry."""
+
+
+class ReplyInvalid(ValueError):
+    """The model answered, but its reply does not fit the schema. Carries the raw output for the row."""
+
+    def __init__(self, message: str, raw: str | None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError | openai.RateLimitError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+@dataclass
+class _Endpoint:
+    config: EndpointConfig
+    client: AsyncOpenAI
+    semaphore: asyncio.Semaphore
+    inflight: int = 0
+    failures: int = 0
+
+    @property
+    def load(self) -> float:
+        # Penalise recent failures so a dead endpoint is tried last while others answer.
+        return (self.inflight + 4 * self.failures) / self.config.max_concurrency
+
+
+@dataclass
+class ChatResult:
+    content: str | None
+    message: Any
+    usage: Usage
+    model: str
+    finish_reason: str | None = None
+    raw: Any = field(default=None, repr=False)
+
+
+class LLMPool:
+    """Load-balanced chat completions with retries, structured outputs and per-role usage."""
+
+    def __init__(self, endpoints: list[EndpointConfig], config: LLMConfig | None = None) -> None:
+        if not endpoints:
+            raise ValueError("LLMPool needs at least one endpoint; set llm.endpoints or SYNTH_BASE_URL")
+        self.config = config or LLMConfig()
+        self._endpoints = [
+            _Endpoint(
+                config=ep,
+                # Retries are ours (they can move to another endpoint), so the client's own are off.
+                client=AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0,
+                                   timeout=self.config.timeout_s),
+                semaphore=asyncio.Semaphore(ep.max_concurrency),
+            )
+            for ep in endpoints
+        ]
+        self.usage = UsageByRole()
+        self._model: str | None = self.config.model
+
+    @property
+    def urls(self) -> list[str]:
+        return [ep.config.base_url for ep in self._endpoints]
+
+    async def model(self) -> str:
+        """The served model name: from config, else the first model the first answering endpoint lists."""
+        if self._model is None:
+            errors = []
+            for ep in self._endpoints:
+                try:
+                    models = await ep.client.models.list()
+                    self._model = models.data[0].id
+                    break
+                except (openai.APIError, IndexError) as exc:
+                    errors.append(f"{ep.config.base_url}: {exc}")
+            else:
+                raise EndpointUnavailable(self._unavailable_message(errors))
+        return self._model
+
+    def _unavailable_message(self, errors: list[str]) -> str:
+        return (
+            "no LLM endpoint answered:\n  " + "\n  ".join(errors)
+            + "\nStart the embedded server with `make serve` (or `synth serve`), or point SYNTH_BASE_URL / "
+            "llm.endpoints at a running OpenAI-compatible server."
+        )
+
+    def _pick(self) -> _Endpoint:
+        return min(self._endpoints, key=lambda ep: ep.load)
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        role: Role,
+        seed: int | None = None,
+        usage: UsageByRole | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """One chat completion, retried on connection errors, 429 and 5xx, on the least-loaded endpoint."""
+        model = await self.model()
+        params.setdefault("temperature", self.config.temperature)
+        params.setdefault("max_tokens", self.config.max_tokens)
+        if seed is not None:
+            params["seed"] = seed
+        errors: list[str] = []
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.config.max_retries + 1),
+                wait=wait_exponential_jitter(initial=0.5, max=10),
+                retry=retry_if_exception(_retryable),
+                reraise=False,
+            ):
+                with attempt:
+                    ep = self._pick()
+                    try:
+                        response = await self._call(ep, model, messages, params)
+                    except Exception as exc:
+                        if _retryable(exc):
+                            ep.failures += 1
+                            errors.append(f"{ep.config.base_url}: {type(exc).__name__}: {exc}")
+                        raise
+                    ep.failures = 0
+        except RetryError as exc:
+            raise EndpointUnavailable(self._unavailable_message(errors[-len(self._endpoints) * 2:])) from exc
+        choice = response.choices[0]
+        got = Usage(
+            prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
+            completion_tokens=response.usage.completion_tokens if response.usage else 0,
+            calls=1,
+        )
+        self.usage.record(role, got)
+        if usage is not None:
+            usage.record(role, got)
+        return ChatResult(
+            content=choice.message.content,
+            message=choice.message,
+            usage=got,
+            model=response.model,
+            finish_reason=choice.finish_reason,
+            raw=response,
+        )
+
+    async def _call(self, ep: _Endpoint, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
+        async with ep.semaphore:
+            ep.inflight += 1
+            try:
+                return await ep.client.chat.completions.create(model=model, messages=messages, **params)
+            finally:
+                ep.inflight -= 1
+
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        *,
+        role: Role,
+        seed: int | None = None,
+        usage: UsageByRole | None = None,
+        json_schema: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> T:
+        """A reply constrained to ``schema``'s JSON Schema (guided decoding) and validated with pydantic.
+
+        ``json_schema`` replaces the schema sent to the server when it must be tighter than the model's own
+        (e.g. tool names as an enum); the reply is still validated against ``schema``.
+        Raises ``ReplyInvalid`` with the raw output when the reply does not validate.
+        """
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema or schema.model_json_schema()},
+        }
+        result = await self.chat(messages, role=role, seed=seed, usage=usage,
+                                 response_format=response_format, **params)
+        raw = result.content or ""
+        try:
+            return schema.model_validate_json(raw)
+        except ValidationError as exc:
+            why = "reply cut off at max_tokens" if result.finish_reason == "length" else "reply does not fit"
+            raise ReplyInvalid(f"{schema.__name__}: {why}: {_first_error(exc)}", raw) from exc
+
+    async def aclose(self) -> None:
+        for ep in self._endpoints:
+            await ep.client.close()
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    return f"{loc}: {err['msg']} ({len(exc.errors())} error(s))"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

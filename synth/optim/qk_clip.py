@@ -1,0 +1,247 @@
+"""QK-Clip (Kimi K2, section 2.1): after each optimizer step, rescale the query/key weights of every attention head
+whose largest pre-softmax logit in that step exceeded tau, so the same batch would now top out at exactly tau.
+
+For head h with ``S_max^h > tau``, ``gamma_h = tau / S_max^h``:
+
+- MHA: head h's rows of ``W_q`` and ``W_k`` (and biases) times ``sqrt(gamma_h)``.
+- GQA: a key head is shared by a group of query heads. Its rows take ``sqrt(gamma_g)`` with ``gamma_g`` from the
+  group's largest ``S_max``; each query head of the group then takes ``gamma_h / sqrt(gamma_g)``, so every head's
+  logits scale by exactly its own ``gamma_h`` (1 for heads at or under tau). Groups with no head over tau are not
+  touched at all.
+- MLA: head h's non-rotary query and key rows times ``sqrt(gamma_h)``, its rotary query rows times ``gamma_h``;
+  the rotary key is shared by all heads and left untouched.
+
+A QK-norm layer (RMSNorm on q and k per head, as in Qwen3) renormalises q and k after the projection and so
+cancels the clip; specs built for such models carry ``has_qk_norm=True`` and QKClip warns.
+Heads are laid out head-major in the projection rows (``W_q.view(H, head_dim, d_in)``), as in Llama, Qwen and
+DeepSeek.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from synth.optim.capture import CAPTURE_ATTR, enable_capture, reset_max_logits
+
+logger = logging.getLogger("synth.optim.qk_clip")
+
+AttentionKind = Literal["mha", "gqa", "mla"]
+
+
+@dataclass(eq=False)
+class AttentionSpec:
+    """Where one attention layer keeps its query/key weights and its captured max logits.
+
+    ``q_weight`` rows: ``num_heads * q_head_rows`` (MHA/GQA: ``head_dim``; MLA: ``nope_dim + rope_dim``, nope
+    first). ``k_weight`` rows: ``num_kv_heads * head_dim`` (MHA/GQA) or, for MLA, the key/value up-projection
+    with ``num_heads * (nope_dim + v_head_dim)`` rows, key-nope first in each head.
+    """
+
+    name: str
+    module: nn.Module
+    kind: AttentionKind
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    q_weight: Tensor
+    k_weight: Tensor
+    q_bias: Tensor | None = None
+    k_bias: Tensor | None = None
+    nope_dim: int = 0
+    rope_dim: int = 0
+    v_head_dim: int = 0
+    has_qk_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mha", "gqa", "mla"):
+            raise ValueError(f"unknown attention kind {self.kind!r}; supported: 'mha', 'gqa', 'mla'")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"{self.name}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
+        if self.kind == "mla":
+            want_q = self.num_heads * (self.nope_dim + self.rope_dim)
+            want_k = self.num_heads * (self.nope_dim + self.v_head_dim)
+        else:
+            want_q = self.num_heads * self.head_dim
+            want_k = self.num_kv_heads * self.head_dim
+        if self.q_weight.shape[0] != want_q or self.k_weight.shape[0] != want_k:
+            raise ValueError(
+                f"{self.name}: {self.kind} expects {want_q} query rows and {want_k} key rows; got "
+                f"{self.q_weight.shape[0]} and {self.k_weight.shape[0]} (check head counts and dims)"
+            )
+
+
+def clip_factors(s_max: Tensor, tau: float) -> Tensor:
+    """``gamma = tau / S_max`` where ``S_max > tau``, else exactly 1.0 (so x*gamma is bitwise x)."""
+    return torch.where(s_max > tau, tau / s_max, torch.ones_like(s_max))
+
+
+def _scale_head_rows_(
+    weight: Tensor, scale: Tensor, rows_per_head: int, start: int = 0, stop: int | None = None
+):
+    # View (heads, rows_per_head, ...) and scale rows [start:stop) of each head; x*1.0 leaves x bitwise intact.
+    view = weight.view(scale.numel(), rows_per_head, *weight.shape[1:])
+    sl = view[:, start:stop]
+    sl.mul_(scale.to(weight.dtype).view(-1, *([1] * (sl.ndim - 1))))
+
+
+@torch.no_grad()
+def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
+    """Apply QK-Clip to one MHA/GQA layer; returns the number of query heads over tau (a tensor, no sync)."""
+    gamma = clip_factors(s_max, tau)
+    group = spec.num_heads // spec.num_kv_heads
+    if group == 1:
+        q_scale = k_scale = gamma.sqrt()
+    else:
+        gamma_kv = clip_factors(s_max.view(spec.num_kv_heads, group).amax(dim=1), tau)
+        k_scale = gamma_kv.sqrt()
+        q_scale = gamma / k_scale.repeat_interleave(group)
+    _scale_head_rows_(spec.q_weight, q_scale, spec.head_dim)
+    _scale_head_rows_(spec.k_weight, k_scale, spec.head_dim)
+    if spec.q_bias is not None:
+        _scale_head_rows_(spec.q_bias, q_scale, spec.head_dim)
+    if spec.k_bias is not None:
+        _scale_head_rows_(spec.k_bias, k_scale, spec.head_dim)
+    return (s_max > tau).sum()
+
+
+@torch.no_grad()
+def clip_mla_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
+    """Apply QK-Clip to one MLA layer; the shared rotary key (outside ``k_weight``) is never touched."""
+    gamma = clip_factors(s_max, tau)
+    root = gamma.sqrt()
+    q_rows = spec.nope_dim + spec.rope_dim
+    _scale_head_rows_(spec.q_weight, root, q_rows, 0, spec.nope_dim)
+    _scale_head_rows_(spec.q_weight, gamma, q_rows, spec.nope_dim, q_rows)
+    _scale_head_rows_(spec.k_weight, root, spec.nope_dim + spec.v_head_dim, 0, spec.nope_dim)
+    if spec.q_bias is not None:
+        _scale_head_rows_(spec.q_bias, root, q_rows, 0, spec.nope_dim)
+        _scale_head_rows_(spec.q_bias, gamma, q_rows, spec.nope_dim, q_rows)
+    if spec.k_bias is not None:
+        _scale_head_rows_(spec.k_bias, root, spec.nope_dim + spec.v_head_dim, 0, spec.nope_dim)
+    return (s_max > tau).sum()
+
+
+@dataclass
+class ClipStats:
+    """One step's QK-Clip record: per-layer max logit (after the MAX over micro-batches and ranks) and the
+    number of heads clipped. Tensors stay on the device; ``as_dict`` syncs."""
+
+    names: list[str]
+    max_logits: Tensor  # (layers,)
+    heads_clipped: Tensor  # (layers,)
+    tau: float
+    per_head: list[Tensor] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        maxes = self.max_logits.tolist()
+        clipped = self.heads_clipped.tolist()
+        return {n: {"max_logit": m, "heads_clipped": int(c)} for n, m, c in zip(self.names, maxes, clipped)}
+
+    @property
+    def max_logit(self) -> float:
+        return float(self.max_logits.max()) if self.max_logits.numel() else float("-inf")
+
+    @property
+    def total_clipped(self) -> int:
+        return int(self.heads_clipped.sum()) if self.heads_clipped.numel() else 0
+
+
+class QKClip:
+    """Per-head QK-Clip over a list of attention layers, fed by the maxima captured in their forward passes."""
+
+    def __init__(
+        self,
+        specs: Sequence[AttentionSpec],
+        tau: float = 100.0,
+        enabled: bool = True,
+        process_group: dist.ProcessGroup | None = None,
+    ) -> None:
+        if tau <= 0:
+            raise ValueError(f"tau must be positive; got {tau}")
+        if not specs:
+            raise ValueError("QKClip needs at least one attention layer spec")
+        self.specs = list(specs)
+        self.tau = float(tau)
+        self.enabled = enabled
+        self.process_group = process_group
+        self.last_stats: ClipStats | None = None
+        normed = [s.name for s in self.specs if s.has_qk_norm]
+        if normed:
+            warnings.warn(
+                f"{len(normed)} attention layers apply QK-norm after the projections (e.g. {normed[0]}): the norm "
+                "cancels QK-Clip's rescaling of W_q/W_k there, so max logits are logged but clipping has no effect.",
+                stacklevel=2,
+            )
+        for s in self.specs:
+            enable_capture(s.module)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, tau: float = 100.0, **kwargs: object) -> QKClip:
+        """Find the attention layers of ``model`` (see ``synth.optim.families``) and build a QKClip."""
+        from synth.optim.families import attention_specs
+
+        return cls(attention_specs(model), tau=tau, **kwargs)  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        for s in self.specs:
+            reset_max_logits(s.module)
+
+    @torch.no_grad()
+    def gather(self) -> list[Tensor]:
+        """Per-layer ``(num_heads,)`` maxima, MAX-reduced over ranks in one all_reduce. Layers that ran no
+        forward pass this step report -inf."""
+        device = self.specs[0].q_weight.device
+        # fp64 models keep fp64 maxima, so tests can check min(S_max, tau) to fp64 precision.
+        dtype = torch.float64 if any(s.q_weight.dtype == torch.float64 for s in self.specs) else torch.float32
+        width = max(s.num_heads for s in self.specs)
+        table = torch.full((len(self.specs), width), float("-inf"), device=device, dtype=dtype)
+        for i, s in enumerate(self.specs):
+            captured: Tensor | None = getattr(s.module, CAPTURE_ATTR, None)
+            if captured is not None:
+                table[i, : s.num_heads] = captured.to(device=device, dtype=dtype)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
+            dist.all_reduce(table, op=dist.ReduceOp.MAX, group=self.process_group)
+        return [table[i, : s.num_heads] for i, s in enumerate(self.specs)]
+
+    @torch.no_grad()
+    def step(self) -> ClipStats:
+        """Gather this step's maxima, clip the heads over tau (unless disabled), reset the capture, return stats."""
+        per_layer = self.gather()
+        clipped: list[Tensor] = []
+        for s, s_max in zip(self.specs, per_layer):
+            if not self.enabled:
+                clipped.append(torch.zeros((), dtype=torch.long, device=s_max.device))
+            elif s.kind == "mla":
+                clipped.append(clip_mla_(s, s_max, self.tau))
+            else:
+                clipped.append(clip_mha_gqa_(s, s_max, self.tau))
+        self.reset()
+        stats = ClipStats(
+            names=[s.name for s in self.specs],
+            max_logits=torch.stack([m.max() for m in per_layer]),
+            heads_clipped=torch.stack(clipped),
+            tau=self.tau,
+            per_head=per_layer,
+        )
+        self.last_stats = stats
+        if logger.isEnabledFor(logging.INFO):
+            # Only pays for a device sync when someone listens.
+            d = stats.as_dict()
+            logger.info(
+                "qk-clip tau=%.1f max_logit=%.2f heads_clipped=%d per_layer=%s",
+                self.tau,
+                stats.max_logit,
+                stats.total_clipped,
+                {k: (round(v["max_logit"], 2), v["heads_clipped"]) for k, v in d.items()},
+            )
+        return stats

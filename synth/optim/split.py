@@ -1,0 +1,84 @@
+"""Deciding which parameters Muon may update.
+
+Muon is for the 2-D weight matrices of hidden layers (attention and MLP projections). These must NOT go to Muon,
+even when they are 2-D: token embeddings (a lookup table: each row sees only its token's gradient), the output
+head (its rows are per-token logits, and tied heads are the embedding), norms' gains and all biases (1-D), and
+anything of more than two dimensions (convolutions). They go to AdamW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+# Last name component of modules that are output heads in common model code.
+HEAD_NAMES = frozenset({"lm_head", "output", "head", "classifier", "score", "embed_out", "output_layer"})
+
+
+@dataclass
+class ParamSplit:
+    """Named parameters for each optimizer, every trainable parameter exactly once."""
+
+    muon: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+    adamw: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+
+    def param_groups(self, **adamw_overrides: Any) -> list[dict[str, Any]]:
+        """Groups for ``MuonClip``: ``use_muon`` marks each. ``adamw_overrides`` (say ``lr=3e-4``) apply to the
+        AdamW group only."""
+        groups: list[dict[str, Any]] = []
+        if self.muon:
+            groups.append({"params": [p for _, p in self.muon], "use_muon": True})
+        if self.adamw:
+            groups.append({"params": [p for _, p in self.adamw], "use_muon": False, **adamw_overrides})
+        return groups
+
+
+def _output_head_params(model: nn.Module) -> set[int]:
+    ids: set[int] = set()
+    get_out = getattr(model, "get_output_embeddings", None)
+    if callable(get_out):
+        head = get_out()
+        if isinstance(head, nn.Module):
+            ids.update(id(p) for p in head.parameters())
+    vocab_sizes = {m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)}
+    for name, m in model.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        if last in HEAD_NAMES:
+            ids.update(id(p) for p in m.parameters())
+        # A projection to the vocabulary at the top of a model is a head whatever it is called.
+        elif (
+            isinstance(m, nn.Linear) and m.out_features in vocab_sizes and m.out_features > m.in_features * 4
+        ):
+            ids.update(id(p) for p in m.parameters())
+    return ids
+
+
+def split_params(model: nn.Module, adamw_names: tuple[str, ...] = ()) -> ParamSplit:
+    """Split ``model``'s trainable parameters: 2-D hidden matrices to Muon, the rest to AdamW.
+
+    ``adamw_names``: extra substrings of parameter names to force onto AdamW.
+    """
+    embed_ids = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag)
+        for p in m.parameters()
+    }
+    head_ids = _output_head_params(model)
+    split = ParamSplit()
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue  # tied weights appear once
+        seen.add(id(p))
+        to_adamw = (
+            p.ndim != 2
+            or id(p) in embed_ids
+            or id(p) in head_ids
+            or "embed" in name
+            or any(s in name for s in adamw_names)
+        )
+        (split.adamw if to_adamw else split.muon).append((name, p))
+    return split

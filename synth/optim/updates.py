@@ -1,0 +1,153 @@
+"""Pure update rules: Muon (K2's form) for hidden matrices and AdamW for everything else.
+
+Both functions take flat lists of tensors and mutate params and state in place; the Optimizer class only finds
+tensors and calls them. Keeping them pure makes them testable against torch.optim one step at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, newton_schulz_batched
+
+# Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a whole
+# 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
+DEFAULT_MAX_STACK_NUMEL = 1 << 29
+
+
+def muon_lr_scale(shape: torch.Size | Sequence[int], rms_scale: float = 0.2) -> float:
+    """K2's per-matrix factor ``0.2 * sqrt(max(A, B))``: it gives Muon's update the RMS of an AdamW update."""
+    a, b = shape[0], shape[1]
+    return rms_scale * math.sqrt(max(a, b))
+
+
+def _stack_key(t: Tensor) -> tuple[int, int, bool, torch.dtype, torch.device]:
+    a, b = t.shape
+    # Tall matrices are stacked transposed, so a 4864x896 MLP matrix joins the 896x4864 ones in one batch and its
+    # Gram matrix is 896x896, not 4864x4864.
+    tall = a > b
+    return (min(a, b), max(a, b), tall, t.dtype, t.device)
+
+
+@torch.no_grad()
+def muon_update_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_bufs: list[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool = True,
+    ns_steps: int = 5,
+    ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    eps: float = NS_EPS,
+    ns_dtype: torch.dtype = torch.bfloat16,
+    rms_scale: float = 0.2,
+    max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
+) -> None:
+    """One K2 Muon step for 2-D matrices, in place.
+
+    ``M = mu*M + G``; ``O = NS5(G + mu*M)`` (or ``NS5(M)`` without Nesterov);
+    ``W = W - lr*(rms_scale*sqrt(max(A,B))*O + wd*W)``.
+    Same-shape matrices (after putting the short side first) run through Newton-Schulz as one batched GEMM chain.
+    """
+    if not params:
+        return
+    for p in params:
+        if p.ndim != 2:
+            raise ValueError(f"Muon updates 2-D matrices only; got a parameter of shape {tuple(p.shape)}")
+    # foreach kernels: one launch per few hundred tensors instead of one per tensor.
+    torch._foreach_mul_(momentum_bufs, momentum)
+    torch._foreach_add_(momentum_bufs, grads)
+    ns_inputs = torch._foreach_add(grads, momentum_bufs, alpha=momentum) if nesterov else momentum_bufs
+
+    # Decoupled weight decay before the orthogonalised step, the order torch.optim.Muon uses too.
+    if weight_decay != 0.0:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, t in enumerate(ns_inputs):
+        groups[_stack_key(t)].append(i)
+
+    for (short, long, tall, _dtype, device), idx in groups.items():
+        per_chunk = max(1, max_stack_numel // (short * long))
+        for start in range(0, len(idx), per_chunk):
+            chunk = idx[start : start + per_chunk]
+            stack = torch.empty((len(chunk), short, long), dtype=ns_dtype, device=device)
+            views = list(stack.unbind(0))
+            # One cast-and-transpose copy per matrix straight into the stack; no fp32 stack in between.
+            torch._foreach_copy_(views, [ns_inputs[i].mT if tall else ns_inputs[i] for i in chunk])
+            ortho = newton_schulz_batched(stack, ns_steps, ns_coefficients, eps, ns_dtype)
+            group_params = [params[i] for i in chunk]
+            # One cast of the whole stack: same-dtype lists take the multi-tensor path, mixed ones loop.
+            ortho = ortho.to(group_params[0].dtype)
+            outs = [o.mT if tall else o for o in ortho.unbind(0)]
+            alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
+            torch._foreach_add_(group_params, outs, alpha=alpha)
+
+
+@torch.no_grad()
+def adamw_update_(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    fused: bool | None = None,
+) -> None:
+    """One AdamW step, in place, with torch.optim.AdamW's formula (decoupled decay, bias correction).
+
+    ``fused=None`` picks torch's fused kernel on CUDA and the foreach path elsewhere. ``state_steps`` are
+    float32 scalar tensors, incremented here, as in torch.optim.AdamW's state.
+    """
+    if not params:
+        return
+    beta1, beta2 = betas
+    use_fused = fused if fused is not None else all(p.is_cuda for p in params)
+    if use_fused:
+        buckets: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            buckets[(p.device, p.dtype)].append(i)
+        for idx in buckets.values():
+            steps = [state_steps[i] for i in idx]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adamw_(
+                [params[i] for i in idx],
+                [grads[i] for i in idx],
+                [exp_avgs[i] for i in idx],
+                [exp_avg_sqs[i] for i in idx],
+                [],
+                steps,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                eps=eps,
+                amsgrad=False,
+                maximize=False,
+            )
+        return
+
+    torch._foreach_add_(state_steps, 1)
+    torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+    steps = [float(s.item()) for s in state_steps]
+    step_sizes = [lr / (1.0 - beta1**s) for s in steps]
+    bias_c2_sqrt = [math.sqrt(1.0 - beta2**s) for s in steps]
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_c2_sqrt)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, [-s for s in step_sizes])

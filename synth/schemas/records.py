@@ -1,0 +1,91 @@
+"""One row type per stage. Every row has a stable ``id`` and, when it failed, an ``error`` with the raw output."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from synth.schemas.messages import Message
+from synth.schemas.rubric import Rubric
+from synth.schemas.tools import ToolSpec
+from synth.schemas.usage import UsageByRole
+from synth.schemas.verdict import Verdict
+
+Difficulty = Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
+
+
+class RowError(BaseModel):
+    """A row that failed keeps what the model said and why it was refused, so it can be inspected and counted."""
+
+    kind: str = Field(description="Short class of failure, e.g. 'validation', 'endpoint', 'tool_sim'.")
+    message: str
+    raw: str | None = Field(default=None, description="The raw model output that could not be used.")
+
+
+class Row(BaseModel):
+    id: str
+    seed: int = 0
+    error: RowError | None = None
+    usage: UsageByRole = Field(default_factory=UsageByRole)
+    model: str | None = None
+
+
+class ToolsetRecord(Row):
+    """Kept for stages that hand a toolset around by value."""
+
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ToolBatchRecord(Row):
+    """Synthetic tools grown for one leaf of the domain tree."""
+
+    domain_path: list[str] = Field(default_factory=list)
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class AgentRecord(Row):
+    name: str = ""
+    domain: str = ""
+    system_prompt: str = ""
+    tool_ids: list[str] = Field(default_factory=list)
+    tools: list[dict[str, Any]] = Field(default_factory=list, description="OpenAI-form tools of the agent.")
+    profile: dict[str, Any] = Field(default_factory=dict, description="Role, tone, policies the prompt was built from.")
+    real_tools: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tools executed for real: name -> MCP server id, or 'builtin' for synth's own (run_python).")
+
+
+class TaskRecord(Row):
+    agent_id: str = ""
+    difficulty: Difficulty = "single_call"
+    user_goal: str = ""
+    persona: str = ""
+    hidden_details: dict[str, Any] = Field(default_factory=dict, description="Facts the user reveals only when asked.")
+    initial_state: dict[str, Any] = Field(default_factory=dict, description="World state the tools start from.")
+    rubric: Rubric | None = None
+
+
+class CallRecord(BaseModel):
+    """How one tool call in a trajectory was answered."""
+
+    tool_call_id: str
+    name: str
+    mode: Literal["real", "simulated", "schema_error", "unknown_tool", "sandbox"]
+    injected: Literal["none", "error", "timeout", "empty", "partial"] = "none"
+    ok: bool = True
+
+
+class TrajectoryRecord(Row):
+    task_id: str = ""
+    agent_id: str = ""
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    calls: list[CallRecord] = Field(default_factory=list)
+    final_state: dict[str, Any] = Field(default_factory=dict)
+    turns: int = 0
+    stop_reason: str = ""
+
+
+class VerdictRecord(Row):
+    trajectory_id: str = ""
+    task_id: str = ""
+    verdict: Verdict | None = None

@@ -1,0 +1,37 @@
+"""Judge verdicts: per-criterion scores with quoted evidence, code-check results, and the decision."""
+
+from pydantic import BaseModel, Field
+
+
+class CriterionScore(BaseModel):
+    criterion_id: str = Field(description="The id of the rubric criterion being scored.")
+    evidence: str = Field(description="A short quote from the trajectory that supports the score.")
+    score: int = Field(ge=0, le=2, description="0 = not met, 1 = partly met, 2 = fully met.")
+    note: str | None = Field(
+        default=None, description="Set by the pipeline, never by the judge: why the judge's score was changed."
+    )
+
+
+class JudgeReply(BaseModel):
+    """The schema the judge model must answer in."""
+
+    scores: list[CriterionScore]
+    summary: str = Field(description="One sentence on the trajectory's quality.")
+
+
+class CheckResult(BaseModel):
+    check_id: str
+    passed: bool
+    detail: str = ""
+
+
+class Verdict(BaseModel):
+    passed: bool
+    score: float = Field(description="Weighted mean criterion score in [0, 1].")
+    scores: list[CriterionScore] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="Why it failed, one line each.")
+    samples: int = 1
+    summary: str | None = Field(default=None, description="The judge's one-sentence summary (first sample).")
+    notes: list[str] = Field(default_factory=list, description="Scores the pipeline changed, and why.")
+    raw: str | None = Field(default=None, description="The judge's raw output when it could not be used.")

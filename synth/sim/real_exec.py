@@ -1,0 +1,454 @@
+"""Real execution of sandbox-safe MCP tools for one episode: a scratch world, real servers over stdio.
+
+``RealToolHub`` owns one scratch root per episode (a temp dir with the episode's seed files and a git
+repository with one commit), starts the sandbox-safe servers lazily (a server starts when one of its tools is
+first called), answers calls with what the real server said, and gives the final world state to the judge via
+``snapshot()`` (taken automatically on exit as ``final_state``).
+
+Tool failures never raise: a server error, an ``isError`` result, a crash or a timeout all come back as
+``RealCallResult(is_error=True)`` so the rollout can turn them into a tool message. Only mistakes of the
+caller (an unknown tool name, using the hub outside ``async with``) raise.
+
+Confinement is each server's own rule (the filesystem server refuses paths outside its allowed directory; git
+is bound to ``--repository``); on top of that, servers run in their own network namespace when this process
+may create one, so a real tool can't reach the network even if it tried.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import mcp_types
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from pydantic import BaseModel, Field
+
+from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
+from synth.tools.servers import SERVERS_FILE, ServerEntry, ensure_installed, load_servers, server_env
+
+log = logging.getLogger(__name__)
+
+# Pinned versions checked against the registries on 2026-11-25; tools_registry/mcp_servers.yaml wins when it
+# has sandbox-safe entries.
+DEFAULT_SERVERS: tuple[ServerEntry, ...] = (
+    ServerEntry(id="pypi/mcp-server-time", registry="pypi", package="mcp-server-time", version="2026.10.19",
+                command="mcp-server-time", category="time", sandbox_safe=True),
+    ServerEntry(id="pypi/mcp-server-git", registry="pypi", package="mcp-server-git", version="2026.10.19",
+                command="mcp-server-git", args=["--repository", "{root}"], category="developer",
+                sandbox_safe=True),
+    ServerEntry(id="npm/@modelcontextprotocol/server-filesystem", registry="npm",
+                package="@modelcontextprotocol/server-filesystem", version="2026.8.31",
+                command="mcp-server-filesystem", args=["{root}"], category="filesystem", sandbox_safe=True),
+    ServerEntry(id="npm/@modelcontextprotocol/server-memory", registry="npm",
+                package="@modelcontextprotocol/server-memory", version="2026.8.31", command="mcp-server-memory",
+                env={"MEMORY_FILE_PATH": "{root}/memory.json"}, category="memory", sandbox_safe=True),
+)  # fmt: skip
+
+SNAPSHOT_FILE_BYTES = 4096
+"""Files up to this size have their text in ``snapshot()``; larger or binary files only their size."""
+SNAPSHOT_MAX_FILES = 500
+
+
+class UnknownToolError(KeyError):
+    """A call named a tool no server of this hub has."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class HubError(RuntimeError):
+    """The hub itself was misused or misconfigured (not a tool failure)."""
+
+
+class RealCallResult(BaseModel):
+    content: str = Field(description="Text of the tool result; for errors, the server's or hub's message.")
+    is_error: bool = Field(default=False, description="The server flagged an error, crashed or timed out.")
+    server: str = Field(description="Server id that answered (or should have).")
+
+
+def sandbox_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
+    """Sandbox-safe entries of the servers file when it has any, else the pinned ``DEFAULT_SERVERS``."""
+    if path.exists():
+        safe = [entry for entry in load_servers(path) if entry.sandbox_safe]
+        if safe:
+            return safe
+    return list(DEFAULT_SERVERS)
+
+
+def spec_from_mcp(entry: ServerEntry, tool: mcp_types.Tool) -> ToolSpec:
+    """The OpenAI-form spec of one tool as the server listed it, with its provenance."""
+    return ToolSpec(
+        id=stable_id("tool", entry.id, tool.name),
+        function=FunctionSpec(
+            name=tool.name,
+            description=tool.description or tool.title or tool.name,
+            parameters=tool.input_schema or {"type": "object", "properties": {}},
+        ),
+        provenance=ToolProvenance(
+            source="mcp", registry=entry.registry, package=entry.package, version=entry.version,
+            server=entry.id, harvested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ),
+        real_exec=True,
+    )  # fmt: skip
+
+
+def result_text(result: mcp_types.CallToolResult) -> str:
+    """Join a tool result's content into the one string a tool message carries."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, mcp_types.EmbeddedResource):
+            resource = block.resource
+            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
+        else:
+            parts.append(f"[{block.type} content: {getattr(block, 'mime_type', 'unknown type')}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    return "\n".join(parts)
+
+
+@dataclass
+class _Server:
+    entry: ServerEntry
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    session: ClientSession | None = None
+    tools: list[mcp_types.Tool] = field(default_factory=list)
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    failed: str | None = None
+
+
+class RealToolHub:
+    """Real tools for one episode. Use as ``async with RealToolHub(...) as hub:``.
+
+    ``specs``: tool specs known from a harvest (``provenance.server`` must name one of ``servers``). Given
+    them, the hub starts no server until a call needs it; without them, entering the hub starts every server
+    to list its tools.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[ServerEntry] | None = None,
+        *,
+        specs: Sequence[ToolSpec] | None = None,
+        initial_files: Mapping[str, str] | None = None,
+        call_timeout_s: float = 30,
+        start_timeout_s: float = 60,
+        isolate_network: bool = True,
+    ) -> None:
+        entries = list(servers) if servers is not None else sandbox_servers()
+        unsafe = [e.id for e in entries if not e.sandbox_safe]
+        if unsafe:
+            raise HubError(f"servers not marked sandbox_safe can't run for real: {unsafe}; simulate them")
+        self._servers = {e.id: _Server(e) for e in entries}
+        self._given_specs = list(specs) if specs is not None else None
+        self._initial_files = dict(initial_files or {})
+        self.call_timeout_s = call_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self._isolate_network = isolate_network and _can_unshare_net()
+        self._specs: list[ToolSpec] | None = None
+        self._owner: dict[str, str] = {}  # tool name -> server id
+        self._base: Path | None = None
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.final_state: dict[str, Any] | None = None
+        """``snapshot()`` taken as the hub closed (None before that)."""
+
+    @property
+    def root(self) -> Path:
+        """The episode's scratch world: what the filesystem server serves and the git repository."""
+        if self._base is None:
+            raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)'")
+        return self._base / "root"
+
+    async def __aenter__(self) -> Self:
+        self._base = Path(tempfile.mkdtemp(prefix="synth-world-")).resolve()
+        try:
+            (self._base / "logs").mkdir()
+            await anyio.to_thread.run_sync(self._init_root)
+            self._stack = AsyncExitStack()
+            self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+            if self._given_specs is not None:
+                self._adopt_specs(self._given_specs)
+            else:
+                for server in self._servers.values():
+                    await self._ensure_started(server)
+                    if server.failed:
+                        raise HubError(f"could not list tools of {server.entry.id}: {server.failed}")
+                listed = [spec_from_mcp(s.entry, t) for s in self._servers.values() for t in s.tools]
+                self._adopt_specs(listed)
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            # The scratch root is gone after exit; keep the final state for the trajectory and the judge.
+            with anyio.move_on_after(self.call_timeout_s):
+                self.final_state = await self.snapshot()
+        except Exception as snap_exc:
+            self.final_state = {"error": f"final snapshot failed: {type(snap_exc).__name__}: {snap_exc}"}
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for server in self._servers.values():
+            server.stop.set()
+        if self._stack is not None:
+            # Each server task closes its own session and transport; the transport kills the server's group.
+            # (No shield here: a cancel scope opened now would wrongly nest around the task group's own.)
+            await self._stack.aclose()
+            self._stack = self._tg = None
+        if self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)
+            self._base = None
+
+    def _init_root(self) -> None:
+        root = self.root
+        root.mkdir()
+        for rel, text in self._initial_files.items():
+            path = _inside(root, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        if any(_is_git(s.entry) for s in self._servers.values()):
+            identity = ["-c", "user.name=synth", "-c", "user.email=synth@localhost"]
+            for cmd in (["init", "-q", "-b", "main"], ["config", "user.name", "synth"],
+                        ["config", "user.email", "synth@localhost"], ["add", "-A"],
+                        [*identity, "commit", "-q", "--allow-empty", "-m", "Initial commit"]):  # fmt: skip
+                _git(root, cmd)
+
+    def _adopt_specs(self, specs: Sequence[ToolSpec]) -> None:
+        owner: dict[str, str] = {}
+        for spec in specs:
+            server_id = spec.provenance.server
+            if server_id not in self._servers:
+                raise HubError(
+                    f"tool {spec.function.name!r} comes from server {server_id!r}, not run by this hub; "
+                    f"servers here: {sorted(self._servers)}"
+                )
+            name = spec.function.name
+            if name in owner and owner[name] != server_id:
+                raise HubError(f"tool name {name!r} is offered by both {owner[name]} and {server_id}; "
+                               "run them in separate hubs")
+            owner[name] = server_id
+        self._specs, self._owner = list(specs), owner
+
+    def _params(self, entry: ServerEntry, exe: Path) -> StdioServerParameters:
+        root = str(self.root)
+        args = [a.replace("{root}", root) for a in entry.args]
+        env = {k: v.replace("{root}", root) for k, v in server_env(entry).items()}
+        command, argv = str(exe), args
+        if self._isolate_network:
+            # unshare(1) without --fork execs the server in place, so the transport's kill still reaches it.
+            command, argv = "unshare", ["--net", "--", str(exe), *args]
+        return StdioServerParameters(command=command, args=argv, env=env, cwd=root)
+
+    async def _ensure_started(self, server: _Server) -> None:
+        if self._tg is None:
+            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
+        async with server.lock:
+            if server.session is not None or server.failed:
+                return
+            try:
+                # Installing is cached and bounded by its own timeout; only the start itself is bounded here.
+                exe = await anyio.to_thread.run_sync(ensure_installed, server.entry)
+                with anyio.fail_after(self.start_timeout_s):
+                    await self._tg.start(self._serve, server, exe)
+            except Exception as exc:  # a server that won't start becomes a tool error, not a crash
+                tail = self._stderr_tail(server.entry)
+                server.failed = f"{type(exc).__name__}: {exc}" + (f"; server stderr: {tail}" if tail else "")
+                log.warning("real exec: %s failed to start: %s", server.entry.id, server.failed)
+
+    async def _serve(self, server: _Server, exe: Path, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Own one server's session for the episode: its transport must be entered and left in one task."""
+        entry, started = server.entry, False
+        try:
+            async with AsyncExitStack() as stack:
+                errlog = stack.enter_context(open(self._log_path(entry), "w"))  # noqa: SIM115
+                read, write = await stack.enter_async_context(stdio_client(self._params(entry, exe), errlog))
+                session = await stack.enter_async_context(ClientSession(read, write))
+                await session.initialize()
+                server.tools = await _list_tools(session)
+                server.session = session
+                started = True
+                task_status.started()
+                await server.stop.wait()
+        except Exception as exc:
+            if not started:
+                raise  # tg.start() hands it to _ensure_started, which records why the server is unavailable
+            # A server that dies mid-episode must not tear down the hub's task group (and the other servers).
+            server.failed = f"{type(exc).__name__}: {exc}"
+            log.warning("real exec: %s ended with an error: %s", entry.id, server.failed)
+        finally:
+            server.session = None
+
+    def _log_path(self, entry: ServerEntry) -> Path:
+        assert self._base is not None
+        return self._base / "logs" / (entry.id.replace("/", "_").replace("@", "") + ".stderr")
+
+    def _stderr_tail(self, entry: ServerEntry) -> str:
+        try:
+            return " | ".join(self._log_path(entry).read_text(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return ""
+
+    def tools(self) -> list[ToolSpec]:
+        """The hub's tools in OpenAI form (``spec.openai()``), with provenance and ``real_exec=True``."""
+        if self._specs is None:
+            raise HubError("tool specs are known only inside 'async with RealToolHub(...)' (or pass specs=)")
+        return list(self._specs)
+
+    def server_of(self, name: str) -> str:
+        """Server id that runs tool ``name``; raises UnknownToolError listing the known tools."""
+        if self._specs is None:
+            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
+        try:
+            return self._owner[name]
+        except KeyError:
+            raise UnknownToolError(
+                f"unknown real tool {name!r}; known tools: {', '.join(sorted(self._owner)) or '(none)'}"
+            ) from None
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> RealCallResult:
+        """Call tool ``name`` on its real server; any failure of the tool comes back as ``is_error=True``."""
+        server = self._servers[self.server_of(name)]
+        await self._ensure_started(server)
+        session = server.session
+        if session is None:
+            why = server.failed or "the server has stopped"
+            return RealCallResult(content=f"Error: tool {name!r} unavailable: {why}", is_error=True,
+                                  server=server.entry.id)
+        try:
+            with anyio.fail_after(self.call_timeout_s):
+                result = await session.call_tool(name, dict(arguments or {}))
+        except TimeoutError:
+            return RealCallResult(content=f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s",
+                                  is_error=True, server=server.entry.id)
+        except Exception as exc:  # protocol errors (bad arguments, a crashed server) are tool errors too
+            message = getattr(getattr(exc, "error", None), "message", None) or str(exc) or type(exc).__name__
+            return RealCallResult(content=f"Error: {message}", is_error=True, server=server.entry.id)
+        return RealCallResult(content=result_text(result), is_error=bool(result.is_error),
+                              server=server.entry.id)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """JSON-able state of the real world now, for the judge's code checks.
+
+        - ``files``: relative path -> {"size", "content"}; content only for small UTF-8 files; ``.git`` and
+          files that are a server's own storage (``memory.json``) are left out.
+        - ``memory``: the memory server's graph from ``read_graph`` if that server was started, else None.
+        - ``git``: {"log": one-line commits, newest first, "status": porcelain lines}, or None.
+        """
+        root = self.root
+        internal = {v.replace("{root}/", "") for s in self._servers.values() for v in s.entry.env.values()
+                    if v.startswith("{root}/")}  # fmt: skip
+        state: dict[str, Any] = {"files": await anyio.to_thread.run_sync(_file_tree, root, internal)}
+        state["memory"] = await self._memory_graph()
+        if (root / ".git").is_dir():
+            log_lines = await anyio.to_thread.run_sync(_git, root, ["log", "--oneline", "--no-decorate"])
+            status = await anyio.to_thread.run_sync(_git, root, ["status", "--porcelain"])
+            state["git"] = {"log": log_lines.splitlines(), "status": status.splitlines()}
+        else:
+            state["git"] = None
+        return state
+
+    async def _memory_graph(self) -> Any:
+        for server in self._servers.values():
+            session = server.session
+            if session is None or not any(t.name == "read_graph" for t in server.tools):
+                continue
+            try:
+                with anyio.fail_after(self.call_timeout_s):
+                    result = await session.call_tool("read_graph", {})
+            except Exception as exc:  # a snapshot reports what it could not read
+                return {"error": f"read_graph failed: {exc}"}
+            text = result_text(result)
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                return {"text": text}
+        return None
+
+
+async def _list_tools(session: ClientSession) -> list[mcp_types.Tool]:
+    tools: list[mcp_types.Tool] = []
+    cursor: str | None = None
+    while True:
+        params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        listed = await session.list_tools(params=params)
+        tools.extend(listed.tools)
+        cursor = listed.next_cursor
+        if not cursor:
+            return tools
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root/rel``, refusing paths that would land outside the root (absolute or with '..')."""
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise HubError(f"initial file path {rel!r} must be relative and stay inside the scratch root")
+    return root.joinpath(*pure.parts)
+
+
+def _is_git(entry: ServerEntry) -> bool:
+    return "git" in entry.command or entry.package.endswith("server-git")
+
+
+def _git(root: Path, args: list[str]) -> str:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+    if proc.returncode != 0:
+        raise HubError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _file_tree(root: Path, internal: set[str]) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not (Path(dirpath) == root and d == ".git"))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if rel in internal or path.is_symlink():
+                continue
+            if len(files) >= SNAPSHOT_MAX_FILES:
+                files["..."] = {"size": None, "content": f"more than {SNAPSHOT_MAX_FILES} files, rest left out"}
+                return files
+            size = path.stat().st_size
+            content: str | None = None
+            if size <= SNAPSHOT_FILE_BYTES:
+                try:
+                    content = path.read_text(encoding="utf-8")
+                except (UnicodeDecodeError, OSError):
+                    content = None
+            files[rel] = {"size": size, "content": content}
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def _can_unshare_net() -> bool:
+    """Whether servers can get their own (empty) network namespace; probed, since containers may forbid it."""
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

@@ -1,0 +1,454 @@
+"""Run model-written Python for real, with no network, no writes outside a scratch dir, and hard limits.
+
+How (Linux, as root; anything else fails closed):
+- ``unshare`` gives the run new network, mount, PID, IPC and UTS namespaces. The new network namespace has only a
+  loopback that is down, so nothing is reachable, not even servers listening on the host's 127.0.0.1.
+- A launcher (stdlib Python, PID 1 of the new PID namespace, still root) remounts every mount read-only, mounts a
+  small private tmpfs as the working dir, hides root-only directories such as ``/root`` behind empty tmpfs (only
+  the interpreter's own install is bound back in), then forks the child that drops to a random unprivileged uid
+  with ``no_new_privs`` and rlimits (CPU, address space, processes, file size, open files) and execs ``python -I``.
+- The host side kills the whole process group at the wall-clock limit; when PID 1 dies the kernel kills every
+  process left in the namespace, so nothing the code forked survives the run.
+
+A random uid per run keeps RLIMIT_NPROC (counted per uid) from being shared between concurrent sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from pydantic import BaseModel, Field
+
+OUTPUT_LIMIT = 64_000
+"""Bytes of stdout and of stderr kept; the rest is counted and dropped, so a print loop can't flood the host."""
+
+_UID_RANGE = (1_000_000, 2_000_000)
+_LAUNCHER_FAILED = 125
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be set up; the code was NOT run (never falls back to running it unconfined)."""
+
+
+class SandboxUnavailable(SandboxError):
+    """This machine can't provide the isolation; see ``sandbox_available()`` for why."""
+
+
+class SandboxResult(BaseModel):
+    stdout: str = Field(description="Standard output, truncated to OUTPUT_LIMIT bytes with a marker.")
+    stderr: str = Field(description="Standard error, truncated the same way.")
+    exit_code: int = Field(description="Exit status; minus the signal number when a signal ended it.")
+    timed_out: bool = Field(default=False, description="The wall-clock limit was hit and the run was killed.")
+    killed: str | None = Field(
+        default=None,
+        description="Why a limit stopped it: 'wall_time', 'cpu_time', 'memory', 'file_size', or 'signal:NAME'.",
+    )
+    duration_s: float = Field(description="Wall-clock seconds, setup included.")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+# The launcher runs as root inside the new namespaces and sees only the stdlib (python -I -S). It reads its
+# config file, sets up the mounts, forks the unprivileged child and reports how the child ended on a pipe that
+# the host passed in (the root filesystem is read-only by then, so no status file can be written).
+_LAUNCHER = r"""
+import ctypes, json, os, resource, sys
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+FLAG_OF = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+           "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
+libc = ctypes.CDLL(None, use_errno=True)
+cfg = json.load(open(sys.argv[1]))
+status = os.fdopen(cfg["status_fd"], "w")
+
+
+def fail(msg):
+    status.write(json.dumps({"error": msg}))
+    status.close()
+    os._exit(125)
+
+
+def mount(src, target, fstype, flags, data=None):
+    enc = lambda s: None if s is None else s.encode()
+    if libc.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        err = ctypes.get_errno()
+        fail(f"mount({src!r}, {target!r}, {fstype!r}, {flags:#x}) failed: {os.strerror(err)}")
+
+
+def unescape(path):
+    return path.encode().decode("unicode_escape")
+
+
+def hidden_ancestor(path):
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts)):
+        d = "/" + "/".join(parts[:i])
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+try:
+    work, uid = cfg["workdir"], cfg["uid"]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    # Root-only dirs on the way to the interpreter (pyenv under /root) are masked by an empty tmpfs, and only
+    # the interpreter's tree is bound back, so the run can start python without seeing the rest of /root.
+    masks = {}
+    for p in cfg["expose"]:
+        h = hidden_ancestor(p)
+        if h:
+            masks.setdefault(h, []).append((p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
+    for m in cfg["mask"]:
+        if os.path.isdir(m) and not os.path.islink(m):
+            masks.setdefault(m, [])
+    for m, binds in masks.items():
+        mount("tmpfs", m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+        for p, fd in binds:
+            os.makedirs(p, mode=0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
+            os.close(fd)
+    mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={cfg['disk_mb']}m,mode=0700,uid={uid},gid={uid}")
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        target, opts = unescape(fields[4]), fields[5].split(",")
+        if target == work or target == "/proc" or target.startswith("/proc/"):
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+        for o in opts:
+            flags |= FLAG_OF.get(o, 0)
+        mount(None, target, None, flags)
+    for name, text in cfg["files"].items():
+        path = os.path.join(work, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chown(path, uid, uid)
+except Exception as exc:
+    fail(f"sandbox setup failed: {type(exc).__name__}: {exc}")
+
+child = os.fork()
+if child == 0:
+    try:
+        status.close()
+        os.chdir(work)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: setuid binaries can't regain root
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+        for name, (soft, hard) in cfg["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        os.execve(cfg["python"], [cfg["python"], *cfg["argv"]], cfg["env"])
+    except BaseException as exc:
+        os.write(2, f"sandbox: could not start python: {exc}\n".encode())
+    os._exit(125)
+
+while True:
+    try:
+        pid, st, ru = os.wait4(-1, 0)
+    except ChildProcessError:
+        fail("sandbox: lost the child process")
+    if pid == child:
+        break
+status.write(json.dumps({
+    "exit_code": os.waitstatus_to_exitcode(st),
+    "signal": os.WTERMSIG(st) if os.WIFSIGNALED(st) else None,
+    "cpu_s": ru.ru_utime + ru.ru_stime,
+}))
+status.close()
+"""
+
+# Runs the solution and then the tests in one namespace, so tests can use the solution's names; pytest-style
+# ``test_*`` functions defined by the tests file are called too, so both assert scripts and test functions work.
+_CHECK_RUNNER = r"""
+import os
+ns = {"__name__": "__main__"}
+for name in ("solution.py", "tests.py"):
+    path = os.path.abspath(name)
+    with open(path, encoding="utf-8") as f:
+        exec(compile(f.read(), path, "exec"), ns)
+tests_path = os.path.abspath("tests.py")
+for key, value in list(ns.items()):
+    code = getattr(value, "__code__", None)
+    if key.startswith("test_") and callable(value) and code is not None and code.co_filename == tests_path:
+        value()
+"""
+
+
+def _interpreter_paths(python: str) -> list[str]:
+    """Directories the unprivileged child must reach to start ``python`` (its install and its venv)."""
+    real = os.path.realpath(python)
+    paths = {sys.prefix, sys.base_prefix, os.path.dirname(real), os.path.dirname(os.path.dirname(real))}
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+def _rlimits(cpu_s: int, memory_mb: int, max_procs: int, disk_mb: int) -> dict[str, tuple[int, int]]:
+    mb = 1024 * 1024
+    return {
+        # The soft limit sends SIGXCPU; the hard one, a second later, SIGKILL for code that catches SIGXCPU.
+        "RLIMIT_CPU": (cpu_s, cpu_s + 1),
+        "RLIMIT_AS": (memory_mb * mb, memory_mb * mb),
+        "RLIMIT_NPROC": (max_procs, max_procs),
+        "RLIMIT_FSIZE": (disk_mb * mb, disk_mb * mb),
+        "RLIMIT_NOFILE": (256, 256),
+        "RLIMIT_CORE": (0, 0),
+    }
+
+
+def _drain(stream: IO[bytes], keep: bytearray, limit: int, dropped: list[int]) -> None:
+    """Read a pipe to EOF, keeping the first ``limit`` bytes; keep reading so the writer never blocks."""
+    while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+        room = limit - len(keep)
+        if room > 0:
+            keep += chunk[:room]
+        dropped[0] += max(0, len(chunk) - max(room, 0))
+    stream.close()
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    try:
+        stream.write(data)
+    except (BrokenPipeError, OSError):
+        pass  # the code exited without reading all its input; that's its business
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _text(data: bytearray, dropped: int) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return text + (f"\n[... {dropped} more bytes truncated]" if dropped else "")
+
+
+def _why_killed(exit_sig: int | None, cpu_s: float, cpu_limit: int, stderr: str, exit_code: int) -> str | None:
+    if exit_sig == signal.SIGXCPU or (exit_sig == signal.SIGKILL and cpu_s >= cpu_limit):
+        return "cpu_time"
+    if exit_sig == signal.SIGXFSZ:
+        return "file_size"
+    if exit_code != 0 and "MemoryError" in stderr[-2000:]:
+        return "memory"
+    if exit_sig is not None:
+        return f"signal:{signal.Signals(exit_sig).name}"
+    return None
+
+
+def _run(
+    files: Mapping[str, str],
+    argv: list[str],
+    *,
+    timeout_s: float,
+    cpu_s: int,
+    memory_mb: int,
+    stdin: str,
+    max_procs: int,
+    disk_mb: int,
+    output_limit: int,
+) -> SandboxResult:
+    if not shutil.which("unshare"):
+        raise SandboxUnavailable("the 'unshare' program (util-linux) is not installed; install util-linux")
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(
+            "the sandbox needs root (uid 0) to create namespaces and drop to an unprivileged uid; "
+            "run the rollout as root, e.g. in its container"
+        )
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="synth-sbx-"))
+    status_r, status_w = os.pipe()
+    try:
+        base.chmod(0o711)  # the child (another uid) must traverse it to reach its tmpfs working dir
+        work = base / "work"
+        work.mkdir()
+        uid = random.SystemRandom().randrange(*_UID_RANGE)
+        config = {
+            "workdir": str(work),
+            "uid": uid,
+            "python": sys.executable,
+            "argv": argv,
+            "files": dict(files),
+            "expose": _interpreter_paths(sys.executable),
+            "mask": ["/run"],  # unix sockets of host daemons live there
+            "rlimits": _rlimits(cpu_s, memory_mb, max_procs, disk_mb),
+            "disk_mb": disk_mb,
+            "status_fd": status_w,
+            "env": {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": str(work),
+                "TMPDIR": str(work),
+                "USER": "sandbox",
+                "LOGNAME": "sandbox",
+                "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8",
+                # Thread pools sized to the host would hit RLIMIT_NPROC (threads count as processes).
+                "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            },
+        }
+        config_path = base / "config.json"
+        config_path.write_text(json.dumps(config))
+        config_path.chmod(0o600)
+        cmd = [
+            "unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
+            "--", sys.executable, "-I", "-S", "-c", _LAUNCHER, str(config_path),
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(status_w,),
+            start_new_session=True,  # one process group to kill: unshare, the launcher and the child
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        )
+        os.close(status_w)
+        status_w = -1
+        out, err = bytearray(), bytearray()
+        out_dropped, err_dropped = [0], [0]
+        threads = [
+            threading.Thread(target=_drain, args=(proc.stdout, out, output_limit, out_dropped), daemon=True),
+            threading.Thread(target=_drain, args=(proc.stderr, err, output_limit, err_dropped), daemon=True),
+        ]
+        if stdin:
+            threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True))
+        for t in threads:
+            t.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            proc.wait()
+        for t in threads:
+            t.join(timeout=5)
+        with os.fdopen(status_r, "r") as fh:
+            status_r = -1
+            raw_status = fh.read()
+    finally:
+        for fd in (status_r, status_w):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(base, ignore_errors=True)
+
+    status = json.loads(raw_status) if raw_status else {}
+    stderr_text = _text(err, err_dropped[0])
+    if "error" in status or (not timed_out and not status):
+        why = status.get("error") or f"launcher exited {proc.returncode}: {stderr_text[-500:]}"
+        raise SandboxError(f"{why} (the code was not run)")
+    if timed_out:
+        exit_code, killed = -signal.SIGKILL, "wall_time"
+    else:
+        exit_code = int(status["exit_code"])
+        killed = _why_killed(status["signal"], float(status["cpu_s"]), cpu_s, stderr_text, exit_code)
+    return SandboxResult(
+        stdout=_text(out, out_dropped[0]),
+        stderr=stderr_text,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        killed=killed,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_available() -> tuple[bool, str]:
+    """Whether this machine can sandbox, and why not; probed once by running a tiny program in a sandbox."""
+    if not sys.platform.startswith("linux"):
+        return False, f"the sandbox needs Linux namespaces; this is {sys.platform}"
+    # In a fresh network namespace loopback is down, so even 127.0.0.1 is unreachable (ENETUNREACH); on the
+    # host the same connect would be refused instead.
+    probe = (
+        "import errno, os, socket\n"
+        "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=2)\n    print('net-open')\n"
+        "except OSError as e:\n    print('net-closed' if e.errno == errno.ENETUNREACH else 'net-open', os.getuid())\n"
+    )
+    try:
+        result = _run({"main.py": probe}, ["-I", "main.py"], timeout_s=30, cpu_s=10, memory_mb=512, stdin="",
+                      max_procs=16, disk_mb=8, output_limit=4096)
+    except SandboxError as exc:
+        return False, str(exc)
+    words = result.stdout.split()
+    if result.exit_code != 0 or words[:1] != ["net-closed"] or words[1:2] == ["0"]:
+        return False, f"sandbox probe misbehaved (exit {result.exit_code}): {result.stdout!r} {result.stderr[-300:]!r}"
+    return True, "unshare namespaces (net, mount, pid, ipc, uts), read-only mounts, unprivileged uid, rlimits"
+
+
+def _require() -> None:
+    ok, why = sandbox_available()
+    if not ok:
+        raise SandboxUnavailable(f"cannot run code in a sandbox here: {why}")
+
+
+def run_python(
+    code: str,
+    *,
+    timeout_s: float = 10,
+    cpu_s: int = 5,
+    memory_mb: int = 512,
+    stdin: str = "",
+    max_procs: int = 32,
+    disk_mb: int = 64,
+    output_limit: int = OUTPUT_LIMIT,
+    files: Mapping[str, str] | None = None,
+) -> SandboxResult:
+    """Run ``code`` as ``main.py`` with ``python -I`` in a fresh sandbox and return what it printed.
+
+    ``files`` (relative path -> text) are written into the working dir first, e.g. data the code reads.
+    Raises SandboxUnavailable / SandboxError when the sandbox can't be set up; the code is then never run.
+    """
+    _require()
+    all_files = {**(files or {}), "main.py": code}
+    return _run(all_files, ["-I", "-u", "main.py"], timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
+                stdin=stdin, max_procs=max_procs, disk_mb=disk_mb, output_limit=output_limit)
+
+
+def check_python(
+    code: str,
+    tests: str,
+    *,
+    timeout_s: float = 10,
+    cpu_s: int = 5,
+    memory_mb: int = 512,
+    max_procs: int = 32,
+) -> SandboxResult:
+    """Run ``code`` and then assert-based ``tests`` (plus any ``test_*`` functions they define) in one namespace.
+
+    Passed when ``result.ok``; a failing assert shows up as exit code 1 with its traceback in stderr.
+    """
+    _require()
+    files = {"solution.py": code, "tests.py": tests}
+    return _run(files, ["-I", "-u", "-c", _CHECK_RUNNER], timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
+                stdin="", max_procs=max_procs, disk_mb=64, output_limit=OUTPUT_LIMIT)
+
+
+async def run_python_async(code: str, **kwargs: object) -> SandboxResult:
+    """``run_python`` off the event loop, for rollouts that run many episodes concurrently."""
+    return await asyncio.to_thread(functools.partial(run_python, code, **kwargs))  # type: ignore[arg-type]

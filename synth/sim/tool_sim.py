@@ -1,0 +1,313 @@
+"""The stateful, stochastic tool simulator: answers an agent's tool calls the way a real server would.
+
+One boundary turns every call into the text of a tool message plus a ``CallRecord`` (tau2-bench style):
+- unknown tool or arguments that break the tool's JSON Schema: the error a real server gives, no model call;
+- a tool that a ``RealToolHub`` serves (and ``real_exec`` on): called for real;
+- ``run_python``: run in the sandbox;
+- anything else: the model plays the tool, given the current world state, and returns a result plus an
+  RFC 6902 patch that the world applies (or drops, when it does not apply).
+Injected failures (errors, timeouts, empty and partial results) are drawn from a ``random.Random`` seeded by the
+episode seed and the call's index, so the same calls under the same seed fail the same way; they never change state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import jsonschema
+import jsonschema.exceptions
+from pydantic import BaseModel, Field
+
+from synth.config import RolloutsStageConfig
+from synth.prompts import render
+from synth.schemas.messages import ToolCall
+from synth.schemas.records import CallRecord
+from synth.schemas.usage import UsageByRole
+from synth.sim.world import PatchEvent, PatchOp, WorldState, sub_seed
+
+log = logging.getLogger(__name__)
+
+Injected = Literal["none", "error", "timeout", "empty", "partial"]
+
+RUN_PYTHON = "run_python"
+RUN_PYTHON_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": RUN_PYTHON,
+        "description": (
+            "Run a Python 3 program in a sandbox with no network access and limited CPU, memory and time. "
+            "Returns its exit code, stdout and stderr. Print what you need to see."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "The complete Python program to run."}},
+            "required": ["code"],
+        },
+    },
+}
+
+SERVER_ERRORS = (
+    "Error 503: service temporarily unavailable",
+    "Error 500: internal server error",
+    "Error 429: rate limit exceeded, retry later",
+    "Error 502: bad gateway",
+)
+TIMEOUT_MESSAGE = "Error: tool call timed out after 30s"
+EMPTY_RESULTS = ("[]", "{}", "null", "")
+STATE_CHARS = 6000
+"""Characters of world state shown to the simulator; a small model's context can't take an unbounded state."""
+
+
+class ToolSimReply(BaseModel):
+    """What the tool simulator answers for one call."""
+
+    result: Any = Field(
+        description="What the tool returns to the caller: a JSON object, list or string, realistic and consistent "
+        "with the state. For a failed request, a string starting with 'Error:'."
+    )
+    patch: list[PatchOp] = Field(
+        default_factory=list,
+        max_length=8,
+        description="RFC 6902 JSON Patch operations this call makes to the state; [] if it only reads.",
+    )
+
+
+class RealCallResultLike(Protocol):
+    content: str
+    is_error: bool
+    server: str
+
+
+class ToolHub(Protocol):
+    """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (kept structural so tests need no servers)."""
+
+    def tools(self) -> list[Any]: ...
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> RealCallResultLike: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class StructuredPool(Protocol):
+    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], **kwargs: Any) -> Any: ...
+
+
+@dataclass
+class ToolOutcome:
+    """One answered call: the tool message's content, how it was answered, and its patch, if any."""
+
+    content: str
+    record: CallRecord
+    patch: PatchEvent | None = None
+
+
+@dataclass
+class _Seen:
+    name: str
+    arguments: str
+    content: str
+
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    return str(tool.get("function", {}).get("name", ""))
+
+
+def _hub_names(hub: ToolHub | None) -> set[str]:
+    if hub is None:
+        return set()
+    names = set()
+    for spec in hub.tools():
+        fn = getattr(spec, "function", None)
+        names.add(getattr(fn, "name", None) or _tool_name(spec if isinstance(spec, dict) else {}))
+    return names
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def argument_error(tool: dict[str, Any], raw_arguments: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse and check a call's arguments against the tool's JSON Schema; the error text is a real server's."""
+    name = _tool_name(tool)
+    try:
+        arguments = json.loads(raw_arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return None, f"Error: invalid arguments for tool {name}: not valid JSON ({exc.msg} at char {exc.pos})"
+    if not isinstance(arguments, dict):
+        return None, f"Error: invalid arguments for tool {name}: expected an object, got {type(arguments).__name__}"
+    schema = tool.get("function", {}).get("parameters") or {"type": "object"}
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        # A harvested schema that is itself broken can't judge arguments; let the call through rather than
+        # invent an error the real server would not give.
+        log.debug("tool %s has an invalid parameters schema (%s); arguments not checked", name, exc.message)
+        return arguments, None
+    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(arguments))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path)
+        at = f" (at '{where}')" if where else ""
+        return arguments, f"Error: invalid arguments for tool {name}: {error.message}{at}"
+    return arguments, None
+
+
+def partial_result(result: Any, rng: random.Random) -> Any:
+    """Cut a result short the way a paginated or interrupted server does, and say so."""
+    if isinstance(result, list) and len(result) > 1:
+        keep = rng.randint(1, len(result) - 1)
+        return {"items": result[:keep], "partial": True, "note": f"showing {keep} of {len(result)} results"}
+    if isinstance(result, dict):
+        lists = [k for k, v in result.items() if isinstance(v, list) and len(v) > 1]
+        out = dict(result)
+        if lists:
+            key = max(lists, key=lambda k: len(result[k]))
+            out[key] = result[key][: rng.randint(1, len(result[key]) - 1)]
+        else:
+            # Nothing to paginate: drop trailing fields, as a response cut off mid-stream would.
+            keys = list(result)
+            for k in keys[max(1, len(keys) // 2):]:
+                out.pop(k)
+        out["partial"] = True
+        return out
+    if isinstance(result, str) and len(result) > 20:
+        return result[: len(result) // 2] + " ... [truncated: partial response]"
+    return {"result": result, "partial": True}
+
+
+def _content(result: Any) -> str:
+    return result if isinstance(result, str) else dumps(result)
+
+
+class ToolSimulator:
+    """Answers the tool calls of one episode, in order; ``calls`` and ``world`` hold what happened."""
+
+    def __init__(
+        self,
+        tools: list[dict[str, Any]],
+        world: WorldState,
+        pool: StructuredPool,
+        cfg: RolloutsStageConfig,
+        *,
+        seed: int,
+        usage: UsageByRole | None = None,
+        hub: ToolHub | None = None,
+    ) -> None:
+        self.tools = {_tool_name(t): t for t in tools}
+        self.world = world
+        self.pool = pool
+        self.cfg = cfg
+        self.seed = seed
+        self.usage = usage
+        self.hub = hub
+        self._real = _hub_names(hub) if cfg.real_exec else set()
+        self._sandbox_ok = cfg.real_exec and RUN_PYTHON in self.tools
+        self._index = 0
+        self._seen: list[_Seen] = []
+        self.calls: list[CallRecord] = []
+
+    def _draw(self, rng: random.Random) -> Injected:
+        # One uniform draw against cumulative rates, so each kind's rate is exactly its configured share.
+        u = rng.random()
+        for kind, rate in (("error", self.cfg.error_rate), ("timeout", self.cfg.timeout_rate),
+                           ("empty", self.cfg.empty_rate), ("partial", self.cfg.partial_rate)):
+            if u < rate:
+                return kind  # type: ignore[return-value]
+            u -= rate
+        return "none"
+
+    async def call(self, tool_call: ToolCall) -> ToolOutcome:
+        """Answer one call. Raises ``ReplyInvalid`` only when the simulator model's reply is unusable."""
+        index = self._index
+        self._index += 1
+        # The draws happen for every call, whatever branch it takes, so one call's outcome never shifts another's.
+        rng = random.Random(sub_seed(self.seed, "tool", index))
+        injected = self._draw(rng)
+        outcome = await self._answer(tool_call, index, injected, rng)
+        self.calls.append(outcome.record)
+        self._seen.append(_Seen(tool_call.function.name, tool_call.function.arguments, outcome.content[:400]))
+        return outcome
+
+    def _record(self, tc: ToolCall, mode: str, injected: Injected = "none", ok: bool = True) -> CallRecord:
+        return CallRecord(tool_call_id=tc.id, name=tc.function.name, mode=mode, injected=injected, ok=ok)  # type: ignore[arg-type]
+
+    async def _answer(self, tc: ToolCall, index: int, injected: Injected, rng: random.Random) -> ToolOutcome:
+        name = tc.function.name
+        tool = self.tools.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self.tools)) or "(none)"
+            return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}",
+                               self._record(tc, "unknown_tool", ok=False))
+        arguments, error = argument_error(tool, tc.function.arguments)
+        if error is not None or arguments is None:
+            return ToolOutcome(error or "Error: invalid arguments", self._record(tc, "schema_error", ok=False))
+        if name == RUN_PYTHON and self._sandbox_ok:
+            sandboxed = await self._sandbox(tc, arguments)
+            if sandboxed is not None:
+                return sandboxed
+        if name in self._real and self.hub is not None:
+            real = await self.hub.call(name, arguments)
+            return ToolOutcome(real.content, self._record(tc, "real", ok=not real.is_error))
+        return await self._simulate(tc, tool, arguments, index, injected, rng)
+
+    async def _sandbox(self, tc: ToolCall, arguments: dict[str, Any]) -> ToolOutcome | None:
+        try:
+            from synth.sim.sandbox import SandboxError, run_python_async
+        except ImportError:  # pragma: no cover - the module ships with the package
+            return None
+        try:
+            res = await run_python_async(str(arguments.get("code", "")))
+        except SandboxError as exc:
+            # Without isolation the code must not run; simulate instead so the episode can go on.
+            log.warning("run_python simulated, sandbox unavailable: %s", exc)
+            self._sandbox_ok = False
+            return None
+        body = {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr}
+        if res.timed_out:
+            body["error"] = f"killed: {res.killed or 'wall_time'}"
+        return ToolOutcome(dumps(body), self._record(tc, "sandbox", ok=res.ok))
+
+    async def _simulate(
+        self, tc: ToolCall, tool: dict[str, Any], arguments: dict[str, Any], index: int, injected: Injected,
+        rng: random.Random,
+    ) -> ToolOutcome:
+        if injected == "error":
+            return ToolOutcome(rng.choice(SERVER_ERRORS), self._record(tc, "simulated", injected, ok=False))
+        if injected == "timeout":
+            return ToolOutcome(TIMEOUT_MESSAGE, self._record(tc, "simulated", injected, ok=False))
+        if injected == "empty":
+            return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
+        reply: ToolSimReply = await self.pool.structured(
+            self._prompt(tool, arguments), ToolSimReply, role="tool_sim",
+            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage,
+        )
+        if injected == "partial":
+            # A cut-off response is not trusted to have committed anything: the patch is dropped.
+            return ToolOutcome(_content(partial_result(reply.result, rng)),
+                               self._record(tc, "simulated", injected))
+        event = self.world.apply(tc.id, reply.patch)
+        if not event.applied:
+            log.info("tool %s: patch dropped (%s)", tc.function.name, event.error)
+        content = _content(reply.result)
+        failed = isinstance(reply.result, str) and reply.result.lstrip().lower().startswith("error")
+        return ToolOutcome(content, self._record(tc, "simulated", ok=not failed), event)
+
+    def _prompt(self, tool: dict[str, Any], arguments: dict[str, Any]) -> list[dict[str, Any]]:
+        fn = tool.get("function", {})
+        state = dumps(self.world.doc)
+        if len(state) > STATE_CHARS:
+            state = state[:STATE_CHARS] + " ... [state truncated]"
+        system = render(
+            "tool_sim",
+            name=fn.get("name", ""),
+            description=fn.get("description", ""),
+            parameters=dumps(fn.get("parameters", {})),
+            state=state,
+            recent=self._seen[-4:],
+        )
+        user = f"Call: {fn.get('name', '')}({dumps(arguments)})"
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -1,0 +1,100 @@
+"""Stage ``agents``: draw a profile and a toolset per agent, have the model write its system prompt."""
+
+from __future__ import annotations
+
+import random
+
+from synth.agents.generate import compose_system_prompt, write_agent
+from synth.agents.profiles import Profile, draw_profile
+from synth.schemas.ids import stable_id
+from synth.schemas.records import AgentRecord, Row
+from synth.schemas.tools import ToolSpec
+from synth.schemas.usage import UsageByRole
+from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
+from synth.stages.tools import load_synthetic
+from synth.tools.builtin import RUN_PYTHON
+
+
+def _registry(ctx: StageContext):  # -> ToolRegistry; imported lazily, the registry loads every committed tool
+    from synth.tools.registry import ToolRegistry
+
+    if "registry" not in ctx.cache:
+        ctx.cache["registry"] = ToolRegistry.load(extra=load_synthetic(ctx))
+    return ctx.cache["registry"]
+
+
+def _kind(index: int, cfg_agents) -> str:
+    """Which kind of toolset agent ``index`` gets: a fixed share calls real sandboxed servers or writes code,
+    so every run exercises real execution, not only simulation."""
+    period = max(1, round(1 / cfg_agents.real_exec_share)) if cfg_agents.real_exec_share > 0 else 0
+    if cfg_agents.coding_share > 0 and index % max(1, round(1 / cfg_agents.coding_share)) == 1:
+        return "coding"
+    if period and index % period == 0:
+        return "real"
+    return "any"
+
+
+class AgentsStage(Stage):
+    name = "agents"
+    needs = "tools"
+    record = AgentRecord
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        cfg = ctx.config
+        registry = _registry(ctx)
+        items = []
+        for i in range(cfg.agents.count):
+            seed = cfg.seed * 100_000 + i
+            rng = random.Random(seed)
+            kind = _kind(i, cfg.agents)
+            tools = self._toolset(registry, kind, rng, cfg.agents.toolset_size)
+            profile = draw_profile(rng)
+            domain = tools[0].provenance.domain_path[0] if tools[0].provenance.domain_path else \
+                (tools[0].provenance.server or "general")
+            payload = {"tool_ids": [t.id for t in tools], "profile": profile.model_dump(), "domain": domain,
+                       "kind": kind}
+            items.append(WorkItem(id=stable_id("agent", payload, seed), seed=seed, payload=payload))
+        return items
+
+    @staticmethod
+    def _toolset(registry, kind: str, rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
+        if kind == "real":
+            real = registry.sample_real_exec_toolset(rng, size)
+            if real:
+                return real
+        tools = registry.sample_toolset(rng, size)
+        if kind == "coding":
+            tools = [RUN_PYTHON, *[t for t in tools if t.function.name != RUN_PYTHON.function.name][:2]]
+        return tools
+
+    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+        registry = _registry(ctx)
+        by_id = {t.id: t for t in [*registry.specs, RUN_PYTHON]}
+        tools = [by_id[i] for i in item.payload["tool_ids"]]
+        profile = Profile.model_validate(item.payload["profile"])
+        usage = UsageByRole()
+        pool = ctx.llm()
+        draft = await write_agent(pool, profile, item.payload["domain"], tools, seed=item.seed, usage=usage)
+        return AgentRecord(
+            id=item.id, seed=item.seed, name=draft.name, domain=item.payload["domain"],
+            system_prompt=compose_system_prompt(draft, profile), tool_ids=[t.id for t in tools],
+            tools=[t.openai() for t in tools], profile={**profile.model_dump(), "kind": item.payload["kind"]},
+            real_tools={t.function.name: (t.provenance.server or "builtin") for t in tools if t.real_exec},
+            usage=usage, model=await pool.model(),
+        )
+
+    def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
+        from synth.agents.diversity import diversity_report
+
+        report = diversity_report([r for r in rows if isinstance(r, AgentRecord) and r.error is None])
+        summary.rejected = {"near_duplicate": len(report.duplicates)} if report.duplicates else {}
+        summary.extra = report.model_dump(exclude={"duplicates"}) | {"duplicate_ids": report.duplicates}
+
+
+def kept_agents(ctx: StageContext) -> list[AgentRecord]:
+    """Agents that succeeded and are not near-duplicates of an earlier one."""
+    from synth.stages.runner import read_summary
+
+    summary = read_summary(ctx.config, AgentsStage.name)
+    dropped = set(summary.extra.get("duplicate_ids", [])) if summary else set()
+    return [a for a in ctx.store(AgentsStage.name).read(AgentRecord) if a.error is None and a.id not in dropped]

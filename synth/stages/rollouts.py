@@ -1,0 +1,42 @@
+"""Stage ``rollouts``: one multi-turn episode per task (agent model, persona user, stateful tools)."""
+
+from __future__ import annotations
+
+from synth.schemas.ids import stable_id
+from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
+from synth.stages.base import Stage, StageContext, WorkItem
+
+
+class RolloutsStage(Stage):
+    name = "rollouts"
+    needs = "tasks"
+    record = TrajectoryRecord
+
+    async def setup(self, ctx: StageContext) -> None:
+        ctx.cache["tasks"] = {t.id: t for t in ctx.store("tasks").read(TaskRecord) if t.error is None}
+        ctx.cache["agents"] = {a.id: a for a in ctx.store("agents").read(AgentRecord)}
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        tasks = sorted((t for t in ctx.store("tasks").read(TaskRecord) if t.error is None), key=lambda t: t.id)
+        return [WorkItem(id=stable_id("traj", t.id, t.seed), seed=t.seed, payload={"task_id": t.id}) for t in tasks]
+
+    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+        from synth.sim.episode import run_episode
+
+        task: TaskRecord = ctx.cache["tasks"][item.payload["task_id"]]
+        agent: AgentRecord = ctx.cache["agents"][task.agent_id]
+        cfg = ctx.config
+        hub = None
+        servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
+        if cfg.rollouts.real_exec and servers:
+            from synth.sim.real_exec import RealToolHub
+
+            hub = RealToolHub.for_servers(servers)
+        if hub is None:
+            traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
+                                     tool_calling=cfg.llm.tool_calling)
+        else:
+            async with hub:
+                traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed, hub=hub,
+                                         tool_calling=cfg.llm.tool_calling)
+        return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id})

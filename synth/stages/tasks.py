@@ -1,0 +1,47 @@
+"""Stage ``tasks``: for each kept agent, tasks of graded difficulty with a persona, a world state and a rubric."""
+
+from __future__ import annotations
+
+from synth.schemas.ids import stable_id
+from synth.schemas.records import AgentRecord, Row, TaskRecord
+from synth.schemas.usage import UsageByRole
+from synth.stages.agents import kept_agents
+from synth.stages.base import Stage, StageContext, WorkItem
+
+
+def difficulties_for(agent: AgentRecord, configured: list[str]) -> list[str]:
+    """A coding agent always gets a coding task first; other agents never get one (they cannot run code)."""
+    if agent.profile.get("kind") == "coding":
+        return ["coding", *[d for d in configured if d != "coding"]]
+    return [d for d in configured if d != "coding"] or ["single_call"]
+
+
+class TasksStage(Stage):
+    name = "tasks"
+    needs = "agents"
+    record = TaskRecord
+
+    async def setup(self, ctx: StageContext) -> None:
+        ctx.cache["agents"] = {a.id: a for a in kept_agents(ctx)}
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        cfg = ctx.config
+        items = []
+        for agent in sorted(kept_agents(ctx), key=lambda a: a.id):
+            levels = difficulties_for(agent, list(cfg.tasks.difficulties))
+            for index in range(cfg.tasks.per_agent):
+                difficulty = levels[index % len(levels)]
+                seed = agent.seed * 100 + index
+                items.append(WorkItem(id=stable_id("task", agent.id, index, difficulty, seed), seed=seed,
+                                      payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
+        return items
+
+    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+        from synth.tasks.generate import generate_task
+
+        agent = ctx.cache["agents"][item.payload["agent_id"]]
+        usage = UsageByRole()
+        task = await generate_task(agent, item.payload["difficulty"], ctx.llm(), seed=item.seed,
+                                   index=item.payload["index"], usage=usage)
+        # The stage owns row identity, so a resumed run agrees with the plan whatever the generator computes.
+        return task.model_copy(update={"id": item.id, "usage": usage, "model": await ctx.llm().model()})

@@ -1,0 +1,121 @@
+"""The tasks stage's unit of work: one agent, one difficulty -> one task with its rubric.
+
+A reply that does not validate, or names something the agent does not have, becomes a task row with
+``error`` set and the raw output kept: a bad row is counted, never raised. An endpoint that does not answer at
+all (``EndpointUnavailable``) does propagate, since that is not the row's fault and the stage should stop and
+resume later rather than write a stage's worth of error rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from synth.config import TasksStageConfig
+from synth.llm.client import LLMPool, ReplyInvalid
+from synth.prompts import render
+from synth.schemas.ids import stable_id
+from synth.schemas.records import AgentRecord, Difficulty, RowError, TaskRecord
+from synth.schemas.usage import UsageByRole
+from synth.tasks.build import DraftInvalid, build_rubric
+from synth.tasks.draft import TaskDraft, draft_json_schema
+from synth.tasks.rubrics import RubricLibrary, default_library
+
+log = logging.getLogger(__name__)
+
+# Enough for every bounded field of TaskDraft plus a modest initial_state; more only lets a small model ramble.
+GENERATOR_MAX_TOKENS = 900
+
+
+class TaskWork(NamedTuple):
+    agent: AgentRecord
+    difficulty: Difficulty
+    index: int
+    seed: int
+
+
+def plan_tasks(agents: list[AgentRecord], cfg: TasksStageConfig, seed: int) -> list[TaskWork]:
+    """``cfg.per_agent`` work items per usable agent, difficulties cycling over ``cfg.difficulties``.
+
+    The cycle runs over all items rather than restarting per agent, so with fewer tasks per agent than
+    difficulties every difficulty is still covered across agents. Agents that failed upstream are skipped.
+    """
+    if not cfg.difficulties:
+        raise ValueError("tasks.difficulties is empty; list at least one difficulty")
+    work: list[TaskWork] = []
+    k = 0
+    for agent in agents:
+        if agent.error is not None:
+            continue
+        for index in range(cfg.per_agent):
+            work.append(TaskWork(agent, cfg.difficulties[k % len(cfg.difficulties)], index, seed))
+            k += 1
+    return work
+
+
+def task_id(agent: AgentRecord, index: int, difficulty: str, seed: int) -> str:
+    return stable_id("task", agent.id, index, difficulty, seed)
+
+
+def sample_seed(agent_id: str, index: int, difficulty: str, seed: int) -> int:
+    """A per-task sampling seed, so two tasks of one agent with the same prompt still differ."""
+    return int(stable_id("seed", agent_id, index, difficulty, seed).split("-")[1][:8], 16)
+
+
+def _tools_for_prompt(agent: AgentRecord) -> list[dict[str, Any]]:
+    out = []
+    for tool in agent.tools:
+        fn = tool.get("function", tool)
+        out.append({"name": fn.get("name", ""), "description": fn.get("description", ""),
+                    "parameters": fn.get("parameters", {})})
+    return out
+
+
+async def generate_task(
+    agent: AgentRecord,
+    difficulty: Difficulty,
+    pool: LLMPool,
+    *,
+    seed: int,
+    index: int,
+    usage: UsageByRole | None = None,
+    library: RubricLibrary | None = None,
+) -> TaskRecord:
+    """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric."""
+    library = library or default_library()
+    template = library.template(difficulty)
+    tools = _tools_for_prompt(agent)
+    names = [t["name"] for t in tools if t["name"]]
+    min_calls = template.calls.min if names else 0
+    row_usage = UsageByRole()
+    row = TaskRecord(id=task_id(agent, index, difficulty, seed), seed=seed, agent_id=agent.id,
+                     difficulty=difficulty, usage=row_usage)
+    variables = {"agent": agent, "tools": tools, "difficulty": difficulty, "template": template, "index": index}
+    messages = [
+        {"role": "system", "content": render("task_gen", part="system", **variables)},
+        {"role": "user", "content": render("task_gen", part="user", **variables)},
+    ]
+    try:
+        draft = await pool.structured(
+            messages, TaskDraft, role="generator", seed=sample_seed(agent.id, index, difficulty, seed),
+            usage=row_usage, json_schema=draft_json_schema(names, min_calls, template.calls.max),
+            max_tokens=GENERATOR_MAX_TOKENS,
+        )
+        rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
+    except ReplyInvalid as exc:
+        row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
+    except DraftInvalid as exc:
+        row.error = RowError(kind="validation", message=f"TaskDraft: {exc}", raw=draft.model_dump_json())
+    else:
+        row.user_goal = draft.user_goal.strip()
+        row.persona = draft.persona.strip()
+        row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}
+        row.initial_state = draft.initial_state
+        row.rubric = rubric
+        for note in notes:
+            log.info("task %s: %s", row.id, note)
+    finally:
+        if usage is not None:
+            usage.merge(row_usage)
+    row.model = await pool.model()
+    return row

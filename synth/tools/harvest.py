@@ -1,0 +1,371 @@
+"""Harvest real MCP servers: install each in isolation, start it over stdio, store what ``tools/list`` says.
+
+One JSONL per server under ``tools_registry/mcp/`` (one line per tool, the tool exactly as the server sent it,
+with provenance), plus ``harvest_report.json`` that says for every server whether it worked and, if not, at
+which stage (install, start, list) and why. A failing server never stops the harvest; a re-run skips servers
+whose JSONL exists, so a killed harvest resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+import mcp_types as types
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from pydantic import BaseModel, ConfigDict, Field
+
+from synth.tools.servers import InstallError, ServerEntry, ensure_installed, server_env
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "harvest_report.json"
+Stage = Literal["install", "start", "list"]
+# A server that pages forever (or repeats a cursor) must not hold a harvest slot forever.
+MAX_PAGES = 100
+
+
+class ServerResult(BaseModel):
+    """What happened to one server in a harvest."""
+
+    server: str
+    registry: Literal["pypi", "npm"]
+    package: str
+    version: str
+    category: str
+    status: Literal["ok", "failed"]
+    stage: Stage | None = Field(default=None, description="Where a failed server failed.")
+    reason: str | None = None
+    tools: int = 0
+    seconds: float = 0.0
+    harvested_at: str | None = None
+    server_info: dict[str, Any] | None = Field(default=None, description="serverInfo from initialize.")
+
+
+class HarvestReport(BaseModel):
+    started_at: str
+    finished_at: str | None = None
+    timeout_s: float
+    servers: list[ServerResult] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> list[ServerResult]:
+        return [r for r in self.servers if r.status == "ok"]
+
+    @property
+    def failed(self) -> list[ServerResult]:
+        return [r for r in self.servers if r.status == "failed"]
+
+    @property
+    def tool_count(self) -> int:
+        return sum(r.tools for r in self.ok)
+
+    def summary(self) -> dict[str, Any]:
+        by_stage: dict[str, int] = {}
+        for r in self.failed:
+            by_stage[r.stage or "?"] = by_stage.get(r.stage or "?", 0) + 1
+        return {"servers": len(self.servers), "ok": len(self.ok), "failed": len(self.failed),
+                "failed_by_stage": by_stage, "tools": self.tool_count}
+
+    def write(self, path: Path) -> None:
+        data = {"summary": self.summary(), **self.model_dump(mode="json")}
+        _atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> HarvestReport | None:
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data.pop("summary", None)
+        return cls.model_validate(data)
+
+
+class HarvestedTool(BaseModel):
+    """One JSONL line: a raw tool plus where it came from."""
+
+    server: str
+    registry: Literal["pypi", "npm"]
+    package: str
+    version: str
+    harvested_at: str
+    tool: dict[str, Any] = Field(description="The tool exactly as the server returned it in tools/list.")
+
+
+class _RawToolsPage(BaseModel):
+    # Keeps every field a server sends (the SDK's Tool model drops unknown ones), so the harvest is verbatim.
+    model_config = ConfigDict(extra="allow")
+    tools: list[dict[str, Any]]
+    nextCursor: str | None = None  # noqa: N815  (wire name)
+
+
+class HarvestError(Exception):
+    def __init__(self, stage: Stage, reason: str) -> None:
+        super().__init__(f"{stage}: {reason}")
+        self.stage = stage
+        self.reason = reason
+
+
+def jsonl_path(out_dir: Path, server_id: str) -> Path:
+    """``npm/@scope/pkg`` -> ``npm__scope__pkg.jsonl``: flat, portable file names."""
+    return out_dir / (server_id.replace("@", "").replace("/", "__") + ".jsonl")
+
+
+def select(servers: Iterable[ServerEntry], only: list[str] | None) -> list[ServerEntry]:
+    """Servers whose id matches any of ``only`` (exact ids or shell globs); all when ``only`` is empty."""
+    servers = list(servers)
+    if not only:
+        return servers
+    picked = [s for s in servers if any(fnmatch.fnmatchcase(s.id, pat) for pat in only)]
+    if not picked:
+        raise ValueError(f"no server matches {only}; known ids: {[s.id for s in servers]}")
+    return picked
+
+
+def harvest(
+    servers: list[ServerEntry],
+    out_dir: Path,
+    parallel: int = 4,
+    timeout_s: float = 60,
+    only: list[str] | None = None,
+    install_timeout_s: float = 300,
+    retry_failed: bool = True,
+) -> HarvestReport:
+    """Harvest ``servers`` into ``out_dir`` (blocking); see :func:`harvest_async`."""
+    return anyio.run(
+        lambda: harvest_async(servers, out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed)
+    )
+
+
+async def harvest_async(
+    servers: list[ServerEntry],
+    out_dir: Path,
+    parallel: int = 4,
+    timeout_s: float = 60,
+    only: list[str] | None = None,
+    install_timeout_s: float = 300,
+    retry_failed: bool = True,
+) -> HarvestReport:
+    """Harvest every selected server, ``parallel`` at a time, and write JSONL files and the report.
+
+    Servers with a JSONL already in ``out_dir`` are skipped (their earlier report row is kept); servers that
+    failed before are tried again unless ``retry_failed`` is False.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = out_dir / REPORT_NAME
+    previous = {r.server: r for r in (HarvestReport.read(report_path) or _empty_report(timeout_s)).servers}
+    report = _empty_report(timeout_s)
+    results: dict[str, ServerResult] = dict(previous)
+    todo: list[ServerEntry] = []
+    for entry in select(servers, only):
+        path = jsonl_path(out_dir, entry.id)
+        if path.exists():
+            results[entry.id] = previous.get(entry.id) or _result_from_jsonl(entry, path)
+        elif entry.id in previous and previous[entry.id].status == "failed" and not retry_failed:
+            continue
+        else:
+            todo.append(entry)
+    log.info("harvest: %d servers to do, %d already harvested", len(todo), len(results))
+
+    limit = anyio.Semaphore(max(1, parallel))
+    lock = anyio.Lock()
+
+    async def one(entry: ServerEntry) -> None:
+        async with limit:
+            result = await harvest_server(entry, out_dir, timeout_s, install_timeout_s)
+        async with lock:
+            results[entry.id] = result
+            report.servers = sorted(results.values(), key=lambda r: r.server)
+            report.write(report_path)
+        log.info("%s: %s %s", entry.id, result.status, result.reason or f"{result.tools} tools")
+
+    async with anyio.create_task_group() as tg:
+        for entry in todo:
+            tg.start_soon(one, entry)
+
+    report.servers = sorted(results.values(), key=lambda r: r.server)
+    report.finished_at = _now()
+    report.write(report_path)
+    return report
+
+
+async def harvest_server(
+    entry: ServerEntry, out_dir: Path, timeout_s: float = 60, install_timeout_s: float = 300
+) -> ServerResult:
+    """Install, start and list one server; never raises for a server's fault, returns a failed result."""
+    started = time.monotonic()
+    base = {"server": entry.id, "registry": entry.registry, "package": entry.package,
+            "version": entry.version, "category": entry.category}
+    try:
+        try:
+            exe = await anyio.to_thread.run_sync(ensure_installed, entry, install_timeout_s)
+        except InstallError as exc:
+            raise HarvestError("install", str(exc)) from exc
+        info, tools = await list_server_tools(entry, exe, timeout_s)
+        if not tools:
+            raise HarvestError("list", "the server listed no tools")
+    except HarvestError as exc:
+        return ServerResult(**base, status="failed", stage=exc.stage, reason=_clip(exc.reason),
+                            seconds=round(time.monotonic() - started, 1))
+    harvested_at = _now()
+    lines = [
+        HarvestedTool(server=entry.id, registry=entry.registry, package=entry.package, version=entry.version,
+                      harvested_at=harvested_at, tool=tool).model_dump_json()
+        for tool in tools
+    ]
+    _atomic_write(jsonl_path(out_dir, entry.id), "\n".join(lines) + "\n")
+    return ServerResult(**base, status="ok", tools=len(tools), harvested_at=harvested_at, server_info=info,
+                        seconds=round(time.monotonic() - started, 1))
+
+
+async def list_server_tools(
+    entry: ServerEntry, exe: Path, timeout_s: float = 60
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Start the server in a scratch root, initialize, and page through ``tools/list``.
+
+    Raises HarvestError with stage ``start`` (spawn, crash or silence before initialize answers) or ``list``.
+    The server's process group is killed on every way out, timeouts included (stdio_client shields its
+    shutdown from our cancellation and escalates to SIGKILL of the whole group).
+    """
+    with tempfile.TemporaryDirectory(prefix="synth-mcp-") as scratch, \
+            tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
+        root = Path(scratch) / "root"
+        _prepare_root(root)
+        params = StdioServerParameters(
+            command=str(exe),
+            args=[a.replace("{root}", str(root)) for a in entry.args],
+            env=_env(entry, exe, root),
+            cwd=str(root),
+        )
+        stage: Stage = "start"
+        try:
+            with anyio.fail_after(timeout_s * 2 + 5):  # a backstop over both stages' own timeouts
+                async with stdio_client(params, errlog=errlog) as (read, write), \
+                        ClientSession(read, write, read_timeout_seconds=timeout_s) as session:
+                    with anyio.fail_after(timeout_s):
+                        init = await session.initialize()
+                    stage = "list"
+                    with anyio.fail_after(timeout_s):
+                        tools = await _list_all(session)
+                    info = init.server_info.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    return info, tools
+        except Exception as exc:  # noqa: BLE001  (any server fault becomes a report row, never a crash)
+            leaf = _leaf(exc)
+            if isinstance(leaf, HarvestError):
+                raise leaf from exc
+            if isinstance(leaf, TimeoutError):
+                what = "initialize" if stage == "start" else "tools/list"
+                raise HarvestError(stage, f"no answer to {what} within {timeout_s:.0f}s"
+                                   f"{_stderr_tail(errlog)}") from exc
+            raise HarvestError(stage, f"{_describe(leaf)}{_stderr_tail(errlog)}") from exc
+
+
+async def _list_all(session: ClientSession) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    cursor: str | None = None
+    seen: set[str] = set()
+    for _ in range(MAX_PAGES):
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await session.send_request(types.ListToolsRequest(params=params), _RawToolsPage)
+        tools.extend(page.tools)
+        cursor = page.nextCursor
+        if not cursor or cursor in seen:
+            return tools
+        seen.add(cursor)
+    raise HarvestError("list", f"tools/list still paging after {MAX_PAGES} pages")
+
+
+def _prepare_root(root: Path) -> None:
+    # A git repository with one commit: mcp-server-git needs one, and it costs the others nothing.
+    root.mkdir(parents=True)
+    (root / "README.md").write_text("Scratch root for an MCP server started by the synth harvester.\n")
+    git = ["git", "-c", "user.name=synth", "-c", "user.email=synth@localhost", "-C", str(root)]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True, capture_output=True, timeout=30)
+        subprocess.run([*git, "add", "README.md"], check=True, capture_output=True, timeout=30)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("scratch root is not a git repository (%s); git servers will fail to start", exc)
+
+
+def _env(entry: ServerEntry, exe: Path, root: Path) -> dict[str, str]:
+    env = server_env(entry)
+    env = {k: v.replace("{root}", str(root)) for k, v in env.items()}
+    # The server's own bin dir first: servers that spawn helpers from their package find them there.
+    env["PATH"] = os.pathsep.join([str(exe.parent), env.get("PATH", os.defpath)])
+    env.setdefault("HOME", str(root))
+    env.setdefault("NO_COLOR", "1")
+    return env
+
+
+def _result_from_jsonl(entry: ServerEntry, path: Path) -> ServerResult:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return ServerResult(server=entry.id, registry=entry.registry, package=entry.package, version=entry.version,
+                        category=entry.category, status="ok", tools=len(lines),
+                        harvested_at=lines[0]["harvested_at"] if lines else None)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    # Task groups wrap the real cause; the innermost leaf says what went wrong.
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or "(no message)"
+    return f"{type(exc).__name__}: {text}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Lines that usually say why a server quit (a missing key, a bad argument), as opposed to stack frames.
+_TELLING = re.compile(r"error|required|missing|must|please|not set|not found|provide|cannot|invalid|usage",
+                      re.IGNORECASE)
+
+
+def _stderr_tail(errlog: Any, keep: int = 6) -> str:
+    """The server's stderr in brief: the lines that say why it quit first, then the last lines."""
+    try:
+        errlog.flush()
+        errlog.seek(0)
+        lines = [_ANSI.sub("", ln).strip() for ln in errlog.read().splitlines()]
+    except (OSError, ValueError):
+        return ""
+    lines = [ln for ln in lines if ln and not ln.startswith("at ")]
+    telling = [ln for ln in lines if _TELLING.search(ln)][:3]
+    picked = telling + [ln for ln in lines[-keep:] if ln not in telling]
+    return f"; server stderr: {' | '.join(ln[:300] for ln in picked[:keep])}" if picked else ""
+
+
+def _clip(text: str, limit: int = 1500) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _empty_report(timeout_s: float) -> HarvestReport:
+    return HarvestReport(started_at=_now(), timeout_s=timeout_s)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+__all__ = ["HarvestReport", "HarvestedTool", "ServerResult", "harvest", "harvest_async", "harvest_server",
+           "jsonl_path", "list_server_tools", "select"]

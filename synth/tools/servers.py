@@ -1,0 +1,222 @@
+"""MCP server entries and their isolated installs: a venv per PyPI server, an npm prefix per npm server.
+
+Both the harvester and the rollout's real execution start servers through this module, so a server installed
+once is reused by every stage and every clone (installs live in the cache, not the repository).
+"""
+
+from __future__ import annotations
+
+import configparser
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from synth.paths import TOOLS_REGISTRY, cache_dir
+
+SERVERS_FILE = TOOLS_REGISTRY / "mcp_servers.yaml"
+
+
+class ServerEntry(BaseModel):
+    id: str = Field(description="Stable id, e.g. 'pypi/mcp-server-time'.")
+    registry: Literal["pypi", "npm"]
+    package: str
+    version: str
+    command: str = Field(description="Executable the package installs (venv bin or node_modules/.bin).")
+    args: list[str] = Field(default_factory=list, description="'{root}' is replaced by a scratch directory.")
+    env: dict[str, str] = Field(default_factory=dict, description="Placeholder values for keys needed only to start.")
+    category: str = "general"
+    sandbox_safe: bool = Field(default=False, description="Safe to call for real inside a rollout sandbox.")
+
+
+class InstallError(RuntimeError):
+    pass
+
+
+def load_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
+    data = yaml.safe_load(path.read_text()) or {}
+    return [ServerEntry.model_validate(item) for item in data.get("servers", [])]
+
+
+def install_root(entry: ServerEntry) -> Path:
+    safe = entry.package.replace("/", "__").replace("@", "")
+    return cache_dir() / "mcp" / entry.registry / f"{safe}-{entry.version}"
+
+
+def executable(entry: ServerEntry) -> Path:
+    root = install_root(entry)
+    if entry.registry == "pypi":
+        return root / "bin" / entry.command
+    return root / "node_modules" / ".bin" / entry.command
+
+
+def ensure_installed(entry: ServerEntry, timeout_s: float = 300) -> Path:
+    """Install the server once into its own place and return its executable."""
+    exe = executable(entry)
+    if exe.exists():
+        return exe
+    install_package(entry, timeout_s)
+    if not exe.exists():
+        found = find_commands(entry)
+        raise InstallError(
+            f"{entry.id}: installed, but no executable {entry.command!r} in {exe.parent}; "
+            f"the package provides {found or 'no executables'}: fix 'command' in mcp_servers.yaml"
+        )
+    return exe
+
+
+def install_package(entry: ServerEntry, timeout_s: float = 300) -> Path:
+    """Install the package into its install root (idempotent) and return that root.
+
+    Installs go to a ``.partial`` sibling first, so a killed install never looks finished.
+    """
+    root = install_root(entry)
+    if (root / ".installed").exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes (a harvest and a test run) may install the same server at once; one waits for the other.
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".installed").exists():
+            return root
+        return _install_locked(entry, root, timeout_s)
+
+
+def _install_locked(entry: ServerEntry, root: Path, timeout_s: float) -> Path:
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if entry.registry == "pypi":
+            _install_venv(entry, tmp, timeout_s)
+        else:
+            tmp.mkdir(parents=True)
+            npm = ["npm", "install", "--prefix", str(tmp), "--no-audit", "--no-fund", "--silent",
+                   "--no-save", f"{entry.package}@{entry.version}"]
+            try:
+                _run(npm, timeout_s, env=_NPM_ENV)
+            except InstallError:
+                # Install scripts that fetch browsers or prebuilt binaries fail here (only the package
+                # registries are reachable); most servers still list their tools without them.
+                _run([*npm, "--ignore-scripts"], timeout_s, env=_NPM_ENV)
+    except InstallError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    if entry.registry == "pypi":
+        # A venv records its own path in scripts; renaming breaks them, so point the shebangs at the new place.
+        _fix_venv_paths(tmp, root)
+    (root / ".installed").write_text(f"{entry.package}=={entry.version}\n")
+    return root
+
+
+def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
+    """A venv with the pinned package; servers that need a newer Python get the newest one found."""
+    last: InstallError | None = None
+    for python in _pythons():
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _run([python, "-m", "venv", str(tmp)], timeout_s)
+            _run([str(tmp / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                  f"{entry.package}=={entry.version}"], timeout_s)
+            return
+        except InstallError as exc:
+            last = exc
+            if "Python" not in str(exc):  # only a Requires-Python mismatch is worth another interpreter
+                raise
+    assert last is not None
+    raise last
+
+
+def _pythons() -> list[str]:
+    found = [sys.executable]
+    for version in ("3.13", "3.12"):
+        # pyenv's own interpreters first: its shims fail for a version that is not selected.
+        candidates = [*map(str, sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))),
+                      shutil.which(f"python{version}")]
+        exe = next((c for c in candidates if c and Path(c).exists()), None)
+        if exe:
+            found.append(exe)
+    return found
+
+
+def find_commands(entry: ServerEntry) -> list[str]:
+    """Executables the installed package declares (npm ``bin``, PyPI console scripts), best guess first.
+
+    Used to curate ``command`` in mcp_servers.yaml and to say what to use when it is wrong.
+    """
+    root = install_root(entry)
+    names: list[str] = []
+    if entry.registry == "npm":
+        manifest = root / "node_modules" / entry.package / "package.json"
+        if manifest.exists():
+            data = json.loads(manifest.read_text())
+            bins = data.get("bin")
+            if isinstance(bins, str):
+                names = [entry.package.split("/")[-1]]
+            elif isinstance(bins, dict):
+                names = list(bins)
+    else:
+        wanted = _normalize(entry.package)
+        for dist in (root / "lib").glob("python*/site-packages/*.dist-info"):
+            if _normalize(dist.name.split("-")[0]) != wanted:
+                continue
+            parser = configparser.ConfigParser(delimiters=("=",))
+            parser.optionxform = str  # type: ignore[assignment,method-assign]  # script names are case-sensitive
+            parser.read(dist / "entry_points.txt")
+            if parser.has_section("console_scripts"):
+                names = list(parser["console_scripts"])
+    base = _normalize(entry.package.split("/")[-1])
+    return sorted(names, key=lambda n: (_normalize(n) != base, "mcp" not in n.lower(), len(n)))
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# Browser and binary downloads cannot succeed offline; skipping them keeps the rest of the install working.
+_NPM_ENV = {
+    "PUPPETEER_SKIP_DOWNLOAD": "1",
+    "PUPPETEER_SKIP_CHROMIUM_DOWNLOAD": "1",
+    "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
+    "npm_config_update_notifier": "false",
+}
+
+
+def _fix_venv_paths(old: Path, new: Path) -> None:
+    for script in (new / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            try:
+                text = script.read_text()
+            except UnicodeDecodeError:
+                continue
+            if str(old) in text:
+                script.write_text(text.replace(str(old), str(new)))
+    cfg = new / "pyvenv.cfg"
+    if cfg.exists():
+        cfg.write_text(cfg.read_text().replace(str(old), str(new)))
+
+
+def _run(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> None:
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=full_env)
+    except subprocess.TimeoutExpired as exc:
+        raise InstallError(f"install timed out after {timeout_s:.0f}s: {' '.join(cmd)}") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise InstallError(f"install failed ({' '.join(cmd[-1:])}): {' | '.join(tail)}")
+
+
+def server_env(entry: ServerEntry) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "NODE_PATH")}
+    env.update(entry.env)
+    return env

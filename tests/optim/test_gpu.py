@@ -1,0 +1,88 @@
+"""GPU checks: flex_attention's max_scores equal the eager maxima, batched bf16 Newton-Schulz matches torch's,
+QK-Clip holds on CUDA, and the Hugging Face flex path captures what the eager path captures."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from synth.optim import MuonClip, QKClip, attention_specs, newton_schulz_batched
+from synth.optim.capture import eager_attention_with_max, flex_attention_with_max
+from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_kv", [8, 2])
+def test_flex_max_scores_equal_eager_max(dtype: torch.dtype, n_kv: int) -> None:
+    torch.manual_seed(0)
+    q = torch.randn(2, 8, 256, 64, device="cuda", dtype=dtype) * 3
+    k = torch.randn(2, n_kv, 256, 64, device="cuda", dtype=dtype) * 3
+    v = torch.randn(2, n_kv, 256, 64, device="cuda", dtype=dtype)
+    out_f, max_f = flex_attention_with_max(q, k, v, scale=0.125, causal=True)
+    out_e, max_e = eager_attention_with_max(q.float(), k.float(), v.float(), scale=0.125, causal=True)
+    assert max_f is not None
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(max_f.float(), max_e, rtol=tol, atol=tol)
+    torch.testing.assert_close(out_f.float(), out_e, rtol=5e-2, atol=5e-2)
+
+
+def test_batched_bf16_newton_schulz_matches_torch() -> None:
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    torch.manual_seed(0)
+    g = torch.randn(6, 512, 1536, device="cuda")
+    ours = newton_schulz_batched(g, 5).float()
+    ref = torch.stack([_zeropower_via_newtonschulz(x, (3.4445, -4.7750, 2.0315), 5, 1e-7, False) for x in g]).float()
+    rel = (ours - ref).norm() / ref.norm()
+    assert rel < 2e-2, rel
+
+
+@pytest.mark.parametrize("attention", ["mha", "gqa", "mla"])
+def test_clip_on_cuda_caps_recomputed_logits(attention: str) -> None:
+    torch.manual_seed(0)
+    cfg = TinyDecoderConfig(attention=attention, n_kv_heads=2 if attention == "gqa" else 4)  # type: ignore[arg-type]
+    model = TinyDecoder(cfg).cuda()
+    clip = QKClip(attention_specs(model), tau=1.0)
+    tokens = torch.randint(0, 256, (4, 128), device="cuda")
+    model.loss(tokens)
+    before = clip.step()
+    assert before.total_clipped > 0
+    model.loss(tokens)
+    after = clip.gather()
+    for s_before, s_after in zip(before.per_head, after, strict=True):
+        torch.testing.assert_close(s_after, s_before.clamp(max=1.0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")
+def test_hf_llama_flex_capture_matches_eager() -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from synth.optim.hf import install_capture
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256,
+    )
+    model = LlamaForCausalLM(cfg).cuda()
+    tokens = torch.randint(0, 256, (2, 128), device="cuda")
+    specs = install_capture(model, "eager")
+    model(tokens)
+    eager = [s.module.qk_max_logits.clone() for s in specs]
+    QKClip(specs).reset()
+    specs = install_capture(model, "flex")
+    model(tokens)
+    flex = [s.module.qk_max_logits.clone() for s in specs]
+    for e, f in zip(eager, flex, strict=True):
+        torch.testing.assert_close(f, e, rtol=1e-4, atol=1e-4)
+    opt = MuonClip.for_model(model, tau=0.05)
+    model(tokens).logits.float().mean().backward()
+    opt.step()
+    assert opt.last_clip_stats is not None and opt.last_clip_stats.total_clipped > 0
