@@ -97,6 +97,12 @@ class RayConfig(Strict):
     num_cpus: int | None = Field(default=None, description="CPUs for local Ray (None: Ray decides).")
 
 
+class QuotaConfig(Strict):
+    max_tokens: int | None = Field(default=None, ge=1, description="Stop growing once this many tokens are spent.")
+    max_wall_s: float = Field(default=3600, gt=0, description="Stop growing after this many seconds.")
+    max_rounds: int = Field(default=5, ge=1)
+
+
 class PipelineConfig(Strict):
     run: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: runs/<run>/.")
     runs_dir: Path = Path("runs")
@@ -109,7 +115,8 @@ class PipelineConfig(Strict):
     tasks: TasksStageConfig = Field(default_factory=TasksStageConfig)
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
     judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
-    accept: int | None = Field(default=None, ge=1, description="Quota: stop once this many are accepted.")
+    accept: int | None = Field(default=None, ge=1, description="Quota: grow the run until this many are accepted.")
+    quota: QuotaConfig = Field(default_factory=QuotaConfig)
 
     @field_validator("runs_dir")
     @classmethod

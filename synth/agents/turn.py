@@ -80,11 +80,26 @@ def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
     return schema
 
 
-def action_schema(tools: list[dict[str, Any]], *, typed: bool = True) -> dict[str, Any]:
+def answer_budget(pool: Any) -> int | None:
+    """Characters an answer may take so its JSON still closes within the pool's ``max_tokens``.
+
+    Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost;
+    about 3 characters per token leaves room for the JSON around the text.
+    """
+    max_tokens = getattr(getattr(pool, "config", None), "max_tokens", None)
+    return max(200, int(max_tokens) * 3) if isinstance(max_tokens, int) else None
+
+
+def action_schema(
+    tools: list[dict[str, Any]], *, typed: bool = True, max_chars: int | None = None
+) -> dict[str, Any]:
     """The JSON Schema sent to the server for one schema-mode step."""
+    content: dict[str, Any] = {"type": "string", "minLength": 1}
+    if max_chars:
+        content["maxLength"] = max_chars
     answer = {
         "type": "object",
-        "properties": {"action": {"const": "answer"}, "content": {"type": "string"}},
+        "properties": {"action": {"const": "answer"}, "content": content},
         "required": ["action", "content"],
         "additionalProperties": False,
     }
@@ -203,16 +218,17 @@ async def _schema_step(
     transcript = schema_transcript(messages, tools)
     key = _dumps(sorted(_dumps(t) for t in tools))
     typed = key not in _UNCOMPILABLE
+    budget = answer_budget(pool)
     try:
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
-                                       json_schema=action_schema(tools, typed=typed))
+                                       json_schema=action_schema(tools, typed=typed, max_chars=budget))
     except openai.BadRequestError as exc:
         if not typed or not _is_schema_rejection(exc):
             raise
         log.warning("server refused the typed tool schema (%s); falling back to arguments: object", exc)
         _UNCOMPILABLE.add(key)
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
-                                       json_schema=action_schema(tools, typed=False))
+                                       json_schema=action_schema(tools, typed=False, max_chars=budget))
     root = action.root
     return _to_message(root, seed), _dumps(root.model_dump())
 

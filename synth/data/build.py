@@ -105,6 +105,13 @@ def collect_rows(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     return rows, errored
 
 
+def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
+    # from_list([]) infers no columns; an empty split must still have the schema so it loads and concatenates.
+    if not rows:
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    return Dataset.from_list(rows, features=features)
+
+
 def build_dataset(config: PipelineConfig) -> DatasetSummary:
     from synth.data.card import write_card
 
@@ -113,8 +120,8 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     accepted = [r for r in rows if r["accepted"]]
     rejected = [r for r in rows if not r["accepted"]]
     splits = DatasetDict({
-        "train": Dataset.from_list(accepted, features=FEATURES),
-        "rejected": Dataset.from_list(rejected, features=FEATURES),
+        "train": _table(accepted, FEATURES),
+        "rejected": _table(rejected, FEATURES),
     })
     # Build beside the target and swap, so a killed run never leaves half a dataset where the last one was.
     tmp = out.with_name(out.name + ".partial")
@@ -123,10 +130,8 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     (tmp / "data").mkdir(parents=True)
     for name, split in splits.items():
         split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
-    sft = Dataset.from_list(
-        [{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
-        features=SFT_FEATURES,
-    )
+    sft = _table([{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
+                 SFT_FEATURES)
     (tmp / "sft").mkdir()
     sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
     by_difficulty: dict[str, dict[str, int]] = {}

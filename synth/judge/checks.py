@@ -1,8 +1,8 @@
 """Code checks: the parts of a rubric that code decides from the trajectory, with no model involved.
 
 Every check reads the OpenAI-form messages (assistant ``tool_calls``), the ``CallRecord``s (how each call was
-answered) and the final world state. A check never raises: a malformed check or trajectory fails that check with
-a detail saying why, so one bad row cannot stop the judge stage.
+answered) and the final world state. A check never raises: a malformed check or trajectory fails that check
+with a detail saying why, so one bad row cannot stop the judge stage.
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ def values_match(expected: Any, actual: Any, *, subset: bool) -> bool:
             return False
         return all(k in actual and values_match(v, actual[k], subset=subset) for k, v in expected.items())
     if isinstance(expected, list):
-        return (isinstance(actual, list) and len(expected) == len(actual)
-                and all(values_match(e, a, subset=subset) for e, a in zip(expected, actual, strict=True)))
+        return (
+            isinstance(actual, list)
+            and len(expected) == len(actual)
+            and all(values_match(e, a, subset=subset) for e, a in zip(expected, actual, strict=True))
+        )
     if isinstance(expected, bool) or isinstance(actual, bool):
         return _boolean(expected) is not None and _boolean(expected) == _boolean(actual)
     num_e, num_a = _number(expected), _number(actual)
@@ -129,8 +132,11 @@ def _tool_called(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
     if hits:
         return CheckResult(check_id=check.id, passed=True, detail=f"{check.tool} called {len(hits)} time(s)")
     made = sorted({c.name for c in calls}) or "no tools"
-    return CheckResult(check_id=check.id, passed=False,
-                       detail=f"{check.tool} was never called{why}; the assistant called {made}")
+    return CheckResult(
+        check_id=check.id,
+        passed=False,
+        detail=f"{check.tool} was never called{why}; the assistant called {made}",
+    )
 
 
 def _tool_called_with(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
@@ -139,16 +145,24 @@ def _tool_called_with(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
     hits, why = _calls_of(calls, check)
     if not hits:
         made = sorted({c.name for c in calls}) or "no tools"
-        return CheckResult(check_id=check.id, passed=False,
-                           detail=f"{check.tool} was never called{why}; the assistant called {made}")
+        return CheckResult(
+            check_id=check.id,
+            passed=False,
+            detail=f"{check.tool} was never called{why}; the assistant called {made}",
+        )
     for call in hits:
         if call.arguments is not None and values_match(check.arguments, call.arguments, subset=True):
-            return CheckResult(check_id=check.id, passed=True,
-                               detail=f"{check.tool} called with {_short(call.arguments)}")
-    seen = "; ".join(_short(c.arguments) if c.arguments is not None else "<arguments not a JSON object>"
-                     for c in hits)
-    return CheckResult(check_id=check.id, passed=False,
-                       detail=f"{check.tool} never called with {_short(check.arguments)}{why}; calls had: {seen}")
+            return CheckResult(
+                check_id=check.id, passed=True, detail=f"{check.tool} called with {_short(call.arguments)}"
+            )
+    seen = "; ".join(
+        _short(c.arguments) if c.arguments is not None else "<arguments not a JSON object>" for c in hits
+    )
+    return CheckResult(
+        check_id=check.id,
+        passed=False,
+        detail=f"{check.tool} never called with {_short(check.arguments)}{why}; calls had: {seen}",
+    )
 
 
 def _no_tool_called(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
@@ -167,12 +181,18 @@ def _state_equals(check: CodeCheck, state: dict[str, Any]) -> CheckResult:
         actual = jsonpointer.resolve_pointer(state, check.path)
     except jsonpointer.JsonPointerException as exc:
         keys = sorted(state)[:10]
-        return CheckResult(check_id=check.id, passed=False,
-                           detail=f"{check.path} not in the final state ({exc}); top-level keys: {keys}")
+        return CheckResult(
+            check_id=check.id,
+            passed=False,
+            detail=f"{check.path} not in the final state ({exc}); top-level keys: {keys}",
+        )
     if values_match(check.value, actual, subset=False):
         return CheckResult(check_id=check.id, passed=True, detail=f"{check.path} == {_short(actual)}")
-    return CheckResult(check_id=check.id, passed=False,
-                       detail=f"{check.path} is {_short(actual)}, expected {_short(check.value)}")
+    return CheckResult(
+        check_id=check.id,
+        passed=False,
+        detail=f"{check.path} is {_short(actual)}, expected {_short(check.value)}",
+    )
 
 
 def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
@@ -180,12 +200,16 @@ def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
         return _misconfigured(check, "needs 'value'")
     if answer is None:
         return CheckResult(check_id=check.id, passed=False, detail="no final assistant answer to look in")
-    wanted = _mention_forms(check.value)
     text = normalize(answer)
-    if any(form in text for form in wanted):
-        return CheckResult(check_id=check.id, passed=True, detail=f"final answer mentions {_short(check.value)}")
-    return CheckResult(check_id=check.id, passed=False,
-                       detail=f"final answer does not mention {_short(check.value)}: {_short(answer)}")
+    if any(_mentioned(form, text) for form in _mention_forms(check.value)):
+        return CheckResult(
+            check_id=check.id, passed=True, detail=f"final answer mentions {_short(check.value)}"
+        )
+    return CheckResult(
+        check_id=check.id,
+        passed=False,
+        detail=f"final answer does not mention {_short(check.value)}: {_short(answer)}",
+    )
 
 
 def _mention_forms(value: Any) -> set[str]:
@@ -198,6 +222,11 @@ def _mention_forms(value: Any) -> set[str]:
         else:
             forms |= {repr(number), f"{number:,}"}
     return {f for f in forms if f}
+
+
+def _mentioned(form: str, text: str) -> bool:
+    # Whole words only, and a number not inside a longer one: "18" is not mentioned by "2018" or "18.5".
+    return re.search(rf"(?<!\w)(?<!\d[.,]){re.escape(form)}(?!\w)(?![.,]\d)", text) is not None
 
 
 def _misconfigured(check: CodeCheck, why: str) -> CheckResult:

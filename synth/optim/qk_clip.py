@@ -85,9 +85,24 @@ def clip_factors(s_max: Tensor, tau: float) -> Tensor:
     return torch.where(s_max > tau, tau / s_max, torch.ones_like(s_max))
 
 
+def mha_gqa_scales(s_max: Tensor, tau: float, group: int) -> tuple[Tensor, Tensor]:
+    """Row scales ``(q_scale (..., H), k_scale (..., H/group))`` for MHA (group 1) or GQA, batched over leading
+    dims. Each head's logits end up multiplied by exactly its own ``gamma_h``."""
+    gamma = clip_factors(s_max, tau)
+    if group == 1:
+        root = gamma.sqrt()
+        return root, root
+    # The shared key head takes the clip of its group's worst query head; the others make up the difference
+    # on their own query rows (a factor >= 1 for heads under tau whose group was clipped).
+    grouped = s_max.unflatten(-1, (s_max.size(-1) // group, group)).amax(-1)
+    k_scale = clip_factors(grouped, tau).sqrt()
+    q_scale = gamma / k_scale.repeat_interleave(group, dim=-1)
+    return q_scale, k_scale
+
+
 def _scale_head_rows_(
     weight: Tensor, scale: Tensor, rows_per_head: int, start: int = 0, stop: int | None = None
-):
+) -> None:
     # View (heads, rows_per_head, ...) and scale rows [start:stop) of each head; x*1.0 leaves x bitwise intact.
     view = weight.view(scale.numel(), rows_per_head, *weight.shape[1:])
     sl = view[:, start:stop]
@@ -95,39 +110,43 @@ def _scale_head_rows_(
 
 
 @torch.no_grad()
-def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
-    """Apply QK-Clip to one MHA/GQA layer; returns the number of query heads over tau (a tensor, no sync)."""
-    gamma = clip_factors(s_max, tau)
-    group = spec.num_heads // spec.num_kv_heads
-    if group == 1:
-        q_scale = k_scale = gamma.sqrt()
-    else:
-        gamma_kv = clip_factors(s_max.view(spec.num_kv_heads, group).amax(dim=1), tau)
-        k_scale = gamma_kv.sqrt()
-        q_scale = gamma / k_scale.repeat_interleave(group)
+def apply_mha_gqa_(spec: AttentionSpec, q_scale: Tensor, k_scale: Tensor) -> None:
     _scale_head_rows_(spec.q_weight, q_scale, spec.head_dim)
     _scale_head_rows_(spec.k_weight, k_scale, spec.head_dim)
     if spec.q_bias is not None:
         _scale_head_rows_(spec.q_bias, q_scale, spec.head_dim)
     if spec.k_bias is not None:
         _scale_head_rows_(spec.k_bias, k_scale, spec.head_dim)
+
+
+@torch.no_grad()
+def apply_mla_(spec: AttentionSpec, gamma: Tensor) -> None:
+    """Non-rotary q and k rows times sqrt(gamma), rotary q rows times gamma; the shared rotary key (outside
+    ``k_weight``) and the value rows are never touched."""
+    root = gamma.sqrt()
+    q_rows, kv_rows = spec.nope_dim + spec.rope_dim, spec.nope_dim + spec.v_head_dim
+    _scale_head_rows_(spec.q_weight, root, q_rows, 0, spec.nope_dim)
+    _scale_head_rows_(spec.q_weight, gamma, q_rows, spec.nope_dim, q_rows)
+    _scale_head_rows_(spec.k_weight, root, kv_rows, 0, spec.nope_dim)
+    if spec.q_bias is not None:
+        _scale_head_rows_(spec.q_bias, root, q_rows, 0, spec.nope_dim)
+        _scale_head_rows_(spec.q_bias, gamma, q_rows, spec.nope_dim, q_rows)
+    if spec.k_bias is not None:
+        _scale_head_rows_(spec.k_bias, root, kv_rows, 0, spec.nope_dim)
+
+
+@torch.no_grad()
+def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
+    """QK-Clip one MHA/GQA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no sync)."""
+    q_scale, k_scale = mha_gqa_scales(s_max, tau, spec.num_heads // spec.num_kv_heads)
+    apply_mha_gqa_(spec, q_scale, k_scale)
     return (s_max > tau).sum()
 
 
 @torch.no_grad()
 def clip_mla_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
-    """Apply QK-Clip to one MLA layer; the shared rotary key (outside ``k_weight``) is never touched."""
-    gamma = clip_factors(s_max, tau)
-    root = gamma.sqrt()
-    q_rows = spec.nope_dim + spec.rope_dim
-    _scale_head_rows_(spec.q_weight, root, q_rows, 0, spec.nope_dim)
-    _scale_head_rows_(spec.q_weight, gamma, q_rows, spec.nope_dim, q_rows)
-    _scale_head_rows_(spec.k_weight, root, spec.nope_dim + spec.v_head_dim, 0, spec.nope_dim)
-    if spec.q_bias is not None:
-        _scale_head_rows_(spec.q_bias, root, q_rows, 0, spec.nope_dim)
-        _scale_head_rows_(spec.q_bias, gamma, q_rows, spec.nope_dim, q_rows)
-    if spec.k_bias is not None:
-        _scale_head_rows_(spec.k_bias, root, spec.nope_dim + spec.v_head_dim, 0, spec.nope_dim)
+    """QK-Clip one MLA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no sync)."""
+    apply_mla_(spec, clip_factors(s_max, tau))
     return (s_max > tau).sum()
 
 
@@ -197,41 +216,60 @@ class QKClip:
             reset_max_logits(s.module)
 
     @torch.no_grad()
-    def gather(self) -> list[Tensor]:
-        """Per-layer ``(num_heads,)`` maxima, MAX-reduced over ranks in one all_reduce. Layers that ran no
-        forward pass this step report -inf."""
+    def gather_table(self) -> Tensor:
+        """``(layers, max heads)`` table of this step's per-head maxima, MAX-reduced over ranks in one
+        all_reduce. Layers that ran no forward pass, and padding past a layer's head count, are -inf."""
         device = self.specs[0].q_weight.device
         # fp64 models keep fp64 maxima, so tests can check min(S_max, tau) to fp64 precision.
         dtype = torch.float64 if any(s.q_weight.dtype == torch.float64 for s in self.specs) else torch.float32
         width = max(s.num_heads for s in self.specs)
-        table = torch.full((len(self.specs), width), float("-inf"), device=device, dtype=dtype)
-        for i, s in enumerate(self.specs):
-            captured: Tensor | None = getattr(s.module, CAPTURE_ATTR, None)
-            if captured is not None:
-                table[i, : s.num_heads] = captured.to(device=device, dtype=dtype)
+        captured = [getattr(s.module, CAPTURE_ATTR, None) for s in self.specs]
+        if all(c is not None and c.numel() == width for c in captured):
+            table = torch.stack(captured).to(device=device, dtype=dtype)  # type: ignore[arg-type]
+        else:
+            table = torch.full((len(self.specs), width), float("-inf"), device=device, dtype=dtype)
+            for i, c in enumerate(captured):
+                if c is not None:
+                    table[i, : c.numel()] = c.to(device=device, dtype=dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1:
             dist.all_reduce(table, op=dist.ReduceOp.MAX, group=self.process_group)
+        return table
+
+    def gather(self) -> list[Tensor]:
+        """Per-layer ``(num_heads,)`` maxima (see ``gather_table``)."""
+        table = self.gather_table()
         return [table[i, : s.num_heads] for i, s in enumerate(self.specs)]
 
     @torch.no_grad()
     def step(self) -> ClipStats:
-        """Gather this step's maxima, clip the heads over tau (unless disabled), reset the capture, return stats."""
-        per_layer = self.gather()
-        clipped: list[Tensor] = []
-        for s, s_max in zip(self.specs, per_layer):
-            if not self.enabled:
-                clipped.append(torch.zeros((), dtype=torch.long, device=s_max.device))
-            elif s.kind == "mla":
-                clipped.append(clip_mla_(s, s_max, self.tau))
-            else:
-                clipped.append(clip_mha_gqa_(s, s_max, self.tau))
+        """Gather this step's maxima, clip the heads over tau (unless disabled), reset the capture, return stats.
+
+        Scale factors are computed for all layers of one shape at once, so the per-layer work is just the
+        in-place row scaling of W_q and W_k: a few dozen small kernels for a whole model, and no host sync.
+        """
+        table = self.gather_table()
+        if self.enabled:
+            by_shape: dict[tuple[str, int, int], list[int]] = {}
+            for i, s in enumerate(self.specs):
+                by_shape.setdefault((s.kind, s.num_heads, s.num_kv_heads), []).append(i)
+            for (kind, heads, kv_heads), rows in by_shape.items():
+                sub = table[rows, :heads] if len(rows) < len(self.specs) or heads < table.size(1) else table
+                if kind == "mla":
+                    gamma = clip_factors(sub, self.tau)
+                    for j, i in enumerate(rows):
+                        apply_mla_(self.specs[i], gamma[j])
+                else:
+                    q_scale, k_scale = mha_gqa_scales(sub, self.tau, heads // kv_heads)
+                    for j, i in enumerate(rows):
+                        apply_mha_gqa_(self.specs[i], q_scale[j], k_scale[j])
         self.reset()
+        over = (table > self.tau).sum(dim=1)
         stats = ClipStats(
             names=[s.name for s in self.specs],
-            max_logits=torch.stack([m.max() for m in per_layer]),
-            heads_clipped=torch.stack(clipped),
+            max_logits=table.amax(dim=1),
+            heads_clipped=over if self.enabled else torch.zeros_like(over),
             tau=self.tau,
-            per_head=per_layer,
+            per_head=[table[i, : s.num_heads] for i, s in enumerate(self.specs)],
         )
         self.last_stats = stats
         if logger.isEnabledFor(logging.INFO):

@@ -45,10 +45,7 @@ def _output_head_params(model: nn.Module) -> set[int]:
     vocab_sizes = {m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)}
     for name, m in model.named_modules():
         last = name.rsplit(".", 1)[-1]
-        if last in HEAD_NAMES:
-            ids.update(id(p) for p in m.parameters())
-        # A projection to the vocabulary at the top of a model is a head whatever it is called.
-        elif (
+        if last in HEAD_NAMES or (
             isinstance(m, nn.Linear) and m.out_features in vocab_sizes and m.out_features > m.in_features * 4
         ):
             ids.update(id(p) for p in m.parameters())

@@ -53,43 +53,52 @@ def muon_update_(
 ) -> None:
     """One K2 Muon step for 2-D matrices, in place.
 
-    ``M = mu*M + G``; ``O = NS5(G + mu*M)`` (or ``NS5(M)`` without Nesterov);
+    K2: ``M = mu*M + G``; ``O = NS5(G + mu*M)`` (``NS5(M)`` without Nesterov);
     ``W = W - lr*(rms_scale*sqrt(max(A,B))*O + wd*W)``.
-    Same-shape matrices (after putting the short side first) run through Newton-Schulz as one batched GEMM chain.
+
+    The buffer holds ``B = (1-mu)*M`` (torch.optim.Muon's convention, so state dicts carry over): then
+    ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides by
+    the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
+    Same-shape matrices (short side first) run through Newton-Schulz as one batched GEMM chain.
     """
     if not params:
         return
     for p in params:
         if p.ndim != 2:
             raise ValueError(f"Muon updates 2-D matrices only; got a parameter of shape {tuple(p.shape)}")
-    # foreach kernels: one launch per few hundred tensors instead of one per tensor.
-    torch._foreach_mul_(momentum_bufs, momentum)
-    torch._foreach_add_(momentum_bufs, grads)
-    ns_inputs = torch._foreach_add(grads, momentum_bufs, alpha=momentum) if nesterov else momentum_bufs
-
+    # One multi-tensor kernel for all momentum buffers.
+    torch._foreach_lerp_(momentum_bufs, grads, 1.0 - momentum)
     # Decoupled weight decay before the orthogonalised step, the order torch.optim.Muon uses too.
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
     groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, t in enumerate(ns_inputs):
-        groups[_stack_key(t)].append(i)
+    for i, p in enumerate(params):
+        groups[_stack_key(p)].append(i)
 
     for (short, long, tall, _dtype, device), idx in groups.items():
         per_chunk = max(1, max_stack_numel // (short * long))
         for start in range(0, len(idx), per_chunk):
             chunk = idx[start : start + per_chunk]
             stack = torch.empty((len(chunk), short, long), dtype=ns_dtype, device=device)
-            views = list(stack.unbind(0))
-            # One cast-and-transpose copy per matrix straight into the stack; no fp32 stack in between.
-            torch._foreach_copy_(views, [ns_inputs[i].mT if tall else ns_inputs[i] for i in chunk])
+            for i, slot in zip(chunk, stack.unbind(0), strict=True):
+                # The Nesterov input is written, cast and transposed, straight into its slot of the stack:
+                # no fp32 temporary of the whole model.
+                dst = slot.mT if tall else slot
+                if nesterov:
+                    torch.lerp(grads[i], momentum_bufs[i], momentum, out=dst)
+                else:
+                    dst.copy_(momentum_bufs[i])
             ortho = newton_schulz_batched(stack, ns_steps, ns_coefficients, eps, ns_dtype)
             group_params = [params[i] for i in chunk]
-            # One cast of the whole stack: same-dtype lists take the multi-tensor path, mixed ones loop.
-            ortho = ortho.to(group_params[0].dtype)
-            outs = [o.mT if tall else o for o in ortho.unbind(0)]
             alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
-            torch._foreach_add_(group_params, outs, alpha=alpha)
+            outs = [o.mT if tall else o for o in ortho.unbind(0)]
+            if ortho.dtype == group_params[0].dtype:
+                torch._foreach_add_(group_params, outs, alpha=alpha)
+            else:
+                # Mixed dtypes (fp32 weights, bf16 update): add_ promotes in place, no fp32 copy of the update.
+                for p, o in zip(group_params, outs, strict=True):
+                    p.add_(o, alpha=alpha)
 
 
 @torch.no_grad()

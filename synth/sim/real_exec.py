@@ -9,9 +9,10 @@ Tool failures never raise: a server error, an ``isError`` result, a crash or a t
 ``RealCallResult(is_error=True)`` so the rollout can turn them into a tool message. Only mistakes of the
 caller (an unknown tool name, using the hub outside ``async with``) raise.
 
-Confinement is each server's own rule (the filesystem server refuses paths outside its allowed directory; git
-is bound to ``--repository``); on top of that, servers run in their own network namespace when this process
-may create one, so a real tool can't reach the network even if it tried.
+Confinement is first each server's own rule (the filesystem server refuses paths outside its allowed
+directory; git is bound to ``--repository``). On top of that, where this process may create namespaces (root
+on Linux), each server runs with no network, every mount read-only but the scratch root, and no capabilities
+(``synth.sim.sandbox.confine_command``), so the kernel holds the line even if a server's own check fails.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, Field
 
 from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
+from synth.sim.sandbox import confine_command, confinement_available
 from synth.tools.servers import SERVERS_FILE, ServerEntry, ensure_installed, load_servers, server_env
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,9 @@ DEFAULT_SERVERS: tuple[ServerEntry, ...] = (
                 package="@modelcontextprotocol/server-filesystem", version="2026.8.31",
                 command="mcp-server-filesystem", args=["{root}"], category="filesystem", sandbox_safe=True),
     ServerEntry(id="npm/@modelcontextprotocol/server-memory", registry="npm",
-                package="@modelcontextprotocol/server-memory", version="2026.8.31", command="mcp-server-memory",
-                env={"MEMORY_FILE_PATH": "{root}/memory.json"}, category="memory", sandbox_safe=True),
+                package="@modelcontextprotocol/server-memory", version="2026.8.31",
+                command="mcp-server-memory", env={"MEMORY_FILE_PATH": "{root}/memory.json"},
+                category="memory", sandbox_safe=True),
 )  # fmt: skip
 
 SNAPSHOT_FILE_BYTES = 4096
@@ -150,7 +153,7 @@ class RealToolHub:
         initial_files: Mapping[str, str] | None = None,
         call_timeout_s: float = 30,
         start_timeout_s: float = 60,
-        isolate_network: bool = True,
+        confine: bool = True,
     ) -> None:
         entries = list(servers) if servers is not None else sandbox_servers()
         unsafe = [e.id for e in entries if not e.sandbox_safe]
@@ -161,7 +164,8 @@ class RealToolHub:
         self._initial_files = dict(initial_files or {})
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
-        self._isolate_network = isolate_network and _can_unshare_net()
+        self.isolation = _isolation() if confine else "none"
+        """How servers are confined beyond their own rules: 'namespaces', 'network' or 'none'."""
         self._specs: list[ToolSpec] | None = None
         self._owner: dict[str, str] = {}  # tool name -> server id
         self._base: Path | None = None
@@ -178,6 +182,11 @@ class RealToolHub:
         return self._base / "root"
 
     async def __aenter__(self) -> Self:
+        if self._base is not None:
+            raise HubError("this RealToolHub is already open; use one hub per episode")
+        # Fresh server state, so a hub can be reused for a new episode after it was closed.
+        self._servers = {sid: _Server(s.entry) for sid, s in self._servers.items()}
+        self.final_state = None
         self._base = Path(tempfile.mkdtemp(prefix="synth-world-")).resolve()
         try:
             (self._base / "logs").mkdir()
@@ -187,10 +196,15 @@ class RealToolHub:
             if self._given_specs is not None:
                 self._adopt_specs(self._given_specs)
             else:
-                for server in self._servers.values():
-                    await self._ensure_started(server)
-                    if server.failed:
-                        raise HubError(f"could not list tools of {server.entry.id}: {server.failed}")
+                async with anyio.create_task_group() as starting:  # servers start in parallel: node is slow
+                    for server in self._servers.values():
+                        starting.start_soon(self._ensure_started, server)
+                failed = {s.entry.id: s.failed for s in self._servers.values() if s.failed}
+                if failed:
+                    raise HubError(
+                        f"could not list the tools of {sorted(failed)}: {failed}; pass specs= from "
+                        "a harvest to start servers only when called"
+                    )
                 listed = [spec_from_mcp(s.entry, t) for s in self._servers.values() for t in s.tools]
                 self._adopt_specs(listed)
         except BaseException:
@@ -213,14 +227,16 @@ class RealToolHub:
     async def _close(self) -> None:
         for server in self._servers.values():
             server.stop.set()
-        if self._stack is not None:
-            # Each server task closes its own session and transport; the transport kills the server's group.
-            # (No shield here: a cancel scope opened now would wrongly nest around the task group's own.)
-            await self._stack.aclose()
-            self._stack = self._tg = None
-        if self._base is not None:
-            shutil.rmtree(self._base, ignore_errors=True)
-            self._base = None
+        try:
+            if self._stack is not None:
+                # Each server task closes its own session and transport, which kills the server's process
+                # group. (No shield here: a scope opened now would wrongly nest around the task group's own.)
+                stack, self._stack, self._tg = self._stack, None, None
+                await stack.aclose()
+        finally:
+            if self._base is not None:
+                shutil.rmtree(self._base, ignore_errors=True)
+                self._base = None
 
     def _init_root(self) -> None:
         root = self.root
@@ -235,6 +251,15 @@ class RealToolHub:
                         ["config", "user.email", "synth@localhost"], ["add", "-A"],
                         [*identity, "commit", "-q", "--allow-empty", "-m", "Initial commit"]):  # fmt: skip
                 _git(root, cmd)
+            # Servers' own storage (the memory graph file) is not part of the repository the agent works on.
+            internal = sorted(self._internal_files())
+            (root / ".git" / "info").mkdir(exist_ok=True)
+            (root / ".git" / "info" / "exclude").write_text("".join(f"/{name}\n" for name in internal))
+
+    def _internal_files(self) -> set[str]:
+        """Root-relative files that servers keep their own state in (from '{root}/...' env values)."""
+        values = [value for s in self._servers.values() for value in s.entry.env.values()]
+        return {value.removeprefix("{root}/") for value in values if value.startswith("{root}/")}
 
     def _adopt_specs(self, specs: Sequence[ToolSpec]) -> None:
         owner: dict[str, str] = {}
@@ -247,8 +272,10 @@ class RealToolHub:
                 )
             name = spec.function.name
             if name in owner and owner[name] != server_id:
-                raise HubError(f"tool name {name!r} is offered by both {owner[name]} and {server_id}; "
-                               "run them in separate hubs")
+                raise HubError(
+                    f"tool name {name!r} is offered by both {owner[name]} and {server_id}; "
+                    "run them in separate hubs"
+                )
             owner[name] = server_id
         self._specs, self._owner = list(specs), owner
 
@@ -256,11 +283,13 @@ class RealToolHub:
         root = str(self.root)
         args = [a.replace("{root}", root) for a in entry.args]
         env = {k: v.replace("{root}", root) for k, v in server_env(entry).items()}
-        command, argv = str(exe), args
-        if self._isolate_network:
-            # unshare(1) without --fork execs the server in place, so the transport's kill still reaches it.
-            command, argv = "unshare", ["--net", "--", str(exe), *args]
-        return StdioServerParameters(command=command, args=argv, env=env, cwd=root)
+        argv = [str(exe), *args]
+        # Both wrappers exec the server in place (no fork), so the transport's kill still reaches it.
+        if self.isolation == "namespaces":
+            argv = confine_command(argv, root)
+        elif self.isolation == "network":
+            argv = ["unshare", "--net", "--", *argv]
+        return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=root)
 
     async def _ensure_started(self, server: _Server) -> None:
         if self._tg is None:
@@ -311,6 +340,10 @@ class RealToolHub:
         except OSError:
             return ""
 
+    def started_servers(self) -> list[str]:
+        """Ids of the servers running now (lazy starts make this a subset of the hub's servers)."""
+        return sorted(sid for sid, s in self._servers.items() if s.session is not None)
+
     def tools(self) -> list[ToolSpec]:
         """The hub's tools in OpenAI form (``spec.openai()``), with provenance and ``real_exec=True``."""
         if self._specs is None:
@@ -335,19 +368,24 @@ class RealToolHub:
         session = server.session
         if session is None:
             why = server.failed or "the server has stopped"
-            return RealCallResult(content=f"Error: tool {name!r} unavailable: {why}", is_error=True,
-                                  server=server.entry.id)
+            return RealCallResult(
+                content=f"Error: tool {name!r} unavailable: {why}", is_error=True, server=server.entry.id
+            )
         try:
             with anyio.fail_after(self.call_timeout_s):
                 result = await session.call_tool(name, dict(arguments or {}))
         except TimeoutError:
-            return RealCallResult(content=f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s",
-                                  is_error=True, server=server.entry.id)
+            return RealCallResult(
+                content=f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s",
+                is_error=True,
+                server=server.entry.id,
+            )
         except Exception as exc:  # protocol errors (bad arguments, a crashed server) are tool errors too
             message = getattr(getattr(exc, "error", None), "message", None) or str(exc) or type(exc).__name__
             return RealCallResult(content=f"Error: {message}", is_error=True, server=server.entry.id)
-        return RealCallResult(content=result_text(result), is_error=bool(result.is_error),
-                              server=server.entry.id)
+        return RealCallResult(
+            content=result_text(result), is_error=bool(result.is_error), server=server.entry.id
+        )
 
     async def snapshot(self) -> dict[str, Any]:
         """JSON-able state of the real world now, for the judge's code checks.
@@ -358,9 +396,8 @@ class RealToolHub:
         - ``git``: {"log": one-line commits, newest first, "status": porcelain lines}, or None.
         """
         root = self.root
-        internal = {v.replace("{root}/", "") for s in self._servers.values() for v in s.entry.env.values()
-                    if v.startswith("{root}/")}  # fmt: skip
-        state: dict[str, Any] = {"files": await anyio.to_thread.run_sync(_file_tree, root, internal)}
+        files = await anyio.to_thread.run_sync(_file_tree, root, self._internal_files())
+        state: dict[str, Any] = {"files": files}
         state["memory"] = await self._memory_graph()
         if (root / ".git").is_dir():
             log_lines = await anyio.to_thread.run_sync(_git, root, ["log", "--oneline", "--no-decorate"])
@@ -413,8 +450,13 @@ def _is_git(entry: ServerEntry) -> bool:
 
 
 def _git(root: Path, args: list[str]) -> str:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"})
+    proc = subprocess.run(
+        ["git", "-C", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"},
+    )
     if proc.returncode != 0:
         raise HubError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
     return proc.stdout
@@ -430,7 +472,7 @@ def _file_tree(root: Path, internal: set[str]) -> dict[str, dict[str, Any]]:
             if rel in internal or path.is_symlink():
                 continue
             if len(files) >= SNAPSHOT_MAX_FILES:
-                files["..."] = {"size": None, "content": f"more than {SNAPSHOT_MAX_FILES} files, rest left out"}
+                files["..."] = {"size": None, "content": f"over {SNAPSHOT_MAX_FILES} files; rest left out"}
                 return files
             size = path.stat().st_size
             content: str | None = None
@@ -444,11 +486,17 @@ def _file_tree(root: Path, internal: set[str]) -> dict[str, dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _can_unshare_net() -> bool:
-    """Whether servers can get their own (empty) network namespace; probed, since containers may forbid it."""
-    if shutil.which("unshare") is None:
-        return False
+def _isolation() -> str:
+    """The strongest confinement this machine allows servers; probed once, since containers may forbid it."""
+    ok, why = confinement_available()
+    if ok:
+        return "namespaces"
     try:
-        return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
+        if probe.returncode == 0:
+            log.warning("real exec: servers get no read-only mounts (%s), only their own network", why)
+            return "network"
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        pass
+    log.warning("real exec: servers run unconfined beyond their own rules (%s)", why)
+    return "none"

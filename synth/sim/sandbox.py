@@ -1,21 +1,28 @@
 """Run model-written Python for real, with no network, no writes outside a scratch dir, and hard limits.
 
 How (Linux, as root; anything else fails closed):
-- ``unshare`` gives the run new network, mount, PID, IPC and UTS namespaces. The new network namespace has only a
-  loopback that is down, so nothing is reachable, not even servers listening on the host's 127.0.0.1.
-- A launcher (stdlib Python, PID 1 of the new PID namespace, still root) remounts every mount read-only, mounts a
-  small private tmpfs as the working dir, hides root-only directories such as ``/root`` behind empty tmpfs (only
-  the interpreter's own install is bound back in), then forks the child that drops to a random unprivileged uid
-  with ``no_new_privs`` and rlimits (CPU, address space, processes, file size, open files) and execs ``python -I``.
+- ``unshare`` gives the run new network, mount, PID, IPC and UTS namespaces. The new network namespace has
+  only a loopback that is down, so nothing is reachable, not even servers listening on the host's 127.0.0.1.
+- A launcher (stdlib Python, PID 1 of the new PID namespace, still root) remounts every mount read-only,
+  mounts a small private tmpfs as the working dir, hides root-only directories such as ``/root`` behind an
+  empty tmpfs (only the interpreter's own install is bound back in), then forks the child, which drops to
+  a random unprivileged uid with ``no_new_privs`` and rlimits (CPU, address space, processes, file size,
+  open files) and execs ``python -I``.
 - The host side kills the whole process group at the wall-clock limit; when PID 1 dies the kernel kills every
   process left in the namespace, so nothing the code forked survives the run.
 
 A random uid per run keeps RLIMIT_NPROC (counted per uid) from being shared between concurrent sandboxes.
+Memory is capped per process (RLIMIT_AS), so a run's total is at most ``memory_mb * max_procs``; a cap on the
+total needs a cgroup, which the deployment (container, systemd scope) should set.
+
+``confine_command`` applies the same mount and network isolation, without the uid drop, to trusted programs
+that act on agent-chosen arguments: the real MCP servers of ``synth.sim.real_exec``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -27,17 +34,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import IO
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
 OUTPUT_LIMIT = 64_000
-"""Bytes of stdout and of stderr kept; the rest is counted and dropped, so a print loop can't flood the host."""
+"""Bytes of stdout and of stderr kept; the rest is counted and dropped (print loops cannot flood the host)."""
 
 _UID_RANGE = (1_000_000, 2_000_000)
-_LAUNCHER_FAILED = 125
 
 
 class SandboxError(RuntimeError):
@@ -55,7 +61,7 @@ class SandboxResult(BaseModel):
     timed_out: bool = Field(default=False, description="The wall-clock limit was hit and the run was killed.")
     killed: str | None = Field(
         default=None,
-        description="Why a limit stopped it: 'wall_time', 'cpu_time', 'memory', 'file_size', or 'signal:NAME'.",
+        description="Why it was stopped: 'wall_time', 'cpu_time', 'memory', 'file_size' or 'signal:NAME'.",
     )
     duration_s: float = Field(description="Wall-clock seconds, setup included.")
 
@@ -64,11 +70,10 @@ class SandboxResult(BaseModel):
         return self.exit_code == 0 and not self.timed_out
 
 
-# The launcher runs as root inside the new namespaces and sees only the stdlib (python -I -S). It reads its
-# config file, sets up the mounts, forks the unprivileged child and reports how the child ended on a pipe that
-# the host passed in (the root filesystem is read-only by then, so no status file can be written).
-_LAUNCHER = r"""
-import ctypes, json, os, resource, sys
+# Mount helpers shared by both launchers below; they run before any untrusted code, as root in a new mount
+# namespace, with only the stdlib (python -I -S).
+_MOUNT_LIB = r"""
+import ctypes, os, re, sys
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
@@ -76,14 +81,6 @@ MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
 FLAG_OF = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
            "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
 libc = ctypes.CDLL(None, use_errno=True)
-cfg = json.load(open(sys.argv[1]))
-status = os.fdopen(cfg["status_fd"], "w")
-
-
-def fail(msg):
-    status.write(json.dumps({"error": msg}))
-    status.close()
-    os._exit(125)
 
 
 def mount(src, target, fstype, flags, data=None):
@@ -93,8 +90,36 @@ def mount(src, target, fstype, flags, data=None):
         fail(f"mount({src!r}, {target!r}, {fstype!r}, {flags:#x}) failed: {os.strerror(err)}")
 
 
-def unescape(path):
-    return path.encode().decode("unicode_escape")
+def remount_readonly(keep):
+    # Every mount but those under `keep` turns read-only and nosuid (/proc too: root could write /proc/sys).
+    for line in open("/proc/self/mountinfo").read().splitlines():
+        fields = line.split()
+        target = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if any(target == k or target.startswith(k.rstrip("/") + "/") for k in keep):
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+        for o in fields[5].split(","):
+            flags |= FLAG_OF.get(o, 0)
+        mount(None, target, None, flags)
+
+"""
+
+# The sandbox launcher runs as root inside the new namespaces. It reads its config file, sets up the mounts,
+# forks the unprivileged child and reports how the child ended on a pipe that the host passed in (the root
+# filesystem is read-only by then, so no status file can be written).
+_LAUNCHER = (
+    _MOUNT_LIB
+    + r"""
+import json, resource
+
+cfg = json.load(open(sys.argv[1]))
+status = os.fdopen(cfg["status_fd"], "w")
+
+
+def fail(msg):
+    status.write(json.dumps({"error": msg}))
+    status.close()
+    os._exit(125)
 
 
 def hidden_ancestor(path):
@@ -127,15 +152,7 @@ try:
             os.close(fd)
     mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={cfg['disk_mb']}m,mode=0700,uid={uid},gid={uid}")
-    for line in open("/proc/self/mountinfo"):
-        fields = line.split()
-        target, opts = unescape(fields[4]), fields[5].split(",")
-        if target == work or target == "/proc" or target.startswith("/proc/"):
-            continue
-        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
-        for o in opts:
-            flags |= FLAG_OF.get(o, 0)
-        mount(None, target, None, flags)
+    remount_readonly([work])
     for name, text in cfg["files"].items():
         path = os.path.join(work, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -176,9 +193,38 @@ status.write(json.dumps({
 }))
 status.close()
 """
+)
+
+# Confines a trusted program (an MCP server) that acts on agent-chosen arguments: no network, every mount
+# read-only except one writable dir, all capabilities dropped and no_new_privs; then execs it in place, so its
+# PID (and the MCP transport's kill of its process group) stays the same.
+_CONFINE = (
+    _MOUNT_LIB
+    + r"""
+def fail(msg):
+    os.write(2, f"synth confine: {msg}\n".encode())
+    os._exit(125)
+
+
+writable, argv = sys.argv[1], sys.argv[2:]
+mount(None, "/", None, MS_REC | MS_PRIVATE)
+mount(writable, writable, None, MS_BIND | MS_REC)  # its own mount, so it stays writable
+remount_readonly([writable])
+last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
+for cap in range(last_cap + 1):
+    if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: root keeps no capability across the exec
+        fail(f"prctl(PR_CAPBSET_DROP, {cap}) failed: {os.strerror(ctypes.get_errno())}")
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    fail("prctl(PR_SET_NO_NEW_PRIVS) failed")
+try:
+    os.execv(argv[0], argv)
+except OSError as exc:
+    fail(f"cannot exec {argv[0]}: {exc}")
+"""
+)
 
 # Runs the solution and then the tests in one namespace, so tests can use the solution's names; pytest-style
-# ``test_*`` functions defined by the tests file are called too, so both assert scripts and test functions work.
+# ``test_*`` functions defined by the tests file are called too: assert scripts and test functions both work.
 _CHECK_RUNNER = r"""
 import os
 ns = {"__name__": "__main__"}
@@ -230,10 +276,8 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
     except (BrokenPipeError, OSError):
         pass  # the code exited without reading all its input; that's its business
     finally:
-        try:
+        with contextlib.suppress(OSError):
             stream.close()
-        except OSError:
-            pass
 
 
 def _text(data: bytearray, dropped: int) -> str:
@@ -241,7 +285,9 @@ def _text(data: bytearray, dropped: int) -> str:
     return text + (f"\n[... {dropped} more bytes truncated]" if dropped else "")
 
 
-def _why_killed(exit_sig: int | None, cpu_s: float, cpu_limit: int, stderr: str, exit_code: int) -> str | None:
+def _why_killed(
+    exit_sig: int | None, cpu_s: float, cpu_limit: int, stderr: str, exit_code: int
+) -> str | None:
     if exit_sig == signal.SIGXCPU or (exit_sig == signal.SIGKILL and cpu_s >= cpu_limit):
         return "cpu_time"
     if exit_sig == signal.SIGXFSZ:
@@ -272,6 +318,11 @@ def _run(
             "the sandbox needs root (uid 0) to create namespaces and drop to an unprivileged uid; "
             "run the rollout as root, e.g. in its container"
         )
+    for name in files:
+        # The launcher writes these as root before dropping privileges: a name must not climb out of the dir.
+        parts = PurePosixPath(name).parts
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+            raise ValueError(f"sandbox file name {name!r} must be a relative path inside the working dir")
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="synth-sbx-"))
     status_r, status_w = os.pipe()
@@ -305,12 +356,13 @@ def _run(
                 "MKL_NUM_THREADS": "1",
             },
         }
+        # Root-only: it holds the code, and the launcher (root) trusts it; the child must not read it.
         config_path = base / "config.json"
-        config_path.write_text(json.dumps(config))
-        config_path.chmod(0o600)
+        with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            json.dump(config, fh)
         cmd = [
-            "unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount-proc",
-            "--", sys.executable, "-I", "-S", "-c", _LAUNCHER, str(config_path),
+            "unshare", "--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
+            "--mount-proc", "--", sys.executable, "-I", "-S", "-c", _LAUNCHER, str(config_path),
         ]  # fmt: skip
         proc = subprocess.Popen(
             cmd,
@@ -342,6 +394,8 @@ def _run(
             proc.wait()
         for t in threads:
             t.join(timeout=5)
+        # The namespace dies asynchronously after its PID 1; wait so no process of this run outlives the call.
+        _wait_uid_gone(uid, timeout_s=5)
         with os.fdopen(status_r, "r") as fh:
             status_r = -1
             raw_status = fh.read()
@@ -371,11 +425,26 @@ def _run(
     )
 
 
+def _uid_alive(uid: int) -> bool:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    return True
+            except FileNotFoundError:
+                continue
+    return False
+
+
+def _wait_uid_gone(uid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _uid_alive(uid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @functools.lru_cache(maxsize=1)
@@ -388,16 +457,27 @@ def sandbox_available() -> tuple[bool, str]:
     probe = (
         "import errno, os, socket\n"
         "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=2)\n    print('net-open')\n"
-        "except OSError as e:\n    print('net-closed' if e.errno == errno.ENETUNREACH else 'net-open', os.getuid())\n"
+        "except OSError as e:\n"
+        "    print('net-closed' if e.errno == errno.ENETUNREACH else 'net-open', os.getuid())\n"
     )
     try:
-        result = _run({"main.py": probe}, ["-I", "main.py"], timeout_s=30, cpu_s=10, memory_mb=512, stdin="",
-                      max_procs=16, disk_mb=8, output_limit=4096)
+        result = _run(
+            {"main.py": probe},
+            ["-I", "main.py"],
+            timeout_s=30,
+            cpu_s=10,
+            memory_mb=512,
+            stdin="",
+            max_procs=16,
+            disk_mb=8,
+            output_limit=4096,
+        )
     except SandboxError as exc:
         return False, str(exc)
     words = result.stdout.split()
     if result.exit_code != 0 or words[:1] != ["net-closed"] or words[1:2] == ["0"]:
-        return False, f"sandbox probe misbehaved (exit {result.exit_code}): {result.stdout!r} {result.stderr[-300:]!r}"
+        detail = f"{result.stdout!r} {result.stderr[-300:]!r}"
+        return False, f"sandbox probe misbehaved (exit {result.exit_code}): {detail}"
     return True, "unshare namespaces (net, mount, pid, ipc, uts), read-only mounts, unprivileged uid, rlimits"
 
 
@@ -414,7 +494,7 @@ def run_python(
     cpu_s: int = 5,
     memory_mb: int = 512,
     stdin: str = "",
-    max_procs: int = 32,
+    max_procs: int = 16,
     disk_mb: int = 64,
     output_limit: int = OUTPUT_LIMIT,
     files: Mapping[str, str] | None = None,
@@ -426,8 +506,17 @@ def run_python(
     """
     _require()
     all_files = {**(files or {}), "main.py": code}
-    return _run(all_files, ["-I", "-u", "main.py"], timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
-                stdin=stdin, max_procs=max_procs, disk_mb=disk_mb, output_limit=output_limit)
+    return _run(
+        all_files,
+        ["-I", "-u", "main.py"],
+        timeout_s=timeout_s,
+        cpu_s=cpu_s,
+        memory_mb=memory_mb,
+        stdin=stdin,
+        max_procs=max_procs,
+        disk_mb=disk_mb,
+        output_limit=output_limit,
+    )
 
 
 def check_python(
@@ -437,18 +526,55 @@ def check_python(
     timeout_s: float = 10,
     cpu_s: int = 5,
     memory_mb: int = 512,
-    max_procs: int = 32,
+    max_procs: int = 16,
 ) -> SandboxResult:
-    """Run ``code`` and then assert-based ``tests`` (plus any ``test_*`` functions they define) in one namespace.
+    """Run ``code``, then assert-based ``tests`` (and any ``test_*`` functions they define) in one namespace.
 
     Passed when ``result.ok``; a failing assert shows up as exit code 1 with its traceback in stderr.
     """
     _require()
     files = {"solution.py": code, "tests.py": tests}
-    return _run(files, ["-I", "-u", "-c", _CHECK_RUNNER], timeout_s=timeout_s, cpu_s=cpu_s, memory_mb=memory_mb,
-                stdin="", max_procs=max_procs, disk_mb=64, output_limit=OUTPUT_LIMIT)
+    argv = ["-I", "-u", "-c", _CHECK_RUNNER]
+    return _run(
+        files,
+        argv,
+        timeout_s=timeout_s,
+        cpu_s=cpu_s,
+        memory_mb=memory_mb,
+        stdin="",
+        max_procs=max_procs,
+        disk_mb=64,
+        output_limit=OUTPUT_LIMIT,
+    )
 
 
-async def run_python_async(code: str, **kwargs: object) -> SandboxResult:
-    """``run_python`` off the event loop, for rollouts that run many episodes concurrently."""
-    return await asyncio.to_thread(functools.partial(run_python, code, **kwargs))  # type: ignore[arg-type]
+async def run_python_async(code: str, **kwargs: Any) -> SandboxResult:
+    """``run_python`` off the event loop (same keywords), for rollouts with many episodes in flight."""
+    return await asyncio.to_thread(functools.partial(run_python, code, **kwargs))
+
+
+def confine_command(argv: Sequence[str], writable: str | os.PathLike[str]) -> list[str]:
+    """``argv`` wrapped to run with no network, read-only mounts except ``writable``, and no capabilities.
+
+    For trusted programs (MCP servers) that act on agent-chosen arguments: whatever a server is talked into,
+    the kernel keeps its writes inside ``writable``. Check ``confinement_available()`` first.
+    """
+    target = os.path.realpath(writable)
+    return ["unshare", "--net", "--mount", "--", sys.executable, "-I", "-S", "-c", _CONFINE, target, *argv]
+
+
+@functools.lru_cache(maxsize=1)
+def confinement_available() -> tuple[bool, str]:
+    """Whether ``confine_command`` works here (root, unshare, mount namespaces), and why not."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False, "confinement needs Linux, root and unshare(1)"
+    with tempfile.TemporaryDirectory(prefix="synth-confine-") as tmp:
+        probe = 'touch "$1/ok" && ! touch /tmp/.synth-confine-probe 2>/dev/null'
+        try:
+            proc = subprocess.run(confine_command(["/bin/sh", "-c", probe, "sh", tmp], tmp),
+                                  capture_output=True, text=True, timeout=30)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"confinement probe failed: {exc}"
+        if proc.returncode != 0 or not os.path.exists(os.path.join(tmp, "ok")):
+            return False, f"confinement probe failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return True, "unshare (net, mount), read-only mounts except the scratch root, no capabilities"

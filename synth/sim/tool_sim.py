@@ -12,6 +12,7 @@ episode seed and the call's index, so the same calls under the same seed fail th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -60,6 +61,57 @@ TIMEOUT_MESSAGE = "Error: tool call timed out after 30s"
 EMPTY_RESULTS = ("[]", "{}", "null", "")
 STATE_CHARS = 6000
 """Characters of world state shown to the simulator; a small model's context can't take an unbounded state."""
+
+
+POINTER = r"^(/[A-Za-z0-9_.@:+~-]{1,40}){1,6}$"
+"""JSON Pointers the simulator may write: short, few levels; a weak model otherwise writes paths until max_tokens."""
+
+
+def _value_defs(depth: int, *, chars: int = 200, items: int = 8) -> dict[str, Any]:
+    """``$defs`` for JSON values nested at most ``depth`` deep, with short strings and few items/keys.
+
+    ``result: Any`` lets guided decoding write JSON without end (a 135M model does, until max_tokens cuts the
+    reply and the row is lost); these bounds keep any reply closable while leaving room for realistic results.
+    """
+    defs: dict[str, Any] = {
+        "v0": {"anyOf": [{"type": "string", "maxLength": chars}, {"type": "number"}, {"type": "boolean"},
+                         {"type": "null"}]}
+    }
+    for level in range(1, depth + 1):
+        inner = {"$ref": f"#/$defs/v{level - 1}"}
+        defs[f"v{level}"] = {"anyOf": [
+            {"$ref": "#/$defs/v0"},
+            {"type": "array", "items": inner, "maxItems": items},
+            {"type": "object", "additionalProperties": inner, "maxProperties": items,
+             "propertyNames": {"type": "string", "pattern": r"^[A-Za-z0-9_.@:+~-]{1,40}$"}},
+        ]}
+    return defs
+
+
+def reply_schema() -> dict[str, Any]:
+    """The JSON Schema sent for ``ToolSimReply``: the same shape, bounded so the reply always fits."""
+    pointer = {"type": "string", "pattern": POINTER}
+    op = {
+        "type": "object",
+        "properties": {
+            "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]},
+            "path": pointer,
+            "value": {"$ref": "#/$defs/v3"},
+            "from": pointer,
+        },
+        "required": ["op", "path"],
+        "additionalProperties": False,
+    }
+    return {
+        "$defs": _value_defs(4),
+        "type": "object",
+        "properties": {
+            "result": {"anyOf": [{"type": "string", "maxLength": 1000}, {"$ref": "#/$defs/v4"}]},
+            "patch": {"type": "array", "items": op, "maxItems": 4},
+        },
+        "required": ["result", "patch"],
+        "additionalProperties": False,
+    }
 
 
 class ToolSimReply(BaseModel):
@@ -130,6 +182,21 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _validator(schema_json: str) -> Any:
+    """A compiled validator per distinct schema (checking a schema costs far more than using it)."""
+    schema = json.loads(schema_json)
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        # A harvested schema that is itself broken can't judge arguments; let the call through rather than
+        # invent an error the real server would not give.
+        log.debug("invalid parameters schema (%s); arguments not checked", exc.message)
+        return None
+    return validator_cls(schema)
+
+
 def argument_error(tool: dict[str, Any], raw_arguments: str) -> tuple[dict[str, Any] | None, str | None]:
     """Parse and check a call's arguments against the tool's JSON Schema; the error text is a real server's."""
     name = _tool_name(tool)
@@ -139,16 +206,10 @@ def argument_error(tool: dict[str, Any], raw_arguments: str) -> tuple[dict[str, 
         return None, f"Error: invalid arguments for tool {name}: not valid JSON ({exc.msg} at char {exc.pos})"
     if not isinstance(arguments, dict):
         return None, f"Error: invalid arguments for tool {name}: expected an object, got {type(arguments).__name__}"
-    schema = tool.get("function", {}).get("parameters") or {"type": "object"}
-    try:
-        validator_cls = jsonschema.validators.validator_for(schema)
-        validator_cls.check_schema(schema)
-    except jsonschema.exceptions.SchemaError as exc:
-        # A harvested schema that is itself broken can't judge arguments; let the call through rather than
-        # invent an error the real server would not give.
-        log.debug("tool %s has an invalid parameters schema (%s); arguments not checked", name, exc.message)
+    validator = _validator(dumps(tool.get("function", {}).get("parameters") or {"type": "object"}))
+    if validator is None:
         return arguments, None
-    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(arguments))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
         at = f" (at '{where}')" if where else ""
@@ -283,7 +344,7 @@ class ToolSimulator:
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
         reply: ToolSimReply = await self.pool.structured(
             self._prompt(tool, arguments), ToolSimReply, role="tool_sim",
-            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage,
+            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage, json_schema=reply_schema(),
         )
         if injected == "partial":
             # A cut-off response is not trusted to have committed anything: the patch is dropped.
@@ -303,7 +364,7 @@ class ToolSimulator:
             state = state[:STATE_CHARS] + " ... [state truncated]"
         system = render(
             "tool_sim",
-            name=fn.get("name", ""),
+            tool_name=fn.get("name", ""),
             description=fn.get("description", ""),
             parameters=dumps(fn.get("parameters", {})),
             state=state,

@@ -34,6 +34,19 @@ def _kind(index: int, cfg_agents) -> str:
     return "any"
 
 
+def _real_exec_toolset(specs: list[ToolSpec], rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
+    """Tools of one sandbox-safe real server (filesystem, memory, git, time), so the episode calls it for real."""
+    by_server: dict[str, list[ToolSpec]] = {}
+    for spec in specs:
+        if spec.real_exec and spec.provenance.server:
+            by_server.setdefault(spec.provenance.server, []).append(spec)
+    if not by_server:
+        return []
+    server = rng.choice(sorted(by_server))
+    tools = by_server[server]
+    return rng.sample(tools, k=min(len(tools), rng.randint(*size)))
+
+
 class AgentsStage(Stage):
     name = "agents"
     needs = "tools"
@@ -59,7 +72,7 @@ class AgentsStage(Stage):
     @staticmethod
     def _toolset(registry, kind: str, rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
         if kind == "real":
-            real = registry.sample_real_exec_toolset(rng, size)
+            real = _real_exec_toolset(registry.specs, rng, size)
             if real:
                 return real
         tools = registry.sample_toolset(rng, size)

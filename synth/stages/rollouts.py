@@ -29,14 +29,33 @@ class RolloutsStage(Stage):
         hub = None
         servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
         if cfg.rollouts.real_exec and servers:
-            from synth.sim.real_exec import RealToolHub
-
-            hub = RealToolHub.for_servers(servers)
+            hub = _hub(agent, servers)
         if hub is None:
             traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
-                                     tool_calling=cfg.llm.tool_calling)
+                                     tool_calling=_mode(cfg.llm.tool_calling))
         else:
             async with hub:
                 traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed, hub=hub,
-                                         tool_calling=cfg.llm.tool_calling)
+                                         tool_calling=_mode(cfg.llm.tool_calling))
         return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id})
+
+
+def _hub(agent: AgentRecord, servers: list[str]):  # -> RealToolHub
+    """A hub over the agent's real servers that knows their tools already, so no server starts before a call."""
+    from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
+    from synth.sim.real_exec import RealToolHub, sandbox_servers
+
+    entries = [e for e in sandbox_servers() if e.id in servers]
+    specs = [
+        ToolSpec(id=stable_id("tool", agent.real_tools[t["function"]["name"]], t["function"]["name"]),
+                 function=FunctionSpec.model_validate(t["function"]),
+                 provenance=ToolProvenance(source="mcp", server=agent.real_tools[t["function"]["name"]]),
+                 real_exec=True)
+        for t in agent.tools if agent.real_tools.get(t["function"]["name"], "builtin") != "builtin"
+    ]
+    return RealToolHub(entries, specs=specs)
+
+
+def _mode(setting: str) -> str:
+    # "auto" is schema mode: SmolLM2's chat template has no tool support, and schema mode works on any server.
+    return "native" if setting == "native" else "schema"

@@ -16,14 +16,14 @@ Scalar = str | int | float | bool
 
 class HiddenDetail(BaseModel):
     key: str = Field(max_length=40, description="Short name of a fact the user knows, e.g. 'order_id'.")
-    value: str = Field(max_length=120, description="The fact itself; the user says it only when asked.")
+    value: str = Field(max_length=80, description="The fact itself; the user says it only when asked.")
 
 
 class ExpectedCall(BaseModel):
     name: str = Field(description="Name of one of the agent's tools that a correct assistant calls.")
     arguments: dict[str, Any] = Field(
         default_factory=dict,
-        description="Key arguments of that call as a JSON object (only the ones that must have these values).",
+        description="Key arguments of that call as a JSON object (only those that must have these values).",
     )
 
 
@@ -37,7 +37,8 @@ class StateExpectation(BaseModel):
 
 class DraftCriterion(BaseModel):
     description: str = Field(
-        max_length=200, description="One success criterion specific to this task, checkable from the transcript."
+        max_length=150,
+        description="One success criterion specific to this task, checkable from the transcript.",
     )
     required: bool = Field(default=False, description="True when failing it means the task failed.")
 
@@ -46,21 +47,25 @@ class TaskDraft(BaseModel):
     """One task for one agent, as the generator model writes it."""
 
     user_goal: str = Field(
-        max_length=400, description="What the user wants, in the user's own words, as the first message."
+        max_length=300, description="What the user wants, in the user's own words, as the first message."
     )
-    persona: str = Field(max_length=200, description="Who the user is and how they talk, in one sentence.")
+    persona: str = Field(max_length=150, description="Who the user is and how they talk, in one sentence.")
     hidden_details: list[HiddenDetail] = Field(
-        default_factory=list, max_length=4, description="Details the user reveals only when the assistant asks."
+        default_factory=list,
+        max_length=4,
+        description="Details the user reveals only when the assistant asks.",
     )
     initial_state: dict[str, Any] = Field(
         default_factory=dict,
-        description="The world the tools see at the start, as a JSON object (records the tools read or change).",
+        description="The world the tools see at the start, a JSON object (records the tools read or change).",
     )
     expected_calls: list[ExpectedCall] = Field(
         default_factory=list, max_length=8, description="The tool calls a correct assistant makes, in order."
     )
     expected_state: list[StateExpectation] = Field(
-        default_factory=list, max_length=4, description="Values the world state must hold after a correct episode."
+        default_factory=list,
+        max_length=4,
+        description="Values the world state must hold after a correct episode.",
     )
     report_values: list[str] = Field(
         default_factory=list,
@@ -75,7 +80,7 @@ class TaskDraft(BaseModel):
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """Replace ``$ref``s into ``$defs`` by the definitions themselves.
 
-    Not every guided-decoding backend resolves references, and a flat schema is also easier to tighten in place.
+    Not every guided-decoding backend resolves references, and a flat schema is easier to tighten in place.
     Pydantic's schemas here are not recursive, so plain substitution terminates.
     """
     defs = schema.get("$defs", {})
@@ -84,8 +89,10 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                merged = {**copy.deepcopy(defs[ref.removeprefix("#/$defs/")]),
-                          **{k: v for k, v in node.items() if k != "$ref"}}
+                merged = {
+                    **copy.deepcopy(defs[ref.removeprefix("#/$defs/")]),
+                    **{k: v for k, v in node.items() if k != "$ref"},
+                }
                 return resolve(merged)
             return {k: resolve(v) for k, v in node.items() if k != "$defs"}
         if isinstance(node, list):
@@ -95,23 +102,102 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolve(schema)
 
 
-def draft_json_schema(tool_names: list[str], min_calls: int, max_calls: int) -> dict[str, Any]:
-    """TaskDraft's schema with tool names as an enum and the call count bounded by the difficulty's template.
+STRING_CHARS = 60
+"""Longest string the generator may put in a state value, a reported value or a call argument."""
 
-    With no tools (or a template that allows none), ``expected_calls`` must be empty, since an enum with no
-    members is not a valid schema.
+POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]+)+$"
+"""JSON Pointers the generator may write: plain segments only, so every one resolves the same way for us."""
+
+_SCALAR: dict[str, Any] = {
+    "anyOf": [{"type": "string", "maxLength": STRING_CHARS}, {"type": "number"}, {"type": "boolean"}]
+}
+# Records two levels deep ({"orders": {"A12": {"status": "shipped"}}}) with few keys each: enough for a tool's
+# world, and a small model cannot spend its whole token budget on one state.
+_RECORD: dict[str, Any] = {"type": "object", "additionalProperties": _SCALAR, "maxProperties": 5}
+_STATE_VALUE: dict[str, Any] = {
+    "anyOf": [
+        _SCALAR,
+        {"type": "object", "additionalProperties": {"anyOf": [_SCALAR, _RECORD]}, "maxProperties": 4},
+        {"type": "array", "items": {"anyOf": [_SCALAR, _RECORD]}, "maxItems": 4},
+    ]
+}
+
+
+def _bounded_param(prop: Any) -> dict[str, Any] | None:
+    """A tool parameter's schema reduced to what guided decoding handles and a check compares; None: skip."""
+    if not isinstance(prop, dict):
+        return None
+    enum = prop.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(v, str | int | float | bool) for v in enum):
+        return {"enum": enum}
+    kind = prop.get("type")
+    if kind == "string":
+        return {"type": "string", "maxLength": STRING_CHARS}
+    if kind in ("integer", "number", "boolean"):
+        return {"type": kind}
+    return None
+
+
+def _call_schema(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    props = params.get("properties")
+    props = props if isinstance(props, dict) else {}
+    bounded = {key: b for key, prop in props.items() if (b := _bounded_param(prop)) is not None}
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": [name]},
+            "arguments": {
+                "type": "object",
+                "properties": bounded,
+                "additionalProperties": False,
+                "description": ExpectedCall.model_fields["arguments"].description,
+            },
+        },
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def _require_all(obj: dict[str, Any]) -> None:
+    # Guided decoding only ends an object early where the schema allows it: ask for every field, so the model
+    # neither skips the ones checks are derived from nor invents keys of its own.
+    obj["required"] = list(obj["properties"])
+    obj["additionalProperties"] = False
+
+
+def draft_json_schema(tools: dict[str, dict[str, Any]], min_calls: int, max_calls: int) -> dict[str, Any]:
+    """TaskDraft's schema, tightened for one agent and one difficulty.
+
+    ``tools`` maps each tool name to its parameters schema. An expected call may only name one of these tools
+    (an enum per branch) with that tool's own scalar parameters; the number of calls is bounded by the
+    difficulty's template. With no tools (or a template that allows none) ``expected_calls`` must be empty,
+    since an empty ``anyOf`` is not a valid schema.
     """
     schema = inline_refs(TaskDraft.model_json_schema())
     props = schema["properties"]
-    calls = props["expected_calls"]
-    if not tool_names or max_calls == 0:
-        props["expected_calls"] = {"type": "array", "maxItems": 0, "description": calls.get("description", "")}
+    description = props["expected_calls"].get("description", "")
+    if not tools or max_calls == 0:
+        props["expected_calls"] = {"type": "array", "maxItems": 0, "description": description}
     else:
-        calls["items"]["properties"]["name"]["enum"] = sorted(set(tool_names))
-        calls["minItems"] = min_calls
-        calls["maxItems"] = max_calls
-    # Guided decoding only stops a field when the schema says it must be present; ask for every field so the
-    # model neither skips the ones we derive checks from nor invents keys of its own.
-    schema["required"] = list(props)
-    schema["additionalProperties"] = False
+        branches = [_call_schema(name, params) for name, params in sorted(tools.items())]
+        props["expected_calls"] = {
+            "type": "array",
+            "items": branches[0] if len(branches) == 1 else {"anyOf": branches},
+            "minItems": min_calls,
+            "maxItems": max_calls,
+            "description": description,
+        }
+    props["initial_state"] = {
+        "type": "object",
+        "additionalProperties": _STATE_VALUE,
+        "maxProperties": 4,
+        "description": props["initial_state"].get("description", ""),
+    }
+    state_item = props["expected_state"]["items"]["properties"]
+    state_item["value"] = _SCALAR
+    state_item["path"]["pattern"] = POINTER_PATTERN
+    props["report_values"]["items"]["maxLength"] = STRING_CHARS
+    for key in ("hidden_details", "expected_state", "criteria"):
+        _require_all(props[key]["items"])
+    _require_all(schema)
     return schema

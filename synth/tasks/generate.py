@@ -11,19 +11,21 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple
 
+import openai
+
 from synth.config import TasksStageConfig
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Difficulty, RowError, TaskRecord
 from synth.schemas.usage import UsageByRole
-from synth.tasks.build import DraftInvalid, build_rubric
+from synth.tasks.build import DraftInvalid, build_rubric, tool_index
 from synth.tasks.draft import TaskDraft, draft_json_schema
 from synth.tasks.rubrics import RubricLibrary, default_library
 
 log = logging.getLogger(__name__)
 
-# Enough for every bounded field of TaskDraft plus a modest initial_state; more only lets a small model ramble.
+# Enough for every bounded field of TaskDraft and a modest initial_state; more only lets a small model ramble.
 GENERATOR_MAX_TOKENS = 900
 
 
@@ -66,8 +68,13 @@ def _tools_for_prompt(agent: AgentRecord) -> list[dict[str, Any]]:
     out = []
     for tool in agent.tools:
         fn = tool.get("function", tool)
-        out.append({"name": fn.get("name", ""), "description": fn.get("description", ""),
-                    "parameters": fn.get("parameters", {})})
+        out.append(
+            {
+                "name": fn.get("name", ""),
+                "description": fn.get("description", ""),
+                "parameters": fn.get("parameters", {}),
+            }
+        )
     return out
 
 
@@ -88,22 +95,40 @@ async def generate_task(
     names = [t["name"] for t in tools if t["name"]]
     min_calls = template.calls.min if names else 0
     row_usage = UsageByRole()
-    row = TaskRecord(id=task_id(agent, index, difficulty, seed), seed=seed, agent_id=agent.id,
-                     difficulty=difficulty, usage=row_usage)
-    variables = {"agent": agent, "tools": tools, "difficulty": difficulty, "template": template, "index": index}
+    row = TaskRecord(
+        id=task_id(agent, index, difficulty, seed),
+        seed=seed,
+        agent_id=agent.id,
+        difficulty=difficulty,
+        usage=row_usage,
+    )
+    variables = {
+        "agent": agent,
+        "tools": tools,
+        "difficulty": difficulty,
+        "template": template,
+        "index": index,
+    }
     messages = [
         {"role": "system", "content": render("task_gen", part="system", **variables)},
         {"role": "user", "content": render("task_gen", part="user", **variables)},
     ]
     try:
         draft = await pool.structured(
-            messages, TaskDraft, role="generator", seed=sample_seed(agent.id, index, difficulty, seed),
-            usage=row_usage, json_schema=draft_json_schema(names, min_calls, template.calls.max),
+            messages,
+            TaskDraft,
+            role="generator",
+            seed=sample_seed(agent.id, index, difficulty, seed),
+            usage=row_usage,
+            json_schema=draft_json_schema(tool_index(agent.tools), min_calls, template.calls.max),
             max_tokens=GENERATOR_MAX_TOKENS,
         )
         rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
     except ReplyInvalid as exc:
         row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
+    except openai.BadRequestError as exc:
+        # e.g. a toolset whose prompt does not fit the context: this row's problem, not the stage's.
+        row.error = RowError(kind="request", message=f"generator request rejected: {exc}")
     except DraftInvalid as exc:
         row.error = RowError(kind="validation", message=f"TaskDraft: {exc}", raw=draft.model_dump_json())
     else:

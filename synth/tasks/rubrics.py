@@ -1,8 +1,8 @@
 """Rubric data from ``rubrics/``: core and prescriptive criteria, and one task template per difficulty.
 
-The files are data that people edit by hand, so every error names the file and the field (``refuse.calls.max``)
-and says what is allowed; a template that names an unknown prescriptive criterion fails at load time, not when
-the first task of that difficulty is judged.
+The files are data that people edit by hand, so every error names the file and the field
+(``refuse.calls.max``) and says what is allowed; a template that names an unknown prescriptive criterion fails
+at load time, not when the first task of that difficulty is judged.
 """
 
 from __future__ import annotations
@@ -49,11 +49,17 @@ class CallBounds(_Strict):
 
 
 class TaskTemplate(_Strict):
-    description: str = Field(min_length=1, description="What the generator is asked to write for this difficulty.")
-    calls: CallBounds = Field(default_factory=CallBounds, description="How many tool calls the task may expect.")
+    description: str = Field(
+        min_length=1, description="What the generator is asked to write for this difficulty."
+    )
+    calls: CallBounds = Field(
+        default_factory=CallBounds, description="How many tool calls the task may expect."
+    )
     checks: list[DeriveRule] = Field(default_factory=list, description="Code checks derived from the draft.")
     require_ok: bool = Field(default=False, description="Call checks count only calls that succeeded.")
-    prescriptive: list[str] = Field(default_factory=list, description="Ids from prescriptive.yaml that apply.")
+    prescriptive: list[str] = Field(
+        default_factory=list, description="Ids from prescriptive.yaml that apply."
+    )
     skip_core: list[str] = Field(default_factory=list, description="Ids from core.yaml that do not apply.")
 
 
@@ -82,11 +88,10 @@ def _where(loc: tuple[Any, ...]) -> str:
     return out or "<top level>"
 
 
-def _explain(path: Path, exc: ValidationError, prefix: str = "") -> RubricError:
+def _explain(path: Path, exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> RubricError:
     lines = []
     for err in exc.errors():
-        loc = _where(err["loc"])
-        field = f"{prefix}{loc}" if prefix and loc != "<top level>" else (prefix or loc)
+        field = _where((*prefix, *err["loc"]))
         msg = "unknown field (a typo?)" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"  {field}: {msg}; got {err.get('input')!r}")
     return RubricError(f"{path}: invalid rubric data:\n" + "\n".join(lines))
@@ -111,7 +116,7 @@ def _criteria(path: Path, kind: Literal["core", "prescriptive"]) -> list[Criteri
         try:
             entry = CriterionEntry.model_validate(item)
         except ValidationError as exc:
-            raise _explain(path, exc, prefix=f"[{i}]") from exc
+            raise _explain(path, exc, prefix=(i,)) from exc
         if entry.kind != kind:
             raise RubricError(f"{path}: [{i}].kind: must be {kind!r} in this file; got {entry.kind!r}")
         if entry.weight < 0:
@@ -123,7 +128,9 @@ def _criteria(path: Path, kind: Literal["core", "prescriptive"]) -> list[Criteri
     return out
 
 
-def _templates(path: Path, core: list[Criterion], prescriptive: list[Criterion]) -> dict[Difficulty, TaskTemplate]:
+def _templates(
+    path: Path, core: list[Criterion], prescriptive: list[Criterion]
+) -> dict[Difficulty, TaskTemplate]:
     data = _read(path)
     if not isinstance(data, dict):
         raise RubricError(f"{path}: must map each difficulty ({', '.join(DIFFICULTIES)}) to a template")
@@ -132,7 +139,9 @@ def _templates(path: Path, core: list[Criterion], prescriptive: list[Criterion])
         raise RubricError(f"{path}: {unknown[0]}: unknown difficulty; allowed: {list(DIFFICULTIES)}")
     missing = [d for d in DIFFICULTIES if d not in data]
     if missing:
-        raise RubricError(f"{path}: {missing[0]}: missing template; every difficulty needs one: {list(DIFFICULTIES)}")
+        raise RubricError(
+            f"{path}: {missing[0]}: missing template; every difficulty needs one: {list(DIFFICULTIES)}"
+        )
     known = [c.id for c in prescriptive]
     known_core = [c.id for c in core]
     out: dict[Difficulty, TaskTemplate] = {}
@@ -140,7 +149,7 @@ def _templates(path: Path, core: list[Criterion], prescriptive: list[Criterion])
         try:
             template = TaskTemplate.model_validate(data[difficulty])
         except ValidationError as exc:
-            raise _explain(path, exc, prefix=difficulty) from exc
+            raise _explain(path, exc, prefix=(difficulty,)) from exc
         for i, cid in enumerate(template.prescriptive):
             if cid not in known:
                 raise RubricError(
@@ -150,20 +159,23 @@ def _templates(path: Path, core: list[Criterion], prescriptive: list[Criterion])
         for i, cid in enumerate(template.skip_core):
             if cid not in known_core:
                 raise RubricError(
-                    f"{path}: {difficulty}.skip_core[{i}]: unknown criterion {cid!r}; known (from core.yaml): {known_core}"
+                    f"{path}: {difficulty}.skip_core[{i}]: unknown criterion {cid!r}; "
+                    f"known (from core.yaml): {known_core}"
                 )
         out[difficulty] = template
     return out
 
 
 def load_rubric_library(root: Path | str | None = None) -> RubricLibrary:
-    """Read ``core.yaml``, ``prescriptive.yaml`` and ``task_templates.yaml`` from ``root`` (default ``rubrics/``)."""
+    """Read ``core.yaml``, ``prescriptive.yaml`` and ``task_templates.yaml`` from ``root`` (``rubrics/``)."""
     root = Path(root) if root else RUBRICS
     core = _criteria(root / "core.yaml", "core")
     prescriptive = _criteria(root / "prescriptive.yaml", "prescriptive")
     clash = {c.id for c in core} & {c.id for c in prescriptive}
     if clash:
-        raise RubricError(f"{root / 'prescriptive.yaml'}: id {sorted(clash)[0]!r} is already used in core.yaml")
+        raise RubricError(
+            f"{root / 'prescriptive.yaml'}: id {sorted(clash)[0]!r} is already used in core.yaml"
+        )
     templates = _templates(root / "task_templates.yaml", core, prescriptive)
     return RubricLibrary(core=core, prescriptive=prescriptive, templates=templates)
 

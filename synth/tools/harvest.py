@@ -8,6 +8,7 @@ whose JSONL exists, so a killed harvest resumes where it stopped.
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import json
 import logging
@@ -108,7 +109,7 @@ class _RawToolsPage(BaseModel):
     # Keeps every field a server sends (the SDK's Tool model drops unknown ones), so the harvest is verbatim.
     model_config = ConfigDict(extra="allow")
     tools: list[dict[str, Any]]
-    nextCursor: str | None = None  # noqa: N815  (wire name)
+    nextCursor: str | None = None
 
 
 class HarvestError(Exception):
@@ -167,38 +168,49 @@ async def harvest_async(
     report_path = out_dir / REPORT_NAME
     previous = {r.server: r for r in (HarvestReport.read(report_path) or _empty_report(timeout_s)).servers}
     report = _empty_report(timeout_s)
-    results: dict[str, ServerResult] = dict(previous)
+    # Only rows this run produced are merged into the report, so a concurrent harvest's rows survive.
+    fresh: dict[str, ServerResult] = {}
     todo: list[ServerEntry] = []
     for entry in select(servers, only):
         path = jsonl_path(out_dir, entry.id)
+        earlier = previous.get(entry.id)
         if path.exists():
-            results[entry.id] = previous.get(entry.id) or _result_from_jsonl(entry, path)
-        elif entry.id in previous and previous[entry.id].status == "failed" and not retry_failed:
+            if earlier is None or earlier.status != "ok":
+                fresh[entry.id] = _result_from_jsonl(entry, path)
+        elif earlier is not None and earlier.status == "failed" and not retry_failed:
             continue
         else:
             todo.append(entry)
-    log.info("harvest: %d servers to do, %d already harvested", len(todo), len(results))
+    log.info("harvest: %d servers to do", len(todo))
 
     limit = anyio.Semaphore(max(1, parallel))
-    lock = anyio.Lock()
 
     async def one(entry: ServerEntry) -> None:
         async with limit:
             result = await harvest_server(entry, out_dir, timeout_s, install_timeout_s)
-        async with lock:
-            results[entry.id] = result
-            report.servers = sorted(results.values(), key=lambda r: r.server)
-            report.write(report_path)
+        fresh[entry.id] = result
+        await anyio.to_thread.run_sync(_merge_into_report, report_path, report, [result])
         log.info("%s: %s %s", entry.id, result.status, result.reason or f"{result.tools} tools")
 
     async with anyio.create_task_group() as tg:
         for entry in todo:
             tg.start_soon(one, entry)
 
-    report.servers = sorted(results.values(), key=lambda r: r.server)
     report.finished_at = _now()
-    report.write(report_path)
-    return report
+    return await anyio.to_thread.run_sync(_merge_into_report, report_path, report, list(fresh.values()))
+
+
+def _merge_into_report(path: Path, report: HarvestReport, results: list[ServerResult]) -> HarvestReport:
+    """Fold ``results`` into the report on disk, under a lock, so two harvests at once lose nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = HarvestReport.read(path)
+        merged = {r.server: r for r in (on_disk.servers if on_disk else [])}
+        merged.update({r.server: r for r in results})
+        report.servers = sorted(merged.values(), key=lambda r: r.server)
+        report.write(path)
+    return report.model_copy(deep=True)
 
 
 async def harvest_server(
@@ -261,7 +273,7 @@ async def list_server_tools(
                         tools = await _list_all(session)
                     info = init.server_info.model_dump(mode="json", by_alias=True, exclude_none=True)
                     return info, tools
-        except Exception as exc:  # noqa: BLE001  (any server fault becomes a report row, never a crash)
+        except Exception as exc:
             leaf = _leaf(exc)
             if isinstance(leaf, HarvestError):
                 raise leaf from exc
@@ -362,6 +374,7 @@ def _empty_report(timeout_s: float) -> HarvestReport:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

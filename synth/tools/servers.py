@@ -125,7 +125,7 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             _run([python, "-m", "venv", str(tmp)], timeout_s)
-            _run([str(tmp / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+            _run([str(tmp / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "--no-compile",
                   f"{entry.package}=={entry.version}"], timeout_s)
             return
         except InstallError as exc:

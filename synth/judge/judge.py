@@ -1,0 +1,294 @@
+"""Judge one trajectory against its task's rubric: code checks, then the judge model, then a rule.
+
+The decision rule (``decide``): every code check passes, no required criterion scored 0, and the weighted
+score reaches ``pass_threshold``. The judge model is distrusted on purpose: a score above 0 must come with
+evidence quoted from the transcript, and a quote that is not there drops the score to 0, because a small judge
+invents quotes as readily as the agent invents tool results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from typing import Any
+
+import openai
+
+from synth.config import JudgeStageConfig
+from synth.judge.checks import final_answer, run_checks
+from synth.judge.transcript import evidence_found, message_lines, normalize, render_transcript
+from synth.llm.client import LLMPool, ReplyInvalid
+from synth.prompts import render
+from synth.schemas.records import TaskRecord, TrajectoryRecord
+from synth.schemas.rubric import Criterion
+from synth.schemas.usage import UsageByRole
+from synth.schemas.verdict import CheckResult, CriterionScore, JudgeReply, Verdict
+
+EVIDENCE_MIN_CHARS = 8
+"""A positive score needs a quote this long (normalized) at least: shorter ones match almost anything."""
+
+EVIDENCE_MAX_CHARS = 200
+TOKENS_PER_CRITERION = 90
+"""Room for one score object (id, a quote of EVIDENCE_MAX_CHARS, the score, JSON punctuation)."""
+
+
+class RequestRejected(ReplyInvalid):
+    """The server refused the judge request (e.g. prompt plus reply longer than its context): a bad row."""
+
+
+def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
+    """JudgeReply's schema with one score slot per criterion, in rubric order.
+
+    ``prefixItems`` with a ``const`` id per slot makes guided decoding write exactly one score for each
+    criterion; a server that ignores it still only sees known ids (``enum``) and the count bounded, and
+    ``aggregate`` treats anything missing as 0.
+    """
+
+    def slot(cid: str | None) -> dict[str, Any]:
+        ids = [c.id for c in criteria]
+        return {
+            "type": "object",
+            "properties": {
+                "criterion_id": {"const": cid, "type": "string"} if cid else {"type": "string", "enum": ids},
+                "evidence": {
+                    "type": "string",
+                    "maxLength": EVIDENCE_MAX_CHARS,
+                    "description": "A short exact quote from the transcript that supports the score.",
+                },
+                "score": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 2,
+                    "description": "0 = not met, 1 = partly met, 2 = fully met.",
+                },
+            },
+            "required": ["criterion_id", "evidence", "score"],
+            "additionalProperties": False,
+        }
+
+    n = len(criteria)
+    return {
+        "type": "object",
+        "properties": {
+            "scores": {
+                "type": "array",
+                "prefixItems": [slot(c.id) for c in criteria],
+                "items": False,
+                "minItems": n,
+                "maxItems": n,
+            },
+            "summary": {
+                "type": "string",
+                "maxLength": EVIDENCE_MAX_CHARS,
+                "description": "One sentence on the trajectory's quality.",
+            },
+        },
+        "required": ["scores", "summary"],
+        "additionalProperties": False,
+    }
+
+
+def check_reply(
+    reply: JudgeReply, criteria: list[Criterion], haystack: str
+) -> tuple[list[CriterionScore], list[str]]:
+    """One score per criterion from one judge reply, with unverifiable and missing scores set to 0.
+
+    Returns the scores in rubric order and notes on every change made to what the judge said.
+    """
+    given: dict[str, CriterionScore] = {}
+    notes: list[str] = []
+    known = {c.id for c in criteria}
+    for s in reply.scores:
+        if s.criterion_id not in known:
+            notes.append(f"judge scored unknown criterion {s.criterion_id!r}; ignored")
+        elif s.criterion_id in given:
+            notes.append(f"{s.criterion_id}: scored twice; the first score is kept")
+        else:
+            given[s.criterion_id] = s
+    out = []
+    for c in criteria:
+        s = given.get(c.id)
+        if s is None:
+            note = "no score in the judge reply; counted as 0"
+            out.append(CriterionScore(criterion_id=c.id, evidence="", score=0, note=note))
+            notes.append(f"{c.id}: {note}")
+            continue
+        if s.score > 0:
+            found, why = evidence_found(s.evidence, haystack, EVIDENCE_MIN_CHARS)
+            if not found:
+                note = f"{why}; judge's score {s.score} lowered to 0"
+                out.append(s.model_copy(update={"score": 0, "note": note}))
+                notes.append(f"{c.id}: {note}")
+                continue
+        out.append(s.model_copy())
+    return out, notes
+
+
+def aggregate(samples: list[list[CriterionScore]], criteria: list[Criterion]) -> list[CriterionScore]:
+    """Per-criterion majority over judge samples: the lower median score, with the evidence of a sample that
+    gave it.
+
+    The lower median makes a tie between samples go against the trajectory.
+    """
+    out = []
+    for i in range(len(criteria)):
+        column = [sample[i] for sample in samples]
+        median = statistics.median_low(s.score for s in column)
+        chosen = next(s for s in column if s.score == median)
+        if len(samples) > 1:
+            votes = ", ".join(str(s.score) for s in column)
+            chosen = chosen.model_copy(
+                update={"note": "; ".join(filter(None, [chosen.note, f"votes: {votes}"]))}
+            )
+        out.append(chosen)
+    return out
+
+
+def weighted_score(scores: list[CriterionScore], criteria: list[Criterion]) -> float:
+    """Weighted mean of score/2 over criteria, in [0, 1]; 1.0 when there is nothing to weigh."""
+    weights = {c.id: c.weight for c in criteria}
+    total = sum(weights.values())
+    if total <= 0:
+        return 1.0
+    return sum(weights[s.criterion_id] * s.score / 2 for s in scores if s.criterion_id in weights) / total
+
+
+def decide(
+    checks: list[CheckResult], scores: list[CriterionScore], criteria: list[Criterion], cfg: JudgeStageConfig
+) -> tuple[bool, float, list[str]]:
+    """The pass rule; returns (passed, weighted score, reasons it failed)."""
+    reasons = [f"code check {r.check_id} failed: {r.detail}" for r in checks if not r.passed]
+    required = {c.id for c in criteria if c.required}
+    for s in scores:
+        if s.criterion_id in required and s.score == 0:
+            why = s.note or (f"evidence: {s.evidence!r}" if s.evidence else "no evidence")
+            reasons.append(f"required criterion {s.criterion_id} scored 0 ({why})")
+    score = weighted_score(scores, criteria)
+    if score < cfg.pass_threshold:
+        reasons.append(f"weighted score {score:.2f} is below pass_threshold {cfg.pass_threshold:.2f}")
+    return not reasons, score, reasons
+
+
+def _judge_messages(
+    traj: TrajectoryRecord, task: TaskRecord, criteria: list[Criterion]
+) -> list[dict[str, Any]]:
+    instructions = next((m.content or "" for m in traj.messages if m.role == "system"), "")
+    tools = []
+    for tool in traj.tools:
+        fn = tool.get("function", tool)
+        tools.append({"name": fn.get("name", ""), "description": fn.get("description", "")})
+    variables = {
+        "task": task,
+        "instructions": instructions,
+        "tools": tools,
+        "criteria": criteria,
+        "transcript": render_transcript(traj),
+    }
+    return [
+        {"role": "system", "content": render("judge", part="system", **variables)},
+        {"role": "user", "content": render("judge", part="user", **variables)},
+    ]
+
+
+def _failed(reason: str, checks: list[CheckResult] | None = None, **extra: Any) -> Verdict:
+    return Verdict(passed=False, score=0.0, checks=checks or [], reasons=[reason], samples=0, **extra)
+
+
+async def judge_trajectory(
+    traj: TrajectoryRecord,
+    task: TaskRecord,
+    pool: LLMPool,
+    cfg: JudgeStageConfig,
+    *,
+    seed: int,
+    usage: UsageByRole | None = None,
+) -> Verdict:
+    """The verdict on ``traj`` for ``task``. Never raises for a bad row (``EndpointUnavailable`` does)."""
+    if task.error is not None or task.rubric is None:
+        why = task.error.message if task.error else "no rubric"
+        return _failed(f"task {task.id} cannot be judged: {why}")
+    rubric = task.rubric
+    checks = run_checks(traj, rubric)
+    if traj.error is not None:
+        return _failed(f"trajectory failed before judging ({traj.error.kind}): {traj.error.message}", checks)
+    if final_answer(traj) is None:
+        return _failed("no final assistant answer (the last assistant turn calls a tool or is empty)", checks)
+
+    criteria = rubric.criteria
+    if not criteria:
+        passed, score, reasons = decide(checks, [], [], cfg)
+        return Verdict(passed=passed, score=score, checks=checks, reasons=reasons, samples=0)
+
+    messages = _judge_messages(traj, task, criteria)
+    schema = judge_json_schema(criteria)
+    max_tokens = TOKENS_PER_CRITERION * len(criteria) + 80
+    # One sample: the judge's most likely reading (greedy). Several: sampled readings, so the vote means something.
+    temperature = 0.0 if cfg.samples == 1 else pool.config.temperature
+    replies = await asyncio.gather(
+        *(
+            _ask(
+                pool,
+                messages,
+                schema,
+                seed=seed + k,
+                usage=usage,
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
+            for k in range(cfg.samples)
+        )
+    )
+    valid = [r for r in replies if isinstance(r, JudgeReply)]
+    invalid = [r for r in replies if isinstance(r, ReplyInvalid)]
+    if not valid:
+        first = invalid[0]
+        what = "judge request rejected" if isinstance(first, RequestRejected) else "judge reply invalid"
+        return _failed(f"{what}: {first}", checks, raw=first.raw)
+
+    haystack = normalize("\n".join(message_lines(traj)))
+    per_sample, notes = [], []
+    for k, reply in enumerate(valid):
+        scores, sample_notes = check_reply(reply, criteria, haystack)
+        per_sample.append(scores)
+        prefix = f"sample {k + 1}: " if len(valid) > 1 else ""
+        notes += [prefix + n for n in sample_notes]
+    notes += [f"a judge sample was dropped: {exc}" for exc in invalid]
+    scores = aggregate(per_sample, criteria)
+    passed, score, reasons = decide(checks, scores, criteria, cfg)
+    return Verdict(
+        passed=passed,
+        score=score,
+        scores=scores,
+        checks=checks,
+        reasons=reasons,
+        samples=len(valid),
+        summary=valid[0].summary,
+        notes=notes,
+    )
+
+
+async def _ask(
+    pool: LLMPool,
+    messages: list[dict[str, Any]],
+    schema: dict[str, Any],
+    *,
+    seed: int,
+    usage: UsageByRole | None,
+    max_tokens: int,
+    temperature: float,
+) -> JudgeReply | ReplyInvalid:
+    try:
+        return await pool.structured(
+            messages,
+            JudgeReply,
+            role="judge",
+            seed=seed,
+            usage=usage,
+            json_schema=schema,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+    except ReplyInvalid as exc:
+        return exc
+    except openai.BadRequestError as exc:
+        return RequestRejected(str(exc), None)

@@ -1,0 +1,106 @@
+"""Numbers behind the report page: the funnel, acceptance by difficulty and domain, criterion scores, calls."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from synth.schemas.records import AgentRecord, TaskRecord, ToolBatchRecord, TrajectoryRecord, VerdictRecord
+from synth.stages.store import StageStore
+
+
+class RunAnalysis(BaseModel):
+    funnel: list[tuple[str, int]] = Field(description="Stage name and rows that went on to the next stage.")
+    acceptance_by_difficulty: dict[str, tuple[int, int]] = Field(default_factory=dict, description="accepted, total")
+    acceptance_by_domain: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    criterion_scores: dict[str, dict[int, int]] = Field(default_factory=dict, description="criterion -> score -> n")
+    check_pass: dict[str, tuple[int, int]] = Field(default_factory=dict, description="check kind -> passed, total")
+    call_modes: dict[str, int] = Field(default_factory=dict)
+    injected: dict[str, int] = Field(default_factory=dict)
+    recovery: dict[str, int] = Field(default_factory=dict, description="After an injected failure, what came next.")
+    turns: dict[int, int] = Field(default_factory=dict)
+    rejection_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+def _read(run_dir: Path, stage: str, model):
+    store = StageStore(run_dir / stage)
+    return store.read(model) if store.dir.exists() else []
+
+
+def _next_after_failure(traj: TrajectoryRecord, call_id: str) -> str:
+    """What the agent did after the tool message answering ``call_id``: retried, tried another tool, or told
+    the user."""
+    msgs = traj.messages
+    for i, m in enumerate(msgs):
+        if m.role == "tool" and m.tool_call_id == call_id:
+            failed_name = next((c.name for c in traj.calls if c.tool_call_id == call_id), "")
+            for later in msgs[i + 1:]:
+                if later.role == "assistant":
+                    if later.tool_calls:
+                        same = any(tc.function.name == failed_name for tc in later.tool_calls)
+                        return "retried the tool" if same else "tried another tool"
+                    return "told the user"
+            return "episode ended"
+    return "episode ended"
+
+
+def analyse(run_dir: Path) -> RunAnalysis:
+    batches = _read(run_dir, "tools", ToolBatchRecord)
+    agents = _read(run_dir, "agents", AgentRecord)
+    tasks = _read(run_dir, "tasks", TaskRecord)
+    trajs = _read(run_dir, "rollouts", TrajectoryRecord)
+    verdicts = _read(run_dir, "judge", VerdictRecord)
+    by_task = {t.id: t for t in tasks}
+    by_agent = {a.id: a for a in agents}
+    by_traj = {t.id: t for t in trajs}
+    accepted = [v for v in verdicts if v.verdict and v.verdict.passed]
+    out = RunAnalysis(funnel=[
+        ("synthetic tools", sum(len(b.tools) for b in batches)),
+        ("agents", sum(a.error is None for a in agents)),
+        ("tasks", sum(t.error is None for t in tasks)),
+        ("trajectories", sum(t.error is None for t in trajs)),
+        ("judged", sum(v.verdict is not None for v in verdicts)),
+        ("accepted", len(accepted)),
+    ])
+    diff: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    dom: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    scores: dict[str, Counter] = defaultdict(Counter)
+    checks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    reasons: Counter = Counter()
+    for v in verdicts:
+        if v.verdict is None:
+            continue
+        task = by_task.get(v.task_id)
+        traj = by_traj.get(v.trajectory_id)
+        agent = by_agent.get(traj.agent_id) if traj else None
+        for key, table in ((task.difficulty if task else "?", diff), (agent.domain if agent else "?", dom)):
+            table[key][0] += v.verdict.passed
+            table[key][1] += 1
+        for s in v.verdict.scores:
+            scores[s.criterion_id][s.score] += 1
+        kinds = {c.id: c.kind for c in (task.rubric.checks if task and task.rubric else [])}
+        for c in v.verdict.checks:
+            cell = checks[kinds.get(c.check_id, "other")]
+            cell[0] += c.passed
+            cell[1] += 1
+        if not v.verdict.passed:
+            for r in v.verdict.reasons:
+                reasons[r.split(":")[0][:70]] += 1
+    modes, injected, recovery, turns = Counter(), Counter(), Counter(), Counter()
+    for t in trajs:
+        turns[t.turns] += 1
+        for c in t.calls:
+            modes[c.mode] += 1
+            if c.injected != "none":
+                injected[c.injected] += 1
+                recovery[_next_after_failure(t, c.tool_call_id)] += 1
+    out.acceptance_by_difficulty = {k: (a, n) for k, (a, n) in sorted(diff.items())}
+    out.acceptance_by_domain = {k: (a, n) for k, (a, n) in sorted(dom.items())}
+    out.criterion_scores = {k: dict(sorted(c.items())) for k, c in sorted(scores.items())}
+    out.check_pass = {k: (a, n) for k, (a, n) in sorted(checks.items())}
+    out.call_modes, out.injected, out.recovery = dict(modes), dict(injected), dict(recovery)
+    out.turns = dict(sorted(turns.items()))
+    out.rejection_reasons = dict(reasons.most_common(12))
+    return out

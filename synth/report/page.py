@@ -1,0 +1,93 @@
+"""The run's report page: one self-contained HTML file (plots inline as PNG) a person reads at a glance."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from synth.config import PipelineConfig  # noqa: E402
+from synth.report.analysis import RunAnalysis, analyse  # noqa: E402
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _bar(title: str, labels: list[str], values: list[float], xlabel: str = "") -> str:
+    fig, ax = plt.subplots(figsize=(6, 0.4 * max(3, len(labels)) + 0.8))
+    ax.barh(labels[::-1], values[::-1], color="#4C72B0")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    for i, v in enumerate(values[::-1]):
+        ax.text(v, i, f" {v:g}", va="center")
+    return _png(fig)
+
+
+def _rate_bar(title: str, table: dict[str, tuple[int, int]]) -> str:
+    labels = [f"{k} (n={n})" for k, (_, n) in table.items()]
+    return _bar(title, labels, [round(100 * a / n, 1) if n else 0 for a, n in table.values()], "% accepted")
+
+
+def _scores_plot(scores: dict[str, dict[int, int]]) -> str:
+    names = list(scores)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * max(3, len(names)) + 1))
+    left = [0] * len(names)
+    for score, color in ((0, "#C44E52"), (1, "#DD8452"), (2, "#55A868")):
+        vals = [scores[n].get(score, 0) for n in names]
+        ax.barh(names, vals, left=left, color=color, label=f"score {score}")
+        left = [a + b for a, b in zip(left, vals, strict=True)]
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    ax.set_title("judge scores per criterion")
+    return _png(fig)
+
+
+def _table(rows: dict, head: tuple[str, str]) -> str:
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body}</table>"
+
+
+def render(a: RunAnalysis, title: str) -> str:
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             _bar("funnel", [k for k, _ in a.funnel], [v for _, v in a.funnel], "rows")]
+    if a.acceptance_by_difficulty:
+        parts.append(_rate_bar("acceptance by difficulty", a.acceptance_by_difficulty))
+    if a.acceptance_by_domain:
+        parts.append(_rate_bar("acceptance by domain", a.acceptance_by_domain))
+    if a.criterion_scores:
+        parts.append(_scores_plot(a.criterion_scores))
+    if a.call_modes:
+        parts.append(_bar("tool calls by mode (real / simulated / refused by schema)", list(a.call_modes),
+                          list(a.call_modes.values())))
+    if a.turns:
+        parts.append(_bar("user turns per episode", [str(k) for k in a.turns], list(a.turns.values())))
+    parts += [
+        "<h2>code checks (passed / total)</h2>", _table({k: f"{p}/{n}" for k, (p, n) in a.check_pass.items()},
+                                                        ("check", "passed")),
+        "<h2>injected tool failures</h2>", _table(a.injected, ("kind", "count")),
+        "<h2>what the agent did next</h2>", _table(a.recovery, ("after a failure", "count")),
+        "<h2>why trajectories were rejected</h2>", _table(a.rejection_reasons, ("reason", "count")),
+    ]
+    style = ("body{font-family:sans-serif;max-width:900px;margin:auto}img{display:block;margin:12px 0}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+
+
+def write_page(config: PipelineConfig) -> Path:
+    analysis = analyse(config.run_dir)
+    out = config.run_dir / "report.html"
+    out.write_text(render(analysis, f"synth run '{config.run}'"))
+    (config.run_dir / "analysis.json").write_text(analysis.model_dump_json(indent=2))
+    return out

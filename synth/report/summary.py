@@ -1,0 +1,48 @@
+"""The end-of-run summary: rows in and out per stage, rejections with reasons, tokens per role, wall time."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from synth.pipeline import PipelineReport
+from synth.schemas.usage import ROLES
+from synth.stages.base import StageSummary
+
+
+def stage_table(summaries: list[StageSummary]) -> Table:
+    table = Table(title="stages", show_lines=False)
+    for col in ("stage", "planned", "ok", "failed", "resumed", "kept out / rejected", "tokens", "wall s"):
+        table.add_column(col, justify="right" if col not in ("stage", "kept out / rejected") else "left")
+    for s in summaries:
+        usage = s.usage.total()
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejected.items(), key=lambda kv: -kv[1])[:4])
+        errs = ", ".join(f"{k}: {v}" for k, v in s.errors.items())
+        table.add_row(s.stage, str(s.planned), str(s.ok), f"{s.failed}" + (f" ({errs})" if errs else ""),
+                      str(s.resumed), why, str(usage.prompt_tokens + usage.completion_tokens), f"{s.wall_s:.1f}")
+    return table
+
+
+def usage_table(summaries: list[StageSummary]) -> Table:
+    table = Table(title="tokens by role")
+    for col in ("role", "calls", "prompt", "completion"):
+        table.add_column(col, justify="right" if col != "role" else "left")
+    for role in ROLES:
+        calls = prompt = completion = 0
+        for s in summaries:
+            u = getattr(s.usage, role)
+            calls, prompt, completion = calls + u.calls, prompt + u.prompt_tokens, completion + u.completion_tokens
+        if calls:
+            table.add_row(role, str(calls), str(prompt), str(completion))
+    return table
+
+
+def print_report(report: PipelineReport, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(stage_table(report.stages))
+    console.print(usage_table(report.stages))
+    if report.dataset:
+        d = report.dataset
+        console.print(f"[bold]dataset[/bold] {d.path}: {d.trajectories} trajectories, "
+                      f"{d.accepted} accepted, {d.rejected} rejected, {d.errored} failed before judging")
+    console.print(f"run {report.run!r}: {report.stop} after {report.rounds} round(s), {report.wall_s:.1f}s")

@@ -1,0 +1,247 @@
+"""Episodes: control flow with a scripted pool, then real episodes against the embedded model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from synth.config import EndpointConfig, LLMConfig, RolloutsStageConfig
+from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid
+from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord
+from synth.schemas.usage import Usage, UsageByRole
+from synth.sim.episode import run_episode, unanswered_calls
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_order", "description": "Look up an order by id; returns its status and items.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
+    {"type": "function", "function": {
+        "name": "cancel_order", "description": "Cancel an order that has not shipped yet.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
+]
+AGENT = AgentRecord(id="agent-shop", name="shop", system_prompt="You help customers with their orders.", tools=TOOLS)
+TASK = TaskRecord(id="task-cancel", agent_id="agent-shop", user_goal="Get order A1 cancelled.",
+                  persona="A busy nurse who writes short messages.", hidden_details={"order_id": "A1"},
+                  initial_state={"orders": {"A1": {"status": "processing", "items": ["mug"]}}})
+NO_FAULTS = RolloutsStageConfig(max_turns=3, max_steps=3, error_rate=0, timeout_rate=0, empty_rate=0,
+                                partial_rate=0)
+CANCEL = {"result": {"order_id": "A1", "status": "cancelled"},
+          "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}]}
+
+
+def call(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"action": "call", "calls": [{"name": n, "arguments": a} for n, a in calls]}
+
+
+def answer(text: str) -> dict[str, Any]:
+    return {"action": "answer", "content": text}
+
+
+def user(text: str, stop: bool = False) -> dict[str, Any]:
+    return {"message": text, "stop": stop}
+
+
+class ScriptedPool:
+    """One queue of replies per role; a reply may be an exception to raise or a raw string."""
+
+    def __init__(self, **script: list[Any]) -> None:
+        self.script = {role: list(replies) for role, replies in script.items()}
+        self.roles: list[str] = []
+
+    async def model(self) -> str:
+        return "scripted"
+
+    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], *, role: str,
+                         usage: UsageByRole | None = None, **_: Any) -> Any:
+        self.roles.append(role)
+        reply = self.script[role].pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        if usage is not None:
+            usage.record(role, Usage(prompt_tokens=len(json.dumps(messages)) // 4, completion_tokens=7, calls=1))  # type: ignore[arg-type]
+        raw = reply if isinstance(reply, str) else json.dumps(reply)
+        try:
+            return schema.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ReplyInvalid(str(exc).splitlines()[0], raw) from exc
+
+
+def assert_openai_form(traj: TrajectoryRecord) -> None:
+    assert traj.messages[0].role == "system" and traj.messages[0].content == AGENT.system_prompt
+    assert unanswered_calls(traj.messages) == []
+    ids = [tc.id for m in traj.messages for tc in m.tool_calls or []]
+    assert len(ids) == len(set(ids)), "tool call ids must be unique in a trajectory"
+    for i, m in enumerate(traj.messages):
+        wire = m.openai()
+        if m.role == "tool":
+            assert set(wire) >= {"role", "tool_call_id", "content"}
+            # A tool message answers a call of the nearest assistant turn before it.
+            prev = next(p for p in reversed(traj.messages[:i]) if p.role == "assistant")
+            assert m.tool_call_id in {tc.id for tc in prev.tool_calls or []}
+        for tc in m.tool_calls or []:
+            assert re.match(r"^[A-Za-z0-9_-]+$", tc.id) and tc.type == "function"
+            assert isinstance(tc.function.arguments, str)
+            json.loads(tc.function.arguments)
+    assert {c.tool_call_id for c in traj.calls} == set(ids)
+
+
+async def test_full_episode_until_the_user_stops() -> None:
+    pool = ScriptedPool(
+        user_sim=[user("cancel my order pls"), user("A1"), user("thanks", stop=True)],
+        agent=[answer("Which order?"), call(("get_order", {"order_id": "A1"})), call(("cancel_order",
+               {"order_id": "A1"})), answer("Order A1 is cancelled.")],
+        tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}, CANCEL],
+    )
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=1)
+    assert traj.error is None and traj.stop_reason == "user_stop" and traj.turns == 2
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant", "tool",
+                                               "assistant", "tool", "assistant"]
+    assert_openai_form(traj)
+    assert traj.final_state == {"orders": {"A1": {"status": "cancelled", "items": ["mug"]}}}
+    assert TASK.initial_state["orders"]["A1"]["status"] == "processing"
+    assert [c.mode for c in traj.calls] == ["simulated", "simulated"]
+    assert traj.usage.agent.calls == 4 and traj.usage.user_sim.calls == 3 and traj.usage.tool_sim.calls == 2
+    assert traj.tools == TOOLS and traj.model == "scripted" and traj.seed == 1
+    assert traj.task_id == TASK.id and traj.agent_id == AGENT.id and traj.id.startswith("traj-")
+
+
+async def test_same_seed_same_trajectory() -> None:
+    def script() -> ScriptedPool:
+        return ScriptedPool(user_sim=[user("cancel A1"), user("ok", stop=True)],
+                            agent=[call(("cancel_order", {"order_id": "A1"})), answer("Done.")],
+                            tool_sim=[CANCEL])
+
+    cfg = NO_FAULTS.model_copy(update={"error_rate": 0.3, "timeout_rate": 0.3})
+    a = await run_episode(TASK, AGENT, script(), cfg, seed=9)
+    b = await run_episode(TASK, AGENT, script(), cfg, seed=9)
+    assert a.model_dump() == b.model_dump()
+
+
+async def test_parallel_calls_are_each_answered_in_order() -> None:
+    pool = ScriptedPool(
+        user_sim=[user("status of A1 and cancel it"), user("bye", stop=True)],
+        agent=[call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}), ("nope", {})),
+               answer("Done.")],
+        tool_sim=[{"result": {"status": "processing"}, "patch": []}, CANCEL],
+    )
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=2)
+    assert_openai_form(traj)
+    tool_msgs = [m for m in traj.messages if m.role == "tool"]
+    assert [m.name for m in tool_msgs] == ["get_order", "cancel_order", "nope"]
+    assert [c.mode for c in traj.calls] == ["simulated", "simulated", "unknown_tool"]
+
+
+async def test_schema_error_is_answered_without_the_model() -> None:
+    pool = ScriptedPool(user_sim=[user("cancel"), user("bye", stop=True)],
+                        agent=[call(("cancel_order", {"id": "A1"})), answer("Sorry.")], tool_sim=[])
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=3)
+    assert traj.calls[0].mode == "schema_error"
+    tool_msg = next(m for m in traj.messages if m.role == "tool")
+    assert tool_msg.content == "Error: invalid arguments for tool cancel_order: 'order_id' is a required property"
+    assert "tool_sim" not in pool.roles
+
+
+async def test_agent_that_never_answers_stops_at_max_steps() -> None:
+    pool = ScriptedPool(user_sim=[user("cancel A1")],
+                        agent=[call(("get_order", {"order_id": "A1"}))] * 3,
+                        tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3)
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=4)
+    assert traj.stop_reason == "max_steps" and traj.error is None
+    assert traj.usage.agent.calls == NO_FAULTS.max_steps
+    assert_openai_form(traj)
+
+
+async def test_turn_limit() -> None:
+    cfg = NO_FAULTS.model_copy(update={"max_turns": 2})
+    pool = ScriptedPool(user_sim=[user("hi"), user("still there?")], agent=[answer("Hello."), answer("Yes.")])
+    traj = await run_episode(TASK, AGENT, pool, cfg, seed=5)
+    assert traj.stop_reason == "max_turns" and traj.turns == 2
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant"]
+
+
+async def test_invalid_agent_reply_becomes_an_error_row() -> None:
+    pool = ScriptedPool(user_sim=[user("cancel A1")], agent=['{"action": "answer", "content": "cut o'])
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=6)
+    assert traj.error is not None and traj.error.kind == "validation"
+    assert traj.error.message.startswith("agent:") and traj.error.raw == '{"action": "answer", "content": "cut o'
+    assert traj.stop_reason == "error" and [m.role for m in traj.messages] == ["system", "user"]
+    assert traj.usage.user_sim.calls == 1
+
+
+async def test_invalid_tool_sim_reply_mid_round_keeps_the_invariant() -> None:
+    pool = ScriptedPool(user_sim=[user("cancel A1")],
+                        agent=[call(("get_order", {"order_id": "A1"})),
+                               call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}))],
+                        tool_sim=[{"result": {"status": "processing"}, "patch": []},
+                                  {"result": {"status": "processing"}, "patch": []}, '{"result": [1, 2'])
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=7)
+    assert traj.error is not None and traj.error.message.startswith("tool_sim:")
+    # The round that failed half-way is cut; the first, complete round stays.
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant", "tool"]
+    assert_openai_form(traj)
+    assert len(traj.calls) == 1
+
+
+async def test_invalid_user_reply_becomes_an_error_row() -> None:
+    pool = ScriptedPool(user_sim=[user("hi"), '{"message": ""}'], agent=[answer("Hello.")])
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=8)
+    assert traj.error is not None and traj.error.message.startswith("user_sim:")
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant"]
+
+
+async def test_endpoint_unavailable_propagates() -> None:
+    pool = ScriptedPool(user_sim=[EndpointUnavailable("no LLM endpoint answered")])
+    with pytest.raises(EndpointUnavailable):
+        await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=0)
+
+
+# --- real episodes against the embedded model server ---------------------------------------------------------
+
+BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
+
+
+def _server_up() -> bool:
+    try:
+        with urllib.request.urlopen(f"{BASE_URL}/models", timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
+async def test_real_episodes_against_the_embedded_model() -> None:
+    # Small budgets: the machine is shared and a 135M model on CPU writes ~40 tokens/s per stream.
+    pool = LLMPool([EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+                   LLMConfig(max_tokens=160, temperature=0.7, timeout_s=120))
+    cfg = RolloutsStageConfig(max_turns=2, max_steps=2, error_rate=0.1, timeout_rate=0.1, empty_rate=0,
+                              partial_rate=0.1)
+    try:
+        import asyncio
+
+        trajs = await asyncio.gather(*(run_episode(TASK, AGENT, pool, cfg, seed=s) for s in (0, 1)))
+    finally:
+        await pool.aclose()
+    for traj in trajs:
+        assert traj.stop_reason in {"user_stop", "max_turns", "max_steps", "error"}
+        assert traj.model == "smollm2-135m-instruct" or traj.model
+        assert_openai_form(traj)
+        assert traj.messages[1].role == "user" and traj.messages[1].content
+        assert traj.usage.user_sim.calls >= 1 and traj.usage.user_sim.completion_tokens > 0
+        if len(traj.messages) > 2:
+            assert traj.usage.agent.calls >= 1 and traj.usage.agent.prompt_tokens > 0
+        if traj.calls:
+            simulated = [c for c in traj.calls if c.mode == "simulated" and c.injected in ("none", "partial")]
+            assert traj.usage.tool_sim.calls >= len(simulated)
+        if traj.error is not None:
+            assert traj.stop_reason == "error" and traj.error.kind in {"validation", "request"}
+        # The stored row round-trips, as the stage will write and read it.
+        assert TrajectoryRecord.model_validate_json(traj.model_dump_json()) == traj
+    # At least one of the two must get past the opening into the agent's turn for this to prove anything.
+    assert any(t.usage.agent.calls for t in trajs)

@@ -1,0 +1,251 @@
+"""RealToolHub against the real sandbox-safe MCP servers (installed once into the cache, then started over
+stdio): every effect is checked on the real world the servers act on, and nothing outlives the hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+import yaml
+
+from synth.schemas import ToolSpec, stable_id
+from synth.sim.real_exec import DEFAULT_SERVERS, HubError, RealToolHub, UnknownToolError, sandbox_servers
+from synth.sim.sandbox import confinement_available
+from synth.tools.servers import InstallError, ServerEntry, ensure_installed
+
+pytestmark = pytest.mark.timeout(120)
+integration = pytest.mark.integration  # every test that installs or starts real servers
+
+SERVERS = list(DEFAULT_SERVERS)
+FS, MEMORY, TIME, GIT = (
+    "npm/@modelcontextprotocol/server-filesystem",
+    "npm/@modelcontextprotocol/server-memory",
+    "pypi/mcp-server-time",
+    "pypi/mcp-server-git",
+)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live descendants of ``pid`` (from /proc, so no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":  # zombies are dead already
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _cap_eff(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
+
+
+@pytest.fixture(scope="module")
+def specs() -> list[ToolSpec]:
+    """Install the servers once (cached across runs) and list their tools with an eagerly started hub."""
+    try:
+        for entry in SERVERS:
+            ensure_installed(entry)
+    except InstallError as exc:
+        pytest.skip(f"MCP servers could not be installed here: {exc}")
+
+    async def listing() -> list[ToolSpec]:
+        async with RealToolHub(SERVERS) as hub:
+            assert hub.started_servers() == sorted(s.id for s in SERVERS)
+            return hub.tools()
+
+    return anyio.run(listing)
+
+
+@integration
+def test_tools_are_listed_in_openai_form_with_provenance(specs: list[ToolSpec]) -> None:
+    by_name = {s.function.name: s for s in specs}
+    for name, server in [("write_file", FS), ("read_graph", MEMORY), ("get_current_time", TIME),
+                         ("git_status", GIT)]:  # fmt: skip
+        spec = by_name[name]
+        assert spec.provenance.server == server and spec.provenance.source == "mcp"
+        assert spec.id == stable_id("tool", server, name)
+        assert spec.real_exec
+        form = spec.openai()
+        assert form["type"] == "function" and form["function"]["parameters"]["type"] == "object"
+
+
+@integration
+async def test_tools_are_started_lazily_when_specs_are_given(specs: list[ToolSpec]) -> None:
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        assert hub.started_servers() == []
+        assert {s.function.name for s in hub.tools()} == {s.function.name for s in specs}
+        result = await hub.call("get_current_time", {"timezone": "Asia/Tokyo"})
+        assert hub.started_servers() == [TIME]
+    assert not result.is_error
+
+
+@integration
+async def test_filesystem_write_then_read_sees_the_effect(specs: list[ToolSpec]) -> None:
+    async with RealToolHub(SERVERS, specs=specs, initial_files={"docs/readme.md": "# seed\n"}) as hub:
+        wrote = await hub.call("write_file", {"path": str(hub.root / "notes.txt"), "content": "buy milk"})
+        assert not wrote.is_error, wrote.content
+        assert wrote.server == FS
+        assert (hub.root / "notes.txt").read_text() == "buy milk"
+        read = await hub.call("read_text_file", {"path": str(hub.root / "notes.txt")})
+        assert (read.content, read.is_error) == ("buy milk", False)
+        seeded = await hub.call("read_text_file", {"path": str(hub.root / "docs" / "readme.md")})
+        assert seeded.content == "# seed\n"
+        state = await hub.snapshot()
+    assert state["files"]["notes.txt"] == {"size": 8, "content": "buy milk"}
+    assert state["files"]["docs/readme.md"]["content"] == "# seed\n"
+
+
+@integration
+async def test_filesystem_refuses_paths_outside_the_root(specs: list[ToolSpec], tmp_path: Path) -> None:
+    outside = tmp_path / "escaped.txt"
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        read = await hub.call("read_text_file", {"path": "/etc/hostname"})
+        write = await hub.call("write_file", {"path": str(outside), "content": "x"})
+        sneaky = await hub.call("write_file", {"path": str(hub.root / ".." / "sneaky.txt"), "content": "x"})
+    assert read.is_error and "outside allowed directories" in read.content
+    assert write.is_error and sneaky.is_error
+    assert not outside.exists()
+
+
+@integration
+async def test_memory_entities_show_in_read_graph_and_snapshot(specs: list[ToolSpec]) -> None:
+    entity = {"name": "Ada", "entityType": "person", "observations": ["writes programs"]}
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        created = await hub.call("create_entities", {"entities": [entity]})
+        assert not created.is_error, created.content
+        graph = await hub.call("read_graph", {})
+        assert json.loads(graph.content)["entities"] == [entity]
+        state = await hub.snapshot()
+    assert state["memory"]["entities"] == [entity]
+    # The server's own storage file is neither world content nor something git should see.
+    assert not any(name.startswith("memory.json") for name in state["files"])
+    assert hub.final_state is not None and hub.final_state["memory"]["entities"] == [entity]
+
+
+@integration
+async def test_time_returns_a_time_for_a_timezone(specs: list[ToolSpec]) -> None:
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        paris = await hub.call("get_current_time", {"timezone": "Europe/Paris"})
+        nowhere = await hub.call("get_current_time", {"timezone": "Mars/Olympus_Mons"})
+    assert not paris.is_error
+    body = json.loads(paris.content)
+    assert body["timezone"] == "Europe/Paris" and body["datetime"][:2] == "20"
+    assert nowhere.is_error and "Mars/Olympus_Mons" in nowhere.content
+
+
+@integration
+async def test_git_status_and_commit_on_the_scratch_repo(specs: list[ToolSpec]) -> None:
+    async with RealToolHub(SERVERS, specs=specs, initial_files={"app.py": "print(1)\n"}) as hub:
+        repo = str(hub.root)
+        status = await hub.call("git_status", {"repo_path": repo})
+        assert not status.is_error and "On branch main" in status.content
+        (hub.root / "new.py").write_text("print(2)\n")
+        added = await hub.call("git_add", {"repo_path": repo, "files": ["new.py"]})
+        committed = await hub.call("git_commit", {"repo_path": repo, "message": "Add new.py"})
+        assert not added.is_error and not committed.is_error, (added.content, committed.content)
+        elsewhere = await hub.call("git_status", {"repo_path": os.getcwd()})
+        state = await hub.snapshot()
+    assert elsewhere.is_error
+    assert [line.split(" ", 1)[1] for line in state["git"]["log"]] == ["Add new.py", "Initial commit"]
+    assert state["git"]["status"] == []
+
+
+@integration
+async def test_failures_come_back_as_errors_not_exceptions(specs: list[ToolSpec]) -> None:
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        bad_args = await hub.call("write_file", {"path": str(hub.root / "x.txt")})  # no content
+        assert bad_args.is_error
+        hub.call_timeout_s = 0.001
+        slow = await hub.call("directory_tree", {"path": str(hub.root)})
+        assert slow.is_error and "timed out" in slow.content
+        hub.call_timeout_s = 30
+        again = await hub.call("list_allowed_directories", {})  # the session survives a timed-out call
+        assert not again.is_error
+        with pytest.raises(UnknownToolError, match=r"known tools: .*write_file"):
+            await hub.call("launch_rockets", {})
+
+
+@integration
+async def test_a_server_that_cannot_start_gives_error_results(specs: list[ToolSpec]) -> None:
+    broken = ServerEntry(**{**DEFAULT_SERVERS[0].model_dump(), "id": "pypi/broken-time",
+                            "command": "no-such-executable"})  # fmt: skip
+    spec = next(s for s in specs if s.function.name == "convert_time")
+    spec = spec.model_copy(update={"provenance": spec.provenance.model_copy(update={"server": broken.id})})
+    async with RealToolHub([broken], specs=[spec]) as hub:
+        result = await hub.call("convert_time", {})
+    assert result.is_error and "no-such-executable" in result.content
+
+
+@integration
+async def test_misuse_raises_clear_errors(specs: list[ToolSpec]) -> None:
+    with pytest.raises(HubError, match="not run by this hub"):
+        async with RealToolHub([DEFAULT_SERVERS[0]], specs=specs):
+            pass
+    with pytest.raises(HubError, match="inside the scratch root"):
+        async with RealToolHub(SERVERS, specs=specs, initial_files={"../escape.txt": "x"}):
+            pass
+    unsafe = DEFAULT_SERVERS[0].model_copy(update={"sandbox_safe": False})
+    with pytest.raises(HubError, match="sandbox_safe"):
+        RealToolHub([unsafe])
+
+
+@integration
+async def test_servers_and_scratch_root_are_gone_after_exit(specs: list[ToolSpec]) -> None:
+    before = _descendants(os.getpid())
+    async with RealToolHub(SERVERS) as hub:  # eager: all four servers running
+        root = hub.root
+        during = _descendants(os.getpid()) - before
+        assert len(during) >= len(SERVERS)
+        if confinement_available()[0]:
+            # Every server process runs confined: no capabilities left (and no network, read-only mounts).
+            assert hub.isolation == "namespaces"
+            assert {_cap_eff(pid) for pid in during} == {"0000000000000000"}
+        entity = {"name": "x", "entityType": "t", "observations": []}
+        await hub.call("create_entities", {"entities": [entity]})
+    await anyio.sleep(0.2)
+    assert _descendants(os.getpid()) & during == set()
+    assert not root.exists()
+
+
+@integration
+async def test_a_server_that_dies_mid_episode_gives_error_results(specs: list[ToolSpec]) -> None:
+    before = _descendants(os.getpid())
+    async with RealToolHub(SERVERS, specs=specs) as hub:
+        first = await hub.call("get_current_time", {"timezone": "UTC"})
+        assert not first.is_error
+        for pid in _descendants(os.getpid()) - before:
+            os.kill(pid, signal.SIGKILL)
+        await anyio.sleep(0.2)
+        after = await hub.call("get_current_time", {"timezone": "UTC"})
+        assert after.is_error
+        other = await hub.call("list_allowed_directories", {})  # other servers are unaffected
+        assert not other.is_error
+    assert hub.final_state is not None and "files" in hub.final_state
+
+
+def test_sandbox_servers_come_from_the_servers_file_when_it_has_safe_entries(tmp_path: Path) -> None:
+    path = tmp_path / "mcp_servers.yaml"
+    safe = DEFAULT_SERVERS[0].model_dump()
+    unsafe = {**DEFAULT_SERVERS[1].model_dump(), "id": "pypi/other", "sandbox_safe": False}
+    path.write_text(yaml.safe_dump({"servers": [safe, unsafe]}))
+    assert [e.id for e in sandbox_servers(path)] == [safe["id"]]
+    path.write_text(yaml.safe_dump({"servers": [unsafe]}))
+    assert sandbox_servers(path) == list(DEFAULT_SERVERS)
+    assert sandbox_servers(tmp_path / "missing.yaml") == list(DEFAULT_SERVERS)

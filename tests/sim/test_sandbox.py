@@ -1,0 +1,242 @@
+"""The Python sandbox really isolates: no network (not even the host's loopback), no writes outside its dir,
+and CPU, wall-time, memory and process limits that stop runaway code. Every test runs real code in a real
+sandbox; only the fail-closed tests fake the machine's capabilities."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import subprocess
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from synth.paths import REPO_ROOT
+from synth.sim import sandbox
+from synth.sim.sandbox import (
+    SandboxUnavailable,
+    check_python,
+    confine_command,
+    confinement_available,
+    run_python,
+    sandbox_available,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+AVAILABLE, WHY = sandbox_available()
+needs_sandbox = pytest.mark.skipif(not AVAILABLE, reason=f"sandbox unavailable here: {WHY}")
+
+
+def _sandbox_pids() -> list[int]:
+    """Live processes owned by one of the sandbox's throwaway uids."""
+    low, high = sandbox._UID_RANGE
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                uid = entry.stat().st_uid
+            except FileNotFoundError:
+                continue
+            if low <= uid < high:
+                pids.append(int(entry.name))
+    return pids
+
+
+@needs_sandbox
+def test_normal_code_returns_stdout_and_reads_stdin() -> None:
+    result = run_python("import sys\nprint('hello', 6 * 7)\nprint(sys.stdin.read().upper())", stdin="abc")
+    assert result.ok, result.stderr
+    assert result.stdout == "hello 42\nABC\n"
+    assert result.killed is None and not result.timed_out
+    assert result.duration_s > 0
+
+
+@needs_sandbox
+def test_nonzero_exit_and_traceback_are_reported() -> None:
+    result = run_python("raise SystemExit(3)")
+    assert result.exit_code == 3 and not result.ok
+    result = run_python("1 / 0")
+    assert result.exit_code == 1 and "ZeroDivisionError" in result.stderr
+
+
+@needs_sandbox
+def test_network_is_unreachable_even_to_a_server_on_host_loopback() -> None:
+    accepted: list[object] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        server.settimeout(0.2)
+
+        def accept_any() -> None:
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept())
+
+        code = (
+            "import socket\n"
+            f"for addr in [('127.0.0.1', {port}), ('10.0.0.1', 80), ('8.8.8.8', 53)]:\n"
+            "    try:\n"
+            "        socket.create_connection(addr, timeout=2)\n"
+            "        print('CONNECTED', addr)\n"
+            "    except OSError as exc:\n"
+            "        print('blocked', exc.errno)\n"
+        )
+        result = run_python(code)
+        watcher = threading.Thread(target=accept_any)
+        watcher.start()
+        watcher.join()
+    assert result.ok, result.stderr
+    assert "CONNECTED" not in result.stdout
+    assert result.stdout.split() == ["blocked", str(errno.ENETUNREACH)] * 3
+    assert not accepted, "the host's loopback server saw a connection from the sandbox"
+
+
+@needs_sandbox
+def test_writes_outside_the_working_dir_fail_and_leave_nothing() -> None:
+    name = f"synth-sandbox-escape-{uuid.uuid4().hex}"
+    targets = [f"/tmp/{name}", str(REPO_ROOT / name), f"/var/tmp/{name}", f"/dev/shm/{name}"]
+    code = (
+        "import os\n"
+        f"for path in {targets!r}:\n"
+        "    try:\n"
+        "        with open(path, 'w') as f:\n"
+        "            f.write('escaped')\n"
+        "        print('WROTE', path)\n"
+        "    except OSError as exc:\n"
+        "        print('denied', exc.errno)\n"
+        "open('inside.txt', 'w').write('ok')\n"
+        "print('inside', open('inside.txt').read(), os.getuid() != 0, os.path.exists('/root/.cache'))\n"
+    )
+    result = run_python(code)
+    assert result.ok, result.stderr
+    assert "WROTE" not in result.stdout
+    assert result.stdout.count("denied") == len(targets)
+    assert result.stdout.strip().endswith("inside ok True False")  # unprivileged, root's home hidden
+    for target in targets:
+        assert not os.path.exists(target)
+
+
+@needs_sandbox
+def test_runaway_cpu_is_stopped_by_the_cpu_limit() -> None:
+    result = run_python("while True:\n    pass", cpu_s=1, timeout_s=30)
+    assert result.killed == "cpu_time"
+    assert not result.timed_out and not result.ok
+
+
+@needs_sandbox
+def test_sleeping_code_is_stopped_by_the_wall_limit() -> None:
+    result = run_python("import time\nprint('start', flush=True)\ntime.sleep(60)", timeout_s=1)
+    assert result.timed_out and result.killed == "wall_time"
+    assert result.stdout == "start\n"  # output before the kill is kept
+    assert result.duration_s < 10
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "block = bytearray(2 * 1024**3)",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024**2))",
+    ],
+)
+def test_memory_bombs_are_stopped(bomb: str) -> None:
+    result = run_python(bomb + "\nprint('survived')", memory_mb=256)
+    assert "survived" not in result.stdout
+    assert result.killed == "memory" and not result.ok
+
+
+@needs_sandbox
+def test_fork_bomb_is_bounded_and_leaves_no_process() -> None:
+    # Every child sleeps, so the count that fork reaches before it fails is the process limit at work.
+    code = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    while True:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "            os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    print('forks', n, flush=True)\n"
+        "while True:\n"
+        "    try:\n"
+        "        os.fork()\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    result = run_python(code, max_procs=16, timeout_s=3, cpu_s=2)
+    forks = int(result.stdout.split()[1])
+    assert 0 < forks < 16
+    assert result.killed in ("wall_time", "cpu_time")
+    assert result.duration_s < 15
+    assert _sandbox_pids() == []
+
+
+@needs_sandbox
+def test_output_flood_is_truncated() -> None:
+    result = run_python("while True:\n    print('x' * 1000)", timeout_s=1, output_limit=10_000)
+    assert result.timed_out
+    assert len(result.stdout) < 11_000 and "truncated" in result.stdout
+
+
+@needs_sandbox
+def test_concurrent_runs_do_not_interfere() -> None:
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: run_python(f"print({i} * {i})"), range(4)))
+    assert [r.stdout for r in results] == [f"{i * i}\n" for i in range(4)]
+
+
+@needs_sandbox
+def test_check_python_passes_good_code_and_fails_wrong_code() -> None:
+    tests = "assert add(2, 3) == 5\n\ndef test_negative():\n    assert add(-1, -1) == -2\n"
+    good = check_python("def add(a, b):\n    return a + b\n", tests)
+    assert good.ok, good.stderr
+    wrong = check_python("def add(a, b):\n    return a - b\n", tests)
+    assert not wrong.ok and "AssertionError" in wrong.stderr
+    # A pytest-style test function that only fails when called is still run.
+    half = check_python("def add(a, b):\n    return abs(a) + abs(b)\n", tests)
+    assert not half.ok and "test_negative" in half.stderr
+    broken = check_python("def add(a, b) return a + b\n", tests)
+    assert not broken.ok and "SyntaxError" in broken.stderr
+
+
+def test_fails_closed_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    with pytest.raises(SandboxUnavailable, match="needs root"):
+        sandbox._run({"main.py": "print(1)"}, ["-I", "main.py"], timeout_s=5, cpu_s=1, memory_mb=256,
+                     stdin="", max_procs=8, disk_mb=8, output_limit=100)  # fmt: skip
+
+
+def test_run_python_refuses_when_sandbox_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "sandbox_available", lambda: (False, "no namespaces in this container"))
+    with pytest.raises(SandboxUnavailable, match="no namespaces in this container"):
+        run_python("print('must not run')")
+    with pytest.raises(SandboxUnavailable):
+        check_python("x = 1", "assert x == 1")
+
+
+CONFINE_OK, CONFINE_WHY = confinement_available()
+
+
+@pytest.mark.skipif(not CONFINE_OK, reason=f"no confinement here: {CONFINE_WHY}")
+def test_confined_program_writes_only_its_dir_and_has_no_network_or_capabilities(tmp_path: Path) -> None:
+    outside = Path("/tmp") / f"synth-confine-escape-{uuid.uuid4().hex}"
+    script = (
+        f'echo ok > "{tmp_path}/inside.txt"; '
+        f'echo escaped > "{outside}" 2>/dev/null && echo WROTE-OUTSIDE; '
+        "grep CapEff /proc/self/status; "
+        "cat /proc/net/dev | grep -c ':' "  # interfaces: only the (down) loopback of a fresh namespace
+    )
+    cmd = confine_command(["/bin/sh", "-c", script], tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "inside.txt").read_text() == "ok\n"
+    assert not outside.exists() and "WROTE-OUTSIDE" not in proc.stdout
+    lines = proc.stdout.split("\n")
+    assert lines[0].split() == ["CapEff:", "0000000000000000"]
+    assert lines[1] == "1"

@@ -1,0 +1,278 @@
+"""Tool simulator control flow with a scripted pool: state, schema errors, injected failures, real and sandbox calls.
+
+The scripted pool stands in for the model only to drive control flow; tests/sim/test_episode.py runs the simulator
+against the real embedded server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from synth.config import RolloutsStageConfig
+from synth.llm.client import ReplyInvalid
+from synth.schemas.messages import FunctionCall, ToolCall
+from synth.schemas.usage import Usage, UsageByRole
+from synth.sim import tool_sim
+from synth.sim.tool_sim import (
+    RUN_PYTHON_TOOL,
+    TIMEOUT_MESSAGE,
+    ToolSimReply,
+    ToolSimulator,
+    argument_error,
+    partial_result,
+    reply_schema,
+)
+from synth.sim.world import WorldState
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_time", "description": "Current time in a timezone.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}},
+    {"type": "function", "function": {
+        "name": "add_note", "description": "Store a note.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}},
+    {"type": "function", "function": {
+        "name": "list_notes", "description": "List stored notes.", "parameters": {"type": "object", "properties": {}}}},
+]
+NO_FAULTS = RolloutsStageConfig(error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=0)
+
+
+class ScriptedToolPool:
+    """Answers tool_sim requests with ``reply(messages)``; records every request."""
+
+    def __init__(self, reply: Callable[[list[dict[str, Any]]], Any]) -> None:
+        self.reply = reply
+        self.requests: list[dict[str, Any]] = []
+
+    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], *, role: str,
+                         seed: int | None = None, usage: UsageByRole | None = None,
+                         json_schema: dict[str, Any] | None = None, **_: Any) -> Any:
+        self.requests.append({"role": role, "messages": messages, "seed": seed, "json_schema": json_schema})
+        raw = self.reply(messages)
+        raw = raw if isinstance(raw, str) else json.dumps(raw)
+        if usage is not None:
+            usage.record(role, Usage(prompt_tokens=10, completion_tokens=5, calls=1))  # type: ignore[arg-type]
+        try:
+            return schema.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ReplyInvalid(str(exc), raw) from exc
+
+
+def notes_backend(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tiny deterministic 'model': add_note appends to /notes, list_notes reads the state it was shown."""
+    call = messages[-1]["content"]
+    state = json.loads(messages[0]["content"].split("The current state of the world (JSON):\n", 1)[1].split("\n")[0])
+    if call.startswith("Call: add_note"):
+        text = json.loads(call[len("Call: add_note("):-1])["text"]
+        return {"result": {"ok": True, "id": len(state["notes"])}, "patch": [
+            {"op": "add", "path": "/notes/-", "value": text}]}
+    if call.startswith("Call: list_notes"):
+        return {"result": state["notes"], "patch": []}
+    return {"result": {"time": "12:00"}, "patch": []}
+
+
+def tc(name: str, arguments: Any, i: int = 0) -> ToolCall:
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCall(id=f"call_{i:08x}", function=FunctionCall(name=name, arguments=args))
+
+
+def make_sim(cfg: RolloutsStageConfig = NO_FAULTS, seed: int = 0, reply: Callable[..., Any] = notes_backend,
+             tools: list[dict[str, Any]] = TOOLS, hub: Any = None) -> tuple[ToolSimulator, ScriptedToolPool]:
+    pool = ScriptedToolPool(reply)
+    sim = ToolSimulator(tools, WorldState({"notes": []}), pool, cfg, seed=seed, usage=UsageByRole(), hub=hub)
+    return sim, pool
+
+
+async def test_effect_is_visible_to_the_next_call() -> None:
+    sim, pool = make_sim()
+    first = await sim.call(tc("add_note", {"text": "buy milk"}, 0))
+    assert first.record.mode == "simulated" and first.record.ok
+    assert first.patch is not None and first.patch.applied
+    listed = await sim.call(tc("list_notes", {}, 1))
+    assert json.loads(listed.content) == ["buy milk"]
+    assert '"buy milk"' in pool.requests[1]["messages"][0]["content"]  # the second call was shown the new state
+    assert sim.world.doc == {"notes": ["buy milk"]}
+    assert sim.usage is not None and sim.usage.tool_sim.calls == 2
+
+
+async def test_schema_breaking_arguments_get_a_server_error_without_the_model() -> None:
+    sim, pool = make_sim()
+    out = await sim.call(tc("get_time", {"tz": "UTC"}))
+    assert out.content == "Error: invalid arguments for tool get_time: 'timezone' is a required property"
+    assert out.record.mode == "schema_error" and not out.record.ok
+    bad_type = await sim.call(tc("get_time", {"timezone": 5}, 1))
+    assert bad_type.content.startswith("Error: invalid arguments for tool get_time: 5 is not of type 'string'")
+    not_json = await sim.call(tc("get_time", "{timezone: UTC", 2))
+    assert "not valid JSON" in not_json.content and not_json.record.mode == "schema_error"
+    assert pool.requests == []
+
+
+async def test_unknown_tool_is_refused_without_the_model() -> None:
+    sim, pool = make_sim()
+    out = await sim.call(tc("delete_everything", {}))
+    assert out.record.mode == "unknown_tool" and not out.record.ok
+    assert "unknown tool 'delete_everything'" in out.content and "get_time" in out.content
+    assert pool.requests == []
+
+
+async def test_bad_patch_is_dropped_but_the_result_returned() -> None:
+    sim, _ = make_sim(reply=lambda _m: {"result": {"ok": True},
+                                        "patch": [{"op": "replace", "path": "/missing/x", "value": 1}]})
+    out = await sim.call(tc("add_note", {"text": "x"}))
+    assert json.loads(out.content) == {"ok": True}
+    assert out.patch is not None and not out.patch.applied and out.patch.error
+    assert sim.world.doc == {"notes": []}
+    assert sim.world.events[-1].call_id == out.record.tool_call_id
+
+
+async def test_unusable_simulator_reply_raises_reply_invalid_with_raw() -> None:
+    sim, _ = make_sim(reply=lambda _m: '{"result": ')
+    with pytest.raises(ReplyInvalid) as info:
+        await sim.call(tc("list_notes", {}))
+    assert info.value.raw == '{"result": '
+
+
+async def _run(seed: int, cfg: RolloutsStageConfig, n: int = 40) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    sim, _ = make_sim(cfg, seed=seed)
+    seen = []
+    for i in range(n):
+        call = tc("add_note", {"text": f"n{i}"}, i) if i % 2 else tc("list_notes", {}, i)
+        out = await sim.call(call)
+        seen.append((out.record.injected, out.content))
+    return seen, sim.world.snapshot()
+
+
+async def test_same_calls_and_seed_give_same_state_and_failures() -> None:
+    cfg = RolloutsStageConfig(error_rate=0.2, timeout_rate=0.1, empty_rate=0.1, partial_rate=0.1)
+    a, state_a = await _run(11, cfg)
+    b, state_b = await _run(11, cfg)
+    assert a == b and state_a == state_b
+    c, _ = await _run(12, cfg)
+    assert [k for k, _ in a] != [k for k, _ in c]
+
+
+async def test_injection_rates_are_roughly_respected_and_never_change_state() -> None:
+    cfg = RolloutsStageConfig(error_rate=0.2, timeout_rate=0.1, empty_rate=0.1, partial_rate=0.1)
+    n = 2000
+    sim, _ = make_sim(cfg, seed=3, reply=lambda _m: {"result": [1, 2, 3, 4],
+                                                     "patch": [{"op": "add", "path": "/notes/-", "value": 1}]})
+    for i in range(n):
+        await sim.call(tc("list_notes", {}, i))
+    kinds = Counter(r.injected for r in sim.calls)
+    for kind, rate in (("error", 0.2), ("timeout", 0.1), ("empty", 0.1), ("partial", 0.1), ("none", 0.5)):
+        assert abs(kinds[kind] / n - rate) < 0.035, (kind, kinds)
+    # Only the un-injected calls applied their patch.
+    assert len(sim.world.doc["notes"]) == kinds["none"]
+    timeouts = [r for r in sim.calls if r.injected == "timeout"]
+    assert timeouts and not any(r.ok for r in timeouts)
+
+
+async def test_injected_failure_messages() -> None:
+    sim, pool = make_sim(RolloutsStageConfig(error_rate=0, timeout_rate=1, empty_rate=0, partial_rate=0))
+    out = await sim.call(tc("list_notes", {}))
+    assert out.content == TIMEOUT_MESSAGE and out.record.injected == "timeout"
+    assert pool.requests == []  # a timed-out call costs no model call
+    sim, _ = make_sim(RolloutsStageConfig(error_rate=1, timeout_rate=0, empty_rate=0, partial_rate=0))
+    out = await sim.call(tc("list_notes", {}))
+    assert out.content.startswith("Error 5") or out.content.startswith("Error 4")
+
+
+def test_partial_results_say_so() -> None:
+    import random
+
+    rng = random.Random(0)
+    cut = partial_result([1, 2, 3, 4], rng)
+    assert cut["partial"] is True and 1 <= len(cut["items"]) < 4
+    cut = partial_result({"total": 4, "rows": [1, 2, 3, 4]}, rng)
+    assert cut["partial"] is True and len(cut["rows"]) < 4 and cut["total"] == 4
+    assert "truncated" in partial_result("x" * 100, rng)
+
+
+def test_argument_error_skips_broken_schemas() -> None:
+    tool = {"function": {"name": "weird", "parameters": {"type": "object", "properties": {"a": {"type": 12}}}}}
+    args, err = argument_error(tool, '{"a": 1}')
+    assert err is None and args == {"a": 1}
+
+
+def test_reply_schema_is_valid_and_accepts_typical_replies() -> None:
+    schema = reply_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    good = {"result": {"orders": [{"id": "A1", "items": ["mug"]}]},
+            "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}]}
+    jsonschema.validate(good, schema)
+    ToolSimReply.model_validate(good)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"result": 1, "patch": [{"op": "add", "path": "no-slash", "value": 1}]}, schema)
+
+
+@dataclass
+class FakeRealResult:
+    content: str
+    is_error: bool = False
+    server: str = "pypi/mcp-server-time"
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def tools(self) -> list[Any]:
+        return [TOOLS[0]]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> FakeRealResult:
+        self.calls.append((name, arguments))
+        return FakeRealResult(content='{"datetime": "2026-11-25T15:00:00Z"}')
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+async def test_hub_tools_are_called_for_real_only_when_real_exec_is_on() -> None:
+    hub = FakeHub()
+    sim, pool = make_sim(hub=hub)
+    out = await sim.call(tc("get_time", {"timezone": "UTC"}))
+    assert out.record.mode == "real" and hub.calls == [("get_time", {"timezone": "UTC"})]
+    assert pool.requests == []
+    off = NO_FAULTS.model_copy(update={"real_exec": False})
+    sim, pool = make_sim(off, hub=hub)
+    out = await sim.call(tc("get_time", {"timezone": "UTC"}))
+    assert out.record.mode == "simulated" and len(pool.requests) == 1
+
+
+async def test_run_python_goes_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.sim import sandbox
+
+    async def fake_run(code: str, **_: Any) -> sandbox.SandboxResult:
+        return sandbox.SandboxResult(stdout="4\n", stderr="", exit_code=0, duration_s=0.1)
+
+    monkeypatch.setattr(sandbox, "run_python_async", fake_run)
+    sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
+    out = await sim.call(tc("run_python", {"code": "print(2+2)"}))
+    assert out.record.mode == "sandbox" and out.record.ok
+    assert json.loads(out.content)["stdout"] == "4\n"
+    assert pool.requests == []
+
+
+async def test_run_python_is_simulated_when_the_sandbox_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.sim import sandbox
+
+    async def unavailable(code: str, **_: Any) -> sandbox.SandboxResult:
+        raise sandbox.SandboxUnavailable("no namespaces here")
+
+    monkeypatch.setattr(sandbox, "run_python_async", unavailable)
+    sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL],
+                         reply=lambda _m: {"result": {"stdout": "4\n", "exit_code": 0}, "patch": []})
+    out = await sim.call(tc("run_python", {"code": "print(2+2)"}))
+    assert out.record.mode == "simulated" and len(pool.requests) == 1
+
+
+def test_module_exports() -> None:
+    assert tool_sim.RUN_PYTHON == RUN_PYTHON_TOOL["function"]["name"]

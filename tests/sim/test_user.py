@@ -1,0 +1,94 @@
+"""The persona user simulator: what it is shown, how its turns are framed, its stop signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from typing import Any
+
+import pytest
+
+from synth.config import EndpointConfig, LLMConfig
+from synth.llm.client import LLMPool
+from synth.schemas.messages import FunctionCall, Message, ToolCall
+from synth.schemas.records import TaskRecord
+from synth.schemas.usage import UsageByRole
+from synth.sim.user import OPENING_CUE, UserReply, UserSimulator, user_view
+
+TASK = TaskRecord(id="task-1", user_goal="Cancel order A1.", persona="A terse night-shift nurse.",
+                  hidden_details={"order_id": "A1-SECRET"})
+
+
+class ScriptedUserPool:
+    def __init__(self, replies: list[dict[str, Any]]) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+
+    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], **kw: Any) -> Any:
+        self.requests.append({"messages": messages, **kw})
+        return schema.model_validate_json(json.dumps(self.replies.pop(0)))
+
+
+def test_opening_prompt_never_contains_hidden_details() -> None:
+    sim = UserSimulator(ScriptedUserPool([]), TASK, seed=0)
+    opening = sim.prompt([Message(role="system", content="agent prompt")], 0)
+    assert "A1-SECRET" not in json.dumps(opening)
+    assert "Cancel order A1." in opening[0]["content"] and "nurse" in opening[0]["content"]
+    assert opening[-1] == {"role": "user", "content": OPENING_CUE}
+    later = sim.prompt([Message(role="system", content="x"), Message(role="user", content="cancel pls"),
+                        Message(role="assistant", content="Which order?")], 1)
+    assert "A1-SECRET" in later[0]["content"]
+
+
+def test_user_view_flips_roles_and_hides_tools() -> None:
+    call = ToolCall(id="call_00000001", function=FunctionCall(name="get_order", arguments="{}"))
+    messages = [Message(role="system", content="agent secret prompt"), Message(role="user", content="hi"),
+                Message(role="assistant", tool_calls=[call]),
+                Message(role="tool", tool_call_id="call_00000001", content="{}"),
+                Message(role="assistant", content="Done.")]
+    assert user_view(messages) == [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "Done."}]
+
+
+async def test_stop_is_ignored_on_the_opening_turn_but_kept_later() -> None:
+    pool = ScriptedUserPool([{"message": "Cancel my order", "stop": True}, {"message": "thanks", "stop": True}])
+    usage = UsageByRole()
+    sim = UserSimulator(pool, TASK, seed=3, usage=usage)
+    first = await sim.reply([Message(role="system", content="x")], 0)
+    assert first == UserReply(message="Cancel my order", stop=False)
+    last = await sim.reply([Message(role="system", content="x"), Message(role="user", content="Cancel my order"),
+                            Message(role="assistant", content="Cancelled.")], 1)
+    assert last.stop
+    assert [r["role"] for r in pool.requests] == ["user_sim", "user_sim"]
+    assert pool.requests[0]["seed"] != pool.requests[1]["seed"]
+
+
+def test_reply_schema_describes_its_fields_to_the_model() -> None:
+    schema = UserReply.model_json_schema()
+    assert "description" in schema["properties"]["message"] and "description" in schema["properties"]["stop"]
+    assert schema["properties"]["message"]["minLength"] == 1
+
+
+BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
+
+
+def _server_up() -> bool:
+    try:
+        with urllib.request.urlopen(f"{BASE_URL}/models", timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
+async def test_real_server_opening_message() -> None:
+    pool = LLMPool([EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+                   LLMConfig(max_tokens=200, temperature=0.0))
+    usage = UsageByRole()
+    try:
+        reply = await UserSimulator(pool, TASK, seed=0, usage=usage).reply([Message(role="system", content="x")], 0)
+    finally:
+        await pool.aclose()
+    assert reply.message.strip() and reply.stop is False
+    assert usage.user_sim.calls == 1 and usage.user_sim.prompt_tokens > 0

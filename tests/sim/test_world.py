@@ -1,0 +1,63 @@
+"""World state: patches apply whole or not at all, and every attempt is logged."""
+
+from synth.sim.world import PatchOp, WorldState, sub_seed
+
+INITIAL = {"orders": {"A1": {"status": "processing", "items": ["mug"]}}, "log": []}
+
+
+def test_patch_applies_and_initial_state_is_not_mutated() -> None:
+    initial = {"orders": {"A1": {"status": "processing"}}}
+    world = WorldState(initial)
+    event = world.apply("c1", [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}])
+    assert event.applied and event.error is None
+    assert world.doc["orders"]["A1"]["status"] == "cancelled"
+    assert initial["orders"]["A1"]["status"] == "processing"
+
+
+def test_patch_ops_from_model_objects_use_rfc6902_names() -> None:
+    world = WorldState(INITIAL)
+    ops = [PatchOp.model_validate({"op": "copy", "from": "/orders/A1", "path": "/orders/A2"}),
+           PatchOp(op="add", path="/log/-", value="copied")]
+    assert world.apply("c1", ops).applied
+    assert world.doc["orders"]["A2"] == INITIAL["orders"]["A1"]
+    assert world.doc["log"] == ["copied"]
+
+
+def test_bad_patch_is_dropped_whole_and_recorded() -> None:
+    world = WorldState(INITIAL)
+    before = world.snapshot()
+    # The first op is fine, the second points nowhere: nothing may be applied.
+    event = world.apply("c1", [{"op": "add", "path": "/log/-", "value": "x"},
+                               {"op": "replace", "path": "/orders/ZZ/status", "value": "gone"}])
+    assert not event.applied
+    assert event.error
+    assert world.doc == before
+    assert world.events[-1] is event
+
+
+def test_malformed_ops_are_rejected() -> None:
+    world = WorldState(INITIAL)
+    assert not world.apply("c1", [{"op": "frobnicate", "path": "/log"}]).applied
+    assert not world.apply("c2", [{"op": "move", "path": "/x"}]).applied  # move without 'from'
+    assert not world.apply("c3", [{"op": "test", "path": "/orders/A1/status", "value": "shipped"}]).applied
+    assert world.doc == INITIAL
+
+
+def test_state_must_stay_an_object() -> None:
+    world = WorldState(INITIAL)
+    event = world.apply("c1", [{"op": "replace", "path": "", "value": [1, 2]}])
+    assert not event.applied and "object" in (event.error or "")
+    assert world.doc == INITIAL
+
+
+def test_empty_patch_is_a_read() -> None:
+    world = WorldState(INITIAL)
+    assert world.apply("c1", []).applied
+    assert world.doc == INITIAL
+
+
+def test_sub_seed_is_stable_and_separates_parts() -> None:
+    assert sub_seed(7, "tool", 0) == sub_seed(7, "tool", 0)
+    assert sub_seed(7, "tool", 0) != sub_seed(7, "tool", 1)
+    assert sub_seed(7, "tool", 0) != sub_seed(8, "tool", 0)
+    assert 0 <= sub_seed(123, "x") < 2**31

@@ -1,0 +1,181 @@
+"""Task generation with a scripted pool: the schema sent, the rubric built, bad replies kept as error rows."""
+
+from typing import Any
+
+import pytest
+from task_helpers import ScriptedPool
+
+from synth.config import TasksStageConfig
+from synth.llm.client import ReplyInvalid
+from synth.schemas.ids import stable_id
+from synth.schemas.records import AgentRecord, RowError
+from synth.schemas.usage import UsageByRole
+from synth.tasks import generate_task, plan_tasks
+from synth.tasks.draft import draft_json_schema
+
+
+def tool(name: str, **props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": f"{name} tool",
+            "parameters": {"type": "object", "properties": props},
+        },
+    }
+
+
+AGENT = AgentRecord(
+    id="agent-shop",
+    name="ShopBot",
+    domain="retail",
+    system_prompt="You help with orders.",
+    tools=[
+        tool("get_order", order_id={"type": "string"}),
+        tool(
+            "cancel_order",
+            order_id={"type": "string"},
+            reason={"type": "string", "enum": ["late", "other"]},
+            notify={"type": "object"},
+        ),
+    ],
+)
+
+
+def draft(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "user_goal": "Cancel my order A12, it is late.",
+        "persona": "A busy nurse who writes short messages.",
+        "hidden_details": [{"key": "email", "value": "n@example.com"}],
+        "initial_state": {"orders": {"A12": {"status": "late", "total": 42.5}}},
+        "expected_calls": [
+            {"name": "get_order", "arguments": {"order_id": "A12"}},
+            {"name": "cancel_order", "arguments": {"order_id": "A12", "reason": "late"}},
+        ],
+        "expected_state": [{"path": "/orders/A12/status", "value": "cancelled"}],
+        "report_values": ["A12", "42.5"],
+        "criteria": [{"description": "Confirms the refund amount.", "required": True}],
+    }
+    data.update(overrides)
+    return data
+
+
+def test_plan_cycles_difficulties_across_agents_and_skips_failed_agents() -> None:
+    agents = [AGENT.model_copy(update={"id": f"a{i}"}) for i in range(3)]
+    agents[1] = agents[1].model_copy(update={"error": RowError(kind="validation", message="bad")})
+    cfg = TasksStageConfig(per_agent=2, difficulties=["single_call", "multi_call", "refuse"])
+    work = plan_tasks(agents, cfg, seed=5)
+    assert [(w.agent.id, w.difficulty, w.index, w.seed) for w in work] == [
+        ("a0", "single_call", 0, 5),
+        ("a0", "multi_call", 1, 5),
+        ("a2", "refuse", 0, 5),
+        ("a2", "single_call", 1, 5),
+    ]
+
+
+async def test_multi_call_task_gets_rubric_with_code_checks() -> None:
+    pool = ScriptedPool([draft()])
+    usage = UsageByRole()
+    task = await generate_task(AGENT, "multi_call", pool, seed=3, index=1, usage=usage)
+    assert task.error is None
+    assert task.id == stable_id("task", "agent-shop", 1, "multi_call", 3)
+    assert task.agent_id == "agent-shop" and task.difficulty == "multi_call" and task.model == "scripted"
+    assert task.hidden_details == {"email": "n@example.com"}
+    assert task.initial_state["orders"]["A12"]["total"] == 42.5
+    assert usage.generator.calls == 1 and task.usage.generator.calls == 1
+
+    rubric = task.rubric
+    assert rubric is not None
+    kinds = {c.kind for c in rubric.criteria}
+    assert kinds == {"core", "prescriptive", "task"}
+    ids = [c.id for c in rubric.criteria]
+    assert "grounding" in ids and "no_needless_calls" in ids and "task_1" in ids
+    assert "asks_clarification" not in ids  # not a multi_call criterion
+    checks = {c.id: c for c in rubric.checks}
+    assert checks["call_1_get_order"].kind == "tool_called_with"
+    assert checks["call_1_get_order"].arguments == {"order_id": "A12"}
+    assert checks["call_2_cancel_order"].arguments == {"order_id": "A12", "reason": "late"}
+    assert checks["state_1"].path == "/orders/A12/status" and checks["state_1"].value == "cancelled"
+    assert [checks[k].value for k in ("mentions_1", "mentions_2")] == ["A12", "42.5"]
+
+
+async def test_schema_sent_names_only_the_agents_tools_and_bounds_the_calls() -> None:
+    pool = ScriptedPool([draft()])
+    await generate_task(AGENT, "multi_call", pool, seed=0, index=0)
+    sent = pool.calls[0]
+    assert sent["role"] == "generator"
+    calls = sent["json_schema"]["properties"]["expected_calls"]
+    assert (calls["minItems"], calls["maxItems"]) == (2, 4)
+    branches = calls["items"]["anyOf"]
+    assert sorted(b["properties"]["name"]["enum"][0] for b in branches) == ["cancel_order", "get_order"]
+    cancel = next(b for b in branches if b["properties"]["name"]["enum"] == ["cancel_order"])
+    args = cancel["properties"]["arguments"]
+    # Scalar parameters only (an object argument cannot be compared reliably), no invented keys.
+    assert set(args["properties"]) == {"order_id", "reason"} and args["additionalProperties"] is False
+    assert args["properties"]["reason"] == {"enum": ["late", "other"]}
+    assert "cancel_order" in sent["messages"][-1]["content"]
+
+
+def test_schema_without_tools_or_for_refusals_allows_no_calls() -> None:
+    assert draft_json_schema({}, 1, 1)["properties"]["expected_calls"]["maxItems"] == 0
+    assert draft_json_schema({"t": {}}, 0, 0)["properties"]["expected_calls"]["maxItems"] == 0
+
+
+async def test_refuse_task_gets_no_tool_called_check() -> None:
+    pool = ScriptedPool([draft(expected_calls=[], expected_state=[], report_values=[])])
+    task = await generate_task(AGENT, "refuse", pool, seed=0, index=0)
+    assert task.error is None and task.rubric is not None
+    assert [(c.id, c.kind) for c in task.rubric.checks] == [("no_tool_calls", "no_tool_called")]
+    assert pool.calls[0]["json_schema"]["properties"]["expected_calls"]["maxItems"] == 0
+
+
+async def test_recover_task_checks_count_only_successful_calls() -> None:
+    pool = ScriptedPool([draft(expected_calls=[{"name": "get_order", "arguments": {}}])])
+    task = await generate_task(AGENT, "recover", pool, seed=0, index=0)
+    assert task.rubric is not None
+    call = task.rubric.checks[0]
+    assert call.kind == "tool_called" and call.tool == "get_order" and call.require_ok
+
+
+async def test_uncheckable_parts_of_a_draft_are_dropped() -> None:
+    bad = draft(
+        expected_calls=[
+            {"name": "get_order", "arguments": {"order_id": 12, "color": "red"}},
+            {"name": "get_order", "arguments": {"order_id": 12}},
+        ],
+        expected_state=[{"path": "orders.A12.status", "value": "x"}],
+        report_values=[" ", "A12", "A12"],
+    )
+    task = await generate_task(AGENT, "multi_call", ScriptedPool([bad]), seed=0, index=0)
+    assert task.rubric is not None
+    # order_id must be a string and color is no parameter: both dropped; the duplicate call collapses.
+    assert [(c.kind, c.tool, c.arguments) for c in task.rubric.checks if c.tool] == [
+        ("tool_called", "get_order", {})
+    ]
+    assert not [c for c in task.rubric.checks if c.kind == "state_equals"]
+    assert [c.value for c in task.rubric.checks if c.kind == "final_mentions"] == ["A12"]
+
+
+async def test_invalid_reply_becomes_an_error_row_with_raw_output() -> None:
+    pool = ScriptedPool([ReplyInvalid("TaskDraft: reply cut off at max_tokens", '{"user_goal": "Canc')])
+    task = await generate_task(AGENT, "single_call", pool, seed=0, index=0)
+    assert task.error is not None and task.error.kind == "validation"
+    assert task.error.raw == '{"user_goal": "Canc' and "cut off" in task.error.message
+    assert task.rubric is None and task.id == stable_id("task", "agent-shop", 0, "single_call", 0)
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "calls", "why"),
+    [
+        ("single_call", [{"name": "delete_everything", "arguments": {}}], "not a tool of this agent"),
+        ("single_call", [], "expect 1..1 tool calls"),
+    ],
+)
+async def test_draft_that_does_not_fit_the_agent_is_an_error_row(
+    difficulty: str, calls: list, why: str
+) -> None:
+    task = await generate_task(
+        AGENT, difficulty, ScriptedPool([draft(expected_calls=calls)]), seed=0, index=0
+    )
+    assert task.error is not None and why in task.error.message
+    assert task.error.raw is not None and "user_goal" in task.error.raw

@@ -1,0 +1,38 @@
+"""Server entries and installs: the yaml parses, executables are found from package metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synth.tools.servers import ServerEntry, find_commands, install_root, load_servers
+
+
+def test_committed_yaml_is_valid_and_ids_are_unique() -> None:
+    servers = load_servers()
+    ids = [s.id for s in servers]
+    assert len(ids) == len(set(ids))
+    for s in servers:
+        assert s.id == f"{s.registry}/{s.package}"
+        assert s.version and s.version[0].isdigit(), f"{s.id}: pin an exact version"
+        # Placeholders only: a real-looking secret in the repository is a leak.
+        assert all(len(v) < 80 for v in s.env.values()), s.id
+
+
+def test_find_commands_reads_npm_bin_and_console_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTH_CACHE", str(tmp_path))
+    npm = ServerEntry(id="npm/@acme/x-mcp", registry="npm", package="@acme/x-mcp", version="1.0.0", command="?")
+    manifest = install_root(npm) / "node_modules" / "@acme" / "x-mcp" / "package.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"bin": {"setup": "a.js", "x-mcp": "b.js"}}))
+    assert find_commands(npm) == ["x-mcp", "setup"]
+    manifest.write_text(json.dumps({"bin": "b.js"}))
+    assert find_commands(npm) == ["x-mcp"]
+
+    pypi = ServerEntry(id="pypi/mcp-server-y", registry="pypi", package="mcp-server-y", version="1.0", command="?")
+    dist = install_root(pypi) / "lib" / "python3.11" / "site-packages" / "mcp_server_y-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "entry_points.txt").write_text("[console_scripts]\nY-Tool = y:main\nmcp-server-y = y:serve\n")
+    assert find_commands(pypi) == ["mcp-server-y", "Y-Tool"]
