@@ -107,6 +107,9 @@ def bench_set(ps: ParamSet, dtype: torch.dtype, steps: int, warmup: int) -> dict
     opt_o = MuonClip([{"params": params, "use_muon": True}], lr=2e-4)
     row["muonclip_ms"] = cuda_time(opt_o.step, steps, warmup)
     del opt_o
+    opt_f = MuonClip([{"params": params, "use_muon": True}], lr=2e-4, fuse_diagonal=True)
+    row["muonclip_fused_diag_ms"] = cuda_time(opt_f.step, steps, warmup)
+    del opt_f
     torch.cuda.empty_cache()
 
     opt_a = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.1, fused=True)
@@ -146,10 +149,18 @@ def bench_capture(steps: int, warmup: int, batch: int, seq: int) -> dict[str, fl
             enable_capture(s.module, on)
 
     row: dict[str, float | str] = {"model": "358M-shaped GQA decoder, bf16", "batch": batch, "seq": seq}
-    set_capture(False)
-    row["step_flex_ms"] = cuda_time(lambda: train_step(False), steps, warmup)
-    set_capture(True)
-    row["step_flex_capture_clip_ms"] = cuda_time(lambda: train_step(True), steps, warmup)
+    # Interleaved rounds, best of each: the difference we look for is a few percent, about the run-to-run noise.
+    best: dict[str, float] = {}
+    for _ in range(3):
+        set_capture(False)
+        best["flex"] = min(best.get("flex", 1e9), cuda_time(lambda: train_step(False), steps, warmup))
+        set_capture(True)
+        best["capture"] = min(best.get("capture", 1e9), cuda_time(lambda: train_step(False), steps, warmup))
+        best["capture_clip"] = min(best.get("capture_clip", 1e9), cuda_time(lambda: train_step(True), steps, warmup))
+    row["step_flex_ms"] = best["flex"]
+    row["step_flex_capture_ms"] = best["capture"]
+    row["step_flex_capture_clip_ms"] = best["capture_clip"]
+
     def clip_alone() -> None:
         for s in specs:  # stand-in maxima so every call has something to clip
             s.module.qk_max_logits = torch.full((cfg.n_heads,), 150.0, device="cuda")
@@ -161,9 +172,8 @@ def bench_capture(steps: int, warmup: int, batch: int, seq: int) -> dict[str, fl
         layer.attn.cfg = TinyDecoderConfig(**{**cfg.__dict__, "backend": "eager"})
     row["step_sdpa_ms"] = cuda_time(lambda: train_step(False), steps, warmup)
     row["optimizer_step_ms"] = cuda_time(opt.step, steps, warmup)
-    row["capture_clip_overhead_pct"] = 100 * (
-        float(row["step_flex_capture_clip_ms"]) - float(row["step_flex_ms"])
-    ) / float(row["step_flex_capture_clip_ms"])
+    row["capture_clip_overhead_pct"] = 100 * (best["capture_clip"] - best["flex"]) / best["capture_clip"]
+    row["clip_share_pct"] = 100 * float(row["clip_only_ms"]) / best["capture_clip"]
     return row
 
 
@@ -201,14 +211,15 @@ def to_markdown(info: dict[str, str], peak: float, rows: list[dict], cap: dict |
         "",
         f"bf16 8192^3 matmul peak measured in the same run: {peak:.0f} TFLOP/s.",
         "",
-        "| set | params | dtype | torch.optim.Muon | MuonClip (ours) | speed-up | fused AdamW | NS work | ours TFLOP/s "
-        "| ours % of peak |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| set | params | dtype | torch.optim.Muon | MuonClip (ours) | ours / torch | ours, fuse_diagonal=True "
+        "| fused AdamW | NS work | ours TFLOP/s | ours % of peak |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['set']} | {r['params_M']:.0f} M | {r['dtype']} | {r['torch_muon_ms']:.1f} ms | "
-            f"{r['muonclip_ms']:.1f} ms | {r['speedup_vs_torch']:.1f}x ({r['muonclip_ms'] / r['torch_muon_ms']:.2f}) "
+            f"{r['muonclip_ms']:.1f} ms | {r['muonclip_ms'] / r['torch_muon_ms']:.2f} | "
+            f"{r['muonclip_fused_diag_ms']:.1f} ms ({r['muonclip_fused_diag_ms'] / r['torch_muon_ms']:.2f}) "
             f"| {r['fused_adamw_ms']:.1f} ms | {r['ns_tflop']:.1f} TFLOP | {r['muonclip_tflops']:.0f} | "
             f"{100 * r['muonclip_tflops'] / peak:.0f}% |"
         )
@@ -217,11 +228,12 @@ def to_markdown(info: dict[str, str], peak: float, rows: list[dict], cap: dict |
             "",
             f"Capture + clip in a training step ({cap['model']}, batch {cap['batch']} x {cap['seq']} tokens):",
             "",
-            "| step, flex, no capture | step, flex + capture + QK-Clip | overhead | QK-Clip alone | step, SDPA "
-            "| optimizer step |",
-            "| --- | --- | --- | --- | --- | --- |",
-            f"| {cap['step_flex_ms']:.1f} ms | {cap['step_flex_capture_clip_ms']:.1f} ms | "
-            f"{cap['capture_clip_overhead_pct']:.2f}% | {cap['clip_only_ms']:.2f} ms | {cap['step_sdpa_ms']:.1f} ms | "
+            "| step, flex, no capture | + capture | + capture + QK-Clip | capture + clip overhead | QK-Clip alone "
+            "| step, SDPA (no capture) | optimizer step alone |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| {cap['step_flex_ms']:.1f} ms | {cap['step_flex_capture_ms']:.1f} ms | "
+            f"{cap['step_flex_capture_clip_ms']:.1f} ms | {cap['capture_clip_overhead_pct']:.2f}% | "
+            f"{cap['clip_only_ms']:.2f} ms ({cap['clip_share_pct']:.1f}%) | {cap['step_sdpa_ms']:.1f} ms | "
             f"{cap['optimizer_step_ms']:.1f} ms |",
         ]
     return "\n".join(lines) + "\n"

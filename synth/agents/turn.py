@@ -2,10 +2,10 @@
 
 Two ways to get tool calls from a model, with the same messages as the result (DESIGN.md section 4):
 - ``native``: the server's own tool calling (``tools=``, a tool parser on the vLLM side);
-- ``schema``: the turn is constrained to a JSON Schema whose choices are "answer" or "call these tools". Each tool
-  gets its own branch (``name`` const + that tool's parameters schema), so guided decoding can only write arguments
-  the tool accepts. Complex harvested schemas may not compile in the server's grammar engine; then the step falls
-  back to a schema with ``arguments: object``, and the tool simulator checks the arguments instead.
+- ``schema``: the turn is constrained to a JSON Schema whose choices are "answer" or "call these tools". Each
+  tool gets its own branch (``name`` const + that tool's parameters schema), so guided decoding can only write
+  arguments the tool accepts. Complex harvested schemas may not compile in the server's grammar engine; then
+  the step falls back to a schema with ``arguments: object``, and the tool simulator checks arguments instead.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol
 import openai
 from pydantic import BaseModel, Field, RootModel
 
+from synth.llm.client import ReplyInvalid
 from synth.prompts import render
 from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.usage import UsageByRole
@@ -71,8 +72,35 @@ def call_id(seed: int, index: int, name: str) -> str:
     return "call_" + hashlib.sha256(f"{seed}:{index}:{name}".encode()).hexdigest()[:8]
 
 
-def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
-    schema = {k: v for k, v in (parameters or {}).items() if k not in ("$schema", "$id", "title")}
+_DEF_KEYS = ("$defs", "definitions")
+GENERIC_ARGUMENTS: dict[str, Any] = {"type": "object"}
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def _arguments_schema(parameters: dict[str, Any] | None, shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One tool's arguments schema as a branch of the action schema.
+
+    ``$ref``s resolve against the document root, which is now the action schema, so the tool's ``$defs``
+    and ``definitions`` move to the root (into ``shared``). A tool whose refs point elsewhere, or whose
+    definitions clash with another tool's, gets ``arguments: object`` and relies on the tool simulator.
+    """
+    params = parameters or {}
+    refs = _refs(params)
+    if any(not r.startswith(("#/$defs/", "#/definitions/")) for r in refs):
+        return GENERIC_ARGUMENTS
+    for key in _DEF_KEYS:
+        for name, definition in (params.get(key) or {}).items():
+            if shared.setdefault(key, {}).setdefault(name, definition) != definition:
+                return GENERIC_ARGUMENTS
+    schema = {k: v for k, v in params.items() if k not in ("$schema", "$id", "title", *_DEF_KEYS)}
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
     # Closed objects keep a weak model from inventing argument names; only the decoding grammar changes.
@@ -80,14 +108,15 @@ def _arguments_schema(parameters: dict[str, Any] | None) -> dict[str, Any]:
     return schema
 
 
-def answer_budget(pool: Any) -> int | None:
-    """Characters an answer may take so its JSON still closes within the pool's ``max_tokens``.
+def reply_chars(pool: Any, default: int = 2000) -> int:
+    """Characters of free text a structured reply may hold so its JSON still closes within ``max_tokens``.
 
-    Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost;
-    about 3 characters per token leaves room for the JSON around the text.
+    Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost.
+    English runs about 4 characters a token, repetitive junk far fewer; 2.5 leaves room for both and for the
+    JSON around the text. Shared by the agent, user and tool simulators (all read the pool's config).
     """
     max_tokens = getattr(getattr(pool, "config", None), "max_tokens", None)
-    return max(200, int(max_tokens) * 3) if isinstance(max_tokens, int) else None
+    return max(120, int(max_tokens * 2.5)) if isinstance(max_tokens, int) else default
 
 
 def action_schema(
@@ -106,6 +135,7 @@ def action_schema(
     names = [t["function"]["name"] for t in tools]
     if not names:
         return answer
+    shared: dict[str, dict[str, Any]] = {}
     if typed:
         items: dict[str, Any] = {
             "anyOf": [
@@ -113,7 +143,7 @@ def action_schema(
                     "type": "object",
                     "properties": {
                         "name": {"const": t["function"]["name"]},
-                        "arguments": _arguments_schema(t["function"].get("parameters")),
+                        "arguments": _arguments_schema(t["function"].get("parameters"), shared),
                     },
                     "required": ["name", "arguments"],
                     "additionalProperties": False,
@@ -124,7 +154,7 @@ def action_schema(
     else:
         items = {
             "type": "object",
-            "properties": {"name": {"enum": names}, "arguments": {"type": "object"}},
+            "properties": {"name": {"enum": names}, "arguments": GENERIC_ARGUMENTS},
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
@@ -137,7 +167,7 @@ def action_schema(
         "required": ["action", "calls"],
         "additionalProperties": False,
     }
-    return {"anyOf": [answer, call]}
+    return {"anyOf": [answer, call], **{k: v for k, v in shared.items() if v}}
 
 
 def as_action_json(message: Message) -> str:
@@ -157,8 +187,8 @@ def as_action_json(message: Message) -> str:
 def schema_transcript(messages: list[Message], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation as a model without tool support can read it.
 
-    Tool definitions go into the system prompt (agent_turn.j2), the assistant's own turns are shown in the JSON
-    it must write, and tool results come back as a user turn, because many chat templates accept only
+    Tool definitions go into the system prompt (agent_turn.j2), the assistant's own turns are shown in the
+    JSON it must write, and tool results come back as a user turn, because many chat templates accept only
     system/user/assistant roles and want them alternating.
     """
     system = next((m.content or "" for m in messages if m.role == "system"), "")
@@ -200,7 +230,8 @@ def _to_message(action: AnswerAction | CallAction, seed: int) -> Message:
     if isinstance(action, AnswerAction):
         return Message(role="assistant", content=action.content)
     calls = [
-        ToolCall(id=call_id(seed, i, c.name), function=FunctionCall(name=c.name, arguments=_dumps(c.arguments)))
+        ToolCall(id=call_id(seed, i, c.name),
+                 function=FunctionCall(name=c.name, arguments=_dumps(c.arguments)))
         for i, c in enumerate(action.calls)
     ]
     return Message(role="assistant", content=None, tool_calls=calls)
@@ -213,12 +244,17 @@ def _is_schema_rejection(exc: openai.BadRequestError) -> bool:
 
 
 async def _schema_step(
-    pool: ChatPool, messages: list[Message], tools: list[dict[str, Any]], *, seed: int, usage: UsageByRole | None,
+    pool: ChatPool,
+    messages: list[Message],
+    tools: list[dict[str, Any]],
+    *,
+    seed: int,
+    usage: UsageByRole | None,
 ) -> tuple[Message, str | None]:
     transcript = schema_transcript(messages, tools)
     key = _dumps(sorted(_dumps(t) for t in tools))
     typed = key not in _UNCOMPILABLE
-    budget = answer_budget(pool)
+    budget = reply_chars(pool)
     try:
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
                                        json_schema=action_schema(tools, typed=typed, max_chars=budget))
@@ -234,19 +270,31 @@ async def _schema_step(
 
 
 async def _native_step(
-    pool: ChatPool, messages: list[Message], tools: list[dict[str, Any]], *, seed: int, usage: UsageByRole | None,
+    pool: ChatPool,
+    messages: list[Message],
+    tools: list[dict[str, Any]],
+    *,
+    seed: int,
+    usage: UsageByRole | None,
 ) -> tuple[Message, str | None]:
     params: dict[str, Any] = {"tools": tools} if tools else {}
     result = await pool.chat([m.openai() for m in messages], role="agent", seed=seed, usage=usage, **params)
     msg = result.message
     calls = []
+    raw = msg.model_dump_json() if hasattr(msg, "model_dump_json") else str(msg)
     for i, tc in enumerate(getattr(msg, "tool_calls", None) or []):
         arguments = tc.function.arguments
         if not isinstance(arguments, str):
             arguments = _dumps(arguments)
+        try:
+            FunctionCall(name=tc.function.name, arguments=arguments or "{}").parsed_arguments()
+        except ValueError as exc:
+            # Schema mode can't write such a call; in native mode it is the same bad reply, and kept it would
+            # break the dataset's arguments-as-dicts view.
+            why = f"tool call {tc.function.name!r}: arguments are not a JSON object: {exc}"
+            raise ReplyInvalid(why, raw) from exc
         calls.append(ToolCall(id=tc.id or call_id(seed, i, tc.function.name),
                               function=FunctionCall(name=tc.function.name, arguments=arguments or "{}")))
-    raw = msg.model_dump_json() if hasattr(msg, "model_dump_json") else str(msg)
     if calls:
         return Message(role="assistant", content=msg.content or None, tool_calls=calls), raw
     return Message(role="assistant", content=msg.content or ""), raw

@@ -1,5 +1,8 @@
 """Judge one trajectory against its task's rubric: code checks, then the judge model, then a rule.
 
+Code decides what it can (``checks.py``; for coding tasks the task's tests run on the assistant's code in the
+sandbox, ``code_tests.py``); the judge model scores the rubric's criteria, one slot per criterion.
+
 The decision rule (``decide``): every code check passes, no required criterion scored 0, and the weighted
 score reaches ``pass_threshold``. The judge model is distrusted on purpose: a score above 0 must come with
 evidence quoted from the transcript, and a quote that is not there drops the score to 0, because a small judge
@@ -16,6 +19,7 @@ import openai
 
 from synth.config import JudgeStageConfig
 from synth.judge.checks import final_answer, run_checks
+from synth.judge.code_tests import run_python_tests
 from synth.judge.transcript import evidence_found, message_lines, normalize, render_transcript
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
@@ -162,10 +166,10 @@ def decide(
     for s in scores:
         if s.criterion_id in required and s.score == 0:
             why = s.note or (f"evidence: {s.evidence!r}" if s.evidence else "no evidence")
-            reasons.append(f"required criterion {s.criterion_id} scored 0 ({why})")
+            reasons.append(f"required criterion {s.criterion_id} scored 0: {why}")
     score = weighted_score(scores, criteria)
     if score < cfg.pass_threshold:
-        reasons.append(f"weighted score {score:.2f} is below pass_threshold {cfg.pass_threshold:.2f}")
+        reasons.append(f"weighted score below pass_threshold: {score:.2f} < {cfg.pass_threshold:.2f}")
     return not reasons, score, reasons
 
 
@@ -206,13 +210,16 @@ async def judge_trajectory(
     """The verdict on ``traj`` for ``task``. Never raises for a bad row (``EndpointUnavailable`` does)."""
     if task.error is not None or task.rubric is None:
         why = task.error.message if task.error else "no rubric"
-        return _failed(f"task {task.id} cannot be judged: {why}")
+        return _failed(f"task cannot be judged: {task.id}: {why}")
     rubric = task.rubric
     checks = run_checks(traj, rubric)
     if traj.error is not None:
-        return _failed(f"trajectory failed before judging ({traj.error.kind}): {traj.error.message}", checks)
+        return _failed(f"trajectory failed before judging: {traj.error.kind}: {traj.error.message}", checks)
     if final_answer(traj) is None:
-        return _failed("no final assistant answer (the last assistant turn calls a tool or is empty)", checks)
+        return _failed("no final assistant answer: the last assistant turn calls a tool or is empty", checks)
+
+    if rubric.python_tests:
+        checks.append(await run_python_tests(traj, rubric.python_tests))
 
     criteria = rubric.criteria
     if not criteria:

@@ -54,13 +54,14 @@ class _Endpoint:
     config: EndpointConfig
     client: AsyncOpenAI
     semaphore: asyncio.Semaphore
-    inflight: int = 0
+    assigned: int = 0  # requests routed here and not finished: in flight or waiting for the semaphore
     failures: int = 0
 
     @property
     def load(self) -> float:
-        # Penalise recent failures so a dead endpoint is tried last while others answer.
-        return (self.inflight + 4 * self.failures) / self.config.max_concurrency
+        # Counted from the moment of routing, not of sending, so a burst spreads over endpoints; recent failures
+        # count extra so a dead endpoint is tried last while others answer.
+        return (self.assigned + 4 * self.failures) / self.config.max_concurrency
 
 
 @dataclass
@@ -176,12 +177,12 @@ class LLMPool:
         )
 
     async def _call(self, ep: _Endpoint, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
-        async with ep.semaphore:
-            ep.inflight += 1
-            try:
+        ep.assigned += 1
+        try:
+            async with ep.semaphore:
                 return await ep.client.chat.completions.create(model=model, messages=messages, **params)
-            finally:
-                ep.inflight -= 1
+        finally:
+            ep.assigned -= 1
 
     async def structured(
         self,

@@ -58,6 +58,7 @@ class MuonClip(torch.optim.Optimizer):
         qk_clip: QKClip | None = None,
         fused_adamw: bool | None = None,
         max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
+        fuse_diagonal: bool = False,
     ) -> None:
         if lr < 0:
             raise ValueError(f"lr must be >= 0; got {lr}")
@@ -97,6 +98,7 @@ class MuonClip(torch.optim.Optimizer):
         self.qk_clip = qk_clip
         self.fused_adamw = fused_adamw
         self.max_stack_numel = max_stack_numel
+        self.fuse_diagonal = fuse_diagonal
 
     @classmethod
     def for_model(
@@ -155,6 +157,7 @@ class MuonClip(torch.optim.Optimizer):
                     ns_dtype=self.ns_dtype,
                     rms_scale=group["rms_scale"],
                     max_stack_numel=self.max_stack_numel,
+                    fuse_diagonal=self.fuse_diagonal,
                 )
             else:
                 exp_avgs, exp_avg_sqs, steps = [], [], []

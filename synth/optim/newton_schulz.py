@@ -21,28 +21,41 @@ def newton_schulz_batched(
     coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
     eps: float = NS_EPS,
     dtype: torch.dtype = torch.bfloat16,
+    fuse_diagonal: bool = False,
+    overwrite_input: bool = False,
 ) -> Tensor:
-    """Orthogonalise every matrix of ``x`` (shape ``(N, A, B)``, ``A <= B``) and return the result in ``dtype``.
+    """Orthogonalise every matrix of the stack ``x`` (``(N, A, B)``), returning ``(N, A, B)`` in ``dtype``.
 
-    The caller puts the short side first: the Gram matrix ``X X^T`` is then ``A x A``, the cheap side.
-    Each matrix is divided by its own Frobenius norm (clamped at ``eps``, as torch.optim.Muon does) so its
-    spectral norm is at most 1, the region where the iteration converges.
+    Same maths as torch.optim.Muon's per-matrix loop: divide each matrix by its Frobenius norm (clamped at
+    ``eps``), then ``steps`` times ``X <- a*X + (b*G + c*G^2) X`` with ``G = X X^T`` on the short side. The Gram
+    matrix is taken on the short side without transposing anything (``X^T X`` and right multiplication for tall
+    matrices), and each iteration is three batched GEMMs with the polynomial in their epilogues.
+
+    ``fuse_diagonal=True`` computes ``a*X + B X`` as ``(a*I + B) X``: it saves a copy of X per iteration (about a
+    tenth of a step on small matrices) but rounds ``a + B_ii`` to bf16, which roughly doubles the deviation from
+    the exact iteration (about 2.5% instead of 1.2% relative); off by default.
+    ``overwrite_input``: normalise ``x`` in place when it is already in ``dtype`` (the optimizer's own stack).
     """
     if x.ndim != 3:
         raise ValueError(f"newton_schulz_batched needs a stack (N, A, B); got shape {tuple(x.shape)}")
-    if x.size(1) > x.size(2):
-        raise ValueError(f"put the short side first (A <= B); got A={x.size(1)}, B={x.size(2)}")
     a, b, c = coefficients
-    # The norm is taken in fp32 at least: a bf16 sum over millions of entries would lose digits we then divide by.
+    tall = x.size(1) > x.size(2)
+    # Norms in fp32 at least: a bf16 sum over millions of entries would lose digits we then divide by.
     norm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     norms = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True, dtype=norm_dtype).clamp_(min=eps)
-    # Dividing in the working dtype, as torch.optim.Muon does, avoids an fp32 copy of the whole stack.
-    X = x.to(dtype) / norms.to(dtype)
+    # Divided in the working dtype, as torch.optim.Muon does.
+    if overwrite_input and x.dtype == dtype:
+        X = x.div_(norms.to(dtype))
+    else:
+        X = x.to(dtype) / norms.to(dtype)
     for _ in range(steps):
-        gram = torch.bmm(X, X.mT)
-        # b*A + c*A@A and a*X + B@X as single GEMMs with epilogue: no separate elementwise kernels.
+        gram = torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
-        X = torch.baddbmm(X, poly, X, beta=a, alpha=1.0)
+        if fuse_diagonal:
+            poly.diagonal(dim1=1, dim2=2).add_(a)
+            X = torch.bmm(X, poly) if tall else torch.bmm(poly, X)
+        else:
+            X = torch.baddbmm(X, X, poly, beta=a) if tall else torch.baddbmm(X, poly, X, beta=a)
     return X
 
 
@@ -52,11 +65,9 @@ def newton_schulz(
     coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
     eps: float = NS_EPS,
     dtype: torch.dtype = torch.bfloat16,
+    fuse_diagonal: bool = False,
 ) -> Tensor:
     """Orthogonalise one 2-D matrix of any orientation (reference path; the optimizer uses the batched one)."""
     if g.ndim != 2:
         raise ValueError(f"newton_schulz needs a 2-D matrix; got shape {tuple(g.shape)}")
-    tall = g.size(0) > g.size(1)
-    x = g.mT if tall else g
-    out = newton_schulz_batched(x.unsqueeze(0), steps, coefficients, eps, dtype)[0]
-    return out.mT if tall else out
+    return newton_schulz_batched(g.unsqueeze(0), steps, coefficients, eps, dtype, fuse_diagonal)[0]

@@ -254,12 +254,14 @@ class QKClip:
                 by_shape.setdefault((s.kind, s.num_heads, s.num_kv_heads), []).append(i)
             for (kind, heads, kv_heads), rows in by_shape.items():
                 sub = table[rows, :heads] if len(rows) < len(self.specs) or heads < table.size(1) else table
+                wdtype = self.specs[rows[0]].q_weight.dtype  # cast the factors once, not once per layer
                 if kind == "mla":
                     gamma = clip_factors(sub, self.tau)
                     for j, i in enumerate(rows):
                         apply_mla_(self.specs[i], gamma[j])
                 else:
                     q_scale, k_scale = mha_gqa_scales(sub, self.tau, heads // kv_heads)
+                    q_scale, k_scale = q_scale.to(wdtype), k_scale.to(wdtype)
                     for j, i in enumerate(rows):
                         apply_mha_gqa_(self.specs[i], q_scale[j], k_scale[j])
         self.reset()

@@ -164,4 +164,6 @@ class TinyDecoder(nn.Module):
 
     def loss(self, tokens: Tensor) -> Tensor:
         logits = self(tokens[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tokens[:, 1:].reshape(-1))
+        # Cross-entropy in fp32 at least (bf16 logits lose the small probabilities); fp64 stays fp64.
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tokens[:, 1:].reshape(-1))

@@ -26,12 +26,10 @@ def muon_lr_scale(shape: torch.Size | Sequence[int], rms_scale: float = 0.2) -> 
     return rms_scale * math.sqrt(max(a, b))
 
 
-def _stack_key(t: Tensor) -> tuple[int, int, bool, torch.dtype, torch.device]:
-    a, b = t.shape
-    # Tall matrices are stacked transposed, so a 4864x896 MLP matrix joins the 896x4864 ones in one batch and its
-    # Gram matrix is 896x896, not 4864x4864.
-    tall = a > b
-    return (min(a, b), max(a, b), tall, t.dtype, t.device)
+def _stack_key(t: Tensor) -> tuple[int, int, torch.dtype, torch.device]:
+    # Stacked as they are: transposing tall matrices into the wide stacks would cost strided copies that take
+    # longer than the extra batch would save; Newton-Schulz takes the Gram on the short side either way.
+    return (t.shape[0], t.shape[1], t.dtype, t.device)
 
 
 @torch.no_grad()
@@ -50,6 +48,7 @@ def muon_update_(
     ns_dtype: torch.dtype = torch.bfloat16,
     rms_scale: float = 0.2,
     max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
+    fuse_diagonal: bool = False,
 ) -> None:
     """One K2 Muon step for 2-D matrices, in place.
 
@@ -76,23 +75,23 @@ def muon_update_(
     for i, p in enumerate(params):
         groups[_stack_key(p)].append(i)
 
-    for (short, long, tall, _dtype, device), idx in groups.items():
-        per_chunk = max(1, max_stack_numel // (short * long))
+    for (rows, cols, _dtype, device), idx in groups.items():
+        per_chunk = max(1, max_stack_numel // (rows * cols))
         for start in range(0, len(idx), per_chunk):
             chunk = idx[start : start + per_chunk]
-            stack = torch.empty((len(chunk), short, long), dtype=ns_dtype, device=device)
+            stack = torch.empty((len(chunk), rows, cols), dtype=ns_dtype, device=device)
             for i, slot in zip(chunk, stack.unbind(0), strict=True):
-                # The Nesterov input is written, cast and transposed, straight into its slot of the stack:
-                # no fp32 temporary of the whole model.
-                dst = slot.mT if tall else slot
+                # The Nesterov input goes, cast, straight into its slot: no fp32 temporary of the whole model.
                 if nesterov:
-                    torch.lerp(grads[i], momentum_bufs[i], momentum, out=dst)
+                    torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
                 else:
-                    dst.copy_(momentum_bufs[i])
-            ortho = newton_schulz_batched(stack, ns_steps, ns_coefficients, eps, ns_dtype)
+                    slot.copy_(momentum_bufs[i])
+            ortho = newton_schulz_batched(
+                stack, ns_steps, ns_coefficients, eps, ns_dtype, fuse_diagonal=fuse_diagonal, overwrite_input=True
+            )
             group_params = [params[i] for i in chunk]
             alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
-            outs = [o.mT if tall else o for o in ortho.unbind(0)]
+            outs = list(ortho.unbind(0))
             if ortho.dtype == group_params[0].dtype:
                 torch._foreach_add_(group_params, outs, alpha=alpha)
             else:

@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from synth.config import PipelineConfig  # noqa: E402
-from synth.report.analysis import RunAnalysis, analyse  # noqa: E402
+from synth.config import PipelineConfig
+from synth.report.analysis import RunAnalysis, analyse
 
 
 def _png(fig) -> str:

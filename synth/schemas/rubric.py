@@ -34,3 +34,7 @@ class CodeCheck(BaseModel):
 class Rubric(BaseModel):
     criteria: list[Criterion]
     checks: list[CodeCheck] = Field(default_factory=list)
+    python_tests: str | None = Field(
+        default=None,
+        description="Coding tasks: asserts the assistant's code must pass, run by the judge in the sandbox.",
+    )

@@ -70,7 +70,7 @@ def start(cfg: EmbeddedConfig) -> int:
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gb))
     env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    logfile = log_path(cfg).open("w")
+    logfile = log_path(cfg).open("a")  # appended: a crash log must survive the next start
     proc = subprocess.Popen(command(cfg, model_dir), stdout=logfile, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
     _pidfile(cfg).write_text(str(proc.pid))

@@ -1,9 +1,9 @@
-"""One rollout episode: the agent, the persona user and the tools, talking until the user stops or a limit hits.
+"""One rollout episode: agent, persona user and tools talk until the user stops or a limit is hit.
 
-Shape of the loop (Kimi K2 section 3.1): the user opens; each user turn the agent takes up to ``max_steps`` steps,
-every tool call answered by a tool message carrying its id, until it answers in text; then the user replies or
-stops; at most ``max_turns`` user turns. An unusable model reply ends the episode as an error row that keeps the
-messages so far (a bad row never kills a stage); an endpoint that is down propagates to the stage.
+Shape of the loop (Kimi K2 section 3.1): the user opens; each user turn the agent takes up to ``max_steps``
+steps, every tool call answered by a tool message carrying its id, until it answers in text; then the user
+replies or stops; at most ``max_turns`` user turns. An unusable model reply ends the episode as an error row
+that keeps the messages so far (a bad row never kills a stage); an endpoint that is down propagates.
 """
 
 from __future__ import annotations
@@ -26,15 +26,19 @@ from synth.sim.world import WorldState, sub_seed
 
 log = logging.getLogger(__name__)
 
+REAL_STATE_KEY = "real"
+"""Key of ``final_state`` holding the real tools' state (``RealToolHub.snapshot()``) once any was called."""
+
 
 def unanswered_calls(messages: list[Message]) -> list[str]:
-    """Tool call ids in ``messages`` with no tool message answering them (must be empty in every trajectory)."""
+    """Tool call ids in ``messages`` that no tool message answers (must be empty in every trajectory)."""
     answered = {m.tool_call_id for m in messages if m.role == "tool"}
-    return [tc.id for m in messages if m.role == "assistant" for tc in m.tool_calls or [] if tc.id not in answered]
+    calls = [tc.id for m in messages if m.role == "assistant" for tc in m.tool_calls or []]
+    return [i for i in calls if i not in answered]
 
 
 def _cut_unanswered(messages: list[Message]) -> list[Message]:
-    """Drop a trailing assistant tool-call turn whose calls were not all answered (the error came mid-round)."""
+    """Drop a trailing tool-call turn whose calls were not all answered (the error came mid-round)."""
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]
         if m.role == "assistant":
@@ -63,8 +67,8 @@ async def run_episode(
 ) -> TrajectoryRecord:
     """Run one episode of ``agent`` on ``task`` and return its trajectory (``error`` set when it failed).
 
-    ``pool`` is an ``LLMPool`` (or anything with its ``structured``/``chat``/``model``). ``hub`` serves tools for
-    real (a ``RealToolHub``); calls to its tools skip simulation when ``cfg.real_exec`` is on.
+    ``pool`` is an ``LLMPool`` (or anything with its ``structured``/``chat``/``model``). ``hub`` serves tools
+    for real (a ``RealToolHub``); calls to its tools skip simulation when ``cfg.real_exec`` is on.
     Raises ``EndpointUnavailable`` when no endpoint answers.
     """
     usage = UsageByRole()
@@ -78,6 +82,7 @@ async def run_episode(
     stop_reason = ""
     error: RowError | None = None
     stage = "user_sim"
+    before_round = world.snapshot()
     try:
         opening = await user.reply(messages, 0)
         messages.append(Message(role="user", content=opening.message))
@@ -94,10 +99,10 @@ async def run_episode(
                     answered = True
                     break
                 stage = "tool_sim"
+                before_round = world.snapshot()
                 for tc in msg.tool_calls:
                     outcome = await sim.call(tc)
-                    messages.append(Message(role="tool", tool_call_id=tc.id, name=tc.function.name,
-                                            content=outcome.content))
+                    messages.append(Message(role="tool", tool_call_id=tc.id, content=outcome.content))
             if not answered:
                 stop_reason = "max_steps"
                 break
@@ -113,17 +118,26 @@ async def run_episode(
             turns += 1
     except ReplyInvalid as exc:
         error = RowError(kind="validation", message=f"{stage}: {exc}", raw=exc.raw)
-        stop_reason = "error"
     except openai.BadRequestError as exc:
         # Usually the conversation outgrew the context window: this row is lost, the stage goes on.
         error = RowError(kind="request", message=f"{stage}: {exc}"[:2000])
+    if error is not None:
         stop_reason = "error"
+        if stage == "tool_sim":
+            # The round that failed is cut from the messages below, so its effects go too.
+            world.restore(before_round)
     messages = _cut_unanswered(messages)
     final_state = world.snapshot()
-    if hub is not None and cfg.real_exec:
-        real = hub.snapshot()
-        if real:
-            final_state = {**final_state, "real_servers": real}
+    if hub is not None and cfg.real_exec and any(c.mode == "real" for c in sim.calls):
+        # The judge's state checks see the real servers' world (files, memory graph, git) next to the
+        # simulated one; asnapshot asks a running memory server instead of reading its file.
+        asnapshot = getattr(hub, "asnapshot", None)
+        try:
+            real = await asnapshot() if asnapshot is not None else hub.snapshot()
+        except Exception as exc:  # a broken real world is recorded, not fatal to the row
+            log.warning("real tools' snapshot failed: %s", exc)
+            real = {"error": f"{type(exc).__name__}: {exc}"}
+        final_state = {**final_state, REAL_STATE_KEY: real}
     return TrajectoryRecord(
         id=stable_id("traj", task.id, agent.id, seed, tool_calling),
         seed=seed,

@@ -63,6 +63,10 @@ DEFAULT_SERVERS: tuple[ServerEntry, ...] = (
                 category="memory", sandbox_safe=True),
 )  # fmt: skip
 
+DEFAULT_WORKSPACE = "/home/user/workspace"
+"""Where confined servers see the scratch root: the same path in every episode, so trajectories carry no
+random temp paths (and concurrent episodes still never share one, each server having its own mount view)."""
+
 SNAPSHOT_FILE_BYTES = 4096
 """Files up to this size have their text in ``snapshot()``; larger or binary files only their size."""
 SNAPSHOT_MAX_FILES = 500
@@ -135,14 +139,20 @@ class _Server:
     tools: list[mcp_types.Tool] = field(default_factory=list)
     stop: anyio.Event = field(default_factory=anyio.Event)
     failed: str | None = None
+    started: bool = False  # stays True after the server stops: its effects are part of the episode
 
 
 class RealToolHub:
     """Real tools for one episode. Use as ``async with RealToolHub(...) as hub:``.
 
-    ``specs``: tool specs known from a harvest (``provenance.server`` must name one of ``servers``). Given
-    them, the hub starts no server until a call needs it; without them, entering the hub starts every server
-    to list its tools.
+    - ``servers``: sandbox-safe entries; default ``sandbox_servers()`` (servers file, else the pinned ones).
+    - ``specs``: tool specs known from a harvest (``provenance.server`` must name one of ``servers``). Given
+      them, the hub starts no server until a call needs it; without them, entering starts every server (in
+      parallel) to list its tools.
+    - ``initial_files``: root-relative path -> text, written (and committed, with a git server) before start.
+    - ``call_timeout_s`` / ``start_timeout_s``: per call / per server start; past them the call is an error.
+    - ``confine`` / ``workspace``: run servers under ``confine_command`` where possible, showing the root at
+      ``workspace`` (see ``DEFAULT_WORKSPACE``); ``hub.isolation`` says what was applied.
     """
 
     def __init__(
@@ -154,6 +164,7 @@ class RealToolHub:
         call_timeout_s: float = 30,
         start_timeout_s: float = 60,
         confine: bool = True,
+        workspace: str | None = DEFAULT_WORKSPACE,
     ) -> None:
         entries = list(servers) if servers is not None else sandbox_servers()
         unsafe = [e.id for e in entries if not e.sandbox_safe]
@@ -164,8 +175,10 @@ class RealToolHub:
         self._initial_files = dict(initial_files or {})
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
-        self.isolation = _isolation() if confine else "none"
-        """How servers are confined beyond their own rules: 'namespaces', 'network' or 'none'."""
+        self._confine, self._wanted_workspace = confine, workspace
+        self.isolation = "none"
+        """Servers' confinement beyond their own rules, set on enter: 'namespaces', 'network' or 'none'."""
+        self._workspace: str | None = None
         self._specs: list[ToolSpec] | None = None
         self._owner: dict[str, str] = {}  # tool name -> server id
         self._base: Path | None = None
@@ -181,12 +194,23 @@ class RealToolHub:
             raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)'")
         return self._base / "root"
 
+    @property
+    def workspace(self) -> str:
+        """The scratch root as the tools see it: ``DEFAULT_WORKSPACE`` when confined, else the host path.
+
+        Put it in the agent's system prompt; paths in tool arguments and results are under it.
+        """
+        return self._workspace or str(self.root)
+
     async def __aenter__(self) -> Self:
         if self._base is not None:
             raise HubError("this RealToolHub is already open; use one hub per episode")
         # Fresh server state, so a hub can be reused for a new episode after it was closed.
         self._servers = {sid: _Server(s.entry) for sid, s in self._servers.items()}
         self.final_state = None
+        # Probed once per process (it runs a confined program), off the event loop.
+        self.isolation = await anyio.to_thread.run_sync(_isolation) if self._confine else "none"
+        self._workspace = self._wanted_workspace if self.isolation == "namespaces" else None
         self._base = Path(tempfile.mkdtemp(prefix="synth-world-")).resolve()
         try:
             (self._base / "logs").mkdir()
@@ -218,7 +242,7 @@ class RealToolHub:
         try:
             # The scratch root is gone after exit; keep the final state for the trajectory and the judge.
             with anyio.move_on_after(self.call_timeout_s):
-                self.final_state = await self.snapshot()
+                self.final_state = await self.asnapshot()
         except Exception as snap_exc:
             self.final_state = {"error": f"final snapshot failed: {type(snap_exc).__name__}: {snap_exc}"}
         finally:
@@ -280,16 +304,16 @@ class RealToolHub:
         self._specs, self._owner = list(specs), owner
 
     def _params(self, entry: ServerEntry, exe: Path) -> StdioServerParameters:
-        root = str(self.root)
-        args = [a.replace("{root}", root) for a in entry.args]
-        env = {k: v.replace("{root}", root) for k, v in server_env(entry).items()}
+        seen = self.workspace
+        args = [a.replace("{root}", seen) for a in entry.args]
+        env = {k: v.replace("{root}", seen) for k, v in server_env(entry).items()}
         argv = [str(exe), *args]
         # Both wrappers exec the server in place (no fork), so the transport's kill still reaches it.
         if self.isolation == "namespaces":
-            argv = confine_command(argv, root)
+            argv = confine_command(argv, self.root, visible_at=self._workspace)
         elif self.isolation == "network":
             argv = ["unshare", "--net", "--", *argv]
-        return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=root)
+        return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=str(self.root))
 
     async def _ensure_started(self, server: _Server) -> None:
         if self._tg is None:
@@ -318,7 +342,7 @@ class RealToolHub:
                 await session.initialize()
                 server.tools = await _list_tools(session)
                 server.session = session
-                started = True
+                started = server.started = True
                 task_status.started()
                 await server.stop.wait()
         except Exception as exc:
@@ -387,31 +411,59 @@ class RealToolHub:
             content=result_text(result), is_error=bool(result.is_error), server=server.entry.id
         )
 
-    async def snapshot(self) -> dict[str, Any]:
-        """JSON-able state of the real world now, for the judge's code checks.
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state of the real world now, for the judge's code checks (sync: no server is called).
 
         - ``files``: relative path -> {"size", "content"}; content only for small UTF-8 files; ``.git`` and
           files that are a server's own storage (``memory.json``) are left out.
-        - ``memory``: the memory server's graph from ``read_graph`` if that server was started, else None.
+        - ``memory``: the memory graph ({"entities", "relations"}, what ``read_graph`` returns) if a memory
+          server was started in this episode, else None. Read from the file the server saves after every
+          change; ``asnapshot()`` asks the running server instead.
         - ``git``: {"log": one-line commits, newest first, "status": porcelain lines}, or None.
         """
+        return self._state(self._stored_graph())
+
+    async def asnapshot(self) -> dict[str, Any]:
+        """``snapshot()`` with the memory graph from the running server's ``read_graph``, off the loop."""
+        memory = await self._memory_graph()
+        return await anyio.to_thread.run_sync(self._state, memory)
+
+    def _state(self, memory: Any) -> dict[str, Any]:
         root = self.root
-        files = await anyio.to_thread.run_sync(_file_tree, root, self._internal_files())
-        state: dict[str, Any] = {"files": files}
-        state["memory"] = await self._memory_graph()
+        state: dict[str, Any] = {
+            "files": _file_tree(root, self._internal_files()),
+            "memory": memory,
+            "git": None,
+        }
         if (root / ".git").is_dir():
-            log_lines = await anyio.to_thread.run_sync(_git, root, ["log", "--oneline", "--no-decorate"])
-            status = await anyio.to_thread.run_sync(_git, root, ["status", "--porcelain"])
-            state["git"] = {"log": log_lines.splitlines(), "status": status.splitlines()}
-        else:
-            state["git"] = None
+            try:
+                log_lines = _git(root, ["log", "--oneline", "--no-decorate"])
+                status = _git(root, ["status", "--porcelain"])
+                state["git"] = {"log": log_lines.splitlines(), "status": status.splitlines()}
+            except HubError as exc:  # the agent may have broken the repository; that is state too
+                state["git"] = {"error": str(exc)}
         return state
 
+    def _memory_servers(self) -> list[_Server]:
+        return [
+            s for s in self._servers.values() if s.started and any(t.name == "read_graph" for t in s.tools)
+        ]
+
+    def _stored_graph(self) -> Any:
+        for server in self._memory_servers():
+            files = [v.removeprefix("{root}/") for v in server.entry.env.values() if v.startswith("{root}/")]
+            if not files:
+                return {
+                    "error": f"{server.entry.id} keeps its graph outside the scratch root; use asnapshot()"
+                }
+            return _read_graph_file(self.root / files[0])
+        return None
+
     async def _memory_graph(self) -> Any:
-        for server in self._servers.values():
+        for server in self._memory_servers():
             session = server.session
-            if session is None or not any(t.name == "read_graph" for t in server.tools):
-                continue
+            if session is None:
+                return {"error": f"{server.entry.id} is not running: {server.failed or 'stopped'}"}
             try:
                 with anyio.fail_after(self.call_timeout_s):
                     result = await session.call_tool("read_graph", {})
@@ -423,6 +475,22 @@ class RealToolHub:
             except json.JSONDecodeError:
                 return {"text": text}
         return None
+
+
+def _read_graph_file(path: Path) -> dict[str, Any]:
+    """The memory server's JSONL storage as the graph ``read_graph`` returns (its ``loadGraph``, mirrored)."""
+    graph: dict[str, list[dict[str, Any]]] = {"entities": [], "relations": []}
+    if not path.exists():
+        return graph
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if item.get("type") == "entity":
+            graph["entities"].append({k: item.get(k) for k in ("name", "entityType", "observations")})
+        elif item.get("type") == "relation":
+            graph["relations"].append({k: item.get(k) for k in ("from", "to", "relationType")})
+    return graph
 
 
 async def _list_tools(session: ClientSession) -> list[mcp_types.Tool]:

@@ -197,19 +197,32 @@ status.close()
 
 # Confines a trusted program (an MCP server) that acts on agent-chosen arguments: no network, every mount
 # read-only except one writable dir, all capabilities dropped and no_new_privs; then execs it in place, so its
-# PID (and the MCP transport's kill of its process group) stays the same.
+# PID (and the MCP transport's kill of its process group) stays the same. The writable dir can be shown at a
+# fixed path instead of its host path, so every episode's tools see the same workspace path.
 _CONFINE = (
     _MOUNT_LIB
     + r"""
+import json
+
+
 def fail(msg):
     os.write(2, f"synth confine: {msg}\n".encode())
     os._exit(125)
 
 
-writable, argv = sys.argv[1], sys.argv[2:]
+cfg, argv = json.loads(sys.argv[1]), sys.argv[2:]
+writable, visible = cfg["writable"], cfg["visible"] or cfg["writable"]
+source = os.open(writable, os.O_PATH | os.O_DIRECTORY)  # still reachable if the tmpfs below covers it
 mount(None, "/", None, MS_REC | MS_PRIVATE)
-mount(writable, writable, None, MS_BIND | MS_REC)  # its own mount, so it stays writable
-remount_readonly([writable])
+if visible != writable:
+    # The fixed path's top dir gets an empty tmpfs in this namespace only: nothing on the host changes.
+    top = "/" + visible.strip("/").split("/")[0]
+    mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    os.makedirs(visible, mode=0o755, exist_ok=True)
+mount(f"/proc/self/fd/{source}", visible, None, MS_BIND | MS_REC)  # its own mount, so it stays writable
+os.close(source)
+remount_readonly([visible])
+os.chdir(visible)
 last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
 for cap in range(last_cap + 1):
     if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: root keeps no capability across the exec
@@ -553,14 +566,25 @@ async def run_python_async(code: str, **kwargs: Any) -> SandboxResult:
     return await asyncio.to_thread(functools.partial(run_python, code, **kwargs))
 
 
-def confine_command(argv: Sequence[str], writable: str | os.PathLike[str]) -> list[str]:
+def confine_command(
+    argv: Sequence[str], writable: str | os.PathLike[str], *, visible_at: str | None = None
+) -> list[str]:
     """``argv`` wrapped to run with no network, read-only mounts except ``writable``, and no capabilities.
 
     For trusted programs (MCP servers) that act on agent-chosen arguments: whatever a server is talked into,
-    the kernel keeps its writes inside ``writable``. Check ``confinement_available()`` first.
+    the kernel keeps its writes inside ``writable``. ``visible_at`` (an absolute path whose top-level dir
+    exists, e.g. ``/home/user/workspace``) shows ``writable`` there instead of at its host path; the program
+    starts in that dir. Check ``confinement_available()`` first.
     """
-    target = os.path.realpath(writable)
-    return ["unshare", "--net", "--mount", "--", sys.executable, "-I", "-S", "-c", _CONFINE, target, *argv]
+    if visible_at is not None and not _fixed_path_ok(visible_at):
+        raise ValueError(f"visible_at must be absolute, under an existing top-level dir: {visible_at!r}")
+    cfg = json.dumps({"writable": os.path.realpath(writable), "visible": visible_at})
+    return ["unshare", "--net", "--mount", "--", sys.executable, "-I", "-S", "-c", _CONFINE, cfg, *argv]
+
+
+def _fixed_path_ok(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return len(parts) >= 3 and parts[0] == "/" and ".." not in parts and os.path.isdir("/" + parts[1])
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,8 +6,9 @@ One boundary turns every call into the text of a tool message plus a ``CallRecor
 - ``run_python``: run in the sandbox;
 - anything else: the model plays the tool, given the current world state, and returns a result plus an
   RFC 6902 patch that the world applies (or drops, when it does not apply).
-Injected failures (errors, timeouts, empty and partial results) are drawn from a ``random.Random`` seeded by the
-episode seed and the call's index, so the same calls under the same seed fail the same way; they never change state.
+Injected failures (errors, timeouts, empty and partial results) are drawn from a ``random.Random`` seeded by
+the episode seed and the call's index, so the same calls under the same seed fail the same way; they never
+change state.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jsonschema
 import jsonschema.exceptions
 from pydantic import BaseModel, Field
 
+from synth.agents.turn import reply_chars
 from synth.config import RolloutsStageConfig
 from synth.prompts import render
 from synth.schemas.messages import ToolCall
@@ -64,7 +66,7 @@ STATE_CHARS = 6000
 
 
 POINTER = r"^(/[A-Za-z0-9_.@:+~-]{1,40}){1,6}$"
-"""JSON Pointers the simulator may write: short, few levels; a weak model otherwise writes paths until max_tokens."""
+"""JSON Pointers the simulator may write: short, few levels (a weak model writes paths until max_tokens)."""
 
 
 def _value_defs(depth: int, *, chars: int = 200, items: int = 8) -> dict[str, Any]:
@@ -88,8 +90,11 @@ def _value_defs(depth: int, *, chars: int = 200, items: int = 8) -> dict[str, An
     return defs
 
 
-def reply_schema() -> dict[str, Any]:
-    """The JSON Schema sent for ``ToolSimReply``: the same shape, bounded so the reply always fits."""
+def reply_schema(chars: int = 2000) -> dict[str, Any]:
+    """The JSON Schema sent for ``ToolSimReply``: the same shape, bounded so the reply can close.
+
+    ``chars`` bounds a plain-text result; strings nested in a JSON result get an eighth of it each.
+    """
     pointer = {"type": "string", "pattern": POINTER}
     op = {
         "type": "object",
@@ -103,10 +108,10 @@ def reply_schema() -> dict[str, Any]:
         "additionalProperties": False,
     }
     return {
-        "$defs": _value_defs(4),
+        "$defs": _value_defs(4, chars=max(40, chars // 8)),
         "type": "object",
         "properties": {
-            "result": {"anyOf": [{"type": "string", "maxLength": 1000}, {"$ref": "#/$defs/v4"}]},
+            "result": {"anyOf": [{"type": "string", "maxLength": chars}, {"$ref": "#/$defs/v4"}]},
             "patch": {"type": "array", "items": op, "maxItems": 4},
         },
         "required": ["result", "patch"],
@@ -118,8 +123,8 @@ class ToolSimReply(BaseModel):
     """What the tool simulator answers for one call."""
 
     result: Any = Field(
-        description="What the tool returns to the caller: a JSON object, list or string, realistic and consistent "
-        "with the state. For a failed request, a string starting with 'Error:'."
+        description="What the tool returns to the caller: a JSON object, list or string, realistic and "
+        "consistent with the state. For a failed request, a string starting with 'Error:'."
     )
     patch: list[PatchOp] = Field(
         default_factory=list,
@@ -135,8 +140,9 @@ class RealCallResultLike(Protocol):
 
 
 class ToolHub(Protocol):
-    """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (kept structural so tests need no servers)."""
+    """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (structural: no servers in tests)."""
 
+    @property
     def tools(self) -> list[Any]: ...
 
     async def call(self, name: str, arguments: dict[str, Any]) -> RealCallResultLike: ...
@@ -171,8 +177,9 @@ def _tool_name(tool: dict[str, Any]) -> str:
 def _hub_names(hub: ToolHub | None) -> set[str]:
     if hub is None:
         return set()
+    specs = hub.tools() if callable(hub.tools) else hub.tools  # RealToolHub has it as a property
     names = set()
-    for spec in hub.tools():
+    for spec in specs:
         fn = getattr(spec, "function", None)
         names.add(getattr(fn, "name", None) or _tool_name(spec if isinstance(spec, dict) else {}))
     return names
@@ -198,14 +205,15 @@ def _validator(schema_json: str) -> Any:
 
 
 def argument_error(tool: dict[str, Any], raw_arguments: str) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse and check a call's arguments against the tool's JSON Schema; the error text is a real server's."""
+    """Parse and check a call's arguments against the tool's JSON Schema; errors read like a real server's."""
     name = _tool_name(tool)
     try:
         arguments = json.loads(raw_arguments or "{}")
     except json.JSONDecodeError as exc:
         return None, f"Error: invalid arguments for tool {name}: not valid JSON ({exc.msg} at char {exc.pos})"
     if not isinstance(arguments, dict):
-        return None, f"Error: invalid arguments for tool {name}: expected an object, got {type(arguments).__name__}"
+        got = type(arguments).__name__
+        return None, f"Error: invalid arguments for tool {name}: expected an object, got {got}"
     validator = _validator(dumps(tool.get("function", {}).get("parameters") or {"type": "object"}))
     if validator is None:
         return arguments, None
@@ -285,7 +293,7 @@ class ToolSimulator:
         """Answer one call. Raises ``ReplyInvalid`` only when the simulator model's reply is unusable."""
         index = self._index
         self._index += 1
-        # The draws happen for every call, whatever branch it takes, so one call's outcome never shifts another's.
+        # Every call draws, whatever branch it takes, so one call's outcome never shifts another's.
         rng = random.Random(sub_seed(self.seed, "tool", index))
         injected = self._draw(rng)
         outcome = await self._answer(tool_call, index, injected, rng)
@@ -294,7 +302,8 @@ class ToolSimulator:
         return outcome
 
     def _record(self, tc: ToolCall, mode: str, injected: Injected = "none", ok: bool = True) -> CallRecord:
-        return CallRecord(tool_call_id=tc.id, name=tc.function.name, mode=mode, injected=injected, ok=ok)  # type: ignore[arg-type]
+        return CallRecord(tool_call_id=tc.id, name=tc.function.name, mode=mode,  # type: ignore[arg-type]
+                          injected=injected, ok=ok)
 
     async def _answer(self, tc: ToolCall, index: int, injected: Injected, rng: random.Random) -> ToolOutcome:
         name = tc.function.name
@@ -305,13 +314,20 @@ class ToolSimulator:
                                self._record(tc, "unknown_tool", ok=False))
         arguments, error = argument_error(tool, tc.function.arguments)
         if error is not None or arguments is None:
-            return ToolOutcome(error or "Error: invalid arguments", self._record(tc, "schema_error", ok=False))
+            return ToolOutcome(error or "Error: invalid arguments",
+                               self._record(tc, "schema_error", ok=False))
         if name == RUN_PYTHON and self._sandbox_ok:
             sandboxed = await self._sandbox(tc, arguments)
             if sandboxed is not None:
                 return sandboxed
         if name in self._real and self.hub is not None:
-            real = await self.hub.call(name, arguments)
+            try:
+                real = await self.hub.call(name, arguments)
+            except Exception as exc:
+                # A real server that crashes is a failed call for the agent, not a failed episode.
+                log.warning("real tool %s failed: %s", name, exc)
+                return ToolOutcome(f"Error: tool {name} failed: {type(exc).__name__}: {exc}"[:1000],
+                                   self._record(tc, "real", ok=False))
             return ToolOutcome(real.content, self._record(tc, "real", ok=not real.is_error))
         return await self._simulate(tc, tool, arguments, index, injected, rng)
 
@@ -344,7 +360,8 @@ class ToolSimulator:
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
         reply: ToolSimReply = await self.pool.structured(
             self._prompt(tool, arguments), ToolSimReply, role="tool_sim",
-            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage, json_schema=reply_schema(),
+            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage,
+            json_schema=reply_schema(reply_chars(self.pool)),
         )
         if injected == "partial":
             # A cut-off response is not trusted to have committed anything: the patch is dropped.

@@ -1,9 +1,9 @@
 """The persona user simulator: plays a user with a goal, talks to the agent, and says when it is done.
 
-The simulator sees the conversation from the user's side: the agent's text turns are the other party, its own
-turns are its past messages, and tool calls and results are invisible (a user does not see them). Hidden details
-are left out of the prompt for the opening message altogether, so at least the first message can never leak
-them; after that the prompt asks to give each only when the agent asks for it.
+The simulator sees the conversation from the user's side: the agent's text turns are the other party, its
+own turns are its past messages, and tool calls and results are invisible (a user does not see them). Hidden
+details are left out of the prompt for the opening message altogether, so at least the first message can
+never leak them; after that the prompt asks to give each only when the agent asks for it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from synth.agents.turn import reply_chars
 from synth.prompts import render
 from synth.schemas.messages import Message
 from synth.schemas.records import TaskRecord
@@ -31,8 +32,8 @@ class UserReply(BaseModel):
         description="Your next message to the assistant, in your persona's voice: one to three sentences.",
     )
     stop: bool = Field(
-        description="true only when your goal has been met or the assistant clearly cannot help, which ends the "
-        "conversation; false to keep talking."
+        description="true only when your goal has been met or the assistant clearly cannot help, which ends "
+        "the conversation; false to keep talking."
     )
 
 
@@ -41,7 +42,7 @@ class StructuredPool(Protocol):
 
 
 def user_view(messages: list[Message]) -> list[dict[str, str]]:
-    """The conversation as the user simulator sees it, roles flipped (it is the 'assistant' of its own chat)."""
+    """The conversation as the user simulator sees it, roles flipped (it is the 'assistant' of its chat)."""
     out: list[dict[str, str]] = []
     for m in messages:
         if m.role == "user":
@@ -54,7 +55,9 @@ def user_view(messages: list[Message]) -> list[dict[str, str]]:
 class UserSimulator:
     """One user for one episode; ``reply`` is called once per user turn."""
 
-    def __init__(self, pool: StructuredPool, task: TaskRecord, *, seed: int, usage: UsageByRole | None = None) -> None:
+    def __init__(
+        self, pool: StructuredPool, task: TaskRecord, *, seed: int, usage: UsageByRole | None = None
+    ) -> None:
         self.pool = pool
         self.task = task
         self.seed = seed
@@ -73,14 +76,18 @@ class UserSimulator:
         )
         chat: list[dict[str, Any]] = [{"role": "system", "content": system}, *user_view(messages)]
         if opening or chat[-1]["role"] != "user":
-            chat.append({"role": "user", "content": OPENING_CUE if opening else "(The assistant is waiting.)"})
+            cue = OPENING_CUE if opening else "(The assistant is waiting.)"
+            chat.append({"role": "user", "content": cue})
         return chat
 
     async def reply(self, messages: list[Message], turn: int) -> UserReply:
         """The user's message for ``turn`` (0 = opening). Raises ``ReplyInvalid`` on an unusable reply."""
+        schema = UserReply.model_json_schema()
+        props = schema["properties"]["message"]
+        props["maxLength"] = min(props["maxLength"], reply_chars(self.pool))
         reply: UserReply = await self.pool.structured(
             self.prompt(messages, turn), UserReply, role="user_sim",
-            seed=sub_seed(self.seed, "user", turn), usage=self.usage,
+            seed=sub_seed(self.seed, "user", turn), usage=self.usage, json_schema=schema,
         )
         if turn == 0 and reply.stop:
             # Nothing has happened yet, so a stop here is the model misreading its role, not a finished goal.

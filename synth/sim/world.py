@@ -1,8 +1,8 @@
 """The episode's world state: one JSON document that tool calls read and change through RFC 6902 patches.
 
-Why patches rather than letting the model rewrite the state: a patch names exactly what a call changed, it can
-be checked against the document before it is applied, and a bad one is dropped whole (``jsonpatch`` applies to a
-copy), so a confused simulator can never leave the world half-changed.
+Why patches rather than letting the model rewrite the state: a patch names exactly what a call changed, it
+can be checked against the document before it is applied, and a bad one is dropped whole (``jsonpatch``
+applies to a copy), so a confused simulator can never leave the world half-changed.
 """
 
 from __future__ import annotations
@@ -32,11 +32,16 @@ class PatchOp(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     op: Literal["add", "remove", "replace", "move", "copy", "test"] = Field(
-        description="add / remove / replace a value, move / copy one (needs 'from'), or test that it equals 'value'."
+        description="add / remove / replace a value, move / copy one (needs 'from'), "
+        "or test that it equals 'value'."
     )
-    path: str = Field(description="JSON Pointer into the state, e.g. '/orders/0/status' or '/orders/-' to append.")
+    path: str = Field(
+        description="JSON Pointer into the state, e.g. '/orders/0/status' or '/orders/-' to append."
+    )
     value: Any = Field(default=None, description="The new value, for add, replace and test.")
-    from_: str | None = Field(default=None, alias="from", description="Source JSON Pointer, for move and copy.")
+    from_: str | None = Field(
+        default=None, alias="from", description="Source JSON Pointer, for move and copy."
+    )
 
     def rfc6902(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": self.op, "path": self.path}
@@ -72,6 +77,10 @@ class WorldState:
     def snapshot(self) -> dict[str, Any]:
         return copy.deepcopy(self._doc)
 
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Go back to a ``snapshot()`` (a round of calls that was cut from the trajectory leaves no trace)."""
+        self._doc = copy.deepcopy(snapshot)
+
     def apply(self, call_id: str, ops: list[PatchOp] | list[dict[str, Any]]) -> PatchEvent:
         """Apply a patch atomically; on any error the state is unchanged and the event says why."""
         raw = [op.rfc6902() if isinstance(op, PatchOp) else op for op in ops]
@@ -84,7 +93,8 @@ class WorldState:
             checked = [PatchOp.model_validate(op).rfc6902() for op in raw]
             new = jsonpatch.apply_patch(self._doc, checked, in_place=False)
             if not isinstance(new, dict):
-                raise TypeError(f"the patch would turn the state into a {type(new).__name__}; it must stay an object")
+                kind = type(new).__name__
+                raise TypeError(f"the patch would turn the state into a {kind}; it must stay an object")
             # Round-trip through JSON: a state that can't be serialised could not be stored in the dataset.
             json.dumps(new)
         except (ValidationError, jsonpatch.JsonPatchException, jsonpointer.JsonPointerException,

@@ -95,12 +95,18 @@ def _call_checks(
 
 def _state_checks(draft: TaskDraft, notes: list[str]) -> list[CodeCheck]:
     checks = []
+    seen: set[str] = set()
     for i, exp in enumerate(draft.expected_state, start=1):
+        if exp.path in seen:
+            # A second value for the same place is a repeat or a contradiction: either way the first stands.
+            notes.append(f"expected_state[{i - 1}]: dropped, {exp.path} is already expected")
+            continue
         try:
             jsonpointer.JsonPointer(exp.path)
         except jsonpointer.JsonPointerException as exc:
             notes.append(f"expected_state[{i - 1}]: dropped, {exp.path!r} is not a JSON Pointer ({exc})")
             continue
+        seen.add(exp.path)
         checks.append(
             CodeCheck(
                 id=f"state_{i}",
@@ -123,6 +129,17 @@ def _mention_checks(draft: TaskDraft) -> list[CodeCheck]:
     ]
 
 
+def _python_tests(draft: TaskDraft) -> str:
+    tests = draft.python_tests.strip()
+    if "assert" not in tests:
+        raise DraftInvalid("python_tests: a coding task needs assert statements that check the solution")
+    try:
+        compile(tests, "tests.py", "exec")
+    except SyntaxError as exc:
+        raise DraftInvalid(f"python_tests: not valid Python ({exc.msg}, line {exc.lineno})") from exc
+    return tests
+
+
 def build_rubric(
     draft: TaskDraft, difficulty: str, tools: list[dict[str, Any]], library: RubricLibrary
 ) -> tuple[Rubric, list[str]]:
@@ -130,6 +147,14 @@ def build_rubric(
     template = library.template(difficulty)
     index = tool_index(tools)
     notes: list[str] = []
+    if not draft.user_goal.strip():
+        raise DraftInvalid("user_goal: empty; a task needs a request to start from")
+    n_hidden = len([d for d in draft.hidden_details if d.key.strip()])
+    if n_hidden < template.min_hidden_details:
+        raise DraftInvalid(
+            f"hidden_details: {difficulty} tasks need at least {template.min_hidden_details} detail(s) "
+            f"the user reveals only when asked; the draft has {n_hidden}"
+        )
     n_calls = len(draft.expected_calls)
     if not template.calls.min <= n_calls <= template.calls.max and index:
         raise DraftInvalid(
@@ -137,6 +162,7 @@ def build_rubric(
             f"tool calls; the draft has {n_calls}"
         )
     checks: list[CodeCheck] = []
+    python_tests: str | None = None
     for rule in template.checks:
         if rule == "expected_calls":
             checks += _call_checks(draft, index, template.require_ok, notes)
@@ -150,10 +176,12 @@ def build_rubric(
             checks += _mention_checks(draft)
         elif rule == "state_equals":
             checks += _state_checks(draft, notes)
+        elif rule == "python_tests":
+            python_tests = _python_tests(draft)
     criteria = library.base_criteria(difficulty)
     criteria += [
         Criterion(id=f"task_{i}", kind="task", description=c.description.strip(), required=c.required)
         for i, c in enumerate(draft.criteria, start=1)
         if c.description.strip()
     ]
-    return Rubric(criteria=criteria, checks=checks), notes
+    return Rubric(criteria=criteria, checks=checks, python_tests=python_tests), notes

@@ -72,6 +72,12 @@ class TaskDraft(BaseModel):
         max_length=4,
         description="Short exact values (names, numbers, ids) the final answer must mention.",
     )
+    python_tests: str = Field(
+        default="",
+        max_length=600,
+        description="Coding tasks only: Python assert statements that call the solution's functions, "
+        "e.g. 'assert add(2, 3) == 5'. Empty for other tasks.",
+    )
     criteria: list[DraftCriterion] = Field(
         default_factory=list, max_length=4, description="Success criteria specific to this task."
     )
@@ -165,7 +171,13 @@ def _require_all(obj: dict[str, Any]) -> None:
     obj["additionalProperties"] = False
 
 
-def draft_json_schema(tools: dict[str, dict[str, Any]], min_calls: int, max_calls: int) -> dict[str, Any]:
+def draft_json_schema(
+    tools: dict[str, dict[str, Any]],
+    min_calls: int,
+    max_calls: int,
+    min_hidden: int = 0,
+    with_tests: bool = False,
+) -> dict[str, Any]:
     """TaskDraft's schema, tightened for one agent and one difficulty.
 
     ``tools`` maps each tool name to its parameters schema. An expected call may only name one of these tools
@@ -197,6 +209,11 @@ def draft_json_schema(tools: dict[str, dict[str, Any]], min_calls: int, max_call
     state_item["value"] = _SCALAR
     state_item["path"]["pattern"] = POINTER_PATTERN
     props["report_values"]["items"]["maxLength"] = STRING_CHARS
+    props["hidden_details"]["minItems"] = min_hidden
+    if with_tests:
+        props["python_tests"]["minLength"] = 10
+    else:
+        del props["python_tests"]  # absent from the schema, so the model spends no tokens on it
     for key in ("hidden_details", "expected_state", "criteria"):
         _require_all(props[key]["items"])
     _require_all(schema)

@@ -100,7 +100,6 @@ async def generate_task(
         seed=seed,
         agent_id=agent.id,
         difficulty=difficulty,
-        usage=row_usage,
     )
     variables = {
         "agent": agent,
@@ -120,7 +119,13 @@ async def generate_task(
             role="generator",
             seed=sample_seed(agent.id, index, difficulty, seed),
             usage=row_usage,
-            json_schema=draft_json_schema(tool_index(agent.tools), min_calls, template.calls.max),
+            json_schema=draft_json_schema(
+                tool_index(agent.tools),
+                min_calls,
+                template.calls.max,
+                min_hidden=template.min_hidden_details,
+                with_tests="python_tests" in template.checks,
+            ),
             max_tokens=GENERATOR_MAX_TOKENS,
         )
         rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
@@ -140,6 +145,7 @@ async def generate_task(
         for note in notes:
             log.info("task %s: %s", row.id, note)
     finally:
+        row.usage = row_usage
         if usage is not None:
             usage.merge(row_usage)
     row.model = await pool.model()

@@ -20,7 +20,7 @@ from synth.schemas.rubric import Criterion
 
 DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 
-DeriveRule = Literal["expected_calls", "no_tool_called", "final_mentions", "state_equals"]
+DeriveRule = Literal["expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests"]
 
 
 class RubricError(ValueError):
@@ -56,6 +56,9 @@ class TaskTemplate(_Strict):
         default_factory=CallBounds, description="How many tool calls the task may expect."
     )
     checks: list[DeriveRule] = Field(default_factory=list, description="Code checks derived from the draft.")
+    min_hidden_details: int = Field(
+        default=0, ge=0, le=4, description="Details the user must hold back (clarification tasks)."
+    )
     require_ok: bool = Field(default=False, description="Call checks count only calls that succeeded.")
     prescriptive: list[str] = Field(
         default_factory=list, description="Ids from prescriptive.yaml that apply."

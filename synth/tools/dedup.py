@@ -64,9 +64,15 @@ def dedup_specs(
         if best is not None:
             sim, key = best
             original = key.split("#", 1)[1]
-            dropped.append(Dropped(spec=spec, duplicate_of=original, similarity=round(sim, 3),
-                                   reason=f"near-duplicate of {original} (estimated Jaccard {sim:.2f} >= "
-                                          f"{threshold}) on name+description shingles"))
+            dropped.append(
+                Dropped(
+                    spec=spec,
+                    duplicate_of=original,
+                    similarity=round(sim, 3),
+                    reason=f"near-duplicate of {original} (estimated Jaccard {sim:.2f} >= "
+                    f"{threshold}) on name+description shingles",
+                )
+            )
             continue
         key = f"{index}#{spec.id}"  # index keeps keys unique even when two specs share an id
         lsh.insert(key, m)

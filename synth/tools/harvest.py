@@ -78,8 +78,13 @@ class HarvestReport(BaseModel):
         by_stage: dict[str, int] = {}
         for r in self.failed:
             by_stage[r.stage or "?"] = by_stage.get(r.stage or "?", 0) + 1
-        return {"servers": len(self.servers), "ok": len(self.ok), "failed": len(self.failed),
-                "failed_by_stage": by_stage, "tools": self.tool_count}
+        return {
+            "servers": len(self.servers),
+            "ok": len(self.ok),
+            "failed": len(self.failed),
+            "failed_by_stage": by_stage,
+            "tools": self.tool_count,
+        }
 
     def write(self, path: Path) -> None:
         data = {"summary": self.summary(), **self.model_dump(mode="json")}
@@ -177,10 +182,14 @@ async def harvest_async(
         if path.exists():
             if earlier is None or earlier.status != "ok":
                 fresh[entry.id] = _result_from_jsonl(entry, path)
+            elif earlier.category != entry.category:  # re-categorized in the yaml since its harvest
+                fresh[entry.id] = earlier.model_copy(update={"category": entry.category})
         elif earlier is not None and earlier.status == "failed" and not retry_failed:
             continue
         else:
             todo.append(entry)
+    if fresh:  # rows rebuilt from JSONL files go in now, so the report is right even if this run is killed
+        await anyio.to_thread.run_sync(_merge_into_report, report_path, report, list(fresh.values()))
     log.info("harvest: %d servers to do", len(todo))
 
     limit = anyio.Semaphore(max(1, parallel))
@@ -218,8 +227,13 @@ async def harvest_server(
 ) -> ServerResult:
     """Install, start and list one server; never raises for a server's fault, returns a failed result."""
     started = time.monotonic()
-    base = {"server": entry.id, "registry": entry.registry, "package": entry.package,
-            "version": entry.version, "category": entry.category}
+    base = {
+        "server": entry.id,
+        "registry": entry.registry,
+        "package": entry.package,
+        "version": entry.version,
+        "category": entry.category,
+    }
     try:
         try:
             exe = await anyio.to_thread.run_sync(ensure_installed, entry, install_timeout_s)
@@ -229,17 +243,34 @@ async def harvest_server(
         if not tools:
             raise HarvestError("list", "the server listed no tools")
     except HarvestError as exc:
-        return ServerResult(**base, status="failed", stage=exc.stage, reason=_clip(exc.reason),
-                            seconds=round(time.monotonic() - started, 1))
+        return ServerResult(
+            **base,
+            status="failed",
+            stage=exc.stage,
+            reason=_clip(exc.reason),
+            seconds=round(time.monotonic() - started, 1),
+        )
     harvested_at = _now()
     lines = [
-        HarvestedTool(server=entry.id, registry=entry.registry, package=entry.package, version=entry.version,
-                      harvested_at=harvested_at, tool=tool).model_dump_json()
+        HarvestedTool(
+            server=entry.id,
+            registry=entry.registry,
+            package=entry.package,
+            version=entry.version,
+            harvested_at=harvested_at,
+            tool=tool,
+        ).model_dump_json()
         for tool in tools
     ]
     _atomic_write(jsonl_path(out_dir, entry.id), "\n".join(lines) + "\n")
-    return ServerResult(**base, status="ok", tools=len(tools), harvested_at=harvested_at, server_info=info,
-                        seconds=round(time.monotonic() - started, 1))
+    return ServerResult(
+        **base,
+        status="ok",
+        tools=len(tools),
+        harvested_at=harvested_at,
+        server_info=info,
+        seconds=round(time.monotonic() - started, 1),
+    )
 
 
 async def list_server_tools(
@@ -251,10 +282,12 @@ async def list_server_tools(
     The server's process group is killed on every way out, timeouts included (stdio_client shields its
     shutdown from our cancellation and escalates to SIGKILL of the whole group).
     """
-    with tempfile.TemporaryDirectory(prefix="synth-mcp-") as scratch, \
-            tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
+    with (
+        tempfile.TemporaryDirectory(prefix="synth-mcp-", ignore_cleanup_errors=True) as scratch,
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog,
+    ):
         root = Path(scratch) / "root"
-        _prepare_root(root)
+        await anyio.to_thread.run_sync(_prepare_root, root)
         params = StdioServerParameters(
             command=str(exe),
             args=[a.replace("{root}", str(root)) for a in entry.args],
@@ -264,8 +297,10 @@ async def list_server_tools(
         stage: Stage = "start"
         try:
             with anyio.fail_after(timeout_s * 2 + 5):  # a backstop over both stages' own timeouts
-                async with stdio_client(params, errlog=errlog) as (read, write), \
-                        ClientSession(read, write, read_timeout_seconds=timeout_s) as session:
+                async with (
+                    stdio_client(params, errlog=errlog) as (read, write),
+                    ClientSession(read, write, read_timeout_seconds=timeout_s) as session,
+                ):
                     with anyio.fail_after(timeout_s):
                         init = await session.initialize()
                     stage = "list"
@@ -279,8 +314,9 @@ async def list_server_tools(
                 raise leaf from exc
             if isinstance(leaf, TimeoutError):
                 what = "initialize" if stage == "start" else "tools/list"
-                raise HarvestError(stage, f"no answer to {what} within {timeout_s:.0f}s"
-                                   f"{_stderr_tail(errlog)}") from exc
+                raise HarvestError(
+                    stage, f"no answer to {what} within {timeout_s:.0f}s{_stderr_tail(errlog)}"
+                ) from exc
             raise HarvestError(stage, f"{_describe(leaf)}{_stderr_tail(errlog)}") from exc
 
 
@@ -324,9 +360,16 @@ def _env(entry: ServerEntry, exe: Path, root: Path) -> dict[str, str]:
 
 def _result_from_jsonl(entry: ServerEntry, path: Path) -> ServerResult:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return ServerResult(server=entry.id, registry=entry.registry, package=entry.package, version=entry.version,
-                        category=entry.category, status="ok", tools=len(lines),
-                        harvested_at=lines[0]["harvested_at"] if lines else None)
+    return ServerResult(
+        server=entry.id,
+        registry=entry.registry,
+        package=entry.package,
+        version=entry.version,
+        category=entry.category,
+        status="ok",
+        tools=len(lines),
+        harvested_at=lines[0]["harvested_at"] if lines else None,
+    )
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -343,8 +386,9 @@ def _describe(exc: BaseException) -> str:
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Lines that usually say why a server quit (a missing key, a bad argument), as opposed to stack frames.
-_TELLING = re.compile(r"error|required|missing|must|please|not set|not found|provide|cannot|invalid|usage",
-                      re.IGNORECASE)
+_TELLING = re.compile(
+    r"error|required|missing|must|please|not set|not found|provide|cannot|invalid|usage", re.IGNORECASE
+)
 
 
 def _stderr_tail(errlog: Any, keep: int = 6) -> str:
@@ -380,5 +424,14 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-__all__ = ["HarvestReport", "HarvestedTool", "ServerResult", "harvest", "harvest_async", "harvest_server",
-           "jsonl_path", "list_server_tools", "select"]
+__all__ = [
+    "HarvestReport",
+    "HarvestedTool",
+    "ServerResult",
+    "harvest",
+    "harvest_async",
+    "harvest_server",
+    "jsonl_path",
+    "list_server_tools",
+    "select",
+]

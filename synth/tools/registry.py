@@ -95,8 +95,13 @@ class ToolRegistry:
         for spec in more:
             report.total += 1
             if problems := check_spec(spec):
-                report.rejected.append(Rejection(server=spec.provenance.server or spec.provenance.source,
-                                                 tool=spec.function.name, reasons=problems))
+                report.rejected.append(
+                    Rejection(
+                        server=spec.provenance.server or spec.provenance.source,
+                        tool=spec.function.name,
+                        reasons=problems,
+                    )
+                )
             else:
                 specs.append(spec)
         report.accepted = len(specs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,14 @@ class ServerEntry(BaseModel):
     version: str
     command: str = Field(description="Executable the package installs (venv bin or node_modules/.bin).")
     args: list[str] = Field(default_factory=list, description="'{root}' is replaced by a scratch directory.")
-    env: dict[str, str] = Field(default_factory=dict, description="Placeholder values for keys needed only to start.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Placeholder values for keys needed only to start."
+    )
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="PyPI only: extra requirements installed with the package, e.g. 'mcp<2' for servers "
+        "written against mcp 1.x that do not pin it.",
+    )
     category: str = "general"
     sandbox_safe: bool = Field(default=False, description="Safe to call for real inside a rollout sandbox.")
 
@@ -48,7 +56,13 @@ def load_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
 
 def install_root(entry: ServerEntry) -> Path:
     safe = entry.package.replace("/", "__").replace("@", "")
-    return cache_dir() / "mcp" / entry.registry / f"{safe}-{entry.version}"
+    # Extra requirements change what is installed, so they get their own place.
+    extra = (
+        "-" + hashlib.sha256("\n".join(entry.requirements).encode()).hexdigest()[:8]
+        if entry.requirements
+        else ""
+    )
+    return cache_dir() / "mcp" / entry.registry / f"{safe}-{entry.version}{extra}"
 
 
 def executable(entry: ServerEntry) -> Path:
@@ -98,8 +112,17 @@ def _install_locked(entry: ServerEntry, root: Path, timeout_s: float) -> Path:
             _install_venv(entry, tmp, timeout_s)
         else:
             tmp.mkdir(parents=True)
-            npm = ["npm", "install", "--prefix", str(tmp), "--no-audit", "--no-fund", "--silent",
-                   "--no-save", f"{entry.package}@{entry.version}"]
+            npm = [
+                "npm",
+                "install",
+                "--prefix",
+                str(tmp),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--no-save",
+                f"{entry.package}@{entry.version}",
+            ]
             try:
                 _run(npm, timeout_s, env=_NPM_ENV)
             except InstallError:
@@ -125,8 +148,18 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             _run([python, "-m", "venv", str(tmp)], timeout_s)
-            _run([str(tmp / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "--no-compile",
-                  f"{entry.package}=={entry.version}"], timeout_s)
+            _run(
+                [
+                    str(tmp / "bin" / "pip"),
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    "--no-compile",
+                    f"{entry.package}=={entry.version}",
+                    *entry.requirements,
+                ],
+                timeout_s,
+            )
             return
         except InstallError as exc:
             last = exc
@@ -140,8 +173,10 @@ def _pythons() -> list[str]:
     found = [sys.executable]
     for version in ("3.13", "3.12"):
         # pyenv's own interpreters first: its shims fail for a version that is not selected.
-        candidates = [*map(str, sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))),
-                      shutil.which(f"python{version}")]
+        candidates = [
+            *map(str, sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))),
+            shutil.which(f"python{version}"),
+        ]
         exe = next((c for c in candidates if c and Path(c).exists()), None)
         if exe:
             found.append(exe)

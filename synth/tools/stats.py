@@ -18,8 +18,18 @@ from synth.tools.registry import MCP_DIR, ToolRegistry, category_of, domain_of
 from synth.tools.servers import SERVERS_FILE
 
 # Schema features worth knowing the coverage of: richer schemas make harder, more realistic tool calls.
-FEATURES = ("no_params", "required", "enum", "nested_object", "array", "format", "default", "union", "ref",
-            "param_descriptions")
+FEATURES = (
+    "no_params",
+    "required",
+    "enum",
+    "nested_object",
+    "array",
+    "format",
+    "default",
+    "union",
+    "ref",
+    "param_descriptions",
+)
 
 
 class ToolStats(BaseModel):
@@ -35,7 +45,9 @@ class ToolStats(BaseModel):
     params_mean: float
     params_max: int
     real_exec: int
-    validation: dict[str, Any] = Field(default_factory=dict, description="Accepted/rejected counts and reasons.")
+    validation: dict[str, Any] = Field(
+        default_factory=dict, description="Accepted/rejected counts and reasons."
+    )
 
 
 def schema_features(schema: dict[str, Any]) -> set[str]:
@@ -121,9 +133,13 @@ def stats(
     domain_tree.html to ``out_dir``, and return the stats."""
     registry = registry or ToolRegistry.load(mcp_dir, servers_file, synthetic=synthetic)
     result = compute_stats(registry)
-    result.validation = {"total": registry.report.total, "accepted": registry.report.accepted,
-                         "rejected": len(registry.report.rejected), "fixed": len(registry.report.fixed),
-                         "reasons": registry.report.reasons_count()}
+    result.validation = {
+        "total": registry.report.total,
+        "accepted": registry.report.accepted,
+        "rejected": len(registry.report.rejected),
+        "fixed": len(registry.report.fixed),
+        "reasons": registry.report.reasons_count(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stats.json").write_text(result.model_dump_json(indent=1) + "\n")
     registry.report.write(out_dir / "validation_report.json")
@@ -161,12 +177,29 @@ def plot_tree(result: ToolStats, path: Path, max_domains: int = 12) -> None:
             outer_sizes.append(count)
             outer_labels.append(f"{domain} ({count})" if count / result.tools > 0.008 else "")
             outer_colors.append((*color[:3], 0.45 + 0.5 * (j % 2)))
-    ax.pie(inner_sizes, radius=0.62, labels=inner_labels, labeldistance=0.55, colors=inner_colors,
-           wedgeprops={"width": 0.32, "edgecolor": "white"}, textprops={"fontsize": 9, "ha": "center"})
-    ax.pie(outer_sizes, radius=1.0, labels=outer_labels, labeldistance=1.04, colors=outer_colors,
-           wedgeprops={"width": 0.38, "edgecolor": "white"}, textprops={"fontsize": 6}, rotatelabels=True)
-    ax.set_title(f"Tool registry: {result.tools} tools, {len(result.tree)} categories, "
-                 f"{result.servers} MCP servers", pad=40)
+    ax.pie(
+        inner_sizes,
+        radius=0.62,
+        labels=inner_labels,
+        labeldistance=0.55,
+        colors=inner_colors,
+        wedgeprops={"width": 0.32, "edgecolor": "white"},
+        textprops={"fontsize": 9, "ha": "center"},
+    )
+    ax.pie(
+        outer_sizes,
+        radius=1.0,
+        labels=outer_labels,
+        labeldistance=1.04,
+        colors=outer_colors,
+        wedgeprops={"width": 0.38, "edgecolor": "white"},
+        textprops={"fontsize": 6},
+        rotatelabels=True,
+    )
+    ax.set_title(
+        f"Tool registry: {result.tools} tools, {len(result.tree)} categories, {result.servers} MCP servers",
+        pad=40,
+    )
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -178,14 +211,25 @@ def render_html(result: ToolStats) -> str:
     for category, domains in result.tree.items():
         total = sum(domains.values())
         items = "".join(f"<li>{esc(d)} <b>{n}</b></li>" for d, n in domains.items())
-        rows.append(f"<details><summary>{esc(category)} <b>{total}</b> tools, {len(domains)} domains</summary>"
-                    f"<ul>{items}</ul></details>")
+        rows.append(
+            f"<details><summary>{esc(category)} <b>{total}</b> tools, {len(domains)} domains</summary>"
+            f"<ul>{items}</ul></details>"
+        )
     features = "".join(
         f"<tr><td>{esc(f)}</td><td>{result.features[f]}</td><td>{result.feature_share[f]:.1%}</td></tr>"
         for f in FEATURES
     )
-    summary = esc(json.dumps({"tools": result.tools, "servers": result.servers, "by_source": result.by_source,
-                              "validation": result.validation}, indent=1))
+    summary = esc(
+        json.dumps(
+            {
+                "tools": result.tools,
+                "servers": result.servers,
+                "by_source": result.by_source,
+                "validation": result.validation,
+            },
+            indent=1,
+        )
+    )
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>synth tool registry</title>
 <style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}details{{margin:.2em 0}}
 summary{{cursor:pointer}}table{{border-collapse:collapse}}td{{border:1px solid #ccc;padding:2px 8px}}</style>
@@ -193,3 +237,45 @@ summary{{cursor:pointer}}table{{border-collapse:collapse}}td{{border:1px solid #
 <h2>Schema features</h2><table><tr><td>feature</td><td>tools</td><td>share</td></tr>{features}</table>
 </body></html>
 """
+
+
+def harvest_markdown(report_path: Path, result: ToolStats) -> str:
+    """A readable summary of a harvest report plus the registry stats, for tools_registry/mcp/."""
+    from synth.tools.harvest import HarvestReport  # harvest pulls in the MCP client; only this needs it
+
+    report = HarvestReport.read(report_path)
+    if report is None:
+        raise FileNotFoundError(f"no harvest report at {report_path}: run `synth tools harvest` first")
+    s = report.summary()
+    lines = [
+        "# MCP harvest",
+        "",
+        f"Servers tried: {s['servers']}, ok: {s['ok']}, failed: {s['failed']} "
+        f"(by stage: {', '.join(f'{k} {v}' for k, v in sorted(s['failed_by_stage'].items()))}).",
+        f"Tools harvested: {s['tools']}; valid as OpenAI functions: {result.validation.get('accepted', '?')}, "
+        f"rejected: {result.validation.get('rejected', '?')} ({result.validation.get('reasons', {})}).",
+        "",
+        "## Tools by category",
+        "",
+        "| category | tools | servers |",
+        "| --- | --- | --- |",
+        *(f"| {c} | {sum(d.values())} | {len(d)} |" for c, d in result.tree.items()),
+        "",
+        "## Schema features (share of tools)",
+        "",
+        "| feature | tools | share |",
+        "| --- | --- | --- |",
+        *(f"| {f} | {result.features[f]} | {result.feature_share[f]:.0%} |" for f in FEATURES),
+        "",
+        "## Servers",
+        "",
+        "| server | version | category | status | tools | stage | reason |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.servers:
+        reason = (r.reason or "").replace("|", "/").replace("\n", " ")[:160]
+        lines.append(
+            f"| {r.server} | {r.version} | {r.category} | {r.status} | {r.tools} | {r.stage or ''} "
+            f"| {reason} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -57,9 +57,16 @@ class ValidationReport(BaseModel):
         return dict(Counter(r.split(":")[0] for rej in self.rejected for r in rej.reasons).most_common())
 
     def write(self, path: Path) -> None:
-        data = {"summary": {"total": self.total, "accepted": self.accepted, "rejected": len(self.rejected),
-                            "fixed": len(self.fixed), "reasons": self.reasons_count()},
-                **self.model_dump(mode="json")}
+        data = {
+            "summary": {
+                "total": self.total,
+                "accepted": self.accepted,
+                "rejected": len(self.rejected),
+                "fixed": len(self.fixed),
+                "reasons": self.reasons_count(),
+            },
+            **self.model_dump(mode="json"),
+        }
         path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
@@ -85,7 +92,9 @@ def schema_problems(schema: Any) -> list[str]:
     return problems
 
 
-def to_spec(raw: dict[str, Any], entry: ServerEntry, harvested_at: str | None = None) -> tuple[ToolSpec, list[str]]:
+def to_spec(
+    raw: dict[str, Any], entry: ServerEntry, harvested_at: str | None = None
+) -> tuple[ToolSpec, list[str]]:
     """Convert one raw MCP tool into a ToolSpec; returns the spec and the fixes applied.
 
     Raises SpecError with every reason the tool is unusable.
@@ -125,8 +134,12 @@ def to_spec(raw: dict[str, Any], entry: ServerEntry, harvested_at: str | None = 
         id=stable_id("tool", entry.id, raw_name),
         function=function,
         provenance=ToolProvenance(
-            source="mcp", registry=entry.registry, package=entry.package, version=entry.version,
-            server=entry.id, harvested_at=harvested_at,
+            source="mcp",
+            registry=entry.registry,
+            package=entry.package,
+            version=entry.version,
+            server=entry.id,
+            harvested_at=harvested_at,
             # MCP tools get the same category/domain path as synthetic ones, so one filter serves both.
             domain_path=[entry.category, server_domain(entry.id)],
         ),
@@ -176,7 +189,10 @@ def validate_harvest(
                 continue
             row = json.loads(line)
             entry = by_id.get(row["server"]) or ServerEntry(
-                id=row["server"], registry=row["registry"], package=row["package"], version=row["version"],
+                id=row["server"],
+                registry=row["registry"],
+                package=row["package"],
+                version=row["version"],
                 command="?",
             )
             raw = row.get("tool") or {}
@@ -186,8 +202,9 @@ def validate_harvest(
                 if spec.function.name in seen:
                     raise SpecError([f"duplicate name: {spec.function.name!r} is listed twice by the server"])
             except SpecError as exc:
-                report.rejected.append(Rejection(server=entry.id, tool=str(raw.get("name", "")),
-                                                 reasons=exc.reasons))
+                report.rejected.append(
+                    Rejection(server=entry.id, tool=str(raw.get("name", "")), reasons=exc.reasons)
+                )
                 continue
             seen.add(spec.function.name)
             report.fixed.extend(Fix(server=entry.id, tool=str(raw["name"]), fix=f) for f in fixes)

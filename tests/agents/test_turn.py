@@ -1,4 +1,4 @@
-"""The agent's step: schema-mode JSON to OpenAI-form messages, the typed schema and its fallback, native mode."""
+"""The agent's step: schema-mode JSON to OpenAI messages, the typed schema and its fallback, native mode."""
 
 from __future__ import annotations
 
@@ -23,12 +23,26 @@ from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.usage import UsageByRole
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"},
-                                                        "unit": {"enum": ["c", "f"]}}, "required": ["city"]}}},
-    {"type": "function", "function": {
-        "name": "list_cities", "description": "Cities known.", "parameters": {"type": "object", "properties": {}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "list_cities",
+            "description": "Cities known.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    },
 ]
 CALL_ID = re.compile(r"^call_[0-9a-f]{8}$")
 
@@ -39,8 +53,15 @@ class ScriptedAgentPool:
         self.requests: list[dict[str, Any]] = []
         self.config = LLMConfig(max_tokens=100)
 
-    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], *, role: str,
-                         json_schema: dict[str, Any] | None = None, **kw: Any) -> Any:
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[Any],
+        *,
+        role: str,
+        json_schema: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Any:
         self.requests.append({"messages": messages, "json_schema": json_schema, "role": role, **kw})
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
@@ -57,13 +78,21 @@ class ScriptedAgentPool:
 
 
 def convo() -> list[Message]:
-    return [Message(role="system", content="You are a weather bot."), Message(role="user", content="Rain in Oslo?")]
+    return [
+        Message(role="system", content="You are a weather bot."),
+        Message(role="user", content="Rain in Oslo?"),
+    ]
 
 
 def test_typed_schema_allows_only_valid_calls() -> None:
     schema = action_schema(TOOLS, max_chars=50)
-    ok = {"action": "call", "calls": [{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}},
-                                      {"name": "list_cities", "arguments": {}}]}
+    ok = {
+        "action": "call",
+        "calls": [
+            {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}},
+            {"name": "list_cities", "arguments": {}},
+        ],
+    }
     jsonschema.validate(ok, schema)
     jsonschema.validate({"action": "answer", "content": "It rains."}, schema)
     for bad in (
@@ -89,11 +118,23 @@ def test_no_tools_means_answer_only() -> None:
 
 
 async def test_call_reply_becomes_openai_tool_calls() -> None:
-    pool = ScriptedAgentPool([{"action": "call", "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}},
-                                                           {"name": "list_cities", "arguments": {}}]}])
+    pool = ScriptedAgentPool(
+        [
+            {
+                "action": "call",
+                "calls": [
+                    {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                    {"name": "list_cities", "arguments": {}},
+                ],
+            }
+        ]
+    )
     msg, raw = await agent_step(pool, convo(), TOOLS, seed=5, usage=UsageByRole())
     assert msg.role == "assistant" and msg.content is None
-    assert msg.tool_calls is not None and [c.function.name for c in msg.tool_calls] == ["get_weather", "list_cities"]
+    assert msg.tool_calls is not None and [c.function.name for c in msg.tool_calls] == [
+        "get_weather",
+        "list_cities",
+    ]
     assert all(CALL_ID.match(c.id) for c in msg.tool_calls)
     assert len({c.id for c in msg.tool_calls}) == 2
     assert json.loads(msg.tool_calls[0].function.arguments) == {"city": "Oslo"}
@@ -101,7 +142,7 @@ async def test_call_reply_becomes_openai_tool_calls() -> None:
     request = pool.requests[0]
     assert request["role"] == "agent" and request["seed"] == 5
     assert "get_weather" in request["messages"][0]["content"]  # tools are rendered into the system prompt
-    assert request["json_schema"]["anyOf"][0]["properties"]["content"]["maxLength"] == 300
+    assert request["json_schema"]["anyOf"][0]["properties"]["content"]["maxLength"] == 250
     # Same seed, same ids: a re-run writes the same trajectory.
     again, _ = await agent_step(ScriptedAgentPool([json.loads(raw)]), convo(), TOOLS, seed=5)
     assert again == msg
@@ -127,13 +168,19 @@ def _bad_request(text: str) -> openai.BadRequestError:
 
 async def test_refused_typed_schema_falls_back_to_generic_arguments() -> None:
     turn._UNCOMPILABLE.clear()
-    pool = ScriptedAgentPool([_bad_request("Grammar error: unsupported keyword"),
-                              {"action": "call", "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}])
+    pool = ScriptedAgentPool(
+        [
+            _bad_request("Grammar error: unsupported keyword"),
+            {"action": "call", "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]},
+        ]
+    )
     msg, _ = await agent_step(pool, convo(), TOOLS, seed=1)
     assert msg.tool_calls and msg.tool_calls[0].function.name == "get_weather"
     typed, generic = pool.requests[0]["json_schema"], pool.requests[1]["json_schema"]
     assert "anyOf" in typed["anyOf"][1]["properties"]["calls"]["items"]
-    assert generic["anyOf"][1]["properties"]["calls"]["items"]["properties"]["arguments"] == {"type": "object"}
+    assert generic["anyOf"][1]["properties"]["calls"]["items"]["properties"]["arguments"] == {
+        "type": "object"
+    }
     # The refusal is remembered: the next step goes straight to the generic schema.
     pool.replies.append({"action": "answer", "content": "ok"})
     await agent_step(pool, convo(), TOOLS, seed=2)
@@ -150,15 +197,23 @@ async def test_context_overflow_is_not_mistaken_for_a_schema_refusal() -> None:
 
 
 def test_transcript_for_models_without_tool_roles() -> None:
-    call = ToolCall(id="call_0000abcd", function=FunctionCall(name="get_weather", arguments='{"city": "Oslo"}'))
-    messages = [*convo(), Message(role="assistant", tool_calls=[call]),
-                Message(role="tool", tool_call_id="call_0000abcd", content='{"rain": true}'),
-                Message(role="assistant", content="It rains."), Message(role="user", content="Thanks")]
+    call = ToolCall(
+        id="call_0000abcd", function=FunctionCall(name="get_weather", arguments='{"city": "Oslo"}')
+    )
+    messages = [
+        *convo(),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="call_0000abcd", content='{"rain": true}'),
+        Message(role="assistant", content="It rains."),
+        Message(role="user", content="Thanks"),
+    ]
     out = schema_transcript(messages, TOOLS)
     assert [m["role"] for m in out] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert "You are a weather bot." in out[0]["content"] and "list_cities" in out[0]["content"]
-    assert json.loads(out[2]["content"]) == {"action": "call",
-                                             "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
+    assert json.loads(out[2]["content"]) == {
+        "action": "call",
+        "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
+    }
     assert "get_weather" in out[3]["content"] and '{"rain": true}' in out[3]["content"]
     assert json.loads(out[4]["content"]) == {"action": "answer", "content": "It rains."}
 
@@ -166,8 +221,12 @@ def test_transcript_for_models_without_tool_roles() -> None:
 async def test_native_mode_keeps_server_tool_calls() -> None:
     server_msg = SimpleNamespace(
         content=None,
-        tool_calls=[SimpleNamespace(id="chatcmpl-tool-1", function=SimpleNamespace(name="get_weather",
-                                                                                    arguments='{"city":"Oslo"}'))],
+        tool_calls=[
+            SimpleNamespace(
+                id="chatcmpl-tool-1",
+                function=SimpleNamespace(name="get_weather", arguments='{"city":"Oslo"}'),
+            )
+        ],
         model_dump_json=lambda: "{}",
     )
     pool = ScriptedAgentPool([server_msg])
@@ -184,7 +243,7 @@ def test_agent_action_is_a_discriminated_union() -> None:
         AgentAction.model_validate({"action": "call", "content": "x"})
 
 
-# --- against the real embedded server ------------------------------------------------------------------------
+# --- against the real embedded server ---
 
 BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
 
@@ -201,8 +260,10 @@ def _server_up() -> bool:
 @pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
 async def test_real_server_accepts_the_typed_schema_and_gives_a_valid_turn() -> None:
     turn._UNCOMPILABLE.clear()
-    pool = LLMPool([EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
-                   LLMConfig(max_tokens=96, temperature=0.0))
+    pool = LLMPool(
+        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        LLMConfig(max_tokens=96, temperature=0.0),
+    )
     usage = UsageByRole()
     try:
         # max_tokens is small, so a cut-off reply (ReplyInvalid) is possible from a 135M model; the schema
@@ -221,3 +282,69 @@ async def test_real_server_accepts_the_typed_schema_and_gives_a_valid_turn() -> 
         await pool.aclose()
     assert usage.agent.calls == 1 and usage.agent.completion_tokens > 0
     assert not turn._UNCOMPILABLE, "the server refused the typed schema"
+
+
+async def test_native_mode_refuses_arguments_that_are_not_a_json_object() -> None:
+    server_msg = SimpleNamespace(
+        content=None,
+        tool_calls=[
+            SimpleNamespace(id="t1", function=SimpleNamespace(name="get_weather", arguments="{city:"))
+        ],
+        model_dump_json=lambda: '{"tool_calls": "..."}',
+    )
+    with pytest.raises(ReplyInvalid) as info:
+        await agent_step(ScriptedAgentPool([server_msg]), convo(), TOOLS, seed=1, mode="native")
+    assert info.value.raw == '{"tool_calls": "..."}'
+
+
+def test_tool_definitions_move_to_the_root_so_refs_resolve() -> None:
+    address = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "ship",
+                "description": "d",
+                "parameters": {
+                    "type": "object",
+                    "$defs": {"Address": address},
+                    "properties": {"to": {"$ref": "#/$defs/Address"}},
+                    "required": ["to"],
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "clash",
+                "description": "d",
+                "parameters": {
+                    "type": "object",
+                    "$defs": {"Address": {"type": "string"}},
+                    "properties": {"to": {"$ref": "#/$defs/Address"}},
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "odd",
+                "description": "d",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}, "b": {"$ref": "#/properties/a"}},
+                },
+            },
+        },
+    ]
+    schema = action_schema(tools)
+    assert schema["$defs"] == {"Address": address}
+    branches = schema["anyOf"][1]["properties"]["calls"]["items"]["anyOf"]
+    assert "$defs" not in branches[0]["properties"]["arguments"]
+    assert branches[1]["properties"]["arguments"] == {"type": "object"}  # its Address differs
+    assert branches[2]["properties"]["arguments"] == {"type": "object"}  # ref outside $defs
+    jsonschema.validate(
+        {"action": "call", "calls": [{"name": "ship", "arguments": {"to": {"city": "Oslo"}}}]}, schema
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"action": "call", "calls": [{"name": "ship", "arguments": {"to": {}}}]}, schema)

@@ -59,7 +59,7 @@ def test_decide_passes_only_when_every_rule_holds() -> None:
     assert (
         not passed
         and s == pytest.approx(0.375)
-        and reasons == ["weighted score 0.38 is below pass_threshold 0.60"]
+        and reasons == ["weighted score below pass_threshold: 0.38 < 0.60"]
     )
     assert decide(ok, [score("a", 1), score("b", 0)], CRITERIA, JudgeStageConfig(pass_threshold=0.3))[0]
 

@@ -18,21 +18,49 @@ from synth.schemas.usage import Usage, UsageByRole
 from synth.sim.episode import run_episode, unanswered_calls
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_order", "description": "Look up an order by id; returns its status and items.",
-        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
-    {"type": "function", "function": {
-        "name": "cancel_order", "description": "Cancel an order that has not shipped yet.",
-        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_order",
+            "description": "Look up an order by id; returns its status and items.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "cancel_order",
+            "description": "Cancel an order that has not shipped yet.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    },
 ]
-AGENT = AgentRecord(id="agent-shop", name="shop", system_prompt="You help customers with their orders.", tools=TOOLS)
-TASK = TaskRecord(id="task-cancel", agent_id="agent-shop", user_goal="Get order A1 cancelled.",
-                  persona="A busy nurse who writes short messages.", hidden_details={"order_id": "A1"},
-                  initial_state={"orders": {"A1": {"status": "processing", "items": ["mug"]}}})
-NO_FAULTS = RolloutsStageConfig(max_turns=3, max_steps=3, error_rate=0, timeout_rate=0, empty_rate=0,
-                                partial_rate=0)
-CANCEL = {"result": {"order_id": "A1", "status": "cancelled"},
-          "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}]}
+AGENT = AgentRecord(
+    id="agent-shop", name="shop", system_prompt="You help customers with their orders.", tools=TOOLS
+)
+TASK = TaskRecord(
+    id="task-cancel",
+    agent_id="agent-shop",
+    user_goal="Get order A1 cancelled.",
+    persona="A busy nurse who writes short messages.",
+    hidden_details={"order_id": "A1"},
+    initial_state={"orders": {"A1": {"status": "processing", "items": ["mug"]}}},
+)
+NO_FAULTS = RolloutsStageConfig(
+    max_turns=3, max_steps=3, error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=0
+)
+CANCEL = {
+    "result": {"order_id": "A1", "status": "cancelled"},
+    "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}],
+}
 
 
 def call(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
@@ -57,14 +85,23 @@ class ScriptedPool:
     async def model(self) -> str:
         return "scripted"
 
-    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], *, role: str,
-                         usage: UsageByRole | None = None, **_: Any) -> Any:
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[Any],
+        *,
+        role: str,
+        usage: UsageByRole | None = None,
+        **_: Any,
+    ) -> Any:
         self.roles.append(role)
         reply = self.script[role].pop(0)
         if isinstance(reply, BaseException):
             raise reply
         if usage is not None:
-            usage.record(role, Usage(prompt_tokens=len(json.dumps(messages)) // 4, completion_tokens=7, calls=1))  # type: ignore[arg-type]
+            usage.record(
+                role, Usage(prompt_tokens=len(json.dumps(messages)) // 4, completion_tokens=7, calls=1)
+            )  # type: ignore[arg-type]
         raw = reply if isinstance(reply, str) else json.dumps(reply)
         try:
             return schema.model_validate_json(raw)
@@ -94,14 +131,27 @@ def assert_openai_form(traj: TrajectoryRecord) -> None:
 async def test_full_episode_until_the_user_stops() -> None:
     pool = ScriptedPool(
         user_sim=[user("cancel my order pls"), user("A1"), user("thanks", stop=True)],
-        agent=[answer("Which order?"), call(("get_order", {"order_id": "A1"})), call(("cancel_order",
-               {"order_id": "A1"})), answer("Order A1 is cancelled.")],
+        agent=[
+            answer("Which order?"),
+            call(("get_order", {"order_id": "A1"})),
+            call(("cancel_order", {"order_id": "A1"})),
+            answer("Order A1 is cancelled."),
+        ],
         tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}, CANCEL],
     )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=1)
     assert traj.error is None and traj.stop_reason == "user_stop" and traj.turns == 2
-    assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant", "tool",
-                                               "assistant", "tool", "assistant"]
+    assert [m.role for m in traj.messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert_openai_form(traj)
     assert traj.final_state == {"orders": {"A1": {"status": "cancelled", "items": ["mug"]}}}
     assert TASK.initial_state["orders"]["A1"]["status"] == "processing"
@@ -113,9 +163,11 @@ async def test_full_episode_until_the_user_stops() -> None:
 
 async def test_same_seed_same_trajectory() -> None:
     def script() -> ScriptedPool:
-        return ScriptedPool(user_sim=[user("cancel A1"), user("ok", stop=True)],
-                            agent=[call(("cancel_order", {"order_id": "A1"})), answer("Done.")],
-                            tool_sim=[CANCEL])
+        return ScriptedPool(
+            user_sim=[user("cancel A1"), user("ok", stop=True)],
+            agent=[call(("cancel_order", {"order_id": "A1"})), answer("Done.")],
+            tool_sim=[CANCEL],
+        )
 
     cfg = NO_FAULTS.model_copy(update={"error_rate": 0.3, "timeout_rate": 0.3})
     a = await run_episode(TASK, AGENT, script(), cfg, seed=9)
@@ -126,31 +178,42 @@ async def test_same_seed_same_trajectory() -> None:
 async def test_parallel_calls_are_each_answered_in_order() -> None:
     pool = ScriptedPool(
         user_sim=[user("status of A1 and cancel it"), user("bye", stop=True)],
-        agent=[call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}), ("nope", {})),
-               answer("Done.")],
+        agent=[
+            call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}), ("nope", {})),
+            answer("Done."),
+        ],
         tool_sim=[{"result": {"status": "processing"}, "patch": []}, CANCEL],
     )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=2)
     assert_openai_form(traj)
     tool_msgs = [m for m in traj.messages if m.role == "tool"]
-    assert [m.name for m in tool_msgs] == ["get_order", "cancel_order", "nope"]
+    assert [m.tool_call_id for m in tool_msgs] == [tc.id for tc in traj.messages[2].tool_calls or []]
+    assert all(set(m.openai()) == {"role", "tool_call_id", "content"} for m in tool_msgs)
     assert [c.mode for c in traj.calls] == ["simulated", "simulated", "unknown_tool"]
 
 
 async def test_schema_error_is_answered_without_the_model() -> None:
-    pool = ScriptedPool(user_sim=[user("cancel"), user("bye", stop=True)],
-                        agent=[call(("cancel_order", {"id": "A1"})), answer("Sorry.")], tool_sim=[])
+    pool = ScriptedPool(
+        user_sim=[user("cancel"), user("bye", stop=True)],
+        agent=[call(("cancel_order", {"id": "A1"})), answer("Sorry.")],
+        tool_sim=[],
+    )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=3)
     assert traj.calls[0].mode == "schema_error"
     tool_msg = next(m for m in traj.messages if m.role == "tool")
-    assert tool_msg.content == "Error: invalid arguments for tool cancel_order: 'order_id' is a required property"
+    assert (
+        tool_msg.content
+        == "Error: invalid arguments for tool cancel_order: 'order_id' is a required property"
+    )
     assert "tool_sim" not in pool.roles
 
 
 async def test_agent_that_never_answers_stops_at_max_steps() -> None:
-    pool = ScriptedPool(user_sim=[user("cancel A1")],
-                        agent=[call(("get_order", {"order_id": "A1"}))] * 3,
-                        tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3)
+    pool = ScriptedPool(
+        user_sim=[user("cancel A1")],
+        agent=[call(("get_order", {"order_id": "A1"}))] * 3,
+        tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
+    )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=4)
     assert traj.stop_reason == "max_steps" and traj.error is None
     assert traj.usage.agent.calls == NO_FAULTS.max_steps
@@ -169,23 +232,30 @@ async def test_invalid_agent_reply_becomes_an_error_row() -> None:
     pool = ScriptedPool(user_sim=[user("cancel A1")], agent=['{"action": "answer", "content": "cut o'])
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=6)
     assert traj.error is not None and traj.error.kind == "validation"
-    assert traj.error.message.startswith("agent:") and traj.error.raw == '{"action": "answer", "content": "cut o'
+    assert (
+        traj.error.message.startswith("agent:") and traj.error.raw == '{"action": "answer", "content": "cut o'
+    )
     assert traj.stop_reason == "error" and [m.role for m in traj.messages] == ["system", "user"]
     assert traj.usage.user_sim.calls == 1
 
 
 async def test_invalid_tool_sim_reply_mid_round_keeps_the_invariant() -> None:
-    pool = ScriptedPool(user_sim=[user("cancel A1")],
-                        agent=[call(("get_order", {"order_id": "A1"})),
-                               call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}))],
-                        tool_sim=[{"result": {"status": "processing"}, "patch": []},
-                                  {"result": {"status": "processing"}, "patch": []}, '{"result": [1, 2'])
+    pool = ScriptedPool(
+        user_sim=[user("cancel A1")],
+        agent=[
+            call(("get_order", {"order_id": "A1"})),
+            call(("cancel_order", {"order_id": "A1"}), ("get_order", {"order_id": "A1"})),
+        ],
+        tool_sim=[{"result": {"status": "processing"}, "patch": []}, CANCEL, '{"result": [1, 2'],
+    )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=7)
     assert traj.error is not None and traj.error.message.startswith("tool_sim:")
-    # The round that failed half-way is cut; the first, complete round stays.
+    assert traj.error.raw == '{"result": [1, 2'
+    # The round that failed half-way is cut, with the cancel it had already applied; the first round stays.
     assert [m.role for m in traj.messages] == ["system", "user", "assistant", "tool"]
     assert_openai_form(traj)
     assert len(traj.calls) == 1
+    assert traj.final_state == TASK.initial_state
 
 
 async def test_invalid_user_reply_becomes_an_error_row() -> None:
@@ -201,7 +271,44 @@ async def test_endpoint_unavailable_propagates() -> None:
         await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=0)
 
 
-# --- real episodes against the embedded model server ---------------------------------------------------------
+class FakeHub:
+    """Serves get_order for real; its snapshot is the real world's state."""
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return [TOOLS[0]]
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        from types import SimpleNamespace
+
+        self.called.append(name)
+        return SimpleNamespace(content='{"status": "shipped"}', is_error=False, server="pypi/fake")
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"files": {"orders.txt": {"size": 2, "content": "A1"}}, "memory": None, "git": None}
+
+
+async def test_real_tools_are_called_and_their_state_kept() -> None:
+    hub = FakeHub()
+    pool = ScriptedPool(
+        user_sim=[user("where is A1"), user("ok", stop=True)],
+        agent=[
+            call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"})),
+            answer("Shipped."),
+        ],
+        tool_sim=[CANCEL],
+    )
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=1, hub=hub)
+    assert [c.mode for c in traj.calls] == ["real", "simulated"] and hub.called == ["get_order"]
+    assert traj.final_state["real"]["files"]["orders.txt"]["content"] == "A1"
+    assert traj.final_state["orders"]["A1"]["status"] == "cancelled"
+    assert_openai_form(traj)
+
+
+# --- real episodes against the embedded model server ---
 
 BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
 
@@ -218,10 +325,13 @@ def _server_up() -> bool:
 @pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
 async def test_real_episodes_against_the_embedded_model() -> None:
     # Small budgets: the machine is shared and a 135M model on CPU writes ~40 tokens/s per stream.
-    pool = LLMPool([EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
-                   LLMConfig(max_tokens=160, temperature=0.7, timeout_s=120))
-    cfg = RolloutsStageConfig(max_turns=2, max_steps=2, error_rate=0.1, timeout_rate=0.1, empty_rate=0,
-                              partial_rate=0.1)
+    pool = LLMPool(
+        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        LLMConfig(max_tokens=128, temperature=0.7, timeout_s=120),
+    )
+    cfg = RolloutsStageConfig(
+        max_turns=2, max_steps=2, error_rate=0.1, timeout_rate=0.1, empty_rate=0, partial_rate=0.1
+    )
     try:
         import asyncio
 

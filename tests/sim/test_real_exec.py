@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from synth.schemas import ToolSpec, stable_id
-from synth.sim.real_exec import DEFAULT_SERVERS, HubError, RealToolHub, UnknownToolError, sandbox_servers
+from synth.sim.real_exec import (
+    DEFAULT_SERVERS,
+    DEFAULT_WORKSPACE,
+    HubError,
+    RealToolHub,
+    UnknownToolError,
+    sandbox_servers,
+)
 from synth.sim.sandbox import confinement_available
 from synth.tools.servers import InstallError, ServerEntry, ensure_installed
 
@@ -99,15 +106,17 @@ async def test_tools_are_started_lazily_when_specs_are_given(specs: list[ToolSpe
 @integration
 async def test_filesystem_write_then_read_sees_the_effect(specs: list[ToolSpec]) -> None:
     async with RealToolHub(SERVERS, specs=specs, initial_files={"docs/readme.md": "# seed\n"}) as hub:
-        wrote = await hub.call("write_file", {"path": str(hub.root / "notes.txt"), "content": "buy milk"})
+        ws = hub.workspace  # the path the tools see; hub.root is the same dir on the host
+        wrote = await hub.call("write_file", {"path": f"{ws}/notes.txt", "content": "buy milk"})
         assert not wrote.is_error, wrote.content
         assert wrote.server == FS
         assert (hub.root / "notes.txt").read_text() == "buy milk"
-        read = await hub.call("read_text_file", {"path": str(hub.root / "notes.txt")})
+        read = await hub.call("read_text_file", {"path": f"{ws}/notes.txt"})
         assert (read.content, read.is_error) == ("buy milk", False)
-        seeded = await hub.call("read_text_file", {"path": str(hub.root / "docs" / "readme.md")})
+        seeded = await hub.call("read_text_file", {"path": f"{ws}/docs/readme.md"})
         assert seeded.content == "# seed\n"
-        state = await hub.snapshot()
+        state = hub.snapshot()
+    assert state["memory"] is None  # no memory server was started
     assert state["files"]["notes.txt"] == {"size": 8, "content": "buy milk"}
     assert state["files"]["docs/readme.md"]["content"] == "# seed\n"
 
@@ -116,12 +125,29 @@ async def test_filesystem_write_then_read_sees_the_effect(specs: list[ToolSpec])
 async def test_filesystem_refuses_paths_outside_the_root(specs: list[ToolSpec], tmp_path: Path) -> None:
     outside = tmp_path / "escaped.txt"
     async with RealToolHub(SERVERS, specs=specs) as hub:
+        hub_root = hub.root
         read = await hub.call("read_text_file", {"path": "/etc/hostname"})
         write = await hub.call("write_file", {"path": str(outside), "content": "x"})
-        sneaky = await hub.call("write_file", {"path": str(hub.root / ".." / "sneaky.txt"), "content": "x"})
+        sneaky = await hub.call("write_file", {"path": f"{hub.workspace}/../sneaky.txt", "content": "x"})
     assert read.is_error and "outside allowed directories" in read.content
     assert write.is_error and sneaky.is_error
-    assert not outside.exists()
+    assert not outside.exists() and not (hub_root.parent / "sneaky.txt").exists()
+
+
+@integration
+async def test_confined_servers_see_the_same_workspace_path_every_episode(specs: list[ToolSpec]) -> None:
+    if not confinement_available()[0]:
+        pytest.skip("no confinement here: servers see the host path of the scratch root")
+    roots = []
+    for _ in range(2):
+        async with RealToolHub(SERVERS, specs=specs) as hub:
+            roots.append(hub.root)
+            assert hub.workspace == DEFAULT_WORKSPACE
+            allowed = await hub.call("list_allowed_directories", {})
+            assert allowed.content.splitlines()[-1] == DEFAULT_WORKSPACE
+            await hub.call("write_file", {"path": "notes.txt", "content": "relative paths work too"})
+            assert (hub.root / "notes.txt").read_text() == "relative paths work too"
+    assert roots[0] != roots[1]  # one host dir per episode behind the one visible path
 
 
 @integration
@@ -130,10 +156,13 @@ async def test_memory_entities_show_in_read_graph_and_snapshot(specs: list[ToolS
     async with RealToolHub(SERVERS, specs=specs) as hub:
         created = await hub.call("create_entities", {"entities": [entity]})
         assert not created.is_error, created.content
-        graph = await hub.call("read_graph", {})
-        assert json.loads(graph.content)["entities"] == [entity]
-        state = await hub.snapshot()
-    assert state["memory"]["entities"] == [entity]
+        relation = {"from": "Ada", "to": "Ada", "relationType": "admires"}
+        assert not (await hub.call("create_relations", {"relations": [relation]})).is_error
+        graph = json.loads((await hub.call("read_graph", {})).content)
+        assert graph == {"entities": [entity], "relations": [relation]}
+        state = hub.snapshot()  # sync, from the server's storage file
+        live = await hub.asnapshot()  # from read_graph
+    assert state["memory"] == live["memory"] == graph
     # The server's own storage file is neither world content nor something git should see.
     assert not any(name.startswith("memory.json") for name in state["files"])
     assert hub.final_state is not None and hub.final_state["memory"]["entities"] == [entity]
@@ -153,7 +182,7 @@ async def test_time_returns_a_time_for_a_timezone(specs: list[ToolSpec]) -> None
 @integration
 async def test_git_status_and_commit_on_the_scratch_repo(specs: list[ToolSpec]) -> None:
     async with RealToolHub(SERVERS, specs=specs, initial_files={"app.py": "print(1)\n"}) as hub:
-        repo = str(hub.root)
+        repo = hub.workspace
         status = await hub.call("git_status", {"repo_path": repo})
         assert not status.is_error and "On branch main" in status.content
         (hub.root / "new.py").write_text("print(2)\n")
@@ -161,7 +190,7 @@ async def test_git_status_and_commit_on_the_scratch_repo(specs: list[ToolSpec]) 
         committed = await hub.call("git_commit", {"repo_path": repo, "message": "Add new.py"})
         assert not added.is_error and not committed.is_error, (added.content, committed.content)
         elsewhere = await hub.call("git_status", {"repo_path": os.getcwd()})
-        state = await hub.snapshot()
+        state = await hub.asnapshot()
     assert elsewhere.is_error
     assert [line.split(" ", 1)[1] for line in state["git"]["log"]] == ["Add new.py", "Initial commit"]
     assert state["git"]["status"] == []
@@ -170,10 +199,10 @@ async def test_git_status_and_commit_on_the_scratch_repo(specs: list[ToolSpec]) 
 @integration
 async def test_failures_come_back_as_errors_not_exceptions(specs: list[ToolSpec]) -> None:
     async with RealToolHub(SERVERS, specs=specs) as hub:
-        bad_args = await hub.call("write_file", {"path": str(hub.root / "x.txt")})  # no content
+        bad_args = await hub.call("write_file", {"path": f"{hub.workspace}/x.txt"})  # no content
         assert bad_args.is_error
         hub.call_timeout_s = 0.001
-        slow = await hub.call("directory_tree", {"path": str(hub.root)})
+        slow = await hub.call("directory_tree", {"path": hub.workspace})
         assert slow.is_error and "timed out" in slow.content
         hub.call_timeout_s = 30
         again = await hub.call("list_allowed_directories", {})  # the session survives a timed-out call

@@ -1,6 +1,6 @@
-"""Tool simulator control flow with a scripted pool: state, schema errors, injected failures, real and sandbox calls.
+"""Tool simulator control flow with a scripted pool: state, schema errors, injected failures, real calls.
 
-The scripted pool stands in for the model only to drive control flow; tests/sim/test_episode.py runs the simulator
+The scripted pool stands in for the model only to drive control flow; tests/sim/test_episode.py runs it
 against the real embedded server.
 """
 
@@ -33,14 +33,38 @@ from synth.sim.tool_sim import (
 from synth.sim.world import WorldState
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_time", "description": "Current time in a timezone.",
-        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}},
-    {"type": "function", "function": {
-        "name": "add_note", "description": "Store a note.",
-        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}},
-    {"type": "function", "function": {
-        "name": "list_notes", "description": "List stored notes.", "parameters": {"type": "object", "properties": {}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Current time in a timezone.",
+            "parameters": {
+                "type": "object",
+                "properties": {"timezone": {"type": "string"}},
+                "required": ["timezone"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "add_note",
+            "description": "Store a note.",
+            "parameters": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}},
+                "required": ["text"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "list_notes",
+            "description": "List stored notes.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    },
 ]
 NO_FAULTS = RolloutsStageConfig(error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=0)
 
@@ -52,14 +76,22 @@ class ScriptedToolPool:
         self.reply = reply
         self.requests: list[dict[str, Any]] = []
 
-    async def structured(self, messages: list[dict[str, Any]], schema: type[Any], *, role: str,
-                         seed: int | None = None, usage: UsageByRole | None = None,
-                         json_schema: dict[str, Any] | None = None, **_: Any) -> Any:
+    async def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[Any],
+        *,
+        role: str,
+        seed: int | None = None,
+        usage: UsageByRole | None = None,
+        json_schema: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
         self.requests.append({"role": role, "messages": messages, "seed": seed, "json_schema": json_schema})
         raw = self.reply(messages)
         raw = raw if isinstance(raw, str) else json.dumps(raw)
         if usage is not None:
-            usage.record(role, Usage(prompt_tokens=10, completion_tokens=5, calls=1))  # type: ignore[arg-type]
+            usage.record(role, Usage(prompt_tokens=10, completion_tokens=5, calls=1))  # type: ignore
         try:
             return schema.model_validate_json(raw)
         except ValidationError as exc:
@@ -69,11 +101,15 @@ class ScriptedToolPool:
 def notes_backend(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """A tiny deterministic 'model': add_note appends to /notes, list_notes reads the state it was shown."""
     call = messages[-1]["content"]
-    state = json.loads(messages[0]["content"].split("The current state of the world (JSON):\n", 1)[1].split("\n")[0])
+    state = json.loads(
+        messages[0]["content"].split("The current state of the world (JSON):\n", 1)[1].split("\n")[0]
+    )
     if call.startswith("Call: add_note"):
-        text = json.loads(call[len("Call: add_note("):-1])["text"]
-        return {"result": {"ok": True, "id": len(state["notes"])}, "patch": [
-            {"op": "add", "path": "/notes/-", "value": text}]}
+        text = json.loads(call[len("Call: add_note(") : -1])["text"]
+        return {
+            "result": {"ok": True, "id": len(state["notes"])},
+            "patch": [{"op": "add", "path": "/notes/-", "value": text}],
+        }
     if call.startswith("Call: list_notes"):
         return {"result": state["notes"], "patch": []}
     return {"result": {"time": "12:00"}, "patch": []}
@@ -84,8 +120,13 @@ def tc(name: str, arguments: Any, i: int = 0) -> ToolCall:
     return ToolCall(id=f"call_{i:08x}", function=FunctionCall(name=name, arguments=args))
 
 
-def make_sim(cfg: RolloutsStageConfig = NO_FAULTS, seed: int = 0, reply: Callable[..., Any] = notes_backend,
-             tools: list[dict[str, Any]] = TOOLS, hub: Any = None) -> tuple[ToolSimulator, ScriptedToolPool]:
+def make_sim(
+    cfg: RolloutsStageConfig = NO_FAULTS,
+    seed: int = 0,
+    reply: Callable[..., Any] = notes_backend,
+    tools: list[dict[str, Any]] = TOOLS,
+    hub: Any = None,
+) -> tuple[ToolSimulator, ScriptedToolPool]:
     pool = ScriptedToolPool(reply)
     sim = ToolSimulator(tools, WorldState({"notes": []}), pool, cfg, seed=seed, usage=UsageByRole(), hub=hub)
     return sim, pool
@@ -98,7 +139,9 @@ async def test_effect_is_visible_to_the_next_call() -> None:
     assert first.patch is not None and first.patch.applied
     listed = await sim.call(tc("list_notes", {}, 1))
     assert json.loads(listed.content) == ["buy milk"]
-    assert '"buy milk"' in pool.requests[1]["messages"][0]["content"]  # the second call was shown the new state
+    assert (
+        '"buy milk"' in pool.requests[1]["messages"][0]["content"]
+    )  # the second call was shown the new state
     assert sim.world.doc == {"notes": ["buy milk"]}
     assert sim.usage is not None and sim.usage.tool_sim.calls == 2
 
@@ -109,7 +152,9 @@ async def test_schema_breaking_arguments_get_a_server_error_without_the_model() 
     assert out.content == "Error: invalid arguments for tool get_time: 'timezone' is a required property"
     assert out.record.mode == "schema_error" and not out.record.ok
     bad_type = await sim.call(tc("get_time", {"timezone": 5}, 1))
-    assert bad_type.content.startswith("Error: invalid arguments for tool get_time: 5 is not of type 'string'")
+    assert bad_type.content.startswith(
+        "Error: invalid arguments for tool get_time: 5 is not of type 'string'"
+    )
     not_json = await sim.call(tc("get_time", "{timezone: UTC", 2))
     assert "not valid JSON" in not_json.content and not_json.record.mode == "schema_error"
     assert pool.requests == []
@@ -124,8 +169,12 @@ async def test_unknown_tool_is_refused_without_the_model() -> None:
 
 
 async def test_bad_patch_is_dropped_but_the_result_returned() -> None:
-    sim, _ = make_sim(reply=lambda _m: {"result": {"ok": True},
-                                        "patch": [{"op": "replace", "path": "/missing/x", "value": 1}]})
+    sim, _ = make_sim(
+        reply=lambda _m: {
+            "result": {"ok": True},
+            "patch": [{"op": "replace", "path": "/missing/x", "value": 1}],
+        }
+    )
     out = await sim.call(tc("add_note", {"text": "x"}))
     assert json.loads(out.content) == {"ok": True}
     assert out.patch is not None and not out.patch.applied and out.patch.error
@@ -140,7 +189,9 @@ async def test_unusable_simulator_reply_raises_reply_invalid_with_raw() -> None:
     assert info.value.raw == '{"result": '
 
 
-async def _run(seed: int, cfg: RolloutsStageConfig, n: int = 40) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+async def _run(
+    seed: int, cfg: RolloutsStageConfig, n: int = 40
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     sim, _ = make_sim(cfg, seed=seed)
     seen = []
     for i in range(n):
@@ -162,8 +213,11 @@ async def test_same_calls_and_seed_give_same_state_and_failures() -> None:
 async def test_injection_rates_are_roughly_respected_and_never_change_state() -> None:
     cfg = RolloutsStageConfig(error_rate=0.2, timeout_rate=0.1, empty_rate=0.1, partial_rate=0.1)
     n = 2000
-    sim, _ = make_sim(cfg, seed=3, reply=lambda _m: {"result": [1, 2, 3, 4],
-                                                     "patch": [{"op": "add", "path": "/notes/-", "value": 1}]})
+    sim, _ = make_sim(
+        cfg,
+        seed=3,
+        reply=lambda _m: {"result": [1, 2, 3, 4], "patch": [{"op": "add", "path": "/notes/-", "value": 1}]},
+    )
     for i in range(n):
         await sim.call(tc("list_notes", {}, i))
     kinds = Counter(r.injected for r in sim.calls)
@@ -197,7 +251,9 @@ def test_partial_results_say_so() -> None:
 
 
 def test_argument_error_skips_broken_schemas() -> None:
-    tool = {"function": {"name": "weird", "parameters": {"type": "object", "properties": {"a": {"type": 12}}}}}
+    tool = {
+        "function": {"name": "weird", "parameters": {"type": "object", "properties": {"a": {"type": 12}}}}
+    }
     args, err = argument_error(tool, '{"a": 1}')
     assert err is None and args == {"a": 1}
 
@@ -205,8 +261,10 @@ def test_argument_error_skips_broken_schemas() -> None:
 def test_reply_schema_is_valid_and_accepts_typical_replies() -> None:
     schema = reply_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    good = {"result": {"orders": [{"id": "A1", "items": ["mug"]}]},
-            "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}]}
+    good = {
+        "result": {"orders": [{"id": "A1", "items": ["mug"]}]},
+        "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}],
+    }
     jsonschema.validate(good, schema)
     ToolSimReply.model_validate(good)
     with pytest.raises(jsonschema.ValidationError):
@@ -224,6 +282,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
+    @property
     def tools(self) -> list[Any]:
         return [TOOLS[0]]
 
@@ -261,18 +320,40 @@ async def test_run_python_goes_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -
     assert pool.requests == []
 
 
-async def test_run_python_is_simulated_when_the_sandbox_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_run_python_is_simulated_when_the_sandbox_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from synth.sim import sandbox
 
     async def unavailable(code: str, **_: Any) -> sandbox.SandboxResult:
         raise sandbox.SandboxUnavailable("no namespaces here")
 
     monkeypatch.setattr(sandbox, "run_python_async", unavailable)
-    sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL],
-                         reply=lambda _m: {"result": {"stdout": "4\n", "exit_code": 0}, "patch": []})
+    sim, pool = make_sim(
+        tools=[*TOOLS, RUN_PYTHON_TOOL],
+        reply=lambda _m: {"result": {"stdout": "4\n", "exit_code": 0}, "patch": []},
+    )
     out = await sim.call(tc("run_python", {"code": "print(2+2)"}))
     assert out.record.mode == "simulated" and len(pool.requests) == 1
 
 
 def test_module_exports() -> None:
-    assert tool_sim.RUN_PYTHON == RUN_PYTHON_TOOL["function"]["name"]
+    assert RUN_PYTHON_TOOL["function"]["name"] == tool_sim.RUN_PYTHON
+
+
+def _sandbox_ok() -> bool:
+    from synth.sim.sandbox import sandbox_available
+
+    return sandbox_available()[0]
+
+
+@pytest.mark.integration
+async def test_run_python_runs_for_real_in_the_sandbox() -> None:
+    if not _sandbox_ok():
+        pytest.skip("no sandbox on this machine (needs root and unshare)")
+    sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
+    out = await sim.call(tc("run_python", {"code": "import sys\nprint(6 * 7)\nsys.exit(3)"}))
+    body = json.loads(out.content)
+    assert out.record.mode == "sandbox" and not out.record.ok
+    assert body["stdout"].strip() == "42" and body["exit_code"] == 3
+    assert pool.requests == []

@@ -16,8 +16,12 @@ from synth.schemas.records import TaskRecord
 from synth.schemas.usage import UsageByRole
 from synth.sim.user import OPENING_CUE, UserReply, UserSimulator, user_view
 
-TASK = TaskRecord(id="task-1", user_goal="Cancel order A1.", persona="A terse night-shift nurse.",
-                  hidden_details={"order_id": "A1-SECRET"})
+TASK = TaskRecord(
+    id="task-1",
+    user_goal="Cancel order A1.",
+    persona="A terse night-shift nurse.",
+    hidden_details={"order_id": "A1-SECRET"},
+)
 
 
 class ScriptedUserPool:
@@ -36,28 +40,48 @@ def test_opening_prompt_never_contains_hidden_details() -> None:
     assert "A1-SECRET" not in json.dumps(opening)
     assert "Cancel order A1." in opening[0]["content"] and "nurse" in opening[0]["content"]
     assert opening[-1] == {"role": "user", "content": OPENING_CUE}
-    later = sim.prompt([Message(role="system", content="x"), Message(role="user", content="cancel pls"),
-                        Message(role="assistant", content="Which order?")], 1)
+    later = sim.prompt(
+        [
+            Message(role="system", content="x"),
+            Message(role="user", content="cancel pls"),
+            Message(role="assistant", content="Which order?"),
+        ],
+        1,
+    )
     assert "A1-SECRET" in later[0]["content"]
 
 
 def test_user_view_flips_roles_and_hides_tools() -> None:
     call = ToolCall(id="call_00000001", function=FunctionCall(name="get_order", arguments="{}"))
-    messages = [Message(role="system", content="agent secret prompt"), Message(role="user", content="hi"),
-                Message(role="assistant", tool_calls=[call]),
-                Message(role="tool", tool_call_id="call_00000001", content="{}"),
-                Message(role="assistant", content="Done.")]
-    assert user_view(messages) == [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "Done."}]
+    messages = [
+        Message(role="system", content="agent secret prompt"),
+        Message(role="user", content="hi"),
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="call_00000001", content="{}"),
+        Message(role="assistant", content="Done."),
+    ]
+    assert user_view(messages) == [
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "Done."},
+    ]
 
 
 async def test_stop_is_ignored_on_the_opening_turn_but_kept_later() -> None:
-    pool = ScriptedUserPool([{"message": "Cancel my order", "stop": True}, {"message": "thanks", "stop": True}])
+    pool = ScriptedUserPool(
+        [{"message": "Cancel my order", "stop": True}, {"message": "thanks", "stop": True}]
+    )
     usage = UsageByRole()
     sim = UserSimulator(pool, TASK, seed=3, usage=usage)
     first = await sim.reply([Message(role="system", content="x")], 0)
     assert first == UserReply(message="Cancel my order", stop=False)
-    last = await sim.reply([Message(role="system", content="x"), Message(role="user", content="Cancel my order"),
-                            Message(role="assistant", content="Cancelled.")], 1)
+    last = await sim.reply(
+        [
+            Message(role="system", content="x"),
+            Message(role="user", content="Cancel my order"),
+            Message(role="assistant", content="Cancelled."),
+        ],
+        1,
+    )
     assert last.stop
     assert [r["role"] for r in pool.requests] == ["user_sim", "user_sim"]
     assert pool.requests[0]["seed"] != pool.requests[1]["seed"]
@@ -83,11 +107,15 @@ def _server_up() -> bool:
 @pytest.mark.integration
 @pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
 async def test_real_server_opening_message() -> None:
-    pool = LLMPool([EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
-                   LLMConfig(max_tokens=200, temperature=0.0))
+    pool = LLMPool(
+        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        LLMConfig(max_tokens=200, temperature=0.0),
+    )
     usage = UsageByRole()
     try:
-        reply = await UserSimulator(pool, TASK, seed=0, usage=usage).reply([Message(role="system", content="x")], 0)
+        reply = await UserSimulator(pool, TASK, seed=0, usage=usage).reply(
+            [Message(role="system", content="x")], 0
+        )
     finally:
         await pool.aclose()
     assert reply.message.strip() and reply.stop is False

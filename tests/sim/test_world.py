@@ -16,8 +16,10 @@ def test_patch_applies_and_initial_state_is_not_mutated() -> None:
 
 def test_patch_ops_from_model_objects_use_rfc6902_names() -> None:
     world = WorldState(INITIAL)
-    ops = [PatchOp.model_validate({"op": "copy", "from": "/orders/A1", "path": "/orders/A2"}),
-           PatchOp(op="add", path="/log/-", value="copied")]
+    ops = [
+        PatchOp.model_validate({"op": "copy", "from": "/orders/A1", "path": "/orders/A2"}),
+        PatchOp(op="add", path="/log/-", value="copied"),
+    ]
     assert world.apply("c1", ops).applied
     assert world.doc["orders"]["A2"] == INITIAL["orders"]["A1"]
     assert world.doc["log"] == ["copied"]
@@ -27,8 +29,13 @@ def test_bad_patch_is_dropped_whole_and_recorded() -> None:
     world = WorldState(INITIAL)
     before = world.snapshot()
     # The first op is fine, the second points nowhere: nothing may be applied.
-    event = world.apply("c1", [{"op": "add", "path": "/log/-", "value": "x"},
-                               {"op": "replace", "path": "/orders/ZZ/status", "value": "gone"}])
+    event = world.apply(
+        "c1",
+        [
+            {"op": "add", "path": "/log/-", "value": "x"},
+            {"op": "replace", "path": "/orders/ZZ/status", "value": "gone"},
+        ],
+    )
     assert not event.applied
     assert event.error
     assert world.doc == before
@@ -61,3 +68,13 @@ def test_sub_seed_is_stable_and_separates_parts() -> None:
     assert sub_seed(7, "tool", 0) != sub_seed(7, "tool", 1)
     assert sub_seed(7, "tool", 0) != sub_seed(8, "tool", 0)
     assert 0 <= sub_seed(123, "x") < 2**31
+
+
+def test_restore_goes_back_to_a_snapshot() -> None:
+    world = WorldState(INITIAL)
+    before = world.snapshot()
+    world.apply("c1", [{"op": "add", "path": "/log/-", "value": "x"}])
+    world.restore(before)
+    assert world.doc == INITIAL
+    before["log"].append("mutated later")
+    assert world.doc == INITIAL  # restore copies, so the snapshot can't change the world afterwards

@@ -143,7 +143,11 @@ async def test_uncheckable_parts_of_a_draft_are_dropped() -> None:
             {"name": "get_order", "arguments": {"order_id": 12, "color": "red"}},
             {"name": "get_order", "arguments": {"order_id": 12}},
         ],
-        expected_state=[{"path": "orders.A12.status", "value": "x"}],
+        expected_state=[
+            {"path": "orders.A12.status", "value": "x"},
+            {"path": "/orders/A12/status", "value": "cancelled"},
+            {"path": "/orders/A12/status", "value": "open"},
+        ],
         report_values=[" ", "A12", "A12"],
     )
     task = await generate_task(AGENT, "multi_call", ScriptedPool([bad]), seed=0, index=0)
@@ -152,7 +156,10 @@ async def test_uncheckable_parts_of_a_draft_are_dropped() -> None:
     assert [(c.kind, c.tool, c.arguments) for c in task.rubric.checks if c.tool] == [
         ("tool_called", "get_order", {})
     ]
-    assert not [c for c in task.rubric.checks if c.kind == "state_equals"]
+    # The malformed pointer is dropped; of two values for one place the first stands.
+    assert [(c.path, c.value) for c in task.rubric.checks if c.kind == "state_equals"] == [
+        ("/orders/A12/status", "cancelled")
+    ]
     assert [c.value for c in task.rubric.checks if c.kind == "final_mentions"] == ["A12"]
 
 
@@ -179,3 +186,33 @@ async def test_draft_that_does_not_fit_the_agent_is_an_error_row(
     )
     assert task.error is not None and why in task.error.message
     assert task.error.raw is not None and "user_goal" in task.error.raw
+
+
+async def test_clarify_task_must_hold_details_back() -> None:
+    pool = ScriptedPool([draft(hidden_details=[], expected_calls=[{"name": "get_order", "arguments": {}}])])
+    task = await generate_task(AGENT, "clarify", pool, seed=0, index=0)
+    assert pool.calls[0]["json_schema"]["properties"]["hidden_details"]["minItems"] == 1
+    assert task.error is not None and "hidden_details: clarify tasks need at least 1" in task.error.message
+
+    ok = ScriptedPool([draft(expected_calls=[{"name": "get_order", "arguments": {}}])])
+    task = await generate_task(AGENT, "clarify", ok, seed=0, index=0)
+    assert task.error is None and task.rubric is not None
+    assert "asks_clarification" in [c.id for c in task.rubric.criteria]
+
+
+async def test_empty_goal_is_an_error_row() -> None:
+    task = await generate_task(AGENT, "multi_call", ScriptedPool([draft(user_goal="  ")]), seed=0, index=0)
+    assert task.error is not None and "user_goal: empty" in task.error.message
+
+
+async def test_coding_task_carries_python_tests_that_compile() -> None:
+    tests = "assert add(2, 3) == 5"
+    pool = ScriptedPool([draft(expected_calls=[], report_values=["5"], python_tests=tests)])
+    task = await generate_task(AGENT, "coding", pool, seed=0, index=0)
+    assert task.error is None and task.rubric is not None and task.rubric.python_tests == tests
+    assert pool.calls[0]["json_schema"]["properties"]["python_tests"]["minLength"] == 10
+    assert "python_tests" not in draft_json_schema({}, 0, 1)["properties"]
+
+    broken = ScriptedPool([draft(expected_calls=[], python_tests="assert add(2, 3) == ")])
+    task = await generate_task(AGENT, "coding", broken, seed=0, index=0)
+    assert task.error is not None and "python_tests: not valid Python" in task.error.message

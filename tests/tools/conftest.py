@@ -24,8 +24,15 @@ def fake_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...,
     monkeypatch.setenv("SYNTH_CACHE", str(tmp_path / "cache"))
 
     def make(server_id: str, *args: str) -> ServerEntry:
-        entry = ServerEntry(id=server_id, registry="pypi", package="fake-mcp", version="0.0.1",
-                            command="fake-mcp", args=list(args), category="testing")
+        entry = ServerEntry(
+            id=server_id,
+            registry="pypi",
+            package="fake-mcp",
+            version="0.0.1",
+            command="fake-mcp",
+            args=list(args),
+            category="testing",
+        )
         exe = install_root(entry) / "bin" / "fake-mcp"
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_SERVER}" "$@"\n')

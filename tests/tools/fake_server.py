@@ -11,9 +11,12 @@ import sys
 import time
 
 TOOLS = [
-    {"name": f"tool_{i}", "description": f"Fake tool number {i}.",
-     "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
-     "x-vendor-extra": {"kept": True}}
+    {
+        "name": f"tool_{i}",
+        "description": f"Fake tool number {i}.",
+        "inputSchema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
+        "x-vendor-extra": {"kept": True},
+    }
     for i in range(6)
 ]
 
@@ -33,16 +36,27 @@ def main() -> None:
         if "id" not in msg:
             continue  # a notification
         if msg["method"] == "initialize":
-            result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
-                      "serverInfo": {"name": "fake", "version": "0.0.1"}}
+            result = {
+                "protocolVersion": msg["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "fake", "version": "0.0.1"},
+            }
         elif msg["method"] == "tools/list":
             start = int((msg.get("params") or {}).get("cursor") or 0)
             result = {"tools": TOOLS[start : start + 2]}
             if start + 2 < len(TOOLS):
                 result["nextCursor"] = str(start + 2)
         else:
-            print(json.dumps({"jsonrpc": "2.0", "id": msg["id"],
-                              "error": {"code": -32601, "message": "no such method"}}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": msg["id"],
+                        "error": {"code": -32601, "message": "no such method"},
+                    }
+                ),
+                flush=True,
+            )
             continue
         print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
 

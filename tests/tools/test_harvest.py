@@ -22,7 +22,9 @@ async def test_pages_are_followed_and_tools_kept_verbatim(fake_entry, tmp_path: 
     rows = [json.loads(line) for line in jsonl_path(tmp_path / "out", entry.id).read_text().splitlines()]
     assert [r["tool"]["name"] for r in rows] == [f"tool_{i}" for i in range(6)]
     first = rows[0]
-    assert first["server"] == "pypi/fake-ok" and first["package"] == "fake-mcp" and first["version"] == "0.0.1"
+    assert (
+        first["server"] == "pypi/fake-ok" and first["package"] == "fake-mcp" and first["version"] == "0.0.1"
+    )
     assert first["registry"] == "pypi" and first["harvested_at"].startswith("20")
     # Fields the SDK's Tool model does not know must survive: the harvest stores what the server said.
     assert first["tool"]["x-vendor-extra"] == {"kept": True}
@@ -58,8 +60,13 @@ async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path)
 
 async def test_missing_install_is_an_install_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTH_CACHE", str(tmp_path / "cache"))
-    entry = ServerEntry(id="npm/synth-no-such-package-xyz", registry="npm", package="synth-no-such-package-xyz",
-                        version="0.0.0", command="nothing")
+    entry = ServerEntry(
+        id="npm/synth-no-such-package-xyz",
+        registry="npm",
+        package="synth-no-such-package-xyz",
+        version="0.0.0",
+        command="nothing",
+    )
     # Stub the installer: the failure path is what is tested, not the network.
     from synth.tools import harvest as harvest_module
     from synth.tools.servers import InstallError
@@ -75,8 +82,11 @@ async def test_missing_install_is_an_install_failure(tmp_path: Path, monkeypatch
 
 async def test_harvest_reports_every_server_and_resumes(fake_entry, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    entries = [fake_entry("pypi/fake-ok", "ok"), fake_entry("pypi/fake-crash", "crash"),
-               fake_entry("pypi/fake-silent", "silent", str(tmp_path / "pid"))]
+    entries = [
+        fake_entry("pypi/fake-ok", "ok"),
+        fake_entry("pypi/fake-crash", "crash"),
+        fake_entry("pypi/fake-silent", "silent", str(tmp_path / "pid")),
+    ]
     report = await harvest_async(entries, out, parallel=3, timeout_s=3)
     by_id = {r.server: r for r in report.servers}
     assert by_id["pypi/fake-ok"].status == "ok" and by_id["pypi/fake-ok"].tools == 6
@@ -87,8 +97,9 @@ async def test_harvest_reports_every_server_and_resumes(fake_entry, tmp_path: Pa
 
     # A re-run skips the harvested server (its JSONL is not rewritten) and keeps its report row.
     before = jsonl_path(out, "pypi/fake-ok").stat().st_mtime_ns
-    again = await harvest_async(entries, out, parallel=3, timeout_s=3, only=["pypi/fake-ok", "pypi/fake-crash"],
-                                retry_failed=False)
+    again = await harvest_async(
+        entries, out, parallel=3, timeout_s=3, only=["pypi/fake-ok", "pypi/fake-crash"], retry_failed=False
+    )
     assert jsonl_path(out, "pypi/fake-ok").stat().st_mtime_ns == before
     assert {r.server for r in again.servers} == {"pypi/fake-ok", "pypi/fake-crash", "pypi/fake-silent"}
 

@@ -13,17 +13,32 @@ from synth.tools.validate import check_toolset, validate_harvest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-TIME = ServerEntry(id="pypi/mcp-server-time", registry="pypi", package="mcp-server-time", version="2026.10.19",
-                   command="mcp-server-time", category="time", sandbox_safe=True)
-MEMORY = ServerEntry(id="npm/@modelcontextprotocol/server-memory", registry="npm",
-                     package="@modelcontextprotocol/server-memory", version="2026.8.31", command="mcp-server-memory",
-                     env={"MEMORY_FILE_PATH": "{root}/memory.jsonl"}, category="memory", sandbox_safe=True)
+TIME = ServerEntry(
+    id="pypi/mcp-server-time",
+    registry="pypi",
+    package="mcp-server-time",
+    version="2026.10.19",
+    command="mcp-server-time",
+    category="time",
+    sandbox_safe=True,
+)
+MEMORY = ServerEntry(
+    id="npm/@modelcontextprotocol/server-memory",
+    registry="npm",
+    package="@modelcontextprotocol/server-memory",
+    version="2026.8.31",
+    command="mcp-server-memory",
+    env={"MEMORY_FILE_PATH": "{root}/memory.jsonl"},
+    category="memory",
+    sandbox_safe=True,
+)
 
 
 def tools_of(out: Path, entry: ServerEntry) -> dict[str, dict]:
     rows = [json.loads(line) for line in jsonl_path(out, entry.id).read_text().splitlines()]
     assert {(r["registry"], r["package"], r["version"]) for r in rows} == {
-        (entry.registry, entry.package, entry.version)}
+        (entry.registry, entry.package, entry.version)
+    }
     return {r["tool"]["name"]: r["tool"] for r in rows}
 
 
@@ -39,8 +54,15 @@ async def test_real_time_and_memory_servers(tmp_path: Path) -> None:
     assert current["properties"]["timezone"]["type"] == "string"
 
     memory_tools = tools_of(out, MEMORY)
-    assert {"create_entities", "create_relations", "add_observations", "read_graph", "search_nodes",
-            "open_nodes", "delete_entities"} <= set(memory_tools)
+    assert {
+        "create_entities",
+        "create_relations",
+        "add_observations",
+        "read_graph",
+        "search_nodes",
+        "open_nodes",
+        "delete_entities",
+    } <= set(memory_tools)
     entities = memory_tools["create_entities"]["inputSchema"]
     assert entities["required"] == ["entities"] and entities["properties"]["entities"]["type"] == "array"
 
@@ -56,8 +78,12 @@ def test_committed_registry_meets_the_issue_goals() -> None:
 
     servers = load_servers()
     safe = {s.id for s in servers if s.sandbox_safe}
-    assert safe == {"pypi/mcp-server-time", "pypi/mcp-server-git", "npm/@modelcontextprotocol/server-filesystem",
-                    "npm/@modelcontextprotocol/server-memory"}
+    assert safe == {
+        "pypi/mcp-server-time",
+        "pypi/mcp-server-git",
+        "npm/@modelcontextprotocol/server-filesystem",
+        "npm/@modelcontextprotocol/server-memory",
+    }
     registry = ToolRegistry.load()
     assert len(registry) >= 1000, len(registry)
     assert len(registry.servers()) >= 100, len(registry.servers())

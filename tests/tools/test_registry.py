@@ -16,27 +16,44 @@ from synth.tools.stats import compute_stats, schema_features, stats
 from synth.tools.validate import check_toolset
 
 
-def make_spec(name: str, description: str, category: str, domain: str, source: str = "synthetic",
-              parameters: dict | None = None) -> ToolSpec:
+def make_spec(
+    name: str,
+    description: str,
+    category: str,
+    domain: str,
+    source: str = "synthetic",
+    parameters: dict | None = None,
+) -> ToolSpec:
     server = f"npm/{domain}-mcp" if source == "mcp" else None
     return ToolSpec(
         id=stable_id("tool", server or domain, name),
-        function=FunctionSpec(name=name, description=description,
-                              parameters=parameters or {"type": "object", "properties": {}}),
+        function=FunctionSpec(
+            name=name, description=description, parameters=parameters or {"type": "object", "properties": {}}
+        ),
         provenance=ToolProvenance(source=source, server=server, domain_path=[category, domain]),
     )
 
 
 def corpus() -> list[ToolSpec]:
     specs = []
-    for category, domains in {"finance": ["banking", "stocks"], "travel": ["flights", "hotels"],
-                              "devtools": ["git"]}.items():
+    for category, domains in {
+        "finance": ["banking", "stocks"],
+        "travel": ["flights", "hotels"],
+        "devtools": ["git"],
+    }.items():
         for domain in domains:
             for i in range(5):
                 # Every domain has a 'search' tool, so mixed toolsets must resolve name clashes.
                 name = "search" if i == 0 else f"{domain}_op_{i}"
-                specs.append(make_spec(name, f"{domain} operation {i}", category, domain,
-                                       source="mcp" if domain == "git" else "synthetic"))
+                specs.append(
+                    make_spec(
+                        name,
+                        f"{domain} operation {i}",
+                        category,
+                        domain,
+                        source="mcp" if domain == "git" else "synthetic",
+                    )
+                )
     return specs
 
 
@@ -79,8 +96,17 @@ def test_load_merges_synthetic_files_and_rejects_bad_specs(tmp_path: Path) -> No
     mcp_dir = tmp_path / "mcp"
     mcp_dir.mkdir()
     good = make_spec("book_flight", "Book a flight.", "travel", "flights")
-    bad = good.model_copy(update={"id": "tool-bad", "function": good.function.model_copy(
-        update={"name": "bad_schema", "parameters": {"type": "object", "properties": {"x": {"type": "nope"}}}})})
+    bad = good.model_copy(
+        update={
+            "id": "tool-bad",
+            "function": good.function.model_copy(
+                update={
+                    "name": "bad_schema",
+                    "parameters": {"type": "object", "properties": {"x": {"type": "nope"}}},
+                }
+            ),
+        }
+    )
     jsonl = tmp_path / "synthetic.jsonl"
     jsonl.write_text(f"{good.model_dump_json()}\n{bad.model_dump_json()}\n")
     extra = make_spec("get_quote", "Stock quote.", "finance", "stocks")
@@ -93,8 +119,13 @@ def test_read_specs_from_parquet(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    spec = make_spec("book_hotel", "Book a hotel.", "travel", "hotels",
-                     parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+    spec = make_spec(
+        "book_hotel",
+        "Book a hotel.",
+        "travel",
+        "hotels",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+    )
     as_json = tmp_path / "json.parquet"
     pq.write_table(pa.Table.from_pylist([{"id": spec.id, "spec": spec.model_dump_json()}]), as_json)
     assert read_specs(as_json) == [spec]
@@ -108,12 +139,21 @@ def test_read_specs_from_parquet(tmp_path: Path) -> None:
 
 
 def test_dedup_drops_near_duplicates_keeps_first() -> None:
-    base = make_spec("get_weather_forecast", "Get the weather forecast for a city for the next seven days, "
-                     "with temperature, rain and wind.", "weather", "forecast")
-    near = make_spec("get_weather_forecast_v2", "Get the weather forecast for a city for the next seven days, "
-                     "with temperature, rain and wind.", "weather", "forecast")
-    other = make_spec("transfer_funds", "Move money between two bank accounts of the same customer.",
-                      "finance", "banking")
+    base = make_spec(
+        "get_weather_forecast",
+        "Get the weather forecast for a city for the next seven days, with temperature, rain and wind.",
+        "weather",
+        "forecast",
+    )
+    near = make_spec(
+        "get_weather_forecast_v2",
+        "Get the weather forecast for a city for the next seven days, with temperature, rain and wind.",
+        "weather",
+        "forecast",
+    )
+    other = make_spec(
+        "transfer_funds", "Move money between two bank accounts of the same customer.", "finance", "banking"
+    )
     kept, dropped = dedup_specs([base, near, other], threshold=0.8)
     assert [s.function.name for s in kept] == ["get_weather_forecast", "transfer_funds"]
     assert len(dropped) == 1 and dropped[0].duplicate_of == base.id
@@ -127,14 +167,31 @@ def test_dedup_drops_near_duplicates_keeps_first() -> None:
 
 
 def test_schema_features_and_stats_outputs(tmp_path: Path) -> None:
-    rich = {"type": "object", "required": ["q"], "properties": {
-        "q": {"type": "string", "description": "query", "format": "date"},
-        "mode": {"enum": ["a", "b"], "description": "mode"},
-        "filters": {"type": "array", "description": "f", "items": {"type": "object", "properties": {
-            "k": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}},
-    }}
-    assert schema_features(rich) == {"required", "format", "enum", "array", "nested_object", "union",
-                                     "param_descriptions"}
+    rich = {
+        "type": "object",
+        "required": ["q"],
+        "properties": {
+            "q": {"type": "string", "description": "query", "format": "date"},
+            "mode": {"enum": ["a", "b"], "description": "mode"},
+            "filters": {
+                "type": "array",
+                "description": "f",
+                "items": {
+                    "type": "object",
+                    "properties": {"k": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+                },
+            },
+        },
+    }
+    assert schema_features(rich) == {
+        "required",
+        "format",
+        "enum",
+        "array",
+        "nested_object",
+        "union",
+        "param_descriptions",
+    }
     assert schema_features({"type": "object", "properties": {}}) == {"no_params"}
     specs = [*corpus(), make_spec("rich_tool", "Rich.", "finance", "stocks", parameters=rich)]
     result = compute_stats(specs)

@@ -21,9 +21,13 @@ def test_committed_yaml_is_valid_and_ids_are_unique() -> None:
         assert all(len(v) < 80 for v in s.env.values()), s.id
 
 
-def test_find_commands_reads_npm_bin_and_console_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_commands_reads_npm_bin_and_console_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SYNTH_CACHE", str(tmp_path))
-    npm = ServerEntry(id="npm/@acme/x-mcp", registry="npm", package="@acme/x-mcp", version="1.0.0", command="?")
+    npm = ServerEntry(
+        id="npm/@acme/x-mcp", registry="npm", package="@acme/x-mcp", version="1.0.0", command="?"
+    )
     manifest = install_root(npm) / "node_modules" / "@acme" / "x-mcp" / "package.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"bin": {"setup": "a.js", "x-mcp": "b.js"}}))
@@ -31,7 +35,9 @@ def test_find_commands_reads_npm_bin_and_console_scripts(tmp_path: Path, monkeyp
     manifest.write_text(json.dumps({"bin": "b.js"}))
     assert find_commands(npm) == ["x-mcp"]
 
-    pypi = ServerEntry(id="pypi/mcp-server-y", registry="pypi", package="mcp-server-y", version="1.0", command="?")
+    pypi = ServerEntry(
+        id="pypi/mcp-server-y", registry="pypi", package="mcp-server-y", version="1.0", command="?"
+    )
     dist = install_root(pypi) / "lib" / "python3.11" / "site-packages" / "mcp_server_y-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "entry_points.txt").write_text("[console_scripts]\nY-Tool = y:main\nmcp-server-y = y:serve\n")

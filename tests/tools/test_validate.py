@@ -19,23 +19,43 @@ from synth.tools.validate import (
     validate_harvest,
 )
 
-ENTRY = ServerEntry(id="npm/@acme/weather-mcp", registry="npm", package="@acme/weather-mcp", version="1.2.3",
-                    command="weather-mcp", category="weather", sandbox_safe=False)
+ENTRY = ServerEntry(
+    id="npm/@acme/weather-mcp",
+    registry="npm",
+    package="@acme/weather-mcp",
+    version="1.2.3",
+    command="weather-mcp",
+    category="weather",
+    sandbox_safe=False,
+)
 SAFE = ENTRY.model_copy(update={"id": "pypi/mcp-server-time", "sandbox_safe": True})
-GOOD = {"name": "get_forecast", "description": "Forecast for a city.",
-        "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+GOOD = {
+    "name": "get_forecast",
+    "description": "Forecast for a city.",
+    "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 def test_good_tool_becomes_openai_function_with_provenance() -> None:
     spec, fixes = to_spec(GOOD, ENTRY, "2026-11-25T00:00:00+00:00")
     assert fixes == []
     assert spec.id == stable_id("tool", ENTRY.id, "get_forecast")
-    assert spec.openai() == {"type": "function", "function": {"name": "get_forecast",
-                                                              "description": "Forecast for a city.",
-                                                              "parameters": GOOD["inputSchema"]}}
+    assert spec.openai() == {
+        "type": "function",
+        "function": {
+            "name": "get_forecast",
+            "description": "Forecast for a city.",
+            "parameters": GOOD["inputSchema"],
+        },
+    }
     p = spec.provenance
-    assert (p.source, p.registry, p.package, p.version, p.server) == ("mcp", "npm", "@acme/weather-mcp", "1.2.3",
-                                                                       ENTRY.id)
+    assert (p.source, p.registry, p.package, p.version, p.server) == (
+        "mcp",
+        "npm",
+        "@acme/weather-mcp",
+        "1.2.3",
+        ENTRY.id,
+    )
     assert p.domain_path == ["weather", "weather"]
     assert spec.real_exec is False
     assert to_spec(GOOD, SAFE)[0].real_exec is True
@@ -47,8 +67,10 @@ def test_good_tool_becomes_openai_function_with_provenance() -> None:
         ({**GOOD, "description": ""}, "missing description"),
         ({k: v for k, v in GOOD.items() if k != "description"}, "missing description"),
         ({k: v for k, v in GOOD.items() if k != "inputSchema"}, "missing inputSchema"),
-        ({**GOOD, "inputSchema": {"type": "object", "properties": {"city": {"type": "strin"}}}},
-         "invalid JSON Schema at properties/city/type"),
+        (
+            {**GOOD, "inputSchema": {"type": "object", "properties": {"city": {"type": "strin"}}}},
+            "invalid JSON Schema at properties/city/type",
+        ),
         ({**GOOD, "inputSchema": {"type": "object", "required": "city"}}, "invalid JSON Schema"),
         ({**GOOD, "inputSchema": {"type": "string"}}, "must be 'object'"),
         ({**GOOD, "inputSchema": []}, "inputSchema is not an object"),
@@ -78,8 +100,12 @@ def test_title_stands_in_for_a_missing_description() -> None:
 
 
 def test_schema_problems_accepts_drafts_and_refs() -> None:
-    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
-              "properties": {"a": {"$ref": "#/definitions/A"}}, "definitions": {"A": {"type": "string"}}}
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {"a": {"$ref": "#/definitions/A"}},
+        "definitions": {"A": {"type": "string"}},
+    }
     assert schema_problems(schema) == []
 
 
@@ -88,15 +114,31 @@ def test_check_toolset_flags_duplicates_and_bad_specs() -> None:
     b, _ = to_spec(GOOD, SAFE)
     assert check_toolset([a]) == []
     assert check_toolset([a, b]) == ["duplicate name: 'get_forecast' appears 2 times"]
-    broken = a.model_copy(update={"function": a.function.model_copy(
-        update={"parameters": {"type": "object", "properties": {"x": {"type": 5}}}})})
+    broken = a.model_copy(
+        update={
+            "function": a.function.model_copy(
+                update={"parameters": {"type": "object", "properties": {"x": {"type": 5}}}}
+            )
+        }
+    )
     assert any("invalid JSON Schema" in p for p in check_toolset([broken]))
 
 
 def test_validate_harvest_reports_rejections(tmp_path: Path) -> None:
     rows = [GOOD, {**GOOD, "name": "no_desc", "description": ""}, GOOD]
-    lines = [json.dumps({"server": ENTRY.id, "registry": "npm", "package": ENTRY.package, "version": "1.2.3",
-                         "harvested_at": "2026-11-25T00:00:00+00:00", "tool": t}) for t in rows]
+    lines = [
+        json.dumps(
+            {
+                "server": ENTRY.id,
+                "registry": "npm",
+                "package": ENTRY.package,
+                "version": "1.2.3",
+                "harvested_at": "2026-11-25T00:00:00+00:00",
+                "tool": t,
+            }
+        )
+        for t in rows
+    ]
     (tmp_path / "npm__acme__weather-mcp.jsonl").write_text("\n".join(lines) + "\n")
     specs, report = validate_harvest(tmp_path, [ENTRY])
     assert [s.function.name for s in specs] == ["get_forecast"]

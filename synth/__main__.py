@@ -1,0 +1,5 @@
+"""``python -m synth`` is the ``synth`` command."""
+
+from synth.cli import app
+
+app()

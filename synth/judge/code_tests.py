@@ -1,0 +1,70 @@
+"""Coding tasks: run the task's assert-based tests against the code the assistant wrote, in the real sandbox.
+
+The sandbox (``synth.sim.sandbox``) isolates the run; where it cannot be set up the check fails closed, since a
+coding trajectory whose code was never run has not been shown to work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from synth.schemas.records import TrajectoryRecord
+from synth.schemas.verdict import CheckResult
+from synth.sim.sandbox import SandboxError, check_python, sandbox_available
+
+CHECK_ID = "python_tests"
+CODE_ARGUMENTS = ("code", "source", "script", "program", "python")
+"""Argument names under which code tools take the program, most tools' spelling first."""
+
+_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def _code_in_arguments(arguments: dict[str, object]) -> str | None:
+    for key in CODE_ARGUMENTS:
+        value = arguments.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    # A tool that names its argument otherwise: the longest string that looks like a program.
+    programs = [v for v in arguments.values() if isinstance(v, str) and ("def " in v or "print(" in v)]
+    return max(programs, key=len) if programs else None
+
+
+def extract_code(traj: TrajectoryRecord) -> str | None:
+    """The last program the assistant wrote: a code tool's argument or a fenced block in its messages."""
+    found: str | None = None
+    for msg in traj.messages:
+        if msg.role != "assistant":
+            continue
+        for block in _FENCE.findall(msg.content or ""):
+            if block.strip():
+                found = block
+        for tc in msg.tool_calls or []:
+            try:
+                code = _code_in_arguments(tc.function.parsed_arguments())
+            except ValueError:
+                continue
+            if code:
+                found = code
+    return found
+
+
+async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: float = 10) -> CheckResult:
+    """Run ``tests`` against the assistant's last program; a failed, missing or unrunnable run fails."""
+    code = extract_code(traj)
+    if code is None:
+        return CheckResult(check_id=CHECK_ID, passed=False,
+                           detail="no Python code found in the assistant's tool calls or messages")  # fmt: skip
+    available, why = sandbox_available()
+    if not available:
+        return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox unavailable, not run: {why}")
+    try:
+        result = await asyncio.to_thread(check_python, code, tests, timeout_s=timeout_s)
+    except SandboxError as exc:
+        return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox failed, not run: {exc}")
+    if result.ok:
+        return CheckResult(check_id=CHECK_ID, passed=True, detail=f"tests passed in {result.duration_s:.1f}s")
+    killed = f", killed: {result.killed}" if result.killed else ""
+    tail = result.stderr.strip()[-400:]
+    return CheckResult(check_id=CHECK_ID, passed=False,
+                       detail=f"tests failed (exit {result.exit_code}{killed}): {tail}")  # fmt: skip

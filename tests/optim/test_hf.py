@@ -1,0 +1,73 @@
+"""Capture inside Hugging Face Llama/Qwen models through transformers' attention interface (skipped without
+transformers)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from synth.optim import MuonClip, QKClip  # noqa: E402
+from synth.optim.hf import install_capture  # noqa: E402
+
+
+def _llama(kv_heads: int = 2):
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=kv_heads, max_position_embeddings=64,
+    )
+    return transformers.LlamaForCausalLM(cfg).double()
+
+
+def _qwen(cls_name: str):
+    torch.manual_seed(0)
+    cfg_cls = getattr(transformers, cls_name.replace("ForCausalLM", "Config"))
+    cfg = cfg_cls(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, head_dim=8,
+    )
+    return getattr(transformers, cls_name)(cfg).double()
+
+
+def test_capture_keeps_outputs_and_records_every_layer() -> None:
+    model = _llama()
+    x = torch.randint(0, 64, (2, 12))
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, :3] = 0  # left padding: masked keys must not count and must not change outputs
+    model.config._attn_implementation = "sdpa"
+    ref = model(x, attention_mask=mask).logits
+    specs = install_capture(model, "eager")
+    out = model(x, attention_mask=mask).logits
+    torch.testing.assert_close(out[0], ref[0])
+    torch.testing.assert_close(out[1, 3:], ref[1, 3:])
+    assert len(specs) == 2 and all(s.module.qk_max_logits.shape == (4,) for s in specs)
+
+
+@pytest.mark.parametrize("family", ["llama", "Qwen2ForCausalLM"])
+def test_clip_caps_first_layer_on_recompute(family: str) -> None:
+    model = _llama() if family == "llama" else _qwen(family)
+    specs = install_capture(model, "eager")
+    if family != "llama":
+        assert specs[0].q_bias is not None  # Qwen2's q/k biases are clipped with their rows
+    clip = QKClip(specs)
+    x = torch.randint(0, 64, (2, 12))
+    model(x)
+    s = clip.gather()[0].clone()
+    clip.tau = float(s.median())
+    clip.step()
+    model(x)
+    torch.testing.assert_close(clip.gather()[0], s.clamp(max=clip.tau), rtol=1e-10, atol=1e-10)
+
+
+def test_qk_norm_models_warn_that_the_clip_is_cancelled() -> None:
+    if not hasattr(transformers, "Qwen3ForCausalLM"):
+        pytest.skip("this transformers has no Qwen3")
+    model = _qwen("Qwen3ForCausalLM")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MuonClip.for_model(model, tau=100.0) if install_capture(model, "eager") else None
+    assert any("QK-norm" in str(w.message) for w in caught)

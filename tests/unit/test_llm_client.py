@@ -1,0 +1,122 @@
+"""The LLM layer's control flow: retries, balancing, limits, structured replies, usage per role."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from pydantic import BaseModel, Field
+
+from synth.config import EndpointConfig, LLMConfig
+from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid
+from tests.unit.fake_openai import FakeServer, completion
+
+FAST = LLMConfig(max_retries=3, timeout_s=5, model="fake-model")
+
+
+class Answer(BaseModel):
+    city: str = Field(description="A city name.")
+    population: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_retries_5xx_and_429_then_succeeds() -> None:
+    codes = {1: 503, 2: 429}
+
+    def script(n: int, body: dict) -> tuple[int, object]:
+        if n in codes:
+            return codes[n], {"error": {"message": "busy"}}
+        return 200, completion("hello")
+
+    async with FakeServer(script) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST)
+        result = await pool.chat([{"role": "user", "content": "hi"}], role="agent", seed=3)
+        await pool.aclose()
+    assert result.content == "hello"
+    assert len(server.requests) == 3
+    assert server.requests[-1]["seed"] == 3  # the seed reaches the server
+
+
+async def test_client_errors_are_not_retried() -> None:
+    async with FakeServer(lambda n, b: (400, {"error": {"message": "bad schema"}})) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST)
+        with pytest.raises(Exception, match="bad schema"):
+            await pool.chat([{"role": "user", "content": "hi"}], role="agent")
+        await pool.aclose()
+    assert len(server.requests) == 1
+
+
+async def test_no_endpoint_answers_gives_clear_error() -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    pool = LLMPool([EndpointConfig(base_url=dead)], LLMConfig(max_retries=1, timeout_s=2, model="m"))
+    with pytest.raises(EndpointUnavailable) as err:
+        await pool.chat([{"role": "user", "content": "hi"}], role="agent")
+    assert dead in str(err.value)
+    assert "make serve" in str(err.value) and "SYNTH_BASE_URL" in str(err.value)
+
+
+async def test_dead_endpoint_is_routed_around() -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    async with FakeServer(lambda n, b: (200, completion("ok"))) as server:
+        pool = LLMPool([EndpointConfig(base_url=dead), EndpointConfig(base_url=server.url)], FAST)
+        results = await asyncio.gather(*(pool.chat([{"role": "user", "content": str(i)}], role="agent")
+                                         for i in range(6)))
+        await pool.aclose()
+    assert all(r.content == "ok" for r in results)
+    assert len(server.requests) == 6
+
+
+async def test_concurrency_limit_per_endpoint_and_balancing() -> None:
+    async with FakeServer(lambda n, b: (200, completion("a")), delay_s=0.05) as one, \
+            FakeServer(lambda n, b: (200, completion("b")), delay_s=0.05) as two:
+        pool = LLMPool([EndpointConfig(base_url=one.url, max_concurrency=3),
+                        EndpointConfig(base_url=two.url, max_concurrency=3)], FAST)
+        await asyncio.gather(*(pool.chat([{"role": "user", "content": "x"}], role="agent") for _ in range(30)))
+        await pool.aclose()
+    assert one.max_inflight <= 3 and two.max_inflight <= 3
+    assert len(one.requests) >= 10 and len(two.requests) >= 10  # both endpoints carry load
+
+
+async def test_structured_reply_is_schema_constrained_and_validated() -> None:
+    async with FakeServer(lambda n, b: (200, completion(json.dumps({"city": "Oslo", "population": 700000})))) as s:
+        pool = LLMPool([EndpointConfig(base_url=s.url)], FAST)
+        answer = await pool.structured([{"role": "user", "content": "?"}], Answer, role="judge")
+        await pool.aclose()
+    assert answer == Answer(city="Oslo", population=700000)
+    fmt = s.requests[0]["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["required"] == ["city", "population"]
+
+
+async def test_invalid_reply_raises_with_raw_output() -> None:
+    raw = '{"city": "Oslo", "population": "many"}'
+    async with FakeServer(lambda n, b: (200, completion(raw))) as s:
+        pool = LLMPool([EndpointConfig(base_url=s.url)], FAST)
+        with pytest.raises(ReplyInvalid) as err:
+            await pool.structured([{"role": "user", "content": "?"}], Answer, role="judge")
+        await pool.aclose()
+    assert err.value.raw == raw
+    assert "population" in str(err.value)
+
+
+async def test_usage_recorded_per_role() -> None:
+    from synth.schemas.usage import UsageByRole
+
+    async with FakeServer(lambda n, b: (200, completion("x", prompt_tokens=10, completion_tokens=4))) as s:
+        pool = LLMPool([EndpointConfig(base_url=s.url)], FAST)
+        row = UsageByRole()
+        await pool.chat([{"role": "user", "content": "a"}], role="user_sim", usage=row)
+        await pool.chat([{"role": "user", "content": "b"}], role="tool_sim", usage=row)
+        await pool.chat([{"role": "user", "content": "c"}], role="tool_sim", usage=row)
+        await pool.aclose()
+    assert (row.user_sim.calls, row.user_sim.prompt_tokens, row.user_sim.completion_tokens) == (1, 10, 4)
+    assert row.tool_sim.calls == 2 and row.tool_sim.completion_tokens == 8
+    assert row.agent.calls == 0
+    assert pool.usage.total().calls == 3
