@@ -1,9 +1,9 @@
-"""MuonClip study: train one small decoder from scratch three times (AdamW, Muon, MuonClip) at one learning rate
-and record the max attention logit and the loss per step (the K2 report's figure 2, in small).
+"""MuonClip study: train one small decoder from scratch three times (AdamW, Muon, MuonClip) at one learning
+rate and record the max attention logit and the loss per step (the K2 report's figure 2, in small).
 
-The corpus is the Python standard library's own source files, read as bytes (vocabulary 256), so it exists on any
-machine with Python and nothing is downloaded. Needs torch; matplotlib only for the plots, which can also be made
-later from the metrics JSON:
+The corpus is the Python standard library's own source files, read as bytes (vocabulary 256), so it exists on
+any machine with Python and nothing is downloaded. Needs torch; matplotlib only for the plots, which can also
+be made later from the metrics JSON:
 
     python pipelines/muonclip_study.py --out-dir bench/results/muonclip_study          # train + plot
     python pipelines/muonclip_study.py --plot-only bench/results/muonclip_study/metrics.json
@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth.optim import MuonClip, QKClip, attention_specs, split_params  # noqa: E402
-from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig  # noqa: E402
+from synth.optim import MuonClip, QKClip, attention_specs, split_params
+from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig
 
 RUNS = ("adamw", "muon", "muonclip")
 
@@ -73,23 +73,39 @@ def train_run(name: str, args: argparse.Namespace, train: torch.Tensor, val: tor
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(args.seed)
     cfg = TinyDecoderConfig(
-        vocab_size=256, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, n_kv_heads=args.heads,
-        head_dim=args.d_model // args.heads, d_mlp=4 * args.d_model, attention="mha",
+        vocab_size=256,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        n_kv_heads=args.heads,
+        head_dim=args.d_model // args.heads,
+        d_mlp=4 * args.d_model,
+        attention="mha",
     )
     model = TinyDecoder(cfg).to(device)
     clip = QKClip(attention_specs(model), tau=args.tau, enabled=(name == "muonclip"))
     if name == "adamw":
         groups = split_params(model)
         opt: torch.optim.Optimizer = torch.optim.AdamW(
-            [p for _, p in groups.muon + groups.adamw], lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1,
+            [p for _, p in groups.muon + groups.adamw],
+            lr=args.lr,
+            betas=(0.9, 0.95),
+            weight_decay=0.1,
             fused=device == "cuda",
         )
     else:
         opt = MuonClip(split_params(model).param_groups(), lr=args.lr)
     it = batches(train, args.batch, args.seq, args.seed, device)
-    val_batch = next(batches(val, args.batch, args.seq, args.seed + 1, device))
+    # Several fixed held-out batches: one batch of bytes is too noisy to rank runs that end 1% apart.
+    val_iter = batches(val, args.batch, args.seq, args.seed + 1, device)
+    val_batches = [next(val_iter) for _ in range(args.val_batches)]
     log: dict[str, list] = {
-        "step": [], "loss": [], "max_logit": [], "heads_clipped": [], "lr": [], "recheck_step": [],
+        "step": [],
+        "loss": [],
+        "max_logit": [],
+        "heads_clipped": [],
+        "lr": [],
+        "recheck_step": [],
         "recheck_max_logit": [],
     }
     evals: dict[str, list] = {"step": [], "val_loss": []}
@@ -120,7 +136,7 @@ def train_run(name: str, args: argparse.Namespace, train: torch.Tensor, val: tor
         if step % args.eval_every == 0 or step == args.steps - 1:
             with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
                 evals["step"].append(step)
-                evals["val_loss"].append(float(model.loss(val_batch)))
+                evals["val_loss"].append(sum(float(model.loss(v)) for v in val_batches) / len(val_batches))
             print(
                 f"[{name}] step {step} loss {log['loss'][-1]:.4f} val {evals['val_loss'][-1]:.4f} "
                 f"max_logit {stats.max_logit:.1f} clipped {stats.total_clipped} ({time.time() - t0:.0f}s)",
@@ -138,12 +154,13 @@ def summarise(metrics: dict) -> str:
         f"# MuonClip study ({metrics['machine'].get('gpu', 'cpu')}, torch {metrics['machine']['torch']}, "
         f"{metrics['machine']['date_utc']} UTC)",
         "",
-        f"Byte-level decoder ({a['layers']} layers, d_model {a['d_model']}, {a['heads']} heads, MHA), stdlib Python "
-        f"sources ({metrics['corpus_bytes'] / 1e6:.1f} MB), batch {a['batch']} x {a['seq']} bytes, {a['steps']} "
-        f"steps, peak lr {a['lr']} for all three runs, tau {a['tau']}.",
+        f"Byte-level decoder ({a['layers']} layers, d_model {a['d_model']}, {a['heads']} heads, MHA), "
+        f"stdlib Python sources ({metrics['corpus_bytes'] / 1e6:.1f} MB), batch {a['batch']} x {a['seq']} "
+        f"bytes, {a['steps']} steps, peak lr {a['lr']} for all three runs, tau {a['tau']}.",
         "",
-        "| run | max logit in forward, peak | same batch re-measured after the step, peak | max logit, last step "
-        "| heads clipped (sum over steps) | final train loss (mean of last 50) | final val loss | seconds |",
+        "| run | max logit in forward, peak | same batch re-measured after the step, peak "
+        "| max logit, last step | heads clipped (sum over steps) | final train loss (mean of last 50) "
+        "| final val loss | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in RUNS:
@@ -170,19 +187,31 @@ def plot(metrics: dict, out_dir: Path) -> list[Path]:
     tau = metrics["args"]["tau"]
     colors = {"adamw": "tab:blue", "muon": "tab:red", "muonclip": "tab:green"}
     paths = []
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 5.2))
     for name, r in metrics["runs"].items():
-        ax.plot(r["train"]["step"], r["train"]["max_logit"], label=f"{name} (in the step's forward)",
-                color=colors.get(name), lw=1)
+        ax.plot(
+            r["train"]["step"],
+            r["train"]["max_logit"],
+            label=f"{name} (in the step's forward)",
+            color=colors.get(name),
+            lw=1,
+        )
         if r["train"].get("recheck_step"):
-            ax.plot(r["train"]["recheck_step"], r["train"]["recheck_max_logit"], ls="none", marker=".", ms=3,
-                    color=colors.get(name), label=f"{name} (same batch after the step)")
+            ax.plot(
+                r["train"]["recheck_step"],
+                r["train"]["recheck_max_logit"],
+                ls="none",
+                marker=".",
+                ms=3,
+                color=colors.get(name),
+                label=f"{name} (same batch after the step)",
+            )
     ax.set_yscale("log")
     ax.axhline(tau, ls="--", color="k", lw=1, label=f"tau = {tau:g}")
     ax.set_xlabel("step")
     ax.set_ylabel("max attention logit (all layers, heads)")
     ax.set_title(f"Max attention logit per step (lr {metrics['args']['lr']}, tau {tau:g})")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "max_logit.png")
     fig.savefig(paths[-1], dpi=120)
@@ -192,12 +221,23 @@ def plot(metrics: dict, out_dir: Path) -> list[Path]:
     for name, r in metrics["runs"].items():
         loss = r["train"]["loss"]
         k = 25  # running mean: per-step byte losses are noisy
-        smooth = [sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))]
-        ax.plot(r["train"]["step"], smooth, label=f"{name} (train, mean of {k})", color=colors.get(name))
+        smooth = [
+            sum(loss[max(0, i - k + 1) : i + 1]) / len(loss[max(0, i - k + 1) : i + 1])
+            for i in range(len(loss))
+        ]
+        # MuonClip's curve lies on Muon's: dash it so both stay visible.
+        ax.plot(
+            r["train"]["step"],
+            smooth,
+            label=f"{name} (train, mean of {k})",
+            color=colors.get(name),
+            ls="--" if name == "muonclip" else "-",
+            lw=1.2,
+        )
         ax.plot(r["eval"]["step"], r["eval"]["val_loss"], ls=":", marker=".", color=colors.get(name))
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/byte); dotted: held-out")
-    ax.set_ylim(top=min(3.0, ax.get_ylim()[1]))
+    ax.set_ylim(0.4, min(3.0, ax.get_ylim()[1]))
     ax.set_title("Loss per step")
     ax.legend()
     fig.tight_layout()
@@ -223,6 +263,7 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--corpus-mb", type=float, default=40.0)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--val-batches", type=int, default=8, help="held-out batches per evaluation")
     ap.add_argument("--recheck-every", type=int, default=10, help="re-measure max logits after the step")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -247,8 +288,12 @@ def main() -> None:
         "python": platform.python_version(),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
     }
-    metrics = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "machine": machine,
-               "corpus_bytes": int(data.numel()), "runs": {}}
+    metrics = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine,
+        "corpus_bytes": int(data.numel()),
+        "runs": {},
+    }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.runs.split(","):
         metrics["runs"][name] = train_run(name, args, train, val)
@@ -259,7 +304,9 @@ def main() -> None:
     try:
         print(plot(metrics, args.out_dir))
     except ImportError:
-        print("matplotlib not installed: plots skipped; run again with --plot-only on metrics.json", flush=True)
+        print(
+            "matplotlib not installed: plots skipped; run again with --plot-only on metrics.json", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -184,6 +184,56 @@ def as_action_json(message: Message) -> str:
     return _dumps({"action": "answer", "content": message.content or ""})
 
 
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _type_of(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "any"
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"][:12])
+    if "const" in schema:
+        return f"exactly {json.dumps(schema['const'])}"
+    kind = schema.get("type")
+    if kind == "array":
+        return f"array of {_type_of(schema.get('items'))}"
+    if isinstance(kind, list):
+        return " or ".join(str(k) for k in kind)
+    if kind:
+        return str(kind)
+    if isinstance(schema.get("$ref"), str):
+        return schema["$ref"].rsplit("/", 1)[-1]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            return " or ".join(_type_of(s) for s in schema[key][:4])
+    return "any"
+
+
+def parameter_lines(parameters: dict[str, Any] | None) -> list[str]:
+    """One line per argument: name, type, required or not, description.
+
+    Harvested schemas run to kilobytes of JSON; a small model's context can't hold many of them, and the
+    decoding grammar already enforces their exact shape, so the prompt gets this digest instead.
+    """
+    params = parameters or {}
+    required = set(params.get("required") or [])
+    lines = []
+    for name, schema in (params.get("properties") or {}).items():
+        schema = schema if isinstance(schema, dict) else {}
+        line = f"{name} ({_type_of(schema)}, {'required' if name in required else 'optional'})"
+        if schema.get("description"):
+            line += f": {_clip(schema['description'], 200)}"
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        if "properties" in schema or "properties" in items:
+            # Nested objects keep a clipped JSON shape: the type name alone says too little.
+            nested = {k: v for k, v in schema.items() if k != "description"}
+            line += f"; shape: {_clip(_dumps(nested), 300)}"
+        lines.append(line)
+    return lines
+
+
 def schema_transcript(messages: list[Message], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation as a model without tool support can read it.
 
@@ -193,8 +243,8 @@ def schema_transcript(messages: list[Message], tools: list[dict[str, Any]]) -> l
     """
     system = next((m.content or "" for m in messages if m.role == "system"), "")
     tool_lines = [
-        {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-         "parameters": _dumps(t["function"].get("parameters", {}))}
+        {"name": t["function"]["name"], "description": _clip(t["function"].get("description", ""), 600),
+         "parameters": parameter_lines(t["function"].get("parameters"))}
         for t in tools
     ]
     out: list[dict[str, Any]] = [

@@ -1,8 +1,9 @@
 """MuonClip: Muon with per-head QK-Clip, as in the Kimi K2 report (arXiv 2507.20534, section 2.1).
 
-Entry points: ``MuonClip`` (the optimizer), ``split_params`` (what goes to Muon and what to AdamW), ``QKClip`` and
-``attention_specs`` (the clip and the attention layers it acts on), ``attention_with_max_logits`` (attention that
-captures per-head max logits), ``synth.optim.hf.install_capture`` (the same for Hugging Face Llama/Qwen models).
+Entry points: ``MuonClip`` (the optimizer), ``split_params`` (what goes to Muon and what to AdamW), ``QKClip``
+and ``attention_specs`` (the clip and the attention layers it acts on), ``attention_with_max_logits``
+(attention that captures per-head max logits), ``synth.optim.hf.install_capture`` (the same for Hugging Face
+Llama/Qwen models).
 """
 
 from synth.optim.capture import attention_with_max_logits, enable_capture

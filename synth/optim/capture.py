@@ -1,11 +1,11 @@
 """Attention that reports its own per-head maximum logit, for QK-Clip.
 
-QK-Clip needs ``S_max^h``, the largest pre-softmax logit ``q.k * scale`` of head h over every unmasked position
-seen in a step's forward passes. It must come from the attention computation itself, not from a second pass, so
-``attention_with_max_logits`` returns it next to the output:
+QK-Clip needs ``S_max^h``, the largest pre-softmax logit ``q.k * scale`` of head h over every unmasked
+position seen in a step's forward passes. It must come from the attention computation itself, not from a
+second pass, so ``attention_with_max_logits`` returns it next to the output:
 
-- on CUDA, ``flex_attention(..., return_aux=AuxRequest(max_scores=True))`` gives the row maxima from inside the
-  fused kernel, at no extra pass over the scores;
+- on CUDA, ``flex_attention(..., return_aux=AuxRequest(max_scores=True))`` gives the row maxima from inside
+  the fused kernel, at no extra pass over the scores;
 - elsewhere (and as the reference), an eager path materialises the scores and takes the max before softmax.
 
 ``record_max_logits`` folds a per-head maximum into ``module.qk_max_logits`` (MAX over micro-batches); the
@@ -43,8 +43,8 @@ def capture_enabled(module: nn.Module | None) -> bool:
 
 @torch.no_grad()
 def record_max_logits(module: nn.Module, per_head_max: Tensor) -> None:
-    """MAX-accumulate a ``(num_heads,)`` maximum into ``module.qk_max_logits`` (a plain attribute, not a buffer,
-    so it never lands in a state_dict)."""
+    """MAX-accumulate a ``(num_heads,)`` maximum into ``module.qk_max_logits`` (a plain attribute, not a
+    buffer, so it never lands in a state_dict)."""
     # fp32 at least (bf16 maxima would round tau's neighbourhood to 0.4%), fp64 kept for exact tests.
     per_head_max = per_head_max.detach().to(torch.promote_types(per_head_max.dtype, torch.float32))
     current: Tensor | None = getattr(module, CAPTURE_ATTR, None)
@@ -159,7 +159,14 @@ def flex_attention_with_max(
         block_mask = causal_block_mask(q.size(2), k.size(2), str(q.device))
     kwargs: dict[str, Any] = {"return_aux": AuxRequest(max_scores=True)} if want_max else {}
     result = _compiled_flex()(
-        q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=q.size(1) != k.size(1), **kwargs
+        q,
+        k,
+        v,
+        score_mod=score_mod,
+        block_mask=block_mask,
+        scale=scale,
+        enable_gqa=q.size(1) != k.size(1),
+        **kwargs,
     )
     if not want_max:
         return result, None
@@ -185,7 +192,9 @@ def attention_with_max_logits(
         scale = q.size(-1) ** -0.5
     if backend not in ("auto", "flex", "eager"):
         raise ValueError(f"unknown attention backend {backend!r}; supported: 'auto', 'flex', 'eager'")
-    use_flex = backend == "flex" or (backend == "auto" and q.is_cuda and attn_mask is None and flex_available())
+    use_flex = backend == "flex" or (
+        backend == "auto" and q.is_cuda and attn_mask is None and flex_available()
+    )
     capture = capture_enabled(module)
     if use_flex:
         if attn_mask is not None:
@@ -195,7 +204,9 @@ def attention_with_max_logits(
         )
     else:
         if block_mask is not None:
-            raise ValueError("a BlockMask needs the flex backend (CUDA); pass attn_mask for the eager backend")
+            raise ValueError(
+                "a BlockMask needs the flex backend (CUDA); pass attn_mask for the eager backend"
+            )
         if not capture and not (causal and attn_mask is not None):
             # Nothing to record (evaluation, or capture off): the plain fused kernel, no scores materialised.
             return F.scaled_dot_product_attention(

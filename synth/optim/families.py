@@ -1,7 +1,7 @@
 """Which model families QK-Clip knows, and how to find their attention layers.
 
-A module that defines ``qk_clip_spec(name) -> AttentionSpec`` (as ``reference_model`` does) is found anywhere in
-any model. Hugging Face models are recognised by ``config.model_type``; their capture runs through
+A module that defines ``qk_clip_spec(name) -> AttentionSpec`` (as ``reference_model`` does) is found anywhere
+in any model. Hugging Face models are recognised by ``config.model_type``; their capture runs through
 ``synth.optim.hf.install_capture``. Anything else raises with the list of supported families.
 """
 
@@ -55,9 +55,12 @@ def _deepseek_v3(model: nn.Module) -> list[AttentionSpec]:
     v_dim: int = cfg.v_head_dim  # type: ignore[union-attr]
     specs = []
     for name, m in model.named_modules():
-        if hasattr(m, "kv_b_proj") and (hasattr(m, "q_proj") or hasattr(m, "q_b_proj")):
+        if getattr(m, "kv_b_proj", None) is not None and (
+            getattr(m, "q_proj", None) is not None or getattr(m, "q_b_proj", None) is not None
+        ):
             # With a low-rank query (q_lora_rank set) the per-head rows live in the up-projection q_b_proj.
-            q = m.q_b_proj if hasattr(m, "q_b_proj") else m.q_proj
+            # transformers sets the unused one of q_proj / q_b_proj to None rather than leaving it out.
+            q = getattr(m, "q_b_proj", None) or m.q_proj
             specs.append(
                 AttentionSpec(
                     name=name,
@@ -105,13 +108,14 @@ def attention_specs(model: nn.Module, family: str | None = None) -> list[Attenti
     model_type = family or getattr(cfg, "model_type", None)
     if model_type is None:
         raise ValueError(
-            f"cannot find the attention layers of {type(model).__name__}: it has no qk_clip_spec() modules and no "
-            f"Hugging Face config. Supported: {', '.join(supported_families())}. Pass family=... for a model that is "
-            "one of these underneath, or build AttentionSpec objects yourself and pass them to QKClip."
+            f"cannot find the attention layers of {type(model).__name__}: it has no qk_clip_spec() modules "
+            f"and no Hugging Face config. Supported: {', '.join(supported_families())}. Pass family=... for "
+            "a model that is one of these underneath, or build AttentionSpec objects and pass them to QKClip."
         )
     if model_type not in HF_FAMILIES:
         raise ValueError(
-            f"model family {model_type!r} is not supported by QK-Clip; supported: {', '.join(supported_families())}"
+            f"model family {model_type!r} is not supported by QK-Clip; "
+            f"supported: {', '.join(supported_families())}"
         )
     specs = HF_FAMILIES[model_type](model)
     if not specs:

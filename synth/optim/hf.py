@@ -1,15 +1,16 @@
 """Max-logit capture inside Hugging Face transformers models (Llama, Mistral, Qwen2/3, DeepSeek-V3 families).
 
 transformers routes every attention layer through ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`` and
-builds the mask through ``ALL_MASK_ATTENTION_FUNCTIONS`` under the same name. ``install_capture`` registers two
-implementations and switches the model to one:
+builds the mask through ``ALL_MASK_ATTENTION_FUNCTIONS`` under the same name. ``install_capture`` registers
+two implementations and switches the model to one:
 
-- ``"muonclip"``: exact eager attention (any device), fed the boolean mask that the ``sdpa`` implementation gets;
+- ``"muonclip"``: exact eager attention (any device), fed the boolean mask that the ``sdpa`` implementation
+  gets;
 - ``"muonclip_flex"``: flex_attention with ``AuxRequest(max_scores=True)`` (CUDA), fed the ``flex_attention``
   BlockMask.
 
-Both write each layer's per-head max logit to ``module.qk_max_logits``. transformers is imported only here, so the
-rest of ``synth.optim`` works without it. Sliding-window and soft-capped attention are not handled.
+Both write each layer's per-head max logit to ``module.qk_max_logits``. transformers is imported only here, so
+the rest of ``synth.optim`` works without it. Sliding-window and soft-capped attention are not handled.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def muonclip_flex_attention(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[Tensor, None]:
-    """transformers attention function on flex_attention; per-head maxima come from the kernel's max_scores."""
+    """transformers attention function on flex_attention; per-head maxima from the kernel's max_scores."""
     if isinstance(attention_mask, Tensor):
         # A dense mask (some callers build one regardless of the implementation) takes the exact eager path.
         return muonclip_eager_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
@@ -114,7 +115,8 @@ def register() -> None:
 def install_capture(
     model: nn.Module, backend: Literal["auto", "eager", "flex"] = "auto", family: str | None = None
 ):
-    """Switch a Hugging Face model to max-logit-capturing attention and enable capture on its attention layers.
+    """Switch a Hugging Face model to max-logit-capturing attention and enable capture on its attention
+    layers.
 
     Returns the attention specs (for ``QKClip``). ``auto`` is flex on CUDA, eager elsewhere.
     """

@@ -9,8 +9,8 @@ Usage::
     opt.zero_grad()
     opt.last_clip_stats.as_dict()        # {layer: {"max_logit": ..., "heads_clipped": ...}}
 
-What must NOT go to Muon: embeddings, the output head, norms, biases (see ``synth.optim.split``). Parameter groups
-say which rule they take with ``use_muon``; ``split_params(model).param_groups()`` builds them.
+What must NOT go to Muon: embeddings, the output head, norms, biases (see ``synth.optim.split``). Parameter
+groups say which rule they take with ``use_muon``; ``split_params(model).param_groups()`` builds them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ class MuonClip(torch.optim.Optimizer):
     Muon groups (``use_muon=True``): ``M = mu*M + G``; ``O = NS5(G + mu*M)`` in ``ns_dtype`` (bf16);
     ``W -= lr*(0.2*sqrt(max(A,B))*O + wd*W)``. AdamW groups: torch.optim.AdamW's rule with the same lr and wd
     unless the group overrides them. Then, if ``qk_clip`` is set, ``qk_clip.step()``.
+
+    Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 (Nesterov), 5 Newton-Schulz steps in bf16,
+    tau 100 (in ``for_model``). ``fuse_diagonal=True`` trades Newton-Schulz accuracy for speed (see
+    ``newton_schulz_batched``).
     """
 
     def __init__(
@@ -71,8 +75,9 @@ class MuonClip(torch.optim.Optimizer):
         groups = list(params)
         if not groups or not all(isinstance(g, dict) for g in groups):
             raise ValueError(
-                "MuonClip takes parameter groups that say which rule they use (use_muon=True/False); build them "
-                "with synth.optim.split_params(model).param_groups() or use MuonClip.for_model(model)"
+                "MuonClip takes parameter groups that say which rule they use (use_muon=True/False); "
+                "build them with synth.optim.split_params(model).param_groups() or use "
+                "MuonClip.for_model(model)"
             )
         for g in groups:
             if "use_muon" not in g:
@@ -110,7 +115,7 @@ class MuonClip(torch.optim.Optimizer):
         family: str | None = None,
         **kwargs: Any,
     ) -> MuonClip:
-        """Split ``model``'s parameters and attach QK-Clip over its attention layers (``tau=None``: no clip)."""
+        """Split ``model``'s parameters and attach QK-Clip to its attention layers (``tau=None``: no clip)."""
         overrides = {} if adamw_lr is None else {"lr": adamw_lr}
         clip = None
         if tau is not None:

@@ -1,20 +1,20 @@
-"""QK-Clip (Kimi K2, section 2.1): after each optimizer step, rescale the query/key weights of every attention head
-whose largest pre-softmax logit in that step exceeded tau, so the same batch would now top out at exactly tau.
+"""QK-Clip (Kimi K2, section 2.1): after each optimizer step, rescale the query/key weights of every attention
+head whose largest pre-softmax logit in that step exceeded tau, so the same batch would now top out at exactly
+tau.
 
 For head h with ``S_max^h > tau``, ``gamma_h = tau / S_max^h``:
 
 - MHA: head h's rows of ``W_q`` and ``W_k`` (and biases) times ``sqrt(gamma_h)``.
-- GQA: a key head is shared by a group of query heads. Its rows take ``sqrt(gamma_g)`` with ``gamma_g`` from the
-  group's largest ``S_max``; each query head of the group then takes ``gamma_h / sqrt(gamma_g)``, so every head's
-  logits scale by exactly its own ``gamma_h`` (1 for heads at or under tau). Groups with no head over tau are not
-  touched at all.
-- MLA: head h's non-rotary query and key rows times ``sqrt(gamma_h)``, its rotary query rows times ``gamma_h``;
-  the rotary key is shared by all heads and left untouched.
+- GQA: a key head is shared by a group of query heads. Its rows take ``sqrt(gamma_g)`` with ``gamma_g`` from
+  the group's largest ``S_max``; each query head of the group then takes ``gamma_h / sqrt(gamma_g)``, so every
+  head's logits scale by exactly its own ``gamma_h`` (1 for heads at or under tau). Groups with no head over
+  tau are not touched at all.
+- MLA: head h's non-rotary query and key rows times ``sqrt(gamma_h)``, its rotary query rows times
+  ``gamma_h``; the rotary key is shared by all heads and left untouched.
 
 A QK-norm layer (RMSNorm on q and k per head, as in Qwen3) renormalises q and k after the projection and so
-cancels the clip; specs built for such models carry ``has_qk_norm=True`` and QKClip warns.
-Heads are laid out head-major in the projection rows (``W_q.view(H, head_dim, d_in)``), as in Llama, Qwen and
-DeepSeek.
+cancels the clip; specs built for such models carry ``has_qk_norm=True`` and QKClip warns. Heads are laid out
+head-major in the projection rows (``W_q.view(H, head_dim, d_in)``), as in Llama, Qwen and DeepSeek.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class AttentionSpec:
             raise ValueError(f"unknown attention kind {self.kind!r}; supported: 'mha', 'gqa', 'mla'")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
-                f"{self.name}: num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+                f"{self.name}: num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads})"
             )
         if self.kind == "mla":
             want_q = self.num_heads * (self.nope_dim + self.rope_dim)
@@ -86,8 +87,8 @@ def clip_factors(s_max: Tensor, tau: float) -> Tensor:
 
 
 def mha_gqa_scales(s_max: Tensor, tau: float, group: int) -> tuple[Tensor, Tensor]:
-    """Row scales ``(q_scale (..., H), k_scale (..., H/group))`` for MHA (group 1) or GQA, batched over leading
-    dims. Each head's logits end up multiplied by exactly its own ``gamma_h``."""
+    """Row scales ``(q_scale (..., H), k_scale (..., H/group))`` for MHA (group 1) or GQA, batched over
+    leading dims. Each head's logits end up multiplied by exactly its own ``gamma_h``."""
     gamma = clip_factors(s_max, tau)
     if group == 1:
         root = gamma.sqrt()
@@ -103,7 +104,8 @@ def mha_gqa_scales(s_max: Tensor, tau: float, group: int) -> tuple[Tensor, Tenso
 def _scale_head_rows_(
     weight: Tensor, scale: Tensor, rows_per_head: int, start: int = 0, stop: int | None = None
 ) -> None:
-    # View (heads, rows_per_head, ...) and scale rows [start:stop) of each head; x*1.0 leaves x bitwise intact.
+    # View (heads, rows_per_head, ...) and scale rows [start:stop) of each head; x*1.0 leaves x bitwise
+    # intact.
     view = weight.view(scale.numel(), rows_per_head, *weight.shape[1:])
     sl = view[:, start:stop]
     sl.mul_(scale.to(weight.dtype).view(-1, *([1] * (sl.ndim - 1))))
@@ -137,7 +139,8 @@ def apply_mla_(spec: AttentionSpec, gamma: Tensor) -> None:
 
 @torch.no_grad()
 def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
-    """QK-Clip one MHA/GQA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no sync)."""
+    """QK-Clip one MHA/GQA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no
+    sync)."""
     q_scale, k_scale = mha_gqa_scales(s_max, tau, spec.num_heads // spec.num_kv_heads)
     apply_mha_gqa_(spec, q_scale, k_scale)
     return (s_max > tau).sum()
@@ -145,7 +148,7 @@ def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
 
 @torch.no_grad()
 def clip_mla_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
-    """QK-Clip one MLA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no sync)."""
+    """QK-Clip one MLA layer from its ``(num_heads,)`` maxima; returns the heads over tau (no sync)."""
     apply_mla_(spec, clip_factors(s_max, tau))
     return (s_max > tau).sum()
 
@@ -164,7 +167,10 @@ class ClipStats:
     def as_dict(self) -> dict[str, dict[str, float]]:
         maxes = self.max_logits.tolist()
         clipped = self.heads_clipped.tolist()
-        return {n: {"max_logit": m, "heads_clipped": int(c)} for n, m, c in zip(self.names, maxes, clipped)}
+        return {
+            n: {"max_logit": m, "heads_clipped": int(c)}
+            for n, m, c in zip(self.names, maxes, clipped, strict=True)
+        }
 
     @property
     def max_logit(self) -> float:
@@ -176,7 +182,7 @@ class ClipStats:
 
 
 class QKClip:
-    """Per-head QK-Clip over a list of attention layers, fed by the maxima captured in their forward passes."""
+    """Per-head QK-Clip over a list of attention layers, fed by the maxima captured in their forwards."""
 
     def __init__(
         self,
@@ -197,8 +203,9 @@ class QKClip:
         normed = [s.name for s in self.specs if s.has_qk_norm]
         if normed:
             warnings.warn(
-                f"{len(normed)} attention layers apply QK-norm after the projections (e.g. {normed[0]}): the norm "
-                "cancels QK-Clip's rescaling of W_q/W_k there, so max logits are logged but clipping has no effect.",
+                f"{len(normed)} attention layers apply QK-norm after the projections (e.g. {normed[0]}): "
+                "the norm cancels QK-Clip's rescaling of W_q/W_k there, so max logits are logged but "
+                "clipping has no effect.",
                 stacklevel=2,
             )
         for s in self.specs:
@@ -242,7 +249,8 @@ class QKClip:
 
     @torch.no_grad()
     def step(self) -> ClipStats:
-        """Gather this step's maxima, clip the heads over tau (unless disabled), reset the capture, return stats.
+        """Gather this step's maxima, clip the heads over tau (unless disabled), reset the capture, return
+        stats.
 
         Scale factors are computed for all layers of one shape at once, so the per-layer work is just the
         in-place row scaling of W_q and W_k: a few dozen small kernels for a whole model, and no host sync.

@@ -1,5 +1,5 @@
-"""A small decoder-only transformer whose attention reports its max logits: the model of the tests, the study and
-the capture benchmark. Attention comes in three kinds (MHA, GQA, MLA) so QK-Clip can be checked on each.
+"""A small decoder-only transformer whose attention reports its max logits: the model of the tests, the study
+and the capture benchmark. Attention comes in three kinds (MHA, GQA, MLA) so QK-Clip can be checked on each.
 
 Each attention module exposes ``qk_clip_spec(name)``; ``synth.optim.families.attention_specs`` finds them.
 """
@@ -84,8 +84,8 @@ class StandardAttention(nn.Module):
 
 
 class LatentAttention(nn.Module):
-    """MLA as in DeepSeek-V3 / Kimi K2: per-head [nope | rope] queries, keys and values from a compressed latent,
-    and one rotary key shared by all heads."""
+    """MLA as in DeepSeek-V3 / Kimi K2: per-head [nope | rope] queries, keys and values from a compressed
+    latent, and one rotary key shared by all heads."""
 
     def __init__(self, cfg: TinyDecoderConfig) -> None:
         super().__init__()

@@ -1,9 +1,9 @@
 """Deciding which parameters Muon may update.
 
-Muon is for the 2-D weight matrices of hidden layers (attention and MLP projections). These must NOT go to Muon,
-even when they are 2-D: token embeddings (a lookup table: each row sees only its token's gradient), the output
-head (its rows are per-token logits, and tied heads are the embedding), norms' gains and all biases (1-D), and
-anything of more than two dimensions (convolutions). They go to AdamW.
+Muon is for the 2-D weight matrices of hidden layers (attention and MLP projections). These must NOT go to
+Muon, even when they are 2-D: token embeddings (a lookup table: each row sees only its token's gradient), the
+output head (its rows are per-token logits, and tied heads are the embedding), norms' gains and all biases
+(1-D), and anything of more than two dimensions (convolutions). They go to AdamW.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ class ParamSplit:
     adamw: list[tuple[str, nn.Parameter]] = field(default_factory=list)
 
     def param_groups(self, **adamw_overrides: Any) -> list[dict[str, Any]]:
-        """Groups for ``MuonClip``: ``use_muon`` marks each. ``adamw_overrides`` (say ``lr=3e-4``) apply to the
-        AdamW group only."""
+        """Groups for ``MuonClip``: ``use_muon`` marks each. ``adamw_overrides`` (say ``lr=3e-4``) apply to
+        the AdamW group only."""
         groups: list[dict[str, Any]] = []
         if self.muon:
             groups.append({"params": [p for _, p in self.muon], "use_muon": True})

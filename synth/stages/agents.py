@@ -80,12 +80,11 @@ class AgentsStage(Stage):
             tools = [RUN_PYTHON, *[t for t in tools if t.function.name != RUN_PYTHON.function.name][:2]]
         return tools
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         registry = _registry(ctx)
         by_id = {t.id: t for t in [*registry.specs, RUN_PYTHON]}
         tools = [by_id[i] for i in item.payload["tool_ids"]]
         profile = Profile.model_validate(item.payload["profile"])
-        usage = UsageByRole()
         pool = ctx.llm()
         draft = await write_agent(pool, profile, item.payload["domain"], tools, seed=item.seed, usage=usage)
         return AgentRecord(

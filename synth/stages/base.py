@@ -74,16 +74,17 @@ class Stage(ABC):
         """Load inputs once per worker (e.g. the previous stage's rows) into ``ctx.cache``."""
 
     @abstractmethod
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
-        """Produce the row for ``item``; a raised exception becomes an error row."""
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
+        """Produce the row for ``item``, recording tokens in ``usage``; a raised exception becomes an error row
+        that still carries the tokens spent on it."""
 
-    def failed_row(self, item: WorkItem, exc: BaseException) -> Row:
+    def failed_row(self, item: WorkItem, exc: BaseException, usage: UsageByRole | None = None) -> Row:
         if isinstance(exc, ReplyInvalid):
             error = RowError(kind="validation", message=str(exc), raw=exc.raw)
         else:
             error = RowError(kind=type(exc).__name__, message=str(exc),
                              raw="".join(traceback.format_exception(exc))[-2000:])
-        return self.record(id=item.id, seed=item.seed, error=error)
+        return self.record(id=item.id, seed=item.seed, error=error, usage=usage or UsageByRole())
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         """After every row exists: stage-wide work (dedup, outputs for users) and extra summary fields."""

@@ -21,12 +21,11 @@ class JudgeStage(Stage):
         # The verdict's id is the trajectory's: one verdict per trajectory, joined by id in the dataset.
         return [WorkItem(id=t.id, seed=t.seed, payload={}) for t in trajs]
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.judge.judge import judge_trajectory
 
         traj: TrajectoryRecord = ctx.cache["trajs"][item.id]
         task: TaskRecord = ctx.cache["tasks"][traj.task_id]
-        usage = UsageByRole()
         verdict = await judge_trajectory(traj, task, ctx.llm(), ctx.config.judge, seed=item.seed, usage=usage)
         return VerdictRecord(id=item.id, seed=item.seed, trajectory_id=traj.id, task_id=task.id, verdict=verdict,
                              usage=usage, model=await ctx.llm().model())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
+from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, WorkItem
 
 
@@ -20,7 +21,7 @@ class RolloutsStage(Stage):
         tasks = sorted((t for t in ctx.store("tasks").read(TaskRecord) if t.error is None), key=lambda t: t.id)
         return [WorkItem(id=stable_id("traj", t.id, t.seed), seed=t.seed, payload={"task_id": t.id}) for t in tasks]
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.sim.episode import run_episode
 
         task: TaskRecord = ctx.cache["tasks"][item.payload["task_id"]]

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.llm.client import EndpointUnavailable, LLMPool
+from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
 from synth.stages.registry import get_stage
 from synth.stages.store import JournalWriter, StageStore
@@ -37,12 +38,13 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
 
     async def one(item: WorkItem) -> None:
         async with limit:
+            usage = UsageByRole()
             try:
-                row = await stage.process(item, ctx)
+                row = await stage.process(item, ctx, usage)
             except EndpointUnavailable:
                 raise  # no endpoint: every further item would fail the same way, so stop the stage
             except Exception as exc:  # a bad row never kills a stage
-                row = stage.failed_row(item, exc)
+                row = stage.failed_row(item, exc, usage)
             journal.write(row)
 
     async with asyncio.TaskGroup() as group:

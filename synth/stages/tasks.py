@@ -36,11 +36,10 @@ class TasksStage(Stage):
                                       payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
         return items
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.tasks.generate import generate_task
 
         agent = ctx.cache["agents"][item.payload["agent_id"]]
-        usage = UsageByRole()
         task = await generate_task(agent, item.payload["difficulty"], ctx.llm(), seed=item.seed,
                                    index=item.payload["index"], usage=usage)
         # The stage owns row identity, so a resumed run agrees with the plan whatever the generator computes.

@@ -35,9 +35,8 @@ class ToolsStage(Stage):
             items.append(WorkItem(id=stable_id("leaf", payload, seed), seed=seed, payload=payload))
         return items
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         pool = ctx.llm()
-        usage = UsageByRole()
         leaf, description = item.payload["leaf"], item.payload["description"]
         sub = await grow_subdomain(pool, leaf, description, seed=item.seed, usage=usage)
         path = [*leaf, sub.name]

@@ -32,13 +32,31 @@ def tool_index(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+FREE_TEXT_ARGUMENTS = frozenset({"code", "source", "script", "program", "content", "body", "text", "message"})
+"""Parameters whose value is prose or a program: a correct call need not repeat the draft's wording."""
+
+FREE_TEXT_CHARS = 40
+
+
+def _free_text(key: str, value: Any) -> bool:
+    if key.lower() in FREE_TEXT_ARGUMENTS:
+        return True
+    return isinstance(value, str) and ("\n" in value or len(value) > FREE_TEXT_CHARS)
+
+
 def _checkable_arguments(call: ExpectedCall, params: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """Keep only arguments the tool declares and whose value fits the declared schema."""
+    """Keep only arguments a correct call must repeat: declared by the tool, fitting its schema, not free text."""
     props = params.get("properties")
     if not isinstance(props, dict):
-        return dict(call.arguments)
+        props = {}
     kept: dict[str, Any] = {}
     for key, value in call.arguments.items():
+        if _free_text(key, value):
+            notes.append(f"{call.name}: dropped argument {key!r} (free text is not matched exactly)")
+            continue
+        if not params.get("properties"):
+            kept[key] = value  # a tool that declares no parameters: nothing to hold the key against
+            continue
         if key not in props:
             notes.append(f"{call.name}: dropped argument {key!r} (the tool has no such parameter)")
             continue

@@ -29,7 +29,15 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, ConfigDict, Field
 
-from synth.tools.servers import InstallError, ServerEntry, ensure_installed, server_env
+from synth.paths import TOOLS_REGISTRY
+from synth.tools.servers import (
+    SERVERS_FILE,
+    InstallError,
+    ServerEntry,
+    ensure_installed,
+    load_servers,
+    server_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,14 @@ class HarvestReport(BaseModel):
             "failed_by_stage": by_stage,
             "tools": self.tool_count,
         }
+
+    def headline(self) -> str:
+        s = self.summary()
+        stages = ", ".join(f"{k} {v}" for k, v in sorted(s["failed_by_stage"].items()))
+        return (
+            f"{s['servers']} servers: {s['ok']} ok, {s['failed']} failed"
+            f"{f' ({stages})' if stages else ''}; {s['tools']} tools"
+        )
 
     def write(self, path: Path) -> None:
         data = {"summary": self.summary(), **self.model_dump(mode="json")}
@@ -152,6 +168,21 @@ def harvest(
     """Harvest ``servers`` into ``out_dir`` (blocking); see :func:`harvest_async`."""
     return anyio.run(
         lambda: harvest_async(servers, out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed)
+    )
+
+
+def run_harvest(
+    parallel: int = 4,
+    timeout_s: float = 60,
+    only: list[str] | None = None,
+    servers_file: Path = SERVERS_FILE,
+    out_dir: Path = TOOLS_REGISTRY / "mcp",
+    install_timeout_s: float = 300,
+    retry_failed: bool = True,
+) -> HarvestReport:
+    """The CLI's entry: harvest the servers of ``servers_file`` into ``out_dir`` (the committed registry)."""
+    return harvest(
+        load_servers(servers_file), out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed
     )
 
 
@@ -433,5 +464,6 @@ __all__ = [
     "harvest_server",
     "jsonl_path",
     "list_server_tools",
+    "run_harvest",
     "select",
 ]

@@ -161,7 +161,7 @@ class ToolRegistry:
     def sample_toolset(
         self,
         rng_or_seed: random.Random | int,
-        size_range: tuple[int, int] = (2, 6),
+        size_range: tuple[int, int] | int = (2, 6),
         mix_prob: float = 0.2,
     ) -> list[ToolSpec]:
         """A coherent toolset with unique names, reproducible from the seed.
@@ -172,7 +172,7 @@ class ToolRegistry:
         """
         if not self._specs:
             raise ValueError("the registry is empty: harvest MCP servers or pass synthetic specs first")
-        lo, hi = size_range
+        lo, hi = (size_range, size_range) if isinstance(size_range, int) else size_range
         if not 1 <= lo <= hi:
             raise ValueError(f"size_range must be (min, max) with 1 <= min <= max, got {size_range}")
         rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)

@@ -7,12 +7,14 @@ once is reused by every stage and every clone (installs live in the cache, not t
 from __future__ import annotations
 
 import configparser
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +121,7 @@ def _install_locked(entry: ServerEntry, root: Path, timeout_s: float) -> Path:
                 str(tmp),
                 "--no-audit",
                 "--no-fund",
-                "--silent",
+                "--loglevel=error",
                 "--no-save",
                 f"{entry.package}@{entry.version}",
             ]
@@ -147,10 +149,14 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
     for python in _pythons():
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            _run([python, "-m", "venv", str(tmp)], timeout_s)
+            _run([python, "-m", "venv", "--without-pip", str(tmp)], timeout_s)
             _run(
                 [
-                    str(tmp / "bin" / "pip"),
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(tmp / "bin" / "python"),
                     "install",
                     "-q",
                     "--disable-pip-version-check",
@@ -242,13 +248,27 @@ def _fix_venv_paths(old: Path, new: Path) -> None:
 
 def _run(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> None:
     full_env = {**os.environ, **env} if env else None
+    # Its own process group, so a timeout also ends what the installer spawned (node-gyp builds, pip builds),
+    # which would otherwise run on for minutes in a directory that is about to be removed.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, start_new_session=True
+    )
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=full_env)
+        stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise InstallError(f"install timed out after {timeout_s:.0f}s: {' '.join(cmd)}") from exc
+    finally:
+        if proc.poll() is None:  # an exception in communicate (e.g. KeyboardInterrupt) must not leak the group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise InstallError(f"install failed ({' '.join(cmd[-1:])}): {' | '.join(tail)}")
+        tail = [ln for ln in (stderr or stdout or "").strip().splitlines() if ln.strip()][-5:]
+        detail = " | ".join(tail) or f"exit status {proc.returncode}, no output"
+        raise InstallError(f"install failed ({cmd[-1]}): {detail}")
 
 
 def server_env(entry: ServerEntry) -> dict[str, str]:

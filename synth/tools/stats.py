@@ -148,6 +148,11 @@ def stats(
     return result
 
 
+def write_stats(specs: Iterable[ToolSpec], out_dir: Path, registry: ToolRegistry | None = None) -> ToolStats:
+    """Stats of ``specs`` written to ``out_dir`` (stats.json, domain_tree.png, domain_tree.html)."""
+    return stats(out_dir, registry=registry or ToolRegistry(specs))
+
+
 def plot_tree(result: ToolStats, path: Path, max_domains: int = 12) -> None:
     """Two-ring sunburst: categories inside, their domains (servers) outside, areas by tool count."""
     import matplotlib

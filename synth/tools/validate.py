@@ -126,8 +126,13 @@ def to_spec(
         reasons.extend(schema_problems(raw["inputSchema"]))
     if reasons:
         raise SpecError(reasons)
+    parameters = raw["inputSchema"]
+    if "type" not in parameters:
+        # OpenAI-style APIs want an explicit object schema; MCP servers sometimes leave it implied.
+        parameters = {"type": "object", **parameters}
+        fixes.append("inputSchema type 'object' made explicit")
     try:
-        function = FunctionSpec(name=name, description=description.strip(), parameters=raw["inputSchema"])
+        function = FunctionSpec(name=name, description=description.strip(), parameters=parameters)
     except ValidationError as exc:
         raise SpecError([f"not a function spec: {err['loc']}: {err['msg']}" for err in exc.errors()]) from exc
     spec = ToolSpec(

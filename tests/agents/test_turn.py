@@ -348,3 +348,24 @@ def test_tool_definitions_move_to_the_root_so_refs_resolve() -> None:
     )
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"action": "call", "calls": [{"name": "ship", "arguments": {"to": {}}}]}, schema)
+
+
+def test_tools_are_digested_into_the_system_prompt() -> None:
+    from synth.agents.turn import parameter_lines
+
+    params = {
+        "type": "object",
+        "properties": {
+            "to": {"type": "object", "description": "Where", "properties": {"city": {"type": "string"}}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "mode": {"anyOf": [{"type": "string"}, {"type": "null"}], "description": "x" * 500},
+        },
+        "required": ["to"],
+    }
+    lines = parameter_lines(params)
+    assert lines[0].startswith("to (object, required): Where; shape: {")
+    assert lines[1] == "tags (array of string, optional)"
+    assert lines[2].startswith("mode (string or null, optional): xxx") and lines[2].endswith("...")
+    assert len(lines[2]) < 260
+    system = schema_transcript(convo(), TOOLS)[0]["content"]
+    assert 'unit (one of "c", "f", optional)' in system and "list_cities: Cities known." in system

@@ -8,8 +8,18 @@ from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig
 def tiny(attention: str = "mha", layers: int = 1, bias: bool = False, seed: int = 0) -> TinyDecoder:
     torch.manual_seed(seed)
     cfg = TinyDecoderConfig(
-        d_model=32, n_layers=layers, n_heads=4, n_kv_heads=2 if attention == "gqa" else 4, head_dim=8, d_mlp=64,
-        nope_dim=8, rope_dim=4, v_head_dim=8, kv_rank=16, attention=attention, qkv_bias=bias,  # type: ignore[arg-type]
+        d_model=32,
+        n_layers=layers,
+        n_heads=4,
+        n_kv_heads=2 if attention == "gqa" else 4,
+        head_dim=8,
+        d_mlp=64,
+        nope_dim=8,
+        rope_dim=4,
+        v_head_dim=8,
+        kv_rank=16,
+        attention=attention,
+        qkv_bias=bias,  # type: ignore[arg-type]
     )
     return TinyDecoder(cfg).double()
 

@@ -1,10 +1,11 @@
-"""Under DDP (gloo, 2 CPU processes) MuonClip ends where one process with gradient accumulation ends: gradients
-are averaged by DDP, and the max logits are MAX-reduced over ranks exactly as over micro-batches."""
+"""Under DDP (gloo, 2 CPU processes) MuonClip ends where one process with gradient accumulation ends:
+gradients are averaged by DDP, and the max logits are MAX-reduced over ranks exactly as over micro-batches."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -15,6 +16,8 @@ from .helpers import ddp_train, tiny, tokens
 STEPS, TAU = 3, 0.6
 
 
+# Two spawned processes each import torch: 90-100 s on a busy 2-core machine, hence slow.
+@pytest.mark.slow
 def test_ddp_on_cpu_equals_one_process(tmp_path: Path) -> None:
     out = tmp_path / "rank0.pt"
     mp.spawn(ddp_train, args=(2, str(tmp_path / "init"), str(out), STEPS, TAU), nprocs=2, join=True)

@@ -70,8 +70,13 @@ def test_hf_llama_flex_capture_matches_eager() -> None:
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256,
+        vocab_size=256,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
     )
     model = LlamaForCausalLM(cfg).cuda()
     tokens = torch.randint(0, 256, (2, 128), device="cuda")

@@ -17,8 +17,13 @@ from synth.optim.hf import install_capture  # noqa: E402
 def _llama(kv_heads: int = 2):
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=kv_heads, max_position_embeddings=64,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
     )
     return transformers.LlamaForCausalLM(cfg).double()
 
@@ -27,8 +32,14 @@ def _qwen(cls_name: str):
     torch.manual_seed(0)
     cfg_cls = getattr(transformers, cls_name.replace("ForCausalLM", "Config"))
     cfg = cfg_cls(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, head_dim=8,
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        head_dim=8,
     )
     return getattr(transformers, cls_name)(cfg).double()
 
@@ -71,3 +82,46 @@ def test_qk_norm_models_warn_that_the_clip_is_cancelled() -> None:
         warnings.simplefilter("always")
         MuonClip.for_model(model, tau=100.0) if install_capture(model, "eager") else None
     assert any("QK-norm" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("q_lora_rank", [None, 16])
+def test_deepseek_v3_mla_clip_caps_recomputed_logits(q_lora_rank: int | None) -> None:
+    if not hasattr(transformers, "DeepseekV3ForCausalLM"):
+        pytest.skip("this transformers has no DeepSeek-V3")
+    torch.manual_seed(0)
+    cfg = transformers.DeepseekV3Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        moe_intermediate_size=16,
+        num_hidden_layers=1,
+        first_k_dense_replace=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        q_lora_rank=q_lora_rank,
+        kv_lora_rank=16,
+        qk_nope_head_dim=8,
+        qk_rope_head_dim=4,
+        v_head_dim=8,
+        max_position_embeddings=64,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_group=1,
+        topk_group=1,
+    )
+    model = transformers.DeepseekV3ForCausalLM(cfg).double()
+    specs = install_capture(model, "eager")
+    assert specs[0].kind == "mla"
+    kv_a = (
+        next(m for n, m in model.named_modules() if n.endswith("kv_a_proj_with_mqa")).weight.detach().clone()
+    )
+    clip = QKClip(specs)
+    x = torch.randint(0, 64, (2, 12))
+    model(x)
+    s = clip.gather()[0].clone()
+    clip.tau = float(s.median())
+    clip.step()
+    model(x)
+    torch.testing.assert_close(clip.gather()[0], s.clamp(max=clip.tau), rtol=1e-10, atol=1e-10)
+    kv_a_after = next(m for n, m in model.named_modules() if n.endswith("kv_a_proj_with_mqa")).weight
+    assert torch.equal(kv_a_after, kv_a)  # the shared rotary key's projection is untouched

@@ -19,7 +19,9 @@ def _tau_between(s: torch.Tensor) -> float:
     return float((v[len(v) // 2 - 1] + v[len(v) // 2]) / 2)
 
 
-@pytest.mark.parametrize(("attention", "bias"), [("mha", False), ("mha", True), ("gqa", False), ("mla", False)])
+@pytest.mark.parametrize(
+    ("attention", "bias"), [("mha", False), ("mha", True), ("gqa", False), ("mla", False)]
+)
 def test_recompute_gives_min_of_smax_and_tau(attention: str, bias: bool) -> None:
     model = tiny(attention, bias=bias)
     clip = QKClip(attention_specs(model))
@@ -39,11 +41,15 @@ def test_recompute_gives_min_of_smax_and_tau(attention: str, bias: bool) -> None
     names = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
     allowed = {names[id(spec.q_weight)], names[id(spec.k_weight)]}
     allowed |= {names[id(t)] for t in (spec.q_bias, spec.k_bias) if t is not None}
-    assert changed and changed <= allowed, changed - allowed  # values, o_proj, MLP, norms, rotary key: untouched
+    assert changed and changed <= allowed, (
+        changed - allowed
+    )  # values, o_proj, MLP, norms, rotary key: untouched
     _check_untouched_rows(spec, before, names, s_before, clip.tau)
 
 
-def _check_untouched_rows(spec: AttentionSpec, before: dict, names: dict, s: torch.Tensor, tau: float) -> None:
+def _check_untouched_rows(
+    spec: AttentionSpec, before: dict, names: dict, s: torch.Tensor, tau: float
+) -> None:
     q_old = before[names[id(spec.q_weight)]].view(spec.num_heads, -1, spec.q_weight.shape[1])
     q_new = spec.q_weight.detach().view_as(q_old)
     k_rows = spec.nope_dim + spec.v_head_dim if spec.kind == "mla" else spec.head_dim

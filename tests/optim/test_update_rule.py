@@ -1,4 +1,4 @@
-"""Muon's update rule against torch.optim.Muon, Newton-Schulz's output band, AdamW against torch.optim.AdamW."""
+"""Muon's update rule against torch.optim.Muon, Newton-Schulz's output band, AdamW against torch's."""
 
 from __future__ import annotations
 
@@ -23,10 +23,18 @@ def test_matches_torch_muon_with_fp64_newton_schulz(
     ref = [torch.nn.Parameter(torch.randn(s, dtype=torch.float64)) for s in SHAPES]
     ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
     opt_ref = torch.optim.Muon(
-        ref, lr=0.02, weight_decay=weight_decay, momentum=0.95, nesterov=nesterov, adjust_lr_fn="match_rms_adamw"
+        ref,
+        lr=0.02,
+        weight_decay=weight_decay,
+        momentum=0.95,
+        nesterov=nesterov,
+        adjust_lr_fn="match_rms_adamw",
     )
     opt = MuonClip(
-        [{"params": ours, "use_muon": True}], lr=0.02, weight_decay=weight_decay, nesterov=nesterov,
+        [{"params": ours, "use_muon": True}],
+        lr=0.02,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
         ns_dtype=torch.float64,
     )
     for _ in range(5):
@@ -99,7 +107,9 @@ def test_adamw_part_matches_torch_adamw() -> None:
         for p, g in zip(ref, grads, strict=True):
             p.grad = g.clone()
         opt_ref.step()
-        adamw_update_(ours, grads, m, v, steps, lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=False)
+        adamw_update_(
+            ours, grads, m, v, steps, lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=False
+        )
     for p, q in zip(ref, ours, strict=True):
         torch.testing.assert_close(q, p.detach(), rtol=1e-12, atol=1e-14)
 
@@ -110,3 +120,13 @@ def test_groups_must_say_which_rule() -> None:
         MuonClip([p])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="2-D"):
         MuonClip([{"params": [torch.nn.Parameter(torch.randn(4))], "use_muon": True}])
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (256, 64), (48, 48)])
+def test_bf16_newton_schulz_is_bitwise_torchs_on_cpu(shape: tuple[int, int]) -> None:
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    torch.manual_seed(0)
+    g = torch.randn(shape) * 1e-3
+    ref = _zeropower_via_newtonschulz(g, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+    assert torch.equal(newton_schulz(g), ref)

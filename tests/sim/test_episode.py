@@ -277,7 +277,6 @@ class FakeHub:
     def __init__(self) -> None:
         self.called: list[str] = []
 
-    @property
     def tools(self) -> list[dict[str, Any]]:
         return [TOOLS[0]]
 
@@ -355,3 +354,32 @@ async def test_real_episodes_against_the_embedded_model() -> None:
         assert TrajectoryRecord.model_validate_json(traj.model_dump_json()) == traj
     # At least one of the two must get past the opening into the agent's turn for this to prove anything.
     assert any(t.usage.agent.calls for t in trajs)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+async def test_episode_calls_a_real_mcp_server_through_the_hub() -> None:
+    """The agent is scripted (control flow); the tool answer comes from the real mcp-server-time."""
+    from synth.sim.real_exec import DEFAULT_SERVERS, RealToolHub
+    from synth.tools.servers import InstallError, ensure_installed
+
+    entry = next(e for e in DEFAULT_SERVERS if e.id == "pypi/mcp-server-time")
+    try:
+        ensure_installed(entry)
+    except InstallError as exc:
+        pytest.skip(f"mcp-server-time could not be installed here: {exc}")
+    async with RealToolHub([entry]) as hub:
+        tools = [spec.openai() for spec in hub.tools() if spec.function.name == "get_current_time"]
+        agent = AGENT.model_copy(update={"tools": [*TOOLS, *tools]})
+        pool = ScriptedPool(
+            user_sim=[user("what time is it in Paris?"), user("thanks", stop=True)],
+            agent=[call(("get_current_time", {"timezone": "Europe/Paris"})), answer("It is late.")],
+        )
+        traj = await run_episode(TASK, agent, pool, NO_FAULTS, seed=0, hub=hub)
+    assert traj.error is None and traj.stop_reason == "user_stop"
+    assert [(c.name, c.mode, c.ok) for c in traj.calls] == [("get_current_time", "real", True)]
+    tool_msg = next(m for m in traj.messages if m.role == "tool")
+    assert json.loads(tool_msg.content or "{}")["timezone"] == "Europe/Paris"
+    assert "tool_sim" not in pool.roles
+    assert "real" in traj.final_state and traj.final_state["orders"] == TASK.initial_state["orders"]
+    assert_openai_form(traj)

@@ -216,3 +216,12 @@ async def test_coding_task_carries_python_tests_that_compile() -> None:
     broken = ScriptedPool([draft(expected_calls=[], python_tests="assert add(2, 3) == ")])
     task = await generate_task(AGENT, "coding", broken, seed=0, index=0)
     assert task.error is not None and "python_tests: not valid Python" in task.error.message
+
+
+async def test_free_text_arguments_are_not_matched_exactly() -> None:
+    coder = AGENT.model_copy(update={"tools": [tool("run_python", code={"type": "string"}, mode={"type": "string"})]})
+    calls = [{"name": "run_python", "arguments": {"code": "print(1)", "mode": "fast"}}]
+    pool = ScriptedPool([draft(expected_calls=calls, python_tests="assert True")])
+    task = await generate_task(coder, "coding", pool, seed=0, index=0)
+    assert task.rubric is not None
+    assert [(c.kind, c.arguments) for c in task.rubric.checks if c.tool] == [("tool_called_with", {"mode": "fast"})]

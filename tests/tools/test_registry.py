@@ -74,6 +74,11 @@ def test_sampling_is_deterministic_coherent_and_unique() -> None:
     assert len({tuple(s.id for s in ts) for ts in single}) > 10  # seeds actually vary the draw
 
 
+def test_sampling_takes_an_exact_size() -> None:
+    registry = ToolRegistry(corpus())
+    assert all(len(registry.sample_toolset(seed, 4)) == 4 for seed in range(20))
+
+
 def test_sampling_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="empty"):
         ToolRegistry([]).sample_toolset(0)

@@ -93,6 +93,12 @@ def test_names_are_sanitized_and_the_fix_recorded() -> None:
     assert spec.id == stable_id("tool", ENTRY.id, "weather/get forecast")
 
 
+def test_implied_object_type_is_made_explicit() -> None:
+    spec, fixes = to_spec({**GOOD, "inputSchema": {"properties": {"city": {"type": "string"}}}}, ENTRY)
+    assert spec.function.parameters == {"type": "object", "properties": {"city": {"type": "string"}}}
+    assert fixes == ["inputSchema type 'object' made explicit"]
+
+
 def test_title_stands_in_for_a_missing_description() -> None:
     spec, fixes = to_spec({**GOOD, "description": None, "title": "Get the forecast"}, ENTRY)
     assert spec.function.description == "Get the forecast"

@@ -44,7 +44,7 @@ def test_out_of_range_value() -> None:
 
 
 def test_malformed_override_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="section.field=value"):
+    with pytest.raises(ConfigError, match=r"section\.field=value"):
         load_config(overrides=["agents.count"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

@@ -11,6 +11,7 @@ import pytest
 from synth.config import PipelineConfig
 from synth.llm.client import ReplyInvalid
 from synth.schemas.records import AgentRecord, Row
+from synth.schemas.usage import UsageByRole
 from synth.stages import registry
 from synth.stages.base import Stage, StageContext, WorkItem
 from synth.stages.runner import run_stage
@@ -32,7 +33,7 @@ class CountingStage(Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         return [WorkItem(id=f"agent-{i:03d}", seed=i) for i in range(self.items)]
 
-    async def process(self, item: WorkItem, ctx: StageContext) -> Row:
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         if self.crash_after is not None and len(self.calls) >= self.crash_after:
             raise Crash
         self.calls.append(item.id)
