@@ -8,7 +8,7 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish test test-fast test-all lint bench bench-optim study clean
+        report publish test test-fast test-all test-gpu lint bench bench-optim study clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
@@ -75,6 +75,18 @@ test-all: model
 
 bench: model
 	$(BIN)/python -m synth.bench.llm_layer $(ARGS)
+
+# GPU targets run on a machine with CUDA and torch only (no venv there): its own python3.
+GPU_PY ?= python3
+
+bench-optim:  ## MuonClip vs torch.optim.Muon vs fused AdamW on 3 parameter sets -> bench/results/
+	$(GPU_PY) pipelines/bench_optim.py --out-dir bench/results
+
+study:  ## AdamW vs Muon vs MuonClip on a byte-level decoder (~3.5 min on an H100) -> bench/results/muonclip_study/
+	$(GPU_PY) pipelines/muonclip_study.py --steps 1500 --lr 1e-2 --tau 100 --out-dir bench/results/muonclip_study
+
+test-gpu:
+	$(GPU_PY) -m pytest -m gpu tests/optim -q
 
 clean:
 	rm -rf runs .pytest_cache
