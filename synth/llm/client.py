@@ -201,10 +201,8 @@ class LLMPool:
         (e.g. tool names as an enum); the reply is still validated against ``schema``.
         Raises ``ReplyInvalid`` with the raw output when the reply does not validate.
         """
-        response_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema.__name__, "schema": json_schema or schema.model_json_schema()},
-        }
+        sent = closed_schema(json_schema or schema.model_json_schema())
+        response_format = {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": sent}}
         result = await self.chat(messages, role=role, seed=seed, usage=usage,
                                  response_format=response_format, **params)
         raw = result.content or ""
@@ -217,6 +215,23 @@ class LLMPool:
     async def aclose(self) -> None:
         for ep in self._endpoints:
             await ep.client.close()
+
+
+def closed_schema(schema: Any) -> Any:
+    """Forbid keys a model did not declare (``additionalProperties: false`` on every object with properties).
+
+    JSON Schema allows extra keys by default, and guided decoding follows the schema, not the pydantic model: a
+    small model then pads its reply with invented keys until it runs out of tokens. Objects that say what
+    extra keys they take (free-form dicts) are left as they are.
+    """
+    if isinstance(schema, dict):
+        out = {k: closed_schema(v) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [closed_schema(v) for v in schema]
+    return schema
 
 
 def _first_error(exc: ValidationError) -> str:

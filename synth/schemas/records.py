@@ -72,6 +72,9 @@ class CallRecord(BaseModel):
     mode: Literal["real", "simulated", "schema_error", "unknown_tool", "sandbox"]
     injected: Literal["none", "error", "timeout", "empty", "partial"] = "none"
     ok: bool = True
+    server: str | None = Field(default=None, description="The MCP server that answered a real call.")
+    patch_applied: bool | None = Field(default=None, description="Whether a simulated call's state change applied.")
+    patch_error: str | None = Field(default=None, description="Why a simulated call's state change was dropped.")
 
 
 class TrajectoryRecord(Row):

@@ -64,6 +64,8 @@ def command(cfg: EmbeddedConfig, model_dir: Path) -> list[str]:
         # does not use offset"): every prompt is prefilled whole instead, which a 4k context allows.
         "--no-enable-chunked-prefill",
         "--max-num-batched-tokens", str(cfg.max_model_len),
+        # Compact JSON: with whitespace allowed, a small model pads replies with newlines until max_tokens.
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
         "--uvicorn-log-level=warning",
     ]
 

@@ -31,27 +31,15 @@ from synth.schemas.messages import ToolCall
 from synth.schemas.records import CallRecord
 from synth.schemas.usage import UsageByRole
 from synth.sim.world import PatchEvent, PatchOp, WorldState, sub_seed
+from synth.tools.builtin import RUN_PYTHON as BUILTIN_RUN_PYTHON
 
 log = logging.getLogger(__name__)
 
 Injected = Literal["none", "error", "timeout", "empty", "partial"]
 
-RUN_PYTHON = "run_python"
-RUN_PYTHON_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": RUN_PYTHON,
-        "description": (
-            "Run a Python 3 program in a sandbox with no network access and limited CPU, memory and time. "
-            "Returns its exit code, stdout and stderr. Print what you need to see."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {"code": {"type": "string", "description": "The complete Python program to run."}},
-            "required": ["code"],
-        },
-    },
-}
+# One definition of the sandbox tool, shared with the agents stage that hands it to coding agents.
+RUN_PYTHON = BUILTIN_RUN_PYTHON.function.name
+RUN_PYTHON_TOOL: dict[str, Any] = BUILTIN_RUN_PYTHON.openai()
 
 SERVER_ERRORS = (
     "Error 503: service temporarily unavailable",
@@ -328,7 +316,9 @@ class ToolSimulator:
                 log.warning("real tool %s failed: %s", name, exc)
                 return ToolOutcome(f"Error: tool {name} failed: {type(exc).__name__}: {exc}"[:1000],
                                    self._record(tc, "real", ok=False))
-            return ToolOutcome(real.content, self._record(tc, "real", ok=not real.is_error))
+            record = self._record(tc, "real", ok=not real.is_error)
+            record.server = real.server
+            return ToolOutcome(real.content, record)
         return await self._simulate(tc, tool, arguments, index, injected, rng)
 
     async def _sandbox(self, tc: ToolCall, arguments: dict[str, Any]) -> ToolOutcome | None:
@@ -372,7 +362,9 @@ class ToolSimulator:
             log.info("tool %s: patch dropped (%s)", tc.function.name, event.error)
         content = _content(reply.result)
         failed = isinstance(reply.result, str) and reply.result.lstrip().lower().startswith("error")
-        return ToolOutcome(content, self._record(tc, "simulated", ok=not failed), event)
+        record = self._record(tc, "simulated", ok=not failed)
+        record.patch_applied, record.patch_error = event.applied, event.error
+        return ToolOutcome(content, record, event)
 
     def _prompt(self, tool: dict[str, Any], arguments: dict[str, Any]) -> list[dict[str, Any]]:
         fn = tool.get("function", {})

@@ -111,6 +111,9 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 STRING_CHARS = 60
 """Longest string the generator may put in a state value, a reported value or a call argument."""
 
+TESTS_PATTERN = r"^assert [^\n]{4,150}(\nassert [^\n]{4,150}){0,3}$"
+"""Coding tasks' tests as the generator may write them: one to four single-line assert statements."""
+
 POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]+)+$"
 """JSON Pointers the generator may write: plain segments only, so every one resolves the same way for us."""
 
@@ -211,7 +214,11 @@ def draft_json_schema(
     props["report_values"]["items"]["maxLength"] = STRING_CHARS
     props["hidden_details"]["minItems"] = min_hidden
     if with_tests:
-        props["python_tests"]["minLength"] = 10
+        # One to four assert lines: the regex itself bounds the length, so no min/maxLength beside it.
+        tests = props["python_tests"]
+        tests.pop("maxLength", None)
+        tests.pop("default", None)
+        tests["pattern"] = TESTS_PATTERN
     else:
         del props["python_tests"]  # absent from the schema, so the model spends no tokens on it
     for key in ("hidden_details", "expected_state", "criteria"):

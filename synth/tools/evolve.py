@@ -33,20 +33,31 @@ class ParamDraft(BaseModel):
     type: ParamType
     description: str = Field(max_length=160, description="What the parameter means, with units if any.")
     required: bool
-    enum: list[str] = Field(default_factory=list, max_length=6, description="Allowed values for a string, or [].")
+    enum: list[str] = Field(
+        default_factory=list, max_length=6, description="Allowed values for a string, or []."
+    )
     format: Format = Field(default="none", description="String format, or 'none'.")
     items: Literal["string", "integer", "number", "object"] = Field(
-        default="string", description="Element type when type is 'array'.")
-    fields: list[FieldDraft] = Field(default_factory=list, max_length=4,
-                                     description="Fields of the object when type is 'object' (or array of objects).")
+        default="string", description="Element type when type is 'array'."
+    )
+    fields: list[FieldDraft] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Fields of the object when type is 'object' (or array of objects).",
+    )
 
 
 class ToolDraft(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,40}$", description="snake_case verb_noun tool name")
-    description: str = Field(max_length=300, description="What the tool does, when to use it, what it returns.")
+    description: str = Field(
+        max_length=300, description="What the tool does, when to use it, what it returns."
+    )
     parameters: list[ParamDraft] = Field(min_length=1, max_length=5)
-    errors: list[str] = Field(default_factory=list, max_length=3,
-                              description="Error messages the tool can return, e.g. 'order not found'.")
+    errors: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Error messages the tool can return, e.g. 'order not found'.",
+    )
 
 
 class ToolDraftList(BaseModel):
@@ -59,9 +70,11 @@ class Subdomain(BaseModel):
 
 
 def _object_schema(fields: list[FieldDraft]) -> dict[str, Any]:
-    return {"type": "object",
-            "properties": {f.name: {"type": f.type, "description": f.description} for f in fields},
-            "required": [f.name for f in fields[:1]]}
+    return {
+        "type": "object",
+        "properties": {f.name: {"type": f.type, "description": f.description} for f in fields},
+        "required": [f.name for f in fields[:1]],
+    }
 
 
 def param_schema(param: ParamDraft) -> dict[str, Any]:
@@ -72,8 +85,11 @@ def param_schema(param: ParamDraft) -> dict[str, Any]:
         elif param.format != "none":
             schema["format"] = param.format
     elif param.type == "array":
-        schema["items"] = _object_schema(param.fields) if param.items == "object" and param.fields \
+        schema["items"] = (
+            _object_schema(param.fields)
+            if param.items == "object" and param.fields
             else {"type": "string" if param.items == "object" else param.items}
+        )
     elif param.type == "object":
         schema.update(_object_schema(param.fields) if param.fields else {"properties": {}})
     return schema
@@ -96,23 +112,48 @@ def draft_to_spec(draft: ToolDraft, domain_path: list[str], generation: int) -> 
     )
 
 
-async def grow_subdomain(pool: LLMPool, leaf: list[str], description: str, *, seed: int,
-                         usage: UsageByRole) -> Subdomain:
+async def grow_subdomain(
+    pool: LLMPool, leaf: list[str], description: str, *, seed: int, usage: UsageByRole
+) -> Subdomain:
     prompt = render("evolve_subdomain", category=leaf[0], domain=leaf[1], description=description)
-    return await pool.structured([{"role": "user", "content": prompt}], Subdomain, role="generator",
-                                 seed=seed, usage=usage, max_tokens=128)
+    return await pool.structured(
+        [{"role": "user", "content": prompt}],
+        Subdomain,
+        role="generator",
+        seed=seed,
+        usage=usage,
+        max_tokens=128,
+    )
 
 
-async def evolve_leaf(pool: LLMPool, path: list[str], description: str, *, generations: int, per_generation: int,
-                      seed: int, usage: UsageByRole) -> list[ToolSpec]:
+async def evolve_leaf(
+    pool: LLMPool,
+    path: list[str],
+    description: str,
+    *,
+    generations: int,
+    per_generation: int,
+    seed: int,
+    usage: UsageByRole,
+) -> list[ToolSpec]:
     """Grow ``generations`` rounds of tools for one leaf; each round sees the tools made before it."""
     tools: list[ToolSpec] = []
     for generation in range(1, generations + 1):
-        prompt = render("evolve_tools", path=" > ".join(path), description=description,
-                        existing=[(t.function.name, t.function.description) for t in tools], count=per_generation)
-        drafts = await pool.structured([{"role": "user", "content": prompt}], ToolDraftList, role="generator",
-                                       seed=seed * 1000 + generation, usage=usage,
-                                       max_tokens=min(1800, 350 * per_generation))
+        prompt = render(
+            "evolve_tools",
+            path=" > ".join(path),
+            description=description,
+            existing=[(t.function.name, t.function.description) for t in tools],
+            count=per_generation,
+        )
+        drafts = await pool.structured(
+            [{"role": "user", "content": prompt}],
+            ToolDraftList,
+            role="generator",
+            seed=seed * 1000 + generation,
+            usage=usage,
+            max_tokens=min(1800, 350 * per_generation),
+        )
         names = {t.function.name for t in tools}
         for draft in drafts.tools[:per_generation]:
             if draft.name not in names:

@@ -52,7 +52,8 @@ class InstallError(RuntimeError):
 
 
 def load_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
-    data = yaml.safe_load(path.read_text()) or {}
+    # The C loader when PyYAML has it: the server list is long and every stage reads it.
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     return [ServerEntry.model_validate(item) for item in data.get("servers", [])]
 
 
@@ -261,7 +262,9 @@ def _run(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) ->
         proc.communicate()
         raise InstallError(f"install timed out after {timeout_s:.0f}s: {' '.join(cmd)}") from exc
     finally:
-        if proc.poll() is None:  # an exception in communicate (e.g. KeyboardInterrupt) must not leak the group
+        if (
+            proc.poll() is None
+        ):  # an exception in communicate (e.g. KeyboardInterrupt) must not leak the group
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -7,6 +7,8 @@ fails is rejected with its reasons in a validation report, never silently droppe
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import re
 from collections import Counter
@@ -18,6 +20,7 @@ import jsonschema
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, Field, ValidationError
 
+from synth.paths import cache_dir
 from synth.schemas.ids import stable_id
 from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
 from synth.tools.servers import ServerEntry
@@ -82,6 +85,9 @@ def schema_problems(schema: Any) -> list[str]:
     problems: list[str] = []
     if schema.get("type", "object") != "object":
         problems.append(f"inputSchema type is {schema.get('type')!r}, must be 'object'")
+    key = hashlib.sha256(json.dumps(schema, sort_keys=True, default=str).encode()).hexdigest()
+    if key in _known_valid() or key in _KNOWN_VALID_NEW:
+        return problems
     try:
         validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -89,7 +95,39 @@ def schema_problems(schema: Any) -> list[str]:
         problems.append(f"invalid JSON Schema at {where}: {exc.message[:200]}")
     except Exception as exc:
         problems.append(f"invalid JSON Schema: {type(exc).__name__}: {str(exc)[:200]}")
+    else:
+        _KNOWN_VALID_NEW.add(key)
     return problems
+
+
+# Checking a schema against the 2020-12 metaschema costs milliseconds (its dynamic refs), and every stage loads
+# thousands of tools; schemas once found valid are remembered in the cache, per jsonschema version.
+_KNOWN_VALID: set[str] | None = None
+_KNOWN_VALID_NEW: set[str] = set()
+
+
+def _known_valid_path() -> Path:
+    return cache_dir() / "tools" / f"valid-schemas-jsonschema-{importlib.metadata.version('jsonschema')}.txt"
+
+
+def _known_valid() -> set[str]:
+    global _KNOWN_VALID
+    if _KNOWN_VALID is None:
+        path = _known_valid_path()
+        _KNOWN_VALID = set(path.read_text().split()) if path.exists() else set()
+    return _KNOWN_VALID
+
+
+def remember_valid_schemas() -> None:
+    """Persist the schemas found valid in this process (appends; concurrent writers only add duplicates)."""
+    if not _KNOWN_VALID_NEW:
+        return
+    path = _known_valid_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write("".join(f"{key}\n" for key in sorted(_KNOWN_VALID_NEW)))
+    _known_valid().update(_KNOWN_VALID_NEW)
+    _KNOWN_VALID_NEW.clear()
 
 
 def to_spec(
@@ -215,4 +253,5 @@ def validate_harvest(
             report.fixed.extend(Fix(server=entry.id, tool=str(raw["name"]), fix=f) for f in fixes)
             specs.append(spec)
     report.accepted = len(specs)
+    remember_valid_schemas()
     return specs, report

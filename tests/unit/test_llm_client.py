@@ -93,6 +93,7 @@ async def test_structured_reply_is_schema_constrained_and_validated() -> None:
     fmt = s.requests[0]["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["schema"]["required"] == ["city", "population"]
+    assert fmt["json_schema"]["schema"]["additionalProperties"] is False  # no invented keys
 
 
 async def test_invalid_reply_raises_with_raw_output() -> None:
