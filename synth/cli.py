@@ -94,7 +94,7 @@ def tools_harvest(
     from synth.tools.harvest import run_harvest
 
     report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only)
-    console.print(report.headline() if hasattr(report, "headline") else report)
+    console.print_json(data=report.summary())
 
 
 @tools_app.command("stats")
@@ -108,12 +108,13 @@ def tools_stats(
     from synth.stages.base import StageContext
     from synth.stages.tools import load_synthetic
     from synth.tools.registry import ToolRegistry
-    from synth.tools.stats import write_stats
+    from synth.tools.stats import stats
 
     cfg = _config(config, set_, run)
     registry = ToolRegistry.load(extra=load_synthetic(StageContext(config=cfg)))
-    stats = write_stats(registry.specs, out)
-    console.print_json(stats.model_dump_json() if hasattr(stats, "model_dump_json") else str(stats))
+    result = stats(out, registry=registry)
+    console.print_json(result.model_dump_json())
+    console.print(f"written to {out}/ (stats.json, validation_report.json, domain_tree.png, domain_tree.html)")
 
 
 @app.command()

@@ -29,7 +29,7 @@ class ExpectedCall(BaseModel):
 
 class StateExpectation(BaseModel):
     path: str = Field(
-        max_length=120,
+        max_length=130,
         description="JSON Pointer into the world state after a correct episode, e.g. '/orders/A12/status'.",
     )
     value: Scalar = Field(description="The value that must be found there.")
@@ -111,10 +111,14 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 STRING_CHARS = 60
 """Longest string the generator may put in a state value, a reported value or a call argument."""
 
-TESTS_PATTERN = r"^assert [^\n]{4,150}(\nassert [^\n]{4,150}){0,3}$"
-"""Coding tasks' tests as the generator may write them: one to four single-line assert statements."""
+TESTS_PATTERN = r"^assert [^\n]{4,80}(\nassert [^\n]{4,80}){0,3}$"
+"""Coding tasks' tests as the generator may write them: one to four single-line assert statements.
 
-POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]+)+$"
+The regex carries the length bound because vLLM refuses ``pattern`` beside ``maxLength`` for xgrammar (400),
+and the bounds are small because xgrammar fails (500) on ``[^\n]{4,150}`` while ``{4,80}`` works.
+"""
+
+POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]{1,30}){1,4}$"
 """JSON Pointers the generator may write: plain segments only, so every one resolves the same way for us."""
 
 _SCALAR: dict[str, Any] = {
@@ -210,6 +214,7 @@ def draft_json_schema(
     }
     state_item = props["expected_state"]["items"]["properties"]
     state_item["value"] = _SCALAR
+    state_item["path"].pop("maxLength", None)  # the pattern bounds it; xgrammar refuses pattern + maxLength
     state_item["path"]["pattern"] = POINTER_PATTERN
     props["report_values"]["items"]["maxLength"] = STRING_CHARS
     props["hidden_details"]["minItems"] = min_hidden

@@ -217,11 +217,32 @@ async def test_coding_task_carries_python_tests_that_compile() -> None:
     task = await generate_task(AGENT, "coding", broken, seed=0, index=0)
     assert task.error is not None and "python_tests: not valid Python" in task.error.message
 
+    vacuous = ScriptedPool([draft(expected_calls=[], python_tests="assert 15240000000014")])
+    task = await generate_task(AGENT, "coding", vacuous, seed=0, index=0)
+    assert task.error is not None and "no assert calls a function" in task.error.message
+
 
 async def test_free_text_arguments_are_not_matched_exactly() -> None:
     coder = AGENT.model_copy(update={"tools": [tool("run_python", code={"type": "string"}, mode={"type": "string"})]})
     calls = [{"name": "run_python", "arguments": {"code": "print(1)", "mode": "fast"}}]
-    pool = ScriptedPool([draft(expected_calls=calls, python_tests="assert True")])
+    pool = ScriptedPool([draft(expected_calls=calls, python_tests="assert f(1) == 1")])
     task = await generate_task(coder, "coding", pool, seed=0, index=0)
     assert task.rubric is not None
     assert [(c.kind, c.arguments) for c in task.rubric.checks if c.tool] == [("tool_called_with", {"mode": "fast"})]
+
+
+def _strings(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == "string" else []
+        return found + [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+@pytest.mark.parametrize("with_tests", [False, True])
+def test_schema_never_pairs_a_pattern_with_a_length_bound(with_tests: bool) -> None:
+    # vLLM refuses such a schema for xgrammar with a 400, which would fail every task of the stage.
+    schema = draft_json_schema({"t": {"properties": {"a": {"type": "string"}}}}, 1, 2, 1, with_tests=with_tests)
+    patterned = [s for s in _strings(schema) if "pattern" in s]
+    assert patterned and not [s for s in patterned if "maxLength" in s or "minLength" in s]
