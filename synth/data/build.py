@@ -126,7 +126,8 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     # Build beside the target and swap, so a killed run never leaves half a dataset where the last one was.
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    splits.save_to_disk(str(tmp / "hf"))
+    # Explicit shard counts: datasets writes an empty split with zero shards, which load_from_disk then rejects.
+    splits.save_to_disk(str(tmp / "hf"), num_shards={k: max(1, -(-len(v) // 100_000)) for k, v in splits.items()})
     (tmp / "data").mkdir(parents=True)
     for name, split in splits.items():
         split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))

@@ -121,17 +121,19 @@ and the bounds are small because xgrammar fails (500) on ``[^\n]{4,150}`` while 
 POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]{1,30}){1,4}$"
 """JSON Pointers the generator may write: plain segments only, so every one resolves the same way for us."""
 
-_SCALAR: dict[str, Any] = {
-    "anyOf": [{"type": "string", "maxLength": STRING_CHARS}, {"type": "number"}, {"type": "boolean"}]
-}
+NUMBER_BOUND = 1_000_000_000
+"""Largest magnitude of a generated number: without a bound a small model can emit digits until max_tokens."""
+
+_NUMBER: dict[str, Any] = {"type": "number", "minimum": -NUMBER_BOUND, "maximum": NUMBER_BOUND}
+_SCALAR: dict[str, Any] = {"anyOf": [{"type": "string", "maxLength": STRING_CHARS}, _NUMBER, {"type": "boolean"}]}
 # Records two levels deep ({"orders": {"A12": {"status": "shipped"}}}) with few keys each: enough for a tool's
 # world, and a small model cannot spend its whole token budget on one state.
-_RECORD: dict[str, Any] = {"type": "object", "additionalProperties": _SCALAR, "maxProperties": 5}
+_RECORD: dict[str, Any] = {"type": "object", "additionalProperties": _SCALAR, "maxProperties": 4}
 _STATE_VALUE: dict[str, Any] = {
     "anyOf": [
         _SCALAR,
-        {"type": "object", "additionalProperties": {"anyOf": [_SCALAR, _RECORD]}, "maxProperties": 4},
-        {"type": "array", "items": {"anyOf": [_SCALAR, _RECORD]}, "maxItems": 4},
+        {"type": "object", "additionalProperties": {"anyOf": [_SCALAR, _RECORD]}, "maxProperties": 3},
+        {"type": "array", "items": {"anyOf": [_SCALAR, _RECORD]}, "maxItems": 3},
     ]
 }
 
@@ -146,7 +148,9 @@ def _bounded_param(prop: Any) -> dict[str, Any] | None:
     kind = prop.get("type")
     if kind == "string":
         return {"type": "string", "maxLength": STRING_CHARS}
-    if kind in ("integer", "number", "boolean"):
+    if kind in ("integer", "number"):
+        return {"type": kind, "minimum": -NUMBER_BOUND, "maximum": NUMBER_BOUND}
+    if kind == "boolean":
         return {"type": kind}
     return None
 

@@ -26,7 +26,7 @@ from synth.tasks.rubrics import RubricLibrary, default_library
 log = logging.getLogger(__name__)
 
 # Enough for every bounded field of TaskDraft and a modest initial_state; more only lets a small model ramble.
-GENERATOR_MAX_TOKENS = 900
+GENERATOR_MAX_TOKENS = 1024
 
 
 class TaskWork(NamedTuple):

@@ -107,6 +107,18 @@ def test_card_has_metadata_and_statistics(cfg: PipelineConfig) -> None:
     assert json.loads((cfg.run_dir / "dataset" / "summary.json").read_text())["errored"] == 1
 
 
+def test_empty_split_still_loads(tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    cfg = PipelineConfig(runs_dir=tmp_path, run="none")
+    for stage in ("agents", "tasks", "rollouts", "judge"):
+        _write(cfg.run_dir, stage, [])
+    summary = build_dataset(cfg)
+    assert summary.trajectories == 0
+    splits = load_from_disk(str(cfg.run_dir / "dataset" / "hf"))
+    assert splits["train"].num_rows == 0 and "messages" in splits["train"].column_names
+
+
 def test_publish_without_token_says_what_to_do(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     build_dataset(cfg)
     monkeypatch.delenv("HF_TOKEN", raising=False)
