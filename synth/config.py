@@ -38,7 +38,9 @@ class LLMConfig(Strict):
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=512, ge=1)
     timeout_s: float = Field(default=120, gt=0)
-    max_retries: int = Field(default=4, ge=0)
+    max_retries: int = Field(default=4, ge=0, description="Retries of a request on connection errors, 429, 5xx.")
+    structured_retries: int = Field(default=1, ge=0,
+                                    description="Fresh samples asked for when a structured reply does not validate.")
     tool_calling: Literal["auto", "native", "schema"] = Field(
         default="auto",
         description="native: server tool parser; schema: a JSON Schema constrained turn; auto: schema.",

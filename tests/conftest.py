@@ -37,3 +37,12 @@ def embedded_server(request: pytest.FixtureRequest):
         os.environ.pop("SYNTH_BASE_URL", None)
         if started:
             server.stop(cfg)
+
+
+@pytest.fixture
+def live_url(embedded_server: str | None) -> str:
+    """The real server's base URL for integration tests; a missing server is a failure, not a skip."""
+    url = os.environ.get("SYNTH_BASE_URL", "").split(",")[0].strip()
+    if not url:
+        pytest.fail("integration test without a server: mark it @pytest.mark.integration so the session starts one")
+    return url

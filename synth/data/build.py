@@ -129,12 +129,15 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     # Explicit shard counts: datasets writes an empty split with zero shards, which load_from_disk then rejects.
     splits.save_to_disk(str(tmp / "hf"), num_shards={k: max(1, -(-len(v) // 100_000)) for k, v in splits.items()})
     (tmp / "data").mkdir(parents=True)
+    # Parquet only for splits with rows: the Hub's loader rejects a split whose files hold none.
     for name, split in splits.items():
-        split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
+        if len(split):
+            split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
     sft = _table([{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
                  SFT_FEATURES)
     (tmp / "sft").mkdir()
-    sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
+    if len(sft):
+        sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
     by_difficulty: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = by_difficulty.setdefault(r["difficulty"], {"accepted": 0, "rejected": 0})

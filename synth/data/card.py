@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from synth.data.build import DatasetSummary
 
 
+def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:
+    """Configs naming only splits that have rows (an empty split has no Parquet file to point at)."""
+    files = [{"split": name, "path": f"data/{name}-*.parquet"}
+             for name, n in (("train", summary.accepted), ("rejected", summary.rejected)) if n]
+    configs = [{"config_name": "default", "data_files": files}] if files else []
+    if summary.accepted:
+        configs.append({"config_name": "sft", "data_files": [{"split": "train", "path": "sft/train-*.parquet"}]})
+    return configs
+
+
 def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows: list[dict[str, Any]]) -> None:
     meta = {
         "license": "apache-2.0",
@@ -22,13 +32,7 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "tags": ["synthetic", "tool-use", "agents", "function-calling", "synth"],
         "task_categories": ["text-generation"],
         "size_categories": ["n<1K" if summary.accepted < 1000 else "1K<n<10K"],
-        "configs": [
-            {"config_name": "default", "data_files": [
-                {"split": "train", "path": "data/train-*.parquet"},
-                {"split": "rejected", "path": "data/rejected-*.parquet"},
-            ]},
-            {"config_name": "sft", "data_files": [{"split": "train", "path": "sft/train-*.parquet"}]},
-        ],
+        "configs": _configs(summary),
     }
     models = sorted({r["model"] for r in rows if r["model"]})
     calls = Counter(c["mode"] for r in rows for c in (r["calls"] or []))

@@ -142,7 +142,7 @@ class LLMPool:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.config.max_retries + 1),
-                wait=wait_exponential_jitter(initial=0.5, max=10),
+                wait=wait_exponential_jitter(multiplier=0.5, max=10),
                 retry=retry_if_exception(_retryable),
                 reraise=False,
             ):
@@ -203,14 +203,22 @@ class LLMPool:
         """
         sent = closed_schema(json_schema or schema.model_json_schema())
         response_format = {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": sent}}
-        result = await self.chat(messages, role=role, seed=seed, usage=usage,
-                                 response_format=response_format, **params)
-        raw = result.content or ""
-        try:
-            return schema.model_validate_json(raw)
-        except ValidationError as exc:
-            why = "reply cut off at max_tokens" if result.finish_reason == "length" else "reply does not fit"
-            raise ReplyInvalid(f"{schema.__name__}: {why}: {_first_error(exc)}", raw) from exc
+        # A small model sometimes rambles inside a string until max_tokens; a fresh sample (another seed) usually
+        # finishes. Every attempt's tokens are recorded; the last raw output is kept when all fail.
+        attempts = self.config.structured_retries + 1
+        for attempt in range(attempts):
+            attempt_seed = seed if seed is None or attempt == 0 else seed + 7919 * attempt
+            result = await self.chat(messages, role=role, seed=attempt_seed, usage=usage,
+                                     response_format=response_format, **params)
+            raw = result.content or ""
+            try:
+                return schema.model_validate_json(raw)
+            except ValidationError as exc:
+                why = "reply cut off at max_tokens" if result.finish_reason == "length" else "reply does not fit"
+                error = ReplyInvalid(f"{schema.__name__}: {why}: {_first_error(exc)}"
+                                     + (f" (after {attempts} attempts)" if attempts > 1 else ""), raw)
+                error.__cause__ = exc
+        raise error
 
     async def aclose(self) -> None:
         for ep in self._endpoints:

@@ -120,7 +120,7 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
     rows = [row for row in store.read(stage.record) if row.id in planned_ids]
     if len(rows) < len(items):
         raise StageIncomplete(f"stage {stage.name}: {len(items) - len(rows)} of {len(items)} rows missing; re-run")
-    store.compact()
+    store.compact(keep=planned_ids)
     summary = stage.summarize(rows, planned=len(items))
     summary.resumed = resumed
     stage.finish(ctx, rows, summary)

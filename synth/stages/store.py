@@ -75,9 +75,13 @@ class StageStore:
                     total += sum(1 for _ in fh)
         return total
 
-    def compact(self) -> int:
-        """Write every row to ``data.parquet`` and drop the journal; returns the row count."""
-        rows = sorted(self.raw_rows(), key=lambda r: r["id"])
+    def compact(self, keep: set[str] | None = None) -> int:
+        """Write the rows (only ids in ``keep``, when given) to ``data.parquet`` and drop the journal.
+
+        Rows outside ``keep`` were planned by an earlier config or input (fewer agents, a changed registry): the
+        next stage must not read them. Returns the row count.
+        """
+        rows = sorted((r for r in self.raw_rows() if keep is None or r["id"] in keep), key=lambda r: r["id"])
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{DATA}.{uuid.uuid4().hex[:8]}.tmp"
         table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)

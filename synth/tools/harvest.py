@@ -14,9 +14,11 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,10 +321,11 @@ async def list_server_tools(
     ):
         root = Path(scratch) / "root"
         await anyio.to_thread.run_sync(_prepare_root, root)
+        token = uuid.uuid4().hex
         params = StdioServerParameters(
             command=str(exe),
             args=[a.replace("{root}", str(root)) for a in entry.args],
-            env=_env(entry, exe, root),
+            env={**_env(entry, exe, root), _TOKEN_VAR: token},
             cwd=str(root),
         )
         stage: Stage = "start"
@@ -349,6 +352,8 @@ async def list_server_tools(
                     stage, f"no answer to {what} within {timeout_s:.0f}s{_stderr_tail(errlog)}"
                 ) from exc
             raise HarvestError(stage, f"{_describe(leaf)}{_stderr_tail(errlog)}") from exc
+        finally:
+            await anyio.to_thread.run_sync(reap_strays, token)
 
 
 async def _list_all(session: ClientSession) -> list[dict[str, Any]]:
@@ -377,6 +382,31 @@ def _prepare_root(root: Path) -> None:
         subprocess.run([*git, "commit", "-q", "-m", "init"], check=True, capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("scratch root is not a git repository (%s); git servers will fail to start", exc)
+
+
+# Every process a server starts inherits this variable; processes that left the server's process group (daemons,
+# sidecars, a JVM started with setsid) are found by it and killed, which the SDK's group kill cannot do.
+_TOKEN_VAR = "SYNTH_MCP_HARVEST_TOKEN"
+
+
+def reap_strays(token: str) -> list[int]:
+    """Kill every process whose environment carries ``token``; returns their pids (Linux /proc; else none)."""
+    needle = f"{_TOKEN_VAR}={token}".encode()
+    killed = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            if needle not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
+    if killed:
+        log.info("killed %d process(es) that outlived their server: %s", len(killed), killed)
+    return killed
 
 
 def _env(entry: ServerEntry, exe: Path, root: Path) -> dict[str, str]:

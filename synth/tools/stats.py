@@ -172,7 +172,7 @@ def plot_tree(result: ToolStats, path: Path, max_domains: int = 12) -> None:
         color = cmap(i % 20)
         total = sum(domains.values())
         inner_sizes.append(total)
-        inner_labels.append(f"{category}\n{total}" if total / result.tools > 0.02 else "")
+        inner_labels.append(f"{category}\n{total}" if total / result.tools > 0.03 else "")
         inner_colors.append(color)
         shown = list(domains.items())[:max_domains]
         rest = total - sum(n for _, n in shown)

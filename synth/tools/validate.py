@@ -57,7 +57,11 @@ class ValidationReport(BaseModel):
 
     def reasons_count(self) -> dict[str, int]:
         # Reasons carry details after a colon; counting by their head groups them into kinds.
-        return dict(Counter(r.split(":")[0] for rej in self.rejected for r in rej.reasons).most_common())
+        return dict(
+            Counter(
+                r.split(":")[0].split(" at ")[0] for rej in self.rejected for r in rej.reasons
+            ).most_common()
+        )
 
     def write(self, path: Path) -> None:
         data = {
@@ -192,10 +196,18 @@ def to_spec(
 
 
 def server_domain(server_id: str) -> str:
-    """A short domain name for a server: its package name without registry, scope or 'mcp' noise."""
-    name = server_id.split("/")[-1].lower()
-    name = re.sub(r"(^|[-_])(mcp|server|mcp-server)(?=$|[-_])", "-", name)
-    return re.sub(r"[-_]+", "-", name).strip("-") or server_id.split("/")[-1]
+    """A short domain name for a server: its package name without registry, scope or 'mcp' noise.
+
+    ``npm/@modelcontextprotocol/server-memory`` -> ``memory``; a package named just ``mcp`` takes its scope
+    (``npm/@shortcut/mcp`` -> ``shortcut``).
+    """
+    parts = server_id.split("/")[1:]
+    for part in (parts[-1], *reversed(parts[:-1])):
+        name = re.sub(r"(^|[-_.])(mcp|server|mcp-server)(?=$|[-_.])", "-", part.lower().lstrip("@"))
+        name = re.sub(r"[-_.]+", "-", name).strip("-")
+        if name:
+            return name
+    return parts[-1].lstrip("@") if parts else server_id
 
 
 def check_spec(spec: ToolSpec) -> list[str]:

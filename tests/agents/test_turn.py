@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
@@ -245,23 +244,13 @@ def test_agent_action_is_a_discriminated_union() -> None:
 
 # --- against the real embedded server ---
 
-BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
-
-
-def _server_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{BASE_URL}/models", timeout=3) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
-async def test_real_server_accepts_the_typed_schema_and_gives_a_valid_turn() -> None:
+async def test_real_server_accepts_the_typed_schema_and_gives_a_valid_turn(live_url: str) -> None:
     turn._UNCOMPILABLE.clear()
     pool = LLMPool(
-        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        [EndpointConfig(base_url=live_url, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
         LLMConfig(max_tokens=96, temperature=0.0),
     )
     usage = UsageByRole()

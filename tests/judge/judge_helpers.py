@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import urllib.request
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from synth.config import LLMConfig
-from synth.llm.client import ReplyInvalid
 from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.records import CallRecord, TaskRecord, TrajectoryRecord
 from synth.schemas.rubric import CodeCheck, Criterion, Rubric
-from synth.schemas.usage import Usage, UsageByRole
+from tests.fakes import ScriptedPool  # noqa: F401  (re-exported for the tests here)
 
 WEATHER_TOOL = {
     "type": "function",
@@ -24,58 +18,6 @@ WEATHER_TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-class ScriptedPool:
-    """Answers ``structured`` calls from a script: a JSON string, a model instance, or an exception to raise.
-
-    It stands in for the server only to steer control flow; what the real model does is tested in
-    ``test_judge_integration.py``.
-    """
-
-    def __init__(self, replies: list[Any]) -> None:
-        self.replies = list(replies)
-        self.calls: list[dict[str, Any]] = []
-        self.config = LLMConfig()
-
-    async def model(self) -> str:
-        return "scripted"
-
-    async def structured(
-        self,
-        messages: list[dict[str, Any]],
-        schema: type[BaseModel],
-        *,
-        role: str,
-        seed: int | None = None,
-        usage: UsageByRole | None = None,
-        json_schema: dict[str, Any] | None = None,
-        **params: Any,
-    ) -> BaseModel:
-        self.calls.append(
-            {
-                "messages": messages,
-                "schema": schema,
-                "role": role,
-                "seed": seed,
-                "json_schema": json_schema,
-                "params": params,
-            }
-        )
-        if usage is not None:
-            usage.record(role, Usage(prompt_tokens=10, completion_tokens=5, calls=1))  # type: ignore[arg-type]
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        if isinstance(reply, BaseModel):
-            return reply
-        raw = reply if isinstance(reply, str) else json.dumps(reply)
-        try:
-            return schema.model_validate_json(raw)
-        except ValidationError as exc:
-            raise ReplyInvalid(
-                f"{schema.__name__}: reply does not fit: {exc.errors()[0]['msg']}", raw
-            ) from exc
 
 
 def call(call_id: str, name: str, arguments: dict[str, Any] | str) -> ToolCall:
@@ -143,11 +85,3 @@ def weather_task(
     )
 
 
-def server_url() -> str | None:
-    """The OpenAI-compatible server to run integration tests against, or None when nothing answers."""
-    url = os.environ.get("SYNTH_BASE_URL", "").split(",")[0].strip() or "http://127.0.0.1:8765/v1"
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/models", timeout=3) as response:
-            return url if response.status == 200 else None
-    except OSError:
-        return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.request
 from typing import Any
 
 import pytest
@@ -309,23 +308,13 @@ async def test_real_tools_are_called_and_their_state_kept() -> None:
 
 # --- real episodes against the embedded model server ---
 
-BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
-
-
-def _server_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{BASE_URL}/models", timeout=3) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
-async def test_real_episodes_against_the_embedded_model() -> None:
+async def test_real_episodes_against_the_embedded_model(live_url: str) -> None:
     # Small budgets: the machine is shared and a 135M model on CPU writes ~40 tokens/s per stream.
     pool = LLMPool(
-        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        [EndpointConfig(base_url=live_url, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
         LLMConfig(max_tokens=128, temperature=0.7, timeout_s=120),
     )
     cfg = RolloutsStageConfig(
@@ -358,16 +347,13 @@ async def test_real_episodes_against_the_embedded_model() -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-async def test_episode_calls_a_real_mcp_server_through_the_hub() -> None:
+async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) -> None:
     """The agent is scripted (control flow); the tool answer comes from the real mcp-server-time."""
     from synth.sim.real_exec import DEFAULT_SERVERS, RealToolHub
-    from synth.tools.servers import InstallError, ensure_installed
+    from synth.tools.servers import ensure_installed
 
     entry = next(e for e in DEFAULT_SERVERS if e.id == "pypi/mcp-server-time")
-    try:
-        ensure_installed(entry)
-    except InstallError as exc:
-        pytest.skip(f"mcp-server-time could not be installed here: {exc}")
+    ensure_installed(entry)  # must install: a registry outage fails the test
     async with RealToolHub([entry]) as hub:
         tools = [spec.openai() for spec in hub.tools() if spec.function.name == "get_current_time"]
         agent = AGENT.model_copy(update={"tools": [*TOOLS, *tools]})

@@ -9,6 +9,7 @@ import errno
 import os
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -253,3 +254,10 @@ def test_confined_program_can_see_its_dir_at_a_fixed_path(tmp_path: Path) -> Non
     assert not Path("/home/user/ws").exists()  # only the program's own mount view has it
     with pytest.raises(ValueError, match="visible_at"):
         confine_command(["/bin/true"], tmp_path, visible_at="relative/path")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="the sandbox needs root on Linux")
+def test_sandbox_is_available_as_root_on_linux() -> None:
+    # Guards the skips above: where the sandbox can run (CI runs as root), it must, or its tests would be skipped.
+    ok, why = sandbox_available()
+    assert ok, why

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from typing import Any
 
 import pytest
@@ -93,22 +92,12 @@ def test_reply_schema_describes_its_fields_to_the_model() -> None:
     assert schema["properties"]["message"]["minLength"] == 1
 
 
-BASE_URL = os.environ.get("SYNTH_BASE_URL", "http://127.0.0.1:8765/v1").split(",")[0].strip()
-
-
-def _server_up() -> bool:
-    try:
-        with urllib.request.urlopen(f"{BASE_URL}/models", timeout=3) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _server_up(), reason=f"no model server at {BASE_URL}")
-async def test_real_server_opening_message() -> None:
+async def test_real_server_opening_message(live_url: str) -> None:
     pool = LLMPool(
-        [EndpointConfig(base_url=BASE_URL, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        [EndpointConfig(base_url=live_url, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
         LLMConfig(max_tokens=200, temperature=0.0),
     )
     usage = UsageByRole()

@@ -2,7 +2,7 @@
 
 Modes (first argument): ``ok`` answers initialize and pages ``tools/list`` (two tools a page, three pages);
 ``crash`` writes an error to stderr and exits 1; ``silent`` writes its pid to the file named by the second
-argument and never answers.
+argument and never answers; ``daemon`` starts a helper in its own session (pid to the file), then acts as ``ok``.
 """
 
 import json
@@ -26,6 +26,16 @@ def main() -> None:
     if mode == "crash":
         print("Error: FAKE_API_KEY environment variable is not set", file=sys.stderr, flush=True)
         sys.exit(1)
+    if mode == "daemon":
+        # A helper in its own session, as some servers start (JVMs, sidecars): the group kill misses it.
+        import subprocess
+
+        helper = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True
+        )
+        with open(sys.argv[2], "w") as fh:
+            fh.write(str(helper.pid))
+        mode = "ok"
     if mode == "silent":
         with open(sys.argv[2], "w") as fh:
             fh.write(str(os.getpid()))

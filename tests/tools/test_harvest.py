@@ -58,6 +58,18 @@ async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path)
     assert not pid_alive(pid), "the silent server survived the harvest"
 
 
+async def test_helpers_that_leave_the_process_group_are_killed(fake_entry, tmp_path: Path) -> None:
+    pid_file = tmp_path / "helper"
+    entry = fake_entry("pypi/fake-daemon", "daemon", str(pid_file))
+    result = await harvest_server(entry, tmp_path / "out", timeout_s=20)
+    assert result.status == "ok", result.reason
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not pid_alive(pid), "a helper in its own session outlived the harvest"
+
+
 async def test_missing_install_is_an_install_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTH_CACHE", str(tmp_path / "cache"))
     entry = ServerEntry(

@@ -159,3 +159,5 @@ def test_server_domain_strips_registry_noise() -> None:
     assert server_domain("npm/@modelcontextprotocol/server-memory") == "memory"
     assert server_domain("pypi/mcp-server-time") == "time"
     assert server_domain("npm/firecrawl-mcp") == "firecrawl"
+    assert server_domain("npm/@shortcut/mcp") == "shortcut"
+    assert server_domain("pypi/awslabs.aws-pricing-mcp-server") == "awslabs-aws-pricing"

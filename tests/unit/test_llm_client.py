@@ -121,3 +121,14 @@ async def test_usage_recorded_per_role() -> None:
     assert row.tool_sim.calls == 2 and row.tool_sim.completion_tokens == 8
     assert row.agent.calls == 0
     assert pool.usage.total().calls == 3
+
+
+async def test_invalid_structured_reply_is_sampled_again_with_a_new_seed() -> None:
+    replies = {1: '{"city": "Oslo", "population": "ma', 2: '{"city": "Oslo", "population": 7}'}
+    async with FakeServer(lambda n, b: (200, completion(replies[n]))) as s:
+        pool = LLMPool([EndpointConfig(base_url=s.url)], FAST)
+        answer = await pool.structured([{"role": "user", "content": "?"}], Answer, role="judge", seed=5)
+        await pool.aclose()
+    assert answer.population == 7
+    assert s.requests[0]["seed"] == 5 and s.requests[1]["seed"] != 5
+    assert pool.usage.judge.calls == 2  # both attempts are paid for and counted

@@ -117,3 +117,12 @@ def test_stage_needs_previous_stage(tmp_path: Path) -> None:
 def test_unknown_stage_lists_valid_ones() -> None:
     with pytest.raises(KeyError, match="tools, agents, tasks, rollouts, judge"):
         registry.get_stage("rolout")
+
+
+def test_rows_no_longer_planned_are_dropped(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_stage("counting", cfg, endpoints=[], progress=False)
+    monkeypatch.setattr(CountingStage, "items", 6)  # e.g. agents.count lowered: the next stage must not see 6-9
+    summary = run_stage("counting", cfg, endpoints=[], progress=False)
+    ids = sorted(r.id for r in StageStore(cfg.run_dir / "counting").read(AgentRecord))
+    assert ids == [f"agent-{i:03d}" for i in range(6)]
+    assert summary.planned == 6 and summary.resumed == 6
