@@ -60,8 +60,10 @@ def analyse(run_dir: Path) -> RunAnalysis:
         ("synthetic tools", sum(len(b.tools) for b in batches)),
         ("agents", sum(a.error is None for a in agents)),
         ("tasks", sum(t.error is None for t in tasks)),
-        ("trajectories", sum(t.error is None for t in trajs)),
-        ("judged", sum(v.verdict is not None for v in verdicts)),
+        ("episodes run", len(trajs)),
+        ("episodes completed", sum(t.error is None for t in trajs)),
+        ("judged", sum(v.verdict is not None and v.trajectory_id in by_traj and by_traj[v.trajectory_id].error is None
+                       for v in verdicts)),
         ("accepted", len(accepted)),
     ])
     diff: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -24,9 +24,10 @@ def _png(fig) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _bar(title: str, labels: list[str], values: list[float], xlabel: str = "") -> str:
+def _bar(title: str, labels: list[str], values: list[float], xlabel: str = "", xmax: float | None = None) -> str:
     fig, ax = plt.subplots(figsize=(6, 0.4 * max(3, len(labels)) + 0.8))
     ax.barh(labels[::-1], values[::-1], color="#4C72B0")
+    ax.set_xlim(0, xmax if xmax is not None else max([*values, 1]) * 1.15)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     for i, v in enumerate(values[::-1]):
@@ -36,7 +37,7 @@ def _bar(title: str, labels: list[str], values: list[float], xlabel: str = "") -
 
 def _rate_bar(title: str, table: dict[str, tuple[int, int]]) -> str:
     labels = [f"{k} (n={n})" for k, (_, n) in table.items()]
-    return _bar(title, labels, [round(100 * a / n, 1) if n else 0 for a, n in table.values()], "% accepted")
+    return _bar(title, labels, [round(100 * a / n, 1) if n else 0 for a, n in table.values()], "% accepted", 100)
 
 
 def _scores_plot(scores: dict[str, dict[int, int]]) -> str:
@@ -54,6 +55,7 @@ def _scores_plot(scores: dict[str, dict[int, int]]) -> str:
 
 
 def _table(rows: dict, head: tuple[str, str]) -> str:
+    rows = rows or {"(none)": 0}
     body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body}</table>"
 

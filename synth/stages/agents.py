@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from synth.agents.generate import compose_system_prompt, write_agent
 from synth.agents.profiles import Profile, draw_profile
+from synth.config import AgentsStageConfig
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row
 from synth.schemas.tools import ToolSpec
@@ -14,8 +16,12 @@ from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
 from synth.stages.tools import load_synthetic
 from synth.tools.builtin import RUN_PYTHON
 
+if TYPE_CHECKING:
+    from synth.tools.registry import ToolRegistry
 
-def _registry(ctx: StageContext):  # -> ToolRegistry; imported lazily, the registry loads every committed tool
+
+def _registry(ctx: StageContext) -> ToolRegistry:
+    # Imported here and cached per worker: loading validates every committed tool (thousands).
     from synth.tools.registry import ToolRegistry
 
     if "registry" not in ctx.cache:
@@ -23,7 +29,7 @@ def _registry(ctx: StageContext):  # -> ToolRegistry; imported lazily, the regis
     return ctx.cache["registry"]
 
 
-def _kind(index: int, cfg_agents) -> str:
+def _kind(index: int, cfg_agents: AgentsStageConfig) -> str:
     """Which kind of toolset agent ``index`` gets: a fixed share calls real sandboxed servers or writes code,
     so every run exercises real execution, not only simulation."""
     period = max(1, round(1 / cfg_agents.real_exec_share)) if cfg_agents.real_exec_share > 0 else 0
@@ -70,7 +76,7 @@ class AgentsStage(Stage):
         return items
 
     @staticmethod
-    def _toolset(registry, kind: str, rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
+    def _toolset(registry: ToolRegistry, kind: str, rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
         if kind == "real":
             real = _real_exec_toolset(registry.specs, rng, size)
             if real:

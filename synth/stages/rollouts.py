@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, WorkItem
+
+if TYPE_CHECKING:
+    from synth.sim.real_exec import RealToolHub
 
 
 class RolloutsStage(Stage):
@@ -41,7 +46,7 @@ class RolloutsStage(Stage):
         return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id})
 
 
-def _hub(agent: AgentRecord, servers: list[str]):  # -> RealToolHub
+def _hub(agent: AgentRecord, servers: list[str]) -> RealToolHub:
     """A hub over the agent's real servers that knows their tools already, so no server starts before a call."""
     from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
     from synth.sim.real_exec import RealToolHub, sandbox_servers

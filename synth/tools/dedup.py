@@ -35,6 +35,16 @@ def shingles(spec: ToolSpec, k: int = 3) -> set[str]:
     return grams | set(words)
 
 
+def name_words(name: str) -> set[str]:
+    return set(_WORD.findall(_CAMEL.sub(" ", name).lower().replace("_", " ")))
+
+
+def name_similarity(a: ToolSpec, b: ToolSpec) -> float:
+    """Jaccard of the words of two tool names (``getUserById`` and ``get_user`` share two of three)."""
+    wa, wb = name_words(a.function.name), name_words(b.function.name)
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
+
+
 def minhash(spec: ToolSpec, num_perm: int = 128) -> MinHash:
     m = MinHash(num_perm=num_perm, seed=1)
     for gram in sorted(shingles(spec)):
@@ -43,15 +53,24 @@ def minhash(spec: ToolSpec, num_perm: int = 128) -> MinHash:
 
 
 def dedup_specs(
-    specs: Sequence[ToolSpec], threshold: float = 0.8, num_perm: int = 128
+    specs: Sequence[ToolSpec],
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    min_name_similarity: float = 0.3,
 ) -> tuple[list[ToolSpec], list[Dropped]]:
-    """Keep the first spec of each near-duplicate group (Jaccard estimate >= ``threshold``)."""
+    """Keep the first spec of each near-duplicate group (Jaccard estimate >= ``threshold``).
+
+    Two specs are duplicates only if their names also share words (``min_name_similarity``): real servers
+    repeat boilerplate across different tools ("List draft notes. Use this for a collection of resources; ..."
+    and "List projects in a group. Use this for ...") that would otherwise look alike.
+    """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     # LSH only proposes candidates (datasketch cannot band for thresholds near 1); the MinHash estimate below
     # applies the real threshold, so a looser LSH threshold costs a few comparisons and never drops more.
     lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=num_perm)
     hashes: dict[str, MinHash] = {}
+    by_key: dict[str, ToolSpec] = {}
     kept: list[ToolSpec] = []
     dropped: list[Dropped] = []
     for index, spec in enumerate(specs):
@@ -59,7 +78,11 @@ def dedup_specs(
         best: tuple[float, str] | None = None
         for key in lsh.query(m):
             sim = m.jaccard(hashes[key])
-            if sim >= threshold and (best is None or sim > best[0]):
+            if (
+                sim >= threshold
+                and (best is None or sim > best[0])
+                and name_similarity(spec, by_key[key]) >= min_name_similarity
+            ):
                 best = (sim, key)
         if best is not None:
             sim, key = best
@@ -77,5 +100,6 @@ def dedup_specs(
         key = f"{index}#{spec.id}"  # index keeps keys unique even when two specs share an id
         lsh.insert(key, m)
         hashes[key] = m
+        by_key[key] = spec
         kept.append(spec)
     return kept, dropped
