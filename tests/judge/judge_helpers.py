@@ -8,7 +8,6 @@ from typing import Any
 from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.records import CallRecord, TaskRecord, TrajectoryRecord
 from synth.schemas.rubric import CodeCheck, Criterion, Rubric
-from tests.fakes import ScriptedPool  # noqa: F401  (re-exported for the tests here)
 
 WEATHER_TOOL = {
     "type": "function",

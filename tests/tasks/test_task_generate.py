@@ -3,7 +3,6 @@
 from typing import Any
 
 import pytest
-from task_helpers import ScriptedPool
 
 from synth.config import TasksStageConfig
 from synth.llm.client import ReplyInvalid
@@ -12,6 +11,7 @@ from synth.schemas.records import AgentRecord, RowError
 from synth.schemas.usage import UsageByRole
 from synth.tasks import generate_task, plan_tasks
 from synth.tasks.draft import draft_json_schema
+from tests.fakes import ScriptedPool
 
 
 def tool(name: str, **props: dict[str, Any]) -> dict[str, Any]:

@@ -171,6 +171,19 @@ def test_dedup_drops_near_duplicates_keeps_first() -> None:
         dedup_specs([base], threshold=0)
 
 
+def test_dedup_keeps_different_tools_with_boilerplate_descriptions() -> None:
+    boiler = (
+        "Use this for a collection of resources; choose the corresponding get tool when you already know "
+        "the single resource to inspect. It is read-only and does not mutate data; missing resources, "
+        "invalid identifiers, insufficient permission and rate limits are returned as errors."
+    )
+    a = make_spec("list_draft_notes", f"List draft notes for a merge request. {boiler}", "devtools", "gitlab")
+    b = make_spec("list_group_projects", f"List projects in a group. {boiler}", "devtools", "gitlab")
+    kept, dropped = dedup_specs([a, b], threshold=0.8)
+    assert len(kept) == 2 and dropped == []
+    assert len(dedup_specs([a, b], threshold=0.8, min_name_similarity=0.0)[0]) == 1
+
+
 def test_schema_features_and_stats_outputs(tmp_path: Path) -> None:
     rich = {
         "type": "object",
