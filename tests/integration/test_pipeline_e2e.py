@@ -34,9 +34,9 @@ def _journal_rows(stage_dir: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def run(tmp_path_factory: pytest.TempPathFactory, embedded_server: str) -> dict:
     runs = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTH_BASE_URL": embedded_server}
     cmd = _synth(runs, "pipeline")
     # First run: killed with SIGKILL (whole process group, Ray workers included) once rollouts are under way.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
