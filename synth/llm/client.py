@@ -208,6 +208,9 @@ class LLMPool:
         attempts = self.config.structured_retries + 1
         for attempt in range(attempts):
             attempt_seed = seed if seed is None or attempt == 0 else seed + 7919 * attempt
+            if attempt:
+                # Greedy decoding would repeat the same failure whatever the seed, so a retry always samples.
+                params["temperature"] = max(params.get("temperature", self.config.temperature), 0.7)
             result = await self.chat(messages, role=role, seed=attempt_seed, usage=usage,
                                      response_format=response_format, **params)
             raw = result.content or ""

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from synth.agents import turn
-from synth.agents.turn import AgentAction, action_schema, agent_step, schema_transcript
+from synth.agents.turn import AgentAction, action_schema, agent_step, reply_chars, schema_transcript
 from synth.config import EndpointConfig, LLMConfig
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.schemas.messages import FunctionCall, Message, ToolCall
@@ -141,7 +141,7 @@ async def test_call_reply_becomes_openai_tool_calls() -> None:
     request = pool.requests[0]
     assert request["role"] == "agent" and request["seed"] == 5
     assert "get_weather" in request["messages"][0]["content"]  # tools are rendered into the system prompt
-    assert request["json_schema"]["anyOf"][0]["properties"]["content"]["maxLength"] == 250
+    assert request["json_schema"]["anyOf"][0]["properties"]["content"]["maxLength"] == reply_chars(pool)
     # Same seed, same ids: a re-run writes the same trajectory.
     again, _ = await agent_step(ScriptedAgentPool([json.loads(raw)]), convo(), TOOLS, seed=5)
     assert again == msg

@@ -127,8 +127,10 @@ async def test_invalid_structured_reply_is_sampled_again_with_a_new_seed() -> No
     replies = {1: '{"city": "Oslo", "population": "ma', 2: '{"city": "Oslo", "population": 7}'}
     async with FakeServer(lambda n, b: (200, completion(replies[n]))) as s:
         pool = LLMPool([EndpointConfig(base_url=s.url)], FAST)
-        answer = await pool.structured([{"role": "user", "content": "?"}], Answer, role="judge", seed=5)
+        answer = await pool.structured([{"role": "user", "content": "?"}], Answer, role="judge", seed=5,
+                                       temperature=0.0)
         await pool.aclose()
     assert answer.population == 7
     assert s.requests[0]["seed"] == 5 and s.requests[1]["seed"] != 5
+    assert s.requests[0]["temperature"] == 0.0 and s.requests[1]["temperature"] >= 0.7  # greedy would repeat
     assert pool.usage.judge.calls == 2  # both attempts are paid for and counted
