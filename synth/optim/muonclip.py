@@ -42,7 +42,8 @@ class MuonClip(torch.optim.Optimizer):
 
     Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 (Nesterov), 5 Newton-Schulz steps in bf16,
     tau 100 (in ``for_model``). ``fuse_diagonal=True`` trades Newton-Schulz accuracy for speed (see
-    ``newton_schulz_batched``).
+    ``newton_schulz_batched``). ``fused=False`` keeps the elementwise work in plain torch ops instead of the
+    Triton kernels of ``synth.optim.fused`` (CUDA only; same numerics up to the fp32 norm's summation order).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class MuonClip(torch.optim.Optimizer):
         fused_adamw: bool | None = None,
         max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
         fuse_diagonal: bool = False,
+        fused: bool = True,
     ) -> None:
         if lr < 0:
             raise ValueError(f"lr must be >= 0; got {lr}")
@@ -104,6 +106,7 @@ class MuonClip(torch.optim.Optimizer):
         self.fused_adamw = fused_adamw
         self.max_stack_numel = max_stack_numel
         self.fuse_diagonal = fuse_diagonal
+        self.fused = fused
 
     @classmethod
     def for_model(
@@ -163,6 +166,7 @@ class MuonClip(torch.optim.Optimizer):
                     rms_scale=group["rms_scale"],
                     max_stack_numel=self.max_stack_numel,
                     fuse_diagonal=self.fuse_diagonal,
+                    fused=self.fused,
                 )
             else:
                 exp_avgs, exp_avg_sqs, steps = [], [], []

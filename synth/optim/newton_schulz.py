@@ -38,19 +38,33 @@ def newton_schulz_batched(
     """
     if x.ndim != 3:
         raise ValueError(f"newton_schulz_batched needs a stack (N, A, B); got shape {tuple(x.shape)}")
-    a, b, c = coefficients
-    tall = x.size(1) > x.size(2)
     # Norms in fp32 at least: a bf16 sum over millions of entries would lose digits we then divide by.
     norm_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     norms = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True, dtype=norm_dtype).clamp_(min=eps)
     # Divided in the working dtype, as torch.optim.Muon does: the same roundings, so the same accuracy.
     X = x.div_(norms.to(dtype)) if overwrite_input and x.dtype == dtype else x.to(dtype) / norms.to(dtype)
-    for _ in range(steps):
+    return newton_schulz_iterate(X, steps, coefficients, fuse_diagonal)
+
+
+def newton_schulz_iterate(
+    X: Tensor,
+    steps: int,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    fuse_diagonal: bool = False,
+    first_out: Tensor | None = None,
+) -> Tensor:
+    """The ``steps`` iterations on an already normalised stack ``X``. ``first_out``, when given, holds a copy
+    of ``X`` and becomes the first iteration's output in place (baddbmm would otherwise copy X itself)."""
+    a, b, c = coefficients
+    tall = X.size(1) > X.size(2)
+    for i in range(steps):
         gram = torch.bmm(X.mT, X) if tall else torch.bmm(X, X.mT)
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
         if fuse_diagonal:
             poly.diagonal(dim1=1, dim2=2).add_(a)
             X = torch.bmm(X, poly) if tall else torch.bmm(poly, X)
+        elif i == 0 and first_out is not None:
+            X = first_out.baddbmm_(X, poly, beta=a) if tall else first_out.baddbmm_(poly, X, beta=a)
         else:
             X = torch.baddbmm(X, X, poly, beta=a) if tall else torch.baddbmm(X, poly, X, beta=a)
     return X

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, newton_schulz_batched
+from synth.optim import fused as _fused
+from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, newton_schulz_batched, newton_schulz_iterate
 
 # Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a
 # whole 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
@@ -49,6 +50,7 @@ def muon_update_(
     rms_scale: float = 0.2,
     max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
     fuse_diagonal: bool = False,
+    fused: bool = True,
 ) -> None:
     """One K2 Muon step for 2-D matrices, in place.
 
@@ -59,12 +61,32 @@ def muon_update_(
     ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides
     by the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
     Same-shape matrices run through Newton-Schulz as one stack of batched GEMMs.
+
+    ``fused=True`` (on CUDA with Triton, bf16 Newton-Schulz, contiguous fp32/bf16 tensors) does the
+    elementwise work in three multi-tensor kernels per stack (``synth.optim.fused``): same formulas and
+    roundings, a third of the memory traffic.
     """
     if not params:
         return
     for p in params:
         if p.ndim != 2:
             raise ValueError(f"Muon updates 2-D matrices only; got a parameter of shape {tuple(p.shape)}")
+    if fused and not fuse_diagonal and _fused.usable(params, grads, momentum_bufs, ns_dtype):
+        _muon_update_fused(
+            params,
+            grads,
+            momentum_bufs,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            rms_scale=rms_scale,
+            max_stack_numel=max_stack_numel,
+        )
+        return
     # One multi-tensor kernel for all momentum buffers.
     torch._foreach_lerp_(momentum_bufs, grads, 1.0 - momentum)
     # Decoupled weight decay before the orthogonalised step, the order torch.optim.Muon uses too.
@@ -105,6 +127,40 @@ def muon_update_(
                 # update.
                 for p, o in zip(group_params, outs, strict=True):
                     p.add_(o, alpha=alpha)
+
+
+def _muon_update_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_bufs: list[Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    nesterov: bool,
+    ns_steps: int,
+    ns_coefficients: tuple[float, float, float],
+    eps: float,
+    rms_scale: float,
+    max_stack_numel: int,
+) -> None:
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        groups[_stack_key(p)].append(i)
+    decay = 1.0 - lr * weight_decay
+    for (rows, cols, _dtype, device), idx in groups.items():
+        per_chunk = max(1, max_stack_numel // (rows * cols))
+        for start in range(0, len(idx), per_chunk):
+            chunk = idx[start : start + per_chunk]
+            stack = torch.empty((len(chunk), rows, cols), dtype=torch.bfloat16, device=device)
+            sumsq = _fused.pre([grads[i] for i in chunk], [momentum_bufs[i] for i in chunk], stack, momentum, nesterov)
+            # As newton_schulz_batched: fp32 norm of the bf16 input, clamped, divided in bf16.
+            norms = sumsq.sqrt_().clamp_(min=eps).to(torch.bfloat16)
+            first_out = _fused.normalise(stack, norms)
+            ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, first_out=first_out)
+            group_params = [params[i] for i in chunk]
+            alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
+            _fused.post(group_params, ortho, decay, alpha)
 
 
 @torch.no_grad()

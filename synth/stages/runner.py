@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,9 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
     args = [(stage.name, config.model_dump_json(), json.dumps([e.model_dump() for e in endpoints]),
              json.dumps([item.model_dump() for item in shard]), str(store.new_journal())) for shard in shards]
     base = store.count_lines()
+    # In a log file (CI, make > file) a bar that redraws twice a second buries everything else.
     bar = tqdm(total=total, initial=initial, desc=f"{stage.name:>9}", unit="row", disable=not progress,
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     try:
         if not config.ray.enabled:
             for a in args:
@@ -149,11 +151,10 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
         remaining = list(refs)
         while remaining:
             _, remaining = ray.wait(remaining, timeout=0.5)
-            bar.n = initial + store.count_lines() - base
-            bar.refresh()
+            bar.update(initial + store.count_lines() - base - bar.n)  # update() honours mininterval
         ray.get(refs)  # re-raises a worker's failure (e.g. EndpointUnavailable) here
     finally:
-        bar.n = initial + store.count_lines() - base
+        bar.update(initial + store.count_lines() - base - bar.n)
         bar.close()
 
 
