@@ -27,10 +27,12 @@ class TasksStage(Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         cfg = ctx.config
         items = []
-        for agent in sorted(kept_agents(ctx), key=lambda a: a.id):
+        for position, agent in enumerate(sorted(kept_agents(ctx), key=lambda a: a.id)):
             levels = difficulties_for(agent, list(cfg.tasks.difficulties))
+            # Each agent starts at another level, so a run with few tasks per agent still covers every level.
+            offset = 0 if levels[0] == "coding" else position
             for index in range(cfg.tasks.per_agent):
-                difficulty = levels[index % len(levels)]
+                difficulty = levels[(offset + index) % len(levels)]
                 seed = agent.seed * 100 + index
                 items.append(WorkItem(id=stable_id("task", agent.id, index, difficulty, seed), seed=seed,
                                       payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
