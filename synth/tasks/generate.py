@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Enough for every bounded field of TaskDraft and a modest initial_state; more only lets a small model ramble.
 GENERATOR_MAX_TOKENS = 1024
+DRAFT_ATTEMPTS = 2
 
 
 class TaskWork(NamedTuple):
@@ -112,31 +113,39 @@ async def generate_task(
         {"role": "system", "content": render("task_gen", part="system", **variables)},
         {"role": "user", "content": render("task_gen", part="user", **variables)},
     ]
-    try:
-        draft = await pool.structured(
-            messages,
-            TaskDraft,
-            role="generator",
-            seed=sample_seed(agent.id, index, difficulty, seed),
-            usage=row_usage,
-            json_schema=draft_json_schema(
-                tool_index(agent.tools),
-                min_calls,
-                template.calls.max,
-                min_hidden=template.min_hidden_details,
-                with_tests="python_tests" in template.checks,
-            ),
-            max_tokens=GENERATOR_MAX_TOKENS,
-        )
-        rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
-    except ReplyInvalid as exc:
-        row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
-    except openai.BadRequestError as exc:
-        # e.g. a toolset whose prompt does not fit the context: this row's problem, not the stage's.
-        row.error = RowError(kind="request", message=f"generator request rejected: {exc}")
-    except DraftInvalid as exc:
-        row.error = RowError(kind="validation", message=f"TaskDraft: {exc}", raw=draft.model_dump_json())
-    else:
+    # A draft the model wrote in the right shape can still be unusable (tests that do not compile, an unknown
+    # tool): one fresh sample, like the LLM layer's retry for replies that do not fit the schema.
+    for attempt in range(DRAFT_ATTEMPTS):
+        row.error = None
+        try:
+            draft = await pool.structured(
+                messages,
+                TaskDraft,
+                role="generator",
+                seed=sample_seed(agent.id, index, difficulty, seed) + 7919 * attempt,
+                usage=row_usage,
+                json_schema=draft_json_schema(
+                    tool_index(agent.tools),
+                    min_calls,
+                    template.calls.max,
+                    min_hidden=template.min_hidden_details,
+                    with_tests="python_tests" in template.checks,
+                ),
+                max_tokens=GENERATOR_MAX_TOKENS,
+            )
+            rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
+        except ReplyInvalid as exc:
+            row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
+            break  # the pool already re-sampled this one
+        except openai.BadRequestError as exc:
+            # e.g. a toolset whose prompt does not fit the context: this row's problem, not the stage's.
+            row.error = RowError(kind="request", message=f"generator request rejected: {exc}")
+            break
+        except DraftInvalid as exc:
+            row.error = RowError(kind="validation", message=f"TaskDraft: {exc}", raw=draft.model_dump_json())
+        else:
+            break
+    if row.error is None:
         row.user_goal = draft.user_goal.strip()
         row.persona = draft.persona.strip()
         row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}
@@ -144,9 +153,8 @@ async def generate_task(
         row.rubric = rubric
         for note in notes:
             log.info("task %s: %s", row.id, note)
-    finally:
-        row.usage = row_usage
-        if usage is not None:
-            usage.merge(row_usage)
+    row.usage = row_usage
+    if usage is not None:
+        usage.merge(row_usage)
     row.model = await pool.model()
     return row

@@ -182,14 +182,14 @@ async def test_draft_that_does_not_fit_the_agent_is_an_error_row(
     difficulty: str, calls: list, why: str
 ) -> None:
     task = await generate_task(
-        AGENT, difficulty, ScriptedPool([draft(expected_calls=calls)]), seed=0, index=0
+        AGENT, difficulty, ScriptedPool([draft(expected_calls=calls)] * 2), seed=0, index=0
     )
     assert task.error is not None and why in task.error.message
     assert task.error.raw is not None and "user_goal" in task.error.raw
 
 
 async def test_clarify_task_must_hold_details_back() -> None:
-    pool = ScriptedPool([draft(hidden_details=[], expected_calls=[{"name": "get_order", "arguments": {}}])])
+    pool = ScriptedPool([draft(hidden_details=[], expected_calls=[{"name": "get_order", "arguments": {}}])] * 2)
     task = await generate_task(AGENT, "clarify", pool, seed=0, index=0)
     assert pool.calls[0]["json_schema"]["properties"]["hidden_details"]["minItems"] == 1
     assert task.error is not None and "hidden_details: clarify tasks need at least 1" in task.error.message
@@ -201,7 +201,7 @@ async def test_clarify_task_must_hold_details_back() -> None:
 
 
 async def test_empty_goal_is_an_error_row() -> None:
-    task = await generate_task(AGENT, "multi_call", ScriptedPool([draft(user_goal="  ")]), seed=0, index=0)
+    task = await generate_task(AGENT, "multi_call", ScriptedPool([draft(user_goal="  ")] * 2), seed=0, index=0)
     assert task.error is not None and "user_goal: empty" in task.error.message
 
 
@@ -213,11 +213,11 @@ async def test_coding_task_carries_python_tests_that_compile() -> None:
     assert pool.calls[0]["json_schema"]["properties"]["python_tests"]["pattern"].startswith("^assert ")
     assert "python_tests" not in draft_json_schema({}, 0, 1)["properties"]
 
-    broken = ScriptedPool([draft(expected_calls=[], python_tests="assert add(2, 3) == ")])
+    broken = ScriptedPool([draft(expected_calls=[], python_tests="assert add(2, 3) == ")] * 2)
     task = await generate_task(AGENT, "coding", broken, seed=0, index=0)
     assert task.error is not None and "python_tests: not valid Python" in task.error.message
 
-    vacuous = ScriptedPool([draft(expected_calls=[], python_tests="assert 15240000000014")])
+    vacuous = ScriptedPool([draft(expected_calls=[], python_tests="assert 15240000000014")] * 2)
     task = await generate_task(AGENT, "coding", vacuous, seed=0, index=0)
     assert task.error is not None and "no assert calls a function" in task.error.message
 
@@ -246,3 +246,10 @@ def test_schema_never_pairs_a_pattern_with_a_length_bound(with_tests: bool) -> N
     schema = draft_json_schema({"t": {"properties": {"a": {"type": "string"}}}}, 1, 2, 1, with_tests=with_tests)
     patterned = [s for s in _strings(schema) if "pattern" in s]
     assert patterned and not [s for s in patterned if "maxLength" in s or "minLength" in s]
+
+
+async def test_unusable_draft_is_sampled_again() -> None:
+    pool = ScriptedPool([draft(user_goal="  "), draft()])
+    task = await generate_task(AGENT, "multi_call", pool, seed=0, index=0)
+    assert task.error is None and task.user_goal
+    assert len(pool.calls) == 2 and pool.calls[0]["seed"] != pool.calls[1]["seed"]
