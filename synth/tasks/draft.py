@@ -111,7 +111,11 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 STRING_CHARS = 60
 """Longest string the generator may put in a state value, a reported value or a call argument."""
 
-TESTS_PATTERN = r"^assert [^\n]{4,80}(\nassert [^\n]{4,80}){0,3}$"
+_LITERAL = r'(-?(0|[1-9][0-9]{0,5})|"[a-zA-Z0-9 ]{0,20}")'
+_ASSERT = rf"assert [a-z_][a-z0-9_]{{0,20}}\(({_LITERAL}(, {_LITERAL}){{0,3}})?\) == {_LITERAL}"
+# Only calls with literal arguments compared to a literal: whatever the model writes under it is valid Python
+# (a looser pattern let the small model write lines that do not compile, and every coding task was lost).
+TESTS_PATTERN = rf"^{_ASSERT}(\n{_ASSERT}){{0,3}}$"
 """Coding tasks' tests as the generator may write them: one to four single-line assert statements.
 
 The regex carries the length bound because vLLM refuses ``pattern`` beside ``maxLength`` for xgrammar (400),
