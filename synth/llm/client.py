@@ -8,7 +8,6 @@ recorded per role, and every parsed reply constrained by a pydantic schema and v
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -250,6 +249,3 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"]) or "<root>"
     return f"{loc}: {err['msg']} ({len(exc.errors())} error(s))"
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)

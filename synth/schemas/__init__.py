@@ -8,7 +8,6 @@ from synth.schemas.records import (
     RowError,
     TaskRecord,
     ToolBatchRecord,
-    ToolsetRecord,
     TrajectoryRecord,
     VerdictRecord,
 )
@@ -34,7 +33,6 @@ __all__ = [
     "ToolCall",
     "ToolProvenance",
     "ToolSpec",
-    "ToolsetRecord",
     "TrajectoryRecord",
     "Usage",
     "UsageByRole",

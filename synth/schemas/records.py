@@ -29,12 +29,6 @@ class Row(BaseModel):
     model: str | None = None
 
 
-class ToolsetRecord(Row):
-    """Kept for stages that hand a toolset around by value."""
-
-    tools: list[dict[str, Any]] = Field(default_factory=list)
-
-
 class ToolBatchRecord(Row):
     """Synthetic tools grown for one leaf of the domain tree."""
 

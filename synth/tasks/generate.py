@@ -9,11 +9,10 @@ resume later rather than write a stage's worth of error rows.
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import openai
 
-from synth.config import TasksStageConfig
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
 from synth.schemas.ids import stable_id
@@ -28,32 +27,6 @@ log = logging.getLogger(__name__)
 # Enough for every bounded field of TaskDraft and a modest initial_state; more only lets a small model ramble.
 GENERATOR_MAX_TOKENS = 1024
 DRAFT_ATTEMPTS = 2
-
-
-class TaskWork(NamedTuple):
-    agent: AgentRecord
-    difficulty: Difficulty
-    index: int
-    seed: int
-
-
-def plan_tasks(agents: list[AgentRecord], cfg: TasksStageConfig, seed: int) -> list[TaskWork]:
-    """``cfg.per_agent`` work items per usable agent, difficulties cycling over ``cfg.difficulties``.
-
-    The cycle runs over all items rather than restarting per agent, so with fewer tasks per agent than
-    difficulties every difficulty is still covered across agents. Agents that failed upstream are skipped.
-    """
-    if not cfg.difficulties:
-        raise ValueError("tasks.difficulties is empty; list at least one difficulty")
-    work: list[TaskWork] = []
-    k = 0
-    for agent in agents:
-        if agent.error is not None:
-            continue
-        for index in range(cfg.per_agent):
-            work.append(TaskWork(agent, cfg.difficulties[k % len(cfg.difficulties)], index, seed))
-            k += 1
-    return work
 
 
 def task_id(agent: AgentRecord, index: int, difficulty: str, seed: int) -> str:

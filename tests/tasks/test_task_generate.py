@@ -4,12 +4,11 @@ from typing import Any
 
 import pytest
 
-from synth.config import TasksStageConfig
 from synth.llm.client import ReplyInvalid
 from synth.schemas.ids import stable_id
-from synth.schemas.records import AgentRecord, RowError
+from synth.schemas.records import AgentRecord
 from synth.schemas.usage import UsageByRole
-from synth.tasks import generate_task, plan_tasks
+from synth.tasks import generate_task
 from synth.tasks.draft import draft_json_schema
 from tests.fakes import ScriptedPool
 
@@ -58,19 +57,6 @@ def draft(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
-
-
-def test_plan_cycles_difficulties_across_agents_and_skips_failed_agents() -> None:
-    agents = [AGENT.model_copy(update={"id": f"a{i}"}) for i in range(3)]
-    agents[1] = agents[1].model_copy(update={"error": RowError(kind="validation", message="bad")})
-    cfg = TasksStageConfig(per_agent=2, difficulties=["single_call", "multi_call", "refuse"])
-    work = plan_tasks(agents, cfg, seed=5)
-    assert [(w.agent.id, w.difficulty, w.index, w.seed) for w in work] == [
-        ("a0", "single_call", 0, 5),
-        ("a0", "multi_call", 1, 5),
-        ("a2", "refuse", 0, 5),
-        ("a2", "single_call", 1, 5),
-    ]
 
 
 async def test_multi_call_task_gets_rubric_with_code_checks() -> None:
