@@ -123,7 +123,7 @@ if HAVE_TRITON:
         tl.atomic_add(sumsq_ptr + m, tl.sum(xf * xf, axis=0))
 
     @triton.jit
-    def _normalise_kernel(x_ptr, y_ptr, norm_ptr, numel, BLOCK: tl.constexpr):
+    def _normalise_kernel(x_ptr, y_ptr, norm_ptr, numel, COPY: tl.constexpr, BLOCK: tl.constexpr):
         pid = tl.program_id(0)
         m = tl.program_id(1)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -134,7 +134,8 @@ if HAVE_TRITON:
         n = tl.load(norm_ptr + m).to(tl.float32)
         y = tl.div_rn(x, tl.zeros_like(x) + n).to(tl.bfloat16)
         tl.store(x_ptr + base + offs, y, mask=mask)
-        tl.store(y_ptr + base + offs, y, mask=mask)
+        if COPY:
+            tl.store(y_ptr + base + offs, y, mask=mask)
 
     @triton.jit
     def _post_kernel(
@@ -203,13 +204,14 @@ def pre(grads: list[Tensor], bufs: list[Tensor], stack: Tensor, momentum: float,
     return sumsq
 
 
-def normalise(stack: Tensor, norms: Tensor) -> Tensor:
-    """``stack /= norms`` in place (bf16 norms, one per matrix); returns a second copy of the result."""
-    out = torch.empty_like(stack)
+def normalise(stack: Tensor, norms: Tensor, copy: bool = True) -> Tensor | None:
+    """``stack /= norms`` in place (bf16 norms, one per matrix); returns a second copy of the result when
+    ``copy`` (the first Newton-Schulz iteration's output buffer), else None."""
+    out = torch.empty_like(stack) if copy else stack
     numel = stack[0].numel()
     grid = (triton.cdiv(numel, BLOCK), stack.size(0))
-    _normalise_kernel[grid](stack, out, norms, numel, BLOCK=BLOCK, num_warps=8)
-    return out
+    _normalise_kernel[grid](stack, out, norms, numel, COPY=copy, BLOCK=BLOCK, num_warps=8)
+    return out if copy else None
 
 
 def post(params: list[Tensor], ortho: Tensor, decay: float, alpha: float) -> None:

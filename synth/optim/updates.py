@@ -71,7 +71,7 @@ def muon_update_(
     for p in params:
         if p.ndim != 2:
             raise ValueError(f"Muon updates 2-D matrices only; got a parameter of shape {tuple(p.shape)}")
-    if fused and not fuse_diagonal and _fused.usable(params, grads, momentum_bufs, ns_dtype):
+    if fused and _fused.usable(params, grads, momentum_bufs, ns_dtype):
         _muon_update_fused(
             params,
             grads,
@@ -85,6 +85,7 @@ def muon_update_(
             eps=eps,
             rms_scale=rms_scale,
             max_stack_numel=max_stack_numel,
+            fuse_diagonal=fuse_diagonal,
         )
         return
     # One multi-tensor kernel for all momentum buffers.
@@ -143,6 +144,7 @@ def _muon_update_fused(
     eps: float,
     rms_scale: float,
     max_stack_numel: int,
+    fuse_diagonal: bool,
 ) -> None:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, p in enumerate(params):
@@ -156,8 +158,9 @@ def _muon_update_fused(
             sumsq = _fused.pre([grads[i] for i in chunk], [momentum_bufs[i] for i in chunk], stack, momentum, nesterov)
             # As newton_schulz_batched: fp32 norm of the bf16 input, clamped, divided in bf16.
             norms = sumsq.sqrt_().clamp_(min=eps).to(torch.bfloat16)
-            first_out = _fused.normalise(stack, norms)
-            ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, first_out=first_out)
+            # With the diagonal fused no iteration copies X, so the first one needs no second buffer either.
+            first_out = _fused.normalise(stack, norms, copy=not fuse_diagonal)
+            ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, fuse_diagonal, first_out=first_out)
             group_params = [params[i] for i in chunk]
             alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
             _fused.post(group_params, ortho, decay, alpha)

@@ -97,7 +97,8 @@ def test_hf_llama_flex_capture_matches_eager() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("nesterov", [True, False])
-def test_fused_muon_step_matches_torch_ops(dtype: torch.dtype, nesterov: bool) -> None:
+@pytest.mark.parametrize("fuse_diagonal", [False, True])
+def test_fused_muon_step_matches_torch_ops(dtype: torch.dtype, nesterov: bool, fuse_diagonal: bool) -> None:
     """The Triton passes give the torch-op path's update: buffers bitwise, weights to bf16 NS noise."""
     from synth.optim import fused
 
@@ -108,8 +109,12 @@ def test_fused_muon_step_matches_torch_ops(dtype: torch.dtype, nesterov: bool) -
     ps = [torch.nn.Parameter(torch.randn(s, device="cuda", dtype=dtype) * 0.02) for s in shapes]
     qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
     opts = [
-        MuonClip([{"params": ps, "use_muon": True, "nesterov": nesterov}], lr=1e-2, fused=True),
-        MuonClip([{"params": qs, "use_muon": True, "nesterov": nesterov}], lr=1e-2, fused=False),
+        MuonClip(
+            [{"params": ps, "use_muon": True, "nesterov": nesterov}], lr=1e-2, fused=True, fuse_diagonal=fuse_diagonal
+        ),
+        MuonClip(
+            [{"params": qs, "use_muon": True, "nesterov": nesterov}], lr=1e-2, fused=False, fuse_diagonal=fuse_diagonal
+        ),
     ]
     for _ in range(3):
         for p, q in zip(ps, qs, strict=True):
