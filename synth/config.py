@@ -85,6 +85,9 @@ class RolloutsStageConfig(Strict):
     empty_rate: float = Field(default=0.05, ge=0, le=1)
     partial_rate: float = Field(default=0.05, ge=0, le=1)
     real_exec: bool = Field(default=True, description="Call sandbox-safe MCP servers for real.")
+    coding_runs_code: bool = Field(
+        default=True, description="A coding task's first agent step must call run_python (the sandbox)."
+    )
 
 
 class JudgeStageConfig(Strict):

@@ -85,7 +85,9 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-def _arguments_schema(parameters: dict[str, Any] | None, shared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _arguments_schema(
+    parameters: dict[str, Any] | None, shared: dict[str, dict[str, Any]], max_chars: int | None = None
+) -> dict[str, Any]:
     """One tool's arguments schema as a branch of the action schema.
 
     ``$ref``s resolve against the document root, which is now the action schema, so the tool's ``$defs``
@@ -105,6 +107,16 @@ def _arguments_schema(parameters: dict[str, Any] | None, shared: dict[str, dict[
     schema.setdefault("properties", {})
     # Closed objects keep a weak model from inventing argument names; only the decoding grammar changes.
     schema.setdefault("additionalProperties", False)
+    if max_chars:
+        # A free string argument (a program, a message) is where a weak model rambles until max_tokens cuts
+        # the JSON; bound it like the answer's text. Not beside a pattern: xgrammar refuses the pair.
+        props = {}
+        for name, prop in schema["properties"].items():
+            if isinstance(prop, dict) and prop.get("type") == "string" and not {"maxLength", "pattern", "enum",
+                                                                                  "format"} & set(prop):
+                prop = {**prop, "maxLength": max_chars}
+            props[name] = prop
+        schema["properties"] = props
     return schema
 
 
@@ -121,9 +133,10 @@ def reply_chars(pool: Any, default: int = 2000) -> int:
 
 
 def action_schema(
-    tools: list[dict[str, Any]], *, typed: bool = True, max_chars: int | None = None
+    tools: list[dict[str, Any]], *, typed: bool = True, max_chars: int | None = None, call_only: bool = False
 ) -> dict[str, Any]:
-    """The JSON Schema sent to the server for one schema-mode step."""
+    """The JSON Schema sent to the server for one schema-mode step (``call_only``: no answer branch, the step
+    must call one of ``tools``)."""
     content: dict[str, Any] = {"type": "string", "minLength": 1}
     if max_chars:
         content["maxLength"] = max_chars
@@ -144,7 +157,7 @@ def action_schema(
                     "type": "object",
                     "properties": {
                         "name": {"const": t["function"]["name"]},
-                        "arguments": _arguments_schema(t["function"].get("parameters"), shared),
+                        "arguments": _arguments_schema(t["function"].get("parameters"), shared, max_chars),
                     },
                     "required": ["name", "arguments"],
                     "additionalProperties": False,
@@ -168,7 +181,10 @@ def action_schema(
         "required": ["action", "calls"],
         "additionalProperties": False,
     }
-    return {"anyOf": [answer, call], **{k: v for k, v in shared.items() if v}}
+    defs = {k: v for k, v in shared.items() if v}
+    if call_only:
+        return {**call, **defs}
+    return {"anyOf": [answer, call], **defs}
 
 
 def as_action_json(message: Message) -> str:
@@ -301,21 +317,27 @@ async def _schema_step(
     *,
     seed: int,
     usage: UsageByRole | None,
+    require_tool: str | None = None,
 ) -> tuple[Message, str | None]:
     transcript = schema_transcript(messages, tools)
-    key = _dumps(sorted(_dumps(t) for t in tools))
+    # The model still sees every tool; only the grammar narrows to a call of the required one.
+    allowed = [t for t in tools if t["function"]["name"] == require_tool] if require_tool else tools
+    call_only = bool(require_tool)
+    key = _dumps(sorted(_dumps(t) for t in allowed))
     typed = key not in _UNCOMPILABLE
     budget = reply_chars(pool)
     try:
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
-                                       json_schema=action_schema(tools, typed=typed, max_chars=budget))
+                                       json_schema=action_schema(allowed, typed=typed, max_chars=budget,
+                                                                 call_only=call_only))
     except openai.BadRequestError as exc:
         if not typed or not _is_schema_rejection(exc):
             raise
         log.warning("server refused the typed tool schema (%s); falling back to arguments: object", exc)
         _UNCOMPILABLE.add(key)
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
-                                       json_schema=action_schema(tools, typed=False, max_chars=budget))
+                                       json_schema=action_schema(allowed, typed=False, max_chars=budget,
+                                                                 call_only=call_only))
     root = action.root
     return _to_message(root, seed), _dumps(root.model_dump())
 
@@ -327,8 +349,11 @@ async def _native_step(
     *,
     seed: int,
     usage: UsageByRole | None,
+    require_tool: str | None = None,
 ) -> tuple[Message, str | None]:
     params: dict[str, Any] = {"tools": tools} if tools else {}
+    if require_tool:
+        params["tool_choice"] = {"type": "function", "function": {"name": require_tool}}
     result = await pool.chat([m.openai() for m in messages], role="agent", seed=seed, usage=usage, **params)
     msg = result.message
     calls = []
@@ -359,14 +384,19 @@ async def agent_step(
     seed: int,
     usage: UsageByRole | None = None,
     mode: Mode = "schema",
+    require_tool: str | None = None,
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
+
+    ``require_tool``: the step must call this tool (one of ``tools``), as OpenAI's named ``tool_choice``.
 
     Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
     when no endpoint answers.
     """
+    if require_tool and require_tool not in [t["function"]["name"] for t in tools]:
+        raise ValueError(f"require_tool {require_tool!r} is not one of the agent's tools")
     if mode == "native":
-        return await _native_step(pool, messages, tools, seed=seed, usage=usage)
+        return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool)
     if mode in ("schema", "auto"):
-        return await _schema_step(pool, messages, tools, seed=seed, usage=usage)
+        return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool)
     raise ValueError(f"unknown tool-calling mode {mode!r}; use 'schema', 'native' or 'auto'")

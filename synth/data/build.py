@@ -44,6 +44,7 @@ FEATURES = Features({
     "seed": Value("int64"),
     "turns": Value("int64"),
     "stop_reason": Value("string"),
+    "required_first_call": Value("string"),
 })
 
 SFT_FEATURES = Features({
@@ -101,6 +102,7 @@ def collect_rows(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
             "accepted": record.verdict.passed, "score": record.verdict.score,
             "calls": [c.model_dump() for c in traj.calls], "usage": usage.model_dump(),
             "model": traj.model or "", "seed": traj.seed, "turns": traj.turns, "stop_reason": traj.stop_reason,
+            "required_first_call": traj.required_first_call,
         })
     return rows, errored
 

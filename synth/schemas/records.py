@@ -80,6 +80,9 @@ class TrajectoryRecord(Row):
     final_state: dict[str, Any] = Field(default_factory=dict)
     turns: int = 0
     stop_reason: str = ""
+    required_first_call: str | None = Field(
+        default=None, description="Tool the first agent step was constrained to call (coding tasks), if any."
+    )
 
 
 class VerdictRecord(Row):

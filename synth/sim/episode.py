@@ -20,7 +20,7 @@ from synth.schemas.ids import stable_id
 from synth.schemas.messages import Message
 from synth.schemas.records import AgentRecord, RowError, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
-from synth.sim.tool_sim import ToolHub, ToolSimulator
+from synth.sim.tool_sim import RUN_PYTHON, ToolHub, ToolSimulator
 from synth.sim.user import UserSimulator
 from synth.sim.world import WorldState, sub_seed
 
@@ -77,6 +77,13 @@ async def run_episode(
     sim = ToolSimulator(tools, world, pool, cfg, seed=sub_seed(seed, "tools"), usage=usage, hub=hub)
     user = UserSimulator(pool, task, seed=sub_seed(seed, "user"), usage=usage)
     messages: list[Message] = [Message(role="system", content=agent.system_prompt)]
+    # A coding task is about running code: its first step calls the sandbox (as a named tool_choice would),
+    # so the episode always holds a real run for the judge's tests, whatever the model would have done.
+    first_call = (
+        RUN_PYTHON
+        if cfg.coding_runs_code and task.difficulty == "coding" and RUN_PYTHON in [t["function"]["name"] for t in tools]
+        else None
+    )
     turns = 0
     step = 0
     stop_reason = ""
@@ -92,7 +99,8 @@ async def run_episode(
             for _ in range(cfg.max_steps):
                 stage = "agent"
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
-                                             usage=usage, mode=tool_calling)
+                                             usage=usage, mode=tool_calling,
+                                             require_tool=first_call if step == 0 else None)
                 step += 1
                 messages.append(msg)
                 if not msg.tool_calls:
@@ -152,4 +160,5 @@ async def run_episode(
         final_state=final_state,
         turns=turns,
         stop_reason=stop_reason,
+        required_first_call=first_call,
     )

@@ -8,13 +8,14 @@ rollout later.
 
 from __future__ import annotations
 
-import ast
 from typing import Any
 
 import jsonpointer
 import jsonschema
 
 from synth.schemas.rubric import CodeCheck, Criterion, Rubric
+from synth.sim.tool_sim import RUN_PYTHON
+from synth.tasks.coding import CodingProblem
 from synth.tasks.draft import ExpectedCall, TaskDraft
 from synth.tasks.rubrics import RubricLibrary
 
@@ -148,23 +149,31 @@ def _mention_checks(draft: TaskDraft) -> list[CodeCheck]:
     ]
 
 
-def _python_tests(draft: TaskDraft) -> str:
-    tests = draft.python_tests.strip()
-    try:
-        tree = ast.parse(tests, "tests.py")
-    except SyntaxError as exc:
-        raise DraftInvalid(f"python_tests: not valid Python ({exc.msg}, line {exc.lineno})") from exc
-    asserts = [node for node in tree.body if isinstance(node, ast.Assert)]
-    # An assert that calls nothing ("assert 15") holds whatever the assistant wrote: it tests no solution.
-    if not any(isinstance(node, ast.Call) for a in asserts for node in ast.walk(a.test)):
-        raise DraftInvalid("python_tests: no assert calls a function of the solution; nothing would be tested")
-    return tests
+def _sandbox_check(index: dict[str, dict[str, Any]]) -> list[CodeCheck]:
+    if RUN_PYTHON not in index:
+        return []
+    return [
+        CodeCheck(
+            id=f"calls_{RUN_PYTHON}",
+            kind="tool_called",
+            tool=RUN_PYTHON,
+            require_ok=True,
+            description=f"runs the program with {RUN_PYTHON} (the sandbox) and gets a result",
+        )
+    ]
 
 
 def build_rubric(
-    draft: TaskDraft, difficulty: str, tools: list[dict[str, Any]], library: RubricLibrary
+    draft: TaskDraft,
+    difficulty: str,
+    tools: list[dict[str, Any]],
+    library: RubricLibrary,
+    problem: CodingProblem | None = None,
 ) -> tuple[Rubric, list[str]]:
-    """The rubric for a drafted task, and notes on draft parts that were dropped as uncheckable."""
+    """The rubric for a drafted task, and notes on draft parts that were dropped as uncheckable.
+
+    ``problem``: the coding problem the task was written around; its reference tests become the rubric's
+    python tests."""
     template = library.template(difficulty)
     index = tool_index(tools)
     notes: list[str] = []
@@ -198,7 +207,11 @@ def build_rubric(
         elif rule == "state_equals":
             checks += _state_checks(draft, notes)
         elif rule == "python_tests":
-            python_tests = _python_tests(draft)
+            if problem is None:
+                raise DraftInvalid(f"{difficulty} tasks run python tests, so they need a coding problem")
+            python_tests = problem.tests
+        elif rule == "sandbox_called":
+            checks += _sandbox_check(index)
     criteria = library.base_criteria(difficulty)
     criteria += [
         Criterion(id=f"task_{i}", kind="task", description=c.description.strip(), required=c.required)

@@ -72,12 +72,6 @@ class TaskDraft(BaseModel):
         max_length=4,
         description="Short exact values (names, numbers, ids) the final answer must mention.",
     )
-    python_tests: str = Field(
-        default="",
-        max_length=600,
-        description="Coding tasks only: Python assert statements that call the solution's functions, "
-        "e.g. 'assert add(2, 3) == 5'. Empty for other tasks.",
-    )
     criteria: list[DraftCriterion] = Field(
         default_factory=list, max_length=4, description="Success criteria specific to this task."
     )
@@ -110,17 +104,6 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 STRING_CHARS = 60
 """Longest string the generator may put in a state value, a reported value or a call argument."""
-
-_LITERAL = r'(-?(0|[1-9][0-9]{0,5})|"[a-zA-Z0-9 ]{0,20}")'
-_ASSERT = rf"assert [a-z_][a-z0-9_]{{0,20}}\(({_LITERAL}(, {_LITERAL}){{0,3}})?\) == {_LITERAL}"
-# Only calls with literal arguments compared to a literal: whatever the model writes under it is valid Python
-# (a looser pattern let the small model write lines that do not compile, and every coding task was lost).
-TESTS_PATTERN = rf"^{_ASSERT}(\n{_ASSERT}){{0,3}}$"
-"""Coding tasks' tests as the generator may write them: one to four single-line assert statements.
-
-The regex carries the length bound because vLLM refuses ``pattern`` beside ``maxLength`` for xgrammar (400),
-and the bounds are small because xgrammar fails (500) on ``[^\n]{4,150}`` while ``{4,80}`` works.
-"""
 
 POINTER_PATTERN = r"^(/[A-Za-z0-9_.~-]{1,30}){1,4}$"
 """JSON Pointers the generator may write: plain segments only, so every one resolves the same way for us."""
@@ -191,14 +174,15 @@ def draft_json_schema(
     min_calls: int,
     max_calls: int,
     min_hidden: int = 0,
-    with_tests: bool = False,
+    world: bool = True,
 ) -> dict[str, Any]:
     """TaskDraft's schema, tightened for one agent and one difficulty.
 
     ``tools`` maps each tool name to its parameters schema. An expected call may only name one of these tools
     (an enum per branch) with that tool's own scalar parameters; the number of calls is bounded by the
     difficulty's template. With no tools (or a template that allows none) ``expected_calls`` must be empty,
-    since an empty ``anyOf`` is not a valid schema.
+    since an empty ``anyOf`` is not a valid schema. ``world=False`` (coding tasks, checked by reference tests)
+    leaves no room for a world state, expected values or values to report: the model spends no tokens on them.
     """
     schema = inline_refs(TaskDraft.model_json_schema())
     props = schema["properties"]
@@ -226,14 +210,10 @@ def draft_json_schema(
     state_item["path"]["pattern"] = POINTER_PATTERN
     props["report_values"]["items"]["maxLength"] = STRING_CHARS
     props["hidden_details"]["minItems"] = min_hidden
-    if with_tests:
-        # One to four assert lines: the regex itself bounds the length, so no min/maxLength beside it.
-        tests = props["python_tests"]
-        tests.pop("maxLength", None)
-        tests.pop("default", None)
-        tests["pattern"] = TESTS_PATTERN
-    else:
-        del props["python_tests"]  # absent from the schema, so the model spends no tokens on it
+    if not world:
+        props["initial_state"]["maxProperties"] = 0
+        props["expected_state"]["maxItems"] = 0
+        props["report_values"]["maxItems"] = 0
     for key in ("hidden_details", "expected_state", "criteria"):
         _require_all(props[key]["items"])
     _require_all(schema)

@@ -75,12 +75,19 @@ async def generate_task(
         agent_id=agent.id,
         difficulty=difficulty,
     )
+    # Coding tasks are written around a seed problem whose reference tests the judge runs (synth.tasks.coding).
+    problem = (
+        library.coding_problem(sample_seed(agent.id, index, difficulty, seed))
+        if "python_tests" in template.checks
+        else None
+    )
     variables = {
         "agent": agent,
         "tools": tools,
         "difficulty": difficulty,
         "template": template,
         "index": index,
+        "problem": problem,
     }
     messages = [
         {"role": "system", "content": render("task_gen", part="system", **variables)},
@@ -102,11 +109,11 @@ async def generate_task(
                     min_calls,
                     template.calls.max,
                     min_hidden=template.min_hidden_details,
-                    with_tests="python_tests" in template.checks,
+                    world=problem is None,
                 ),
                 max_tokens=GENERATOR_MAX_TOKENS,
             )
-            rubric, notes = build_rubric(draft, difficulty, agent.tools, library)
+            rubric, notes = build_rubric(draft, difficulty, agent.tools, library, problem)
         except ReplyInvalid as exc:
             row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
             break  # the pool already re-sampled this one
@@ -120,6 +127,11 @@ async def generate_task(
             break
     if row.error is None:
         row.user_goal = draft.user_goal.strip()
+        if problem is not None and problem.function not in row.user_goal:
+            # The user must ask for the function the tests call; a goal that lost its name asks for nothing
+            # the judge can check.
+            notes.append(f"user_goal does not name {problem.function!r}; using the problem's request")
+            row.user_goal = problem.request
         row.persona = draft.persona.strip()
         row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}
         row.initial_state = draft.initial_state

@@ -17,10 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from synth.paths import RUBRICS
 from synth.schemas.records import Difficulty
 from synth.schemas.rubric import Criterion
+from synth.tasks.coding import CodingProblem, pick_problem, problems_path
 
 DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 
-DeriveRule = Literal["expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests"]
+DeriveRule = Literal[
+    "expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests", "sandbox_called"
+]
 
 
 class RubricError(ValueError):
@@ -70,6 +73,10 @@ class RubricLibrary(BaseModel):
     core: list[Criterion]
     prescriptive: list[Criterion]
     templates: dict[Difficulty, TaskTemplate]
+    coding_problems: list[CodingProblem] = Field(default_factory=list)
+
+    def coding_problem(self, seed: int) -> CodingProblem:
+        return pick_problem(self.coding_problems, seed)
 
     def template(self, difficulty: str) -> TaskTemplate:
         if difficulty not in self.templates:
@@ -169,8 +176,27 @@ def _templates(
     return out
 
 
+def _coding_problems(path: Path) -> list[CodingProblem]:
+    data = _read(path)
+    if not isinstance(data, list) or not data:
+        raise RubricError(f"{path}: must hold a non-empty list of problems (id, function, request, reference, tests)")
+    out: list[CodingProblem] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        try:
+            problem = CodingProblem.model_validate(item)
+        except ValidationError as exc:
+            raise _explain(path, exc, prefix=(i,)) from exc
+        if problem.id in seen:
+            raise RubricError(f"{path}: [{i}].id: duplicate problem id {problem.id!r}")
+        seen.add(problem.id)
+        out.append(problem)
+    return out
+
+
 def load_rubric_library(root: Path | str | None = None) -> RubricLibrary:
-    """Read ``core.yaml``, ``prescriptive.yaml`` and ``task_templates.yaml`` from ``root`` (``rubrics/``)."""
+    """Read ``core.yaml``, ``prescriptive.yaml``, ``task_templates.yaml`` and, when a template runs python
+    tests, ``coding_problems.yaml`` from ``root`` (``rubrics/``)."""
     root = Path(root) if root else RUBRICS
     core = _criteria(root / "core.yaml", "core")
     prescriptive = _criteria(root / "prescriptive.yaml", "prescriptive")
@@ -180,7 +206,10 @@ def load_rubric_library(root: Path | str | None = None) -> RubricLibrary:
             f"{root / 'prescriptive.yaml'}: id {sorted(clash)[0]!r} is already used in core.yaml"
         )
     templates = _templates(root / "task_templates.yaml", core, prescriptive)
-    return RubricLibrary(core=core, prescriptive=prescriptive, templates=templates)
+    problems: list[CodingProblem] = []
+    if any("python_tests" in t.checks for t in templates.values()):
+        problems = _coding_problems(problems_path(root))
+    return RubricLibrary(core=core, prescriptive=prescriptive, templates=templates, coding_problems=problems)
 
 
 @cache

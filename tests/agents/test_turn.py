@@ -358,3 +358,33 @@ def test_tools_are_digested_into_the_system_prompt() -> None:
     assert len(lines[2]) < 260
     system = schema_transcript(convo(), TOOLS)[0]["content"]
     assert 'unit (one of "c", "f", optional)' in system and "list_cities: Cities known." in system
+
+
+async def test_required_tool_narrows_the_grammar_to_a_call_of_that_tool() -> None:
+    call = {"action": "call", "calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
+    pool = ScriptedAgentPool([call])
+    msg, _ = await agent_step(pool, convo(), TOOLS, seed=1, require_tool="get_weather")
+    assert msg.tool_calls and msg.tool_calls[0].function.name == "get_weather"
+    schema = pool.requests[0]["json_schema"]
+    jsonschema.validate(call, schema)
+    for other in (
+        {"action": "answer", "content": "Sunny."},
+        {"action": "call", "calls": [{"name": "list_cities", "arguments": {}}]},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(other, schema)
+    # The model still reads every tool in its prompt; only the grammar narrows.
+    assert "list_cities" in pool.requests[0]["messages"][0]["content"]
+
+
+async def test_required_tool_is_a_named_tool_choice_in_native_mode() -> None:
+    server_msg = SimpleNamespace(
+        content=None,
+        tool_calls=[SimpleNamespace(id="t1", function=SimpleNamespace(name="get_weather", arguments="{}"))],
+        model_dump_json=lambda: "{}",
+    )
+    pool = ScriptedAgentPool([server_msg])
+    await agent_step(pool, convo(), TOOLS, seed=1, mode="native", require_tool="get_weather")
+    assert pool.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    with pytest.raises(ValueError, match="not one of the agent's tools"):
+        await agent_step(pool, convo(), TOOLS, seed=1, require_tool="rm_rf")

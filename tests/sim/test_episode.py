@@ -346,6 +346,48 @@ async def test_real_episodes_against_the_embedded_model(live_url: str) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(600)
+async def test_coding_episode_runs_the_models_code_in_the_sandbox(live_url: str) -> None:
+    """A coding task against the embedded model: the first agent step runs code in the real sandbox, and the
+    judge's reference tests then run on that program."""
+    import asyncio
+
+    from synth.judge.code_tests import run_python_tests
+    from synth.sim.sandbox import sandbox_available
+    from synth.sim.tool_sim import RUN_PYTHON_TOOL
+    from synth.tasks.rubrics import default_library
+
+    available, why = sandbox_available()
+    if not available:
+        pytest.skip(f"sandbox unavailable here: {why}")
+    problem = next(p for p in default_library().coding_problems if p.id == "factorial")
+    task = TaskRecord(id="task-code", agent_id="agent-code", difficulty="coding", user_goal=problem.request,
+                      persona="A student who writes short messages.")
+    agent = AgentRecord(id="agent-code", name="coder", system_prompt="You write and run Python for the user.",
+                        tools=[RUN_PYTHON_TOOL])
+    pool = LLMPool(
+        [EndpointConfig(base_url=live_url, api_key=os.environ.get("SYNTH_API_KEY", "EMPTY"))],
+        LLMConfig(max_tokens=256, temperature=0.7, timeout_s=180),
+    )
+    cfg = RolloutsStageConfig(max_turns=1, max_steps=2, error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=0)
+    try:
+        trajs = await asyncio.gather(*(run_episode(task, agent, pool, cfg, seed=s) for s in (0, 1)))
+    finally:
+        await pool.aclose()
+    reached = [t for t in trajs if t.usage.agent.calls]
+    assert reached, [t.error for t in trajs]
+    for traj in reached:
+        assert traj.required_first_call == "run_python"
+        first = next(m for m in traj.messages if m.role == "assistant")
+        assert first.tool_calls and first.tool_calls[0].function.name == "run_python"
+        assert traj.calls and traj.calls[0].mode == "sandbox"
+        result = await run_python_tests(traj, problem.tests)
+        # Whatever a 135M model wrote, the tests ran on it (pass or fail), not "no code found".
+        assert result.detail.startswith(("tests passed", "tests failed")), result.detail
+        assert unanswered_calls(traj.messages) == []
+
+
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) -> None:
     """The agent is scripted (control flow); the tool answer comes from the real mcp-server-time."""

@@ -8,8 +8,10 @@ from synth.llm.client import ReplyInvalid
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord
 from synth.schemas.usage import UsageByRole
+from synth.sim.tool_sim import RUN_PYTHON_TOOL
 from synth.tasks import generate_task
 from synth.tasks.draft import draft_json_schema
+from synth.tasks.rubrics import default_library
 from tests.fakes import ScriptedPool
 
 
@@ -191,28 +193,40 @@ async def test_empty_goal_is_an_error_row() -> None:
     assert task.error is not None and "user_goal: empty" in task.error.message
 
 
-async def test_coding_task_carries_python_tests_that_compile() -> None:
-    tests = "assert add(2, 3) == 5"
-    pool = ScriptedPool([draft(expected_calls=[], report_values=["5"], python_tests=tests)])
-    task = await generate_task(AGENT, "coding", pool, seed=0, index=0)
-    assert task.error is None and task.rubric is not None and task.rubric.python_tests == tests
-    assert pool.calls[0]["json_schema"]["properties"]["python_tests"]["pattern"].startswith("^assert ")
-    assert "python_tests" not in draft_json_schema({}, 0, 1)["properties"]
+CODER = AGENT.model_copy(update={"tools": [RUN_PYTHON_TOOL, *AGENT.tools]})
 
-    broken = ScriptedPool([draft(expected_calls=[], python_tests="assert add(2, 3) == ")] * 2)
-    task = await generate_task(AGENT, "coding", broken, seed=0, index=0)
-    assert task.error is not None and "python_tests: not valid Python" in task.error.message
 
-    vacuous = ScriptedPool([draft(expected_calls=[], python_tests="assert 15240000000014")] * 2)
-    task = await generate_task(AGENT, "coding", vacuous, seed=0, index=0)
-    assert task.error is not None and "no assert calls a function" in task.error.message
+async def test_coding_task_takes_its_tests_from_a_seed_problem() -> None:
+    library = default_library()
+    goal = "Hi! Could you write me reverse_words(text)? I keep reversing sentences by hand."
+    pool = ScriptedPool([draft(user_goal=goal, expected_calls=[], expected_state=[], report_values=[])])
+    task = await generate_task(CODER, "coding", pool, seed=0, index=0, library=library)
+    assert task.error is None and task.rubric is not None
+    problem = next(p for p in library.coding_problems if p.tests == task.rubric.python_tests)
+    # The schema leaves no room for calls, a world or values to report: reference tests decide.
+    props = pool.calls[0]["json_schema"]["properties"]
+    assert props["expected_calls"]["maxItems"] == 0 and props["report_values"]["maxItems"] == 0
+    assert "python_tests" not in props
+    # The prompt gave the model the problem; the sandbox must be called with a result.
+    assert problem.request in pool.calls[0]["messages"][1]["content"]
+    assert [(c.kind, c.tool, c.require_ok) for c in task.rubric.checks] == [("tool_called", "run_python", True)]
+    # The model's goal names another function than the problem's: the user asks for the problem instead.
+    assert task.user_goal == (goal if problem.function in goal else problem.request)
+
+
+async def test_coding_goal_that_loses_the_function_name_falls_back_to_the_request() -> None:
+    pool = ScriptedPool([draft(user_goal="Write me some code please.", expected_calls=[])])
+    task = await generate_task(CODER, "coding", pool, seed=3, index=1)
+    assert task.error is None and task.rubric is not None and task.rubric.python_tests
+    problem = next(p for p in default_library().coding_problems if p.tests == task.rubric.python_tests)
+    assert task.user_goal == problem.request
 
 
 async def test_free_text_arguments_are_not_matched_exactly() -> None:
     coder = AGENT.model_copy(update={"tools": [tool("run_python", code={"type": "string"}, mode={"type": "string"})]})
     calls = [{"name": "run_python", "arguments": {"code": "print(1)", "mode": "fast"}}]
-    pool = ScriptedPool([draft(expected_calls=calls, python_tests="assert f(1) == 1")])
-    task = await generate_task(coder, "coding", pool, seed=0, index=0)
+    pool = ScriptedPool([draft(expected_calls=calls)])
+    task = await generate_task(coder, "single_call", pool, seed=0, index=0)
     assert task.rubric is not None
     assert [(c.kind, c.arguments) for c in task.rubric.checks if c.tool] == [("tool_called_with", {"mode": "fast"})]
 
@@ -226,10 +240,10 @@ def _strings(node: Any) -> list[dict[str, Any]]:
     return []
 
 
-@pytest.mark.parametrize("with_tests", [False, True])
-def test_schema_never_pairs_a_pattern_with_a_length_bound(with_tests: bool) -> None:
+@pytest.mark.parametrize("world", [False, True])
+def test_schema_never_pairs_a_pattern_with_a_length_bound(world: bool) -> None:
     # vLLM refuses such a schema for xgrammar with a 400, which would fail every task of the stage.
-    schema = draft_json_schema({"t": {"properties": {"a": {"type": "string"}}}}, 1, 2, 1, with_tests=with_tests)
+    schema = draft_json_schema({"t": {"properties": {"a": {"type": "string"}}}}, 1, 2, 1, world=world)
     patterned = [s for s in _strings(schema) if "pattern" in s]
     assert patterned and not [s for s in patterned if "maxLength" in s or "minLength" in s]
 
