@@ -108,28 +108,39 @@ def _arguments_schema(
     # Closed objects keep a weak model from inventing argument names; only the decoding grammar changes.
     schema.setdefault("additionalProperties", False)
     if max_chars:
-        # A free string argument (a program, a message) is where a weak model rambles until max_tokens cuts
-        # the JSON; bound it like the answer's text. Not beside a pattern: xgrammar refuses the pair.
-        props = {}
-        for name, prop in schema["properties"].items():
-            if isinstance(prop, dict) and prop.get("type") == "string" and not {"maxLength", "pattern", "enum",
-                                                                                  "format"} & set(prop):
-                prop = {**prop, "maxLength": max_chars}
-            props[name] = prop
-        schema["properties"] = props
+        schema["properties"] = {name: _bounded(prop, max_chars) for name, prop in schema["properties"].items()}
     return schema
+
+
+def _bounded(prop: Any, max_chars: int) -> Any:
+    """A top-level argument's schema with a bound where a weak model would otherwise ramble until max_tokens cuts
+    the JSON: free strings (a program, a message) get the answer's character budget, numbers a magnitude bound.
+    Not beside a pattern or format: xgrammar refuses ``pattern`` with ``maxLength``."""
+    if not isinstance(prop, dict) or {"enum", "const", "pattern", "format"} & set(prop):
+        return prop
+    if prop.get("type") == "string" and "maxLength" not in prop:
+        return {**prop, "maxLength": max_chars}
+    if prop.get("type") in ("integer", "number") and not {"minimum", "maximum"} & set(prop):
+        return {**prop, "minimum": -ARGUMENT_NUMBER_BOUND, "maximum": ARGUMENT_NUMBER_BOUND}
+    return prop
 
 
 def reply_chars(pool: Any, default: int = 2000) -> int:
     """Characters of free text a structured reply may hold so its JSON still closes within ``max_tokens``.
 
     Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost.
-    English runs about 4 characters a token, repetitive junk far fewer (a looping 135M model was measured near
-    2.6); 2 leaves room for both and for the JSON around the text. Shared by the agent, user and tool simulators
-    (all read the pool's config).
+    English runs about 4 characters a token, but junk can run at one: in a default run a 135M model filled an
+    answer with 404 digits and a code argument with "code_code_..." until 384 tokens cut both off. So the
+    bound assumes one character a token and keeps 64 tokens for the JSON around the text. Shared by the agent,
+    user and tool simulators (all read the pool's config).
     """
     max_tokens = getattr(getattr(pool, "config", None), "max_tokens", None)
-    return max(120, int(max_tokens * 2)) if isinstance(max_tokens, int) else default
+    return max(120, max_tokens - 64) if isinstance(max_tokens, int) else default
+
+
+ARGUMENT_NUMBER_BOUND = 10**15
+"""Magnitude bound for unbounded numeric arguments: a weak model otherwise writes digits until max_tokens. Wide
+enough for millisecond timestamps and byte counts."""
 
 
 def action_schema(

@@ -93,7 +93,7 @@ async def generate_task(
         {"role": "system", "content": render("task_gen", part="system", **variables)},
         {"role": "user", "content": render("task_gen", part="user", **variables)},
     ]
-    # A draft the model wrote in the right shape can still be unusable (tests that do not compile, an unknown
+    # A draft the model wrote in the right shape can still be unusable (an empty goal, an unknown
     # tool): one fresh sample, like the LLM layer's retry for replies that do not fit the schema.
     for attempt in range(DRAFT_ATTEMPTS):
         row.error = None

@@ -388,3 +388,30 @@ async def test_required_tool_is_a_named_tool_choice_in_native_mode() -> None:
     assert pool.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     with pytest.raises(ValueError, match="not one of the agent's tools"):
         await agent_step(pool, convo(), TOOLS, seed=1, require_tool="rm_rf")
+
+
+def test_free_arguments_are_bounded_so_replies_close_within_max_tokens() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "run",
+            "description": "x",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "id": {"type": "string", "pattern": "^[a-z]+$"},
+                    "small": {"type": "integer", "maximum": 10},
+                },
+            },
+        },
+    }
+    schema = action_schema([tool], max_chars=300)
+    args = schema["anyOf"][1]["properties"]["calls"]["items"]["anyOf"][0]["properties"]["arguments"]["properties"]
+    assert args["code"]["maxLength"] == 300
+    assert args["port"]["maximum"] == turn.ARGUMENT_NUMBER_BOUND and args["port"]["minimum"] < 0
+    assert args["id"] == {"type": "string", "pattern": "^[a-z]+$"}  # xgrammar refuses pattern + maxLength
+    assert args["small"] == {"type": "integer", "maximum": 10}
+    # A reply of junk at one character a token still closes: the bound leaves room for the JSON around it.
+    assert turn.reply_chars(SimpleNamespace(config=LLMConfig(max_tokens=384))) == 320
