@@ -70,8 +70,8 @@ def render(a: RunAnalysis, title: str) -> str:
     if a.criterion_scores:
         parts.append(_scores_plot(a.criterion_scores))
     if a.call_modes:
-        parts.append(_bar("tool calls by mode (real MCP / simulated / sandboxed Python / refused by schema)", list(a.call_modes),
-                          list(a.call_modes.values())))
+        parts.append(_bar("tool calls by mode (real MCP / simulated / sandboxed Python / refused by schema)",
+                          list(a.call_modes), list(a.call_modes.values())))
     if a.turns:
         parts.append(_bar("user turns per episode", [str(k) for k in a.turns], list(a.turns.values())))
     parts += [
