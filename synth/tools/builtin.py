@@ -13,7 +13,10 @@ RUN_PYTHON = ToolSpec(
         ),
         parameters={
             "type": "object",
-            "properties": {"code": {"type": "string", "description": "The complete program to run."}},
+            # minLength: a weak model otherwise "runs" the empty program and reports on nothing.
+            "properties": {
+                "code": {"type": "string", "minLength": 1, "description": "The complete program to run."}
+            },
             "required": ["code"],
         },
     ),
