@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,7 @@ from synth.schemas.rubric import Criterion
 from synth.tasks.coding import CodingProblem, pick_problem, problems_path
 
 DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
+EntryT = TypeVar("EntryT", bound="CriterionEntry | CodingProblem")
 
 DeriveRule = Literal[
     "expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests", "sandbox_called"
@@ -116,26 +117,33 @@ def _read(path: Path) -> Any:
         raise RubricError(f"{path}: not valid YAML: {exc}") from exc
 
 
-def _criteria(path: Path, kind: Literal["core", "prescriptive"]) -> list[Criterion]:
+def _entries(path: Path, model: type[EntryT], fields: str) -> list[EntryT]:
+    """A YAML list of ``model`` entries with unique ids; errors name the file, the entry and the field."""
     data = _read(path)
-    if not isinstance(data, list):
-        raise RubricError(f"{path}: must hold a list of criteria (id, kind, description, weight, required)")
-    out: list[Criterion] = []
+    if not isinstance(data, list) or not data:
+        raise RubricError(f"{path}: must hold a non-empty list of entries ({fields})")
+    out: list[EntryT] = []
     seen: set[str] = set()
     for i, item in enumerate(data):
         try:
-            entry = CriterionEntry.model_validate(item)
+            entry = model.model_validate(item)
         except ValidationError as exc:
             raise _explain(path, exc, prefix=(i,)) from exc
+        if entry.id in seen:
+            raise RubricError(f"{path}: [{i}].id: duplicate id {entry.id!r}")
+        seen.add(entry.id)
+        out.append(entry)
+    return out
+
+
+def _criteria(path: Path, kind: Literal["core", "prescriptive"]) -> list[Criterion]:
+    entries = _entries(path, CriterionEntry, "id, kind, description, weight, required")
+    for i, entry in enumerate(entries):
         if entry.kind != kind:
             raise RubricError(f"{path}: [{i}].kind: must be {kind!r} in this file; got {entry.kind!r}")
         if entry.weight < 0:
             raise RubricError(f"{path}: [{i}].weight: must be >= 0; got {entry.weight}")
-        if entry.id in seen:
-            raise RubricError(f"{path}: [{i}].id: duplicate criterion id {entry.id!r}")
-        seen.add(entry.id)
-        out.append(Criterion.model_validate(entry.model_dump()))
-    return out
+    return [Criterion.model_validate(e.model_dump()) for e in entries]
 
 
 def _templates(
@@ -176,24 +184,6 @@ def _templates(
     return out
 
 
-def _coding_problems(path: Path) -> list[CodingProblem]:
-    data = _read(path)
-    if not isinstance(data, list) or not data:
-        raise RubricError(f"{path}: must hold a non-empty list of problems (id, function, request, reference, tests)")
-    out: list[CodingProblem] = []
-    seen: set[str] = set()
-    for i, item in enumerate(data):
-        try:
-            problem = CodingProblem.model_validate(item)
-        except ValidationError as exc:
-            raise _explain(path, exc, prefix=(i,)) from exc
-        if problem.id in seen:
-            raise RubricError(f"{path}: [{i}].id: duplicate problem id {problem.id!r}")
-        seen.add(problem.id)
-        out.append(problem)
-    return out
-
-
 def load_rubric_library(root: Path | str | None = None) -> RubricLibrary:
     """Read ``core.yaml``, ``prescriptive.yaml``, ``task_templates.yaml`` and, when a template runs python
     tests, ``coding_problems.yaml`` from ``root`` (``rubrics/``)."""
@@ -208,7 +198,7 @@ def load_rubric_library(root: Path | str | None = None) -> RubricLibrary:
     templates = _templates(root / "task_templates.yaml", core, prescriptive)
     problems: list[CodingProblem] = []
     if any("python_tests" in t.checks for t in templates.values()):
-        problems = _coding_problems(problems_path(root))
+        problems = _entries(problems_path(root), CodingProblem, "id, function, request, reference, tests")
     return RubricLibrary(core=core, prescriptive=prescriptive, templates=templates, coding_problems=problems)
 
 

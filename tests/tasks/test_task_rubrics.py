@@ -88,7 +88,7 @@ def test_missing_difficulty_wrong_kind_duplicates_and_bad_yaml(rubric_dir: Path)
         load_rubric_library(rubric_dir)
     edit(rubric_dir / "core.yaml", "kind: task", "kind: core")
     edit(rubric_dir / "core.yaml", "id: fluency", "id: clarity")
-    with pytest.raises(RubricError, match=r"\[1\]\.id: duplicate criterion id 'clarity'"):
+    with pytest.raises(RubricError, match=r"\[1\]\.id: duplicate id 'clarity'"):
         load_rubric_library(rubric_dir)
 
     (rubric_dir / "core.yaml").write_text("- id: [unclosed\n")
