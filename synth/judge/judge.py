@@ -20,11 +20,11 @@ import openai
 from synth.config import JudgeStageConfig
 from synth.judge.checks import final_answer, run_checks
 from synth.judge.code_tests import run_python_tests
-from synth.judge.transcript import evidence_found, message_lines, normalize, render_transcript
+from synth.judge.transcript import evidence_found, evidence_haystacks, render_transcript
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
 from synth.schemas.records import TaskRecord, TrajectoryRecord
-from synth.schemas.rubric import Criterion
+from synth.schemas.rubric import EVIDENCE_LABELS, Criterion, EvidenceSource
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import CheckResult, CriterionScore, JudgeReply, Verdict
 
@@ -92,10 +92,25 @@ def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
     }
 
 
+def _found_in(
+    evidence: str, criterion: Criterion, haystacks: dict[EvidenceSource | None, str]
+) -> tuple[bool, str]:
+    sources = criterion.evidence_from
+    if not sources:
+        return evidence_found(evidence, haystacks[None], EVIDENCE_MIN_CHARS)
+    found, why = evidence_found(evidence, "\n".join(haystacks[src] for src in sources), EVIDENCE_MIN_CHARS)
+    if not found and evidence_found(evidence, haystacks[None], EVIDENCE_MIN_CHARS)[0]:
+        why = f"evidence quoted from the wrong part of the transcript (must come from {', '.join(sources)})"
+    return found, why
+
+
 def check_reply(
-    reply: JudgeReply, criteria: list[Criterion], haystack: str
+    reply: JudgeReply, criteria: list[Criterion], haystacks: dict[EvidenceSource | None, str]
 ) -> tuple[list[CriterionScore], list[str]]:
     """One score per criterion from one judge reply, with unverifiable and missing scores set to 0.
+
+    A quote must be found in the parts of the transcript the criterion names (``evidence_from``; see
+    ``evidence_haystacks``): the user's words are no evidence that the assistant wrote fluently.
 
     Returns the scores in rubric order and notes on every change made to what the judge said.
     """
@@ -118,7 +133,7 @@ def check_reply(
             notes.append(f"{c.id}: {note}")
             continue
         if s.score > 0:
-            found, why = evidence_found(s.evidence, haystack, EVIDENCE_MIN_CHARS)
+            found, why = _found_in(s.evidence, c, haystacks)
             if not found:
                 note = f"{why}; judge's score {s.score} lowered to 0"
                 out.append(s.model_copy(update={"score": 0, "note": note}))
@@ -186,6 +201,9 @@ def _judge_messages(
         "instructions": instructions,
         "tools": tools,
         "criteria": criteria,
+        "quote_from": {
+            c.id: " or ".join(EVIDENCE_LABELS[src] for src in c.evidence_from) for c in criteria if c.evidence_from
+        },
         "transcript": render_transcript(traj),
     }
     return [
@@ -252,10 +270,10 @@ async def judge_trajectory(
         what = "judge request rejected" if isinstance(first, RequestRejected) else "judge reply invalid"
         return _failed(f"{what}: {first}", checks, raw=first.raw)
 
-    haystack = normalize("\n".join(message_lines(traj)))
+    haystacks = evidence_haystacks(traj)
     per_sample, notes = [], []
     for k, reply in enumerate(valid):
-        scores, sample_notes = check_reply(reply, criteria, haystack)
+        scores, sample_notes = check_reply(reply, criteria, haystacks)
         per_sample.append(scores)
         prefix = f"sample {k + 1}: " if len(valid) > 1 else ""
         notes += [prefix + n for n in sample_notes]

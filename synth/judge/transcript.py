@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 from synth.judge.checks import normalize
 from synth.schemas.records import TrajectoryRecord
+from synth.schemas.rubric import EvidenceSource
 
 # The embedded model has a 4k context: long tool outputs are cut so the criteria still fit after them.
 MESSAGE_CHARS = 600
@@ -14,25 +16,40 @@ TRANSCRIPT_CHARS = 5000
 _ELLIPSIS = re.compile(r"\.\.\.|…")
 
 
-def message_lines(traj: TrajectoryRecord) -> list[str]:
-    """One line per message (system prompt left out: it is the agent's setup, not its behaviour)."""
+def sourced_lines(traj: TrajectoryRecord) -> list[tuple[EvidenceSource, str]]:
+    """One line per message with the part of the transcript it belongs to (system prompt left out: it is the
+    agent's setup, not its behaviour)."""
     names = {}
-    lines = []
+    lines: list[tuple[EvidenceSource, str]] = []
     for msg in traj.messages:
         if msg.role == "system":
             continue
         if msg.role == "assistant":
             if (msg.content or "").strip():
-                lines.append(f"[assistant] {msg.content.strip()}")
+                lines.append(("assistant", f"[assistant] {msg.content.strip()}"))
             for tc in msg.tool_calls or []:
                 names[tc.id] = tc.function.name
-                lines.append(f"[assistant calls {tc.function.name}] {tc.function.arguments}")
+                lines.append(("assistant_call", f"[assistant calls {tc.function.name}] {tc.function.arguments}"))
         elif msg.role == "tool":
             name = msg.name or names.get(msg.tool_call_id or "", "tool")
-            lines.append(f"[tool {name} result] {(msg.content or '').strip()}")
+            lines.append(("tool", f"[tool {name} result] {(msg.content or '').strip()}"))
         else:
-            lines.append(f"[{msg.role}] {(msg.content or '').strip()}")
+            lines.append(("user", f"[{msg.role}] {(msg.content or '').strip()}"))
     return lines
+
+
+def message_lines(traj: TrajectoryRecord) -> list[str]:
+    """One line per message, as the judge reads them."""
+    return [line for _, line in sourced_lines(traj)]
+
+
+def evidence_haystacks(traj: TrajectoryRecord) -> dict[EvidenceSource | None, str]:
+    """Normalised text to find quotes in: the whole transcript (key None) and each part alone."""
+    lines = sourced_lines(traj)
+    out: dict[EvidenceSource | None, str] = {None: normalize("\n".join(line for _, line in lines))}
+    for source in get_args(EvidenceSource):
+        out[source] = normalize("\n".join(line for s, line in lines if s == source))
+    return out
 
 
 def render_transcript(

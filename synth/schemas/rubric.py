@@ -7,12 +7,27 @@ from pydantic import BaseModel, Field
 CheckKind = Literal["tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called"]
 
 
+EvidenceSource = Literal["assistant", "assistant_call", "tool", "user"]
+"""Parts of a transcript: the assistant's text, its tool calls, tool results, the user's messages."""
+EVIDENCE_LABELS: dict[str, str] = {
+    "assistant": "the assistant's messages",
+    "assistant_call": "the assistant's tool calls",
+    "tool": "tool results",
+    "user": "the user's messages",
+}
+
+
 class Criterion(BaseModel):
     id: str
     kind: Literal["core", "prescriptive", "task"] = "task"
     description: str
     weight: float = 1.0
     required: bool = Field(default=False, description="Failing a required criterion fails the trajectory.")
+    evidence_from: list[EvidenceSource] | None = Field(
+        default=None,
+        description="Where the judge's quote must come from (e.g. the assistant's own text for fluency); "
+        "None: anywhere in the transcript.",
+    )
 
 
 class CodeCheck(BaseModel):
