@@ -79,6 +79,14 @@ if HAVE_TRITON:
         return p
 
     @triton.jit
+    def _block(numel, BLOCK: tl.constexpr):
+        # Grid (blocks of one matrix, matrices): this program's matrix, its element offsets and their mask.
+        m = tl.program_id(1)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        offs = tl.max_contiguous(tl.multiple_of(offs, BLOCK), BLOCK)
+        return m, offs, offs < numel
+
+    @triton.jit
     def _lerp(a, b, w, SMALL: tl.constexpr):
         # torch's lerp: a + w*(b-a) for w < 0.5, b - (b-a)*(1-w) otherwise (opmath fp32).
         r = a + w * (b - a) if SMALL else b - (b - a) * (1.0 - w)
@@ -100,13 +108,9 @@ if HAVE_TRITON:
         ALIGN: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        pid = tl.program_id(0)
-        m = tl.program_id(1)
+        m, offs, mask = _block(numel, BLOCK)
         g_ptr = _load_ptr(g_tab, m, IS_BF16, ALIGN)
         b_ptr = _load_ptr(b_tab, m, IS_BF16, ALIGN)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        offs = tl.max_contiguous(tl.multiple_of(offs, BLOCK), BLOCK)
-        mask = offs < numel
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         bn = _lerp(b, g, w_buf, SMALL_BUF)
@@ -124,11 +128,7 @@ if HAVE_TRITON:
 
     @triton.jit
     def _normalise_kernel(x_ptr, y_ptr, norm_ptr, numel, COPY: tl.constexpr, BLOCK: tl.constexpr):
-        pid = tl.program_id(0)
-        m = tl.program_id(1)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        offs = tl.max_contiguous(tl.multiple_of(offs, BLOCK), BLOCK)
-        mask = offs < numel
+        m, offs, mask = _block(numel, BLOCK)
         base = m.to(tl.int64) * numel
         x = tl.load(x_ptr + base + offs, mask=mask, other=0.0).to(tl.float32)
         n = tl.load(norm_ptr + m).to(tl.float32)
@@ -149,12 +149,8 @@ if HAVE_TRITON:
         ALIGN: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        pid = tl.program_id(0)
-        m = tl.program_id(1)
+        m, offs, mask = _block(numel, BLOCK)
         p_ptr = _load_ptr(p_tab, m, IS_BF16, ALIGN)
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        offs = tl.max_contiguous(tl.multiple_of(offs, BLOCK), BLOCK)
-        mask = offs < numel
         p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         o = tl.load(o_ptr + m.to(tl.int64) * numel + offs, mask=mask, other=0.0).to(tl.float32)
         if DECAY:

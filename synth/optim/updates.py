@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -27,10 +27,21 @@ def muon_lr_scale(shape: torch.Size | Sequence[int], rms_scale: float = 0.2) -> 
     return rms_scale * math.sqrt(max(a, b))
 
 
-def _stack_key(t: Tensor) -> tuple[int, int, torch.dtype, torch.device]:
-    # Stacked as they are: transposing tall matrices into the wide stacks would cost strided copies that take
-    # longer than the extra batch would save; Newton-Schulz takes the Gram on the short side either way.
-    return (t.shape[0], t.shape[1], t.dtype, t.device)
+def _stack_chunks(
+    params: list[Tensor], max_stack_numel: int, dtype: torch.dtype
+) -> Iterator[tuple[list[int], Tensor]]:
+    """Indices of same-shape matrices, at most ``max_stack_numel`` elements at a time, with an empty
+    ``(len(chunk), rows, cols)`` stack in ``dtype`` for them."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, p in enumerate(params):
+        # Stacked as they are: transposing tall matrices into the wide stacks would cost strided copies that take
+        # longer than the extra batch would save; Newton-Schulz takes the Gram on the short side either way.
+        groups[(p.shape[0], p.shape[1], p.dtype, p.device)].append(i)
+    for (rows, cols, _dtype, device), idx in groups.items():
+        per_chunk = max(1, max_stack_numel // (rows * cols))
+        for start in range(0, len(idx), per_chunk):
+            chunk = idx[start : start + per_chunk]
+            yield chunk, torch.empty((len(chunk), rows, cols), dtype=dtype, device=device)
 
 
 @torch.no_grad()
@@ -94,40 +105,32 @@ def muon_update_(
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        groups[_stack_key(p)].append(i)
-
-    for (rows, cols, _dtype, device), idx in groups.items():
-        per_chunk = max(1, max_stack_numel // (rows * cols))
-        for start in range(0, len(idx), per_chunk):
-            chunk = idx[start : start + per_chunk]
-            stack = torch.empty((len(chunk), rows, cols), dtype=ns_dtype, device=device)
-            for i, slot in zip(chunk, stack.unbind(0), strict=True):
-                # The Nesterov input goes, cast, straight into its slot: no fp32 temporary of the whole model.
-                if nesterov:
-                    torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
-                else:
-                    slot.copy_(momentum_bufs[i])
-            ortho = newton_schulz_batched(
-                stack,
-                ns_steps,
-                ns_coefficients,
-                eps,
-                ns_dtype,
-                fuse_diagonal=fuse_diagonal,
-                overwrite_input=True,
-            )
-            group_params = [params[i] for i in chunk]
-            alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
-            outs = list(ortho.unbind(0))
-            if ortho.dtype == group_params[0].dtype:
-                torch._foreach_add_(group_params, outs, alpha=alpha)
+    for chunk, stack in _stack_chunks(params, max_stack_numel, ns_dtype):
+        for i, slot in zip(chunk, stack.unbind(0), strict=True):
+            # The Nesterov input goes, cast, straight into its slot: no fp32 temporary of the whole model.
+            if nesterov:
+                torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
             else:
-                # Mixed dtypes (fp32 weights, bf16 update): add_ promotes in place, no fp32 copy of the
-                # update.
-                for p, o in zip(group_params, outs, strict=True):
-                    p.add_(o, alpha=alpha)
+                slot.copy_(momentum_bufs[i])
+        ortho = newton_schulz_batched(
+            stack,
+            ns_steps,
+            ns_coefficients,
+            eps,
+            ns_dtype,
+            fuse_diagonal=fuse_diagonal,
+            overwrite_input=True,
+        )
+        group_params = [params[i] for i in chunk]
+        alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
+        outs = list(ortho.unbind(0))
+        if ortho.dtype == group_params[0].dtype:
+            torch._foreach_add_(group_params, outs, alpha=alpha)
+        else:
+            # Mixed dtypes (fp32 weights, bf16 update): add_ promotes in place, no fp32 copy of the
+            # update.
+            for p, o in zip(group_params, outs, strict=True):
+                p.add_(o, alpha=alpha)
 
 
 def _muon_update_fused(
@@ -146,24 +149,17 @@ def _muon_update_fused(
     max_stack_numel: int,
     fuse_diagonal: bool,
 ) -> None:
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        groups[_stack_key(p)].append(i)
     decay = 1.0 - lr * weight_decay
-    for (rows, cols, _dtype, device), idx in groups.items():
-        per_chunk = max(1, max_stack_numel // (rows * cols))
-        for start in range(0, len(idx), per_chunk):
-            chunk = idx[start : start + per_chunk]
-            stack = torch.empty((len(chunk), rows, cols), dtype=torch.bfloat16, device=device)
-            sumsq = _fused.pre([grads[i] for i in chunk], [momentum_bufs[i] for i in chunk], stack, momentum, nesterov)
-            # As newton_schulz_batched: fp32 norm of the bf16 input, clamped, divided in bf16.
-            norms = sumsq.sqrt_().clamp_(min=eps).to(torch.bfloat16)
-            # With the diagonal fused no iteration copies X, so the first one needs no second buffer either.
-            first_out = _fused.normalise(stack, norms, copy=not fuse_diagonal)
-            ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, fuse_diagonal, first_out=first_out)
-            group_params = [params[i] for i in chunk]
-            alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
-            _fused.post(group_params, ortho, decay, alpha)
+    for chunk, stack in _stack_chunks(params, max_stack_numel, torch.bfloat16):
+        sumsq = _fused.pre([grads[i] for i in chunk], [momentum_bufs[i] for i in chunk], stack, momentum, nesterov)
+        # As newton_schulz_batched: fp32 norm of the bf16 input, clamped, divided in bf16.
+        norms = sumsq.sqrt_().clamp_(min=eps).to(torch.bfloat16)
+        # With the diagonal fused no iteration copies X, so the first one needs no second buffer either.
+        first_out = _fused.normalise(stack, norms, copy=not fuse_diagonal)
+        ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, fuse_diagonal, first_out=first_out)
+        group_params = [params[i] for i in chunk]
+        alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
+        _fused.post(group_params, ortho, decay, alpha)
 
 
 @torch.no_grad()

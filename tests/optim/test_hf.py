@@ -14,6 +14,18 @@ from synth.optim import MuonClip, QKClip  # noqa: E402
 from synth.optim.hf import install_capture  # noqa: E402
 
 
+def assert_clip_caps_first_layer(model, specs) -> None:
+    """Clip at the first layer's median max logit, recompute on the same batch: every head reads min(S, tau)."""
+    clip = QKClip(specs)
+    x = torch.randint(0, 64, (2, 12))
+    model(x)
+    s = clip.gather()[0].clone()
+    clip.tau = float(s.median())
+    clip.step()
+    model(x)
+    torch.testing.assert_close(clip.gather()[0], s.clamp(max=clip.tau), rtol=1e-10, atol=1e-10)
+
+
 def _llama(kv_heads: int = 2):
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
@@ -64,14 +76,7 @@ def test_clip_caps_first_layer_on_recompute(family: str) -> None:
     specs = install_capture(model, "eager")
     if family != "llama":
         assert specs[0].q_bias is not None  # Qwen2's q/k biases are clipped with their rows
-    clip = QKClip(specs)
-    x = torch.randint(0, 64, (2, 12))
-    model(x)
-    s = clip.gather()[0].clone()
-    clip.tau = float(s.median())
-    clip.step()
-    model(x)
-    torch.testing.assert_close(clip.gather()[0], s.clamp(max=clip.tau), rtol=1e-10, atol=1e-10)
+    assert_clip_caps_first_layer(model, specs)
 
 
 def test_qk_norm_models_warn_that_the_clip_is_cancelled() -> None:
@@ -115,13 +120,6 @@ def test_deepseek_v3_mla_clip_caps_recomputed_logits(q_lora_rank: int | None) ->
     kv_a = (
         next(m for n, m in model.named_modules() if n.endswith("kv_a_proj_with_mqa")).weight.detach().clone()
     )
-    clip = QKClip(specs)
-    x = torch.randint(0, 64, (2, 12))
-    model(x)
-    s = clip.gather()[0].clone()
-    clip.tau = float(s.median())
-    clip.step()
-    model(x)
-    torch.testing.assert_close(clip.gather()[0], s.clamp(max=clip.tau), rtol=1e-10, atol=1e-10)
+    assert_clip_caps_first_layer(model, specs)
     kv_a_after = next(m for n, m in model.named_modules() if n.endswith("kv_a_proj_with_mqa")).weight
     assert torch.equal(kv_a_after, kv_a)  # the shared rotary key's projection is untouched
