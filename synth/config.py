@@ -53,6 +53,16 @@ class EmbeddedConfig(Strict):
     max_model_len: int = Field(default=4096, ge=512)
     startup_timeout_s: float = Field(default=600, gt=0)
     kv_cache_gb: int = Field(default=4, ge=1)
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto",
+        description="Serving dtype. auto: bfloat16 only where the CPU has native bf16 matrix instructions "
+        "(AVX512-BF16 or AMX-BF16), else float32 (emulated bf16 runs about 5x slower).",
+    )
+    model_dir: Path | None = Field(default=None, description="Checkpoint to serve; None: the embedded SmolLM2.")
+    served_name: str | None = Field(default=None, description="Model name the server answers to; None: derived.")
+    chat_template: Path | None = Field(default=None, description="Jinja chat template file passed to vLLM.")
+    tool_call_parser: str | None = Field(
+        default=None, description="vLLM tool-call parser (e.g. hermes); set, the server does native tool calling.")
 
 
 class ToolsStageConfig(Strict):
