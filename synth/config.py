@@ -37,14 +37,40 @@ class LLMConfig(Strict):
     model: str | None = Field(default=None, description="Served model name; None asks the first endpoint.")
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_tokens: int = Field(default=512, ge=1)
-    timeout_s: float = Field(default=120, gt=0)
+    timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="Seconds one request may take before it is retried. None: derived from max_tokens and the "
+        "embedded server's measured rate at start-up (3x a max_tokens reply at full concurrency, 120-1800 s), "
+        "600 s for other endpoints.",
+    )
     max_retries: int = Field(default=4, ge=0, description="Retries of a request on connection errors, 429, 5xx.")
+    slow_retries: int = Field(
+        default=2, ge=0,
+        description="Retries, each with a doubled deadline, of a request that timed out on a server that still "
+        "answers /health; after them the row is recorded as an error and the stage goes on.",
+    )
     structured_retries: int = Field(default=1, ge=0,
                                     description="Fresh samples asked for when a structured reply does not validate.")
+    roles: dict[Literal["agent", "user_sim", "tool_sim", "judge", "generator"], RoleConfig] = Field(
+        default_factory=dict,
+        description="Per-role endpoints and models (agent, user_sim, tool_sim, judge, generator); a role not "
+        "named here uses the default endpoints (by default all on the embedded server).",
+    )
     tool_calling: Literal["auto", "native", "schema"] = Field(
         default="auto",
         description="native: server tool parser; schema: a JSON Schema constrained turn; auto: schema.",
     )
+
+
+class RoleConfig(Strict):
+    """Where one role's requests go (e.g. a stronger judge than the agent it judges)."""
+
+    endpoints: list[EndpointConfig] = Field(
+        default_factory=list, description="This role's endpoints; empty: the run's default endpoints."
+    )
+    model: str | None = Field(default=None, description="Served model name for this role; None: llm.model, else "
+                              "the first model this role's endpoint lists.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="None: llm.temperature.")
 
 
 class EmbeddedConfig(Strict):
@@ -63,6 +89,7 @@ class EmbeddedConfig(Strict):
     chat_template: Path | None = Field(default=None, description="Jinja chat template file passed to vLLM.")
     tool_call_parser: str | None = Field(
         default=None, description="vLLM tool-call parser (e.g. hermes); set, the server does native tool calling.")
+    preload_tcmalloc: bool = Field(default=True, description="LD_PRELOAD tcmalloc into the server when found.")
 
 
 class ToolsStageConfig(Strict):
@@ -98,11 +125,29 @@ class RolloutsStageConfig(Strict):
     coding_runs_code: bool = Field(
         default=True, description="A coding task's first agent step must call run_python (the sandbox)."
     )
+    samples: int = Field(
+        default=4, ge=1, le=64,
+        description="Episodes per task (best-of-N rejection sampling, as in K2): each its own seed and row id.",
+    )
 
 
 class JudgeStageConfig(Strict):
     samples: int = Field(default=1, ge=1, description="Judge samples per trajectory; majority decides.")
     pass_threshold: float = Field(default=0.6, ge=0, le=1, description="Minimum weighted score to accept.")
+    accept: Literal["llm", "verifiable", "both", "auto"] = Field(
+        default="auto",
+        description="What accepts a trajectory: llm (the LLM judge alone), verifiable (code checks that verify "
+        "the outcome, alone), both (code checks and the LLM judge), auto (code checks, plus each LLM criterion "
+        "whose measured agreement with the code checks on this run reaches trust_agreement).",
+    )
+    trust_agreement: float = Field(
+        default=0.8, gt=0, le=1,
+        description="auto: a criterion's agreement with the code checks needed to trust it (share of paired "
+        "trajectories where both say the same).",
+    )
+    calibration_min_pairs: int = Field(
+        default=8, ge=1, description="auto: trajectories judged by both a criterion and code checks before the "
+        "criterion's agreement counts at all.")
 
 
 class RayConfig(Strict):
@@ -112,10 +157,64 @@ class RayConfig(Strict):
     num_cpus: int | None = Field(default=None, description="CPUs for local Ray (None: Ray decides).")
 
 
+class DatasetConfig(Strict):
+    heldout_share: float = Field(
+        default=0.2, ge=0, lt=1,
+        description="Share of tasks (chosen by task id, the same in every round) held out for evaluation: never "
+        "in train.",
+    )
+
+
 class QuotaConfig(Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="Stop growing once this many tokens are spent.")
     max_wall_s: float = Field(default=3600, gt=0, description="Stop growing after this many seconds.")
     max_rounds: int = Field(default=5, ge=1)
+
+
+class TrainConfig(Strict):
+    """``synth train``: full fine-tuning of a Hugging Face causal LM on the run's train split."""
+
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+                             description="Output folder runs/<run>/train/<name>/; None: the optimizer's name.")
+    base_model: Path | None = Field(default=None, description="HF checkpoint to start from; None: embedded SmolLM2.")
+    data_files: list[Path] = Field(default_factory=list, description="Parquet files with messages/tools to train "
+                                   "on instead of the run's dataset (no held-out filter without task_id).")
+    optimizer: Literal["muonclip", "adamw"] = Field(default="muonclip",
+                                                    description="muonclip: synth.optim.MuonClip; adamw: baseline.")
+    lr: float = Field(default=1e-4, gt=0, description="Peak learning rate (both optimizers: Muon's update is "
+                      "scaled to AdamW's RMS, so one lr fits both).")
+    weight_decay: float = Field(default=0.1, ge=0)
+    tau: float = Field(default=100.0, gt=0, description="QK-Clip threshold (MuonClip).")
+    epochs: int = Field(default=3, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    micro_batch_tokens: int = Field(default=4096, ge=64, description="Padded tokens per forward pass.")
+    grad_accum: int = Field(default=2, ge=1, description="Micro-batches per optimizer step.")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    max_seq_len: int = Field(default=4096, ge=16, description="Longer rows are dropped (and counted), not cut.")
+    save_every: int = Field(default=10, ge=1, description="Optimizer steps between resume checkpoints.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when present.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="Compute dtype (weights stay fp32). auto: bf16 autocast on CUDA with bf16, "
+        "fp32 on CPU (a CPU without native bf16 runs bf16 about 5x slower).")
+    save_dtype: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="Dtype of the saved checkpoint (fp32 keeps small fine-tuning deltas).")
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default.")
+
+
+class EvalConfig(Strict):
+    """``synth eval``: held-out tasks as full episodes, the model under test as the agent (native tool calls)."""
+
+    models: list[str] = Field(default_factory=list, description="Models to evaluate: 'base', a name under "
+                              "runs/<run>/train/, or a checkpoint path; empty: base + every trained checkpoint.")
+    base_model: Path | None = Field(default=None, description="Checkpoint of 'base'; None: embedded SmolLM2.")
+    heldout_share: float = Field(default=0.2, ge=0, lt=1, description="Share of tasks held out (by task id).")
+    max_tasks: int | None = Field(default=None, ge=1, description="Evaluate at most this many held-out tasks.")
+    port: int = Field(default=8766, ge=1024, le=65535, description="Port the model under test is served on.")
+    kv_cache_gb: int = Field(default=2, ge=1, description="KV cache of the server of the model under test.")
+    concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
+    temperature: float | None = Field(default=None, ge=0, le=2,
+                                      description="Agent sampling temperature; None: llm.temperature.")
 
 
 class PipelineConfig(Strict):
@@ -130,8 +229,11 @@ class PipelineConfig(Strict):
     tasks: TasksStageConfig = Field(default_factory=TasksStageConfig)
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
     judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     accept: int | None = Field(default=None, ge=1, description="Quota: grow the run until this many are accepted.")
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("runs_dir")
     @classmethod

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 from pydantic import BaseModel, ValidationError
@@ -19,7 +20,6 @@ from tenacity import (
     AsyncRetrying,
     RetryError,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -28,10 +28,20 @@ from synth.schemas.usage import Role, Usage, UsageByRole
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
+FALLBACK_TIMEOUT_S = 600.0  # llm.timeout_s unset and no rate measured (see derive_timeout_s)
+MAX_TIMEOUT_S = 3600.0
+HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
 
 
 class EndpointUnavailable(RuntimeError):
-    """No endpoint answered after every retry."""
+    """No endpoint answered after every retry: connections refused, or timeouts on a server whose /health fails."""
+
+
+class RequestTimedOut(RuntimeError):
+    """A healthy server did not finish this one request within its (already extended) deadlines.
+
+    Not the stage's end: the server is slow, not dead, so the runner records the row's error and goes on.
+    """
 
 
 class ReplyInvalid(ValueError):
@@ -46,6 +56,30 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError | openai.RateLimitError):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def health_url(base_url: str) -> str:
+    """vLLM (and most OpenAI-compatible servers) answer ``/health`` beside ``/v1``."""
+    root = base_url.rstrip("/")
+    return (root[: -len("/v1")] if root.endswith("/v1") else root) + "/health"
+
+
+def derive_timeout_s(max_tokens: int, batched_tokens_per_s: float, concurrency: int) -> float:
+    """A request deadline from the measured rate: three times what a ``max_tokens`` reply takes when
+    ``concurrency`` requests share the server's batched rate, plus 30 s for queueing and prefill; within
+    120-1800 s. Why derived: a fixed 120 s was far too short on a CPU that generates 21 tokens/s in all."""
+    per_stream = max(batched_tokens_per_s, 1e-3) / max(concurrency, 1)
+    return float(min(1800.0, max(120.0, 30 + 3 * max_tokens / per_stream)))
+
+
+@dataclass
+class _Attempts:
+    """What went wrong so far for one request: which failures count against which budget."""
+
+    down: int = 0  # connection errors, 429/5xx, timeouts on a server whose /health fails
+    slow: int = 0  # timeouts on a server that answers /health
+    last_slow: bool = False
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,18 +114,20 @@ class LLMPool:
         if not endpoints:
             raise ValueError("LLMPool needs at least one endpoint; set llm.endpoints or SYNTH_BASE_URL")
         self.config = config or LLMConfig()
+        self.timeout_s = self.config.timeout_s or FALLBACK_TIMEOUT_S
         self._endpoints = [
             _Endpoint(
                 config=ep,
                 # Retries are ours (they can move to another endpoint), so the client's own are off.
-                client=AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0,
-                                   timeout=self.config.timeout_s),
+                client=AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=self.timeout_s),
                 semaphore=asyncio.Semaphore(ep.max_concurrency),
             )
             for ep in endpoints
         ]
         self.usage = UsageByRole()
         self._model: str | None = self.config.model
+        self._http: httpx.AsyncClient | None = None
+        self.health_timeout_s = HEALTH_TIMEOUT_S
 
     @property
     def urls(self) -> list[str]:
@@ -137,10 +173,11 @@ class LLMPool:
         params.setdefault("max_tokens", self.config.max_tokens)
         if seed is not None:
             params["seed"] = seed
-        errors: list[str] = []
+        state = _Attempts()
+        deadline = self.timeout_s
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.config.max_retries + 1),
+                stop=lambda rs: state.down > self.config.max_retries or state.slow > self.config.slow_retries,
                 wait=wait_exponential_jitter(multiplier=0.5, max=10),
                 retry=retry_if_exception(_retryable),
                 reraise=False,
@@ -148,15 +185,33 @@ class LLMPool:
                 with attempt:
                     ep = self._pick()
                     try:
-                        response = await self._call(ep, model, messages, params)
+                        response = await self._call(ep, model, messages, {**params, "timeout": deadline})
                     except Exception as exc:
                         if _retryable(exc):
-                            ep.failures += 1
-                            errors.append(f"{ep.config.base_url}: {type(exc).__name__}: {exc}")
+                            state.errors.append(f"{ep.config.base_url}: {type(exc).__name__}: {exc} "
+                                                f"(deadline {deadline:.0f}s)")
+                            state.last_slow = isinstance(exc, openai.APITimeoutError) and await self._healthy(ep)
+                            if state.last_slow:
+                                # Slow, not dead: the same request gets a longer deadline, and the endpoint keeps
+                                # its place in the balancing.
+                                state.slow += 1
+                                deadline = min(deadline * 2, MAX_TIMEOUT_S)
+                                log.warning("%s answers /health but a request took over %.0fs; retrying with %.0fs",
+                                            ep.config.base_url, deadline / 2, deadline)
+                            else:
+                                state.down += 1
+                                ep.failures += 1
                         raise
                     ep.failures = 0
         except RetryError as exc:
-            raise EndpointUnavailable(self._unavailable_message(errors[-len(self._endpoints) * 2:])) from exc
+            if state.last_slow:
+                raise RequestTimedOut(
+                    f"the server answers /health but did not finish this request within {deadline:.0f}s "
+                    f"({state.slow} timeouts; max_tokens={params.get('max_tokens')}). The row is recorded as an "
+                    "error and the stage goes on; on a slow CPU raise llm.timeout_s or lower llm.max_tokens or "
+                    "the endpoint's max_concurrency."
+                ) from exc
+            raise EndpointUnavailable(self._unavailable_message(state.errors[-len(self._endpoints) * 2:])) from exc
         choice = response.choices[0]
         got = Usage(
             prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
@@ -174,6 +229,22 @@ class LLMPool:
             finish_reason=choice.finish_reason,
             raw=response,
         )
+
+    async def _healthy(self, ep: _Endpoint) -> bool:
+        """Whether the endpoint answers at all: ``/health``, else (servers without one) ``/v1/models``."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.health_timeout_s)
+        headers = {"Authorization": f"Bearer {ep.config.api_key}"}
+        for url in (health_url(ep.config.base_url), ep.config.base_url.rstrip("/") + "/models"):
+            try:
+                resp = await self._http.get(url, headers=headers)
+            except httpx.HTTPError:
+                return False  # refused, or no answer within health_timeout_s: down
+            if resp.status_code == 200:
+                return True
+            if resp.status_code != 404:
+                return False
+        return False
 
     async def _call(self, ep: _Endpoint, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Any:
         ep.assigned += 1
@@ -225,6 +296,8 @@ class LLMPool:
     async def aclose(self) -> None:
         for ep in self._endpoints:
             await ep.client.close()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def closed_schema(schema: Any) -> Any:

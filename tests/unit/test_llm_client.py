@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, LLMConfig
-from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid
+from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid, RequestTimedOut, derive_timeout_s
 from tests.unit.fake_openai import FakeServer, completion
 
 FAST = LLMConfig(max_retries=3, timeout_s=5, model="fake-model")
@@ -134,3 +134,48 @@ async def test_invalid_structured_reply_is_sampled_again_with_a_new_seed() -> No
     assert s.requests[0]["seed"] == 5 and s.requests[1]["seed"] != 5
     assert s.requests[0]["temperature"] == 0.0 and s.requests[1]["temperature"] >= 0.7  # greedy would repeat
     assert pool.usage.judge.calls == 2  # both attempts are paid for and counted
+
+
+async def test_slow_but_healthy_server_gets_a_longer_deadline() -> None:
+    # The first request needs 1.5 s, its deadline is 1 s: the server answers /health, so the same request is
+    # sent again with a doubled deadline (2 s) and succeeds; the endpoint is not counted as failed.
+    async with FakeServer(lambda n, b: (200, completion("late but fine")),
+                          delay_for=lambda n: 1.5 if n == 1 else 1.2) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)],
+                       LLMConfig(max_retries=0, slow_retries=2, timeout_s=1.0, model="fake-model"))
+        result = await pool.chat([{"role": "user", "content": "hi"}], role="agent")
+        await pool.aclose()
+    assert result.content == "late but fine"
+    assert len(server.requests) == 2 and server.health_checks == 1
+    assert pool._endpoints[0].failures == 0
+
+
+async def test_request_stalling_on_healthy_server_is_a_row_error_not_unavailable() -> None:
+    async with FakeServer(lambda n, b: (200, completion("never")), delay_s=3) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)],
+                       LLMConfig(max_retries=0, slow_retries=1, timeout_s=0.3, model="fake-model"))
+        with pytest.raises(RequestTimedOut) as err:
+            await pool.chat([{"role": "user", "content": "hi"}], role="agent")
+        await pool.aclose()
+    assert not isinstance(err.value, EndpointUnavailable)
+    assert "answers /health" in str(err.value) and "llm.timeout_s" in str(err.value)
+    assert len(server.requests) == 2  # first try + one slow retry with a doubled deadline
+
+
+async def test_timeouts_with_failing_health_stop_as_unavailable() -> None:
+    async with FakeServer(lambda n, b: (200, completion("never")), delay_s=3, health=False) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)],
+                       LLMConfig(max_retries=1, slow_retries=5, timeout_s=0.3, model="fake-model"))
+        pool.health_timeout_s = 0.5
+        with pytest.raises(EndpointUnavailable, match="make serve"):
+            await pool.chat([{"role": "user", "content": "hi"}], role="agent")
+        await pool.aclose()
+    assert len(server.requests) == 2  # max_retries=1: a down server is not retried with longer deadlines
+
+
+def test_derived_timeout_follows_rate_and_max_tokens() -> None:
+    fast = derive_timeout_s(384, batched_tokens_per_s=360, concurrency=64)
+    slow = derive_timeout_s(384, batched_tokens_per_s=21, concurrency=64)
+    assert 120 <= fast < slow <= 1800
+    assert slow == 1800  # 21 tok/s over 64 streams: a 384-token reply takes ~20 min, capped
+    assert derive_timeout_s(2048, 360, 64) > derive_timeout_s(256, 360, 64)
