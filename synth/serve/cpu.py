@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import os
 import platform
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -46,14 +44,15 @@ def read_cpu_info(cpuinfo: str | None = None) -> CpuInfo:
         cpuinfo = ""
         with contextlib.suppress(OSError):
             cpuinfo = Path("/proc/cpuinfo").read_text()
-    model, flags = platform.processor() or "unknown", set()
+    model, flags = "", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
-        if key in ("model name", "cpu model") and model in ("", "unknown", platform.processor()):
+        if key == "model name" and not model:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
+    model = model or platform.processor() or "unknown"
     return CpuInfo(model=model, arch=platform.machine(), flags=frozenset(flags))
 
 
@@ -111,11 +110,3 @@ def server_env(base: dict[str, str], preload_tcmalloc: bool) -> tuple[dict[str, 
         else:
             notes.append("tcmalloc not found (install libtcmalloc-minimal4; `make install` does as root)")
     return env, notes
-
-
-def python_lib_dir() -> Path:
-    return Path(sys.prefix) / "lib"
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
