@@ -1,8 +1,9 @@
 """Join trajectories with their verdicts, tasks and agents into a Hugging Face dataset on disk and as Parquet.
 
 Layout under ``runs/<run>/dataset/``:
-  hf/            ``DatasetDict.save_to_disk``: split ``train`` (accepted) and ``rejected`` (kept for analysis)
-  data/          the same splits as Parquet (what the Hub serves), ``train-*.parquet`` / ``rejected-*.parquet``
+  hf/            ``DatasetDict.save_to_disk``: split ``train`` (accepted), ``rejected`` (kept for analysis) and
+                 ``heldout`` (every trajectory of a held-out task, accepted or not: never trained on)
+  data/          the same splits as Parquet (what the Hub serves), ``<split>-*.parquet``
   sft/           the training view TRL's SFT trainer reads: ``messages`` and ``tools``, arguments as dicts
   README.md      the dataset card (YAML metadata + this run's statistics)
 """
@@ -18,6 +19,8 @@ from datasets import Dataset, DatasetDict, Features, Json, List, Value
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
+from synth.data.heldout import is_heldout
+from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.store import StageStore
 
@@ -45,6 +48,10 @@ FEATURES = Features({
     "turns": Value("int64"),
     "stop_reason": Value("string"),
     "required_first_call": Value("string"),
+    "sample": Value("int64"),
+    "heldout": Value("bool"),
+    "accepted_by": Value("string"),
+    "acceptance": Json(),
 })
 
 SFT_FEATURES = Features({
@@ -61,6 +68,11 @@ class DatasetSummary(BaseModel):
     accepted: int
     rejected: int
     errored: int = Field(description="Trajectories that failed before the judge (not in either split).")
+    heldout: int = Field(default=0, description="Judged trajectories of held-out tasks (split heldout).")
+    heldout_tasks: int = Field(default=0, description="Held-out tasks among the run's tasks.")
+    accept_mode: str = "auto"
+    accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
+    calibration: dict[str, Any] = Field(default_factory=dict, description="LLM judge vs code checks (agreement).")
     by_difficulty: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
@@ -79,10 +91,14 @@ def _sft_message(msg: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def collect_rows(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+def collect_rows(run_dir: Path, config: PipelineConfig | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Joined rows (accepted under ``judge.accept``, held out by task id) and the count of errored trajectories."""
+    config = config or PipelineConfig()
     tasks = {t.id: t for t in StageStore(run_dir / "tasks").read(TaskRecord)}
     agents = {a.id: a for a in StageStore(run_dir / "agents").read(AgentRecord)}
     verdicts = {v.id: v for v in StageStore(run_dir / "judge").read(VerdictRecord)}
+    decisions, _ = run_acceptance(verdicts.values(), tasks, config.judge)
+    share = config.dataset.heldout_share
     rows, errored = [], 0
     for traj in sorted(StageStore(run_dir / "rollouts").read(TrajectoryRecord), key=lambda t: t.id):
         record = verdicts.get(traj.id)
@@ -99,10 +115,12 @@ def collect_rows(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
             "tools": traj.tools or agent.tools,
             "rubric": task.rubric.model_dump() if task.rubric else None,
             "verdict": record.verdict.model_dump(),
-            "accepted": record.verdict.passed, "score": record.verdict.score,
+            "accepted": decisions[record.id].accepted, "score": record.verdict.score,
             "calls": [c.model_dump() for c in traj.calls], "usage": usage.model_dump(),
             "model": traj.model or "", "seed": traj.seed, "turns": traj.turns, "stop_reason": traj.stop_reason,
             "required_first_call": traj.required_first_call,
+            "sample": traj.sample, "heldout": is_heldout(task.id, share),
+            "accepted_by": decisions[record.id].by, "acceptance": decisions[record.id].model_dump(),
         })
     return rows, errored
 
@@ -118,12 +136,15 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     from synth.data.card import write_card
 
     out = config.run_dir / "dataset"
-    rows, errored = collect_rows(config.run_dir)
-    accepted = [r for r in rows if r["accepted"]]
-    rejected = [r for r in rows if not r["accepted"]]
+    rows, errored = collect_rows(config.run_dir, config)
+    # A held-out task's rows go to `heldout` whatever the judge said: evaluation runs on these tasks.
+    heldout = [r for r in rows if r["heldout"]]
+    accepted = [r for r in rows if r["accepted"] and not r["heldout"]]
+    rejected = [r for r in rows if not r["accepted"] and not r["heldout"]]
     splits = DatasetDict({
         "train": _table(accepted, FEATURES),
         "rejected": _table(rejected, FEATURES),
+        "heldout": _table(heldout, FEATURES),
     })
     # Build beside the target and swap, so a killed run never leaves half a dataset where the last one was.
     tmp = out.with_name(out.name + ".partial")
@@ -142,12 +163,36 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
         sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
     by_difficulty: dict[str, dict[str, int]] = {}
     for r in rows:
-        cell = by_difficulty.setdefault(r["difficulty"], {"accepted": 0, "rejected": 0})
-        cell["accepted" if r["accepted"] else "rejected"] += 1
+        cell = by_difficulty.setdefault(r["difficulty"], {"accepted": 0, "rejected": 0, "heldout": 0})
+        cell["heldout" if r["heldout"] else "accepted" if r["accepted"] else "rejected"] += 1
+    accepted_by: dict[str, int] = {}
+    for r in accepted:
+        accepted_by[r["accepted_by"]] = accepted_by.get(r["accepted_by"], 0) + 1
+    tasks = StageStore(config.run_dir / "tasks").read(TaskRecord)
+    _, calibration = run_acceptance(StageStore(config.run_dir / "judge").read(VerdictRecord),
+                                    {t.id: t for t in tasks}, config.judge)
     summary = DatasetSummary(path=str(out), trajectories=len(rows) + errored, accepted=len(accepted),
-                             rejected=len(rejected), errored=errored, by_difficulty=by_difficulty)
+                             rejected=len(rejected), errored=errored, heldout=len(heldout),
+                             heldout_tasks=len(heldout_task_ids(config)), accept_mode=config.judge.accept,
+                             accepted_by=accepted_by, calibration=calibration.summary(),
+                             by_difficulty=by_difficulty)
     write_card(tmp / "README.md", config, summary, rows)
     (tmp / "summary.json").write_text(summary.model_dump_json(indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return summary
+
+
+def heldout_task_ids(config: PipelineConfig) -> list[str]:
+    """The run's held-out tasks (usable ones, by id): what ``synth eval`` runs; they never enter ``train``."""
+    return [t.id for t in heldout_tasks(config)]
+
+
+def heldout_tasks(config: PipelineConfig) -> list[TaskRecord]:
+    """The run's usable held-out task records, sorted by id (``dataset.heldout_share`` of the tasks, by id)."""
+    store = StageStore(config.run_dir / "tasks")
+    if not store.dir.exists():
+        return []
+    share = config.dataset.heldout_share
+    return sorted((t for t in store.read(TaskRecord) if t.error is None and is_heldout(t.id, share)),
+                  key=lambda t: t.id)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:
     """Configs naming only splits that have rows (an empty split has no Parquet file to point at)."""
     files = [{"split": name, "path": f"data/{name}-*.parquet"}
-             for name, n in (("train", summary.accepted), ("rejected", summary.rejected)) if n]
+             for name, n in (("train", summary.accepted), ("rejected", summary.rejected),
+                             ("heldout", summary.heldout)) if n]
     configs = [{"config_name": "default", "data_files": files}] if files else []
     if summary.accepted:
         configs.append({"config_name": "sft", "data_files": [{"split": "train", "path": "sft/train-*.parquet"}]})
@@ -46,16 +47,22 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "Multi-turn tool-use trajectories made by synth the way the Kimi K2 report "
         "describes: agents with toolsets from real MCP servers and synthetic tools, tasks with rubrics, a persona "
         "user simulator, a stateful tool simulator with injected failures, real sandboxed execution, and an LLM "
-        "judge. Only trajectories that passed the judge are in `train`; the rest are in `rejected` with their "
-        "verdicts.", "",
+        f"judge. Only accepted trajectories (`judge.accept: {summary.accept_mode}`) are in `train`; the rest are in "
+        "`rejected` with their verdicts. Tasks in `heldout` (a share chosen by task id) never enter `train`: "
+        "evaluate on them.", "",
         "## Statistics", "",
         "| | count |", "|---|---|",
         f"| trajectories | {summary.trajectories} |",
         f"| accepted (train) | {summary.accepted} |",
         f"| rejected | {summary.rejected} |",
+        f"| held out ({summary.heldout_tasks} tasks) | {summary.heldout} |",
         f"| failed before judging | {summary.errored} |", "",
-        "| difficulty | accepted | rejected |", "|---|---|---|",
-        *[f"| {d} | {c['accepted']} | {c['rejected']} |" for d, c in sorted(summary.by_difficulty.items())], "",
+        "| accepted by | count |", "|---|---|",
+        *[f"| {k} | {n} |" for k, n in sorted(summary.accepted_by.items())], "",
+        "| difficulty | accepted | rejected | held out |", "|---|---|---|---|",
+        *[f"| {d} | {c['accepted']} | {c['rejected']} | {c.get('heldout', 0)} |"
+          for d, c in sorted(summary.by_difficulty.items())], "",
+        *calibration_lines(summary.calibration),
         "| tool calls by mode | count |", "|---|---|",
         *[f"| {m} | {n} |" for m, n in sorted(calls.items())], "",
         "| tokens by role | count |", "|---|---|",
@@ -68,9 +75,40 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "- `calls`: for each tool call, whether it ran for real, was simulated, or was refused by schema; "
         "injected failures.",
         "- `usage`: tokens per role (agent, user simulator, tool simulator, judge).",
+        "- `accepted_by`: what accepted the row (`verifiable`: code checks; `llm`: the LLM judge; `both`), "
+        "`acceptance`: the decision with the trusted criteria or the reasons; `heldout`: the task is held out; "
+        "`sample`: which of the task's best-of-N episodes it is.",
         "- config `sft`: only `messages` and `tools`, arguments as objects, for TRL's `SFTTrainer`.", "",
         "## Provenance", "",
         f"- models: {', '.join(models) or 'n/a'}",
         f"- run: `{config.run}`, seed {config.seed}",
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def calibration_lines(cal: dict[str, Any]) -> list[str]:
+    """The judge-calibration section: LLM judge vs code checks, overall and per criterion."""
+    if not cal:
+        return []
+    overall = cal.get("overall", {})
+    lines = ["## Judge calibration", "",
+             "Agreement between the LLM judge and the code checks on trajectories where both apply (the code's "
+             "decision is the reference; a criterion counts as met when scored above 0). Kappa is agreement beyond "
+             f"chance. `auto` trusts a criterion at agreement >= {cal.get('trust_agreement')} over at least "
+             f"{cal.get('min_pairs')} pairs.", "",
+             "| | pairs | agreement | kappa | both pass | code only | judge only | both fail | trusted |",
+             "|---|---|---|---|---|---|---|---|---|",
+             _cal_row("overall (judge's decision)", overall, None)]
+    for cid, a in cal.get("criteria", {}).items():
+        lines.append(_cal_row(cid, a, a.get("trusted")))
+    return [*lines, ""]
+
+
+def _cal_row(name: str, a: dict[str, Any], trusted: bool | None) -> str:
+    def fmt(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
+
+    mark = "" if trusted is None else ("yes" if trusted else "no")
+    return (f"| {name} | {a.get('pairs', 0)} | {fmt(a.get('agreement'))} | {fmt(a.get('kappa'))} | "
+            f"{a.get('both_pass', 0)} | {a.get('code_only', 0)} | {a.get('llm_only', 0)} | {a.get('both_fail', 0)} "
+            f"| {mark} |")

@@ -24,7 +24,7 @@ from synth.judge.transcript import evidence_found, evidence_haystacks, render_tr
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
 from synth.schemas.records import TaskRecord, TrajectoryRecord
-from synth.schemas.rubric import EVIDENCE_LABELS, Criterion, EvidenceSource
+from synth.schemas.rubric import EVIDENCE_LABELS, Criterion, EvidenceSource, Rubric
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import CheckResult, CriterionScore, JudgeReply, Verdict
 
@@ -213,7 +213,24 @@ def _judge_messages(
 
 
 def _failed(reason: str, checks: list[CheckResult] | None = None, **extra: Any) -> Verdict:
+    extra.setdefault("eligible", False)
     return Verdict(passed=False, score=0.0, checks=checks or [], reasons=[reason], samples=0, **extra)
+
+
+OUTCOME_KINDS = ("state_equals", "final_mentions")
+
+
+def verifies_outcome(rubric: Rubric) -> bool:
+    """Whether code alone can tell that the task was done: a call's arguments, the final state, a value the
+    answer must report, or the coding task's tests. ``tool_called`` / ``no_tool_called`` / the sandbox having
+    run prove too little (a model that never calls a tool passes ``no_tool_called``)."""
+    return bool(rubric.python_tests) or any(
+        c.kind in OUTCOME_KINDS or (c.kind == "tool_called_with" and c.arguments) for c in rubric.checks
+    )
+
+
+def _code_passed(checks: list[CheckResult]) -> bool | None:
+    return all(c.passed for c in checks) if checks else None
 
 
 async def judge_trajectory(
@@ -231,18 +248,22 @@ async def judge_trajectory(
         return _failed(f"task cannot be judged: {task.id}: {why}")
     rubric = task.rubric
     checks = run_checks(traj, rubric)
+    verifiable = verifies_outcome(rubric)
     if traj.error is not None:
-        return _failed(f"trajectory failed before judging: {traj.error.kind}: {traj.error.message}", checks)
+        return _failed(f"trajectory failed before judging: {traj.error.kind}: {traj.error.message}", checks,
+                       verifiable=verifiable, code_passed=_code_passed(checks))
     if final_answer(traj) is None:
-        return _failed("no final assistant answer: the last assistant turn calls a tool or is empty", checks)
+        return _failed("no final assistant answer: the last assistant turn calls a tool or is empty", checks,
+                       verifiable=verifiable, code_passed=_code_passed(checks))
 
     if rubric.python_tests:
         checks.append(await run_python_tests(traj, rubric.python_tests))
+    sides: dict[str, Any] = {"verifiable": verifiable, "code_passed": _code_passed(checks)}
 
     criteria = rubric.criteria
     if not criteria:
         passed, score, reasons = decide(checks, [], [], cfg)
-        return Verdict(passed=passed, score=score, checks=checks, reasons=reasons, samples=0)
+        return Verdict(passed=passed, score=score, checks=checks, reasons=reasons, samples=0, **sides)
 
     messages = _judge_messages(traj, task, criteria)
     schema = judge_json_schema(criteria)
@@ -268,7 +289,8 @@ async def judge_trajectory(
     if not valid:
         first = invalid[0]
         what = "judge request rejected" if isinstance(first, RequestRejected) else "judge reply invalid"
-        return _failed(f"{what}: {first}", checks, raw=first.raw)
+        # The judge failed, the trajectory did not: code checks may still accept it (judge.accept).
+        return _failed(f"{what}: {first}", checks, raw=first.raw, eligible=True, **sides)
 
     haystacks = evidence_haystacks(traj)
     per_sample, notes = [], []
@@ -280,6 +302,7 @@ async def judge_trajectory(
     notes += [f"a judge sample was dropped: {exc}" for exc in invalid]
     scores = aggregate(per_sample, criteria)
     passed, score, reasons = decide(checks, scores, criteria, cfg)
+    llm_passed = decide([], scores, criteria, cfg)[0]
     return Verdict(
         passed=passed,
         score=score,
@@ -289,6 +312,8 @@ async def judge_trajectory(
         samples=len(valid),
         summary=valid[0].summary,
         notes=notes,
+        llm_passed=llm_passed,
+        **sides,
     )
 
 

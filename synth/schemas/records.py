@@ -27,6 +27,7 @@ class Row(BaseModel):
     error: RowError | None = None
     usage: UsageByRole = Field(default_factory=UsageByRole)
     model: str | None = None
+    node_id: str | None = Field(default=None, description="The Ray node that produced the row; None: in-process.")
 
 
 class ToolBatchRecord(Row):
@@ -83,6 +84,7 @@ class TrajectoryRecord(Row):
     required_first_call: str | None = Field(
         default=None, description="Tool the first agent step was constrained to call (coding tasks), if any."
     )
+    sample: int = Field(default=0, ge=0, description="Which of the task's best-of-N episodes this is (0-based).")
 
 
 class VerdictRecord(Row):

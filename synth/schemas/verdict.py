@@ -35,3 +35,22 @@ class Verdict(BaseModel):
     summary: str | None = Field(default=None, description="The judge's one-sentence summary (first sample).")
     notes: list[str] = Field(default_factory=list, description="Scores the pipeline changed, and why.")
     raw: str | None = Field(default=None, description="The judge's raw output when it could not be used.")
+    # What each side said on its own, so acceptance (synth/judge/accept.py) and calibration can weigh them.
+    eligible: bool = Field(
+        default=True,
+        description="False when the trajectory cannot be training data whatever the judges say (it failed, has "
+        "no final answer, or its task cannot be judged).",
+    )
+    code_passed: bool | None = Field(
+        default=None, description="Every code check passed; None when the rubric has no code check."
+    )
+    verifiable: bool = Field(
+        default=False,
+        description="The code checks verify the task's outcome (arguments, final state, reported value, or code "
+        "tests), not only that some tool was or was not called: code alone may accept it.",
+    )
+    llm_passed: bool | None = Field(
+        default=None,
+        description="The LLM judge's decision on its criteria alone (required criteria above 0, weighted score "
+        "at pass_threshold); None when the judge gave no usable reply.",
+    )

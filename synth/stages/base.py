@@ -33,6 +33,8 @@ class StageContext:
     config: PipelineConfig
     pool: LLMPool | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    role_pools: dict[str, LLMPool] = field(default_factory=dict)  # llm.roles: per-role endpoints/models
+    budget: Any = None  # a synth.quota.Budget: stops new items once a quota budget is spent
 
     @property
     def run_dir(self) -> Path:
@@ -41,9 +43,17 @@ class StageContext:
     def store(self, stage: str) -> StageStore:
         return StageStore(self.run_dir / stage)
 
-    def llm(self) -> LLMPool:
+    def llm(self, role: str | None = None) -> LLMPool:
+        """The pool of ``role`` (its own endpoints/model from ``llm.roles``, else the default pool); without a
+        role, a pool that routes every request by the role it names (an episode's agent, user and tools)."""
         if self.pool is None:
             raise RuntimeError("this stage was started without an LLM pool; it needs one")
+        if role is not None:
+            return self.role_pools.get(role, self.pool)
+        if self.role_pools:
+            from synth.llm.roles import RoutedPool
+
+            return RoutedPool(self.pool, self.role_pools)  # type: ignore[return-value]
         return self.pool
 
 

@@ -1,10 +1,18 @@
-"""Stage ``judge``: code checks plus an LLM judge per rubric criterion; a verdict for every trajectory."""
+"""Stage ``judge``: code checks plus an LLM judge per rubric criterion; a verdict for every trajectory.
+
+When every verdict exists, the run's calibration (LLM judge vs code checks) is measured and each verdict is
+accepted or rejected under ``judge.accept`` (``synth.judge.accept``); both go to ``judge/acceptance.json``.
+"""
 
 from __future__ import annotations
+
+import json
 
 from synth.schemas.records import Row, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
+
+ACCEPTANCE = "acceptance.json"
 
 
 class JudgeStage(Stage):
@@ -26,18 +34,36 @@ class JudgeStage(Stage):
 
         traj: TrajectoryRecord = ctx.cache["trajs"][item.id]
         task: TaskRecord = ctx.cache["tasks"][traj.task_id]
-        verdict = await judge_trajectory(traj, task, ctx.llm(), ctx.config.judge, seed=item.seed, usage=usage)
+        pool = ctx.llm("judge")
+        verdict = await judge_trajectory(traj, task, pool, ctx.config.judge, seed=item.seed, usage=usage)
         return VerdictRecord(id=item.id, seed=item.seed, trajectory_id=traj.id, task_id=task.id, verdict=verdict,
-                             usage=usage, model=await ctx.llm().model())
+                             usage=usage, model=await pool.model())
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
-        verdicts = [r.verdict for r in rows if isinstance(r, VerdictRecord) and r.verdict]
-        accepted = sum(v.passed for v in verdicts)
+        from synth.data.heldout import is_heldout
+        from synth.judge.accept import run_acceptance
+
+        records = [r for r in rows if isinstance(r, VerdictRecord) and r.verdict]
+        tasks = {t.id: t for t in ctx.store("tasks").read(TaskRecord)}
+        decisions, calibration = run_acceptance(records, tasks, ctx.config.judge)
+        accepted = sum(a.accepted for a in decisions.values())
+        share = ctx.config.dataset.heldout_share
+        train = sum(a.accepted and not is_heldout(r.task_id, share) for r in records
+                    for a in [decisions[r.id]])
         reasons: dict[str, int] = {}
-        for v in verdicts:
-            if not v.passed:
-                for reason in v.reasons or ["unspecified"]:
+        for a in decisions.values():
+            if not a.accepted:
+                for reason in a.reasons or ["unspecified"]:
                     key = reason.split(":")[0][:60]
                     reasons[key] = reasons.get(key, 0) + 1
+        by: dict[str, int] = {}
+        for a in decisions.values():
+            if a.by:
+                by[a.by] = by.get(a.by, 0) + 1
         summary.rejected = reasons
-        summary.extra = {"accepted": accepted, "rejected": len(verdicts) - accepted}
+        summary.extra = {"accepted": accepted, "train": train, "rejected": len(decisions) - accepted, "accept_mode":
+                         ctx.config.judge.accept, "accepted_by": by, "calibration": calibration.summary()}
+        (ctx.store(self.name).dir / ACCEPTANCE).write_text(json.dumps({
+            "mode": ctx.config.judge.accept, "calibration": calibration.summary(),
+            "rows": {rid: a.model_dump() for rid, a in sorted(decisions.items())},
+        }, indent=1))

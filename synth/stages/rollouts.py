@@ -1,9 +1,11 @@
-"""Stage ``rollouts``: one multi-turn episode per task (agent model, persona user, stateful tools)."""
+"""Stage ``rollouts``: ``rollouts.samples`` multi-turn episodes per task (agent model, persona user, stateful
+tools), best-of-N as in K2's rejection sampling; held-out tasks get one."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from synth.data.heldout import is_heldout
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
@@ -24,7 +26,14 @@ class RolloutsStage(Stage):
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         tasks = sorted((t for t in ctx.store("tasks").read(TaskRecord) if t.error is None), key=lambda t: t.id)
-        return [WorkItem(id=stable_id("traj", t.id, t.seed), seed=t.seed, payload={"task_id": t.id}) for t in tasks]
+        share = ctx.config.dataset.heldout_share
+        items = []
+        for t in tasks:
+            # Held-out tasks never enter train, so one episode each is enough (it still feeds the calibration).
+            samples = 1 if is_heldout(t.id, share) else ctx.config.rollouts.samples
+            items += [WorkItem(id=sample_id(t.id, t.seed, k), seed=sample_seed(t.seed, k),
+                               payload={"task_id": t.id, "sample": k}) for k in range(samples)]
+        return items
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.sim.episode import run_episode
@@ -43,7 +52,20 @@ class RolloutsStage(Stage):
             async with hub:
                 traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed, hub=hub,
                                          tool_calling=_mode(cfg.llm.tool_calling))
-        return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id})
+        return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id,
+                                       "sample": item.payload.get("sample", 0)})
+
+
+def sample_id(task_id: str, task_seed: int, sample: int) -> str:
+    """Row id of a task's ``sample``-th episode; sample 0 keeps the id a one-episode run has always had."""
+    return stable_id("traj", task_id, task_seed) if sample == 0 else stable_id("traj", task_id, task_seed, sample)
+
+
+def sample_seed(task_seed: int, sample: int) -> int:
+    """Each episode of a task draws its own numbers (agent, user, tools); sample 0 keeps the task's seed."""
+    from synth.sim.world import sub_seed
+
+    return task_seed if sample == 0 else sub_seed(task_seed, "sample", sample)
 
 
 def _hub(agent: AgentRecord, servers: list[str]) -> RealToolHub:

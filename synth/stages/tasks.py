@@ -42,7 +42,7 @@ class TasksStage(Stage):
         from synth.tasks.generate import generate_task
 
         agent = ctx.cache["agents"][item.payload["agent_id"]]
-        task = await generate_task(agent, item.payload["difficulty"], ctx.llm(), seed=item.seed,
+        task = await generate_task(agent, item.payload["difficulty"], ctx.llm("generator"), seed=item.seed,
                                    index=item.payload["index"], usage=usage)
         # The stage owns row identity, so a resumed run agrees with the plan whatever the generator computes.
-        return task.model_copy(update={"id": item.id, "usage": usage, "model": await ctx.llm().model()})
+        return task.model_copy(update={"id": item.id, "usage": usage, "model": await ctx.llm("generator").model()})

@@ -9,6 +9,7 @@ import pytest
 
 from synth.config import PipelineConfig
 from synth.data.build import build_dataset
+from synth.data.heldout import is_heldout
 from synth.data.publish import PublishError, publish
 from synth.schemas import (
     AgentRecord,
@@ -42,7 +43,7 @@ def _write(run_dir: Path, stage: str, rows: list) -> None:
 def _trajectory(i: int) -> TrajectoryRecord:
     call = ToolCall(id=f"call_{i}", function=FunctionCall(name="get_weather", arguments='{"city": "Oslo"}'))
     return TrajectoryRecord(
-        id=f"traj-{i}", task_id="task-1", agent_id="agent-1", tools=[TOOL], seed=i, model="m", turns=1,
+        id=f"traj-{i}", task_id="task-3", agent_id="agent-1", tools=[TOOL], seed=i, model="m", turns=1,
         stop_reason="user_stop",
         messages=[Message(role="system", content="You help."), Message(role="user", content="Weather in Oslo?"),
                   Message(role="assistant", tool_calls=[call]),
@@ -55,18 +56,21 @@ def _trajectory(i: int) -> TrajectoryRecord:
 @pytest.fixture
 def cfg(tmp_path: Path) -> PipelineConfig:
     cfg = PipelineConfig(runs_dir=tmp_path, run="d")
+    assert not is_heldout("task-3", cfg.dataset.heldout_share)  # the fixture's one task is a training task
     rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
     _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="You help.",
                                                tools=[TOOL])])
-    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-1", agent_id="agent-1", user_goal="weather", rubric=rubric)])
+    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-3", agent_id="agent-1", user_goal="weather", rubric=rubric)])
     _write(cfg.run_dir, "rollouts", [_trajectory(1), _trajectory(2),
-                                     TrajectoryRecord(id="traj-3", task_id="task-1", agent_id="agent-1",
+                                     TrajectoryRecord(id="traj-3", task_id="task-3", agent_id="agent-1",
                                                       error={"kind": "validation", "message": "bad"})])
     _write(cfg.run_dir, "judge", [
-        VerdictRecord(id="traj-1", trajectory_id="traj-1", task_id="task-1",
-                      verdict=Verdict(passed=True, score=1.0, checks=[CheckResult(check_id="c", passed=True)])),
-        VerdictRecord(id="traj-2", trajectory_id="traj-2", task_id="task-1",
-                      verdict=Verdict(passed=False, score=0.2, reasons=["weighted score 0.20 is below 0.60"])),
+        VerdictRecord(id="traj-1", trajectory_id="traj-1", task_id="task-3",
+                      verdict=Verdict(passed=True, score=1.0, checks=[CheckResult(check_id="c", passed=True)],
+                                      code_passed=True, verifiable=True, llm_passed=True)),
+        VerdictRecord(id="traj-2", trajectory_id="traj-2", task_id="task-3",
+                      verdict=Verdict(passed=False, score=0.2, reasons=["weighted score 0.20 is below 0.60"],
+                                      llm_passed=False)),
     ])
     return cfg
 
