@@ -1,0 +1,285 @@
+"""An OpenAI-compatible server that answers at once, for measuring synth's own cost and for orchestration tests.
+
+It is a real HTTP server (aiohttp) in its own process, so the pipeline pays every cost it pays against vLLM
+(HTTP, JSON, the ``openai`` client, validation) except the model's. Each reply is valid for its request: with a
+``response_format`` JSON Schema the content is an instance of that schema; with ``tools`` (native tool calling)
+it calls one of the listed tools with arguments valid for its ``parameters``; otherwise a short text. Choices
+(``anyOf`` branches, enum values, lengths) are drawn from a generator seeded by the request, so the same request
+always gets the same reply and a pipeline run against it is reproducible.
+
+``GET /stats`` returns the number of requests served and, per request digest (messages + seed + schema), how many
+times it was asked: tests use it to check that no finished model call was sent twice.
+
+    python -m synth.bench.instant_server --port 8790 [--delay-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+MODEL = "instant"
+_TEXT = ("the order ships today and the account holds two items while the user asks for a refund on the "
+         "blue lamp from last week so please check the status then confirm the date and the total")
+_WORDS = _TEXT.split(" ")
+_MAX_DEPTH = 6
+
+
+class SchemaSampler:
+    """Draws a JSON instance of a JSON Schema (the subset pydantic and the pipeline's tools use)."""
+
+    def __init__(self, root: dict[str, Any], rng: random.Random) -> None:
+        self.root = root
+        self.rng = rng
+
+    def sample(self, schema: Any = None, depth: int = 0) -> Any:
+        schema = self.root if schema is None else schema
+        if schema is True or not isinstance(schema, dict) or not schema:
+            return "ok"
+        if "$ref" in schema:
+            return self.sample(self._resolve(schema["$ref"]), depth)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return self.rng.choice(schema["enum"])
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                branches = [b for b in schema[key] if not (isinstance(b, dict) and b.get("type") == "null")]
+                return self.sample(self.rng.choice(branches or schema[key]), depth)
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(self._resolve(part["$ref"]) if "$ref" in part else part)
+            return self.sample({**{k: v for k, v in schema.items() if k != "allOf"}, **merged}, depth)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if kind is None:
+            kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+        return getattr(self, f"_{kind}", self._string)(schema, depth)
+
+    def _resolve(self, ref: str) -> Any:
+        node: Any = self.root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def _object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        props: dict[str, Any] = schema.get("properties") or {}
+        required = set(schema.get("required") or [])
+        out: dict[str, Any] = {}
+        for name, prop in props.items():
+            if name in required or (depth < 2 and self.rng.random() < 0.5):
+                out[name] = self.sample(prop, depth + 1)
+        extra = schema.get("additionalProperties")
+        if not props and extra not in (False, None) and depth < _MAX_DEPTH:
+            for i in range(self.rng.randint(1, 2)):
+                out[f"{self.rng.choice(_WORDS)}_{i}"] = self.sample(extra if isinstance(extra, dict) else
+                                                                    {"type": "string"}, depth + 1)
+        return out
+
+    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
+        prefix = schema.get("prefixItems") or []
+        low = schema.get("minItems", 0)
+        high = schema.get("maxItems", max(low, len(prefix)) + 2)
+        n = self.rng.randint(low, max(low, min(high, low + 2))) if depth < _MAX_DEPTH else low
+        items = schema.get("items", {"type": "string"})
+        if items is False:  # a tuple: exactly the prefix slots
+            n = min(n, len(prefix)) if prefix else 0
+        n = max(n, len(prefix)) if items is not False else n
+        return [self.sample(prefix[i] if i < len(prefix) else items, depth + 1) for i in range(n)]
+
+    def _string(self, schema: dict[str, Any], depth: int) -> str:
+        fmt = schema.get("format")
+        if fmt in ("date-time", "date", "time", "email", "uri", "url", "uuid"):
+            return {"date-time": "2026-01-02T03:04:05Z", "date": "2026-01-02", "time": "03:04:05",
+                    "email": "user@example.com", "uri": "https://example.com/a", "url": "https://example.com/a",
+                    "uuid": "123e4567-e89b-12d3-a456-426614174000"}[fmt]
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        if "pattern" in schema:
+            return self._pattern(schema["pattern"], low, high)
+        want = max(low, self.rng.randint(12, 60))
+        if high is not None:
+            want = min(want, high)
+        words: list[str] = []
+        while len(" ".join(words)) < want:
+            words.append(self.rng.choice(_WORDS))
+        text = " ".join(words)[:want]
+        return text if len(text) >= low else text.ljust(low, "a")
+
+    def _pattern(self, pattern: str, low: int, high: int | None) -> str:
+        for candidate in ("item_1", "a", "abc", "x1", "A1", "1", "2026-01-02", "a-b", "ab.c"):
+            if re.search(pattern, candidate) and low <= len(candidate) <= (high or 10**9):
+                return candidate
+        return "a" * max(1, low)
+
+    def _integer(self, schema: dict[str, Any], depth: int) -> int:
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1 if "exclusiveMinimum" in schema else 0)
+        high = schema.get("maximum", schema.get("exclusiveMaximum", 0) - 1 if "exclusiveMaximum" in schema
+                          else max(low, 0) + 9)
+        return self.rng.randint(int(low), max(int(low), int(high)))
+
+    def _number(self, schema: dict[str, Any], depth: int) -> float:
+        return float(self._integer(schema, depth))
+
+    def _boolean(self, schema: dict[str, Any], depth: int) -> bool:
+        return self.rng.random() < 0.5
+
+    def _null(self, schema: dict[str, Any], depth: int) -> None:
+        return None
+
+
+def digest(body: dict[str, Any]) -> str:
+    """What identifies one model call: its messages, seed, schema and tools (not the order of arrival)."""
+    key = {k: body.get(k) for k in ("messages", "seed", "response_format", "tools", "tool_choice")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reply(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat completion for one request body: schema-valid content, a valid tool call, or text."""
+    key = digest(body)
+    rng = random.Random(key)
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    finish = "stop"
+    fmt = body.get("response_format") or {}
+    tools = body.get("tools") or []
+    if fmt.get("type") == "json_schema":
+        schema = fmt["json_schema"].get("schema") or {}
+        message["content"] = json.dumps(SchemaSampler(schema, rng).sample(), separators=(",", ":"))
+    elif fmt.get("type") == "json_object":
+        message["content"] = "{}"
+    elif tools and body.get("tool_choice") != "none" and rng.random() < 0.6:
+        tool = rng.choice(tools)["function"]
+        params = tool.get("parameters") or {"type": "object"}
+        args = SchemaSampler(params, rng).sample()
+        message["tool_calls"] = [{"id": f"call_{key[:8]}", "type": "function",
+                                  "function": {"name": tool["name"], "arguments": json.dumps(args)}}]
+        finish = "tool_calls"
+    else:
+        message["content"] = " ".join(rng.choice(_WORDS) for _ in range(12))
+    prompt_chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+    completion_chars = len(message["content"] or json.dumps(message.get("tool_calls")))
+    usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, completion_chars // 4)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"id": f"chatcmpl-{key}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or MODEL,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": usage}
+
+
+def make_app(delay_s: float = 0.0) -> Any:
+    from aiohttp import web
+
+    counts: Counter[str] = Counter()
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        counts[digest(body)] += 1
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        return web.Response(text=json.dumps(reply(body)), content_type="application/json")
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
+                                                                "owned_by": "synth"}]})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"requests": sum(counts.values()), "by_digest": dict(counts)})
+
+    app = web.Application(client_max_size=64 * 2**20)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+def serve(host: str, port: int, delay_s: float = 0.0) -> None:
+    from aiohttp import web
+
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    web.run_app(make_app(delay_s), host=host, port=port, print=None, access_log=None)
+
+
+# --- helpers for tests and benchmarks: the server as a child process -------------------------------------------
+
+def base_url(port: int, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/v1"
+
+
+def get_stats(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{host}:{port}/stats", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def start(port: int, delay_ms: float = 0.0, host: str = "127.0.0.1", timeout_s: float = 60) -> subprocess.Popen:
+    """Start the server as a child process (its own session, so a test can kill it alone) and wait for it."""
+    proc = subprocess.Popen([sys.executable, "-m", "synth.bench.instant_server", "--host", host, "--port",
+                             str(port), "--delay-ms", str(delay_ms)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"instant server on port {port} exited with {proc.returncode}: "
+                               f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2):
+                return proc
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"instant server on port {port} did not answer /health within {timeout_s:.0f}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running(port: int, delay_ms: float = 0.0) -> Iterator[subprocess.Popen]:
+    proc = start(port, delay_ms)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="Wait this long before each reply.")
+    args = parser.parse_args()
+    serve(args.host, args.port, args.delay_ms / 1000)
+
+
+if __name__ == "__main__":
+    main()
