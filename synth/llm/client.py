@@ -8,8 +8,11 @@ recorded per role, and every parsed reply constrained by a pydantic schema and v
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 FALLBACK_TIMEOUT_S = 600.0  # llm.timeout_s unset and no rate measured (see derive_timeout_s)
 MAX_TIMEOUT_S = 3600.0
+RECORD_ENV = "SYNTH_RECORD_REQUESTS"  # a JSONL path: every request is appended there (see _record_request)
 HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
 
 
@@ -56,6 +60,14 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError | openai.RateLimitError):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def _record_request(path: Path, role: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> None:
+    """Append one request as sent (role, messages, sampling, schema or tools) for ``make bench`` to replay:
+    the benchmark then measures the pipeline's real request mix, not free chat alone."""
+    line = json.dumps({"role": role, "messages": messages, "params": params}, default=str)
+    with path.open("a") as fh:  # one write per line: concurrent workers' lines stay whole
+        fh.write(line + "\n")
 
 
 def health_url(base_url: str) -> str:
@@ -173,6 +185,8 @@ class LLMPool:
         params.setdefault("max_tokens", self.config.max_tokens)
         if seed is not None:
             params["seed"] = seed
+        if RECORD_ENV in os.environ:
+            _record_request(Path(os.environ[RECORD_ENV]), role, messages, params)
         state = _Attempts()
         deadline = self.timeout_s
         try:
