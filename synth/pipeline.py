@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.data.build import DatasetSummary, build_dataset
+from synth.preflight import Preflight
+from synth.quota import next_agent_count
 from synth.stages.base import StageSummary
 from synth.stages.registry import ORDER
 from synth.stages.runner import run_stage
@@ -24,43 +26,83 @@ class PipelineReport(BaseModel):
     rounds: int = 1
     wall_s: float = 0.0
     stop: str = Field(default="done", description="Why the run stopped: done, quota met, budget spent.")
+    agents: int | None = Field(default=None, description="Agents planned in the last round.")
+    preflight: Preflight | None = Field(default=None, description="Server dtype, measured rates, deadline.")
 
 
 def run_stages(config: PipelineConfig, endpoints: list[EndpointConfig], stages: list[str] | None = None,
-               progress: bool = True) -> list[StageSummary]:
-    return [run_stage(name, config, endpoints, progress=progress) for name in (stages or ORDER)]
+               progress: bool = True, budget: _Budget | None = None) -> list[StageSummary]:
+    summaries: list[StageSummary] = []
+    for name in stages or ORDER:
+        # Each stage is sent what is left of the budget, so its workers stop starting rows once it is gone.
+        staged = budget.apply(config, summaries) if budget else config
+        summaries.append(run_stage(name, staged, endpoints, progress=progress))
+    return summaries
 
 
-def run_pipeline(config: PipelineConfig, endpoints: list[EndpointConfig], progress: bool = True) -> PipelineReport:
+class _Budget:
+    """A quota run's budget: a deadline and a token allowance, shared by every stage of every round."""
+
+    def __init__(self, config: PipelineConfig, started_unix: float, spent_before: int = 0) -> None:
+        self.quota = config.quota
+        self.stop_at = started_unix + config.quota.max_wall_s
+        self.spent_before = spent_before
+
+    def spent(self, summaries: list[StageSummary]) -> int:
+        return self.spent_before + _tokens(summaries)
+
+    def apply(self, config: PipelineConfig, summaries: list[StageSummary]) -> PipelineConfig:
+        left = None if self.quota.max_tokens is None else max(0, self.quota.max_tokens - self.spent(summaries))
+        return config.model_copy(update={"quota": config.quota.model_copy(
+            update={"stop_at": self.stop_at, "tokens_left": left})})
+
+
+def _tokens(summaries: list[StageSummary]) -> int:
+    # A stage's summary counts every row it holds (resumed ones too), so this is what the run has spent so far.
+    return sum(s.usage.total().prompt_tokens + s.usage.total().completion_tokens for s in summaries)
+
+
+def _train_accepted(summaries: list[StageSummary]) -> int:
+    judge = next((s for s in summaries if s.stage == "judge"), None)
+    if judge is None:
+        return 0
+    return int(judge.extra.get("train", judge.extra.get("accepted", 0)))
+
+
+def run_pipeline(config: PipelineConfig, endpoints: list[EndpointConfig], progress: bool = True,
+                 preflight: Preflight | None = None) -> PipelineReport:
     started = time.monotonic()
-    summaries = run_stages(config, endpoints, progress=progress)
+    budget = _Budget(config, time.time()) if config.accept else None
+    summaries = run_stages(config, endpoints, progress=progress, budget=budget)
     rounds, stop = 1, "done"
     if config.accept:
+        assert budget is not None
         # Quota mode: grow the number of agents and run again; finished rows are resumed, not redone.
         while True:
-            accepted = summaries[-1].extra.get("accepted", 0)
-            tokens = sum(s.usage.total().prompt_tokens + s.usage.total().completion_tokens for s in summaries)
+            accepted = _train_accepted(summaries)
+            tokens = _tokens(summaries)
+            stopped = [s.extra["budget_stop"] for s in summaries if s.extra.get("budget_stop")]
             if accepted >= config.accept:
-                stop = f"quota met: {accepted} >= {config.accept} accepted"
+                stop = f"quota met: {accepted} >= {config.accept} accepted into train"
                 break
             if config.quota.max_tokens and tokens >= config.quota.max_tokens:
                 stop = f"token budget spent: {tokens} >= {config.quota.max_tokens}"
                 break
-            if time.monotonic() - started >= config.quota.max_wall_s:
-                stop = f"time budget spent: {config.quota.max_wall_s:.0f}s"
+            if time.time() >= budget.stop_at or stopped:
+                stop = f"time budget spent: {config.quota.max_wall_s:.0f}s" if time.time() >= budget.stop_at \
+                    else f"budget spent inside round {rounds}: {stopped[0]}"
                 break
             if rounds >= config.quota.max_rounds:
                 stop = f"max rounds reached ({rounds})"
                 break
-            rate = max(accepted, 1) / max(1, config.agents.count)
-            grow = max(1, int((config.accept - accepted) / rate) + 1)
-            config = config.model_copy(update={"agents": config.agents.model_copy(
-                update={"count": config.agents.count + grow})})
-            log.info("quota: %d/%d accepted; growing to %d agents", accepted, config.accept, config.agents.count)
-            summaries = run_stages(config, endpoints, progress=progress)
+            count = next_agent_count(config.agents.count, accepted, config.accept, config.quota.max_growth)
+            config = config.model_copy(update={"agents": config.agents.model_copy(update={"count": count})})
+            log.info("quota: %d/%d accepted; growing to %d agents", accepted, config.accept, count)
+            summaries = run_stages(config, endpoints, progress=progress, budget=budget)
             rounds += 1
     dataset = build_dataset(config)
     report = PipelineReport(run=config.run, stages=summaries, dataset=dataset, rounds=rounds,
-                            wall_s=round(time.monotonic() - started, 1), stop=stop)
+                            wall_s=round(time.monotonic() - started, 1), stop=stop,
+                            agents=config.agents.count, preflight=preflight)
     (config.run_dir / "report.json").write_text(report.model_dump_json(indent=2))
     return report

@@ -45,4 +45,9 @@ def print_report(report: PipelineReport, console: Console | None = None) -> None
         d = report.dataset
         console.print(f"[bold]dataset[/bold] {d.path}: {d.trajectories} trajectories, "
                       f"{d.accepted} accepted, {d.rejected} rejected, {d.errored} failed before judging")
+    if report.preflight is not None:
+        from synth.preflight import describe
+
+        for line in describe(report.preflight):
+            console.print(line)
     console.print(f"run {report.run!r}: {report.stop} after {report.rounds} round(s), {report.wall_s:.1f}s")
