@@ -1,7 +1,9 @@
 """Coding tasks: run the task's assert-based tests against the code the assistant wrote, in the real sandbox.
 
 The sandbox (``synth.sim.sandbox``) isolates the run; where it cannot be set up the check fails closed, since a
-coding trajectory whose code was never run has not been shown to work.
+coding trajectory whose code was never run has not been shown to work. ``check_python`` runs each test in its own
+process and decides each one outside the program (``synth.sim.check_runner``): the check passes only when every
+test of the problem ran and passed, whatever the program does to its own process.
 """
 
 from __future__ import annotations
@@ -63,8 +65,16 @@ async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: flo
     except SandboxError as exc:
         return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox failed, not run: {exc}")
     if result.ok:
-        return CheckResult(check_id=CHECK_ID, passed=True, detail=f"tests passed in {result.duration_s:.1f}s")
+        return CheckResult(check_id=CHECK_ID, passed=True,
+                           detail=f"all {result.expected_tests} tests passed in {result.duration_s:.1f}s")  # fmt: skip
     killed = f", killed: {result.killed}" if result.killed else ""
-    tail = result.stderr.strip()[-400:]
+    failed = [f"{t.name}: {t.detail}" for t in result.tests if not t.passed]
+    if result.verdict_error:
+        why = result.verdict_error + (f"; {result.stderr.strip()[-300:]}" if result.stderr.strip() else "")
+    elif len(result.tests) != result.expected_tests:
+        why = f"the runner reported {len(result.tests)} tests, the problem has {result.expected_tests}"
+    else:
+        why = "; ".join(failed)
     return CheckResult(check_id=CHECK_ID, passed=False,
-                       detail=f"tests failed (exit {result.exit_code}{killed}): {tail}")  # fmt: skip
+                       detail=(f"tests failed ({result.passed_tests} of {result.expected_tests} passed"
+                               f"{killed}): {why}")[:1500])  # fmt: skip

@@ -27,6 +27,7 @@ import functools
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from pydantic import BaseModel, Field
+
+from synth.paths import REPO_ROOT
+from synth.sim import check_runner
 
 OUTPUT_LIMIT = 64_000
 """Bytes of stdout and of stderr kept; the rest is counted and dropped (print loops cannot flood the host)."""
@@ -136,14 +140,12 @@ try:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     # Root-only dirs on the way to the interpreter (pyenv under /root) are masked by an empty tmpfs, and only
     # the interpreter's tree is bound back, so the run can start python without seeing the rest of /root.
-    masks = {}
+    masks = {m: [] for m in cfg["mask"] if os.path.isdir(m) and not os.path.islink(m)}
     for p in cfg["expose"]:
-        h = hidden_ancestor(p)
+        # A masked dir (the repository, which holds the tests' answers) keeps only the interpreter's tree too.
+        h = hidden_ancestor(p) or next((m for m in masks if p.startswith(m.rstrip("/") + "/")), None)
         if h:
             masks.setdefault(h, []).append((p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
-    for m in cfg["mask"]:
-        if os.path.isdir(m) and not os.path.islink(m):
-            masks.setdefault(m, [])
     for m, binds in masks.items():
         mount("tmpfs", m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
         for p, fd in binds:
@@ -235,23 +237,6 @@ except OSError as exc:
     fail(f"cannot exec {argv[0]}: {exc}")
 """
 )
-
-# Runs the solution and then the tests in one namespace, so tests can use the solution's names; pytest-style
-# ``test_*`` functions defined by the tests file are called too: assert scripts and test functions both work.
-_CHECK_RUNNER = r"""
-import os
-ns = {"__name__": "__main__"}
-for name in ("solution.py", "tests.py"):
-    path = os.path.abspath(name)
-    with open(path, encoding="utf-8") as f:
-        exec(compile(f.read(), path, "exec"), ns)
-tests_path = os.path.abspath("tests.py")
-for key, value in list(ns.items()):
-    code = getattr(value, "__code__", None)
-    if key.startswith("test_") and callable(value) and code is not None and code.co_filename == tests_path:
-        value()
-"""
-
 
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the unprivileged child must reach to start ``python`` (its install and its venv)."""
@@ -351,7 +336,8 @@ def _run(
             "argv": argv,
             "files": dict(files),
             "expose": _interpreter_paths(sys.executable),
-            "mask": ["/run"],  # unix sockets of host daemons live there
+            # /run: unix sockets of host daemons; the repository: rubrics and runs hold the coding tests' answers.
+            "mask": ["/run", str(REPO_ROOT)],
             "rlimits": _rlimits(cpu_s, memory_mb, max_procs, disk_mb),
             "disk_mb": disk_mb,
             "status_fd": status_w,
@@ -532,6 +518,35 @@ def run_python(
     )
 
 
+class TestOutcome(BaseModel):
+    name: str = Field(description="'assert at line N' for a top-level assert, else the test function's name.")
+    line: int
+    passed: bool
+    detail: str = Field(description="'passed', or why not (the assert and the values it got, the error).")
+
+
+class CheckRun(SandboxResult):
+    """A coding check: ``ok`` only when the runner's verdict came back and every test of the problem passed."""
+
+    expected_tests: int = Field(description="Tests the host counted in the tests source.")
+    tests: list[TestOutcome] = Field(default_factory=list, description="The runner's result per test.")
+    verdict_error: str | None = Field(default=None, description="Why no usable verdict came back, if none did.")
+
+    @property
+    def passed_tests(self) -> int:
+        return sum(t.passed for t in self.tests)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.timed_out
+            and self.verdict_error is None
+            and self.expected_tests > 0
+            and len(self.tests) == self.expected_tests
+            and all(t.passed for t in self.tests)
+        )
+
+
 def check_python(
     code: str,
     tests: str,
@@ -540,25 +555,48 @@ def check_python(
     cpu_s: int = 5,
     memory_mb: int = 512,
     max_procs: int = 16,
-) -> SandboxResult:
-    """Run ``code``, then assert-based ``tests`` (and any ``test_*`` functions they define) in one namespace.
+) -> CheckRun:
+    """Run the ``tests`` (top-level asserts and ``test_*`` functions) against ``code``; see ``check_runner``.
 
-    Passed when ``result.ok``; a failing assert shows up as exit code 1 with its traceback in stderr.
+    Each test runs in its own process that imports ``code`` as the module ``solution``; the runner compares the
+    values itself and reports a result per test. ``result.ok`` only when every test the host counted in
+    ``tests`` ran and passed; failures are listed on stderr (``FAILED <test>: AssertionError: ...``).
     """
     _require()
-    files = {"solution.py": code, "tests.py": tests}
-    argv = ["-I", "-u", "-c", _CHECK_RUNNER]
-    return _run(
-        files,
-        argv,
+    try:
+        expected = len(check_runner.split_tests(tests))
+    except check_runner.TestSplitError:
+        expected = 0  # the runner reports why; the check can't pass
+    nonce = secrets.token_hex(16)
+    # The runner keeps a margin inside the wall limit, so its verdict (with per-test timeouts) gets out.
+    budget = max(1.0, timeout_s * 0.9 - 0.5)
+    result = _run(
+        {"solution.py": code, "tests.py": tests},
+        ["-I", "-u", "-c", _RUNNER_SOURCE, f"{budget:.2f}"],
         timeout_s=timeout_s,
         cpu_s=cpu_s,
         memory_mb=memory_mb,
-        stdin="",
+        stdin=nonce + "\n",
         max_procs=max_procs,
         disk_mb=64,
         output_limit=OUTPUT_LIMIT,
     )
+    verdict = check_runner.read_verdict(result.stdout, nonce)
+    error: str | None = None
+    outcomes: list[TestOutcome] = []
+    if verdict is None:
+        error = f"the test runner gave no verdict (exit {result.exit_code})"
+    else:
+        try:
+            outcomes = [TestOutcome.model_validate(t) for t in verdict["tests"]]
+        except ValueError as exc:
+            error = f"the test runner's verdict is malformed: {exc}"
+        if verdict.get("error"):
+            error = str(verdict["error"])
+    return CheckRun(**result.model_dump(), expected_tests=expected, tests=outcomes, verdict_error=error)
+
+
+_RUNNER_SOURCE = Path(check_runner.__file__).read_text(encoding="utf-8")
 
 
 async def run_python_async(code: str, **kwargs: Any) -> SandboxResult:

@@ -70,3 +70,14 @@ async def test_judge_adds_the_sandbox_run_to_the_code_checks() -> None:
     assert not verdict.passed and verdict.reasons[0].startswith(
         "code check python_tests failed: tests failed"
     )
+
+
+@needs_sandbox
+async def test_a_program_that_exits_before_the_tests_fails_with_a_count() -> None:
+    # The reviewed defect: exit code 0 used to mean "tests passed" although no test had run.
+    quitter = coding_trajectory(Message(role="assistant", content=f"```python\n{BAD}import sys\nsys.exit(0)\n```"))
+    result = await run_python_tests(quitter, TESTS)
+    assert not result.passed
+    assert result.detail.startswith("tests failed (0 of 2 passed")
+    good = await run_python_tests(coding_trajectory(Message(role="assistant", content=f"```python\n{GOOD}```")), TESTS)
+    assert good.passed and good.detail.startswith("all 2 tests passed")
