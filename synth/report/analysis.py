@@ -7,6 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from synth.config import PipelineConfig
+from synth.data.heldout import is_heldout
+from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, ToolBatchRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.store import StageStore
 
@@ -22,6 +25,10 @@ class RunAnalysis(BaseModel):
     recovery: dict[str, int] = Field(default_factory=dict, description="After an injected failure, what came next.")
     turns: dict[int, int] = Field(default_factory=dict)
     rejection_reasons: dict[str, int] = Field(default_factory=dict)
+    accept_mode: str = "auto"
+    accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
+    calibration: dict = Field(default_factory=dict, description="LLM judge vs code checks, overall and per criterion.")
+    heldout: tuple[int, int] = Field(default=(0, 0), description="Held-out tasks, and their judged trajectories.")
 
 
 def _read(run_dir: Path, stage: str, model):
@@ -46,7 +53,8 @@ def _next_after_failure(traj: TrajectoryRecord, call_id: str) -> str:
     return "episode ended"
 
 
-def analyse(run_dir: Path) -> RunAnalysis:
+def analyse(run_dir: Path, config: PipelineConfig | None = None) -> RunAnalysis:
+    config = config or PipelineConfig()
     batches = _read(run_dir, "tools", ToolBatchRecord)
     agents = _read(run_dir, "agents", AgentRecord)
     tasks = _read(run_dir, "tasks", TaskRecord)
@@ -55,7 +63,11 @@ def analyse(run_dir: Path) -> RunAnalysis:
     by_task = {t.id: t for t in tasks}
     by_agent = {a.id: a for a in agents}
     by_traj = {t.id: t for t in trajs}
-    accepted = [v for v in verdicts if v.verdict and v.verdict.passed]
+    decisions, calibration = run_acceptance(verdicts, by_task, config.judge)
+    share = config.dataset.heldout_share
+    held = {t.id for t in tasks if t.error is None and is_heldout(t.id, share)}
+    # Accepted means: into train (held-out tasks never go there), under judge.accept.
+    accepted = [v for v in verdicts if v.id in decisions and decisions[v.id].accepted and v.task_id not in held]
     out = RunAnalysis(funnel=[
         ("synthetic tools", sum(len(b.tools) for b in batches)),
         ("agents", sum(a.error is None for a in agents)),
@@ -77,9 +89,11 @@ def analyse(run_dir: Path) -> RunAnalysis:
         task = by_task.get(v.task_id)
         traj = by_traj.get(v.trajectory_id)
         agent = by_agent.get(traj.agent_id) if traj else None
-        for key, table in ((task.difficulty if task else "?", diff), (agent.domain if agent else "?", dom)):
-            table[key][0] += v.verdict.passed
-            table[key][1] += 1
+        decision = decisions[v.id]
+        if v.task_id not in held:
+            for key, table in ((task.difficulty if task else "?", diff), (agent.domain if agent else "?", dom)):
+                table[key][0] += decision.accepted
+                table[key][1] += 1
         for s in v.verdict.scores:
             scores[s.criterion_id][s.score] += 1
         kinds = {c.id: c.kind for c in (task.rubric.checks if task and task.rubric else [])}
@@ -87,8 +101,8 @@ def analyse(run_dir: Path) -> RunAnalysis:
             cell = checks[kinds.get(c.check_id, "other")]
             cell[0] += c.passed
             cell[1] += 1
-        if not v.verdict.passed:
-            for r in v.verdict.reasons:
+        if not decision.accepted:
+            for r in decision.reasons:
                 reasons[r.split(":")[0][:70]] += 1
     modes, injected, recovery, turns = Counter(), Counter(), Counter(), Counter()
     for t in trajs:
@@ -105,4 +119,8 @@ def analyse(run_dir: Path) -> RunAnalysis:
     out.call_modes, out.injected, out.recovery = dict(modes), dict(injected), dict(recovery)
     out.turns = dict(sorted(turns.items()))
     out.rejection_reasons = dict(reasons.most_common(12))
+    out.accept_mode = config.judge.accept
+    out.accepted_by = dict(Counter(decisions[v.id].by for v in accepted if decisions[v.id].by))
+    out.calibration = calibration.summary()
+    out.heldout = (len(held), sum(v.task_id in held for v in verdicts if v.verdict is not None))
     return out

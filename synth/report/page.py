@@ -60,6 +60,25 @@ def _table(rows: dict, head: tuple[str, str]) -> str:
     return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body}</table>"
 
 
+def _calibration(cal: dict) -> list[str]:
+    """LLM judge vs code checks: agreement and kappa per criterion, with whether ``auto`` trusts it."""
+    if not cal:
+        return []
+    head = ("<tr><th>criterion</th><th>pairs</th><th>agreement</th><th>kappa</th><th>both pass</th>"
+            "<th>code only</th><th>judge only</th><th>both fail</th><th>trusted</th></tr>")
+
+    def row(name: str, c: dict, trusted: bool | None) -> str:
+        cells = [name, c.get("pairs"), c.get("agreement"), c.get("kappa"), c.get("both_pass"), c.get("code_only"),
+                 c.get("llm_only"), c.get("both_fail"), "" if trusted is None else ("yes" if trusted else "no")]
+        return "<tr>" + "".join(f"<td>{html.escape('n/a' if x is None else str(x))}</td>" for x in cells) + "</tr>"
+
+    body = row("overall (judge's decision)", cal.get("overall", {}), None) + "".join(
+        row(cid, c, c.get("trusted")) for cid, c in cal.get("criteria", {}).items())
+    return [f"<h2>judge calibration: LLM judge vs code checks (auto trusts agreement &ge; "
+            f"{cal.get('trust_agreement')} over &ge; {cal.get('min_pairs')} pairs)</h2>",
+            f"<table>{head}{body}</table>"]
+
+
 def render(a: RunAnalysis, title: str) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>",
              _bar("funnel", [k for k, _ in a.funnel], [v for _, v in a.funnel], "rows")]
@@ -80,6 +99,11 @@ def render(a: RunAnalysis, title: str) -> str:
         "<h2>injected tool failures</h2>", _table(a.injected, ("kind", "count")),
         "<h2>what the agent did next</h2>", _table(a.recovery, ("after a failure", "count")),
         "<h2>why trajectories were rejected</h2>", _table(a.rejection_reasons, ("reason", "count")),
+        f"<h2>acceptance (judge.accept: {html.escape(a.accept_mode)})</h2>",
+        _table(a.accepted_by, ("accepted by", "count")),
+        f"<p>held out for evaluation (never in train): {a.heldout[0]} tasks, {a.heldout[1]} judged "
+        "trajectories</p>",
+        *_calibration(a.calibration),
     ]
     style = ("body{font-family:sans-serif;max-width:900px;margin:auto}img{display:block;margin:12px 0}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}")
@@ -88,7 +112,7 @@ def render(a: RunAnalysis, title: str) -> str:
 
 
 def write_page(config: PipelineConfig) -> Path:
-    analysis = analyse(config.run_dir)
+    analysis = analyse(config.run_dir, config)
     out = config.run_dir / "report.html"
     out.write_text(render(analysis, f"synth run '{config.run}'"))
     (config.run_dir / "analysis.json").write_text(analysis.model_dump_json(indent=2))

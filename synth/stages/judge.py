@@ -61,7 +61,7 @@ class JudgeStage(Stage):
             if a.by:
                 by[a.by] = by.get(a.by, 0) + 1
         summary.rejected = reasons
-        summary.extra = {"accepted": accepted, "train": train, "rejected": len(decisions) - accepted, "accept_mode":
+        summary.extra |= {"accepted": accepted, "train": train, "rejected": len(decisions) - accepted, "accept_mode":
                          ctx.config.judge.accept, "accepted_by": by, "calibration": calibration.summary()}
         (ctx.store(self.name).dir / ACCEPTANCE).write_text(json.dumps({
             "mode": ctx.config.judge.accept, "calibration": calibration.summary(),

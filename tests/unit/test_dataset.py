@@ -129,3 +129,41 @@ def test_publish_without_token_says_what_to_do(cfg: PipelineConfig, monkeypatch:
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     with pytest.raises(PublishError, match="export it as HF_TOKEN"):
         publish(cfg.run_dir / "dataset", "me/data")
+
+
+def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
+    from datasets import load_from_disk
+
+    from synth.data.build import heldout_task_ids
+
+    # task-1 is held out (by its id); give it an accepted trajectory: it must go to `heldout`, not `train`.
+    assert is_heldout("task-1", cfg.dataset.heldout_share)
+    rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
+    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-1", agent_id="agent-1", user_goal="weather", rubric=rubric)])
+    held = _trajectory(9).model_copy(update={"id": "traj-9", "task_id": "task-1"})
+    _write(cfg.run_dir, "rollouts", [held])
+    _write(cfg.run_dir, "judge", [VerdictRecord(
+        id="traj-9", trajectory_id="traj-9", task_id="task-1",
+        verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True))])
+    summary = build_dataset(cfg)
+    assert heldout_task_ids(cfg) == ["task-1"]
+    assert (summary.accepted, summary.heldout, summary.heldout_tasks) == (1, 1, 1)
+    ds = load_from_disk(str(cfg.run_dir / "dataset" / "hf"))
+    assert "traj-9" not in ds["train"]["id"] and ds["heldout"]["id"] == ["traj-9"]
+    assert ds["heldout"][0]["heldout"] is True and all(not h for h in ds["train"]["heldout"])
+    assert ds["train"][0]["accepted_by"] == "verifiable"  # auto, too few pairs to trust the judge
+    from datasets import load_dataset
+
+    view = load_dataset("parquet", data_files=str(cfg.run_dir / "dataset" / "sft" / "*.parquet"))["train"]
+    assert view.num_rows == 1
+    # Everyone who lists held-out tasks gets the same answer with another share: none at 0.
+    assert heldout_task_ids(cfg.model_copy(update={"dataset": cfg.dataset.model_copy(
+        update={"heldout_share": 0.0})})) == []
+
+
+def test_card_has_calibration_and_acceptance(cfg: PipelineConfig) -> None:
+    build_dataset(cfg)
+    card = (cfg.run_dir / "dataset" / "README.md").read_text()
+    assert "## Judge calibration" in card and "| overall (judge's decision) |" in card
+    assert "| verifiable | 1 |" in card  # auto, nothing trusted (too few pairs): code checks accepted it
+    assert "`judge.accept: auto`" in card
