@@ -227,6 +227,19 @@ class EvalConfig(Strict):
                                       description="Agent sampling temperature; None: llm.temperature.")
 
 
+class ImproveConfig(Strict):
+    """``synth improve``: rounds of generate -> accept -> train -> eval (expert iteration)."""
+
+    rounds: int = Field(default=2, ge=1, description="Generate/train/eval rounds after the base model's eval.")
+    optimizers: list[Literal["muonclip", "adamw"]] = Field(
+        default_factory=lambda: ["muonclip"],
+        description="Optimizers trained each round on the same data; the first one's model generates the next "
+        "round's data (the others are baselines).")
+    agents_per_round: int | None = Field(default=None, ge=1, description="New agents each round; None: agents.count.")
+    cumulative: bool = Field(default=True, description="Train each round on the train splits of every round so "
+                             "far (expert iteration keeps its data), not only the newest.")
+
+
 class PipelineConfig(Strict):
     run: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: runs/<run>/.")
     runs_dir: Path = Path("runs")
@@ -244,6 +257,7 @@ class PipelineConfig(Strict):
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    improve: ImproveConfig = Field(default_factory=ImproveConfig)
 
     @field_validator("runs_dir")
     @classmethod
