@@ -84,8 +84,11 @@ def _deepseek_v3(model: nn.Module) -> list[AttentionSpec]:
 HF_FAMILIES: dict[str, SpecBuilder] = {
     "llama": _llama_like,
     "mistral": _llama_like,
+    "mixtral": _llama_like,
     "qwen2": _llama_like,
+    "qwen2_moe": _llama_like,
     "qwen3": _llama_like,
+    "qwen3_moe": _llama_like,
     "deepseek_v3": _deepseek_v3,
     "kimi_k2": _deepseek_v3,
 }
@@ -121,3 +124,20 @@ def attention_specs(model: nn.Module, family: str | None = None) -> list[Attenti
     if not specs:
         raise ValueError(f"found no attention layers in a {model_type!r} model ({type(model).__name__})")
     return specs
+
+
+def require_capture(model: nn.Module, specs: list[AttentionSpec]) -> None:
+    """Raise unless ``model``'s attention records max logits. A Hugging Face model runs its own attention
+    (``config._attn_implementation``, e.g. ``sdpa``) until ``synth.optim.hf.install_capture`` switches it: with
+    it, QK-Clip would see no max logit and never clip."""
+    from synth.optim.hf import EAGER_NAME, FLEX_NAME
+
+    if any(hasattr(s.module, "qk_clip_spec") for s in specs):
+        return  # modules with their own capture (synth.optim.reference_model)
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if impl is not None and impl not in (EAGER_NAME, FLEX_NAME):
+        raise ValueError(
+            f"{type(model).__name__} runs attention implementation {impl!r}, which records no max logits, so "
+            "QK-Clip would never clip. Call synth.optim.hf.install_capture(model) before MuonClip.for_model "
+            "(or pass tau=None for Muon without the clip)."
+        )

@@ -9,8 +9,9 @@ Usage::
     opt.zero_grad()
     opt.last_clip_stats.as_dict()        # {layer: {"max_logit": ..., "heads_clipped": ...}}
 
-What must NOT go to Muon: embeddings, the output head, norms, biases (see ``synth.optim.split``). Parameter
-groups say which rule they take with ``use_muon``; ``split_params(model).param_groups()`` builds them.
+What must NOT go to Muon: embeddings, the output head, norms, biases (see ``synth.optim.split``). MoE expert
+weights stored as 3-D tensors ``(experts, out, in)`` go to Muon as one matrix per expert. Parameter groups say
+which rule they take with ``use_muon``; ``split_params(model).param_groups()`` builds them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS
-from synth.optim.qk_clip import ClipStats, QKClip
+from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, check_method
+from synth.optim.qk_clip import ClipStats, GqaRule, QKClip
 from synth.optim.split import split_params
 from synth.optim.updates import DEFAULT_MAX_STACK_NUMEL, adamw_update_, muon_update_
 
@@ -36,12 +37,15 @@ K2_TAU = 100.0
 class MuonClip(torch.optim.Optimizer):
     """Muon with per-head QK-Clip.
 
-    Muon groups (``use_muon=True``): ``M = mu*M + G``; ``O = NS5(G + mu*M)`` in ``ns_dtype`` (bf16);
-    ``W -= lr*(0.2*sqrt(max(A,B))*O + wd*W)``. AdamW groups: torch.optim.AdamW's rule with the same lr and wd
-    unless the group overrides them. Then, if ``qk_clip`` is set, ``qk_clip.step()``.
+    Muon groups (``use_muon=True``), K2's Algorithm 1: ``M = mu*M + G``; ``O = NS5(M)`` in ``ns_dtype`` (bf16);
+    ``W -= lr*(0.2*sqrt(max(A,B))*O + wd*W)``. ``nesterov=True`` orthogonalises ``G + mu*M`` instead
+    (torch.optim.Muon's default, not K2's). 3-D tensors in a Muon group are stacks of expert matrices: each
+    expert is its own matrix with its own ``sqrt(max(A,B))``. AdamW groups: torch.optim.AdamW's rule with the
+    same lr and wd unless the group overrides them. Then, if ``qk_clip`` is set, ``qk_clip.step()``.
 
-    Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 (Nesterov), 5 Newton-Schulz steps in bf16,
-    tau 100 (in ``for_model``). ``fuse_diagonal=True`` trades Newton-Schulz accuracy for speed (see
+    Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 without Nesterov, 5 Newton-Schulz steps in
+    bf16, tau 100 (in ``for_model``). ``ns_method="gram"`` runs Gram Newton-Schulz on rectangular matrices
+    (``synth.optim.newton_schulz``). ``fuse_diagonal=True`` trades Newton-Schulz accuracy for speed (see
     ``newton_schulz_batched``). ``fused=False`` keeps the elementwise work in plain torch ops instead of the
     Triton kernels of ``synth.optim.fused`` (CUDA only; same numerics up to the fp32 norm's summation order).
     """
@@ -52,7 +56,7 @@ class MuonClip(torch.optim.Optimizer):
         lr: float = K2_LR,
         weight_decay: float = K2_WEIGHT_DECAY,
         momentum: float = K2_MOMENTUM,
-        nesterov: bool = True,
+        nesterov: bool = False,
         ns_steps: int = 5,
         ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
         eps: float = NS_EPS,
@@ -65,7 +69,9 @@ class MuonClip(torch.optim.Optimizer):
         max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
         fuse_diagonal: bool = False,
         fused: bool = True,
+        ns_method: str = "standard",
     ) -> None:
+        check_method(ns_method)
         if lr < 0:
             raise ValueError(f"lr must be >= 0; got {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -81,13 +87,6 @@ class MuonClip(torch.optim.Optimizer):
                 "build them with synth.optim.split_params(model).param_groups() or use "
                 "MuonClip.for_model(model)"
             )
-        for g in groups:
-            if "use_muon" not in g:
-                raise ValueError("every parameter group needs use_muon=True or False (see split_params)")
-            if g["use_muon"]:
-                bad = [tuple(p.shape) for p in g["params"] if p.ndim != 2]
-                if bad:
-                    raise ValueError(f"Muon groups take 2-D matrices only; got shapes {bad[:3]}")
         defaults = {
             "lr": lr,
             "weight_decay": weight_decay,
@@ -99,6 +98,7 @@ class MuonClip(torch.optim.Optimizer):
             "rms_scale": rms_scale,
             "betas": adamw_betas,
             "adamw_eps": adamw_eps,
+            "ns_method": ns_method,
         }
         super().__init__(groups, defaults)
         self.ns_dtype = ns_dtype
@@ -108,6 +108,32 @@ class MuonClip(torch.optim.Optimizer):
         self.fuse_diagonal = fuse_diagonal
         self.fused = fused
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group (the constructor calls it for every group too), after checking that the group
+        says which rule it takes and that a Muon group holds only matrices."""
+        if not isinstance(param_group, dict) or "use_muon" not in param_group:
+            raise ValueError(
+                "every MuonClip parameter group needs use_muon=True (hidden matrices) or use_muon=False "
+                "(embeddings, head, norms, biases); build the groups with "
+                "synth.optim.split_params(model).param_groups(), or add the key to this group "
+                f"(its keys: {sorted(param_group) if isinstance(param_group, dict) else type(param_group).__name__})"
+            )
+        if not isinstance(param_group["use_muon"], bool):
+            raise ValueError(f"use_muon must be True or False; got {param_group['use_muon']!r}")
+        if param_group["use_muon"]:
+            params = param_group["params"]
+            params = [params] if isinstance(params, Tensor) else list(params)
+            bad = [tuple(p.shape) for p in params if p.ndim not in (2, 3)]
+            if bad:
+                raise ValueError(
+                    f"Muon groups take 2-D matrices (or 3-D stacks of expert matrices); got shapes {bad[:3]}: "
+                    "send these to AdamW (use_muon=False)"
+                )
+            param_group = {**param_group, "params": params}
+        if "ns_method" in param_group:
+            check_method(param_group["ns_method"])
+        super().add_param_group(param_group)
+
     @classmethod
     def for_model(
         cls,
@@ -116,15 +142,23 @@ class MuonClip(torch.optim.Optimizer):
         tau: float | None = K2_TAU,
         adamw_lr: float | None = None,
         family: str | None = None,
+        gqa_rule: GqaRule = "query",
         **kwargs: Any,
     ) -> MuonClip:
-        """Split ``model``'s parameters and attach QK-Clip to its attention layers (``tau=None``: no clip)."""
+        """Split ``model``'s parameters and attach QK-Clip to its attention layers (``tau=None``: no clip).
+
+        A Hugging Face model must have its attention switched to a capturing implementation first
+        (``synth.optim.hf.install_capture(model)``): its own attention never records max logits, so the clip
+        would never fire. That raises here rather than clipping nothing.
+        """
         overrides = {} if adamw_lr is None else {"lr": adamw_lr}
         clip = None
         if tau is not None:
-            from synth.optim.families import attention_specs
+            from synth.optim.families import attention_specs, require_capture
 
-            clip = QKClip(attention_specs(model, family), tau=tau)
+            specs = attention_specs(model, family)
+            require_capture(model, specs)
+            clip = QKClip(specs, tau=tau, gqa_rule=gqa_rule)
         return cls(split_params(model).param_groups(**overrides), qk_clip=clip, **kwargs)
 
     @property
@@ -167,6 +201,7 @@ class MuonClip(torch.optim.Optimizer):
                     max_stack_numel=self.max_stack_numel,
                     fuse_diagonal=self.fuse_diagonal,
                     fused=self.fused,
+                    ns_method=group["ns_method"],
                 )
             else:
                 exp_avgs, exp_avg_sqs, steps = [], [], []

@@ -5,10 +5,14 @@ tau.
 For head h with ``S_max^h > tau``, ``gamma_h = tau / S_max^h``:
 
 - MHA: head h's rows of ``W_q`` and ``W_k`` (and biases) times ``sqrt(gamma_h)``.
-- GQA: a key head is shared by a group of query heads. Its rows take ``sqrt(gamma_g)`` with ``gamma_g`` from
-  the group's largest ``S_max``; each query head of the group then takes ``gamma_h / sqrt(gamma_g)``, so every
-  head's logits scale by exactly its own ``gamma_h`` (1 for heads at or under tau). Groups with no head over
-  tau are not touched at all.
+- GQA (``gqa_rule="query"``, the default): a key head is shared by a group of query heads, so it is treated
+  like MLA's shared rotary key: left untouched, and head h's query rows take its whole ``gamma_h``. Heads at or
+  under tau, and every key row, stay bitwise unchanged.
+- GQA, ``gqa_rule="split"``: the shared key rows take ``sqrt(gamma_g)`` with ``gamma_g`` from the group's
+  largest ``S_max``; each query head of the group takes ``gamma_h / sqrt(gamma_g)``. Every head's logits still
+  scale by exactly its own ``gamma_h``, and the clip is shared between W_q and W_k as in MHA (the worst head's
+  query rows shrink by ``sqrt(gamma)``, not ``gamma``), but the query rows of the group's heads under tau are
+  scaled up by ``1/sqrt(gamma_g)`` (their logits are unchanged, their weights are not).
 - MLA: head h's non-rotary query and key rows times ``sqrt(gamma_h)``, its rotary query rows times
   ``gamma_h``; the rotary key is shared by all heads and left untouched.
 
@@ -20,6 +24,8 @@ head-major in the projection rows (``W_q.view(H, head_dim, d_in)``), as in Llama
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +40,21 @@ from synth.optim.capture import CAPTURE_ATTR, enable_capture, reset_max_logits
 logger = logging.getLogger("synth.optim.qk_clip")
 
 AttentionKind = Literal["mha", "gqa", "mla"]
+GqaRule = Literal["query", "split"]
+GQA_RULES: tuple[str, ...] = ("query", "split")
+
+
+def check_tau(tau: float) -> float:
+    """tau as a float, or a ValueError that says what a valid one is (nan would never clip: S > nan is False)."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
+        raise ValueError(f"tau must be a positive finite number (K2 uses 100); got {tau!r} ({type(tau).__name__})")
+    value = float(tau)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"tau must be a positive finite number (K2 uses 100); got {tau!r}. To log max logits without "
+            "clipping use QKClip(..., enabled=False); for Muon without QK-Clip pass tau=None to MuonClip.for_model"
+        )
+    return value
 
 
 @dataclass(eq=False)
@@ -86,15 +107,24 @@ def clip_factors(s_max: Tensor, tau: float) -> Tensor:
     return torch.where(s_max > tau, tau / s_max, torch.ones_like(s_max))
 
 
-def mha_gqa_scales(s_max: Tensor, tau: float, group: int) -> tuple[Tensor, Tensor]:
-    """Row scales ``(q_scale (..., H), k_scale (..., H/group))`` for MHA (group 1) or GQA, batched over
-    leading dims. Each head's logits end up multiplied by exactly its own ``gamma_h``."""
+def mha_gqa_scales(
+    s_max: Tensor, tau: float, group: int, rule: GqaRule = "query"
+) -> tuple[Tensor, Tensor | None]:
+    """Row scales ``(q_scale (..., H), k_scale (..., H/group) or None)`` for MHA (group 1) or GQA, batched over
+    leading dims. Each head's logits end up multiplied by exactly its own ``gamma_h``. ``None``: the key rows
+    are left alone (GQA's default rule)."""
+    if rule not in GQA_RULES:
+        raise ValueError(f"unknown gqa_rule {rule!r}; supported: {', '.join(GQA_RULES)}")
     gamma = clip_factors(s_max, tau)
     if group == 1:
         root = gamma.sqrt()
         return root, root
-    # The shared key head takes the clip of its group's worst query head; the others make up the difference
-    # on their own query rows (a factor >= 1 for heads under tau whose group was clipped).
+    if rule == "query":
+        # The shared key is left alone, as MLA's shared rotary key is: the clipped head's query rows take its
+        # whole factor, and heads at or under tau get exactly 1.0 (bitwise unchanged).
+        return gamma, None
+    # "split": the shared key head takes the clip of its group's worst query head; the others make up the
+    # difference on their own query rows (a factor >= 1 for heads under tau whose group was clipped).
     grouped = s_max.unflatten(-1, (s_max.size(-1) // group, group)).amax(-1)
     k_scale = clip_factors(grouped, tau).sqrt()
     q_scale = gamma / k_scale.repeat_interleave(group, dim=-1)
@@ -112,11 +142,13 @@ def _scale_head_rows_(
 
 
 @torch.no_grad()
-def apply_mha_gqa_(spec: AttentionSpec, q_scale: Tensor, k_scale: Tensor) -> None:
+def apply_mha_gqa_(spec: AttentionSpec, q_scale: Tensor, k_scale: Tensor | None) -> None:
     _scale_head_rows_(spec.q_weight, q_scale, spec.head_dim)
-    _scale_head_rows_(spec.k_weight, k_scale, spec.head_dim)
     if spec.q_bias is not None:
         _scale_head_rows_(spec.q_bias, q_scale, spec.head_dim)
+    if k_scale is None:
+        return
+    _scale_head_rows_(spec.k_weight, k_scale, spec.head_dim)
     if spec.k_bias is not None:
         _scale_head_rows_(spec.k_bias, k_scale, spec.head_dim)
 
@@ -138,10 +170,10 @@ def apply_mla_(spec: AttentionSpec, gamma: Tensor) -> None:
 
 
 @torch.no_grad()
-def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
+def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float, gqa_rule: GqaRule = "query") -> Tensor:
     """QK-Clip one MHA/GQA layer from its ``(num_heads,)`` maxima; returns the heads over tau (tensor, no
     sync)."""
-    q_scale, k_scale = mha_gqa_scales(s_max, tau, spec.num_heads // spec.num_kv_heads)
+    q_scale, k_scale = mha_gqa_scales(s_max, check_tau(tau), spec.num_heads // spec.num_kv_heads, gqa_rule)
     apply_mha_gqa_(spec, q_scale, k_scale)
     return (s_max > tau).sum()
 
@@ -149,7 +181,7 @@ def clip_mha_gqa_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
 @torch.no_grad()
 def clip_mla_(spec: AttentionSpec, s_max: Tensor, tau: float) -> Tensor:
     """QK-Clip one MLA layer from its ``(num_heads,)`` maxima; returns the heads over tau (no sync)."""
-    apply_mla_(spec, clip_factors(s_max, tau))
+    apply_mla_(spec, clip_factors(s_max, check_tau(tau)))
     return (s_max > tau).sum()
 
 
@@ -182,7 +214,13 @@ class ClipStats:
 
 
 class QKClip:
-    """Per-head QK-Clip over a list of attention layers, fed by the maxima captured in their forwards."""
+    """Per-head QK-Clip over a list of attention layers, fed by the maxima captured in their forwards.
+
+    ``gqa_rule``: how a clip reaches a key head shared by several query heads (module docstring).
+    ``require_capture``: ``step()`` raises when no layer recorded a max logit since the last step (the model's
+    attention does not capture, so nothing would ever be clipped); pass False for steps that legitimately run
+    no forward pass with gradients.
+    """
 
     def __init__(
         self,
@@ -190,13 +228,17 @@ class QKClip:
         tau: float = 100.0,
         enabled: bool = True,
         process_group: dist.ProcessGroup | None = None,
+        gqa_rule: GqaRule = "query",
+        require_capture: bool = True,
     ) -> None:
-        if tau <= 0:
-            raise ValueError(f"tau must be positive; got {tau}")
         if not specs:
             raise ValueError("QKClip needs at least one attention layer spec")
+        if gqa_rule not in GQA_RULES:
+            raise ValueError(f"unknown gqa_rule {gqa_rule!r}; supported: {', '.join(GQA_RULES)}")
         self.specs = list(specs)
-        self.tau = float(tau)
+        self.tau = tau
+        self.gqa_rule: GqaRule = gqa_rule
+        self.require_capture = require_capture
         self.enabled = enabled
         self.process_group = process_group
         self.last_stats: ClipStats | None = None
@@ -210,6 +252,14 @@ class QKClip:
             )
         for s in self.specs:
             enable_capture(s.module)
+
+    @property
+    def tau(self) -> float:
+        return self._tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self._tau = check_tau(value)
 
     @classmethod
     def for_model(cls, model: nn.Module, tau: float = 100.0, **kwargs: object) -> QKClip:
@@ -255,6 +305,15 @@ class QKClip:
         Scale factors are computed for all layers of one shape at once, so the per-layer work is just the
         in-place row scaling of W_q and W_k: a few dozen small kernels for a whole model, and no host sync.
         """
+        if self.require_capture and all(getattr(s.module, CAPTURE_ATTR, None) is None for s in self.specs):
+            raise RuntimeError(
+                f"QK-Clip: none of the {len(self.specs)} attention layers (e.g. {self.specs[0].name}) recorded a "
+                "max logit since the last step, so nothing can be clipped. A Hugging Face model needs "
+                "synth.optim.hf.install_capture(model) before training; custom attention must call "
+                "synth.optim.attention_with_max_logits(..., module=self); forward passes under torch.no_grad "
+                "are not captured. If this step really ran no forward pass with gradients, build the QKClip "
+                "with require_capture=False."
+            )
         table = self.gather_table()
         if self.enabled:
             by_shape: dict[tuple[str, int, int], list[int]] = {}
@@ -268,10 +327,11 @@ class QKClip:
                     for j, i in enumerate(rows):
                         apply_mla_(self.specs[i], gamma[j])
                 else:
-                    q_scale, k_scale = mha_gqa_scales(sub, self.tau, heads // kv_heads)
-                    q_scale, k_scale = q_scale.to(wdtype), k_scale.to(wdtype)
+                    q_scale, k_scale = mha_gqa_scales(sub, self.tau, heads // kv_heads, self.gqa_rule)
+                    q_scale = q_scale.to(wdtype)
+                    k_scale = None if k_scale is None else k_scale.to(wdtype)
                     for j, i in enumerate(rows):
-                        apply_mha_gqa_(self.specs[i], q_scale[j], k_scale[j])
+                        apply_mha_gqa_(self.specs[i], q_scale[j], None if k_scale is None else k_scale[j])
         self.reset()
         over = (table > self.tau).sum(dim=1)
         stats = ClipStats(

@@ -3,7 +3,13 @@
 Muon is for the 2-D weight matrices of hidden layers (attention and MLP projections). These must NOT go to
 Muon, even when they are 2-D: token embeddings (a lookup table: each row sees only its token's gradient), the
 output head (its rows are per-token logits, and tied heads are the embedding), norms' gains and all biases
-(1-D), and anything of more than two dimensions (convolutions). They go to AdamW.
+(1-D), and other tensors of more than two dimensions (convolutions). They go to AdamW.
+
+MoE experts stored as one 3-D tensor ``(experts, out, in)`` (Hugging Face Mixtral, Qwen-MoE and DeepSeek-V3 in
+transformers 5) go to Muon: each expert's matrix is its own 2-D matrix (K2 is an MoE trained with Muon). A 3-D
+tensor counts as experts when its name or its module's name says "expert"; other 3-D tensors go to AdamW. A
+fused ``gate_up_proj`` is orthogonalised as the one ``(2I, H)`` matrix it is stored as, as a fused 2-D
+projection would be.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ HEAD_NAMES = frozenset({"lm_head", "output", "head", "classifier", "score", "emb
 class ParamSplit:
     """Named parameters for each optimizer, every trainable parameter exactly once."""
 
-    muon: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+    muon: list[tuple[str, nn.Parameter]] = field(default_factory=list)  # 2-D matrices and 3-D expert stacks
     adamw: list[tuple[str, nn.Parameter]] = field(default_factory=list)
 
     def param_groups(self, **adamw_overrides: Any) -> list[dict[str, Any]]:
@@ -52,8 +58,14 @@ def _output_head_params(model: nn.Module) -> set[int]:
     return ids
 
 
+def is_expert_stack(name: str, p: nn.Parameter) -> bool:
+    """A 3-D parameter that stores one matrix per MoE expert (by its name, e.g. ``mlp.experts.down_proj``)."""
+    return p.ndim == 3 and "expert" in name.lower()
+
+
 def split_params(model: nn.Module, adamw_names: tuple[str, ...] = ()) -> ParamSplit:
-    """Split ``model``'s trainable parameters: 2-D hidden matrices to Muon, the rest to AdamW.
+    """Split ``model``'s trainable parameters: 2-D hidden matrices and 3-D expert stacks to Muon, the rest to
+    AdamW.
 
     ``adamw_names``: extra substrings of parameter names to force onto AdamW.
     """
@@ -71,7 +83,7 @@ def split_params(model: nn.Module, adamw_names: tuple[str, ...] = ()) -> ParamSp
             continue  # tied weights appear once
         seen.add(id(p))
         to_adamw = (
-            p.ndim != 2
+            (p.ndim != 2 and not is_expert_stack(name, p))
             or id(p) in embed_ids
             or id(p) in head_ids
             or "embed" in name

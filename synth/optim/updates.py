@@ -14,7 +14,15 @@ import torch
 from torch import Tensor
 
 from synth.optim import fused as _fused
-from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, newton_schulz_batched, newton_schulz_iterate
+from synth.optim.newton_schulz import (
+    NS_COEFFICIENTS,
+    NS_EPS,
+    check_method,
+    gram_newton_schulz_iterate,
+    newton_schulz_batched,
+    newton_schulz_iterate,
+    uses_gram,
+)
 
 # Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a
 # whole 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
@@ -22,9 +30,29 @@ DEFAULT_MAX_STACK_NUMEL = 1 << 29
 
 
 def muon_lr_scale(shape: torch.Size | Sequence[int], rms_scale: float = 0.2) -> float:
-    """K2's per-matrix factor ``0.2 * sqrt(max(A, B))``: it gives Muon's update the RMS of an AdamW update."""
-    a, b = shape[0], shape[1]
+    """K2's per-matrix factor ``0.2 * sqrt(max(A, B))``: it gives Muon's update the RMS of an AdamW update. For a
+    3-D stack of expert matrices ``(E, A, B)`` it is each expert's own factor (the last two dims)."""
+    a, b = shape[-2], shape[-1]
     return rms_scale * math.sqrt(max(a, b))
+
+
+def as_matrices(params: list[Tensor], *others: list[Tensor]) -> tuple[list[Tensor], ...]:
+    """Split every 3-D tensor (a stack of MoE expert matrices, ``(E, A, B)``) into its ``E`` 2-D views, the same
+    way in each list. The views share storage, so in-place updates land in the 3-D parameter and its state, and
+    each expert is its own matrix for Newton-Schulz and for the shape scaling."""
+    for p in params:
+        if p.ndim not in (2, 3):
+            raise ValueError(
+                f"Muon updates 2-D matrices (or 3-D stacks of expert matrices); got a parameter of shape "
+                f"{tuple(p.shape)}: send it to AdamW (split_params does)"
+            )
+    if all(p.ndim == 2 for p in params):
+        return (params, *others)
+    lists: list[list[Tensor]] = [[] for _ in range(1 + len(others))]
+    for i, p in enumerate(params):
+        for out, src in zip(lists, (params, *others), strict=True):
+            out.extend(src[i].unbind(0) if p.ndim == 3 else [src[i]])
+    return tuple(lists)
 
 
 def _stack_chunks(
@@ -53,7 +81,7 @@ def muon_update_(
     lr: float,
     weight_decay: float,
     momentum: float,
-    nesterov: bool = True,
+    nesterov: bool = False,
     ns_steps: int = 5,
     ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
     eps: float = NS_EPS,
@@ -62,16 +90,18 @@ def muon_update_(
     max_stack_numel: int = DEFAULT_MAX_STACK_NUMEL,
     fuse_diagonal: bool = False,
     fused: bool = True,
+    ns_method: str = "standard",
 ) -> None:
-    """One K2 Muon step for 2-D matrices, in place.
+    """One K2 Muon step for 2-D matrices (and 3-D stacks of expert matrices, one matrix per expert), in place.
 
-    K2: ``M = mu*M + G``; ``O = NS5(G + mu*M)`` (``NS5(M)`` without Nesterov);
-    ``W = W - lr*(rms_scale*sqrt(max(A,B))*O + wd*W)``.
+    K2's Algorithm 1: ``M = mu*M + G``; ``O = NS5(M)``; ``W = W - lr*(rms_scale*sqrt(max(A,B))*O + wd*W)``.
+    ``nesterov=True`` orthogonalises ``G + mu*M`` instead (torch.optim.Muon's default; not K2's).
 
     The buffer holds ``B = (1-mu)*M`` (torch.optim.Muon's convention, so state dicts carry over): then
     ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides
     by the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
-    Same-shape matrices run through Newton-Schulz as one stack of batched GEMMs.
+    Same-shape matrices run through Newton-Schulz as one stack of batched GEMMs; ``ns_method`` picks the
+    iteration (``synth.optim.newton_schulz``).
 
     ``fused=True`` (on CUDA with Triton, bf16 Newton-Schulz, contiguous fp32/bf16 tensors) does the
     elementwise work in three multi-tensor kernels per stack (``synth.optim.fused``): same formulas and
@@ -79,9 +109,8 @@ def muon_update_(
     """
     if not params:
         return
-    for p in params:
-        if p.ndim != 2:
-            raise ValueError(f"Muon updates 2-D matrices only; got a parameter of shape {tuple(p.shape)}")
+    check_method(ns_method)
+    params, grads, momentum_bufs = as_matrices(params, grads, momentum_bufs)
     if fused and _fused.usable(params, grads, momentum_bufs, ns_dtype):
         _muon_update_fused(
             params,
@@ -97,6 +126,7 @@ def muon_update_(
             rms_scale=rms_scale,
             max_stack_numel=max_stack_numel,
             fuse_diagonal=fuse_diagonal,
+            ns_method=ns_method,
         )
         return
     # One multi-tensor kernel for all momentum buffers.
@@ -120,6 +150,7 @@ def muon_update_(
             ns_dtype,
             fuse_diagonal=fuse_diagonal,
             overwrite_input=True,
+            method=ns_method,
         )
         group_params = [params[i] for i in chunk]
         alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
@@ -148,15 +179,20 @@ def _muon_update_fused(
     rms_scale: float,
     max_stack_numel: int,
     fuse_diagonal: bool,
+    ns_method: str,
 ) -> None:
     decay = 1.0 - lr * weight_decay
     for chunk, stack in _stack_chunks(params, max_stack_numel, torch.bfloat16):
         sumsq = _fused.pre([grads[i] for i in chunk], [momentum_bufs[i] for i in chunk], stack, momentum, nesterov)
         # As newton_schulz_batched: fp32 norm of the bf16 input, clamped, divided in bf16.
         norms = sumsq.sqrt_().clamp_(min=eps).to(torch.bfloat16)
-        # With the diagonal fused no iteration copies X, so the first one needs no second buffer either.
-        first_out = _fused.normalise(stack, norms, copy=not fuse_diagonal)
-        ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, fuse_diagonal, first_out=first_out)
+        if uses_gram(stack.size(1), stack.size(2), ns_method):
+            _fused.normalise(stack, norms, copy=False)
+            ortho = gram_newton_schulz_iterate(stack, ns_steps, ns_coefficients)
+        else:
+            # With the diagonal fused no iteration copies X, so the first one needs no second buffer either.
+            first_out = _fused.normalise(stack, norms, copy=not fuse_diagonal)
+            ortho = newton_schulz_iterate(stack, ns_steps, ns_coefficients, fuse_diagonal, first_out=first_out)
         group_params = [params[i] for i in chunk]
         alpha = -lr * muon_lr_scale(group_params[0].shape, rms_scale)
         _fused.post(group_params, ortho, decay, alpha)

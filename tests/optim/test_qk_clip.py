@@ -56,17 +56,16 @@ def _check_untouched_rows(
     k_old = before[names[id(spec.k_weight)]].view(-1, k_rows, spec.k_weight.shape[1])
     k_new = spec.k_weight.detach().view_as(k_old)
     over = s > tau
-    group = spec.num_heads // spec.num_kv_heads
-    group_over = over.view(spec.num_kv_heads, group).any(1)
     for h in range(spec.num_heads):
-        # A query head stays bitwise as it was unless it, or (GQA) a head sharing its key, went over tau.
-        if not group_over[h // group]:
-            assert torch.equal(q_new[h], q_old[h])
+        # Every kind (GQA's default rule included): a head at or under tau keeps its rows bitwise.
+        if not over[h]:
+            assert torch.equal(q_new[h], q_old[h]), h
+            if spec.kind != "gqa":
+                assert torch.equal(k_new[h], k_old[h]), h
     if spec.kind == "mla":
         assert torch.equal(k_new[:, spec.nope_dim :], k_old[:, spec.nope_dim :])  # value rows
-    for g in range(k_old.size(0)):
-        if not group_over[g]:
-            assert torch.equal(k_new[g], k_old[g])
+    if spec.kind == "gqa":
+        assert torch.equal(k_new, k_old)  # a shared key is left alone, as MLA's shared rotary key is
 
 
 def test_mla_scales_rotary_query_by_gamma_and_nope_by_root() -> None:
@@ -87,13 +86,31 @@ def test_mla_scales_rotary_query_by_gamma_and_nope_by_root() -> None:
     assert torch.equal(model.layers[0].attn.kv_a_proj.weight, kv_a_old)  # shared rotary key untouched
 
 
-def test_gqa_key_rows_take_the_group_max() -> None:
+def test_gqa_clipped_head_takes_its_whole_gamma_on_its_query_rows() -> None:
+    """DESIGN.md section 6: the shared key rows are untouched, the clipped query head's rows take gamma, and
+    heads at or under tau (here head 1, which shares head 0's key) are bitwise unchanged."""
+    model = tiny("gqa")
+    spec = attention_specs(model)[0]
+    k_old = spec.k_weight.detach().clone()
+    q_old = spec.q_weight.detach().clone().view(4, 8, -1)
+    s_max = torch.tensor([400.0, 50.0, 80.0, 100.0], dtype=torch.float64)  # group 0 = heads 0, 1; 100 = tau
+    n = clip_mha_gqa_(spec, s_max, 100.0)
+    assert int(n) == 1
+    q = spec.q_weight.detach().view(4, 8, -1)
+    assert torch.equal(spec.k_weight, k_old)
+    torch.testing.assert_close(q[0], q_old[0] * 0.25, rtol=0, atol=0)  # gamma = 100/400, exact in binary
+    assert torch.equal(q[1:], q_old[1:])
+
+
+def test_gqa_split_rule_shares_the_clip_with_the_key() -> None:
+    """The optional "split" rule: shared key takes sqrt(gamma of the group's worst head), each query head
+    gamma_h / sqrt(gamma_g), so the unclipped head 1 has its query rows scaled UP (its logits are unchanged)."""
     model = tiny("gqa")
     spec = attention_specs(model)[0]
     k_old = spec.k_weight.detach().clone().view(2, 8, -1)
     q_old = spec.q_weight.detach().clone().view(4, 8, -1)
-    s_max = torch.tensor([400.0, 50.0, 80.0, 90.0], dtype=torch.float64)  # group 0 = heads 0, 1
-    n = clip_mha_gqa_(spec, s_max, 100.0)
+    s_max = torch.tensor([400.0, 50.0, 80.0, 90.0], dtype=torch.float64)
+    n = clip_mha_gqa_(spec, s_max, 100.0, gqa_rule="split")
     assert int(n) == 1
     k = spec.k_weight.detach().view(2, 8, -1)
     q = spec.q_weight.detach().view(4, 8, -1)
@@ -101,6 +118,19 @@ def test_gqa_key_rows_take_the_group_max() -> None:
     assert torch.equal(k[1], k_old[1]) and torch.equal(q[2:], q_old[2:])  # group 1 untouched
     torch.testing.assert_close(q[0], q_old[0] * 0.5)  # gamma/sqrt(gamma_g) = 0.25/0.5
     torch.testing.assert_close(q[1], q_old[1] * 2.0)  # head under tau keeps its logits: 1/0.5
+
+
+@pytest.mark.parametrize("gqa_rule", ["query", "split"])
+def test_gqa_rules_both_cap_recomputed_logits(gqa_rule: str) -> None:
+    model = tiny("gqa")
+    clip = QKClip(attention_specs(model), gqa_rule=gqa_rule)  # type: ignore[arg-type]
+    batch = tokens()
+    model.loss(batch)
+    s_before = clip.gather()[0].clone()
+    clip.tau = _tau_between(s_before)
+    clip.step()
+    model.loss(batch)
+    torch.testing.assert_close(clip.gather()[0], s_before.clamp(max=clip.tau), rtol=1e-12, atol=1e-12)
 
 
 def test_optimizer_state_and_other_weights_match_an_unclipped_run() -> None:

@@ -51,19 +51,22 @@ def test_matches_torch_muon_with_fp64_newton_schulz(
         )
 
 
-def test_k2_rule_written_out() -> None:
-    """One step by hand: M = mu*M + G; O = NS(G + mu*M); W -= lr*(0.2*sqrt(max(A,B))*O + wd*W)."""
+@pytest.mark.parametrize("nesterov", [None, False, True])
+def test_k2_rule_written_out(nesterov: bool | None) -> None:
+    """Three steps by hand. K2's Algorithm 1 (the default, nesterov None or False): M = mu*M + G; O = NS(M);
+    W -= lr*(0.2*sqrt(max(A,B))*O + wd*W). The Nesterov option orthogonalises G + mu*M instead."""
     torch.manual_seed(0)
     w0 = torch.randn(6, 10, dtype=torch.float64)
     w = torch.nn.Parameter(w0.clone())
-    opt = MuonClip([{"params": [w], "use_muon": True}], lr=0.01, ns_dtype=torch.float64)
+    kwargs = {} if nesterov is None else {"nesterov": nesterov}
+    opt = MuonClip([{"params": [w], "use_muon": True}], lr=0.01, ns_dtype=torch.float64, **kwargs)
     m = torch.zeros_like(w0)
     for _ in range(3):
         g = torch.randn_like(w0)
         w.grad = g.clone()
         opt.step()
         m = 0.95 * m + g
-        o = fp64_newton_schulz(g + 0.95 * m, (3.4445, -4.7750, 2.0315), 5, 1e-7)
+        o = fp64_newton_schulz(g + 0.95 * m if nesterov else m, (3.4445, -4.7750, 2.0315), 5, 1e-7)
         w0 = w0 - 0.01 * (0.2 * 10**0.5 * o + 0.1 * w0)
     torch.testing.assert_close(w.detach(), w0, rtol=1e-12, atol=1e-14)
 
