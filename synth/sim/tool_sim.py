@@ -4,8 +4,11 @@ One boundary turns every call into the text of a tool message plus a ``CallRecor
 - unknown tool or arguments that break the tool's JSON Schema: the error a real server gives, no model call;
 - a tool that a ``RealToolHub`` serves (and ``real_exec`` on): called for real;
 - ``run_python``: run in the sandbox;
-- anything else: the model plays the tool, given the current world state, and returns a result plus an
-  RFC 6902 patch that the world applies (or drops, when it does not apply).
+- anything else: the model plays the tool, given the parts of the world state the call concerns
+  (``synth.sim.state_view``), and returns a result plus an RFC 6902 patch. The world applies the patch whole
+  or not at all (it must apply and keep the world's JSON Schema); a rejected patch gets one fresh sample, and
+  if that is rejected too the call fails ("nothing was changed"): a result never claims a change the state
+  does not show. A result that is an error changes nothing.
 Injected failures (errors, timeouts, empty and partial results) are drawn from a ``random.Random`` seeded by
 the episode seed and the call's index, so the same calls under the same seed fail the same way; they never
 change state.
@@ -30,6 +33,7 @@ from synth.prompts import render
 from synth.schemas.messages import ToolCall
 from synth.schemas.records import CallRecord
 from synth.schemas.usage import UsageByRole
+from synth.sim.state_view import state_view
 from synth.sim.world import PatchEvent, PatchOp, WorldState, sub_seed
 from synth.tools.builtin import RUN_PYTHON as BUILTIN_RUN_PYTHON
 
@@ -50,7 +54,15 @@ SERVER_ERRORS = (
 TIMEOUT_MESSAGE = "Error: tool call timed out after 30s"
 EMPTY_RESULTS = ("[]", "{}", "null", "")
 STATE_CHARS = 6000
-"""Characters of world state shown to the simulator; a small model's context can't take an unbounded state."""
+"""Characters of world state shown to the simulator (``state_view`` picks which parts); a small model's context
+can't take an unbounded state."""
+CUT_OFF_WRITE = "Error: the connection was cut before the service confirmed the change; nothing was changed"
+REJECTED_CHANGE = "Error: {name} failed: the service could not apply the change; nothing was changed"
+REJECTED_NOTE = (
+    "Your patch (paths {paths}) was rejected and nothing changed: {error}. Answer the same call again: "
+    "a patch that applies to the state as shown (existing paths, the same kinds of values), "
+    "or an 'Error: ...' result if the call cannot be served."
+)
 
 
 POINTER = r"^(/[A-Za-z0-9_.@:+~-]{1,40}){1,6}$"
@@ -348,36 +360,65 @@ class ToolSimulator:
             return ToolOutcome(TIMEOUT_MESSAGE, self._record(tc, "simulated", injected, ok=False))
         if injected == "empty":
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
-        reply: ToolSimReply = await self.pool.structured(
-            self._prompt(tool, arguments), ToolSimReply, role="tool_sim",
-            seed=sub_seed(self.seed, "tool_sim", index), usage=self.usage,
-            json_schema=reply_schema(reply_chars(self.pool)),
-        )
+        prompt = self._prompt(tool, arguments)
+        reply = await self._ask(prompt, sub_seed(self.seed, "tool_sim", index))
         if injected == "partial":
-            # A cut-off response is not trusted to have committed anything: the patch is dropped.
+            # A cut-off response is not trusted to have committed anything: the patch is dropped, and a call that
+            # would have changed the state says that it did not, instead of showing half a success.
+            if reply.patch:
+                return ToolOutcome(CUT_OFF_WRITE, self._record(tc, "simulated", injected, ok=False))
             return ToolOutcome(_content(partial_result(reply.result, rng)),
                                self._record(tc, "simulated", injected))
-        event = self.world.apply(tc.id, reply.patch)
-        if not event.applied:
-            log.info("tool %s: patch dropped (%s)", tc.function.name, event.error)
-        content = _content(reply.result)
-        failed = isinstance(reply.result, str) and reply.result.lstrip().lower().startswith("error")
-        record = self._record(tc, "simulated", ok=not failed)
+        event = self._commit(tc, reply)
+        if not event.applied and not _is_error(reply.result):
+            # One fresh sample, told why its change was refused; the result and the patch come from one reply,
+            # so what the call says is what the state shows.
+            log.info("tool %s: patch rejected (%s); asking once more", tc.function.name, event.error)
+            retry = [*prompt, {"role": "assistant", "content": reply.model_dump_json(by_alias=True)},
+                     {"role": "user", "content": REJECTED_NOTE.format(
+                         error=event.error, paths=", ".join(str(op.get("path")) for op in event.ops))}]  # fmt: skip
+            reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"))
+            event = self._commit(tc, reply)
+        if not event.applied and not _is_error(reply.result):
+            record = self._record(tc, "simulated", ok=False)
+            record.patch_applied, record.patch_error = False, event.error
+            return ToolOutcome(REJECTED_CHANGE.format(name=tc.function.name), record, event)
+        record = self._record(tc, "simulated", ok=not _is_error(reply.result))
         record.patch_applied, record.patch_error = event.applied, event.error
-        return ToolOutcome(content, record, event)
+        return ToolOutcome(_content(reply.result), record, event)
+
+    async def _ask(self, messages: list[dict[str, Any]], seed: int) -> ToolSimReply:
+        reply: ToolSimReply = await self.pool.structured(
+            messages, ToolSimReply, role="tool_sim", seed=seed, usage=self.usage,
+            json_schema=reply_schema(reply_chars(self.pool)),
+        )  # fmt: skip
+        return reply
+
+    def _commit(self, tc: ToolCall, reply: ToolSimReply) -> PatchEvent:
+        if _is_error(reply.result) and reply.patch:
+            # A call that answers with an error changed nothing, whatever patch came with it.
+            event = PatchEvent(call_id=tc.id, ops=[op.rfc6902() for op in reply.patch], applied=False,
+                               error="dropped: the call answered with an error, so it changes nothing")  # fmt: skip
+            self.world.events.append(event)
+            return event
+        return self.world.apply(tc.id, reply.patch)
 
     def _prompt(self, tool: dict[str, Any], arguments: dict[str, Any]) -> list[dict[str, Any]]:
         fn = tool.get("function", {})
-        state = dumps(self.world.doc)
-        if len(state) > STATE_CHARS:
-            state = state[:STATE_CHARS] + " ... [state truncated]"
+        name = str(fn.get("name", ""))
+        state, partial = state_view(self.world.doc, name, arguments, budget=STATE_CHARS)
         system = render(
             "tool_sim",
-            tool_name=fn.get("name", ""),
+            tool_name=name,
             description=str(fn.get("description", ""))[:800],
             parameters=dumps(fn.get("parameters", {}))[:1500],
             state=state,
+            partial=partial,
             recent=self._seen[-4:],
         )
-        user = f"Call: {fn.get('name', '')}({dumps(arguments)})"
+        user = f"Call: {name}({dumps(arguments)})"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _is_error(result: Any) -> bool:
+    return isinstance(result, str) and result.lstrip().lower().startswith("error")

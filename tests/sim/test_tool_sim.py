@@ -168,18 +168,115 @@ async def test_unknown_tool_is_refused_without_the_model() -> None:
     assert pool.requests == []
 
 
-async def test_bad_patch_is_dropped_but_the_result_returned() -> None:
-    sim, _ = make_sim(
+async def test_rejected_patch_is_resampled_once_then_the_call_fails_without_claiming_success() -> None:
+    # The reviewed defect: a patch that did not apply still came back as {"ok": true}.
+    sim, pool = make_sim(
         reply=lambda _m: {
-            "result": {"ok": True},
+            "result": {"ok": True, "saved": "x"},
             "patch": [{"op": "replace", "path": "/missing/x", "value": 1}],
         }
     )
     out = await sim.call(tc("add_note", {"text": "x"}))
-    assert json.loads(out.content) == {"ok": True}
-    assert out.patch is not None and not out.patch.applied and out.patch.error
+    assert len(pool.requests) == 2  # one fresh sample
+    retry = pool.requests[1]["messages"]
+    assert "rejected" in retry[-1]["content"] and "/missing" in retry[-1]["content"]
+    assert pool.requests[1]["seed"] != pool.requests[0]["seed"]
+    assert out.content.startswith("Error:") and "nothing was changed" in out.content
+    assert '"ok"' not in out.content
+    assert not out.record.ok and out.record.patch_applied is False and out.record.patch_error
     assert sim.world.doc == {"notes": []}
     assert sim.world.events[-1].call_id == out.record.tool_call_id
+
+
+async def test_a_resample_whose_patch_applies_is_what_the_call_returns() -> None:
+    replies = iter([
+        {"result": {"ok": True, "id": 9}, "patch": [{"op": "add", "path": "/nope/-", "value": "x"}]},
+        {"result": {"ok": True, "id": 0}, "patch": [{"op": "add", "path": "/notes/-", "value": "x"}]},
+    ])  # fmt: skip
+    sim, pool = make_sim(reply=lambda _m: next(replies))
+    out = await sim.call(tc("add_note", {"text": "x"}))
+    assert json.loads(out.content) == {"ok": True, "id": 0}
+    assert out.record.ok and out.record.patch_applied
+    assert sim.world.doc == {"notes": ["x"]} and len(pool.requests) == 2
+
+
+async def test_an_error_result_changes_nothing_even_with_a_patch() -> None:
+    sim, pool = make_sim(
+        reply=lambda _m: {"result": "Error: note too long", "patch": [{"op": "add", "path": "/notes/-", "value": 1}]}
+    )
+    out = await sim.call(tc("add_note", {"text": "x"}))
+    assert out.content == "Error: note too long" and not out.record.ok
+    assert sim.world.doc == {"notes": []} and len(pool.requests) == 1
+
+
+async def test_a_patch_that_breaks_the_world_schema_is_rejected() -> None:
+    bad = {"result": {"ok": True}, "patch": [{"op": "replace", "path": "/notes", "value": "all gone"}]}
+    sim, _ = make_sim(reply=lambda _m: bad)
+    out = await sim.call(tc("add_note", {"text": "x"}))
+    assert not out.record.ok and "schema" in (out.record.patch_error or "")
+    assert sim.world.doc == {"notes": []}
+
+
+async def test_a_partial_write_says_nothing_was_changed() -> None:
+    cfg = RolloutsStageConfig(error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=1)
+    sim, _ = make_sim(cfg)
+    out = await sim.call(tc("add_note", {"text": "x"}))
+    assert out.record.injected == "partial" and not out.record.ok
+    assert out.content.startswith("Error:") and sim.world.doc == {"notes": []}
+
+
+ORDER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "cancel_order",
+        "description": "Cancel an order.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]},
+    },
+}
+
+
+def big_shop() -> dict[str, Any]:
+    orders = [{"id": f"O-{i}", "customer": f"c{i % 40}", "status": "pending", "total": i} for i in range(600)]
+    customers = {f"c{i}": {"name": f"Customer {i}", "email": f"c{i}@example.org"} for i in range(40)}
+    return {"customers": customers, "orders": orders}
+
+
+async def test_simulator_sees_the_record_the_call_names_in_a_large_state() -> None:
+    # The reviewed defect: a 6,000-character prefix of the state; order O-517 was far past it.
+    def backend(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        system = messages[0]["content"]
+        line = next(ln for ln in system.splitlines() if '"O-517"' in ln)
+        pointer = line.split(" = ", 1)[0]
+        return {"result": {"cancelled": "O-517"},
+                "patch": [{"op": "replace", "path": f"{pointer}/status", "value": "cancelled"}]}  # fmt: skip
+
+    shop = big_shop()
+    assert len(json.dumps(shop)) > 7 * tool_sim.STATE_CHARS
+    assert '"O-517"' not in json.dumps(shop)[: tool_sim.STATE_CHARS]  # what the old prefix showed
+    pool = ScriptedToolPool(backend)
+    sim = ToolSimulator([ORDER_TOOL], WorldState(shop), pool, NO_FAULTS, seed=0)
+    out = await sim.call(tc("cancel_order", {"order_id": "O-517"}))
+    system = pool.requests[0]["messages"][0]["content"]
+    assert "/orders/517 = " in system and "list of 600" in system and "/orders/-" in system
+    assert len(system) < tool_sim.STATE_CHARS + 3000
+    assert out.record.ok and out.record.patch_applied
+    assert sim.world.doc["orders"][517]["status"] == "cancelled"
+    assert sim.world.doc["orders"][516]["status"] == "pending"
+
+
+def test_state_view_shows_the_collections_a_tool_touches() -> None:
+    from synth.sim.state_view import state_view
+
+    shop = big_shop()
+    view, partial = state_view(shop, "add_customer", {"name": "Zed", "email": "z@example.org"})
+    assert partial and "/customers = " in view  # small enough to show whole
+    shown = json.loads(view.split("/customers = ", 1)[1].splitlines()[0])
+    assert shown == shop["customers"]
+    view, _ = state_view(shop, "list_orders", {})
+    assert "/orders: list of 600 (append with /orders/-)" in view and "/orders/599 = " in view
+    assert "not shown: 597 other entries of /orders" in view
+    small = {"notes": ["a"]}
+    assert state_view(small, "add_note", {"text": "b"}) == (json.dumps(small), False)
 
 
 async def test_unusable_simulator_reply_raises_reply_invalid_with_raw() -> None:

@@ -78,3 +78,59 @@ def test_restore_goes_back_to_a_snapshot() -> None:
     assert world.doc == INITIAL
     before["log"].append("mutated later")
     assert world.doc == INITIAL  # restore copies, so the snapshot can't change the world afterwards
+
+
+SHOP = {
+    "orders": [
+        {"id": "A1", "status": "pending", "total": 3, "note": None},
+        {"id": "A2", "status": "shipped", "total": 2.5},
+    ],
+    "customers": {"c1": {"name": "Ann", "email": "ann@x.org"}, "c2": {"name": "Bo", "email": "bo@x.org"}},
+    "flags": {},
+}
+
+
+def test_every_world_gets_a_json_schema_inferred_from_its_initial_state() -> None:
+    import jsonschema
+
+    world = WorldState(SHOP)
+    jsonschema.Draft202012Validator.check_schema(world.schema)
+    jsonschema.validate(SHOP, world.schema)
+    orders = world.schema["properties"]["orders"]["items"]
+    assert orders["required"] == ["id", "status", "total"]  # "note" is not on every order
+    assert orders["properties"]["total"]["type"] == ["number", "null"]  # 3 and 2.5: numbers
+    assert "additionalProperties" in world.schema["properties"]["customers"]  # a map of records
+
+
+def test_patches_that_break_the_schema_are_rejected_and_change_nothing() -> None:
+    world = WorldState(SHOP)
+    broken = {
+        "kind change": [{"op": "replace", "path": "/orders/0/status", "value": {"code": 3}}],
+        "a required field removed": [{"op": "remove", "path": "/orders/1/status"}],
+        "an order of another shape": [{"op": "add", "path": "/orders/-", "value": {"title": "x"}}],
+        "a customer without email": [{"op": "add", "path": "/customers/c3", "value": {"name": "Cy"}}],
+        "a collection turned into text": [{"op": "replace", "path": "/orders", "value": "none"}],
+        "a top-level collection removed": [{"op": "remove", "path": "/customers"}],
+    }
+    for why, ops in broken.items():
+        event = world.apply(why, ops)
+        assert not event.applied, why
+        assert "schema" in (event.error or ""), (why, event.error)
+    assert world.doc == SHOP
+
+
+def test_patches_that_keep_the_schema_apply() -> None:
+    world = WorldState(SHOP)
+    fine = [
+        [{"op": "replace", "path": "/orders/0/status", "value": "cancelled"}],
+        [{"op": "add", "path": "/orders/-", "value": {"id": "A3", "status": "new", "total": 1}}],
+        [{"op": "replace", "path": "/orders/1/total", "value": 4}],
+        [{"op": "add", "path": "/orders/0/refund_reason", "value": "late"}],  # new fields are allowed
+        [{"op": "replace", "path": "/orders/0/note", "value": "gift"}],  # null accepted anything
+        [{"op": "remove", "path": "/customers/c1"}],  # records come and go
+        [{"op": "add", "path": "/flags/vip", "value": True}],
+        [{"op": "add", "path": "/refunds", "value": [{"order": "A1"}]}],  # a new collection
+    ]
+    for ops in fine:
+        event = world.apply("c", ops)
+        assert event.applied, (ops, event.error)
