@@ -9,7 +9,7 @@ Llama/Qwen models).
 from synth.optim.capture import attention_with_max_logits, enable_capture
 from synth.optim.families import attention_specs, supported_families
 from synth.optim.muonclip import K2_LR, K2_MOMENTUM, K2_TAU, K2_WEIGHT_DECAY, MuonClip
-from synth.optim.newton_schulz import newton_schulz, newton_schulz_batched
+from synth.optim.newton_schulz import NS_METHODS, newton_schulz, newton_schulz_batched
 from synth.optim.qk_clip import AttentionSpec, ClipStats, QKClip, clip_mha_gqa_, clip_mla_
 from synth.optim.split import ParamSplit, split_params
 from synth.optim.updates import adamw_update_, muon_update_
@@ -19,6 +19,7 @@ __all__ = [
     "K2_MOMENTUM",
     "K2_TAU",
     "K2_WEIGHT_DECAY",
+    "NS_METHODS",
     "AttentionSpec",
     "ClipStats",
     "MuonClip",

@@ -108,18 +108,18 @@ def gram_newton_schulz_iterate(
             R = gram_of(X)
             Q = None
         Z = torch.baddbmm(R, R, R, beta=b, alpha=c)  # b*R + c*R^2; P = a*I + Z
-        if Q is None:
-            Q = Z
-            Q.diagonal(dim1=1, dim2=2).add_(a)
-        else:
-            # Q <- Q P (tall, right products) or P Q (wide); the P's commute in exact arithmetic, the order
-            # keeps each one's rounding where the standard iteration has it.
-            Q = torch.baddbmm(Q, Q, Z, beta=a) if tall else torch.baddbmm(Q, Z, Q, beta=a)
         if i + 1 < steps and (i + 1) not in restarts:
             # R <- P R P as two products with the identity part in the epilogues: RP = a*R + R Z, then
             # P RP = a*RP + Z RP.
             RP = torch.baddbmm(R, R, Z, beta=a)
             R = torch.baddbmm(RP, Z, RP, beta=a)
+        if Q is None:
+            Q = Z  # Z is not needed after this: P = Z + a*I in place, no copy
+            Q.diagonal(dim1=1, dim2=2).add_(a)
+        else:
+            # Q <- Q P (tall, right products) or P Q (wide); the P's commute in exact arithmetic, the order
+            # keeps each one's rounding where the standard iteration has it.
+            Q = torch.baddbmm(Q, Q, Z, beta=a) if tall else torch.baddbmm(Q, Z, Q, beta=a)
     assert Q is not None
     return apply(Q, X)
 
