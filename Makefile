@@ -7,7 +7,7 @@ SYNTH   := $(BIN)/synth
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install model serve stop pipeline tools harvest tool-stats agents tasks rollouts judge dataset \
+.PHONY: help install model serve stop pipeline improve tools harvest tool-stats agents tasks rollouts judge dataset \
         report publish test test-fast test-all test-gpu lint bench bench-optim study clean
 
 help:
@@ -48,6 +48,10 @@ stop:
 
 pipeline: model
 	$(SYNTH) pipeline $(ARGS)
+
+# Expert iteration: generate -> accept -> train -> eval rounds; runs/<run>/improve/{improve.json,curve.png}
+improve: model
+	$(SYNTH) improve $(ARGS)
 
 tools: model
 	$(SYNTH) tools $(ARGS)

@@ -160,6 +160,32 @@ def pipeline(
 
 
 @app.command()
+def improve(
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds after the base model's eval (improve.rounds).")] = None,
+    keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
+) -> None:
+    """Expert iteration: rounds of generate -> accept -> train -> eval, with the curve per round (resumable)."""
+    from synth.endpoints import endpoints_for
+    from synth.improve.loop import run_improve
+    from synth.llm.client import EndpointUnavailable
+    from synth.preflight import preflight
+
+    cfg = _config(config, [*(set_ or []), *([f"improve.rounds={rounds}"] if rounds else [])], run)
+    try:
+        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+            cfg, _ = preflight(cfg, endpoints)
+            result = run_improve(cfg, endpoints)
+    except (EndpointUnavailable, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    for r in result.rounds:
+        scores = ", ".join(f"{name}: valid {s.valid_call_rate}, pass {s.pass_rate}, judge {s.judge_score}"
+                           for name, s in r.models.items())
+        console.print(f"round {r.round}: train {r.train_trajectories} rows; {scores or r.note or 'no scores'}")
+    console.print(f"curve: {result.plot}; numbers: {cfg.run_dir / 'improve' / 'improve.json'}")
+
+
+@app.command()
 def report(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
     """Write the run's report page (funnel, acceptance by difficulty and domain, scores, calls)."""
     from synth.report.page import write_page

@@ -10,6 +10,7 @@ import json
 
 from synth.schemas.records import Row, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.schemas.usage import UsageByRole
+from synth.schemas.verdict import Verdict
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
 
 ACCEPTANCE = "acceptance.json"
@@ -33,7 +34,13 @@ class JudgeStage(Stage):
         from synth.judge.judge import judge_trajectory
 
         traj: TrajectoryRecord = ctx.cache["trajs"][item.id]
-        task: TaskRecord = ctx.cache["tasks"][traj.task_id]
+        task: TaskRecord | None = ctx.cache["tasks"].get(traj.task_id)
+        if task is None:  # an episode that failed before it knew its task (older rows): nothing to judge
+            why = f"{traj.error.kind}: {traj.error.message}" if traj.error else f"unknown task {traj.task_id!r}"
+            verdict = Verdict(passed=False, score=0.0, eligible=False, samples=0,
+                              reasons=[f"trajectory failed before judging: {why}"])
+            return VerdictRecord(id=item.id, seed=item.seed, trajectory_id=traj.id, task_id=traj.task_id,
+                                 verdict=verdict, usage=usage)
         pool = ctx.llm("judge")
         verdict = await judge_trajectory(traj, task, pool, ctx.config.judge, seed=item.seed, usage=usage)
         return VerdictRecord(id=item.id, seed=item.seed, trajectory_id=traj.id, task_id=task.id, verdict=verdict,

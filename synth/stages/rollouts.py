@@ -56,6 +56,13 @@ class RolloutsStage(Stage):
                                        "sample": item.payload.get("sample", 0)})
 
 
+    def failed_row(self, item: WorkItem, exc: BaseException, usage: UsageByRole | None = None) -> Row:
+        # A failed episode still names its task, so the judge and the dataset can place it.
+        row = super().failed_row(item, exc, usage)
+        task = item.payload.get("task_id", "")
+        return row.model_copy(update={"task_id": task, "sample": item.payload.get("sample", 0)})
+
+
 def sample_id(task_id: str, task_seed: int, sample: int) -> str:
     """Row id of a task's ``sample``-th episode; sample 0 keeps the id a one-episode run has always had."""
     return stable_id("traj", task_id, task_seed) if sample == 0 else stable_id("traj", task_id, task_seed, sample)

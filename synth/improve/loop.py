@@ -1,0 +1,180 @@
+"""``synth improve``: expert iteration. Round 0 evaluates the base model on the held-out tasks; each round after it
+
+1. generates: a full pipeline run (``runs/<run>/improve/round-<k>/``, seed ``seed + k - 1``), with the agent
+   being the model trained in the round before (served by vLLM with its tool template), the simulators and the
+   judge on their own endpoints; acceptance is the run's ``judge.accept`` (synth/judge/accept.py);
+2. trains each of ``improve.optimizers`` from the base model on the train splits of every round so far
+   (``improve.cumulative``), never a held-out task (by task id, the same in every round);
+3. evaluates every trained model on the held-out tasks of round 1, the same tasks in every round, so the curve
+   compares like with like.
+
+Each step records its result in ``improve/improve.json`` when it finishes, and each step is resumable on its own
+(stages resume their rows, training its checkpoints), so a killed ``synth improve`` goes on where it stopped.
+The curve of valid-call rate, pass rate and judge score per round is ``improve/curve.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from synth.config import EndpointConfig, PipelineConfig
+
+log = logging.getLogger(__name__)
+STATE = "improve.json"
+CURVE = "curve.png"
+
+
+class ModelScores(BaseModel):
+    valid_call_rate: float | None = Field(default=None, description="Calls that parse, name a tool of the "
+                                          "agent's toolset and validate against its schema.")
+    pass_rate: float | None = Field(default=None, description="Held-out episodes whose code checks all pass.")
+    judge_score: float | None = Field(default=None, description="Mean weighted judge score in [0, 1].")
+    episodes: int = 0
+    checkpoint: str | None = None
+    detail: dict = Field(default_factory=dict, description="What the evaluator reported besides (per difficulty).")
+
+
+class RoundResult(BaseModel):
+    round: int
+    run: str | None = Field(default=None, description="The round's pipeline run (None for round 0).")
+    agent: str = Field(default="base", description="The model that played the agent when generating.")
+    generated: bool = False
+    accepted_new: int = Field(default=0, description="Trajectories this round added to train.")
+    train_trajectories: int = Field(default=0, description="Train rows the round's models were trained on.")
+    trained: dict[str, str] = Field(default_factory=dict, description="optimizer -> checkpoint")
+    train_summaries: dict[str, dict] = Field(default_factory=dict)
+    models: dict[str, ModelScores] = Field(default_factory=dict, description="name -> held-out scores")
+    note: str | None = None
+
+
+class ImproveReport(BaseModel):
+    run: str
+    heldout_tasks: int = 0
+    heldout_task_ids: list[str] = Field(default_factory=list)
+    rounds: list[RoundResult] = Field(default_factory=list)
+    plot: str | None = None
+
+    def round(self, k: int) -> RoundResult:
+        for r in self.rounds:
+            if r.round == k:
+                return r
+        r = RoundResult(round=k)
+        self.rounds.append(r)
+        self.rounds.sort(key=lambda x: x.round)
+        return r
+
+
+@dataclass
+class Steps:
+    """The three actions of a round; the defaults are the real ones (``synth.improve.steps``)."""
+
+    generate: Callable[[PipelineConfig, list[EndpointConfig], Path | None], int]
+    """Run the pipeline for a round with this agent checkpoint (None: base); returns rows added to train."""
+    train: Callable[[PipelineConfig, list[Path]], dict]
+    """Train ``config.train`` on these train-split Parquet files; returns the train summary as a dict."""
+    evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str]],
+                       dict[str, ModelScores]]
+    """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run."""
+
+
+def improve_root(config: PipelineConfig) -> Path:
+    return config.run_dir / "improve"
+
+
+def round_config(config: PipelineConfig, k: int) -> PipelineConfig:
+    """Round ``k``'s pipeline config: its own run folder and seed, new agents, the same everything else."""
+    count = config.improve.agents_per_round or config.agents.count
+    # The trainer and the evaluator read the held-out share from their own sections: one value for all.
+    share = config.dataset.heldout_share
+    return config.model_copy(update={
+        "runs_dir": improve_root(config), "run": f"round-{k}", "seed": config.seed + k - 1, "accept": None,
+        "agents": config.agents.model_copy(update={"count": count}),
+        "eval": config.eval.model_copy(update={"heldout_share": share}),
+    })
+
+
+def train_files(config: PipelineConfig, k: int) -> list[Path]:
+    """The train splits round ``k`` trains on: every round's up to ``k`` (cumulative), or round ``k``'s alone."""
+    first = 1 if config.improve.cumulative else k
+    files: list[Path] = []
+    for j in range(first, k + 1):
+        files += sorted((round_config(config, j).run_dir / "dataset" / "data").glob("train-*.parquet"))
+    return files
+
+
+def _save(report: ImproveReport, root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{STATE}.tmp"
+    tmp.write_text(report.model_dump_json(indent=2))
+    tmp.replace(root / STATE)
+
+
+def load_report(config: PipelineConfig) -> ImproveReport:
+    path = improve_root(config) / STATE
+    if path.exists():
+        return ImproveReport.model_validate_json(path.read_text())
+    return ImproveReport(run=config.run)
+
+
+def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: Steps | None = None) -> ImproveReport:
+    """Run (or resume) ``improve.rounds`` rounds after the base model's evaluation; returns the report."""
+    from synth.data.build import heldout_task_ids
+    from synth.improve.plot import plot_curve
+
+    if steps is None:
+        from synth.improve.steps import real_steps
+
+        steps = real_steps()
+    root = improve_root(config)
+    report = load_report(config)
+    optimizers = list(config.improve.optimizers)
+    agent: Path | None = None
+    for k in range(1, config.improve.rounds + 1):
+        rc = round_config(config, k)
+        r = report.round(k)
+        r.run = rc.run
+        if not r.generated:
+            r.agent = str(agent) if agent else "base"
+            r.accepted_new = steps.generate(rc, endpoints, agent)
+            r.generated = True
+            _save(report, root)
+        if k == 1 and not report.heldout_task_ids:
+            # The evaluation set: round 1's held-out tasks, fixed for every round so the curve is comparable.
+            report.heldout_task_ids = heldout_task_ids(rc)
+            report.heldout_tasks = len(report.heldout_task_ids)
+            _save(report, root)
+        eval_cfg = round_config(config, 1)
+        if k == 1 and "base" not in report.round(0).models:
+            report.round(0).models = steps.evaluate(eval_cfg, endpoints, {"base": None}, report.heldout_task_ids)
+            _save(report, root)
+        files = train_files(config, k)
+        for opt in optimizers:
+            if opt in r.trained:
+                continue
+            if not files:
+                r.note = "no accepted trajectories in train yet: nothing to train on this round"
+                break
+            tc = rc.model_copy(update={"train": rc.train.model_copy(update={"optimizer": opt, "name": opt})})
+            summary = steps.train(tc, files)
+            r.trained[opt] = summary["checkpoint"]
+            r.train_summaries[opt] = {k2: summary.get(k2) for k2 in (
+                "steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s")}
+            r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
+            _save(report, root)
+        todo = {opt: Path(ckpt) for opt, ckpt in r.trained.items() if opt not in r.models}
+        if todo:
+            r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids))
+            for opt, ckpt in todo.items():
+                if opt in r.models:
+                    r.models[opt].checkpoint = str(ckpt)
+            _save(report, root)
+        if optimizers and optimizers[0] in r.trained:
+            agent = Path(r.trained[optimizers[0]])  # the policy that generates the next round's data
+    report.plot = str(plot_curve(report, root / CURVE))
+    _save(report, root)
+    return report

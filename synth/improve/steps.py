@@ -1,0 +1,76 @@
+"""The real actions of an improve round: the pipeline, ``synth train`` and ``synth eval``.
+
+A trained checkpoint plays the agent by being served by vLLM (its tool template and the matching parser) on a port
+of its own, for the agent role only (``llm.roles.agent``), in native tool-calling mode; the user simulator, the
+tool simulator and the judge stay on the run's endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig, RoleConfig
+from synth.improve.loop import ModelScores, Steps
+
+log = logging.getLogger(__name__)
+AGENT_PORT_OFFSET = 1
+"""The generating agent is served on ``eval.port + 1`` (``eval.port`` is the evaluator's)."""
+
+
+@contextlib.contextmanager
+def served_agent(config: PipelineConfig, checkpoint: Path) -> Iterator[EndpointConfig]:
+    """Serve ``checkpoint`` with the training template and tool parser; stop it at the end."""
+    from synth.serve import server
+    from synth.train.template import TEMPLATE_PATH, TOOL_CALL_PARSER
+
+    emb = EmbeddedConfig(**{**config.embedded.model_dump(), "port": config.eval.port + AGENT_PORT_OFFSET,
+                            "model_dir": checkpoint, "served_name": f"agent-{checkpoint.name}",
+                            "chat_template": TEMPLATE_PATH, "tool_call_parser": TOOL_CALL_PARSER,
+                            "kv_cache_gb": config.eval.kv_cache_gb})
+    already = server.is_healthy(emb)
+    if not already:
+        server.start(emb)
+    try:
+        yield EndpointConfig(base_url=server.base_url(emb), max_concurrency=config.eval.concurrency)
+    finally:
+        if not already:
+            server.stop(emb)
+
+
+def generate(config: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> int:
+    """One round's pipeline run; with ``agent``, that checkpoint is the agent. Returns rows added to train."""
+    from synth.pipeline import run_pipeline
+    from synth.report.page import write_page
+
+    if agent is None:
+        report = run_pipeline(config, endpoints)
+    else:
+        with served_agent(config, agent) as ep:
+            roles = {**config.llm.roles, "agent": RoleConfig(endpoints=[ep])}
+            cfg = config.model_copy(update={"llm": config.llm.model_copy(
+                update={"roles": roles, "tool_calling": "native"})})
+            report = run_pipeline(cfg, endpoints)
+    write_page(config)
+    return report.dataset.accepted if report.dataset else 0
+
+
+def train(config: PipelineConfig, files: list[Path]) -> dict:
+    from synth.train.trainer import train as run_train
+
+    cfg = config.model_copy(update={"train": config.train.model_copy(update={"data_files": files})})
+    return run_train(cfg).model_dump()
+
+
+def evaluate(config: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],
+             task_ids: list[str]) -> dict[str, ModelScores]:
+    """Held-out scores of each model through ``synth eval`` (synth.evaluate)."""
+    from synth.improve.eval_adapter import evaluate_models
+
+    return evaluate_models(config, endpoints, models, task_ids)
+
+
+def real_steps() -> Steps:
+    return Steps(generate=generate, train=train, evaluate=evaluate)

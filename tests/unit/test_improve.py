@@ -1,0 +1,132 @@
+"""``synth improve``'s control flow with stand-in steps: rounds in order, held-out tasks never trained on in any
+round, resume without redoing a finished step, the curve written. The real steps are the pipeline, ``synth
+train`` and ``synth eval``, tested in their own tiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth.config import EndpointConfig, PipelineConfig
+from synth.data.build import build_dataset
+from synth.data.heldout import is_heldout
+from synth.improve.loop import ModelScores, Steps, load_report, round_config, run_improve
+from synth.schemas import Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
+from tests.unit.test_dataset import TOOL, _trajectory, _write
+
+SHARE = 0.2
+# Task ids with known held-out status at share 0.2 (by id): 1, 2 and 6 are held out; 3, 4 and 5 are not.
+HELD, TRAIN = ["task-1", "task-2"], ["task-3", "task-4"]
+
+
+def _fake_round(cfg: PipelineConfig, task_ids: list[str]) -> int:
+    """Every task gets one trajectory, and every trajectory passes: held-out ones must still stay out of train."""
+    from synth.schemas import AgentRecord
+
+    rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
+    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="s", tools=[TOOL])])
+    _write(cfg.run_dir, "tasks", [TaskRecord(id=t, agent_id="agent-1", user_goal="g", rubric=rubric)
+                                  for t in task_ids])
+    trajs = [_trajectory(i).model_copy(update={"id": f"{cfg.run}-traj-{i}", "task_id": t})
+             for i, t in enumerate(task_ids)]
+    _write(cfg.run_dir, "rollouts", trajs)
+    _write(cfg.run_dir, "judge", [VerdictRecord(
+        id=t.id, trajectory_id=t.id, task_id=t.task_id,
+        verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True)) for t in trajs])
+    return build_dataset(cfg).accepted
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.generated: list[tuple[str, str | None]] = []
+        self.trained_on: list[tuple[str, list[str]]] = []
+        self.evaluated: list[tuple[str, list[str]]] = []
+
+    def steps(self) -> Steps:
+        def generate(cfg: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> int:
+            self.generated.append((cfg.run, agent.name if agent else None))
+            # Round 2 plans the same held-out tasks again (and new ones): they must stay out there as well.
+            return _fake_round(cfg, HELD + TRAIN if cfg.run == "round-1" else [*HELD, "task-5", "task-6"])
+
+        def train(cfg: PipelineConfig, files: list[Path]) -> dict:
+            from datasets import load_dataset
+
+            rows = load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+            self.trained_on.append((f"{cfg.run}/{cfg.train.optimizer}", sorted(rows["task_id"])))
+            out = cfg.run_dir / "train" / cfg.train.optimizer
+            out.mkdir(parents=True, exist_ok=True)
+            return {"checkpoint": str(out), "data": {"examples": rows.num_rows}, "steps": 1}
+
+        def evaluate(cfg: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],
+                     task_ids: list[str]) -> dict[str, ModelScores]:
+            self.evaluated.append((",".join(sorted(models)), task_ids))
+            lift = {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}
+            return {name: ModelScores(valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name],
+                                      judge_score=0.3 + lift[name], episodes=len(task_ids)) for name in models}
+
+        return Steps(generate=generate, train=train, evaluate=evaluate)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> PipelineConfig:
+    for t in HELD:
+        assert is_heldout(t, SHARE)
+    for t in [*TRAIN, "task-5"]:
+        assert not is_heldout(t, SHARE)
+    return PipelineConfig.model_validate({
+        "runs_dir": str(tmp_path), "run": "imp", "dataset": {"heldout_share": SHARE},
+        "improve": {"rounds": 2, "optimizers": ["muonclip", "adamw"]}})
+
+
+def test_rounds_heldout_and_curve(config: PipelineConfig) -> None:
+    rec = Recorder()
+    report = run_improve(config, [], steps=rec.steps())
+    # Round 1 generates with the base model; round 2 with round 1's first optimizer's checkpoint.
+    assert rec.generated == [("round-1", None), ("round-2", "muonclip")]
+    # Held-out tasks are never trained on, in any round, though every one of their trajectories passed.
+    for _, task_ids in rec.trained_on:
+        assert task_ids and not any(is_heldout(t, SHARE) for t in task_ids)
+    # Round 2 trains on both rounds' train splits (expert iteration keeps its data).
+    assert dict(rec.trained_on)["round-2/muonclip"] == ["task-3", "task-4", "task-5"]
+    # The same held-out tasks (round 1's) are evaluated in every round: base once, then the trained models.
+    assert [e[0] for e in rec.evaluated] == ["base", "adamw,muonclip", "adamw,muonclip"]
+    assert {tuple(e[1]) for e in rec.evaluated} == {tuple(sorted(HELD))}
+    assert report.heldout_tasks == 2 and [r.round for r in report.rounds] == [0, 1, 2]
+    assert report.rounds[2].train_trajectories == 3
+    assert report.rounds[2].models["muonclip"].pass_rate == pytest.approx(0.4)
+    png = Path(report.plot)
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_redoes_no_finished_step(config: PipelineConfig) -> None:
+    first = Recorder()
+    steps = first.steps()
+    calls = {"n": 0}
+    real_train = steps.train
+
+    def train_then_die(cfg: PipelineConfig, files: list[Path]) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 3:  # round 2's first training: the process is killed here
+            raise KeyboardInterrupt
+        return real_train(cfg, files)
+
+    steps.train = train_then_die
+    with pytest.raises(KeyboardInterrupt):
+        run_improve(config, [], steps=steps)
+    saved = load_report(config)
+    assert saved.rounds[1].trained.keys() == {"muonclip", "adamw"} and saved.rounds[2].generated
+
+    again = Recorder()
+    report = run_improve(config, [], steps=again.steps())
+    assert again.generated == []  # both rounds' data were finished: not generated again
+    assert [t[0] for t in again.trained_on] == ["round-2/muonclip", "round-2/adamw"]
+    assert [e[0] for e in again.evaluated] == ["adamw,muonclip"]  # only round 2's models were left
+    assert set(report.rounds[2].models) == {"muonclip", "adamw"}
+
+
+def test_round_configs_share_one_heldout_share(config: PipelineConfig) -> None:
+    rc = round_config(config, 2)
+    assert rc.run == "round-2" and rc.seed == config.seed + 1 and rc.accept is None
+    assert rc.eval.heldout_share == rc.dataset.heldout_share == SHARE
+    assert rc.run_dir == config.run_dir / "improve" / "round-2"
