@@ -66,7 +66,7 @@ async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: flo
         return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox failed, not run: {exc}")
     if result.ok:
         return CheckResult(check_id=CHECK_ID, passed=True,
-                           detail=f"all {result.expected_tests} tests passed in {result.duration_s:.1f}s")  # fmt: skip
+                           detail=f"tests passed: all {result.expected_tests} in {result.duration_s:.1f}s")  # fmt: skip
     killed = f", killed: {result.killed}" if result.killed else ""
     failed = [f"{t.name}: {t.detail}" for t in result.tests if not t.passed]
     if result.verdict_error:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,41 @@ def _journal_rows(stage_dir: Path) -> int:
     return sum(1 for p in (stage_dir / "journal").glob("*.jsonl") for line in p.open() if line.endswith("\n"))
 
 
+_TOKEN = "SYNTH_E2E_TOKEN"
+
+
+def _processes_with(token: str) -> list[int]:
+    """Pids whose environment carries ``token``: the pipeline and everything it started (Ray's head and workers
+    inherit the driver's environment), and nothing else on the host."""
+    needle = f"{_TOKEN}={token}".encode()
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _kill_started(token: str) -> None:
+    """Kill what this test's pipeline started (never `ray stop --force`, which ends every Ray on the host)."""
+    deadline = time.monotonic() + 30
+    while (pids := _processes_with(token)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+        time.sleep(0.2)
+    assert not _processes_with(token), "processes of the killed pipeline outlived it"
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, embedded_server: str) -> dict:
     runs = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTH_BASE_URL": embedded_server}
+    token = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTH_BASE_URL": embedded_server, _TOKEN: token}
     cmd = _synth(runs, "pipeline")
     # First run: killed with SIGKILL (whole process group, Ray workers included) once rollouts are under way.
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -44,16 +77,21 @@ def run(tmp_path_factory: pytest.TempPathFactory, embedded_server: str) -> dict:
     rollouts = runs / "e2e" / "rollouts"
     deadline = time.monotonic() + 900
     killed_at = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        if rollouts.exists() and _journal_rows(rollouts) >= 1:
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed_at = _journal_rows(rollouts)
-            break
-        time.sleep(0.2)
-    proc.wait(timeout=60)
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if rollouts.exists() and _journal_rows(rollouts) >= 1:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_at = _journal_rows(rollouts)
+                break
+            time.sleep(0.2)
+        proc.wait(timeout=60)
+    finally:
+        _kill_started(token)  # Ray's processes live in their own process groups
     # Second run: must finish from where the first stopped.
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    finally:
+        _kill_started(token)
     assert done.returncode == 0, done.stderr[-3000:]
     cfg = load_config(overrides=[*SMALL, f"runs_dir={runs}", "run=e2e"])
     return {"cfg": cfg, "killed_at": killed_at, "stdout": done.stdout, "stderr": done.stderr,
@@ -69,8 +107,9 @@ def test_resume_after_kill_has_planned_ids_once_and_redoes_nothing(run: dict) ->
         stored = [r["id"] for r in StageStore(root / name).raw_rows()]
         assert sorted(stored) == planned, name  # the same ids an uninterrupted run plans, each once
     summary = json.loads((root / "rollouts" / "summary.json").read_text())
-    if run["killed_at"] is not None:  # killed during rollouts: what was finished then was not redone
-        assert summary["resumed"] >= run["killed_at"] >= 1
+    # The first run must have been killed during the rollouts, or this test proved nothing about resuming.
+    assert run["killed_at"] is not None, "the first run ended before rollouts had a finished row to kill at"
+    assert summary["resumed"] >= run["killed_at"] >= 1  # what was finished at the kill was not redone
 
 
 def test_report_lists_every_stage(run: dict) -> None:
@@ -115,20 +154,58 @@ def test_dataset_loads_and_is_openai_form(run: dict) -> None:
         assert row["model"]
 
 
-def test_training_view_and_card(run: dict) -> None:
+def _check_sft(out: Path, accepted: int) -> None:
     from datasets import load_dataset
 
+    files = sorted((out / "sft").glob("train-*.parquet"))
+    if not accepted:
+        assert not files  # an empty view offers nothing to train on
+        return
+    sft = load_dataset("parquet", data_files=[str(f) for f in files])["train"]
+    assert sft.column_names == ["messages", "tools"] and sft.num_rows == accepted
+    # Row for row the accepted trajectories: the same conversations, arguments as objects instead of strings.
+    train = sorted(json.dumps([m["content"] for m in r["messages"]]) for r in load_from_disk_split(out, "train"))
+    assert sorted(json.dumps([m["content"] for m in r["messages"]]) for r in sft) == train
+    for row in sft:
+        for m in row["messages"]:
+            for call in m["tool_calls"] or []:
+                assert isinstance(call["function"]["arguments"], dict)
+        assert all(t["type"] == "function" for t in row["tools"])
+
+
+def load_from_disk_split(out: Path, split: str) -> list[dict]:
+    from datasets import load_from_disk
+
+    return list(load_from_disk(str(out / "hf"))[split])
+
+
+def test_training_view_and_card(run: dict) -> None:
     out = run["dir"] / "dataset"
     accepted = json.loads((out / "summary.json").read_text())["accepted"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "configs:" in card and "## Statistics" in card
     assert f"| accepted (train) | {accepted} |" in card
-    if not accepted:  # the 135M judge may rightly accept nothing; then the card offers no sft config
-        assert "config_name: sft" not in card
-        return
-    sft = load_dataset("parquet", data_files=str(out / "sft" / "train-*.parquet"))["train"]
-    assert sft.column_names == ["messages", "tools"] and sft.num_rows == accepted
-    for row in sft:
-        for m in row["messages"]:
-            for call in m["tool_calls"] or []:
-                assert isinstance(call["function"]["arguments"], dict)
+    assert ("config_name: sft" in card) == bool(accepted)
+    _check_sft(out, accepted)
+
+
+def test_training_view_of_accepted_rows(run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 135M judge may rightly accept nothing; the SFT view is then checked on the same run's trajectories
+    with every verdict accepted (the dataset stage rebuilt in a copy of the run; no model call)."""
+    from synth.data import build
+
+    real = build.run_acceptance
+
+    def accept_all(*args, **kwargs):  # type: ignore[no-untyped-def]
+        decisions, calibration = real(*args, **kwargs)
+        return {k: d.model_copy(update={"accepted": True, "by": d.by or "llm"}) for k, d in decisions.items()}, \
+            calibration
+
+    monkeypatch.setattr(build, "run_acceptance", accept_all)
+    copy = tmp_path / "e2e"
+    shutil.copytree(run["dir"], copy, ignore=shutil.ignore_patterns("dataset"))
+    cfg = run["cfg"].model_copy(update={"runs_dir": tmp_path})
+    summary = build.build_dataset(cfg)
+    assert summary.accepted >= 1, "the run has no trajectory outside the held-out tasks"
+    assert summary.accepted == summary.trajectories - summary.errored - summary.heldout
+    _check_sft(copy / "dataset", summary.accepted)

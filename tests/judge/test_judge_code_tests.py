@@ -80,4 +80,4 @@ async def test_a_program_that_exits_before_the_tests_fails_with_a_count() -> Non
     assert not result.passed
     assert result.detail.startswith("tests failed (0 of 2 passed")
     good = await run_python_tests(coding_trajectory(Message(role="assistant", content=f"```python\n{GOOD}```")), TESTS)
-    assert good.passed and good.detail.startswith("all 2 tests passed")
+    assert good.passed and good.detail.startswith("tests passed: all 2")

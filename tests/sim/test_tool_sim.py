@@ -438,16 +438,8 @@ def test_module_exports() -> None:
     assert RUN_PYTHON_TOOL["function"]["name"] == tool_sim.RUN_PYTHON
 
 
-def _sandbox_ok() -> bool:
-    from synth.sim.sandbox import sandbox_available
-
-    return sandbox_available()[0]
-
-
 @pytest.mark.integration
-async def test_run_python_runs_for_real_in_the_sandbox() -> None:
-    if not _sandbox_ok():
-        pytest.skip("no sandbox on this machine (needs root and unshare)")
+async def test_run_python_runs_for_real_in_the_sandbox(sandbox_ready: None) -> None:
     sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
     out = await sim.call(tc("run_python", {"code": "import sys\nprint(6 * 7)\nsys.exit(3)"}))
     body = json.loads(out.content)

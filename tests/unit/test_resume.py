@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +45,33 @@ class CountingStage(Stage):
         if item.seed == 7:
             raise ReplyInvalid("AgentDraft: reply does not fit: name: field required", raw='{"nam": 1}')
         return AgentRecord(id=item.id, seed=item.seed, name=f"agent {item.seed}")
+
+
+class SlowStage(Stage):
+    """Ten rows, one at a time, slowly enough to be killed with -9 in the middle."""
+
+    name = "slow"
+    record = AgentRecord
+    uses_llm = False
+    calls: ClassVar[list[str]] = []
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        return [WorkItem(id=f"agent-{i:03d}", seed=i) for i in range(10)]
+
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
+        time.sleep(0.3)  # blocking on purpose: rows finish one by one
+        SlowStage.calls.append(item.id)
+        return AgentRecord(id=item.id, seed=item.seed, name=f"agent {item.seed}")
+
+
+_SLOW_MAIN = """
+import sys
+from synth.config import PipelineConfig
+from synth.stages import registry
+from synth.stages.runner import run_stage
+registry.STAGES["slow"] = "tests.unit.test_resume:SlowStage"
+run_stage("slow", PipelineConfig(runs_dir=sys.argv[1], run="r", ray={"enabled": False}), endpoints=[], progress=False)
+"""
 
 
 def _crash(cfg: PipelineConfig) -> None:
@@ -126,3 +158,33 @@ def test_rows_no_longer_planned_are_dropped(cfg: PipelineConfig, monkeypatch: py
     ids = sorted(r.id for r in StageStore(cfg.run_dir / "counting").read(AgentRecord))
     assert ids == [f"agent-{i:03d}" for i in range(6)]
     assert summary.planned == 6 and summary.resumed == 6
+
+
+def test_stage_killed_with_sigkill_resumes_with_finished_rows_kept_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real kill -9 of a real process (the Crash above still lets `finally` blocks run; SIGKILL does not).
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_MAIN, str(tmp_path)], cwd=repo, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    store = StageStore(tmp_path / "r" / "slow")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(store.done_ids()) < 3:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the stage ended before the kill: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    finished = {r["id"]: r["record"] for r in store.raw_rows()}
+    assert 3 <= len(finished) < 10 and not store.parquet.exists()
+
+    monkeypatch.setitem(registry.STAGES, "slow", f"{__name__}:SlowStage")
+    SlowStage.calls = []
+    summary = run_stage("slow", PipelineConfig(runs_dir=tmp_path, run="r", ray={"enabled": False}),
+                        endpoints=[], progress=False)  # fmt: skip
+    assert summary.resumed == len(finished) and summary.planned == 10
+    assert sorted(SlowStage.calls) == sorted(set(f"agent-{i:03d}" for i in range(10)) - set(finished))
+    rows = {r["id"]: r["record"] for r in store.raw_rows()}
+    assert sorted(rows) == [f"agent-{i:03d}" for i in range(10)]
+    assert len(list(store.raw_rows())) == 10  # no duplicates
+    assert all(rows[i] == text for i, text in finished.items())  # finished rows kept byte for byte
