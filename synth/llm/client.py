@@ -151,7 +151,8 @@ class LLMPool:
             errors = []
             for ep in self._endpoints:
                 try:
-                    models = await ep.client.models.list()
+                    # Listing models is cheap even on a loaded server; a tight request deadline must not fail it.
+                    models = await ep.client.with_options(timeout=max(self.timeout_s, 60)).models.list()
                     self._model = models.data[0].id
                     break
                 except (openai.APIError, IndexError) as exc:
