@@ -94,8 +94,8 @@ def calibration_lines(cal: dict[str, Any]) -> list[str]:
     lines = ["## Judge calibration", "",
              "Agreement between the LLM judge and the code checks on trajectories where both apply (the code's "
              "decision is the reference; a criterion counts as met when scored above 0). Kappa is agreement beyond "
-             f"chance. `auto` trusts a criterion at agreement >= {cal.get('trust_agreement')} over at least "
-             f"{cal.get('min_pairs')} pairs.", "",
+             f"chance. `auto` trusts a criterion at agreement >= {cal.get('trust_agreement')}, kappa above 0, over "
+             f"at least {cal.get('min_pairs')} pairs.", "",
              "| | pairs | agreement | kappa | both pass | code only | judge only | both fail | trusted |",
              "|---|---|---|---|---|---|---|---|---|",
              _cal_row("overall (judge's decision)", overall, None)]

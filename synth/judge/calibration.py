@@ -68,10 +68,12 @@ class Calibration(BaseModel):
     min_pairs: int = Field(description="Pairs a criterion needs before its agreement counts.")
 
     def trusted(self, criterion_id: str) -> bool:
-        """Whether ``auto`` lets this criterion's score decide (measured, enough pairs, agreement at the level)."""
+        """Whether ``auto`` lets this criterion's score decide: enough pairs, agreement at the level, and better
+        than chance (kappa above 0). Where the code checks say the same thing every time (nothing ever passes),
+        agreement shows nothing about telling good from bad, so nothing is trusted."""
         a = self.criteria.get(criterion_id)
         return bool(a and a.pairs >= self.min_pairs and a.agreement is not None
-                    and a.agreement >= self.trust_agreement)
+                    and a.agreement >= self.trust_agreement and (a.kappa or 0.0) > 0)
 
     @property
     def trusted_criteria(self) -> list[str]:

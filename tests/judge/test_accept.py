@@ -100,6 +100,13 @@ def test_kappa_of_a_judge_that_always_fails() -> None:
     assert a.agreement == pytest.approx(0.9) and a.kappa == pytest.approx(0.0)
 
 
+def test_agreement_by_chance_is_not_trusted() -> None:
+    # Code never passes and the judge never passes: agreement 1.0, but nothing shows it can tell good from bad.
+    cal = calibrate(_run([(False, 0, 0)] * 12), trust_agreement=0.8, min_pairs=8)
+    assert cal.criteria["grounding"].agreement == 1.0 and cal.criteria["grounding"].kappa == 0.0
+    assert cal.trusted_criteria == []
+
+
 def test_auto_with_agreement_above_the_level() -> None:
     cal = calibrate(_run(CALIBRATION_RUN), trust_agreement=0.8, min_pairs=8)
     c = cfg("auto")
