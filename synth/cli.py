@@ -186,6 +186,28 @@ def improve(
 
 
 @app.command()
+def train(
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+    optimizer: Annotated[str | None, typer.Option(help="muonclip (default) or adamw (the baseline).")] = None,
+    name: Annotated[str | None, typer.Option(help="Output folder under runs/<run>/train/ (default: optimizer).")]
+    = None,
+) -> None:
+    """Fine-tune a HF causal LM (default: the embedded SmolLM2) on the run's train split with MuonClip."""
+    from synth.train.data import DataError
+    from synth.train.trainer import train as run_train
+
+    extra = [*([f"train.optimizer={optimizer}"] if optimizer else []), *([f"train.name={name}"] if name else [])]
+    cfg = _config(config, [*(set_ or []), *extra], run)
+    try:
+        summary = run_train(cfg)
+    except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        _fail(exc)
+    console.print_json(summary.model_dump_json(exclude={"log"}))
+    console.print(f"checkpoint: {summary.checkpoint} (serve it with --chat-template {summary.chat_template} "
+                  f"--tool-call-parser {summary.tool_call_parser})")
+
+
+@app.command()
 def report(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
     """Write the run's report page (funnel, acceptance by difficulty and domain, scores, calls)."""
     from synth.report.page import write_page

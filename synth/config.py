@@ -218,7 +218,8 @@ class EvalConfig(Strict):
     models: list[str] = Field(default_factory=list, description="Models to evaluate: 'base', a name under "
                               "runs/<run>/train/, or a checkpoint path; empty: base + every trained checkpoint.")
     base_model: Path | None = Field(default=None, description="Checkpoint of 'base'; None: embedded SmolLM2.")
-    heldout_share: float = Field(default=0.2, ge=0, lt=1, description="Share of tasks held out (by task id).")
+    heldout_share: float | None = Field(default=None, ge=0, lt=1,
+                                        description="Share of tasks held out (by task id); None: dataset's.")
     max_tasks: int | None = Field(default=None, ge=1, description="Evaluate at most this many held-out tasks.")
     port: int = Field(default=8766, ge=1024, le=65535, description="Port the model under test is served on.")
     kv_cache_gb: int = Field(default=2, ge=1, description="KV cache of the server of the model under test.")

@@ -1,0 +1,149 @@
+"""``synth train`` on a tiny Llama built from a config: the loss falls, every Muon matrix moves, QK-Clip sees the
+attention, a killed run resumes to the same weights, held-out tasks never reach the batches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from synth.config import PipelineConfig, TrainConfig
+from tests.train.helpers import sft_rows, tiny_model, write_sft
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _config(tmp_path: Path, base: Path, data: Path, **train: object) -> PipelineConfig:
+    settings = {"base_model": base, "data_files": [data], "lr": 3e-3, "epochs": 1, "micro_batch_tokens": 512,
+                "grad_accum": 1, "warmup_ratio": 0.0, "threads": 1, **train}
+    return PipelineConfig(runs_dir=tmp_path / "runs", run="t", train=TrainConfig(**settings))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_cli_trains_loss_falls_and_every_muon_matrix_moves(tmp_path: Path, base: Path) -> None:
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+    from synth.optim import split_params
+    from synth.train.template import template_text
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
+    # One batch repeated: the loss on the same tokens must fall step after step.
+    args = ["train", "--run", "t", "--set", f"runs_dir={tmp_path / 'runs'}", "--set", f"train.base_model={base}",
+            "--set", f"train.data_files=[{data}]", "--set", "train.lr=1e-2", "--set", "train.epochs=6",
+            "--set", "train.micro_batch_tokens=4096", "--set", "train.warmup_ratio=0", "--set", "train.threads=1",
+            "--set", "train.grad_accum=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "runs" / "t" / "train" / "muonclip"
+    summary = json.loads((out / "train_summary.json").read_text())
+    losses = [s["loss"] for s in summary["log"]]
+    assert summary["steps"] == 6 and summary["optimizer"] == "muonclip"
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert all(s["max_logit"] is not None and s["max_logit"] > 0 for s in summary["log"])  # capture installed
+    assert summary["data"]["examples"] == 4 and summary["data"]["trained_tokens"] > 0
+    assert summary["tokens_per_s"] > 0
+
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    after = _weights(out)
+    muon = split_params(before).muon
+    assert muon, "the tiny Llama has hidden matrices for Muon"
+    for name, p in muon:
+        assert not torch.equal(p.detach(), after[name]), f"{name} did not move"
+    # The checkpoint carries the tool template, in the tokenizer config and as the file vLLM reads.
+    assert (out / "chat_template.jinja").read_text() == template_text()
+    cfg = json.loads((out / "config.json").read_text())
+    assert "muonclip" not in json.dumps(cfg)  # the capturing attention stays a training device
+
+
+def test_adamw_baseline_same_steps(tmp_path: Path, base: Path) -> None:
+    from synth.train.trainer import train
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(6))
+    muon = train(_config(tmp_path, base, data, epochs=2), progress=False)
+    adamw = train(_config(tmp_path, base, data, epochs=2, optimizer="adamw"), progress=False)
+    assert adamw.name == "adamw" and muon.name == "muonclip"
+    assert adamw.steps == muon.steps and [s.tokens for s in adamw.log] == [s.tokens for s in muon.log]
+    assert adamw.heads_clipped == 0 and adamw.max_logit is not None  # logged, never clipped
+    assert adamw.last_loss < adamw.first_loss
+
+
+def test_qk_clip_acts_when_tau_is_low(tmp_path: Path, base: Path) -> None:
+    from synth.train.trainer import train
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(2))
+    summary = train(_config(tmp_path, base, data, tau=1e-3, max_steps=2), progress=False)
+    assert summary.heads_clipped > 0
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.train import trainer
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(8))
+    whole = trainer.train(_config(tmp_path / "a", base, data, save_every=2), progress=False)
+
+    calls = {"n": 0}
+    real_step = trainer._step_loss
+
+    def dies_in_step_4(*args: object, **kwargs: object) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_step_loss", dies_in_step_4)
+    cfg = _config(tmp_path / "b", base, data, save_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, progress=False)
+    out = trainer.output_dir(cfg)
+    assert (out / "_resume" / "state.pt").exists() and not (out / "train_summary.json").exists()
+    monkeypatch.setattr(trainer, "_step_loss", real_step)
+    resumed = trainer.train(cfg, progress=False)
+    assert resumed.resumed_from_step == 2 and resumed.steps == whole.steps
+    assert [s.step for s in resumed.log] == list(range(1, whole.steps + 1))
+    a, b = _weights(Path(whole.checkpoint)), _weights(Path(resumed.checkpoint))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    # Finished: the same call returns the summary and trains nothing.
+    again = trainer.train(cfg, progress=False)
+    assert again.fingerprint == resumed.fingerprint and again.wall_s == resumed.wall_s
+
+
+def test_heldout_tasks_never_train(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from synth.data.heldout import is_heldout
+    from synth.serve.checkpoint import ensure_checkpoint
+    from synth.train.data import build_examples, load_rows
+    from synth.train.template import install_template
+
+    ids = [f"task-{i}" for i in range(40)]
+    held = [t for t in ids if is_heldout(t, 0.3)]
+    assert 0 < len(held) < len(ids)
+    write_sft(tmp_path / "dataset" / "sft" / "train-00000-of-00001.parquet", sft_rows(40), with_task_ids=ids)
+    rows, source = load_rows(tmp_path / "dataset")
+    assert source.endswith("sft")
+    tok = install_template(AutoTokenizer.from_pretrained(ensure_checkpoint()))
+    _examples, stats = build_examples(tok, rows, max_seq_len=4096, heldout_share=0.3)
+    assert stats.heldout_dropped == len(held) and stats.examples == len(ids) - len(held)
+
+
+def test_no_rows_says_what_to_run(tmp_path: Path) -> None:
+    from synth.train.data import DataError, load_rows
+
+    with pytest.raises(DataError, match="make pipeline"):
+        load_rows(tmp_path / "dataset")
