@@ -45,23 +45,33 @@ class StageStore:
                         yield line
 
     def raw_rows(self) -> Iterator[dict]:
-        """Every stored row as ``{"id", "ok", "record"}`` dicts, Parquet first, then the journal, deduplicated."""
-        seen: set[str] = set()
+        """Every stored row as ``{"id", "ok", "record", "failures"}`` dicts, one per id: its finished row if
+        any attempt finished, else its latest error row. ``failures`` counts the attempts that ended in an error
+        (kept in Parquet across compactions), so re-runs can retry a failed row a bounded number of times."""
+        best: dict[str, dict] = {}
+        failures: dict[str, int] = {}
         if self.parquet.exists():
             for row in pq.read_table(self.parquet).to_pylist():
-                seen.add(row["id"])
-                yield row
+                failures[row["id"]] = row.get("failures") or (0 if row["ok"] else 1)  # older files lack the column
+                best[row["id"]] = row
         for line in self._journal_lines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if row["id"] not in seen:
-                seen.add(row["id"])
-                yield row
+            rid = row["id"]
+            if not row["ok"]:
+                failures[rid] = failures.get(rid, 0) + 1
+            if rid not in best or not best[rid]["ok"]:
+                best[rid] = row
+        for rid, row in best.items():
+            yield {**row, "failures": failures.get(rid, 0)}
 
-    def done_ids(self) -> set[str]:
-        return {row["id"] for row in self.raw_rows()}
+    def done_ids(self, max_failures: int | None = None) -> set[str]:
+        """Ids not to run again: finished rows, and failed ones (all of them, or those that failed
+        ``max_failures`` times when given)."""
+        return {row["id"] for row in self.raw_rows()
+                if row["ok"] or max_failures is None or row["failures"] >= max_failures}
 
     def read(self, model: type[R]) -> list[R]:
         return [model.model_validate_json(row["record"]) for row in self.raw_rows()]
@@ -94,13 +104,13 @@ class StageStore:
 
 
 ROW_SCHEMA = pa.schema([("id", pa.string()), ("ok", pa.bool_()), ("error_kind", pa.string()),
-                        ("record", pa.string())])
+                        ("record", pa.string()), ("failures", pa.int64())])
 
 
 def encode(record: BaseModel) -> dict:
     error = getattr(record, "error", None)
     return {"id": record.id, "ok": error is None, "error_kind": error.kind if error else None,  # type: ignore[attr-defined]
-            "record": record.model_dump_json()}
+            "record": record.model_dump_json(), "failures": 0 if error is None else 1}
 
 
 class JournalWriter:

@@ -116,12 +116,17 @@ def test_killed_run_resumes_without_redoing_work(cfg: PipelineConfig) -> None:
     assert store.parquet.exists() and not list(store.journal_dir.glob("*.jsonl"))
 
 
-def test_rerun_of_finished_stage_does_nothing(cfg: PipelineConfig) -> None:
+def test_rerun_retries_only_failed_rows_and_only_up_to_row_attempts(cfg: PipelineConfig) -> None:
     run_stage("counting", cfg, endpoints=[], progress=False)
     n = len(CountingStage.calls)
-    summary = run_stage("counting", cfg, endpoints=[], progress=False)
-    assert len(CountingStage.calls) == n
+    summary = run_stage("counting", cfg, endpoints=[], progress=False)  # row_attempts=2: agent-007 once more
+    assert CountingStage.calls[n:] == ["agent-007"]
+    assert summary.resumed == 9 and summary.failed == 1
+    summary = run_stage("counting", cfg, endpoints=[], progress=False)  # it has failed twice: left as it is
+    assert len(CountingStage.calls) == n + 1
     assert summary.resumed == 10
+    rows = [r for r in StageStore(cfg.run_dir / "counting").raw_rows() if r["id"] == "agent-007"]
+    assert len(rows) == 1 and rows[0]["failures"] == 2  # the count survives compaction into Parquet
 
 
 def test_torn_journal_line_is_ignored(cfg: PipelineConfig) -> None:
