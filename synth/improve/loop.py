@@ -77,9 +77,9 @@ class Steps:
     """Run the pipeline for a round with this agent checkpoint (None: base); returns rows added to train."""
     train: Callable[[PipelineConfig, list[Path]], dict]
     """Train ``config.train`` on these train-split Parquet files; returns the train summary as a dict."""
-    evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str]],
+    evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str], int],
                        dict[str, ModelScores]]
-    """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run."""
+    """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run, in round k."""
 
 
 def improve_root(config: PipelineConfig) -> Path:
@@ -150,7 +150,7 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             _save(report, root)
         eval_cfg = round_config(config, 1)
         if k == 1 and "base" not in report.round(0).models:
-            report.round(0).models = steps.evaluate(eval_cfg, endpoints, {"base": None}, report.heldout_task_ids)
+            report.round(0).models = steps.evaluate(eval_cfg, endpoints, {"base": None}, report.heldout_task_ids, 0)
             _save(report, root)
         files = train_files(config, k)
         for opt in optimizers:
@@ -168,7 +168,7 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             _save(report, root)
         todo = {opt: Path(ckpt) for opt, ckpt in r.trained.items() if opt not in r.models}
         if todo:
-            r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids))
+            r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids, k))
             for opt, ckpt in todo.items():
                 if opt in r.models:
                     r.models[opt].checkpoint = str(ckpt)

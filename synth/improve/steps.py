@@ -65,11 +65,11 @@ def train(config: PipelineConfig, files: list[Path]) -> dict:
 
 
 def evaluate(config: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],
-             task_ids: list[str]) -> dict[str, ModelScores]:
-    """Held-out scores of each model through ``synth eval`` (synth.evaluate)."""
+             task_ids: list[str], round_k: int) -> dict[str, ModelScores]:
+    """Held-out scores of each model through ``synth eval`` (synth.evaluate), rows kept per round."""
     from synth.improve.eval_adapter import evaluate_models
 
-    return evaluate_models(config, endpoints, models, task_ids)
+    return evaluate_models(config, endpoints, models, task_ids, tag=f"-round{round_k}" if round_k else "")
 
 
 def real_steps() -> Steps:

@@ -42,6 +42,7 @@ class Recorder:
         self.generated: list[tuple[str, str | None]] = []
         self.trained_on: list[tuple[str, list[str]]] = []
         self.evaluated: list[tuple[str, list[str]]] = []
+        self.rounds_evaluated: list[int] = []
 
     def steps(self) -> Steps:
         def generate(cfg: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> int:
@@ -59,8 +60,9 @@ class Recorder:
             return {"checkpoint": str(out), "data": {"examples": rows.num_rows}, "steps": 1}
 
         def evaluate(cfg: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],
-                     task_ids: list[str]) -> dict[str, ModelScores]:
+                     task_ids: list[str], round_k: int) -> dict[str, ModelScores]:
             self.evaluated.append((",".join(sorted(models)), task_ids))
+            self.rounds_evaluated.append(round_k)
             lift = {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}
             return {name: ModelScores(valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name],
                                       judge_score=0.3 + lift[name], episodes=len(task_ids)) for name in models}
@@ -92,6 +94,7 @@ def test_rounds_heldout_and_curve(config: PipelineConfig) -> None:
     # The same held-out tasks (round 1's) are evaluated in every round: base once, then the trained models.
     assert [e[0] for e in rec.evaluated] == ["base", "adamw,muonclip", "adamw,muonclip"]
     assert {tuple(e[1]) for e in rec.evaluated} == {tuple(sorted(HELD))}
+    assert rec.rounds_evaluated == [0, 1, 2]
     assert report.heldout_tasks == 2 and [r.round for r in report.rounds] == [0, 1, 2]
     assert report.rounds[2].train_trajectories == 3
     assert report.rounds[2].models["muonclip"].pass_rate == pytest.approx(0.4)
@@ -130,3 +133,24 @@ def test_round_configs_share_one_heldout_share(config: PipelineConfig) -> None:
     assert rc.run == "round-2" and rc.seed == config.seed + 1 and rc.accept is None
     assert rc.eval.heldout_share == rc.dataset.heldout_share == SHARE
     assert rc.run_dir == config.run_dir / "improve" / "round-2"
+
+
+def test_eval_adapter_keeps_rounds_apart_and_maps_scores(config: PipelineConfig, monkeypatch) -> None:
+    from synth.evaluate import EvalSummary, ModelEval, Scores
+    from synth.improve.eval_adapter import evaluate_models
+
+    seen: dict = {}
+
+    def fake_eval(cfg, endpoints, models, task_ids, progress=True) -> EvalSummary:
+        seen.update(models)
+        scores = Scores(episodes=2, calls_attempted=4, calls_valid=3, valid_call_rate=0.75, checked_episodes=2,
+                        checks_passed=1, pass_rate=0.5, judge_score=0.4)
+        return EvalSummary(run=cfg.run, heldout_share=0.2, task_ids=task_ids, difficulties={},
+                           models={n: ModelEval(name=n, checkpoint=str(p), served_name=n, overall=scores)
+                                   for n, p in models.items()})
+
+    monkeypatch.setattr("synth.evaluate.evaluate_models", fake_eval)
+    out = evaluate_models(config, [], {"base": None, "muonclip": Path("/ckpt")}, ["task-1"], tag="-round2")
+    assert set(seen) == {"base", "muonclip-round2"}  # round 2's rows go to their own eval folder
+    assert (out["muonclip"].valid_call_rate, out["muonclip"].pass_rate, out["muonclip"].judge_score) == \
+        (0.75, 0.5, 0.4)
