@@ -89,11 +89,17 @@ def tools_harvest(
     parallel: Annotated[int, typer.Option(help="Servers harvested at once.")] = 4,
     timeout_s: Annotated[float, typer.Option(help="Seconds a server may take to start and list its tools.")] = 60,
     only: Annotated[list[str] | None, typer.Option(help="Harvest only these server ids.")] = None,
+    unconfined: Annotated[bool, typer.Option(help="Where servers can't be confined, start them unconfined "
+                                             "(recorded in the report) instead of refusing.")] = False,
 ) -> None:
     """Install every server in tools_registry/mcp_servers.yaml in isolation and store its tools/list."""
+    from synth.sim.sandbox import ConfinementUnavailable
     from synth.tools.harvest import run_harvest
 
-    report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only)
+    try:
+        report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only, allow_unconfined=unconfined)
+    except ConfinementUnavailable as exc:
+        _fail(exc)
     console.print_json(data=report.summary())
 
 

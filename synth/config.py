@@ -259,16 +259,6 @@ class PipelineConfig(Strict):
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
     judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    on_change: Literal["refuse", "recompute"] = Field(
-        default="refuse",
-        description="A re-run whose settings differ from those that made a stage's rows: refuse with the "
-        "differences, or recompute that stage and the ones after it.",
-    )
-    row_attempts: int = Field(
-        default=2, ge=1,
-        description="Attempts a row gets across re-runs: a row that ended in an error is tried again by the next "
-        "run until it has failed this many times.",
-    )
     accept: int | None = Field(default=None, ge=1, description="Quota: grow the run until this many are accepted.")
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -10,14 +10,15 @@ Tool failures never raise: a server error, an ``isError`` result, a crash or a t
 caller (an unknown tool name, using the hub outside ``async with``) raise.
 
 Confinement is first each server's own rule (the filesystem server refuses paths outside its allowed
-directory; git is bound to ``--repository``). On top of that, where this process may create namespaces (root
-on Linux), each server runs with no network, every mount read-only but the scratch root, and no capabilities
-(``synth.sim.sandbox.confine_command``), so the kernel holds the line even if a server's own check fails.
+directory; git is bound to ``--repository``). On top of that each server runs with no network, every mount
+read-only but the scratch root, root-only dirs hidden, no capabilities, rlimits and an unprivileged uid (one per
+episode, which owns the scratch root) (``synth.sim.sandbox.confine_command``), so the kernel holds the line even
+if a server's own check fails. Where that confinement is unavailable (not root, no namespaces) the hub refuses
+to start servers, unless ``allow_unconfined`` says to run them unconfined; ``hub.isolation`` records which.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -41,10 +42,20 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, Field
 
 from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
-from synth.sim.sandbox import confine_command, confinement_available
-from synth.tools.servers import SERVERS_FILE, ServerEntry, ensure_installed, load_servers, server_env
+from synth.sim.sandbox import (
+    ConfinementUnavailable,
+    confine_command,
+    give_to,
+    isolation,
+    kill_uid,
+    runtime_paths,
+    server_uid,
+)
+from synth.tools.servers import SERVERS_FILE, ServerEntry, ensure_installed, install_root, load_servers, server_env
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ConfinementUnavailable", "HubError", "RealToolHub", "isolation", "sandbox_servers"]
 
 # Pinned versions checked against the registries on 2026-11-25; tools_registry/mcp_servers.yaml wins when it
 # has sandbox-safe entries.
@@ -151,8 +162,9 @@ class RealToolHub:
       parallel) to list its tools.
     - ``initial_files``: root-relative path -> text, written (and committed, with a git server) before start.
     - ``call_timeout_s`` / ``start_timeout_s``: per call / per server start; past them the call is an error.
-    - ``confine`` / ``workspace``: run servers under ``confine_command`` where possible, showing the root at
-      ``workspace`` (see ``DEFAULT_WORKSPACE``); ``hub.isolation`` says what was applied.
+    - ``workspace``: where confined servers see the scratch root (see ``DEFAULT_WORKSPACE``).
+    - ``allow_unconfined``: where confinement is unavailable, run the servers unconfined instead of refusing
+      (an explicit choice; ``hub.isolation`` is then ``"unconfined"`` and the run report should say so).
     """
 
     def __init__(
@@ -163,8 +175,8 @@ class RealToolHub:
         initial_files: Mapping[str, str] | None = None,
         call_timeout_s: float = 30,
         start_timeout_s: float = 60,
-        confine: bool = True,
-        workspace: str | None = DEFAULT_WORKSPACE,
+        workspace: str = DEFAULT_WORKSPACE,
+        allow_unconfined: bool = False,
     ) -> None:
         entries = list(servers) if servers is not None else sandbox_servers()
         unsafe = [e.id for e in entries if not e.sandbox_safe]
@@ -175,9 +187,10 @@ class RealToolHub:
         self._initial_files = dict(initial_files or {})
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
-        self._confine, self._wanted_workspace = confine, workspace
-        self.isolation = "none"
-        """Servers' confinement beyond their own rules, set on enter: 'namespaces', 'network' or 'none'."""
+        self._allow_unconfined, self._wanted_workspace = allow_unconfined, workspace
+        self.isolation = "unknown"
+        """Servers' confinement beyond their own rules, set on enter: 'confined' or 'unconfined' (allowed)."""
+        self._uid: int | None = None
         self._workspace: str | None = None
         self._specs: list[ToolSpec] | None = None
         self._owner: dict[str, str] = {}  # tool name -> server id
@@ -209,12 +222,16 @@ class RealToolHub:
         self._servers = {sid: _Server(s.entry) for sid, s in self._servers.items()}
         self.final_state = None
         # Probed once per process (it runs a confined program), off the event loop.
-        self.isolation = await anyio.to_thread.run_sync(_isolation) if self._confine else "none"
-        self._workspace = self._wanted_workspace if self.isolation == "namespaces" else None
+        self.isolation = await anyio.to_thread.run_sync(isolation, self._allow_unconfined)
+        confined = self.isolation == "confined"
+        self._workspace = self._wanted_workspace if confined else None
+        self._uid = server_uid() if confined else None
         self._base = Path(tempfile.mkdtemp(prefix="synth-world-")).resolve()
         try:
             (self._base / "logs").mkdir()
             await anyio.to_thread.run_sync(self._init_root)
+            if self._uid is not None:
+                give_to(self.root, self._uid)  # the episode's servers run as this uid and write only here
             self._stack = AsyncExitStack()
             self._tg = await self._stack.enter_async_context(anyio.create_task_group())
             if self._given_specs is not None:
@@ -258,6 +275,8 @@ class RealToolHub:
                 stack, self._stack, self._tg = self._stack, None, None
                 await stack.aclose()
         finally:
+            if self._uid is not None:
+                kill_uid(self._uid)  # helpers a server started outside its process group go too
             if self._base is not None:
                 shutil.rmtree(self._base, ignore_errors=True)
                 self._base = None
@@ -308,11 +327,11 @@ class RealToolHub:
         args = [a.replace("{root}", seen) for a in entry.args]
         env = {k: v.replace("{root}", seen) for k, v in server_env(entry).items()}
         argv = [str(exe), *args]
-        # Both wrappers exec the server in place (no fork), so the transport's kill still reaches it.
-        if self.isolation == "namespaces":
-            argv = confine_command(argv, self.root, visible_at=self._workspace)
-        elif self.isolation == "network":
-            argv = ["unshare", "--net", "--", *argv]
+        # The wrapper execs the server in place (no fork), so the transport's kill still reaches it.
+        if self._uid is not None:
+            env["HOME"] = seen  # the host's HOME is hidden from the server's uid
+            expose = [str(install_root(entry)), *runtime_paths(exe)]
+            argv = confine_command(argv, self.root, uid=self._uid, visible_at=self._workspace, expose=expose)
         return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=str(self.root))
 
     async def _ensure_started(self, server: _Server) -> None:
@@ -519,7 +538,8 @@ def _is_git(entry: ServerEntry) -> bool:
 
 def _git(root: Path, args: list[str]) -> str:
     proc = subprocess.run(
-        ["git", "-C", str(root), *args],
+        # The root belongs to the servers' uid; git (as root) would otherwise refuse it as "dubious ownership".
+        ["git", "-c", "safe.directory=*", "-C", str(root), *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -551,20 +571,3 @@ def _file_tree(root: Path, internal: set[str]) -> dict[str, dict[str, Any]]:
                     content = None
             files[rel] = {"size": size, "content": content}
     return files
-
-
-@functools.lru_cache(maxsize=1)
-def _isolation() -> str:
-    """The strongest confinement this machine allows servers; probed once, since containers may forbid it."""
-    ok, why = confinement_available()
-    if ok:
-        return "namespaces"
-    try:
-        probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10)
-        if probe.returncode == 0:
-            log.warning("real exec: servers get no read-only mounts (%s), only their own network", why)
-            return "network"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    log.warning("real exec: servers run unconfined beyond their own rules (%s)", why)
-    return "none"

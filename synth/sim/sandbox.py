@@ -15,8 +15,9 @@ A random uid per run keeps RLIMIT_NPROC (counted per uid) from being shared betw
 Memory is capped per process (RLIMIT_AS), so a run's total is at most ``memory_mb * max_procs``; a cap on the
 total needs a cgroup, which the deployment (container, systemd scope) should set.
 
-``confine_command`` applies the same mount and network isolation, without the uid drop, to trusted programs
-that act on agent-chosen arguments: the real MCP servers of ``synth.sim.real_exec``.
+``confine_command`` applies the same isolation (no network, read-only host, root-only dirs hidden, no
+capabilities, rlimits, an unprivileged uid) to the third-party MCP servers, in rollouts
+(``synth.sim.real_exec``) and in the harvest (``synth.tools.harvest``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import random
 import secrets
@@ -106,6 +108,32 @@ def remount_readonly(keep):
             flags |= FLAG_OF.get(o, 0)
         mount(None, target, None, flags)
 
+
+def hidden_ancestor(path):
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts)):
+        d = "/" + "/".join(parts[:i])
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def mask_and_expose(mask, expose):
+    # Dirs in `mask`, and root-only dirs on the way to an `expose` path (pyenv under /root), get an empty tmpfs;
+    # only the `expose` paths under them are bound back, so an unprivileged process reaches its interpreter
+    # (or its install) without seeing the rest.
+    masks = {m: [] for m in mask if os.path.isdir(m) and not os.path.islink(m)}
+    for p in expose:
+        h = hidden_ancestor(p) or next((m for m in masks if p.startswith(m.rstrip("/") + "/")), None)
+        if h:
+            masks.setdefault(h, []).append((p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
+    for m, binds in masks.items():
+        mount("tmpfs", m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+        for p, fd in binds:
+            os.makedirs(p, mode=0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
+            os.close(fd)
+
 """
 
 # The sandbox launcher runs as root inside the new namespaces. It reads its config file, sets up the mounts,
@@ -126,32 +154,10 @@ def fail(msg):
     os._exit(125)
 
 
-def hidden_ancestor(path):
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts)):
-        d = "/" + "/".join(parts[:i])
-        if not os.stat(d).st_mode & 0o001:
-            return d
-    return None
-
-
 try:
     work, uid = cfg["workdir"], cfg["uid"]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    # Root-only dirs on the way to the interpreter (pyenv under /root) are masked by an empty tmpfs, and only
-    # the interpreter's tree is bound back, so the run can start python without seeing the rest of /root.
-    masks = {m: [] for m in cfg["mask"] if os.path.isdir(m) and not os.path.islink(m)}
-    for p in cfg["expose"]:
-        # A masked dir (the repository, which holds the tests' answers) keeps only the interpreter's tree too.
-        h = hidden_ancestor(p) or next((m for m in masks if p.startswith(m.rstrip("/") + "/")), None)
-        if h:
-            masks.setdefault(h, []).append((p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
-    for m, binds in masks.items():
-        mount("tmpfs", m, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
-        for p, fd in binds:
-            os.makedirs(p, mode=0o755, exist_ok=True)
-            mount(f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC)
-            os.close(fd)
+    mask_and_expose(cfg["mask"], cfg["expose"])
     mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={cfg['disk_mb']}m,mode=0700,uid={uid},gid={uid}")
     remount_readonly([work])
@@ -197,14 +203,14 @@ status.close()
 """
 )
 
-# Confines a trusted program (an MCP server) that acts on agent-chosen arguments: no network, every mount
-# read-only except one writable dir, all capabilities dropped and no_new_privs; then execs it in place, so its
-# PID (and the MCP transport's kill of its process group) stays the same. The writable dir can be shown at a
-# fixed path instead of its host path, so every episode's tools see the same workspace path.
+# Confines a third-party program (an MCP server): no network, every mount read-only except one writable dir
+# (shown at a fixed path), root-only dirs hidden, all capabilities dropped, rlimits, no_new_privs, and an
+# unprivileged uid; then execs it in place, so its PID (and the MCP transport's kill of its process group) stays
+# the same.
 _CONFINE = (
     _MOUNT_LIB
     + r"""
-import json
+import json, resource
 
 
 def fail(msg):
@@ -213,9 +219,10 @@ def fail(msg):
 
 
 cfg, argv = json.loads(sys.argv[1]), sys.argv[2:]
-writable, visible = cfg["writable"], cfg["visible"] or cfg["writable"]
-source = os.open(writable, os.O_PATH | os.O_DIRECTORY)  # still reachable if the tmpfs below covers it
+writable, visible, uid = cfg["writable"], cfg["visible"] or cfg["writable"], cfg["uid"]
+source = os.open(writable, os.O_PATH | os.O_DIRECTORY)  # still reachable if a tmpfs below covers it
 mount(None, "/", None, MS_REC | MS_PRIVATE)
+mask_and_expose(cfg["mask"], cfg["expose"] + ([writable] if visible == writable else []))
 if visible != writable:
     # The fixed path's top dir gets an empty tmpfs in this namespace only: nothing on the host changes.
     top = "/" + visible.strip("/").split("/")[0]
@@ -229,14 +236,68 @@ last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
 for cap in range(last_cap + 1):
     if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP: root keeps no capability across the exec
         fail(f"prctl(PR_CAPBSET_DROP, {cap}) failed: {os.strerror(ctypes.get_errno())}")
-if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+for name, (soft, hard) in cfg["rlimits"].items():
+    resource.setrlimit(getattr(resource, name), (soft, hard))
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS: setuid binaries can't regain root
     fail("prctl(PR_SET_NO_NEW_PRIVS) failed")
+try:
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+except OSError as exc:
+    fail(f"cannot drop to uid {uid}: {exc}")
+if os.getuid() == 0 or os.geteuid() == 0:
+    fail("still uid 0 after the drop")
 try:
     os.execv(argv[0], argv)
 except OSError as exc:
     fail(f"cannot exec {argv[0]}: {exc}")
 """
 )
+
+SERVER_UID_RANGE = (2_000_000, 3_000_000)
+"""Uids for confined servers; apart from the sandbox's, so the two never count against each other's limits."""
+
+
+def server_uid() -> int:
+    """A fresh unprivileged uid for one confined server (or one episode's servers, which share a scratch root)."""
+    return random.SystemRandom().randrange(*SERVER_UID_RANGE)
+
+
+def give_to(path: str | os.PathLike[str], uid: int) -> None:
+    """Hand ``path`` (recursively) to ``uid``, so a confined program running as it can write there."""
+    top = Path(path)
+    os.lchown(top, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+def kill_uid(uid: int) -> list[int]:
+    """SIGKILL every process running as ``uid`` (what a confined server left behind); returns their pids."""
+    killed = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+    return killed
+
+
+def _server_rlimits() -> dict[str, tuple[int, int]]:
+    gb = 1024**3
+    # Node reserves a lot of address space up front, so the memory cap is loose; threads count against NPROC.
+    return {
+        "RLIMIT_AS": (16 * gb, 16 * gb),
+        "RLIMIT_NPROC": (512, 512),
+        "RLIMIT_FSIZE": (1 * gb, 1 * gb),
+        "RLIMIT_NOFILE": (1024, 1024),
+        "RLIMIT_CORE": (0, 0),
+    }
+
 
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the unprivileged child must reach to start ``python`` (its install and its venv)."""
@@ -605,19 +666,53 @@ async def run_python_async(code: str, **kwargs: Any) -> SandboxResult:
 
 
 def confine_command(
-    argv: Sequence[str], writable: str | os.PathLike[str], *, visible_at: str | None = None
+    argv: Sequence[str],
+    writable: str | os.PathLike[str],
+    *,
+    uid: int,
+    visible_at: str | None = None,
+    expose: Sequence[str | os.PathLike[str]] = (),
 ) -> list[str]:
-    """``argv`` wrapped to run with no network, read-only mounts except ``writable``, and no capabilities.
+    """``argv`` wrapped to run as ``uid`` with no network, read-only mounts except ``writable``, no capabilities.
 
-    For trusted programs (MCP servers) that act on agent-chosen arguments: whatever a server is talked into,
-    the kernel keeps its writes inside ``writable``. ``visible_at`` (an absolute path whose top-level dir
-    exists, e.g. ``/home/user/workspace``) shows ``writable`` there instead of at its host path; the program
-    starts in that dir. Check ``confinement_available()`` first.
+    For third-party programs (MCP servers): whatever a server does or is talked into, the kernel keeps it off
+    the network, inside ``writable`` for writes, and unprivileged. ``visible_at`` (an absolute path whose
+    top-level dir exists, e.g. ``/home/user/workspace``) shows ``writable`` there instead of at its host path;
+    the program starts in that dir. ``expose``: dirs the program needs that sit under root-only dirs (its
+    install, its interpreter); the rest of those dirs stays hidden. Hand ``writable`` to ``uid`` first
+    (``give_to``); check ``confinement_available()`` first.
     """
     if visible_at is not None and not _fixed_path_ok(visible_at):
         raise ValueError(f"visible_at must be absolute, under an existing top-level dir: {visible_at!r}")
-    cfg = json.dumps({"writable": os.path.realpath(writable), "visible": visible_at})
-    return ["unshare", "--net", "--mount", "--", sys.executable, "-I", "-S", "-c", _CONFINE, cfg, *argv]
+    if uid <= 0:
+        raise ValueError(f"a confined program needs an unprivileged uid, got {uid}")
+    paths = {os.path.realpath(p) for p in [*expose, *_interpreter_paths(sys.executable)] if os.path.isdir(p)}
+    cfg = json.dumps({
+        "writable": os.path.realpath(writable), "visible": visible_at, "uid": uid,
+        "mask": ["/run"],  # unix sockets of host daemons live there
+        "expose": sorted(paths), "rlimits": _server_rlimits(),
+    })  # fmt: skip
+    return ["unshare", "--net", "--mount", "--ipc", "--", sys.executable, "-I", "-S", "-c", _CONFINE, cfg, *argv]
+
+
+def runtime_paths(executable: str | os.PathLike[str]) -> list[str]:
+    """Dirs a program needs besides itself: the interpreter its shebang names (resolved), and that one's prefix."""
+    try:
+        with open(executable, "rb") as fh:
+            first = fh.readline(400)
+    except OSError:
+        return []
+    if not first.startswith(b"#!"):
+        return []
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return []
+    interpreter = words[0]
+    if os.path.basename(interpreter) == "env" and len(words) > 1:
+        interpreter = shutil.which(words[1]) or words[1]
+    real = os.path.realpath(interpreter)
+    return [p for p in {os.path.dirname(interpreter), os.path.dirname(real), os.path.dirname(os.path.dirname(real))}
+            if os.path.isdir(p)]
 
 
 def _fixed_path_ok(path: str) -> bool:
@@ -625,18 +720,52 @@ def _fixed_path_ok(path: str) -> bool:
     return len(parts) >= 3 and parts[0] == "/" and ".." not in parts and os.path.isdir("/" + parts[1])
 
 
+CONFINEMENT = (
+    "unshare (net, mount, ipc), read-only host, root-only dirs hidden, no capabilities, unprivileged uid, rlimits"
+)
+
+
 @functools.lru_cache(maxsize=1)
 def confinement_available() -> tuple[bool, str]:
-    """Whether ``confine_command`` works here (root, unshare, mount namespaces), and why not."""
+    """Whether ``confine_command`` works here (root, unshare, mount namespaces, a uid drop), and why not."""
     if not sys.platform.startswith("linux") or os.geteuid() != 0 or shutil.which("unshare") is None:
         return False, "confinement needs Linux, root and unshare(1)"
     with tempfile.TemporaryDirectory(prefix="synth-confine-") as tmp:
-        probe = 'touch "$1/ok" && ! touch /tmp/.synth-confine-probe 2>/dev/null'
+        uid = server_uid()
+        give_to(tmp, uid)
+        probe = 'touch ok && ! touch /tmp/.synth-confine-probe 2>/dev/null && [ "$(id -u)" != 0 ]'
         try:
-            proc = subprocess.run(confine_command(["/bin/sh", "-c", probe, "sh", tmp], tmp),
-                                  capture_output=True, text=True, timeout=30)  # fmt: skip
+            proc = subprocess.run(
+                confine_command(["/bin/sh", "-c", probe], tmp, uid=uid, visible_at="/home/synth-probe/ws"),
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"confinement probe failed: {exc}"
+        finally:
+            kill_uid(uid)
         if proc.returncode != 0 or not os.path.exists(os.path.join(tmp, "ok")):
             return False, f"confinement probe failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
-    return True, "unshare (net, mount), read-only mounts except the scratch root, no capabilities"
+    return True, CONFINEMENT
+
+
+class ConfinementUnavailable(SandboxUnavailable):
+    """Third-party servers can't be confined here, and running them unconfined was not allowed."""
+
+
+def isolation(allow_unconfined: bool = False) -> str:
+    """'confined' where ``confine_command`` works; else 'unconfined' if allowed, else ConfinementUnavailable.
+
+    Never a silent fallback: running third-party servers unconfined is the caller's explicit choice, and the
+    caller records it (the harvest report, the rollouts summary).
+    """
+    ok, why = confinement_available()
+    if ok:
+        return "confined"
+    if not allow_unconfined:
+        raise ConfinementUnavailable(
+            f"third-party MCP servers can't be confined here ({why}); run as root on Linux (as the container and "
+            "CI do), or allow unconfined servers explicitly (rollouts.allow_unconfined=true, harvest "
+            "--unconfined): the run report then says they ran unconfined"
+        )
+    logging.getLogger(__name__).warning("MCP servers run UNCONFINED, as allowed (%s)", why)
+    return "unconfined"

@@ -44,7 +44,7 @@ class RolloutsStage(Stage):
         hub = None
         servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
         if cfg.rollouts.real_exec and servers:
-            hub = _hub(agent, servers)
+            hub = _hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined)
         if hub is None:
             traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
                                      tool_calling=_mode(cfg.llm.tool_calling))
@@ -75,7 +75,7 @@ def sample_seed(task_seed: int, sample: int) -> int:
     return task_seed if sample == 0 else sub_seed(task_seed, "sample", sample)
 
 
-def _hub(agent: AgentRecord, servers: list[str]) -> RealToolHub:
+def _hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = False) -> RealToolHub:
     """A hub over the agent's real servers that knows their tools already, so no server starts before a call."""
     from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
     from synth.sim.real_exec import RealToolHub, sandbox_servers
@@ -88,7 +88,7 @@ def _hub(agent: AgentRecord, servers: list[str]) -> RealToolHub:
                  real_exec=True)
         for t in agent.tools if agent.real_tools.get(t["function"]["name"], "builtin") != "builtin"
     ]
-    return RealToolHub(entries, specs=specs)
+    return RealToolHub(entries, specs=specs, allow_unconfined=allow_unconfined)
 
 
 def _mode(setting: str) -> str:

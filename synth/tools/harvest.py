@@ -4,6 +4,12 @@ One JSONL per server under ``tools_registry/mcp/`` (one line per tool, the tool 
 with provenance), plus ``harvest_report.json`` that says for every server whether it worked and, if not, at
 which stage (install, start, list) and why. A failing server never stops the harvest; a re-run skips servers
 whose JSONL exists, so a killed harvest resumes where it stopped.
+
+Servers are third-party code: each is installed with install scripts disabled (``synth.tools.servers``) and
+started under the rollouts' confinement (``synth.sim.sandbox.confine_command``: no network, read-only host,
+an unprivileged uid of its own, rlimits) to answer ``tools/list``. Where that confinement is unavailable the
+harvest refuses to start, unless ``allow_unconfined`` (``synth tools harvest --unconfined``) says otherwise;
+the report records which it was, per server and for the run.
 """
 
 from __future__ import annotations
@@ -32,11 +38,21 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, ConfigDict, Field
 
 from synth.paths import TOOLS_REGISTRY
+from synth.sim.sandbox import (
+    CONFINEMENT,
+    confine_command,
+    give_to,
+    isolation,
+    kill_uid,
+    runtime_paths,
+    server_uid,
+)
 from synth.tools.servers import (
     SERVERS_FILE,
     InstallError,
     ServerEntry,
     ensure_installed,
+    install_root,
     load_servers,
     server_env,
 )
@@ -64,12 +80,18 @@ class ServerResult(BaseModel):
     seconds: float = 0.0
     harvested_at: str | None = None
     server_info: dict[str, Any] | None = Field(default=None, description="serverInfo from initialize.")
+    confined: bool | None = Field(
+        default=None, description="Started confined (no network, its own uid); None: never started."
+    )
 
 
 class HarvestReport(BaseModel):
     started_at: str
     finished_at: str | None = None
     timeout_s: float
+    confinement: str | None = Field(
+        default=None, description="How this run started servers: 'confined: ...' or 'UNCONFINED (allowed): ...'."
+    )
     servers: list[ServerResult] = Field(default_factory=list)
 
     @property
@@ -94,6 +116,8 @@ class HarvestReport(BaseModel):
             "failed": len(self.failed),
             "failed_by_stage": by_stage,
             "tools": self.tool_count,
+            "confinement": self.confinement,
+            "unconfined_servers": sum(r.confined is False for r in self.servers),
         }
 
     def headline(self) -> str:
@@ -166,10 +190,13 @@ def harvest(
     only: list[str] | None = None,
     install_timeout_s: float = 300,
     retry_failed: bool = True,
+    allow_unconfined: bool = False,
 ) -> HarvestReport:
     """Harvest ``servers`` into ``out_dir`` (blocking); see :func:`harvest_async`."""
     return anyio.run(
-        lambda: harvest_async(servers, out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed)
+        lambda: harvest_async(
+            servers, out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed, allow_unconfined
+        )
     )
 
 
@@ -181,10 +208,12 @@ def run_harvest(
     out_dir: Path = TOOLS_REGISTRY / "mcp",
     install_timeout_s: float = 300,
     retry_failed: bool = True,
+    allow_unconfined: bool = False,
 ) -> HarvestReport:
     """The CLI's entry: harvest the servers of ``servers_file`` into ``out_dir`` (the committed registry)."""
     return harvest(
-        load_servers(servers_file), out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed
+        load_servers(servers_file), out_dir, parallel, timeout_s, only, install_timeout_s, retry_failed,
+        allow_unconfined,
     )
 
 
@@ -196,16 +225,20 @@ async def harvest_async(
     only: list[str] | None = None,
     install_timeout_s: float = 300,
     retry_failed: bool = True,
+    allow_unconfined: bool = False,
 ) -> HarvestReport:
     """Harvest every selected server, ``parallel`` at a time, and write JSONL files and the report.
 
     Servers with a JSONL already in ``out_dir`` are skipped (their earlier report row is kept); servers that
-    failed before are tried again unless ``retry_failed`` is False.
+    failed before are tried again unless ``retry_failed`` is False. Raises ConfinementUnavailable before
+    anything is installed when servers can't be confined here and ``allow_unconfined`` is False.
     """
+    confined = await anyio.to_thread.run_sync(_confined, allow_unconfined)
     out_dir.mkdir(parents=True, exist_ok=True)
     report_path = out_dir / REPORT_NAME
     previous = {r.server: r for r in (HarvestReport.read(report_path) or _empty_report(timeout_s)).servers}
     report = _empty_report(timeout_s)
+    report.confinement = f"confined: {CONFINEMENT}" if confined else "UNCONFINED (allowed by --unconfined)"
     # Only rows this run produced are merged into the report, so a concurrent harvest's rows survive.
     fresh: dict[str, ServerResult] = {}
     todo: list[ServerEntry] = []
@@ -229,7 +262,7 @@ async def harvest_async(
 
     async def one(entry: ServerEntry) -> None:
         async with limit:
-            result = await harvest_server(entry, out_dir, timeout_s, install_timeout_s)
+            result = await harvest_server(entry, out_dir, timeout_s, install_timeout_s, confined=confined)
         fresh[entry.id] = result
         await anyio.to_thread.run_sync(_merge_into_report, report_path, report, [result])
         log.info("%s: %s %s", entry.id, result.status, result.reason or f"{result.tools} tools")
@@ -256,9 +289,12 @@ def _merge_into_report(path: Path, report: HarvestReport, results: list[ServerRe
 
 
 async def harvest_server(
-    entry: ServerEntry, out_dir: Path, timeout_s: float = 60, install_timeout_s: float = 300
+    entry: ServerEntry, out_dir: Path, timeout_s: float = 60, install_timeout_s: float = 300, *, confined: bool = True
 ) -> ServerResult:
-    """Install, start and list one server; never raises for a server's fault, returns a failed result."""
+    """Install, start and list one server; never raises for a server's fault, returns a failed result.
+
+    ``confined=False`` starts it unconfined: only for a caller that was explicitly allowed to (see ``harvest``).
+    """
     started = time.monotonic()
     base = {
         "server": entry.id,
@@ -272,7 +308,7 @@ async def harvest_server(
             exe = await anyio.to_thread.run_sync(ensure_installed, entry, install_timeout_s)
         except InstallError as exc:
             raise HarvestError("install", str(exc)) from exc
-        info, tools = await list_server_tools(entry, exe, timeout_s)
+        info, tools = await list_server_tools(entry, exe, timeout_s, confined=confined)
         if not tools:
             raise HarvestError("list", "the server listed no tools")
     except HarvestError as exc:
@@ -282,6 +318,7 @@ async def harvest_server(
             stage=exc.stage,
             reason=_clip(exc.reason),
             seconds=round(time.monotonic() - started, 1),
+            confined=None if exc.stage == "install" else confined,
         )
     harvested_at = _now()
     lines = [
@@ -303,13 +340,18 @@ async def harvest_server(
         harvested_at=harvested_at,
         server_info=info,
         seconds=round(time.monotonic() - started, 1),
+        confined=confined,
     )
 
 
+HARVEST_WORKSPACE = "/home/user/workspace"
+"""Where a confined server sees its scratch root."""
+
+
 async def list_server_tools(
-    entry: ServerEntry, exe: Path, timeout_s: float = 60
+    entry: ServerEntry, exe: Path, timeout_s: float = 60, *, confined: bool = True
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Start the server in a scratch root, initialize, and page through ``tools/list``.
+    """Start the server in a scratch root (confined, see ``confine_command``), initialize, page ``tools/list``.
 
     Raises HarvestError with stage ``start`` (spawn, crash or silence before initialize answers) or ``list``.
     The server's process group is killed on every way out, timeouts included (stdio_client shields its
@@ -322,12 +364,16 @@ async def list_server_tools(
         root = Path(scratch) / "root"
         await anyio.to_thread.run_sync(_prepare_root, root)
         token = uuid.uuid4().hex
-        params = StdioServerParameters(
-            command=str(exe),
-            args=[a.replace("{root}", str(root)) for a in entry.args],
-            env={**_env(entry, exe, root), _TOKEN_VAR: token},
-            cwd=str(root),
-        )
+        seen = HARVEST_WORKSPACE if confined else str(root)
+        argv = [str(exe), *(a.replace("{root}", seen) for a in entry.args)]
+        env = {**_env(entry, exe, seen), _TOKEN_VAR: token}
+        uid = server_uid() if confined else None
+        if uid is not None:
+            give_to(root, uid)
+            env["HOME"] = seen  # the host's HOME is hidden from the server's uid
+            expose = [str(install_root(entry)), *runtime_paths(exe)]
+            argv = confine_command(argv, root, uid=uid, visible_at=HARVEST_WORKSPACE, expose=expose)
+        params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=str(root))
         stage: Stage = "start"
         try:
             with anyio.fail_after(timeout_s * 2 + 5):  # a backstop over both stages' own timeouts
@@ -354,6 +400,8 @@ async def list_server_tools(
             raise HarvestError(stage, f"{_describe(leaf)}{_stderr_tail(errlog)}") from exc
         finally:
             await anyio.to_thread.run_sync(reap_strays, token)
+            if uid is not None:
+                await anyio.to_thread.run_sync(kill_uid, uid)
 
 
 async def _list_all(session: ClientSession) -> list[dict[str, Any]]:
@@ -409,14 +457,18 @@ def reap_strays(token: str) -> list[int]:
     return killed
 
 
-def _env(entry: ServerEntry, exe: Path, root: Path) -> dict[str, str]:
+def _env(entry: ServerEntry, exe: Path, root: str) -> dict[str, str]:
     env = server_env(entry)
-    env = {k: v.replace("{root}", str(root)) for k, v in env.items()}
+    env = {k: v.replace("{root}", root) for k, v in env.items()}
     # The server's own bin dir first: servers that spawn helpers from their package find them there.
     env["PATH"] = os.pathsep.join([str(exe.parent), env.get("PATH", os.defpath)])
-    env.setdefault("HOME", str(root))
+    env.setdefault("HOME", root)
     env.setdefault("NO_COLOR", "1")
     return env
+
+
+def _confined(allow_unconfined: bool) -> bool:
+    return isolation(allow_unconfined) == "confined"
 
 
 def _result_from_jsonl(entry: ServerEntry, path: Path) -> ServerResult:

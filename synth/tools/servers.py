@@ -2,6 +2,10 @@
 
 Both the harvester and the rollout's real execution start servers through this module, so a server installed
 once is reused by every stage and every clone (installs live in the cache, not the repository).
+
+Installing runs no package's own code: npm installs with ``--ignore-scripts`` and pip takes wheels only
+(``--only-binary :all:``, so no ``setup.py`` runs). A server that needs its install scripts or a source build
+says so in ``mcp_servers.yaml`` (``install_scripts`` / ``build_from_source``); nothing falls back on its own.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ class ServerEntry(BaseModel):
     )
     category: str = "general"
     sandbox_safe: bool = Field(default=False, description="Safe to call for real inside a rollout sandbox.")
+    install_scripts: bool = Field(
+        default=False, description="npm only: run the packages' install scripts (third-party code, as the installer)."
+    )
+    build_from_source: bool = Field(
+        default=False, description="PyPI only: allow source distributions (their setup.py runs at install)."
+    )
 
 
 class InstallError(RuntimeError):
@@ -126,12 +136,8 @@ def _install_locked(entry: ServerEntry, root: Path, timeout_s: float) -> Path:
                 "--no-save",
                 f"{entry.package}@{entry.version}",
             ]
-            try:
-                _run(npm, timeout_s, env=_NPM_ENV)
-            except InstallError:
-                # Install scripts that fetch browsers or prebuilt binaries fail here (only the package
-                # registries are reachable); most servers still list their tools without them.
-                _run([*npm, "--ignore-scripts"], timeout_s, env=_NPM_ENV)
+            # Install scripts are third-party code run as the installer; only an entry that needs them runs them.
+            _run(npm if entry.install_scripts else [*npm, "--ignore-scripts"], timeout_s, env=_NPM_ENV)
     except InstallError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -162,6 +168,8 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
                     "-q",
                     "--disable-pip-version-check",
                     "--no-compile",
+                    # Wheels only: a source distribution's setup.py is third-party code run at install.
+                    *([] if entry.build_from_source else ["--only-binary", ":all:"]),
                     f"{entry.package}=={entry.version}",
                     *entry.requirements,
                 ],
@@ -171,6 +179,11 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
         except InstallError as exc:
             last = exc
             if "Python" not in str(exc):  # only a Requires-Python mismatch is worth another interpreter
+                if not entry.build_from_source and "matching distribution" in str(exc):
+                    raise InstallError(
+                        f"{exc}; wheels only were allowed (a source build runs the package's setup.py): set "
+                        f"build_from_source: true for {entry.id} in mcp_servers.yaml to allow it"
+                    ) from exc
                 raise
     assert last is not None
     raise last

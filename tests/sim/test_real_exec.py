@@ -13,15 +13,16 @@ import pytest
 import yaml
 
 from synth.schemas import ToolSpec, stable_id
+from synth.sim import sandbox
 from synth.sim.real_exec import (
     DEFAULT_SERVERS,
     DEFAULT_WORKSPACE,
+    ConfinementUnavailable,
     HubError,
     RealToolHub,
     UnknownToolError,
     sandbox_servers,
 )
-from synth.sim.sandbox import confinement_available
 from synth.tools.servers import ServerEntry, ensure_installed
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,6 +62,11 @@ def _descendants(pid: int) -> set[int]:
 def _cap_eff(pid: int) -> str:
     status = Path(f"/proc/{pid}/status").read_text()
     return next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
+
+
+def _uids(pid: int) -> set[int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {int(u) for u in next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]}
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +139,6 @@ async def test_filesystem_refuses_paths_outside_the_root(specs: list[ToolSpec], 
 
 @integration
 async def test_confined_servers_see_the_same_workspace_path_every_episode(specs: list[ToolSpec]) -> None:
-    if not confinement_available()[0]:
-        pytest.skip("no confinement here: servers see the host path of the scratch root")
     roots = []
     for _ in range(2):
         async with RealToolHub(SERVERS, specs=specs) as hub:
@@ -239,10 +243,10 @@ async def test_servers_and_scratch_root_are_gone_after_exit(specs: list[ToolSpec
         root = hub.root
         during = _descendants(os.getpid()) - before
         assert len(during) >= len(SERVERS)
-        if confinement_available()[0]:
-            # Every server process runs confined: no capabilities left (and no network, read-only mounts).
-            assert hub.isolation == "namespaces"
-            assert {_cap_eff(pid) for pid in during} == {"0000000000000000"}
+        # Every server process runs confined: an unprivileged uid, no capabilities (no network, read-only host).
+        assert hub.isolation == "confined"
+        assert {_cap_eff(pid) for pid in during} == {"0000000000000000"}
+        assert all(0 not in _uids(pid) for pid in during), {pid: _uids(pid) for pid in during}
         entity = {"name": "x", "entityType": "t", "observations": []}
         await hub.call("create_entities", {"entities": [entity]})
     await anyio.sleep(0.2)
@@ -275,3 +279,15 @@ def test_sandbox_servers_come_from_the_servers_file_when_it_has_safe_entries(tmp
     path.write_text(yaml.safe_dump({"servers": [unsafe]}))
     assert sandbox_servers(path) == list(DEFAULT_SERVERS)
     assert sandbox_servers(tmp_path / "missing.yaml") == list(DEFAULT_SERVERS)
+
+
+async def test_without_confinement_the_hub_refuses_unless_unconfined_is_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The reviewed defect: servers fell back to running unconfined with only a warning.
+    monkeypatch.setattr(sandbox, "confinement_available", lambda: (False, "no namespaces in this container"))
+    with pytest.raises(ConfinementUnavailable, match=r"no namespaces in this container.*allow unconfined"):
+        async with RealToolHub([DEFAULT_SERVERS[0]], specs=[]):
+            pass
+    async with RealToolHub([DEFAULT_SERVERS[0]], specs=[], allow_unconfined=True) as hub:
+        assert hub.isolation == "unconfined" and hub.workspace == str(hub.root)

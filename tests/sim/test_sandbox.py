@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import socket
 import subprocess
@@ -24,8 +25,11 @@ from synth.sim.sandbox import (
     check_python,
     confine_command,
     confinement_available,
+    give_to,
+    kill_uid,
     run_python,
     sandbox_available,
+    server_uid,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -222,38 +226,123 @@ def test_run_python_refuses_when_sandbox_unavailable(monkeypatch: pytest.MonkeyP
 
 
 CONFINE_OK, CONFINE_WHY = confinement_available()
+needs_confinement = pytest.mark.skipif(not CONFINE_OK, reason=f"no confinement here: {CONFINE_WHY}")
 
 
-@pytest.mark.skipif(not CONFINE_OK, reason=f"no confinement here: {CONFINE_WHY}")
+def _confined(script: str, root: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    uid = server_uid()
+    give_to(root, uid)
+    try:
+        cmd = confine_command(["/bin/sh", "-c", script], root, uid=uid, **kwargs)  # type: ignore[arg-type]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    finally:
+        kill_uid(uid)
+
+
+@needs_confinement
 def test_confined_program_writes_only_its_dir_and_has_no_network_or_capabilities(tmp_path: Path) -> None:
     outside = Path("/tmp") / f"synth-confine-escape-{uuid.uuid4().hex}"
     script = (
-        f'echo ok > "{tmp_path}/inside.txt"; '
+        'echo ok > inside.txt; '
         f'echo escaped > "{outside}" 2>/dev/null && echo WROTE-OUTSIDE; '
         "grep CapEff /proc/self/status; "
-        "cat /proc/net/dev | grep -c ':' "  # interfaces: only the (down) loopback of a fresh namespace
+        "cat /proc/net/dev | grep -c ':'; "  # interfaces: only the (down) loopback of a fresh namespace
+        "id -u"
     )
-    cmd = confine_command(["/bin/sh", "-c", script], tmp_path)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    proc = _confined(script, tmp_path, visible_at="/home/user/ws")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "inside.txt").read_text() == "ok\n"
     assert not outside.exists() and "WROTE-OUTSIDE" not in proc.stdout
     lines = proc.stdout.split("\n")
     assert lines[0].split() == ["CapEff:", "0000000000000000"]
     assert lines[1] == "1"
+    assert int(lines[2]) >= sandbox.SERVER_UID_RANGE[0]
 
 
-@pytest.mark.skipif(not CONFINE_OK, reason=f"no confinement here: {CONFINE_WHY}")
+@needs_confinement
 def test_confined_program_can_see_its_dir_at_a_fixed_path(tmp_path: Path) -> None:
-    script = "pwd && echo hi > note.txt"
-    cmd = confine_command(["/bin/sh", "-c", script], tmp_path, visible_at="/home/user/ws")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    proc = _confined("pwd && echo hi > note.txt", tmp_path, visible_at="/home/user/ws")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "/home/user/ws\n"
     assert (tmp_path / "note.txt").read_text() == "hi\n"
     assert not Path("/home/user/ws").exists()  # only the program's own mount view has it
     with pytest.raises(ValueError, match="visible_at"):
-        confine_command(["/bin/true"], tmp_path, visible_at="relative/path")
+        confine_command(["/bin/true"], tmp_path, uid=server_uid(), visible_at="relative/path")
+    with pytest.raises(ValueError, match="unprivileged uid"):
+        confine_command(["/bin/true"], tmp_path, uid=0)
+
+
+# An MCP-server-like program that tries to escape: reach a server on the host's loopback and the outside
+# world, write outside its root (the host's /tmp, the repository, root's home), read root-only files, regain
+# uid 0 through a setuid binary, and signal a host process.
+ESCAPE = """
+import errno, json, os, socket, subprocess, sys
+out = {"uid": os.getuid(), "euid": os.geteuid()}
+for name, addr in [("loopback", ("127.0.0.1", int(sys.argv[1]))), ("world", ("1.1.1.1", 53))]:
+    try:
+        socket.create_connection(addr, timeout=2).close()
+        out[name] = "CONNECTED"
+    except OSError as exc:
+        out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+home = "/root/" + os.path.basename(sys.argv[2])
+for name, path in [("tmp", sys.argv[2]), ("repo", sys.argv[3]), ("root_home", home)]:
+    try:
+        with open(path, "w") as fh:
+            fh.write("escaped")
+        out[name] = "WROTE"
+    except OSError as exc:
+        out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+try:
+    open("/etc/shadow").read()
+    out["shadow"] = "READ"
+except OSError as exc:
+    out["shadow"] = errno.errorcode.get(exc.errno, str(exc.errno))
+try:
+    su = subprocess.run(["su", "-c", "id -u"], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL)
+    out["su"] = su.stdout.strip() or "refused"
+except Exception:
+    out["su"] = "refused"
+try:
+    os.kill(int(sys.argv[4]), 0)
+    out["signal_host"] = "SENT"
+except OSError as exc:
+    out["signal_host"] = errno.errorcode.get(exc.errno, str(exc.errno))
+open("inside.txt", "w").write("ok")
+print(json.dumps(out))
+"""
+
+
+@needs_confinement
+def test_an_mcp_server_like_program_cannot_escape(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "escape.py").write_text(ESCAPE)
+    name = f"synth-escape-{uuid.uuid4().hex}"
+    targets = [Path("/tmp") / name, REPO_ROOT / name, Path("/root") / name]
+    accepted: list[object] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        uid = server_uid()
+        give_to(root, uid)
+        cmd = confine_command([sys.executable, "escape.py", str(port), str(targets[0]), str(targets[1]),
+                               str(os.getpid())], root, uid=uid, visible_at="/home/user/workspace")  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        finally:
+            kill_uid(uid)
+        with contextlib.suppress(OSError):
+            accepted.append(server.accept())
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["uid"] != 0 and result["euid"] != 0
+    assert result["loopback"] == "ENETUNREACH" and result["world"] == "ENETUNREACH" and not accepted
+    assert {result[k] for k in ("tmp", "repo", "root_home")} <= {"EROFS", "EACCES", "ENOENT"}
+    assert result["shadow"] in {"EACCES", "ENOENT"}
+    assert result["su"] != "0"
+    assert result["signal_host"] == "EPERM"
+    assert (root / "inside.txt").read_text() == "ok"
+    assert not any(t.exists() for t in targets)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or sys.platform != "linux", reason="the sandbox needs root on Linux")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from synth.sim import sandbox
+from synth.sim.sandbox import ConfinementUnavailable, confinement_available
 from synth.tools.harvest import HarvestReport, harvest_async, harvest_server, jsonl_path, select
 from synth.tools.servers import ServerEntry
 
@@ -43,15 +49,14 @@ async def test_crash_at_start_is_reported_with_stderr(fake_entry, tmp_path: Path
 
 
 async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
-    entry = fake_entry("pypi/fake-silent", "silent", str(pid_file))
+    entry = fake_entry("pypi/fake-silent", "silent")
     started = time.monotonic()
     result = await harvest_server(entry, tmp_path / "out", timeout_s=2)
     elapsed = time.monotonic() - started
     assert result.status == "failed" and result.stage == "start"
     assert "no answer to initialize within 2s" in (result.reason or "")
     assert elapsed < 2 + 8, f"timeout plus shutdown grace took {elapsed:.1f}s"
-    pid = int(pid_file.read_text())
+    pid = int(re.search(r"pid=(\d+)", result.reason or "").group(1))  # type: ignore[union-attr]
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -59,11 +64,10 @@ async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path)
 
 
 async def test_helpers_that_leave_the_process_group_are_killed(fake_entry, tmp_path: Path) -> None:
-    pid_file = tmp_path / "helper"
-    entry = fake_entry("pypi/fake-daemon", "daemon", str(pid_file))
+    entry = fake_entry("pypi/fake-daemon", "daemon")
     result = await harvest_server(entry, tmp_path / "out", timeout_s=20)
     assert result.status == "ok", result.reason
-    pid = int(pid_file.read_text())
+    pid = int((result.server_info or {})["version"].removeprefix("helper-"))
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -97,7 +101,7 @@ async def test_harvest_reports_every_server_and_resumes(fake_entry, tmp_path: Pa
     entries = [
         fake_entry("pypi/fake-ok", "ok"),
         fake_entry("pypi/fake-crash", "crash"),
-        fake_entry("pypi/fake-silent", "silent", str(tmp_path / "pid")),
+        fake_entry("pypi/fake-silent", "silent"),
     ]
     report = await harvest_async(entries, out, parallel=3, timeout_s=3)
     by_id = {r.server: r for r in report.servers}
@@ -122,3 +126,46 @@ def test_select_matches_ids_and_globs(fake_entry) -> None:
     assert select(entries, None) == entries
     with pytest.raises(ValueError, match="known ids"):
         select(entries, ["nope"])
+
+
+needs_confinement = pytest.mark.skipif(
+    not confinement_available()[0], reason=f"no confinement here: {confinement_available()[1]}"
+)
+
+
+@needs_confinement
+async def test_harvested_server_runs_confined_and_cannot_escape(fake_entry, tmp_path: Path) -> None:
+    # The reviewed defect: harvested servers ran unconfined, as root, with the network.
+    outside = Path("/tmp") / f"synth-harvest-escape-{uuid.uuid4().hex}"
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        entry = fake_entry("pypi/fake-escape", "escape", str(port), str(outside), str(os.getpid()))
+        result = await harvest_server(entry, tmp_path / "out", timeout_s=30)
+        try:
+            listener.accept()
+            reached = True
+        except OSError:
+            reached = False
+    assert result.status == "ok", result.reason
+    assert result.confined is True
+    tried = json.loads((result.server_info or {})["version"])
+    assert tried["uid"] != 0 and tried["euid"] != 0
+    assert tried["loopback"] == "ENETUNREACH" and not reached
+    assert tried["outside"] in {"EROFS", "EACCES"} and tried["etc"] in {"EROFS", "EACCES"}
+    assert not outside.exists()
+    assert tried["signal_host"] == "EPERM"
+    assert tried["cwd"] == "/home/user/workspace"
+
+
+async def test_harvest_refuses_to_run_unconfined_unless_allowed(
+    fake_entry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "confinement_available", lambda: (False, "no namespaces in this container"))
+    entry = fake_entry("pypi/fake-ok", "ok")
+    with pytest.raises(ConfinementUnavailable, match="--unconfined"):
+        await harvest_async([entry], tmp_path / "out", timeout_s=20)
+    assert not (tmp_path / "out" / "harvest_report.json").exists()
+    report = await harvest_async([entry], tmp_path / "out", timeout_s=20, allow_unconfined=True)
+    assert report.summary()["confinement"].startswith("UNCONFINED") and report.summary()["unconfined_servers"] == 1
+    assert report.servers[0].status == "ok" and report.servers[0].confined is False

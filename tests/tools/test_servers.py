@@ -59,3 +59,33 @@ def test_committed_registry_meets_the_issue_goals() -> None:
     assert len(registry) >= 1000, len(registry)
     assert len(registry.servers()) >= 100, len(registry.servers())
     assert all(s.real_exec == (s.provenance.server in safe) for s in registry)
+
+
+def test_installs_run_no_package_code_unless_the_entry_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reviewed defect: 554 packages were installed with their install scripts enabled.
+    from synth.tools import servers
+    from synth.tools.servers import ServerEntry
+
+    monkeypatch.setenv("SYNTH_CACHE", str(tmp_path))
+    commands: list[list[str]] = []
+
+    def record(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> None:
+        commands.append(cmd)
+        if "venv" in cmd:
+            (Path(cmd[-1]) / "bin").mkdir(parents=True, exist_ok=True)
+
+    monkeypatch.setattr(servers, "_run", record)
+    npm = ServerEntry(id="npm/x", registry="npm", package="x", version="1.0.0", command="x")
+    pypi = ServerEntry(id="pypi/y", registry="pypi", package="y", version="1.0.0", command="y")
+    servers.install_package(npm)
+    servers.install_package(pypi)
+    assert commands[0][:2] == ["npm", "install"] and "--ignore-scripts" in commands[0]
+    pip = next(c for c in commands if "pip" in c)
+    assert pip[pip.index("--only-binary") + 1] == ":all:"
+    commands.clear()
+    servers.install_package(npm.model_copy(update={"version": "2.0.0", "install_scripts": True}))
+    servers.install_package(pypi.model_copy(update={"version": "2.0.0", "build_from_source": True}))
+    assert "--ignore-scripts" not in commands[0]
+    assert "--only-binary" not in next(c for c in commands if "pip" in c)
