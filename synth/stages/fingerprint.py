@@ -34,6 +34,15 @@ STAGE_FILES: dict[str, list[Path]] = {
     "judge": [PROMPTS / "judge.j2", RUBRICS / "core.yaml", RUBRICS / "prescriptive.yaml",
               RUBRICS / "coding_problems.yaml"],
 }
+# Fields that change how many rows a stage plans, not what any row holds (row ids hash content and seed, so a
+# row in both plans is the same row), or that apply only once every row exists (acceptance). Quota mode grows
+# agents.count round by round and best-of-N may be raised later: both must resume, not refuse.
+NOT_SHAPING: dict[str, tuple[str, ...]] = {
+    "agents": ("count",),
+    "tasks": ("per_agent",),
+    "rollouts": ("samples",),
+    "judge": ("accept", "trust_agreement", "calibration_min_pairs"),
+}
 # LLM settings that change what a model writes; endpoints, concurrency and deadlines do not.
 LLM_FIELDS = ("model", "temperature", "max_tokens", "structured_retries", "tool_calling", "roles")
 
@@ -57,7 +66,8 @@ def compute(stage: str, config: PipelineConfig, served_model: str | None, upstre
     parts: dict[str, Any] = {"seed": config.seed}
     section = getattr(config, stage, None)
     if section is not None and hasattr(section, "model_dump"):
-        parts.update({f"{stage}.{k}": v for k, v in section.model_dump(mode="json").items()})
+        skip = NOT_SHAPING.get(stage, ())
+        parts.update({f"{stage}.{k}": v for k, v in section.model_dump(mode="json").items() if k not in skip})
     if uses_llm:
         llm = config.llm.model_dump(mode="json")
         parts.update({f"llm.{k}": llm[k] for k in LLM_FIELDS if k in llm})

@@ -90,3 +90,19 @@ async def test_judge_handles_an_episode_with_no_task(cfg: PipelineConfig) -> Non
     row = await stage.process(WorkItem(id="t"), ctx, UsageByRole())
     assert row.verdict is not None and not row.verdict.eligible
     assert "trajectory failed before judging: validation: cut off" in row.verdict.reasons[0]
+
+
+def test_plan_size_and_acceptance_do_not_make_rows_stale(cfg: PipelineConfig) -> None:
+    from synth.stages import fingerprint
+
+    def digest(stage: str, **section: object) -> str:
+        part = getattr(cfg, stage).model_copy(update=section)
+        return fingerprint.digest(fingerprint.compute(stage, cfg.model_copy(update={stage: part}), "m", None))
+
+    # More samples, more agents (quota growth), another acceptance mode: the same rows stay valid.
+    assert digest("rollouts", samples=3) == digest("rollouts", samples=8)
+    assert digest("agents", count=1) == digest("agents", count=2)
+    assert digest("judge", accept="auto") == digest("judge", accept="verifiable")
+    # What shapes a row still counts.
+    assert digest("rollouts", max_turns=1) != digest("rollouts", max_turns=2)
+    assert digest("judge", pass_threshold=0.6) != digest("judge", pass_threshold=0.7)
