@@ -42,19 +42,31 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1) from None
 
 
+def _exit_if_all_failed(summaries: list) -> None:
+    """A stage none of whose rows succeeded is a failed run, whatever else finished: say so and exit 1."""
+    for s in summaries:
+        if s.planned and s.ok == 0:
+            kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s.errors.items())) or "no rows"
+            console.print(f"[red]error:[/red] every row of stage {s.stage!r} failed ({kinds}); the rows keep the "
+                          f"server's replies and the errors: see runs/<run>/{s.stage}/")
+            raise typer.Exit(1)
+
+
 def _stage(name: str, config: Path | None, overrides: list[str] | None, run: str | None) -> None:
     from synth.endpoints import endpoints_for
     from synth.llm.client import EndpointUnavailable
     from synth.report.summary import stage_table
+    from synth.stages.fingerprint import StageSettingsChanged
     from synth.stages.runner import StageIncomplete, run_stage
 
     cfg = _config(config, overrides, run)
     try:
         with endpoints_for(cfg, keep_server=True) as endpoints:
             summary = run_stage(name, cfg, endpoints)
-    except (EndpointUnavailable, StageIncomplete, FileNotFoundError) as exc:
+    except (EndpointUnavailable, StageIncomplete, StageSettingsChanged, FileNotFoundError) as exc:
         _fail(exc)
     console.print(stage_table([summary]))
+    _exit_if_all_failed([summary])
 
 
 def _stage_command(name: str, doc: str) -> None:
@@ -147,6 +159,7 @@ def pipeline(
     from synth.llm.client import EndpointUnavailable
     from synth.pipeline import run_pipeline
     from synth.preflight import describe, preflight
+    from synth.stages.fingerprint import StageSettingsChanged
     from synth.report.summary import print_report
 
     cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
@@ -156,13 +169,14 @@ def pipeline(
             for line in describe(pre):
                 console.print(line)
             report = run_pipeline(cfg, endpoints, preflight=pre)
-    except EndpointUnavailable as exc:
+    except (EndpointUnavailable, StageSettingsChanged) as exc:
         _fail(exc)
     print_report(report, Console())
     from synth.report.page import write_page
 
     page = write_page(cfg)
     console.print(f"report page: {page}")
+    _exit_if_all_failed(report.stages)
 
 
 @app.command()
@@ -170,6 +184,8 @@ def improve(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds after the base model's eval (improve.rounds).")] = None,
     keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Also write data_value.md/.json (base vs trained) here, "
+                                                 "e.g. bench/results.")] = None,
 ) -> None:
     """Expert iteration: rounds of generate -> accept -> train -> eval, with the curve per round (resumable)."""
     from synth.endpoints import endpoints_for
@@ -189,6 +205,10 @@ def improve(
                            for name, s in r.models.items())
         console.print(f"round {r.round}: train {r.train_trajectories} rows; {scores or r.note or 'no scores'}")
     console.print(f"curve: {result.plot}; numbers: {cfg.run_dir / 'improve' / 'improve.json'}")
+    from synth.improve.data_value import write_data_value
+
+    page = write_data_value(result, cfg, results or cfg.run_dir / "improve")
+    console.print(f"base vs trained: {page}")
 
 
 @app.command()
@@ -211,6 +231,35 @@ def train(
     console.print_json(summary.model_dump_json(exclude={"log"}))
     console.print(f"checkpoint: {summary.checkpoint} (serve it with --chat-template {summary.chat_template} "
                   f"--tool-call-parser {summary.tool_call_parser})")
+
+
+@app.command(name="eval")
+def eval_(
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="'base', a name under runs/<run>/train/, or a checkpoint folder (repeatable); "
+        "default: base and every trained model of the run.")] = None,
+    keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
+) -> None:
+    """Run the held-out tasks with each model as the agent; valid calls, code checks and judge score side by side."""
+    from synth.endpoints import endpoints_for
+    from synth.evaluate.run import evaluate_models, resolve_models
+    from synth.llm.client import EndpointUnavailable
+    from synth.serve.server import ServerError
+
+    cfg = _config(config, set_, run)
+    try:
+        models = resolve_models(cfg, model)
+        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+            summary = evaluate_models(cfg, endpoints, models)
+    except (EndpointUnavailable, ServerError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    for name, m in summary.models.items():
+        o = m.overall
+        console.print(f"{name}: valid calls {o.valid_call_rate:.0%} ({o.calls_valid}/{o.calls_attempted}), "
+                      f"checks passed {o.pass_rate:.0%} ({o.checks_passed}/{o.checked_episodes}), "
+                      f"judge {o.judge_score:.2f} over {o.episodes} episodes")
+    console.print(f"table: {summary.table}; plots: {', '.join(summary.plots)}")
 
 
 @app.command()

@@ -154,3 +154,19 @@ def test_eval_adapter_keeps_rounds_apart_and_maps_scores(config: PipelineConfig,
     assert set(seen) == {"base", "muonclip-round2"}  # round 2's rows go to their own eval folder
     assert (out["muonclip"].valid_call_rate, out["muonclip"].pass_rate, out["muonclip"].judge_score) == \
         (0.75, 0.5, 0.4)
+
+
+def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
+    import json
+
+    from synth.improve.data_value import write_data_value
+
+    report = run_improve(config, [], steps=Recorder().steps())
+    page = write_data_value(report, config, tmp_path / "results")
+    data = json.loads((tmp_path / "results" / "data_value.json").read_text())
+    assert data["train_trajectories"] == 3 and data["heldout_tasks"] == 2
+    for name, lift in (("base", 0.0), ("muonclip", 0.3), ("adamw", 0.2)):
+        assert data[name]["pass_rate"] == pytest.approx(0.1 + lift)
+        assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
+    assert "| muonclip | 50.0% | 40.0% | 60.0% |" in page.read_text()
+    assert data["machine"]["cores"] >= 1

@@ -1,0 +1,80 @@
+"""``bench/results/data_value.{md,json}``: base vs trained on the held-out tasks, from one ``synth improve`` run.
+
+The figures are the last round's (the model trained on every round's data); a model that was never trained (no
+accepted trajectories) has null scores, and the Markdown says why instead of showing a number.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from synth.config import PipelineConfig
+from synth.improve.loop import ImproveReport, ModelScores
+
+KEYS = ("valid_call_rate", "pass_rate", "judge_score")
+MODELS = ("base", "muonclip", "adamw")
+
+
+def _scores(s: ModelScores | None) -> dict[str, float | None]:
+    return {k: (None if s is None else getattr(s, k)) for k in KEYS}
+
+
+def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
+    from synth.bench.machine import machine_info
+
+    last = max((r for r in report.rounds if r.round > 0), key=lambda r: r.round, default=None)
+    base = report.rounds[0].models.get("base") if report.rounds and report.rounds[0].round == 0 else None
+    out: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "run": report.run,
+        "rounds": config.improve.rounds,
+        "train_trajectories": last.train_trajectories if last else 0,
+        "heldout_tasks": report.heldout_tasks,
+        "base": _scores(base),
+    }
+    for name in MODELS[1:]:
+        out[name] = _scores(last.models.get(name) if last else None)
+    out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
+                         "train_trajectories": r.train_trajectories, "note": r.note,
+                         **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
+    out["config"] = {"agents.count": config.agents.count, "tasks.per_agent": config.tasks.per_agent,
+                     "rollouts.samples": config.rollouts.samples, "judge.accept": config.judge.accept,
+                     "dataset.heldout_share": config.dataset.heldout_share,
+                     "improve.optimizers": list(config.improve.optimizers), "train.epochs": config.train.epochs,
+                     "train.lr": config.train.lr, "llm.model": config.llm.model or "embedded"}
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Path) -> Path:
+    data = data_value(report, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "data_value.json").write_text(json.dumps(data, indent=2) + "\n")
+    if report.plot and Path(report.plot).exists():
+        shutil.copy(report.plot, out_dir / "data_value_curve.png")
+    m = data["machine"]
+    lines = [
+        "# Data value: base vs trained on held-out tasks", "",
+        f"One `synth improve` run ({data['date']}), machine: {m.get('cpu', m)} ({m.get('cores', '?')} cores).",
+        f"Run `{data['run']}`, {data['rounds']} round(s); config: "
+        + ", ".join(f"`{k}={v}`" for k, v in data["config"].items()) + ".", "",
+        f"- training trajectories (last round): {data['train_trajectories']}",
+        f"- held-out tasks: {data['heldout_tasks']}", "",
+        "| model | valid tool-call rate | code-check pass rate | judge score |", "|---|---|---|---|",
+        *[f"| {name} | " + " | ".join(_fmt(data[name][k]) for k in KEYS) + " |" for name in MODELS], "",
+        "## Per round", "",
+        "| round | agent | accepted into train | trained on | note |", "|---|---|---|---|---|",
+        *[f"| {r['round']} | {r['agent']} | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |"
+          for r in data["per_round"]], "",
+        "![curve](data_value_curve.png)" if (out_dir / "data_value_curve.png").exists() else "", "",
+    ]
+    (out_dir / "data_value.md").write_text("\n".join(lines))
+    return out_dir / "data_value.md"
