@@ -34,6 +34,7 @@ T = TypeVar("T", bound=BaseModel)
 FALLBACK_TIMEOUT_S = 600.0  # llm.timeout_s unset and no rate measured (see derive_timeout_s)
 MAX_TIMEOUT_S = 3600.0
 RECORD_ENV = "SYNTH_RECORD_REQUESTS"  # a JSONL path: every request is appended there (see _record_request)
+RAW_CAP = 20_000  # characters of a bad reply kept in its row
 HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
 
 
@@ -49,11 +50,53 @@ class RequestTimedOut(RuntimeError):
 
 
 class ReplyInvalid(ValueError):
-    """The model answered, but its reply does not fit the schema. Carries the raw output for the row."""
+    """The model answered, but its reply does not fit the schema. Carries the raw output for the row.
+
+    The raw output is capped (``RAW_CAP`` characters, the cut and the full length said at its end): a server that
+    streams two million characters of junk must not put them into every row that keeps it.
+    """
+
+    kind = "validation"
 
     def __init__(self, message: str, raw: str | None) -> None:
         super().__init__(message)
-        self.raw = raw
+        self.raw = cap_raw(raw)
+
+
+class ReplyMalformed(ReplyInvalid):
+    """The server's answer is not a chat completion at all (an HTML page, no choices, usage that is not a
+    number): the row keeps what it sent, and the message says what was wrong with it."""
+
+    kind = "malformed"
+
+
+def cap_raw(raw: str | None, cap: int | None = None) -> str | None:
+    cap = RAW_CAP if cap is None else cap
+    if raw is None or len(raw) <= cap:
+        return raw
+    return raw[:cap] + f"\n[... cut at {cap} of {len(raw)} characters]"
+
+
+@dataclass
+class _Sent:
+    parsed: Any
+    text: str
+
+
+def _parse_completion(response: Any, text: str) -> tuple[Any, Usage]:
+    """The first choice and its usage, or ``ReplyMalformed`` with the body the server sent."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise ReplyMalformed(f"server reply is not a chat completion ({type(response).__name__}, no 'choices')",
+                             text)
+    if not choices or getattr(choices[0], "message", None) is None:
+        raise ReplyMalformed("server reply has no choices (or a choice without a message)", text)
+    try:
+        got = Usage(prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
+                    completion_tokens=response.usage.completion_tokens if response.usage else 0, calls=1)
+    except (ValidationError, AttributeError) as exc:
+        raise ReplyMalformed(f"server reply's usage is not token counts: {exc.__class__.__name__}", text) from exc
+    return choices[0], got
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -227,12 +270,8 @@ class LLMPool:
                     "the endpoint's max_concurrency."
                 ) from exc
             raise EndpointUnavailable(self._unavailable_message(state.errors[-len(self._endpoints) * 2:])) from exc
-        choice = response.choices[0]
-        got = Usage(
-            prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
-            completion_tokens=response.usage.completion_tokens if response.usage else 0,
-            calls=1,
-        )
+        choice, got = _parse_completion(response.parsed, response.text)
+        response = response.parsed
         self.usage.record(role, got)
         if usage is not None:
             usage.record(role, got)
@@ -265,7 +304,11 @@ class LLMPool:
         ep.assigned += 1
         try:
             async with ep.semaphore:
-                return await ep.client.chat.completions.create(model=model, messages=messages, **params)
+                # The raw body is kept beside the parsed reply: when a server sends something that is not a chat
+                # completion, the row keeps what it sent, not our re-serialisation of a half-parsed object.
+                raw = await ep.client.chat.completions.with_raw_response.create(model=model, messages=messages,
+                                                                               **params)
+                return _Sent(raw.parse(), raw.text)
         finally:
             ep.assigned -= 1
 

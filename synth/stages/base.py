@@ -90,7 +90,7 @@ class Stage(ABC):
 
     def failed_row(self, item: WorkItem, exc: BaseException, usage: UsageByRole | None = None) -> Row:
         if isinstance(exc, ReplyInvalid):
-            error = RowError(kind="validation", message=str(exc), raw=exc.raw)
+            error = RowError(kind=exc.kind, message=str(exc), raw=exc.raw)
         else:
             error = RowError(kind=type(exc).__name__, message=str(exc),
                              raw="".join(traceback.format_exception(exc))[-2000:])

@@ -115,7 +115,7 @@ async def generate_task(
             )
             rubric, notes = build_rubric(draft, difficulty, agent.tools, library, problem)
         except ReplyInvalid as exc:
-            row.error = RowError(kind="validation", message=str(exc), raw=exc.raw)
+            row.error = RowError(kind=exc.kind, message=str(exc), raw=exc.raw)
             break  # the pool already re-sampled this one
         except openai.BadRequestError as exc:
             # e.g. a toolset whose prompt does not fit the context: this row's problem, not the stage's.

@@ -10,7 +10,14 @@ import pytest
 from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, LLMConfig
-from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid, RequestTimedOut, derive_timeout_s
+from synth.llm.client import (
+    EndpointUnavailable,
+    LLMPool,
+    ReplyInvalid,
+    ReplyMalformed,
+    RequestTimedOut,
+    derive_timeout_s,
+)
 from tests.unit.fake_openai import FakeServer, completion
 
 FAST = LLMConfig(max_retries=3, timeout_s=5, model="fake-model")
@@ -179,3 +186,41 @@ def test_derived_timeout_follows_rate_and_max_tokens() -> None:
     assert 120 <= fast < slow <= 1800
     assert slow == 1800  # 21 tok/s over 64 streams: a 384-token reply takes ~20 min, capped
     assert derive_timeout_s(2048, 360, 64) > derive_timeout_s(256, 360, 64)
+
+
+@pytest.mark.parametrize(("reply", "content_type", "says"), [
+    ("<html><body>502 Bad Gateway</body></html>", "text/html", "not a chat completion"),
+    (json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}),
+     "application/json", "no choices"),
+    (json.dumps({**completion("hi"), "usage": {"prompt_tokens": "many", "completion_tokens": None}}),
+     "application/json", "usage is not token counts"),
+])
+async def test_garbage_replies_keep_what_the_server_sent(reply: str, content_type: str, says: str) -> None:
+    from aiohttp import web
+
+    async with FakeServer(lambda n, b: (200, None)) as server:
+        async def garbage(request: web.Request) -> web.Response:
+            server.requests.append(await request.json())
+            return web.Response(status=200, text=reply, content_type=content_type)
+
+        server._chat = garbage  # type: ignore[method-assign]
+        await server.__aexit__()
+        await server.__aenter__()
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST)
+        with pytest.raises(ReplyMalformed) as err:
+            await pool.structured([{"role": "user", "content": "hi"}], Answer, role="agent")
+        await pool.aclose()
+    assert says in str(err.value)
+    assert err.value.kind == "malformed"
+    assert err.value.raw and (reply[:20] in err.value.raw or "502 Bad Gateway" in err.value.raw)
+
+
+async def test_huge_reply_is_capped_in_the_error_with_its_length() -> None:
+    junk = "x" * 2_000_206
+    async with FakeServer(lambda n, b: (200, completion(junk))) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST.model_copy(update={"structured_retries": 0}))
+        with pytest.raises(ReplyInvalid) as err:
+            await pool.structured([{"role": "user", "content": "hi"}], Answer, role="agent")
+        await pool.aclose()
+    raw = err.value.raw or ""
+    assert len(raw) < 20_100 and raw.endswith("[... cut at 20000 of 2000206 characters]")
