@@ -125,7 +125,7 @@ async def run_episode(
             messages.append(Message(role="user", content=reply.message))
             turns += 1
     except ReplyInvalid as exc:
-        error = RowError(kind="validation", message=f"{stage}: {exc}", raw=exc.raw)
+        error = RowError(kind=exc.kind, message=f"{stage}: {exc}", raw=exc.raw)
     except openai.BadRequestError as exc:
         # Usually the conversation outgrew the context window: this row is lost, the stage goes on.
         error = RowError(kind="request", message=f"{stage}: {exc}"[:2000])
