@@ -7,7 +7,7 @@ SYNTH   := $(BIN)/synth
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 
-.PHONY: help install model serve stop pipeline improve tools harvest tool-stats agents tasks rollouts judge dataset \
+.PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
         report publish test test-fast test-all test-gpu lint bench bench-optim study clean
 
 help:
@@ -52,6 +52,14 @@ pipeline: model
 # Expert iteration: generate -> accept -> train -> eval rounds; runs/<run>/improve/{improve.json,curve.png}
 improve: model
 	$(SYNTH) improve $(ARGS)
+
+# Fine-tune the embedded model (or train.base_model) on the run's train split: MuonClip, or ARGS='--optimizer adamw'.
+train: model
+	$(SYNTH) train $(ARGS)
+
+# Held-out tasks with each model as the agent (base + every trained model): runs/<run>/eval/{eval.md,eval.json,*.png}
+eval: model
+	$(SYNTH) eval $(ARGS)
 
 tools: model
 	$(SYNTH) tools $(ARGS)

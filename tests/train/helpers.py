@@ -65,9 +65,33 @@ def tiny_model(out: Path, *, layers: int = 2, hidden: int = 64, heads: int = 4, 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         max_position_embeddings=4096, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def tool_calling_checkpoint(root: Path) -> Path:
+    """A tiny Llama trained through ``synth train`` until it writes the conversation's turns by heart.
+
+    Trained once per ``root`` (a finished run is not trained again), so tests share one per session through
+    ``tmp_path_factory.getbasetemp()``. Small enough for vLLM on two shared cores (head_dim 64, which vLLM's CPU
+    attention supports), and trained hard enough (one conversation, many steps) that greedy decoding reproduces
+    the assistant's turns: a server that renders the same template and runs the hermes parser must then return
+    the call as ``tool_calls``.
+    """
+    from synth.config import PipelineConfig, TrainConfig
+    from synth.train.trainer import train
+
+    base = root / "tiny-base"
+    if not (base / "config.json").exists():
+        tiny_model(base, layers=2, hidden=128, heads=2, kv_heads=1)
+    data = write_sft(root / "sft.parquet", [{"messages": conversation("Oslo", 3), "tools": [TOOL]}] * 8)
+    cfg = PipelineConfig(runs_dir=root / "runs", run="tc", train=TrainConfig(
+        base_model=base, data_files=[data], lr=2e-2, epochs=60, micro_batch_tokens=4096, grad_accum=1,
+        warmup_ratio=0.05, threads=1, name="tool-caller"))
+    summary = train(cfg, progress=False)
+    assert summary.last_loss is not None and summary.last_loss < 0.05, summary.last_loss
+    return Path(summary.checkpoint)

@@ -1,0 +1,101 @@
+"""The eval's outputs in ``runs/<run>/eval/``: ``eval.md`` (one table per measure, models side by side, per
+difficulty with counts), one PNG per measure, and ``eval.json`` (the whole summary)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from synth.evaluate.metrics import Scores
+    from synth.evaluate.run import EvalSummary
+
+MEASURES = [
+    ("valid_call_rate", "(a) valid tool-call rate",
+     "calls that the server's parser read, that name a tool of the agent's toolset and whose arguments validate "
+     "against its JSON Schema, of the calls tried"),
+    ("pass_rate", "(b) code-check pass rate", "episodes where every code check of the rubric passed, of the "
+     "episodes whose rubric has checks"),
+    ("judge_score", "(c) judge score", "mean weighted rubric score in [0, 1] (0 for an episode that could not be "
+     "judged)"),
+]
+
+
+def _cell(s: Scores, key: str) -> str:
+    if key == "valid_call_rate":
+        return f"{s.valid_call_rate:.0%} ({s.calls_valid}/{s.calls_attempted})" if s.calls_attempted else "- (0/0)"
+    if key == "pass_rate":
+        return f"{s.pass_rate:.0%} ({s.checks_passed}/{s.checked_episodes})" if s.checked_episodes else "- (0/0)"
+    return f"{s.judge_score:.2f} (n={s.episodes})"
+
+
+def markdown(summary: EvalSummary) -> str:
+    names = list(summary.models)
+    rows = ["all", *summary.difficulties]
+    lines = [f"# Held-out evaluation: run `{summary.run}`", "",
+             f"{len(summary.task_ids)} held-out tasks (share {summary.heldout_share}, chosen by task id), one "
+             "episode each per model, the model under test as the agent in native tool-calling mode (vLLM, "
+             "hermes parser, no guided decoding); simulators and judge on the run's endpoints.", ""]
+    for key, title, meaning in MEASURES:
+        lines += [f"## {title}", "", meaning + ".", "", "| difficulty | tasks | " + " | ".join(names) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+        for row in rows:
+            tasks = len(summary.task_ids) if row == "all" else summary.difficulties[row]
+            cells = []
+            for name in names:
+                m = summary.models[name]
+                s = m.overall if row == "all" else m.by_difficulty.get(row)
+                cells.append(_cell(s, key) if s is not None else "-")
+            lines.append(f"| {row} | {tasks} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Episodes", "", "| model | episodes | accepted | errored | episodes with a valid call | "
+              "call outcomes |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, m in summary.models.items():
+        o = m.overall
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(o.call_outcomes.items())) or "no calls"
+        lines.append(f"| {name} | {o.episodes} | {o.accepted} | {o.errored} | {o.episodes_with_valid_call} | "
+                     f"{outcomes} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summary: EvalSummary, out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary.models)
+    groups = ["all", *summary.difficulties]
+    paths = []
+    width = 0.8 / max(1, len(names))
+    for key, title, _ in MEASURES:
+        fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(groups), 3.6))
+        for i, name in enumerate(names):
+            m = summary.models[name]
+            values = []
+            for g in groups:
+                s = m.overall if g == "all" else m.by_difficulty.get(g)
+                values.append(getattr(s, key) if s is not None else 0.0)
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(groups))]
+            ax.bar(xs, values, width=width, label=name)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{g}\n({len(summary.task_ids) if g == 'all' else summary.difficulties[g]})"
+                            for g in groups], fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{title}: held-out tasks of {summary.run}", fontsize=9)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"eval_{key}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(str(path))
+    return paths
+
+
+def write_report(summary: EvalSummary, out_dir: Path) -> EvalSummary:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summary.model_copy(update={"table": str(out_dir / "eval.md"), "plots": plot(summary, out_dir)})
+    (out_dir / "eval.md").write_text(markdown(summary))
+    (out_dir / "eval.json").write_text(summary.model_dump_json(indent=2))
+    return summary

@@ -1,0 +1,109 @@
+"""What eval counts, on hand-made replies and verdicts: call outcomes, check pass rule, aggregates, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synth.evaluate.metrics import CallStats, aggregate, episode_score, reply_calls
+from synth.schemas.rubric import CodeCheck, Criterion, Rubric
+from synth.schemas.verdict import CheckResult, Verdict
+
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                   "additionalProperties": False}}}
+
+
+def _call(name: str, arguments: str) -> dict:
+    return {"id": "c", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_each_kind_of_call_is_told_apart() -> None:
+    reply = {"content": None, "tool_calls": [
+        _call("get_weather", '{"city": "Oslo"}'),       # valid
+        _call("get_wether", '{"city": "Oslo"}'),        # not in the toolset
+        _call("get_weather", '{"town": "Oslo"}'),       # misses the required argument, has an unknown one
+        _call("get_weather", '["Oslo"]'),               # not an object
+    ]}
+    stats = reply_calls(reply, [TOOL])
+    assert (stats.attempted, stats.valid) == (4, 1)
+    assert stats.outcomes == {"valid": 1, "unknown_tool": 1, "schema_mismatch": 1, "not_an_object": 1}
+
+
+def test_a_call_the_parser_could_not_read_is_a_failed_attempt() -> None:
+    # The hermes parser hands back the whole text when a <tool_call> block is not valid JSON.
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}\n</tool_call>'
+    stats = reply_calls({"content": text, "tool_calls": []}, [TOOL])
+    assert (stats.attempted, stats.valid, stats.outcomes) == (1, 0, {"unparsed": 1})
+    assert reply_calls({"content": "It is sunny.", "tool_calls": None}, [TOOL]).attempted == 0
+
+
+def _rubric(python_tests: str | None = None) -> Rubric:
+    return Rubric(criteria=[Criterion(id="c", description="d")],
+                  checks=[CodeCheck(id="called", kind="tool_called", tool="get_weather")], python_tests=python_tests)
+
+
+def test_checks_that_never_ran_count_as_failed() -> None:
+    ok = CheckResult(check_id="called", passed=True)
+    verdict = Verdict(passed=False, score=0.5, checks=[ok])
+    assert episode_score(CallStats(), verdict, _rubric(), errored=False).checks_passed
+    # A coding task whose tests were never run (no final answer) did not pass its checks.
+    coding = episode_score(CallStats(), verdict, _rubric("assert f() == 1"), errored=True)
+    assert coding.has_checks and not coding.checks_passed
+    nothing = episode_score(CallStats(), None, _rubric(), errored=True)
+    assert nothing.has_checks and not nothing.checks_passed and nothing.judge_score == 0.0
+    no_checks = episode_score(CallStats(), verdict, Rubric(criteria=[]), errored=False)
+    assert not no_checks.has_checks
+
+
+def test_aggregate_rates_and_counts() -> None:
+    valid = reply_calls({"tool_calls": [_call("get_weather", '{"city": "Oslo"}')]}, [TOOL])
+    bad = reply_calls({"tool_calls": [_call("nope", "{}")]}, [TOOL])
+    passed = Verdict(passed=True, score=1.0, checks=[CheckResult(check_id="called", passed=True)])
+    failed = Verdict(passed=False, score=0.25, checks=[CheckResult(check_id="called", passed=False)])
+    s = aggregate([episode_score(valid, passed, _rubric(), False), episode_score(bad, failed, _rubric(), False),
+                   episode_score(CallStats(), None, Rubric(criteria=[]), True)])
+    assert (s.episodes, s.calls_attempted, s.calls_valid, s.valid_call_rate) == (3, 2, 1, 0.5)
+    assert (s.checked_episodes, s.checks_passed, s.pass_rate) == (2, 1, 0.5)
+    assert s.judge_score == pytest.approx((1.0 + 0.25 + 0.0) / 3)
+    assert (s.accepted, s.errored, s.episodes_with_valid_call) == (1, 1, 1)
+    assert aggregate([]).valid_call_rate == 0.0
+
+
+def test_report_table_plots_and_json(tmp_path: Path) -> None:
+    from synth.evaluate.metrics import Scores
+    from synth.evaluate.report import write_report
+    from synth.evaluate.run import EvalSummary, ModelEval
+
+    def model(name: str, valid: int) -> ModelEval:
+        s = Scores(episodes=2, calls_attempted=4, calls_valid=valid, valid_call_rate=valid / 4, checked_episodes=2,
+                   checks_passed=1, pass_rate=0.5, judge_score=0.4)
+        return ModelEval(name=name, checkpoint=f"/ck/{name}", served_name=name, overall=s,
+                         by_difficulty={"single_call": s})
+
+    summary = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
+                          models={"base": model("base", 1), "muonclip": model("muonclip", 3)})
+    out = write_report(summary, tmp_path / "eval")
+    table = (tmp_path / "eval" / "eval.md").read_text()
+    assert "| difficulty | tasks | base | muonclip |" in table
+    assert "| single_call | 2 | 25% (1/4) | 75% (3/4) |" in table
+    assert "| all | 2 | 50% (1/2) | 50% (1/2) |" in table  # pass rate with its counts
+    assert len(out.plots) == 3 and all(Path(p).stat().st_size > 1000 for p in out.plots)
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert saved["models"]["muonclip"]["overall"]["valid_call_rate"] == 0.75
+
+
+def test_unknown_model_names_what_exists(tmp_path: Path) -> None:
+    from synth.config import PipelineConfig
+    from synth.evaluate.run import resolve_models
+
+    cfg = PipelineConfig(runs_dir=tmp_path, run="r")
+    (cfg.run_dir / "train" / "muonclip").mkdir(parents=True)
+    (cfg.run_dir / "train" / "muonclip" / "config.json").write_text("{}")
+    (cfg.run_dir / "train" / "muonclip" / "train_summary.json").write_text("{}")
+    assert resolve_models(cfg) == {"base": None, "muonclip": cfg.run_dir / "train" / "muonclip"}
+    with pytest.raises(FileNotFoundError, match="found: muonclip"):
+        resolve_models(cfg, ["adamw"])
