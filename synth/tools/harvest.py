@@ -51,6 +51,7 @@ from synth.tools.servers import (
     SERVERS_FILE,
     InstallError,
     ServerEntry,
+    artifact_provenance,
     ensure_installed,
     install_root,
     load_servers,
@@ -83,6 +84,8 @@ class ServerResult(BaseModel):
     confined: bool | None = Field(
         default=None, description="Started confined (no network, its own uid); None: never started."
     )
+    sha256: str | None = Field(default=None, description="sha256 of the installed package's artifact.")
+    license: str | None = Field(default=None, description="The package's licence, from its metadata.")
 
 
 class HarvestReport(BaseModel):
@@ -149,6 +152,9 @@ class HarvestedTool(BaseModel):
     package: str
     version: str
     harvested_at: str
+    artifact: str | None = Field(default=None, description="The file that was installed (its name).")
+    sha256: str | None = Field(default=None, description="sha256 of that artifact (None: not recorded).")
+    license: str | None = Field(default=None, description="Licence from the package metadata (None: unknown).")
     tool: dict[str, Any] = Field(description="The tool exactly as the server returned it in tools/list.")
 
 
@@ -308,6 +314,7 @@ async def harvest_server(
             exe = await anyio.to_thread.run_sync(ensure_installed, entry, install_timeout_s)
         except InstallError as exc:
             raise HarvestError("install", str(exc)) from exc
+        prov = await anyio.to_thread.run_sync(artifact_provenance, entry)
         info, tools = await list_server_tools(entry, exe, timeout_s, confined=confined)
         if not tools:
             raise HarvestError("list", "the server listed no tools")
@@ -328,6 +335,9 @@ async def harvest_server(
             package=entry.package,
             version=entry.version,
             harvested_at=harvested_at,
+            artifact=prov.artifact,
+            sha256=prov.sha256,
+            license=prov.license,
             tool=tool,
         ).model_dump_json()
         for tool in tools
@@ -341,6 +351,8 @@ async def harvest_server(
         server_info=info,
         seconds=round(time.monotonic() - started, 1),
         confined=confined,
+        sha256=prov.sha256,
+        license=prov.license,
     )
 
 
@@ -482,6 +494,8 @@ def _result_from_jsonl(entry: ServerEntry, path: Path) -> ServerResult:
         status="ok",
         tools=len(lines),
         harvested_at=lines[0]["harvested_at"] if lines else None,
+        sha256=lines[0].get("sha256") if lines else None,
+        license=lines[0].get("license") if lines else None,
     )
 
 

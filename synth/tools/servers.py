@@ -22,12 +22,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, Field
 
 from synth.paths import TOOLS_REGISTRY, cache_dir
+
+if TYPE_CHECKING:
+    from synth.tools.provenance import ArtifactProvenance
 
 SERVERS_FILE = TOOLS_REGISTRY / "mcp_servers.yaml"
 
@@ -141,6 +144,9 @@ def _install_locked(entry: ServerEntry, root: Path, timeout_s: float) -> Path:
     except InstallError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    from synth.tools import provenance
+
+    provenance.write(tmp, provenance.collect(entry.registry, entry.package, entry.version, tmp))
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     if entry.registry == "pypi":
@@ -168,6 +174,8 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
                     "-q",
                     "--disable-pip-version-check",
                     "--no-compile",
+                    "--report",  # what was downloaded, its hash and its metadata: the artifact's provenance
+                    str(tmp / ".pip-report.json"),
                     # Wheels only: a source distribution's setup.py is third-party code run at install.
                     *([] if entry.build_from_source else ["--only-binary", ":all:"]),
                     f"{entry.package}=={entry.version}",
@@ -285,6 +293,13 @@ def _run(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) ->
         tail = [ln for ln in (stderr or stdout or "").strip().splitlines() if ln.strip()][-5:]
         detail = " | ".join(tail) or f"exit status {proc.returncode}, no output"
         raise InstallError(f"install failed ({cmd[-1]}): {detail}")
+
+
+def artifact_provenance(entry: ServerEntry) -> ArtifactProvenance:
+    """Where the installed package came from: artifact, sha256, licence (see ``synth.tools.provenance``)."""
+    from synth.tools import provenance
+
+    return provenance.read(entry.registry, entry.package, entry.version, install_root(entry))
 
 
 def server_env(entry: ServerEntry) -> dict[str, str]:
