@@ -26,8 +26,15 @@ def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:
 
 
 def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows: list[dict[str, Any]]) -> None:
+    from synth.tools.provenance import licence_section, run_provenance
+
+    models = sorted({r["model"] for r in rows if r["model"]})
+    servers = {c["server"] for r in rows for c in (r["calls"] or []) if c.get("server")}
+    # Derived from the model's and the real tools' licences, never assumed (unknown when any is unknown).
+    licence = licence_section(models[0] if len(models) == 1 else ", ".join(models) or "n/a", servers)
+    run = run_provenance()
     meta = {
-        "license": "apache-2.0",
+        "license": licence.license,
         "language": ["en"],
         "pretty_name": f"synth agentic tool-use trajectories ({config.run})",
         "tags": ["synthetic", "tool-use", "agents", "function-calling", "synth"],
@@ -35,7 +42,6 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "size_categories": ["n<1K" if summary.accepted < 1000 else "1K<n<10K"],
         "configs": _configs(summary),
     }
-    models = sorted({r["model"] for r in rows if r["model"]})
     calls = Counter(c["mode"] for r in rows for c in (r["calls"] or []))
     tokens = Counter()
     for r in rows:
@@ -79,9 +85,12 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "`acceptance`: the decision with the trusted criteria or the reasons; `heldout`: the task is held out; "
         "`sample`: which of the task's best-of-N episodes it is.",
         "- config `sft`: only `messages` and `tools`, arguments as objects, for TRL's `SFTTrainer`.", "",
+        licence.markdown,
         "## Provenance", "",
         f"- models: {', '.join(models) or 'n/a'}",
         f"- run: `{config.run}`, seed {config.seed}",
+        f"- commit: `{run['commit'] or 'unknown'}`{' (with uncommitted changes)' if run['dirty'] else ''}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run["packages"].items())),
     ]
     path.write_text("\n".join(lines) + "\n")
 

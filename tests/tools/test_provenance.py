@@ -99,3 +99,28 @@ def test_npm_licence_pointing_at_a_missing_file_is_unknown_not_guessed(tmp_path:
     assert prov.artifact == "srv-1.0.0.tgz" and prov.integrity == "sha512-AAAA"
     (pkg / "LICENSE").write_text("MIT License\n\nCopyright (c) 2026\n\nPermission is hereby granted, free of charge")
     assert provenance.collect("npm", "@scope/srv", "1.0.0", tmp_path).license == "MIT"
+
+
+def test_dataset_card_takes_its_licence_from_the_model_and_the_real_tools(tmp_path: Path) -> None:
+    import yaml
+
+    from synth.config import PipelineConfig
+    from synth.data.build import DatasetSummary
+    from synth.data.card import write_card
+
+    def row(model: str, server: str | None) -> dict:
+        calls = [{"mode": "real", "server": server}] if server else []
+        return {"model": model, "calls": calls, "usage": {}}
+
+    summary = DatasetSummary(path=str(tmp_path), trajectories=2, accepted=1, rejected=1, errored=0)
+    card = tmp_path / "README.md"
+    write_card(card, PipelineConfig(), summary, [row("smollm2-135m-instruct", "pypi/mcp-server-time")] * 2)
+    meta = yaml.safe_load(card.read_text().split("---")[1])
+    assert meta["license"] == "other"  # Apache-2.0 model, MIT server (from the committed registry)
+    text = card.read_text()
+    assert "| MCP server `pypi/mcp-server-time` | MIT |" in text and "- commit: `" in text and "pydantic " in text
+    memory = "npm/@modelcontextprotocol/server-memory"
+    write_card(card, PipelineConfig(), summary, [row("smollm2-135m-instruct", memory)])
+    assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "unknown"  # its licence file is missing
+    write_card(card, PipelineConfig(), summary, [row("smollm2-135m-instruct", None)])
+    assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "apache-2.0"
