@@ -1,5 +1,5 @@
 """``python -m synth`` is the ``synth`` command."""
 
-from synth.cli import app
+from synth.cli import run
 
-app()
+run()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from synth.config import ConfigError, PipelineConfig, load_config
 
@@ -33,12 +34,17 @@ def _config(config: Path | None, overrides: list[str] | None, run: str | None = 
     try:
         return load_config(config, [*(overrides or []), *extra])
     except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
+        console.print(f"[red]config error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
+_DEBUG = False  # set by --debug (see main)
+
+
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}")
+    if _DEBUG:
+        raise exc
+    console.print(f"[red]error:[/red] {escape(str(_root_cause(exc)))}")
     raise typer.Exit(1) from None
 
 
@@ -159,8 +165,8 @@ def pipeline(
     from synth.llm.client import EndpointUnavailable
     from synth.pipeline import run_pipeline
     from synth.preflight import describe, preflight
-    from synth.stages.fingerprint import StageSettingsChanged
     from synth.report.summary import print_report
+    from synth.stages.fingerprint import StageSettingsChanged
 
     cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
     try:
@@ -328,6 +334,45 @@ def model() -> None:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of a failure.")] = False,
+) -> None:
+    global _DEBUG
+    _DEBUG = debug
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The error a user can act on: a Ray task's own exception (not Ray's wrapper with the remote traceback),
+    the first of an exception group."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError keeps the task's exception here
+        if isinstance(cause, BaseException):
+            exc = cause
+        elif isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+    return exc
+
+
+def run() -> None:
+    """The console entry point: any failure is one message naming what went wrong; ``--debug`` shows the
+    traceback instead."""
+    try:
+        app()
+    except Exception as exc:
+        if _DEBUG:
+            raise
+        cause = _root_cause(exc)
+        if isinstance(cause, OSError) and cause.filename:
+            console.print(f"[red]error:[/red] cannot use {escape(str(cause.filename))}: {cause.strerror}. If it is "
+                          "under the runs folder, point runs_dir at a writable one (--set runs_dir=DIR).")
+            sys.exit(1)
+        lines = str(cause).strip().splitlines()
+        shown = "\n".join(lines[:20]) + ("\n..." if len(lines) > 20 else "")
+        console.print(f"[red]error:[/red] {type(cause).__name__}: {escape(shown)}")
+        console.print("(run again with --debug for the full traceback)")
+        sys.exit(1)

@@ -103,10 +103,18 @@ class ToolsStageConfig(Strict):
 
 class AgentsStageConfig(Strict):
     count: int = Field(default=6, ge=1)
-    toolset_size: tuple[int, int] = (2, 5)
+    toolset_size: tuple[int, int] = Field(default=(2, 5), description="Tools per agent: [min, max], 1 <= min <= max.")
     real_exec_share: float = Field(default=0.34, ge=0, le=1,
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
     coding_share: float = Field(default=0.17, ge=0, le=1, description="Share of agents given run_python.")
+
+    @field_validator("toolset_size")
+    @classmethod
+    def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
+        if lo < 1 or lo > hi:
+            raise ValueError("must be [min, max] with 1 <= min <= max, e.g. [2, 4]")
+        return value
 
 
 class TasksStageConfig(Strict):
@@ -259,6 +267,16 @@ class PipelineConfig(Strict):
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
     judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    on_change: Literal["refuse", "recompute"] = Field(
+        default="refuse",
+        description="A re-run whose settings differ from those that made a stage's rows: refuse with the "
+        "differences, or recompute that stage and the ones after it.",
+    )
+    row_attempts: int = Field(
+        default=2, ge=1,
+        description="Attempts a row gets across re-runs: a row that ended in an error is tried again by the next "
+        "run until it has failed this many times.",
+    )
     accept: int | None = Field(default=None, ge=1, description="Quota: grow the run until this many are accepted.")
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -230,6 +230,29 @@ def check_toolset(specs: Iterable[ToolSpec]) -> list[str]:
     return problems
 
 
+class RegistryFileError(ValueError):
+    """A harvested registry file that cannot be read; the message names the file, the line and the fix."""
+
+
+_ROW_KEYS = ("server", "registry", "package", "version")
+
+
+def _harvest_row(path: Path, lineno: int, line: str) -> dict[str, Any]:
+    fix = (f"re-harvest that server (`synth tools harvest --only SERVER_ID`) or delete line {lineno}; "
+           "`git checkout tools_registry/` restores the shipped files")
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RegistryFileError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}), "
+                                f"probably a write cut short; {fix}") from exc
+    if not isinstance(row, dict):
+        raise RegistryFileError(f"{path}:{lineno}: a harvested row must be a JSON object; {fix}")
+    if missing := [k for k in _ROW_KEYS if not isinstance(row.get(k), str)]:
+        raise RegistryFileError(f"{path}:{lineno}: the row has no {', '.join(missing)} (each harvested tool "
+                                f"records the server, registry, package and version it came from); {fix}")
+    return row
+
+
 def validate_harvest(
     mcp_dir: Path, servers: Iterable[ServerEntry]
 ) -> tuple[list[ToolSpec], ValidationReport]:
@@ -239,10 +262,10 @@ def validate_harvest(
     specs: list[ToolSpec] = []
     for path in sorted(mcp_dir.glob("*.jsonl")):
         seen: set[str] = set()
-        for line in path.read_text().splitlines():
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            row = _harvest_row(path, lineno, line)
             entry = by_id.get(row["server"]) or ServerEntry(
                 id=row["server"],
                 registry=row["registry"],
