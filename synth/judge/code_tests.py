@@ -13,6 +13,7 @@ import re
 
 from synth.schemas.records import TrajectoryRecord
 from synth.schemas.verdict import CheckResult
+from synth.sim.check_runner import SplitError, split_tests
 from synth.sim.sandbox import SandboxError, check_python, sandbox_available
 
 CHECK_ID = "python_tests"
@@ -51,8 +52,12 @@ def extract_code(traj: TrajectoryRecord) -> str | None:
     return found
 
 
-async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: float = 10) -> CheckResult:
-    """Run ``tests`` against the assistant's last program; a failed, missing or unrunnable run fails."""
+async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: float | None = None) -> CheckResult:
+    """Run ``tests`` against the assistant's last program; a failed, missing or unrunnable run fails.
+
+    ``timeout_s`` (wall clock for all the tests) defaults to 5 s plus 3 s per test: each test starts its own
+    interpreter, which a loaded machine makes slow, and a correct program must not fail for want of time.
+    """
     code = extract_code(traj)
     if code is None:
         return CheckResult(check_id=CHECK_ID, passed=False,
@@ -61,6 +66,11 @@ async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: flo
     if not available:
         return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox unavailable, not run: {why}")
     try:
+        if timeout_s is None:
+            try:
+                timeout_s = 5 + 3 * len(split_tests(tests))
+            except SplitError:
+                timeout_s = 10  # the runner reports why nothing can be checked
         result = await asyncio.to_thread(check_python, code, tests, timeout_s=timeout_s)
     except SandboxError as exc:
         return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox failed, not run: {exc}")
