@@ -51,7 +51,9 @@ def _fail(exc: Exception) -> None:
 def _exit_if_all_failed(summaries: list) -> None:
     """A stage none of whose rows succeeded is a failed run, whatever else finished: say so and exit 1."""
     for s in summaries:
-        if s.planned and s.ok == 0:
+        # A stage the quota budget stopped before any row started has not failed: it was not run.
+        started = s.failed if s.extra.get("budget_stop") else s.planned
+        if started and s.ok == 0:
             kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s.errors.items())) or "no rows"
             console.print(f"[red]error:[/red] every row of stage {s.stage!r} failed ({kinds}); the rows keep the "
                           f"server's replies and the errors: see runs/<run>/{s.stage}/")

@@ -1,0 +1,55 @@
+"""Quota mode against the real embedded vLLM server, through the real CLI (issue 13 item 5): ``--accept 3`` runs to
+completion with growth at most doubling a round, and a token budget stops new rows inside a round."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TINY = ["agents.count=1", "tasks.per_agent=1", "tools.evolve_leaves=1", "tools.evolve_generations=1",
+        "tools.tools_per_leaf=2", "rollouts.max_turns=1", "rollouts.max_steps=2", "rollouts.samples=2",
+        "agents.real_exec_share=0", "agents.coding_share=0", "ray.enabled=false"]
+
+
+def _pipeline(runs: Path, run: str, url: str, *sets: str) -> tuple[subprocess.CompletedProcess, dict]:
+    args = [a for s in [*TINY, *sets, f"runs_dir={runs}"] for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "synth", "pipeline", "--accept", "3", *args, "--run", run]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SYNTH_BASE_URL": url}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done, json.loads((runs / run / "report.json").read_text())
+
+
+def test_accept_3_runs_to_completion_with_bounded_growth(tmp_path: Path, embedded_server: str) -> None:
+    _, report = _pipeline(tmp_path, "q3", embedded_server, "quota.max_rounds=2", "quota.max_wall_s=900")
+    assert report["stop"].startswith(("quota met", "max rounds reached", "time budget", "token budget",
+                                      "budget spent inside"))
+    assert 1 <= report["rounds"] <= 2
+    # One agent in round 1: round 2 may at most double it, whatever 0 accepted would predict (was: 3 x 1 + 1).
+    assert report["agents"] <= 2 ** (report["rounds"] - 1)
+    agents = next(s for s in report["stages"] if s["stage"] == "agents")
+    assert agents["planned"] == report["agents"]
+    judge = next(s for s in report["stages"] if s["stage"] == "judge")
+    accepted = judge["extra"]["train"]
+    assert report["stop"].startswith("quota met") == (accepted >= 3)
+    assert report["dataset"]["accepted"] == accepted
+
+
+def test_token_budget_stops_new_rows_inside_the_round(tmp_path: Path, embedded_server: str) -> None:
+    # 1,000 tokens: the tools stage's one batch spends more than that, so the next stage may start no row.
+    _, report = _pipeline(tmp_path, "qb", embedded_server, "quota.max_tokens=1000", "quota.max_rounds=3")
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert stages["tools"]["ok"] == stages["tools"]["planned"] == 1  # the row in flight finished and was kept
+    assert stages["agents"]["ok"] == 0 and "rows not started" in stages["agents"]["extra"]["budget_stop"]
+    assert report["rounds"] == 1 and report["stop"].startswith("token budget spent")
+    tokens = sum(s["usage"][role]["prompt_tokens"] + s["usage"][role]["completion_tokens"]
+                 for s in report["stages"] for role in s["usage"])
+    assert tokens == stages["tools"]["usage"]["generator"]["prompt_tokens"] + \
+        stages["tools"]["usage"]["generator"]["completion_tokens"]  # nothing spent after the budget ran out
