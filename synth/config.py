@@ -36,7 +36,7 @@ class LLMConfig(Strict):
     )
     model: str | None = Field(default=None, description="Served model name; None asks the first endpoint.")
     temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int = Field(default=512, ge=1)
+    max_tokens: int = Field(default=384, ge=1)
     timeout_s: float | None = Field(
         default=None, gt=0,
         description="Seconds one request may take before it is retried. None: derived from max_tokens and the "
@@ -96,14 +96,14 @@ class EmbeddedConfig(Strict):
 
 class ToolsStageConfig(Strict):
     max_real_tools: int | None = Field(default=None, ge=1, description="Cap on harvested tools loaded (None: all).")
-    evolve_leaves: int = Field(default=4, ge=0, description="Domain-tree leaves to grow synthetic tools for.")
+    evolve_leaves: int = Field(default=3, ge=0, description="Domain-tree leaves to grow synthetic tools for.")
     evolve_generations: int = Field(default=2, ge=1)
     tools_per_leaf: int = Field(default=3, ge=1)
 
 
 class AgentsStageConfig(Strict):
     count: int = Field(default=6, ge=1)
-    toolset_size: tuple[int, int] = Field(default=(2, 5), description="Tools per agent: [min, max], 1 <= min <= max.")
+    toolset_size: tuple[int, int] = Field(default=(2, 4), description="Tools per agent: [min, max], 1 <= min <= max.")
     real_exec_share: float = Field(default=0.34, ge=0, le=1,
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
     coding_share: float = Field(default=0.17, ge=0, le=1, description="Share of agents given run_python.")
@@ -125,8 +125,8 @@ class TasksStageConfig(Strict):
 
 
 class RolloutsStageConfig(Strict):
-    max_turns: int = Field(default=4, ge=1, description="User turns per episode.")
-    max_steps: int = Field(default=4, ge=1, description="Agent steps (tool rounds) per user turn.")
+    max_turns: int = Field(default=3, ge=1, description="User turns per episode.")
+    max_steps: int = Field(default=3, ge=1, description="Agent steps (tool rounds) per user turn.")
     error_rate: float = Field(default=0.1, ge=0, le=1)
     timeout_rate: float = Field(default=0.05, ge=0, le=1)
     empty_rate: float = Field(default=0.05, ge=0, le=1)
