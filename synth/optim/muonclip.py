@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, check_method
@@ -45,9 +46,12 @@ class MuonClip(torch.optim.Optimizer):
 
     Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 without Nesterov, 5 Newton-Schulz steps in
     bf16, tau 100 (in ``for_model``). ``ns_method="gram"`` runs Gram Newton-Schulz on rectangular matrices
-    (``synth.optim.newton_schulz``). ``fuse_diagonal=True`` trades Newton-Schulz accuracy for speed (see
-    ``newton_schulz_batched``). ``fused=False`` keeps the elementwise work in plain torch ops instead of the
-    Triton kernels of ``synth.optim.fused`` (CUDA only; same numerics up to the fp32 norm's summation order).
+    (``synth.optim.newton_schulz``). Under torch.distributed (DDP: replicated parameters and gradients) each
+    rank orthogonalises its FLOP-balanced share of the matrices and the results are all-gathered
+    (``synth.optim.distributed``; ``distributed=False`` turns it off). ``fuse_diagonal=True`` trades
+    Newton-Schulz accuracy for speed (see ``newton_schulz_batched``). ``fused=False`` keeps the elementwise work
+    in plain torch ops instead of the Triton kernels of ``synth.optim.fused`` (CUDA only; same numerics up to
+    the fp32 norm's summation order).
     """
 
     def __init__(
@@ -70,6 +74,8 @@ class MuonClip(torch.optim.Optimizer):
         fuse_diagonal: bool = False,
         fused: bool = True,
         ns_method: str = "standard",
+        distributed: bool | None = None,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         check_method(ns_method)
         if lr < 0:
@@ -107,6 +113,16 @@ class MuonClip(torch.optim.Optimizer):
         self.max_stack_numel = max_stack_numel
         self.fuse_diagonal = fuse_diagonal
         self.fused = fused
+        self.distributed = distributed
+        self.process_group = process_group
+
+    def shards_newton_schulz(self) -> bool:
+        """Whether this step shards Newton-Schulz over the ranks: ``distributed=None`` (the default) does when
+        torch.distributed is initialised with more than one rank in ``process_group``; ``True`` whenever it is
+        initialised (one rank included, which runs the same code path)."""
+        if self.distributed is False or not (dist.is_available() and dist.is_initialized()):
+            return False
+        return self.distributed is True or dist.get_world_size(self.process_group) > 1
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's add_param_group (the constructor calls it for every group too), after checking that the group
@@ -171,6 +187,7 @@ class MuonClip(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        sharded = self.shards_newton_schulz()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -202,6 +219,8 @@ class MuonClip(torch.optim.Optimizer):
                     fuse_diagonal=self.fuse_diagonal,
                     fused=self.fused,
                     ns_method=group["ns_method"],
+                    distributed=sharded,
+                    process_group=self.process_group if sharded else None,
                 )
             else:
                 exp_avgs, exp_avg_sqs, steps = [], [], []

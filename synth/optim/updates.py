@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from synth.optim import fused as _fused
@@ -55,21 +56,28 @@ def as_matrices(params: list[Tensor], *others: list[Tensor]) -> tuple[list[Tenso
     return tuple(lists)
 
 
-def _stack_chunks(
-    params: list[Tensor], max_stack_numel: int, dtype: torch.dtype
-) -> Iterator[tuple[list[int], Tensor]]:
-    """Indices of same-shape matrices, at most ``max_stack_numel`` elements at a time, with an empty
-    ``(len(chunk), rows, cols)`` stack in ``dtype`` for them."""
+def shape_chunks(params: list[Tensor], max_stack_numel: int) -> list[list[int]]:
+    """Indices of same-shape matrices, at most ``max_stack_numel`` elements per chunk, in a deterministic order
+    (first appearance of each shape), so every rank of a process group derives the same layout."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, p in enumerate(params):
         # Stacked as they are: transposing tall matrices into the wide stacks would cost strided copies that take
         # longer than the extra batch would save; Newton-Schulz takes the Gram on the short side either way.
         groups[(p.shape[0], p.shape[1], p.dtype, p.device)].append(i)
-    for (rows, cols, _dtype, device), idx in groups.items():
+    chunks = []
+    for (rows, cols, _dtype, _device), idx in groups.items():
         per_chunk = max(1, max_stack_numel // (rows * cols))
-        for start in range(0, len(idx), per_chunk):
-            chunk = idx[start : start + per_chunk]
-            yield chunk, torch.empty((len(chunk), rows, cols), dtype=dtype, device=device)
+        chunks.extend(idx[start : start + per_chunk] for start in range(0, len(idx), per_chunk))
+    return chunks
+
+
+def _stack_chunks(
+    params: list[Tensor], max_stack_numel: int, dtype: torch.dtype
+) -> Iterator[tuple[list[int], Tensor]]:
+    """``shape_chunks`` with an empty ``(len(chunk), rows, cols)`` stack in ``dtype`` for each."""
+    for chunk in shape_chunks(params, max_stack_numel):
+        rows, cols = params[chunk[0]].shape
+        yield chunk, torch.empty((len(chunk), rows, cols), dtype=dtype, device=params[chunk[0]].device)
 
 
 @torch.no_grad()
@@ -91,6 +99,8 @@ def muon_update_(
     fuse_diagonal: bool = False,
     fused: bool = True,
     ns_method: str = "standard",
+    distributed: bool = False,
+    process_group: dist.ProcessGroup | None = None,
 ) -> None:
     """One K2 Muon step for 2-D matrices (and 3-D stacks of expert matrices, one matrix per expert), in place.
 
@@ -101,7 +111,8 @@ def muon_update_(
     ``B = lerp(B, G, 1-mu)`` is one pass and ``lerp(G, B, mu) = (1-mu)*(G + mu*M)``. Newton-Schulz divides
     by the Frobenius norm first, so the constant factor ``1-mu`` drops out and the update is K2's.
     Same-shape matrices run through Newton-Schulz as one stack of batched GEMMs; ``ns_method`` picks the
-    iteration (``synth.optim.newton_schulz``).
+    iteration (``synth.optim.newton_schulz``). ``distributed=True`` (under an initialised torch.distributed, or
+    with a ``process_group``) shards Newton-Schulz over the ranks (``synth.optim.distributed``).
 
     ``fused=True`` (on CUDA with Triton, bf16 Newton-Schulz, contiguous fp32/bf16 tensors) does the
     elementwise work in three multi-tensor kernels per stack (``synth.optim.fused``): same formulas and
@@ -111,6 +122,29 @@ def muon_update_(
         return
     check_method(ns_method)
     params, grads, momentum_bufs = as_matrices(params, grads, momentum_bufs)
+    if distributed and dist.is_available() and dist.is_initialized():
+        from synth.optim.distributed import muon_update_sharded_
+
+        muon_update_sharded_(
+            params,
+            grads,
+            momentum_bufs,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_dtype=ns_dtype,
+            rms_scale=rms_scale,
+            max_stack_numel=max_stack_numel,
+            fuse_diagonal=fuse_diagonal,
+            fused=fused,
+            ns_method=ns_method,
+            process_group=process_group,
+        )
+        return
     if fused and _fused.usable(params, grads, momentum_bufs, ns_dtype):
         _muon_update_fused(
             params,
