@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 from datasketch import MinHash, MinHashLSH
 from pydantic import BaseModel, Field
 
 from synth.schemas.records import AgentRecord
+from synth.tools.dedup import minhash_of, word_shingles
 
 
 class DiversityReport(BaseModel):
@@ -22,12 +22,7 @@ class DiversityReport(BaseModel):
 
 
 def minhash(text: str, num_perm: int = 128) -> MinHash:
-    words = re.findall(r"\w+", text.lower())
-    shingles = {" ".join(words[i:i + 3]) for i in range(max(1, len(words) - 2))}
-    mh = MinHash(num_perm=num_perm)
-    for s in shingles:
-        mh.update(s.encode())
-    return mh
+    return minhash_of(word_shingles(text), num_perm)
 
 
 def near_duplicates(texts: dict[str, str], threshold: float = 0.85) -> list[str]:

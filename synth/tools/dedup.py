@@ -8,7 +8,7 @@ copies), later ones are dropped with the id of the spec they duplicate and the e
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from datasketch import MinHash, MinHashLSH
 from pydantic import BaseModel
@@ -26,13 +26,25 @@ class Dropped(BaseModel):
     reason: str
 
 
+def word_shingles(text: str, k: int = 3) -> set[str]:
+    """Word k-grams of ``text`` (lower-cased, split on anything that is not a letter or digit)."""
+    words = _WORD.findall(text.lower().replace("_", " "))
+    return {" ".join(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
+
+
+def minhash_of(grams: Iterable[str], num_perm: int = 128) -> MinHash:
+    """The one MinHash recipe (fixed seed, sorted input) for every near-duplicate check: tools and agents."""
+    m = MinHash(num_perm=num_perm, seed=1)
+    for gram in sorted(grams):
+        m.update(gram.encode())
+    return m
+
+
 def shingles(spec: ToolSpec, k: int = 3) -> set[str]:
     """Word k-grams of the spec's name (split on case and separators) and description, plus its words."""
-    text = f"{_CAMEL.sub(' ', spec.function.name)} {spec.function.description}".lower()
-    words = _WORD.findall(text.replace("_", " "))
-    grams = {" ".join(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
+    text = f"{_CAMEL.sub(' ', spec.function.name)} {spec.function.description}"
     # Single words as well: short descriptions would otherwise have one or two shingles and look unique.
-    return grams | set(words)
+    return word_shingles(text, k) | set(_WORD.findall(text.lower().replace("_", " ")))
 
 
 def name_words(name: str) -> set[str]:
@@ -46,10 +58,7 @@ def name_similarity(a: ToolSpec, b: ToolSpec) -> float:
 
 
 def minhash(spec: ToolSpec, num_perm: int = 128) -> MinHash:
-    m = MinHash(num_perm=num_perm, seed=1)
-    for gram in sorted(shingles(spec)):
-        m.update(gram.encode())
-    return m
+    return minhash_of(shingles(spec), num_perm)
 
 
 def dedup_specs(
