@@ -7,8 +7,9 @@ it calls one of the listed tools with arguments valid for its ``parameters``; ot
 (``anyOf`` branches, enum values, lengths) are drawn from a generator seeded by the request, so the same request
 always gets the same reply and a pipeline run against it is reproducible.
 
-``GET /stats`` returns the number of requests served and, per request digest (messages + seed + schema), how many
-times it was asked: tests use it to check that no finished model call was sent twice.
+``GET /stats`` returns the number of requests served, those in flight, when the last one arrived (and with
+``?since=T`` how many arrived after T) and, per request digest (messages + seed + schema), how many times it was
+asked: tests use it to check that no finished model call was sent twice and none after the driver died.
 
     python -m synth.bench.instant_server --port 8790 [--delay-ms 20]
 """
@@ -186,13 +187,20 @@ def make_app(delay_s: float = 0.0) -> Any:
     from aiohttp import web
 
     counts: Counter[str] = Counter()
+    arrivals: list[float] = []
+    inflight = [0]
 
     async def chat(request: web.Request) -> web.Response:
-        body = await request.json()
-        counts[digest(body)] += 1
-        if delay_s:
-            await asyncio.sleep(delay_s)
-        return web.Response(text=json.dumps(reply(body)), content_type="application/json")
+        arrivals.append(time.time())
+        inflight[0] += 1
+        try:
+            body = await request.json()
+            counts[digest(body)] += 1
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            return web.Response(text=json.dumps(reply(body)), content_type="application/json")
+        finally:
+            inflight[0] -= 1
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
@@ -202,7 +210,9 @@ def make_app(delay_s: float = 0.0) -> Any:
         return web.Response(text="ok")
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response({"requests": sum(counts.values()), "by_digest": dict(counts)})
+        since = float(request.query.get("since", "inf"))
+        return web.json_response({"requests": len(arrivals), "inflight": inflight[0], "by_digest": dict(counts),
+                                  "since": sum(1 for t in arrivals if t > since), "last": max(arrivals, default=0)})
 
     app = web.Application(client_max_size=64 * 2**20)
     app.router.add_post("/v1/chat/completions", chat)
@@ -228,8 +238,10 @@ def base_url(port: int, host: str = "127.0.0.1") -> str:
     return f"http://{host}:{port}/v1"
 
 
-def get_stats(port: int, host: str = "127.0.0.1") -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://{host}:{port}/stats", timeout=10) as resp:
+def get_stats(port: int, host: str = "127.0.0.1", since: float | None = None) -> dict[str, Any]:
+    """Requests served, in flight now, per digest, and (``since``: a Unix time) how many arrived after it."""
+    query = f"?since={since}" if since is not None else ""
+    with urllib.request.urlopen(f"http://{host}:{port}/stats{query}", timeout=30) as resp:
         return json.loads(resp.read())
 
 

@@ -5,6 +5,9 @@ Ray kills a dead driver's workers only after its raylet and the GCS have noticed
 they kept calling the model, and a re-run paid again for what they sent. So every worker checks the driver before
 each request and a watcher thread ends the worker the moment the driver is gone.
 
+The same watch covers a lost node: a Ray worker whose raylet died (its parent; it is re-parented then) stops,
+since the driver has already sent its unfinished items to another node.
+
 Two ways to see the driver: in the same PID namespace of the same boot (local Ray, or the driver's own node)
 by its pid and start time (a reused pid has another start time; a killed, unreaped driver is a zombie); on other
 nodes by a heartbeat file the driver touches on the shared storage every ``HEARTBEAT_S`` seconds. The heartbeat
@@ -73,14 +76,19 @@ def this_process(heartbeat: Path | None = None) -> DriverRef:
 class Lifeline:
     """Held by a worker: ``check()`` before each request; a daemon thread ends the process when the driver dies."""
 
-    def __init__(self, driver: DriverRef) -> None:
+    def __init__(self, driver: DriverRef, watch_parent: bool = False) -> None:
         self.driver = driver
+        # A Ray worker is the child of its node's raylet; when the raylet dies (the node is lost) the worker is
+        # re-parented, and the driver has already sent its items elsewhere: it must stop too.
+        self.parent = os.getppid() if watch_parent else None
         self.local = driver.boot_id == _boot_id() and driver.pid_ns == _pid_ns() and bool(driver.boot_id)
         self._seen: tuple[float, float] | None = None  # (heartbeat mtime, our monotonic time when it changed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def alive(self) -> bool:
+        if self.parent is not None and os.getppid() != self.parent:
+            return False
         if self.local:
             stat = _stat(self.driver.pid)
             return stat is not None and stat[0] not in ("Z", "X", "x") and stat[1] == self.driver.start_ticks
@@ -97,7 +105,8 @@ class Lifeline:
 
     def check(self) -> None:
         if not self.alive():
-            raise DriverGone(f"the driver (pid {self.driver.pid}) is gone; no further model call is made")
+            raise DriverGone(f"the driver (pid {self.driver.pid}) or this worker's node is gone; no further model "
+                             "call is made")
 
     def start(self) -> Lifeline:
         if self.driver.pid == os.getpid() and self.local:
@@ -109,7 +118,7 @@ class Lifeline:
     def _watch(self) -> None:
         while not self._stop.wait(POLL_S if self.local else HEARTBEAT_S):
             if not self.alive():
-                log.warning("driver pid %d is gone: this worker exits now", self.driver.pid)
+                log.warning("driver pid %d or this node's raylet is gone: this worker exits now", self.driver.pid)
                 os._exit(3)  # no cleanup: in-flight requests are dropped, not journaled
 
     def stop(self) -> None:

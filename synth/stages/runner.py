@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,11 @@ from tqdm import tqdm
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.llm.client import EndpointUnavailable, LLMPool
+from synth.quota import budgeted, stop_reason
 from synth.schemas.usage import UsageByRole
+from synth.stages import fingerprint
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
+from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
 from synth.stages.registry import get_stage
 from synth.stages.store import JournalWriter, StageStore
 
@@ -39,6 +43,8 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
 
     async def one(item: WorkItem) -> None:
         async with limit:
+            if budgeted(ctx.config) and stop_reason(ctx.config, [ctx.pool, *ctx.role_pools.values()]):
+                return  # quota budget spent: no new row starts; this item stays pending (synth.quota)
             usage = UsageByRole()
             try:
                 row = await stage.process(item, ctx, usage)
@@ -54,17 +60,34 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
     return len(items)
 
 
-def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json: str, journal_path: str) -> int:
-    """Entry point of one worker (a Ray task or in-process): its own event loop, pool and journal."""
+def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json: str, journal_path: str,
+              driver_json: str | None = None) -> dict[str, Any]:
+    """Entry point of one worker (a Ray task or in-process): its own event loop, pool and journal.
+
+    ``driver_json`` names the driver process (``synth.stages.lifeline``): before each model request the worker
+    checks it is alive, and a watcher ends the worker when it is gone. Returns what the shard did and what it
+    cost (rows, model calls, CPU seconds of this process and of the children it waited for, the node).
+    """
+    cpu0, children0, wall0 = time.process_time(), _children_cpu(), time.monotonic()
     config = PipelineConfig.model_validate_json(config_json)
     endpoints = [EndpointConfig.model_validate(e) for e in json.loads(endpoints_json)]
     items = [WorkItem.model_validate(i) for i in json.loads(items_json)]
     stage = get_stage(stage_name)
+    node_id = _node_id()
+    lifeline = Lifeline(DriverRef.model_validate_json(driver_json), watch_parent=node_id is not None).start() \
+        if driver_json else None
+    sent = [0]  # model requests sent by this shard, retries included
 
     async def main() -> int:
         pool = LLMPool(endpoints, config.llm) if stage.uses_llm and endpoints else None
         ctx = StageContext(config=config, pool=pool)
-        journal = JournalWriter(Path(journal_path))
+        if pool is not None and config.llm.roles:  # per-role endpoints (synth.llm.roles)
+            from synth.llm.roles import role_pools
+
+            ctx.role_pools = role_pools(config.llm, endpoints)
+        for each in [pool, *ctx.role_pools.values()]:
+            _guard(each, lifeline, sent)
+        journal = _StampingJournal(Path(journal_path), node_id)
         per_worker = max(1, sum(e.max_concurrency for e in endpoints) // max(1, config.ray.workers)) if endpoints \
             else 8
         try:
@@ -73,30 +96,116 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
             journal.close()
             if pool is not None:
                 await pool.aclose()
+            for role_pool in ctx.role_pools.values():
+                await role_pool.aclose()
 
     try:
-        return asyncio.run(main())
+        rows = asyncio.run(main())
     except* EndpointUnavailable as group:
         raise group.exceptions[0] from None
+    except* DriverGone:
+        os._exit(3)  # the driver is gone: nobody reads a result, and nothing more may be sent
+    finally:
+        if lifeline is not None:
+            lifeline.stop()
+    return {"rows": rows, "calls": sent[0], "cpu_s": round(time.process_time() - cpu0, 4),
+            "children_cpu_s": round(_children_cpu() - children0, 4), "wall_s": round(time.monotonic() - wall0, 3),
+            "node_id": node_id, "pid": os.getpid()}
 
 
-_ray_ready = False
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _node_id() -> str | None:
+    """The Ray node this process runs on (None outside a Ray worker: the stage ran in the driver's process)."""
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+def _guard(pool: Any, lifeline: Lifeline | None, sent: list[int]) -> None:
+    """Count every request the pool sends (retries included) and, with a lifeline, check the driver first.
+
+    Wraps the instance's ``_call`` so every pool (the default one and each role's) is covered without the LLM
+    layer knowing about drivers."""
+    if pool is None or getattr(pool, "_guarded", False):
+        return
+    send = pool._call
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        if lifeline is not None:
+            lifeline.check()
+        sent[0] += 1
+        return await send(*args, **kwargs)
+
+    pool._call = guarded
+    pool._guarded = True
+
+
+class _StampingJournal(JournalWriter):
+    """The shard's journal; each row is stamped with the node that produced it."""
+
+    def __init__(self, path: Path, node_id: str | None) -> None:
+        super().__init__(path)
+        self.node_id = node_id
+
+    def write(self, record: Any) -> None:
+        if self.node_id is not None and "node_id" in type(record).model_fields:
+            record.node_id = self.node_id
+        super().write(record)
+
+
+# Shipped to a cluster's nodes with the code (working_dir keeps the layout synth.paths expects: rubrics/,
+# tools_registry/, pipelines/ beside synth/); nothing that is local state or large.
+RUNTIME_EXCLUDES = [".git", ".venv", "runs", "bench", "tests", "docs", "**/__pycache__", "*.egg-info", ".ruff_cache",
+                    ".pytest_cache"]
+
+
+def runtime_env(config: PipelineConfig) -> dict[str, Any]:
+    """What a cluster's workers need to run this checkout: the project as ``working_dir`` and the settings that
+    are not in the config (the endpoints travel as task arguments)."""
+    from synth.paths import REPO_ROOT
+
+    env_vars = {k: v for k, v in os.environ.items() if k in ("SYNTH_CACHE", "HF_HOME")}
+    return {"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES, **({"env_vars": env_vars} if env_vars else {})}
 
 
 def _ensure_ray(config: PipelineConfig) -> Any:
-    global _ray_ready
+    """Connect to (or start) Ray once per process.
+
+    On a cluster (``ray.address`` / ``RAY_ADDRESS``) the project travels with the job as a ``runtime_env``, so
+    every node runs this checkout's code. Inside ``ray job submit`` the job's own runtime_env already carries it
+    (Ray sets ``RAY_JOB_CONFIG_JSON_ENV_VAR`` for the entrypoint), and a second one would replace it.
+    """
     import ray
 
-    if not _ray_ready and not ray.is_initialized():
+    if not ray.is_initialized():
         address = config.ray.address or os.environ.get("RAY_ADDRESS") or None
-        kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
-                                  "log_to_driver": True}
-        if address is None and config.ray.num_cpus:
-            kwargs["num_cpus"] = config.ray.num_cpus
-        # The stage's code travels with the job so a cluster's workers run what this checkout has.
+        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+        if address is None:
+            kwargs["include_dashboard"] = False
+            if config.ray.num_cpus:
+                kwargs["num_cpus"] = config.ray.num_cpus
+        elif "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+            kwargs["runtime_env"] = runtime_env(config)
         ray.init(address=address, **kwargs)
-    _ray_ready = True
     return ray
+
+
+def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> None:
+    """Refuse (or recompute) a stage whose rows were made with other settings (synth.stages.fingerprint)."""
+    served = fingerprint.served_model(ctx.config, endpoints[0].base_url, endpoints[0].api_key) \
+        if stage.uses_llm and endpoints else None
+    upstream = fingerprint.read(ctx.store(stage.needs).dir) if stage.needs else None
+    parts = fingerprint.compute(stage.name, ctx.config, served, fingerprint.digest(upstream) if upstream else None,
+                                uses_llm=stage.uses_llm)
+    fingerprint.reconcile(stage.name, ctx.store(stage.name).dir, parts, ctx.config.on_change, ctx.config.run)
 
 
 def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointConfig],
@@ -109,8 +218,9 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
     if stage.needs and not ctx.store(stage.needs).parquet.exists():
         raise StageIncomplete(f"stage {stage.name!r} reads {stage.needs!r}, which has not finished in "
                               f"{ctx.run_dir}; run `synth {stage.needs}` first (or `synth pipeline`)")
+    _check_settings(stage, ctx, endpoints)
     items = stage.plan(ctx)
-    done = store.done_ids()
+    done = store.done_ids(max_failures=config.row_attempts)  # a row that failed fewer times is tried again
     pending = [item for item in items if item.id not in done]
     resumed = len(items) - len(pending)
     if pending:
@@ -119,43 +229,98 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
         _dispatch(stage, config, endpoints, pending, store, total=len(items), initial=resumed, progress=progress)
     planned_ids = {item.id for item in items}
     rows = [row for row in store.read(stage.record) if row.id in planned_ids]
+    budget_stop = None
     if len(rows) < len(items):
-        raise StageIncomplete(f"stage {stage.name}: {len(items) - len(rows)} of {len(items)} rows missing; re-run")
+        if not budgeted(config):
+            raise StageIncomplete(f"stage {stage.name}: {len(items) - len(rows)} of {len(items)} rows missing; "
+                                  "re-run")
+        # Quota mode: the workers stopped starting rows when the budget ran out (synth.quota); keep what exists.
+        budget_stop = f"quota budget spent: {len(items) - len(rows)} of {len(items)} rows not started"
     store.compact(keep=planned_ids)
     summary = stage.summarize(rows, planned=len(items))
     summary.resumed = resumed
     stage.finish(ctx, rows, summary)
+    if budget_stop:
+        summary.extra["budget_stop"] = budget_stop
     summary.wall_s = round(time.monotonic() - started, 2)
     (store.dir / SUMMARY).write_text(summary.model_dump_json(indent=2))
     return summary
 
 
+MAX_LOST = 3
+"""Times one shard's work may be lost to a dead node or worker and sent again before the stage gives up."""
+WORKERS_FILE = "workers.json"
+
+
 def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConfig], pending: list[WorkItem],
-              store: StageStore, total: int, initial: int, progress: bool) -> None:
+              store: StageStore, total: int, initial: int, progress: bool) -> list[dict[str, Any]]:
+    """Run ``pending`` over ``ray.workers`` shards; returns each shard's report (also in ``workers.json``).
+
+    A shard lost with its node or worker (not an error the stage raised) is sent again with only its items that
+    have no row yet, so the stage finishes on the nodes left and no finished row is redone.
+    """
     workers = max(1, min(config.ray.workers, len(pending)))
+    # Workers may run elsewhere with another working directory: every path they get is absolute.
+    config = config.model_copy(update={"runs_dir": config.runs_dir.resolve()})
+    store = StageStore(store.dir.resolve())
     shards = [pending[i::workers] for i in range(workers)]
-    args = [(stage.name, config.model_dump_json(), json.dumps([e.model_dump() for e in endpoints]),
-             json.dumps([item.model_dump() for item in shard]), str(store.new_journal())) for shard in shards]
+    config_json, endpoints_json = config.model_dump_json(), json.dumps([e.model_dump() for e in endpoints])
+
+    def args(shard: list[WorkItem], driver: str | None = None) -> tuple:
+        return (stage.name, config_json, endpoints_json, json.dumps([item.model_dump() for item in shard]),
+                str(store.new_journal()), driver)
+
     base = store.count_lines()
+    reports: list[dict[str, Any]] = []
     # In a log file (CI, make > file) a bar that redraws twice a second buries everything else.
     bar = tqdm(total=total, initial=initial, desc=f"{stage.name:>9}", unit="row", disable=not progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     try:
         if not config.ray.enabled:
-            for a in args:
-                run_shard(*a)
-            return
+            reports = [run_shard(*args(shard)) for shard in shards]
+            return reports
         ray = _ensure_ray(config)
-        remote = ray.remote(num_cpus=0, max_retries=0)(run_shard)
-        refs = [remote.remote(*a) for a in args]
-        remaining = list(refs)
-        while remaining:
-            _, remaining = ray.wait(remaining, timeout=0.5)
-            bar.update(initial + store.count_lines() - base - bar.n)  # update() honours mininterval
-        ray.get(refs)  # re-raises a worker's failure (e.g. EndpointUnavailable) here
+        # A shard is one asyncio loop: it uses one CPU, and asking for it is what makes Ray spread shards over
+        # nodes instead of piling them on the driver's. SPREAD breaks ties toward nodes with fewer shards.
+        remote = ray.remote(run_shard).options(num_cpus=config.ray.shard_cpus, max_retries=0,
+                                               scheduling_strategy="SPREAD")
+        with heartbeat(store.journal_dir / f".driver-{os.getpid()}.alive") as beat:
+            driver = this_process(beat).model_dump_json()
+            running = {remote.remote(*args(shard, driver)): (shard, 0) for shard in shards}
+            failure: BaseException | None = None
+            while running:
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                bar.update(initial + store.count_lines() - base - bar.n)  # update() honours mininterval
+                for ref in ready:
+                    shard, lost = running.pop(ref)
+                    try:
+                        reports.append(ray.get(ref))
+                    except ray.exceptions.RayTaskError as exc:  # the stage's own error (e.g. EndpointUnavailable)
+                        failure = failure or exc
+                    except ray.exceptions.RayError as exc:  # the node or the worker died under the shard
+                        left = _without_rows(shard, store)
+                        if lost + 1 > MAX_LOST:
+                            raise StageIncomplete(
+                                f"stage {stage.name}: a shard was lost {lost + 1} times ({type(exc).__name__}: "
+                                f"{exc}); {len(left)} items have no row. Check the cluster's nodes, then re-run: "
+                                "finished rows are kept") from exc
+                        log.warning("stage %s: a shard was lost (%s); sending its %d unfinished items again",
+                                    stage.name, type(exc).__name__, len(left))
+                        if left:
+                            running[remote.remote(*args(left, driver))] = (left, lost + 1)
+            if failure is not None:
+                raise failure
+        return reports
     finally:
         bar.update(initial + store.count_lines() - base - bar.n)
         bar.close()
+        if reports:
+            (store.dir / WORKERS_FILE).write_text(json.dumps(reports, indent=1))
+
+
+def _without_rows(items: list[WorkItem], store: StageStore) -> list[WorkItem]:
+    done = store.done_ids()
+    return [item for item in items if item.id not in done]
 
 
 def read_summary(config: PipelineConfig, stage: str) -> StageSummary | None:

@@ -1,0 +1,220 @@
+"""The orchestration's own ceiling: the default pipeline against the instant endpoint, so every CPU second spent is
+synth's (and its helpers'), not the model's.
+
+For 1 and 2 workers (Ray shards) on local Ray, each a fresh run of ``pipelines/default.yaml`` (more agents, so the
+per-row costs dominate), it measures per stage the CPU time of every process of the pipeline: the driver, the Ray
+workers and Ray's own processes, and the children they run (sandboxed Python, real MCP servers); the instant
+server's own process is left out. From these:
+
+- ``cpu_ms_per_call``: the pipeline's CPU over the model calls it made (the server's request count);
+- ``cpu_ms_per_trajectory`` and ``trajectories_per_hour_per_core`` = 3600 s / CPU seconds per trajectory, with
+  the CPU of every stage whose work grows with the run (agents, tasks, rollouts, judge, dataset) charged to the
+  trajectories; the tools stage (a fixed number of domain leaves) and Ray's start are fixed costs, reported apart;
+- the same split into the Python work inside the workers (``worker_python``) and the processes they start
+  (``worker_children``: sandboxed Python, real MCP servers);
+- scaling 1 -> 2 workers: trajectories per second of wall time in the rollouts and judge stages;
+- a cProfile of the rollouts and judge stages run in-process (the same shard function), top costs by own time.
+
+    python -m synth.bench.scale [--agents 24] [--workers 1 2] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from synth.bench import instant_server
+from synth.bench.machine import machine_info
+from synth.config import EndpointConfig, PipelineConfig, load_config
+from synth.paths import REPO_ROOT
+from synth.stages.registry import ORDER
+
+TARGET = 36_000  # trajectories an hour per worker core: 11 cores keep pace with Data Designer's 16 A100s
+PER_TRAJECTORY = ("agents", "tasks", "rollouts", "judge", "dataset")  # stages whose work grows with the run
+
+
+def tree_cpu(exclude: set[int]) -> float:
+    """CPU seconds of this process and every descendant (and the children they waited for), minus ``exclude``'s
+    subtrees. Ray's processes started by this driver are descendants; reaped children stay in their parent's
+    ``children_*`` times, so nothing that ended is lost."""
+    me = psutil.Process()
+    skip: set[int] = set()
+    for pid in exclude:
+        try:
+            proc = psutil.Process(pid)
+            skip |= {pid, *(c.pid for c in proc.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            pass
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        if proc.pid in skip:
+            continue
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def _config(run_dir: Path, run: str, port: int, agents: int, workers: int, ray: bool = True) -> PipelineConfig:
+    endpoints = json.dumps([{"base_url": instant_server.base_url(port), "max_concurrency": 64}])
+    return load_config(overrides=[f"runs_dir={run_dir}", f"run={run}", f"agents.count={agents}",
+                                  f"ray.workers={workers}", f"ray.enabled={'true' if ray else 'false'}",
+                                  f"llm.endpoints={endpoints}"])
+
+
+def run_once(cfg: PipelineConfig, port: int, server_pid: int) -> dict[str, Any]:
+    from synth.data.build import build_dataset
+    from synth.stages.runner import WORKERS_FILE, run_stage
+
+    endpoints = [EndpointConfig.model_validate(e.model_dump()) for e in cfg.llm.endpoints]
+    stages: dict[str, Any] = {}
+    total_cpu = total_calls = 0.0
+    started = time.monotonic()
+    for name in [*ORDER, "dataset"]:
+        calls0, cpu0, t0 = instant_server.get_stats(port)["requests"], tree_cpu({server_pid}), time.monotonic()
+        if name == "dataset":
+            build_dataset(cfg)
+            rows = None
+        else:
+            summary = run_stage(name, cfg, endpoints, progress=False)
+            rows = summary.planned
+        cpu, wall = tree_cpu({server_pid}) - cpu0, time.monotonic() - t0
+        calls = instant_server.get_stats(port)["requests"] - calls0
+        shards_file = cfg.run_dir / name / WORKERS_FILE
+        shards = json.loads(shards_file.read_text()) if shards_file.exists() else []
+        stages[name] = {"rows": rows, "calls": calls, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                        "worker_cpu_s": round(sum(s["cpu_s"] for s in shards), 3),
+                        "worker_children_cpu_s": round(sum(s["children_cpu_s"] for s in shards), 3),
+                        "shards": len(shards)}
+        total_cpu += cpu
+        total_calls += calls
+    trajectories = stages["rollouts"]["rows"]
+    # The tools stage grows a fixed number of domain leaves whatever the run's size: a fixed cost, reported apart.
+    scaled = [stages[s] for s in PER_TRAJECTORY]
+    cpu = sum(s["cpu_s"] for s in scaled)
+    calls = sum(s["calls"] for s in scaled)
+    worker_cpu = sum(s["worker_cpu_s"] for s in scaled)
+    children = sum(s["worker_children_cpu_s"] for s in scaled)
+    fed = ("rollouts", "judge")  # the stages with one row per trajectory: what more workers speed up
+    return {
+        "workers": cfg.ray.workers, "trajectories": trajectories, "model_calls": calls,
+        "calls_per_trajectory": round(calls / trajectories, 2),
+        "wall_s": round(time.monotonic() - started, 2), "cpu_s": round(cpu, 2),
+        "cpu_ms_per_call": round(1000 * cpu / calls, 2),
+        "cpu_ms_per_trajectory": round(1000 * cpu / trajectories, 1),
+        "trajectories_per_hour_per_core": round(3600 * trajectories / cpu),
+        "worker_python": {
+            "cpu_s": round(worker_cpu, 2),
+            "cpu_ms_per_call": round(1000 * worker_cpu / calls, 2),
+            "cpu_ms_per_trajectory": round(1000 * worker_cpu / trajectories, 1),
+            "trajectories_per_hour_per_core": round(3600 * trajectories / worker_cpu),
+        },
+        "worker_children": {"cpu_s": round(children, 2),
+                            "cpu_ms_per_trajectory": round(1000 * children / trajectories, 1)},
+        "fixed": {"tools_stage_cpu_s": stages["tools"]["cpu_s"], "all_stages_cpu_s": round(total_cpu, 2),
+                  "all_calls": int(total_calls)},
+        "rollouts_judge_trajectories_per_s": round(trajectories / sum(stages[s]["wall_s"] for s in fed), 3),
+        "stages": stages,
+    }
+
+
+@contextmanager
+def _local_ray(cpus: int) -> Any:
+    """Local Ray, started before anything is measured: its start-up is a once-per-job cost, not a trajectory's."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def profile(cfg: PipelineConfig, source: Path, top: int = 25) -> tuple[str, list[dict[str, Any]]]:
+    """cProfile of rollouts + judge in-process on a copy of ``source``'s upstream stages."""
+    from synth.stages.runner import run_stage
+
+    for stage in ("tools", "agents", "tasks"):
+        shutil.copytree(source / stage, cfg.run_dir / stage)
+    endpoints = list(cfg.llm.endpoints)
+    prof = cProfile.Profile()
+    prof.enable()
+    for name in ("rollouts", "judge"):
+        run_stage(name, cfg, endpoints, progress=False)
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    table = [{"function": f"{Path(f).name}:{line}:{fn}", "own_s": round(v[2], 3), "cum_s": round(v[3], 3),
+              "share_own": round(v[2] / total, 3)} for (f, line, fn), v in rows]
+    return buf.getvalue(), table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=24, help="agents.count (tasks = 2 per agent).")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--port", type=int, default=0, help="Instant server port (0: a free one).")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    port = args.port or _free_port()
+    work = Path(tempfile.mkdtemp(prefix="synth-scale-"))
+    results: list[dict[str, Any]] = []
+    with instant_server.running(port) as server, _local_ray(max(args.workers)):
+        for workers in args.workers:
+            cfg = _config(work, f"w{workers}", port, args.agents, workers)
+            results.append(run_once(cfg, port, server.pid))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "stages"}))
+        profile_text, top = ("", [])
+        if not args.no_profile:
+            cfg = _config(work, "profile", port, args.agents, 1, ray=False)
+            profile_text, top = profile(cfg, work / f"w{args.workers[0]}")
+    shutil.rmtree(work, ignore_errors=True)
+    base = results[0]
+    out = {
+        "benchmark": "orchestration_ceiling", "machine": machine_info(), "endpoint": "synth.bench.instant_server",
+        "config": "pipelines/default.yaml", "agents": args.agents, "target_trajectories_per_hour_per_core": TARGET,
+        "trajectories_per_hour_per_core": base["trajectories_per_hour_per_core"],
+        "cpu_ms_per_call": base["cpu_ms_per_call"], "workers": results,
+        "scaling_2_over_1": (round(results[1]["rollouts_judge_trajectories_per_s"]
+                                   / base["rollouts_judge_trajectories_per_s"], 2) if len(results) > 1 else None),
+        "profile_top": top, "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    if profile_text:
+        (args.out / "scale_profile.txt").write_text(profile_text)
+    print(f"{out['trajectories_per_hour_per_core']} trajectories/hour/core (target {TARGET}), "
+          f"{out['cpu_ms_per_call']} CPU ms per call -> {args.out / 'scale.json'}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""A worker's lifeline to its driver: alive while the driver runs, gone the moment it is killed (even unreaped, a
+zombie), a reused pid is not mistaken for the driver, and a remote driver is judged by its heartbeat file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synth.stages import lifeline
+from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
+
+
+def _child() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def _ref_of(pid: int) -> DriverRef:
+    stat = lifeline._stat(pid)
+    assert stat is not None
+    return this_process().model_copy(update={"pid": pid, "start_ticks": stat[1]})
+
+
+def test_killed_driver_is_gone_even_before_it_is_reaped() -> None:
+    proc = _child()
+    line = Lifeline(_ref_of(proc.pid))
+    assert line.local and line.alive()
+    line.check()
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while line.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not line.alive()  # a zombie (not yet waited for) counts as gone
+    assert lifeline._stat(proc.pid) is not None  # ... and it was still a zombie when judged
+    with pytest.raises(DriverGone):
+        line.check()
+    proc.wait()
+    assert not line.alive()
+
+
+def test_a_reused_pid_is_not_the_driver() -> None:
+    proc = _child()
+    try:
+        ref = _ref_of(proc.pid).model_copy(update={"start_ticks": _ref_of(proc.pid).start_ticks - 1})
+        assert not Lifeline(ref).alive()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_remote_driver_is_judged_by_its_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lifeline, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(lifeline, "STALE_S", 0.5)
+    with heartbeat(tmp_path / ".driver.alive") as beat:
+        remote = this_process(beat).model_copy(update={"boot_id": "another-machine"})
+        line = Lifeline(remote)
+        assert not line.local
+        for _ in range(10):  # still beating: alive, whatever the clocks say
+            assert line.alive()
+            time.sleep(0.1)
+    assert not beat.exists()  # the driver removes it when the stage is done
+    assert not line.alive()
+
+
+def test_heartbeat_that_stops_changing_means_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lifeline, "STALE_S", 0.3)
+    beat = tmp_path / ".driver.alive"
+    beat.touch()
+    line = Lifeline(this_process(beat).model_copy(update={"boot_id": "another-machine"}))
+    assert line.alive()
+    time.sleep(0.4)
+    assert not line.alive()  # a driver killed with -9 leaves the file behind, unchanged
+
+
+def test_in_process_run_starts_no_watcher() -> None:
+    line = Lifeline(this_process()).start()
+    assert line._thread is None and line.alive()
