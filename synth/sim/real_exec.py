@@ -19,6 +19,7 @@ to start servers, unless ``allow_unconfined`` says to run them unconfined; ``hub
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -103,10 +104,17 @@ class RealCallResult(BaseModel):
 def sandbox_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
     """Sandbox-safe entries of the servers file when it has any, else the pinned ``DEFAULT_SERVERS``."""
     if path.exists():
-        safe = [entry for entry in load_servers(path) if entry.sandbox_safe]
+        safe = _sandbox_safe(path, path.stat().st_mtime_ns)
         if safe:
-            return safe
+            return list(safe)
     return list(DEFAULT_SERVERS)
+
+
+@functools.lru_cache(maxsize=8)
+def _sandbox_safe(path: Path, mtime_ns: int) -> tuple[ServerEntry, ...]:
+    # Every episode with real tools asks, and the file lists hundreds of servers: parsing it each time was the
+    # rollouts' largest Python cost in `make bench-scale`. Keyed on the file's mtime, so an edit is seen.
+    return tuple(entry for entry in load_servers(path) if entry.sandbox_safe)
 
 
 def spec_from_mcp(entry: ServerEntry, tool: mcp_types.Tool) -> ToolSpec:
