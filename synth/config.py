@@ -223,6 +223,10 @@ class TrainConfig(Strict):
     save_dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="Dtype of the saved checkpoint (fp32 keeps small fine-tuning deltas).")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Recompute each layer's activations in the backward pass. auto: on for the "
+        "CPU, whose max-logit capture is exact eager attention (a 3k-token row would keep ~1 GB of attention "
+        "scores per layer), off on CUDA (flex attention keeps no score matrix).")
 
 
 class EvalConfig(Strict):

@@ -88,7 +88,8 @@ def base_model_dir(path: Path | None) -> Path:
 
 def _fingerprint(cfg: TrainConfig, base: Path, examples: list[Example], seed: int) -> str:
     """What a resume state (or a finished run) must match: the same tokens, base model, optimizer and schedule."""
-    keep = cfg.model_dump(mode="json", exclude={"save_every", "threads", "name", "data_files"})
+    keep = cfg.model_dump(mode="json", exclude={"save_every", "threads", "name", "data_files",
+                                                "gradient_checkpointing"})
     digest = hashlib.sha256(json.dumps({"cfg": keep, "base": str(base.resolve()), "seed": seed},
                                        sort_keys=True).encode())
     for e in examples:
@@ -163,7 +164,10 @@ def _save_checkpoint(out: Path, model: Any, tokenizer: Any, cfg: TrainConfig) ->
     tmp = out / "_final.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     dtype = torch.float32 if cfg.save_dtype == "float32" else torch.bfloat16
-    # The capturing attention is a training device: the saved config must name a stock implementation.
+    # The capturing attention and checkpointing are training devices: the saved config must not carry them.
+    if getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
+    model.config.use_cache = True
     model.config._attn_implementation = "sdpa"
     model.to(dtype).save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -232,6 +236,12 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
 
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(plan.device)
+    checkpointing = cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto"
+                                                            and plan.device == "cpu")
+    if checkpointing:
+        model.config.use_cache = False
+        # The recomputed forward runs with grad on, so capture sees it again: a MAX of the same logits, unchanged.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     opt, clip = build_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup))

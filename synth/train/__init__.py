@@ -1,0 +1,1 @@
+"""Fine-tuning on a run's train split with MuonClip (``synth train``), and the tool chat template it trains."""
