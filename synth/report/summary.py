@@ -45,6 +45,10 @@ def print_report(report: PipelineReport, console: Console | None = None) -> None
         d = report.dataset
         console.print(f"[bold]dataset[/bold] {d.path}: {d.trajectories} trajectories, "
                       f"{d.accepted} accepted, {d.rejected} rejected, {d.errored} failed before judging")
+    for stage in report.stages:
+        if stage.extra.get("mcp_servers") == "unconfined":
+            console.print(f"[bold red]{stage.stage}: third-party MCP servers ran UNCONFINED[/bold red] "
+                          "(rollouts.allow_unconfined=true)")
     if report.preflight is not None:
         from synth.preflight import describe
 

@@ -9,7 +9,7 @@ from synth.data.heldout import is_heldout
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
-from synth.stages.base import Stage, StageContext, WorkItem
+from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
 
 if TYPE_CHECKING:
     from synth.sim.real_exec import RealToolHub
@@ -23,6 +23,18 @@ class RolloutsStage(Stage):
     async def setup(self, ctx: StageContext) -> None:
         ctx.cache["tasks"] = {t.id: t for t in ctx.store("tasks").read(TaskRecord) if t.error is None}
         ctx.cache["agents"] = {a.id: a for a in ctx.store("agents").read(AgentRecord)}
+        if ctx.config.rollouts.real_exec:
+            # Once per worker, before any row: where servers can't be confined and unconfined isn't allowed, the
+            # stage stops with one message instead of every real-exec row failing with it.
+            from synth.sim.sandbox import isolation
+
+            isolation(ctx.config.rollouts.allow_unconfined)
+
+    def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
+        if ctx.config.rollouts.real_exec:
+            from synth.sim.sandbox import isolation
+
+            summary.extra["mcp_servers"] = isolation(ctx.config.rollouts.allow_unconfined)
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         tasks = sorted((t for t in ctx.store("tasks").read(TaskRecord) if t.error is None), key=lambda t: t.id)
