@@ -26,6 +26,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import tempfile
 import time
@@ -69,11 +70,19 @@ def tree_cpu(exclude: set[int]) -> float:
     return total
 
 
-def _config(run_dir: Path, run: str, port: int, agents: int, workers: int, ray: bool = True) -> PipelineConfig:
+def _config(run_dir: Path, run: str, port: int, agents: int, workers: int, ray: bool = True,
+            extra: list[str] | None = None) -> PipelineConfig:
     endpoints = json.dumps([{"base_url": instant_server.base_url(port), "max_concurrency": 64}])
     return load_config(overrides=[f"runs_dir={run_dir}", f"run={run}", f"agents.count={agents}",
                                   f"ray.workers={workers}", f"ray.enabled={'true' if ray else 'false'}",
-                                  f"llm.endpoints={endpoints}"])
+                                  f"llm.endpoints={endpoints}", *(extra or [])])
+
+
+VARIANTS = {
+    "default": [],
+    # The same mix with every tool simulated: what the orchestration costs without starting real MCP servers.
+    "simulated_tools": ["rollouts.real_exec=false"],
+}
 
 
 def run_once(cfg: PipelineConfig, port: int, server_pid: int) -> dict[str, Any]:
@@ -146,14 +155,14 @@ def _local_ray(cpus: int) -> Any:
         ray.shutdown()
 
 
-def profile(cfg: PipelineConfig, source: Path, top: int = 25) -> tuple[str, list[dict[str, Any]]]:
+def profile(cfg: PipelineConfig, source: Path, top: int = 25) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
     """cProfile of rollouts + judge in-process on a copy of ``source``'s upstream stages."""
     from synth.stages.runner import run_stage
 
     for stage in ("tools", "agents", "tasks"):
         shutil.copytree(source / stage, cfg.run_dir / stage)
     endpoints = list(cfg.llm.endpoints)
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)  # CPU time: waiting on the server is not a cost
     prof.enable()
     for name in ("rollouts", "judge"):
         run_stage(name, cfg, endpoints, progress=False)
@@ -166,7 +175,26 @@ def profile(cfg: PipelineConfig, source: Path, top: int = 25) -> tuple[str, list
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
     table = [{"function": f"{Path(f).name}:{line}:{fn}", "own_s": round(v[2], 3), "cum_s": round(v[3], 3),
               "share_own": round(v[2] / total, 3)} for (f, line, fn), v in rows]
-    return buf.getvalue(), table
+    packages: dict[str, float] = {}
+    for (f, _, fn), v in stats.stats.items():  # type: ignore[attr-defined]
+        packages[_package(f, fn)] = packages.get(_package(f, fn), 0.0) + v[2]
+    by_package = {k: round(v / total, 3) for k, v in sorted(packages.items(), key=lambda kv: -kv[1])[:12]}
+    buf.write("\nown time by package (share of the profile):\n")
+    buf.writelines(f"  {k:<28} {v:6.1%}\n" for k, v in by_package.items())
+    return buf.getvalue(), table, by_package
+
+
+def _package(filename: str, function: str) -> str:
+    """Who owns a profiled function: a site-packages distribution, a synth module, the stdlib, or a builtin."""
+    if filename == "~":  # builtins: name them by their module (_socket, select, pydantic_core, builtins ...)
+        found = re.search(r"of '([\w.]+)'", function) or re.search(r"built-in method ([\w.]+)", function)
+        return "builtin:" + (found.group(1).split(".")[0] if found else "other")
+    parts = Path(filename).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1].split(".")[0]
+    if "synth" in parts:
+        return ".".join(parts[parts.index("synth"):parts.index("synth") + 2]).removesuffix(".py")
+    return "stdlib:" + Path(filename).stem
 
 
 def main() -> None:
@@ -180,15 +208,23 @@ def main() -> None:
     port = args.port or _free_port()
     work = Path(tempfile.mkdtemp(prefix="synth-scale-"))
     results: list[dict[str, Any]] = []
+    variants: dict[str, dict[str, Any]] = {}
+    load = [os.getloadavg()[0]]
     with instant_server.running(port) as server, _local_ray(max(args.workers)):
         for workers in args.workers:
             cfg = _config(work, f"w{workers}", port, args.agents, workers)
             results.append(run_once(cfg, port, server.pid))
+            load.append(os.getloadavg()[0])
             print(json.dumps({k: v for k, v in results[-1].items() if k != "stages"}))
-        profile_text, top = ("", [])
+        variants["default"] = results[0]
+        for name, sets in VARIANTS.items():
+            if name != "default":
+                variants[name] = run_once(_config(work, name, port, args.agents, 1, extra=sets), port, server.pid)
+                print(name, json.dumps({k: v for k, v in variants[name].items() if k != "stages"}))
+        profile_text, top, by_package = "", [], {}
         if not args.no_profile:
             cfg = _config(work, "profile", port, args.agents, 1, ray=False)
-            profile_text, top = profile(cfg, work / f"w{args.workers[0]}")
+            profile_text, top, by_package = profile(cfg, work / f"w{args.workers[0]}")
     shutil.rmtree(work, ignore_errors=True)
     base = results[0]
     out = {
@@ -196,9 +232,13 @@ def main() -> None:
         "config": "pipelines/default.yaml", "agents": args.agents, "target_trajectories_per_hour_per_core": TARGET,
         "trajectories_per_hour_per_core": base["trajectories_per_hour_per_core"],
         "cpu_ms_per_call": base["cpu_ms_per_call"], "workers": results,
+        "variants": {k: {m: v[m] for m in ("trajectories", "cpu_ms_per_call", "cpu_ms_per_trajectory",
+                                           "trajectories_per_hour_per_core", "worker_python", "worker_children")}
+                     for k, v in variants.items()},
         "scaling_2_over_1": (round(results[1]["rollouts_judge_trajectories_per_s"]
                                    / base["rollouts_judge_trajectories_per_s"], 2) if len(results) > 1 else None),
-        "profile_top": top, "load_avg_1m": round(os.getloadavg()[0], 2),
+        "profile_top": top, "profile_by_package": by_package,
+        "load_avg_1m": [round(x, 2) for x in load],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
