@@ -8,12 +8,13 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish test test-fast test-all test-gpu lint bench bench-optim study clean
+        report publish test test-fast test-all test-gpu lint bench bench-scale bench-optim study clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
 	@echo "make test       set up and run the tests (unit + integration with the real embedded server)"
 	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
+	@echo "make bench-scale  the orchestration's own CPU per call and per trajectory (instant endpoint) -> bench/results/"
 	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
 
 $(STAMP): pyproject.toml
@@ -99,6 +100,11 @@ test-all: model
 bench: model
 	$(BIN)/python -m synth.bench.serving $(ARGS)
 	$(BIN)/python -m synth.bench.llm_layer
+
+# The orchestration's ceiling: the default pipeline against an instant OpenAI-compatible server (no model), CPU per
+# model call and per trajectory, 1 -> 2 workers, a profile -> bench/results/scale.json, scale_profile.txt.
+bench-scale: install
+	$(BIN)/python -m synth.bench.scale $(ARGS)
 
 # GPU targets run on a machine with CUDA and torch only (no venv there): its own python3.
 GPU_PY ?= python3
