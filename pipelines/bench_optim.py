@@ -1,10 +1,14 @@
-"""Optimizer benchmark: MuonClip's Muon step against torch.optim.Muon and fused AdamW, plus the cost of
-max-logit capture and QK-Clip inside a training step. Needs only torch and a CUDA GPU.
+"""Optimizer benchmark: MuonClip's Muon step against torch.optim.Muon, Gram Newton-Schulz against the standard
+iteration, the cost of max-logit capture and QK-Clip inside a training step, and (under torchrun with 2+ GPUs)
+Newton-Schulz sharded over GPUs. Needs only torch and a CUDA GPU.
 
     python pipelines/bench_optim.py --out-dir bench/results
+    torchrun --nproc_per_node 2 pipelines/bench_optim.py --distributed --out-dir bench/results
 
-Parameter sets are the hidden matrices (the Muon share) of three real model shapes (DESIGN.md section 6).
-Timings are CUDA-event means over ``--steps`` steps after ``--warmup`` steps, with fixed random gradients.
+Parameter sets are the hidden matrices (the Muon share) of three real model shapes (DESIGN.md section 6), bf16
+by default. torch.optim.Muon's time moves by a factor of two between runs (its per-matrix loop is bound by the
+host), so every variant is timed in interleaved rounds in one process (A, B, C, A, B, C, ...: CUDA-event means
+over ``--steps`` steps per round) and medians over the rounds are reported, with ratios from the same rounds.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
+import os
 import platform
 import statistics
 import sys
@@ -23,8 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth.optim import MuonClip, QKClip, attention_specs
+from synth.optim import MuonClip, QKClip, attention_specs, newton_schulz_batched
 from synth.optim.capture import enable_capture
+from synth.optim.distributed import ns_flops
+from synth.optim.newton_schulz import newton_schulz_iterate, uses_gram
 from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig
 
 
@@ -57,12 +65,8 @@ class ParamSet:
     def numel(self) -> int:
         return sum(a * b for a, b in self.shapes())
 
-    def ns_flops(self, steps: int = 5) -> float:
-        total = 0.0
-        for a, b in self.shapes():
-            m, n = min(a, b), max(a, b)
-            total += steps * (4 * m * m * n + 2 * m**3)
-        return total
+    def ns_flops(self, steps: int = 5, method: str = "standard") -> float:
+        return sum(ns_flops(a, b, steps, method) for a, b in self.shapes())
 
 
 SETS = {
@@ -112,54 +116,112 @@ def matmul_peak(steps: int = 10) -> float:
     return 2 * 8192**3 / (ms * 1e-3) / 1e12
 
 
-def bench_set(ps: ParamSet, dtype: torch.dtype, steps: int, warmup: int, rounds: int) -> dict[str, float | str]:
+def _variants() -> dict[str, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]:
+    group = lambda ps: [{"params": ps, "use_muon": True}]  # noqa: E731
+    return {
+        "torch_muon_ms": lambda ps: torch.optim.Muon(
+            ps, lr=2e-4, weight_decay=0.1, momentum=0.95, adjust_lr_fn="match_rms_adamw"
+        ),
+        "muonclip_ms": lambda ps: MuonClip(group(ps), lr=2e-4),
+        "muonclip_gram_ms": lambda ps: MuonClip(group(ps), lr=2e-4, ns_method="gram"),
+        "muonclip_fused_diag_ms": lambda ps: MuonClip(group(ps), lr=2e-4, fuse_diagonal=True),
+        "muonclip_gram_fused_diag_ms": lambda ps: MuonClip(group(ps), lr=2e-4, ns_method="gram", fuse_diagonal=True),
+    }
+
+
+def bench_set(ps: ParamSet, dtype: torch.dtype, steps: int, warmup: int, rounds: int) -> dict:
+    """Every variant's optimizer is built once (its own momentum state over the same parameters) and timed in
+    interleaved rounds; medians over rounds, ratios against torch.optim.Muon's median."""
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, device="cuda", dtype=dtype) * 0.02) for s in ps.shapes()]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    row: dict[str, float | str] = {
+    opts = {key: make(params) for key, make in _variants().items()}
+    for opt in opts.values():
+        for _ in range(warmup):
+            opt.step()
+    times: dict[str, list[float]] = {k: [] for k in opts}
+    for _ in range(rounds):
+        for key, opt in opts.items():
+            times[key].append(cuda_time(opt.step, steps, 1))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    row: dict = {
         "set": ps.name,
         "params_M": ps.numel() / 1e6,
         "dtype": str(dtype).split(".")[-1],
+        "interleaved": True,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        **med,
+        "ratio": med["muonclip_ms"] / med["torch_muon_ms"],
     }
-
-    # Interleaved rounds, best of each: torch.optim.Muon's time moves by 20% between runs (its per-matrix
-    # loop is bound by kernel launches), so a single round can flatter either side.
-    best: dict[str, float] = {}
-
-    def timed(key: str, make: Callable[[], torch.optim.Optimizer]) -> None:
-        opt = make()
-        best[key] = min(best.get(key, float("inf")), cuda_time(opt.step, steps, warmup))
-        del opt
-        torch.cuda.empty_cache()
-
-    for _ in range(rounds):
-        timed(
-            "torch_muon_ms",
-            lambda: torch.optim.Muon(params, lr=2e-4, weight_decay=0.1, momentum=0.95, adjust_lr_fn="match_rms_adamw"),
-        )
-        timed("muonclip_ms", lambda: MuonClip([{"params": params, "use_muon": True}], lr=2e-4))
-        timed(
-            "muonclip_unfused_ms",
-            lambda: MuonClip([{"params": params, "use_muon": True}], lr=2e-4, fused=False),
-        )
-        timed(
-            "muonclip_fused_diag_ms",
-            lambda: MuonClip([{"params": params, "use_muon": True}], lr=2e-4, fuse_diagonal=True),
-        )
-    row.update(best)
-
+    for key in med:
+        if key not in ("torch_muon_ms", "muonclip_ms"):
+            row[key.removesuffix("_ms") + "_ratio"] = med[key] / med["torch_muon_ms"]
+    row["round_times_ms"] = times
+    del opts
     opt_a = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.1, fused=True)
     row["fused_adamw_ms"] = cuda_time(opt_a.step, steps, warmup)
     del opt_a
     params.clear()  # free the set before the next one
     torch.cuda.empty_cache()
-
     row["ns_tflop"] = ps.ns_flops() / 1e12
-    row["muonclip_tflops"] = ps.ns_flops() / (float(row["muonclip_ms"]) * 1e-3) / 1e12
-    row["torch_muon_tflops"] = ps.ns_flops() / (float(row["torch_muon_ms"]) * 1e-3) / 1e12
-    row["speedup_vs_torch"] = float(row["torch_muon_ms"]) / float(row["muonclip_ms"])
+    row["ns_tflop_gram"] = ps.ns_flops(method="gram") / 1e12
+    row["muonclip_tflops"] = ps.ns_flops() / (med["muonclip_ms"] * 1e-3) / 1e12
+    row["torch_muon_tflops"] = ps.ns_flops() / (med["torch_muon_ms"] * 1e-3) / 1e12
     return row
+
+
+def _gradient_like(n: int, rows: int, cols: int, decay: float | None, seed: int) -> torch.Tensor:
+    """fp64 stack on the GPU; ``decay``: singular values log-spaced from 1 down to it (random singular vectors)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(n, rows, cols, device="cuda", dtype=torch.float64, generator=g)
+    if decay is None:
+        return x
+    m = min(rows, cols)
+    u = torch.linalg.qr(torch.randn(n, rows, m, device="cuda", dtype=torch.float64, generator=g)).Q
+    v = torch.linalg.qr(torch.randn(n, cols, m, device="cuda", dtype=torch.float64, generator=g)).Q
+    s = torch.logspace(0, math.log10(decay), m, device="cuda", dtype=torch.float64)
+    return (u * s) @ v.mT
+
+
+def bench_gram(steps: int, rounds: int) -> list[dict]:
+    """Per matrix shape of the three sets: Newton-Schulz alone on a stack (as many matrices as one layer of the
+    set has of that shape), standard against Gram in bf16, interleaved; and each one's relative deviation from
+    the fp64 standard iteration on Gaussian and on decaying (1 to 1e-3) spectra."""
+    rows = []
+    seen: set[tuple[int, int]] = set()
+    for ps in SETS.values():
+        per_layer = ps.shapes()[: len(ps.shapes()) // ps.layers]
+        for shape in per_layer:
+            if shape in seen or not uses_gram(*shape, "gram"):
+                continue
+            seen.add(shape)
+            n = per_layer.count(shape)
+            x = _gradient_like(n, *shape, None, 0).to(torch.bfloat16)
+            fns = {
+                "standard": lambda x=x: newton_schulz_batched(x, 5),
+                "gram": lambda x=x: newton_schulz_batched(x, 5, method="gram"),
+            }
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(rounds):
+                for k, fn in fns.items():
+                    times[k].append(cuda_time(fn, steps, 2))
+            row: dict = {"shape": list(shape), "stack": n}
+            for k, v in times.items():
+                row[f"{k}_ms"] = statistics.median(v)
+            row["gram_over_standard"] = row["gram_ms"] / row["standard_ms"]
+            for decay in (None, 1e-3):
+                ref_in = _gradient_like(2, *shape, decay, 1)
+                ref_in = ref_in / ref_in.norm(dim=(1, 2), keepdim=True)
+                exact = newton_schulz_iterate(ref_in, 5)
+                tag = "gauss" if decay is None else "decay1e-3"
+                for method in ("standard", "gram"):
+                    out = newton_schulz_batched(ref_in.float(), 5, method=method).double()
+                    row[f"{method}_dev_{tag}"] = float((out - exact).norm() / exact.norm())
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
 
 
 def bench_capture(steps: int, warmup: int, batch: int, seq: int, rounds: int) -> dict[str, float | str]:
@@ -264,26 +326,44 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def to_markdown(info: dict[str, str], peak: float, rows: list[dict], cap: dict | None) -> str:
+def to_markdown(info: dict[str, str], peak: float, rows: list[dict], gram: list[dict], cap: dict | None) -> str:
     lines = [
         f"# Optimizer benchmark ({info['gpu']}, torch {info['torch']}, {info['date_utc']} UTC)",
         "",
-        f"bf16 8192^3 matmul peak measured in the same run: {peak:.0f} TFLOP/s.",
+        f"bf16 8192^3 matmul peak measured in the same run: {peak:.0f} TFLOP/s. Interleaved rounds in one process, "
+        "medians over rounds; every ratio is to torch.optim.Muon's median in the same rounds.",
         "",
-        "| set | params | dtype | torch.optim.Muon | MuonClip (ours) | ours / torch "
-        "| ours, fused=False (torch elementwise ops) | ours, fuse_diagonal=True | fused AdamW | NS work "
-        "| ours TFLOP/s | ours % of peak |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| set | params | dtype | rounds | torch.optim.Muon | MuonClip (default) | ratio | ns_method=gram "
+        "| fuse_diagonal | gram + fuse_diagonal | fused AdamW | NS work (gram) | default TFLOP/s (% of peak) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['set']} | {r['params_M']:.0f} M | {r['dtype']} | {r['torch_muon_ms']:.1f} ms | "
-            f"{r['muonclip_ms']:.1f} ms | {r['muonclip_ms'] / r['torch_muon_ms']:.2f} | "
-            f"{r['muonclip_unfused_ms']:.1f} ms ({r['muonclip_unfused_ms'] / r['torch_muon_ms']:.2f}) | "
-            f"{r['muonclip_fused_diag_ms']:.1f} ms ({r['muonclip_fused_diag_ms'] / r['torch_muon_ms']:.2f}) "
-            f"| {r['fused_adamw_ms']:.1f} ms | {r['ns_tflop']:.1f} TFLOP | {r['muonclip_tflops']:.0f} | "
-            f"{100 * r['muonclip_tflops'] / peak:.0f}% |"
+            f"| {r['set']} | {r['params_M']:.0f} M | {r['dtype']} | {r['rounds']} | {r['torch_muon_ms']:.1f} ms | "
+            f"{r['muonclip_ms']:.1f} ms | {r['ratio']:.2f} | "
+            f"{r['muonclip_gram_ms']:.1f} ms ({r['muonclip_gram_ratio']:.2f}) | "
+            f"{r['muonclip_fused_diag_ms']:.1f} ms ({r['muonclip_fused_diag_ratio']:.2f}) | "
+            f"{r['muonclip_gram_fused_diag_ms']:.1f} ms ({r['muonclip_gram_fused_diag_ratio']:.2f}) | "
+            f"{r['fused_adamw_ms']:.1f} ms | {r['ns_tflop']:.1f} ({r['ns_tflop_gram']:.1f}) TFLOP | "
+            f"{r['muonclip_tflops']:.0f} ({100 * r['muonclip_tflops'] / peak:.0f}%) |"
         )
+    if gram:
+        lines += [
+            "",
+            "Newton-Schulz alone, one layer's stack of each rectangular shape, bf16 (medians of interleaved rounds), "
+            "and the relative deviation from the fp64 iteration:",
+            "",
+            "| shape | stack | standard | gram | gram / standard | deviation, Gaussian: standard / gram "
+            "| deviation, spectrum 1..1e-3: standard / gram |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for g in gram:
+            lines.append(
+                f"| {g['shape'][0]} x {g['shape'][1]} | {g['stack']} | {g['standard_ms']:.2f} ms | "
+                f"{g['gram_ms']:.2f} ms | {g['gram_over_standard']:.2f} | "
+                f"{g['standard_dev_gauss']:.4f} / {g['gram_dev_gauss']:.4f} | "
+                f"{g['standard_dev_decay1e-3']:.4f} / {g['gram_dev_decay1e-3']:.4f} |"
+            )
     if cap:
         lines += [
             "",
@@ -304,38 +384,96 @@ def to_markdown(info: dict[str, str], peak: float, rows: list[dict], cap: dict |
     return "\n".join(lines) + "\n"
 
 
+def bench_distributed(args: argparse.Namespace) -> None:
+    """Under torchrun: each rank holds the whole parameter set (DDP's replicas) and times MuonClip's step with
+    Newton-Schulz sharded over the ranks against the same step unsharded (what one GPU does), interleaved."""
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    info = {**machine_info(), "world_size": str(world)}
+    rows = []
+    for name in args.sets.split(","):
+        ps = SETS[name]
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, device="cuda", dtype=torch.bfloat16) * 0.02) for s in ps.shapes()]
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-3
+        opts = {
+            "step_ms_1gpu": MuonClip([{"params": params, "use_muon": True}], lr=2e-4, distributed=False),
+            f"step_ms_{world}gpu": MuonClip([{"params": params, "use_muon": True}], lr=2e-4),
+        }
+        assert opts[f"step_ms_{world}gpu"].shards_newton_schulz()
+        for opt in opts.values():
+            for _ in range(args.warmup):
+                opt.step()
+        times: dict[str, list[float]] = {k: [] for k in opts}
+        for _ in range(args.rounds):
+            for key, opt in opts.items():
+                dist.barrier()
+                times[key].append(cuda_time(opt.step, args.steps, 1))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        # The slowest rank sets the step time.
+        t = torch.tensor(list(med.values()), device="cuda")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        row = {"set": name, "dtype": "bfloat16", "interleaved": True, "rounds": args.rounds}
+        row.update(dict(zip(med, t.tolist(), strict=True)))
+        row["ratio"] = row[f"step_ms_{world}gpu"] / row["step_ms_1gpu"]
+        rows.append(row)
+        if rank == 0:
+            print(json.dumps(row), flush=True)
+        del opts
+        params.clear()
+        torch.cuda.empty_cache()
+    if rank == 0:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"optim_bench_{world}gpu_" + info["gpu"].replace(" ", "_").replace("/", "_")
+        (args.out_dir / f"{stem}.json").write_text(json.dumps({"machine": info, "sets": rows}, indent=2))
+    dist.destroy_process_group()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     ap.add_argument("--sets", default="358M,973M,1.6B", help=f"comma list of {sorted(SETS)}")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--dtypes", default="bfloat16", help="comma list of parameter dtypes: bfloat16, float32")
+    ap.add_argument("--steps", type=int, default=10, help="optimizer steps per timed round")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per set; the best of each is kept")
-    ap.add_argument("--bf16-sets", default="358M", help="sets also timed with bf16 parameters ('' for none)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per set; medians are reported")
+    ap.add_argument("--gram-rounds", type=int, default=5, help="rounds of the Newton-Schulz-alone timing (0: skip)")
     # Batch 8 x 2048 keeps the GPU the bottleneck, as in real training: at batch 4 this eager model is partly
     # bound by kernel launches and its wall time moves with the host's load.
     ap.add_argument("--capture-batch", type=int, default=8, help="0 skips the capture benchmark")
     ap.add_argument("--capture-seq", type=int, default=2048)
     ap.add_argument("--capture-rounds", type=int, default=7, help="interleaved rounds; medians are reported")
     ap.add_argument("--profile", default="", help="print a kernel profile of one set's MuonClip step, e.g. 358M")
+    ap.add_argument("--distributed", action="store_true", help="under torchrun: sharded vs unsharded step")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_optim needs a CUDA GPU; run it on the GPU machine (make bench-optim)")
     unknown = [s for s in args.sets.split(",") if s not in SETS]
     if unknown:
         raise SystemExit(f"unknown parameter sets {unknown}; supported: {sorted(SETS)}")
+    dtypes = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+    bad = [d for d in args.dtypes.split(",") if d not in dtypes]
+    if bad:
+        raise SystemExit(f"unknown dtypes {bad}; supported: {sorted(dtypes)}")
+    if args.distributed:
+        bench_distributed(args)
+        return
     info = machine_info()
     peak = matmul_peak()
     print(f"{info}  peak {peak:.0f} TFLOP/s", flush=True)
     if args.profile:
-        print(profile_step(SETS[args.profile], torch.float32), flush=True)
+        print(profile_step(SETS[args.profile], torch.bfloat16), flush=True)
     rows = []
     for name in args.sets.split(","):
-        dtypes = [torch.float32] + ([torch.bfloat16] if name in args.bf16_sets.split(",") else [])
-        for dtype in dtypes:
-            row = bench_set(SETS[name], dtype, args.steps, args.warmup, args.rounds)
-            print(json.dumps(row), flush=True)
+        for dname in args.dtypes.split(","):
+            row = bench_set(SETS[name], dtypes[dname], args.steps, args.warmup, args.rounds)
+            print(json.dumps({k: v for k, v in row.items() if k != "round_times_ms"}), flush=True)
             rows.append(row)
+    gram = bench_gram(args.steps, args.gram_rounds) if args.gram_rounds else []
     cap = (
         bench_capture(args.steps, args.warmup, args.capture_batch, args.capture_seq, args.capture_rounds)
         if args.capture_batch
@@ -346,9 +484,12 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = "optim_bench_" + info["gpu"].replace(" ", "_").replace("/", "_")
     (args.out_dir / f"{stem}.json").write_text(
-        json.dumps({"machine": info, "matmul_peak_tflops": peak, "sets": rows, "capture": cap}, indent=2)
+        json.dumps(
+            {"machine": info, "matmul_peak_tflops": peak, "sets": rows, "gram_newton_schulz": gram, "capture": cap},
+            indent=2,
+        )
     )
-    md = to_markdown(info, peak, rows, cap)
+    md = to_markdown(info, peak, rows, gram, cap)
     (args.out_dir / f"{stem}.md").write_text(md)
     print(md)
 
