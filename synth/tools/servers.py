@@ -91,16 +91,37 @@ def executable(entry: ServerEntry) -> Path:
 def ensure_installed(entry: ServerEntry, timeout_s: float = 300) -> Path:
     """Install the server once into its own place and return its executable."""
     exe = executable(entry)
-    if exe.exists():
-        return exe
-    install_package(entry, timeout_s)
+    if not exe.exists():
+        install_package(entry, timeout_s)
     if not exe.exists():
         found = find_commands(entry)
         raise InstallError(
             f"{entry.id}: installed, but no executable {entry.command!r} in {exe.parent}; "
             f"the package provides {found or 'no executables'}: fix 'command' in mcp_servers.yaml"
         )
+    if entry.registry == "pypi" and not (install_root(entry) / BYTECODE_MARK).exists():
+        _compile_bytecode(install_root(entry), timeout_s)
     return exe
+
+
+BYTECODE_MARK = ".bytecode"
+
+
+def _compile_bytecode(root: Path, timeout_s: float) -> None:
+    """Compile the venv's modules once with its own interpreter (compiling runs none of the package's code).
+
+    Installs use ``--no-compile`` and a confined server cannot write ``__pycache__`` (read-only host), so without
+    this every start compiled its imports again: about 1.1 s of CPU per start of mcp-server-time against 0.7 s
+    with bytecode (measured), the largest cost of an episode with real tools in ``make bench-scale``.
+    """
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / BYTECODE_MARK).exists():
+            return
+        # -q: quiet; -j 0: all cores; errors (a module for another Python) are not fatal: it stays uncompiled.
+        with contextlib.suppress(InstallError):
+            _run([str(root / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(root / "lib")], timeout_s)
+        (root / BYTECODE_MARK).write_text("compiled\n")
 
 
 def install_package(entry: ServerEntry, timeout_s: float = 300) -> Path:
