@@ -21,6 +21,7 @@ server's own process is left out. From these:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
 import json
@@ -197,6 +198,72 @@ def _package(filename: str, function: str) -> str:
     return "stdlib:" + Path(filename).stem
 
 
+async def _token_rate(url: str, reqs: list[dict[str, Any]], concurrency: int) -> dict[str, float]:
+    """Raw completion-token rate of the recorded pipeline mix straight to the server (no synth in between)."""
+    from openai import AsyncOpenAI
+
+    from synth.bench.serving import _replay
+
+    client = AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=1800)
+    try:
+        model = (await client.models.list()).data[0].id
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(req: dict[str, Any]) -> int:
+            async with sem:
+                return await _replay(client, model, req)
+
+        t0 = time.perf_counter()
+        tokens = sum(await asyncio.gather(*(one(r) for r in reqs)))
+        wall = time.perf_counter() - t0
+    finally:
+        await client.close()
+    return {"concurrency": concurrency, "requests": len(reqs), "completion_tokens": tokens,
+            "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1)}
+
+
+def real_server(url: str, agents: int, concurrencies: list[int], per_level: int) -> dict[str, Any]:
+    """Trajectories an hour of the default mix on a real server at the concurrency that maximises its token rate.
+
+    Kept short (the server may be shared): a few mix requests per concurrency level, then rollouts and judge of
+    ``2 * agents`` tasks (one episode each) at the best level. The tasks come from the instant endpoint: what is
+    measured is the episodes' and the judge's demand on the real server.
+    """
+    from synth.bench.serving import MIX, load_mix
+    from synth.stages.runner import run_stage
+
+    sweep = [asyncio.run(_token_rate(url, load_mix(MIX, per_level, seed=c), c)) for c in concurrencies]
+    best = max(sweep, key=lambda r: r["tokens_per_s"])
+    work = Path(tempfile.mkdtemp(prefix="synth-scale-real-"))
+    port = _free_port()
+    base = ["rollouts.samples=1", f"agents.count={agents}", "ray.enabled=false"]
+    try:
+        with instant_server.running(port):
+            cfg = load_config(overrides=[f"runs_dir={work}", "run=real", *base, "llm.endpoints=" + json.dumps(
+                [{"base_url": instant_server.base_url(port), "max_concurrency": 64}])])
+            for name in ("tools", "agents", "tasks"):
+                run_stage(name, cfg, list(cfg.llm.endpoints), progress=False)
+        real = [EndpointConfig(base_url=url, max_concurrency=best["concurrency"])]
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"endpoints": real})})
+        stages = {}
+        for name in ("rollouts", "judge"):
+            summary = run_stage(name, cfg, real, progress=False)
+            total = summary.usage.total()
+            stages[name] = {"rows": summary.planned, "ok": summary.ok, "wall_s": summary.wall_s,
+                            "calls": total.calls, "completion_tokens": total.completion_tokens}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    wall = sum(v["wall_s"] for v in stages.values())
+    trajectories = stages["rollouts"]["rows"]
+    tokens = sum(v["completion_tokens"] for v in stages.values())
+    return {"server": url, "sweep": sweep, "best_concurrency": best["concurrency"],
+            "raw_tokens_per_s_at_best": best["tokens_per_s"], "trajectories": trajectories, "stages": stages,
+            "pipeline_tokens_per_s": round(tokens / wall, 1),
+            "trajectories_per_hour": round(3600 * trajectories / wall),
+            "note": "rollouts + judge only (tasks from the instant endpoint); the server was shared with other "
+                    "work on the machine, so its rates are a floor"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=24, help="agents.count (tasks = 2 per agent).")
@@ -204,7 +271,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="Instant server port (0: a free one).")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--real-server", default=None, metavar="URL",
+                        help="Instead: trajectories/hour on this real server (e.g. the embedded one) at the "
+                        "concurrency that maximises its token rate -> scale_real.json.")
+    parser.add_argument("--real-agents", type=int, default=4)
+    parser.add_argument("--real-concurrency", type=int, nargs="+", default=[4, 16, 48])
+    parser.add_argument("--real-requests", type=int, default=24, help="Mix requests per concurrency level.")
     args = parser.parse_args()
+    if args.real_server:
+        real = {"benchmark": "real_server_throughput", "machine": machine_info(),
+                **real_server(args.real_server, args.real_agents, args.real_concurrency, args.real_requests),
+                "load_avg_1m": round(os.getloadavg()[0], 2)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scale_real.json").write_text(json.dumps(real, indent=2) + "\n")
+        if (args.out / "scale.json").exists():
+            (args.out / "scale.md").write_text(to_markdown(json.loads((args.out / "scale.json").read_text()), real))
+        print(json.dumps({k: v for k, v in real.items() if k not in ("stages", "machine")}))
+        return
     port = args.port or _free_port()
     work = Path(tempfile.mkdtemp(prefix="synth-scale-"))
     results: list[dict[str, Any]] = []
@@ -244,8 +327,56 @@ def main() -> None:
     (args.out / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
     if profile_text:
         (args.out / "scale_profile.txt").write_text(profile_text)
+    real_file = args.out / "scale_real.json"
+    real = json.loads(real_file.read_text()) if real_file.exists() else None
+    (args.out / "scale.md").write_text(to_markdown(out, real))
     print(f"{out['trajectories_per_hour_per_core']} trajectories/hour/core (target {TARGET}), "
           f"{out['cpu_ms_per_call']} CPU ms per call -> {args.out / 'scale.json'}")
+
+
+def to_markdown(result: dict[str, Any], real: dict[str, Any] | None = None) -> str:
+    """``bench/results/scale.md``: the figures of ``scale.json`` (and ``scale_real.json``) for people."""
+    m = result["machine"]
+    lines = [
+        "# The orchestration's ceiling (`make bench-scale`)", "",
+        f"Measured {m['date']} on {m['host']} ({m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB), the machine "
+        f"shared with other work (1-minute load average {', '.join(map(str, result['load_avg_1m']))} during "
+        "the runs): the default pipeline (`pipelines/default.yaml`, "
+        f"agents.count={result['agents']}) against `synth.bench.instant_server`, an OpenAI-compatible server that "
+        "answers at once with replies valid for each request's schema or tools. CPU is every process of the "
+        "pipeline (driver, Ray workers, Ray's own processes, the sandboxes and MCP servers they start), not the "
+        "server's. Per trajectory: the stages that grow with the run (agents, tasks, rollouts, judge, dataset).", "",
+        "| run | trajectories | model calls | CPU ms / call | CPU ms / trajectory | trajectories / h / core | "
+        "of which worker Python ms / traj | child processes ms / traj |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = [(f"default, {r['workers']} worker(s)", r) for r in result["workers"]]
+    rows += [(f"{k}, 1 worker", v) for k, v in result["variants"].items() if k != "default"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['trajectories']} | {r.get('model_calls', '')} | {r['cpu_ms_per_call']} | "
+                     f"{r['cpu_ms_per_trajectory']} | {r['trajectories_per_hour_per_core']:,} | "
+                     f"{r['worker_python']['cpu_ms_per_trajectory']} | "
+                     f"{r['worker_children']['cpu_ms_per_trajectory']} |")
+    lines += ["", f"Target: {result['target_trajectories_per_hour_per_core']:,} trajectories an hour per core. "
+              f"Scaling 1 -> 2 workers (rollouts + judge, trajectories per second of wall time): "
+              f"x{result['scaling_2_over_1']} on this {m['cores']}-core machine.", ""]
+    if result.get("profile_by_package"):
+        lines += ["Where the workers' Python time goes (cProfile in CPU time, rollouts + judge in-process, own "
+                  "time by package; `scale_profile.txt` has the functions):", ""]
+        lines += [f"- {k}: {v:.1%}" for k, v in list(result["profile_by_package"].items())[:8]]
+        lines.append("")
+    if real:
+        lines += ["## On the real embedded server", "",
+                  f"{real['server']}, {real['machine']['date']} (shared with other helpers' tests; load average "
+                  f"{real['load_avg_1m']}): raw completion-token rate of the recorded pipeline mix "
+                  "(`bench/requests/default_mix.jsonl`) by concurrency:", "",
+                  "| concurrency | requests | tokens/s |", "| --- | --- | --- |"]
+        lines += [f"| {r['concurrency']} | {r['requests']} | {r['tokens_per_s']} |" for r in real["sweep"]]
+        lines += ["", f"At the best concurrency ({real['best_concurrency']}): rollouts + judge of "
+                  f"{real['trajectories']} trajectories ran at {real['pipeline_tokens_per_s']} completion tokens/s "
+                  f"(raw mix at that concurrency: {real['raw_tokens_per_s_at_best']} tokens/s), "
+                  f"**{real['trajectories_per_hour']:,} trajectories an hour**. {real['note']}.", ""]
+    return "\n".join(lines)
 
 
 def _free_port() -> int:

@@ -44,3 +44,16 @@ def test_profile_rows_are_attributed_to_their_package() -> None:
     assert scale._package("~", "<method 'send' of '_socket.socket' objects>") == "builtin:_socket"
     assert scale._package("~", "<built-in method builtins.isinstance>") == "builtin:builtins"
     assert scale._package("/usr/lib/python3.11/json/encoder.py", "iterencode") == "stdlib:encoder"
+
+
+def test_markdown_names_every_run_and_the_target() -> None:
+    run = {"workers": 1, "trajectories": 10, "model_calls": 90, "cpu_ms_per_call": 5.0, "cpu_ms_per_trajectory": 45.0,
+           "trajectories_per_hour_per_core": 80000, "worker_python": {"cpu_ms_per_trajectory": 30.0},
+           "worker_children": {"cpu_ms_per_trajectory": 5.0}}
+    result = {"machine": {"date": "d", "host": "h", "cpu": "c", "cores": 2, "mem_gib": 8}, "agents": 3,
+              "load_avg_1m": [1.0, 2.0], "workers": [run, {**run, "workers": 2}],
+              "variants": {"default": run, "simulated_tools": run}, "target_trajectories_per_hour_per_core": 36000,
+              "scaling_2_over_1": 1.5, "profile_by_package": {"openai": 0.2}}
+    text = scale.to_markdown(result)
+    assert "default, 1 worker(s)" in text and "default, 2 worker(s)" in text and "simulated_tools, 1 worker" in text
+    assert "36,000" in text and "80,000" in text and "x1.5" in text and "openai: 20.0%" in text
