@@ -315,7 +315,7 @@ def main() -> None:
         "config": "pipelines/default.yaml", "agents": args.agents, "target_trajectories_per_hour_per_core": TARGET,
         "trajectories_per_hour_per_core": base["trajectories_per_hour_per_core"],
         "cpu_ms_per_call": base["cpu_ms_per_call"], "workers": results,
-        "variants": {k: {m: v[m] for m in ("trajectories", "cpu_ms_per_call", "cpu_ms_per_trajectory",
+        "variants": {k: {m: v[m] for m in ("trajectories", "model_calls", "cpu_ms_per_call", "cpu_ms_per_trajectory",
                                            "trajectories_per_hour_per_core", "worker_python", "worker_children")}
                      for k, v in variants.items()},
         "scaling_2_over_1": (round(results[1]["rollouts_judge_trajectories_per_s"]
