@@ -37,10 +37,16 @@ def plot_curve(report: ImproveReport, path: Path) -> Path:
             ax.plot(xs, ys, marker="o", label=name)
         ax.set_title(title)
         ax.set_xlabel("round")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.03, 1.03)  # a rate of exactly 0 stays visible
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not measured\n(no tool calls / no model)", ha="center", va="center",
+                    transform=ax.transAxes, color="grey")
         ax.set_xticks([r.round for r in report.rounds])
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
+    for ax in axes:  # the legend on the first panel that has lines (a metric may be unmeasured everywhere)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+            break
     heldout = report.heldout_tasks
     fig.suptitle(f"synth improve '{report.run}': held-out tasks = {heldout}", fontsize=10)
     fig.tight_layout()
