@@ -35,3 +35,13 @@ def test_page_is_written(cfg: PipelineConfig) -> None:  # noqa: F811
     html = page.read_text()
     assert "<h1>synth run" in html and html.count("data:image/png;base64,") >= 3
     assert (cfg.run_dir / "analysis.json").exists()
+
+
+def test_page_shows_acceptance_and_calibration(cfg: PipelineConfig) -> None:  # noqa: F811
+    a = analyse(cfg.run_dir, cfg)
+    assert a.accept_mode == "auto" and a.accepted_by == {"verifiable": 1}
+    # The fixture's verdicts carry no criterion scores: nothing to pair, nothing trusted.
+    assert a.calibration["overall"]["pairs"] == 0 and a.calibration["trusted_criteria"] == []
+    html = write_page(cfg).read_text()
+    assert "judge calibration: LLM judge vs code checks" in html and "acceptance (judge.accept: auto)" in html
+    assert "held out for evaluation (never in train): 0 tasks" in html
