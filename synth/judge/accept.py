@@ -6,7 +6,8 @@
   called" proves too little to accept on.
 - ``both``: every code check passes and the LLM judge passes (the judge's original rule, ``Verdict.passed``).
 - ``auto``: code checks, plus each LLM criterion whose agreement with the code checks on this run
-  (``synth.judge.calibration``) reaches ``trust_agreement`` over at least ``calibration_min_pairs`` trajectories.
+  (``synth.judge.calibration``) reaches ``trust_agreement`` over at least ``calibration_min_pairs`` trajectories
+  and beats chance (kappa above 0).
   A verifiable task with no trusted criterion is accepted on its code checks alone; a task that code cannot verify
   is accepted only by trusted criteria, and never when none is trusted.
 
