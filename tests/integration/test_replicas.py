@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,20 @@ def _vllm_served(base_url: str) -> int:
     with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=30) as resp:
         text = resp.read().decode()
     return int(sum(float(v) for v in re.findall(r'^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$', text, re.M)))
+
+
+def _count_by_endpoint(pool: LLMPool) -> Counter[str]:
+    """Replies each endpoint gave, counted on the client side (a shared server also serves others)."""
+    answered: Counter[str] = Counter()
+    send = pool._call
+
+    async def counted(ep: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await send(ep, *args, **kwargs)
+        answered[ep.config.base_url] += 1
+        return result
+
+    pool._call = counted  # type: ignore[method-assign]
+    return answered
 
 
 async def _burst(pool: LLMPool, n: int, tag: str, during: Callable[[int], Any] | None = None) -> list[str]:
@@ -67,11 +82,12 @@ async def test_real_server_and_a_replica_that_dies_and_comes_back(live_url: str)
         endpoints = [EndpointConfig(base_url=live_url, max_concurrency=8),
                      EndpointConfig(base_url=instant_server.base_url(port), max_concurrency=8)]
         pool = LLMPool(endpoints, LLMConfig(model=model, max_retries=6))
-        real_before = _vllm_served(live_url)
+        answered = _count_by_endpoint(pool)
+        replica = instant_server.base_url(port)
         first = await _burst(pool, 24, "rivers")
         assert len(first) == 24
-        assert instant_server.get_stats(port)["requests"] >= 1  # both replicas took requests
-        assert _vllm_served(live_url) > real_before
+        assert answered[live_url] >= 1 and answered[replica] >= 1  # both replicas answered
+        assert instant_server.get_stats(port)["requests"] >= answered[replica]
         killed = {}
 
         def kill_after(k: int) -> None:
@@ -80,13 +96,17 @@ async def test_real_server_and_a_replica_that_dies_and_comes_back(live_url: str)
                 proc.wait()
                 killed["at"] = k
 
+        before = answered.copy()
         second = await _burst(pool, 24, "owls", during=kill_after)
         assert killed and len(second) == 24  # nothing lost: every request of the burst got its reply
+        assert sum(answered.values()) - sum(before.values()) == 24
         back = instant_server.start(port)  # the replica comes back on its address
         try:
+            before = answered.copy()
             third = await _burst(pool, 24, "kites")
             assert len(third) == 24
-            assert instant_server.get_stats(port)["requests"] >= 1  # ... and is used again
+            assert answered[replica] > before[replica]  # ... and is used again
+            assert instant_server.get_stats(port)["requests"] >= 1
         finally:
             instant_server.stop(back)
         await pool.aclose()
@@ -108,9 +128,11 @@ async def test_two_embedded_vllm_replicas_one_killed_and_restarted() -> None:
         urls = [server.base_url(c) for c in cfgs]
         pool = LLMPool([EndpointConfig(base_url=u, max_concurrency=8) for u in urls],
                        LLMConfig(model=_served_model(urls[0]), max_retries=6))
+        answered = _count_by_endpoint(pool)
         before = [_vllm_served(u) for u in urls]
         assert len(await _burst(pool, 16, "rivers")) == 16
-        assert all(_vllm_served(u) > b for u, b in zip(urls, before, strict=True))  # both served
+        assert all(answered[u] >= 1 for u in urls)  # both answered ...
+        assert all(_vllm_served(u) > b for u, b in zip(urls, before, strict=True))  # ... as their servers count
 
         def kill_after(k: int) -> None:
             if k == 3:
@@ -118,12 +140,14 @@ async def test_two_embedded_vllm_replicas_one_killed_and_restarted() -> None:
                 assert pid is not None
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
 
+        total = sum(answered.values())
         assert len(await _burst(pool, 16, "owls", during=kill_after)) == 16  # the other replica finished it all
+        assert sum(answered.values()) - total == 16
         assert not server.is_healthy(cfgs[1])
         server.start(cfgs[1])  # back on its port
-        restarted = _vllm_served(urls[1])
+        restarted, again = _vllm_served(urls[1]), answered[urls[1]]
         assert len(await _burst(pool, 24, "kites")) == 24
-        assert _vllm_served(urls[1]) > restarted  # used again
+        assert answered[urls[1]] > again and _vllm_served(urls[1]) > restarted  # used again
         await pool.aclose()
     finally:
         for cfg in started:
