@@ -313,8 +313,9 @@ class LLMPool:
                 # The SDK walks every parameter against its TypedDicts before sending (openai._utils._transform);
                 # for a chat body that changes nothing, and with big tool and response schemas it was a third of
                 # the workers' Python CPU in `make bench-scale`. So the large parts go as extra_body, as they are.
-                body = {"messages": messages, **{k: params[k] for k in _VERBATIM if k in params}}
-                rest = {k: v for k, v in params.items() if k not in _VERBATIM}
+                body = {**params.get("extra_body", {}), "messages": messages,
+                        **{k: params[k] for k in _VERBATIM if k in params}}
+                rest = {k: v for k, v in params.items() if k not in (*_VERBATIM, "extra_body")}
                 raw = await ep.client.chat.completions.with_raw_response.create(model=model, messages=[],
                                                                                extra_body=body, **rest)
                 return _Sent(raw.parse(), raw.text)
