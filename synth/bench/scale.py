@@ -232,7 +232,8 @@ def real_server(url: str, agents: int, concurrencies: list[int], per_level: int)
     from synth.bench.serving import MIX, load_mix
     from synth.stages.runner import run_stage
 
-    sweep = [asyncio.run(_token_rate(url, load_mix(MIX, per_level, seed=c), c)) for c in concurrencies]
+    # The same requests at every level (the first n of one shuffle), at least two per slot so the level is real.
+    sweep = [asyncio.run(_token_rate(url, load_mix(MIX, max(per_level, 2 * c)), c)) for c in concurrencies]
     best = max(sweep, key=lambda r: r["tokens_per_s"])
     work = Path(tempfile.mkdtemp(prefix="synth-scale-real-"))
     port = _free_port()
@@ -275,8 +276,9 @@ def main() -> None:
                         help="Instead: trajectories/hour on this real server (e.g. the embedded one) at the "
                         "concurrency that maximises its token rate -> scale_real.json.")
     parser.add_argument("--real-agents", type=int, default=4)
-    parser.add_argument("--real-concurrency", type=int, nargs="+", default=[4, 16, 48])
-    parser.add_argument("--real-requests", type=int, default=24, help="Mix requests per concurrency level.")
+    parser.add_argument("--real-concurrency", type=int, nargs="+", default=[4, 16, 32])
+    parser.add_argument("--real-requests", type=int, default=16,
+                        help="Mix requests per concurrency level (at least twice the concurrency).")
     args = parser.parse_args()
     if args.real_server:
         real = {"benchmark": "real_server_throughput", "machine": machine_info(),
