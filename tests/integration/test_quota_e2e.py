@@ -40,16 +40,25 @@ def test_accept_3_runs_to_completion_with_bounded_growth(tmp_path: Path, embedde
     accepted = judge["extra"]["train"]
     assert report["stop"].startswith("quota met") == (accepted >= 3)
     assert report["dataset"]["accepted"] == accepted
+    # Every judged row has a recorded decision under the run's mode, and the calibration is in the card.
+    decisions = json.loads((tmp_path / "q3" / "judge" / "acceptance.json").read_text())
+    assert decisions["mode"] == "auto" and len(decisions["rows"]) == judge["ok"]
+    assert all(d["accepted"] == (d["by"] is not None) for d in decisions["rows"].values())
+    assert all(d["reasons"] for d in decisions["rows"].values() if not d["accepted"])
+    assert "## Judge calibration" in (tmp_path / "q3" / "dataset" / "README.md").read_text()
 
 
 def test_token_budget_stops_new_rows_inside_the_round(tmp_path: Path, embedded_server: str) -> None:
-    # 1,000 tokens: the tools stage's one batch spends more than that, so the next stage may start no row.
-    _, report = _pipeline(tmp_path, "qb", embedded_server, "quota.max_tokens=1000", "quota.max_rounds=3")
+    # 300 tokens: the tools stage's one batch (a prompt of about 300 tokens alone) spends more than that, so the
+    # stages after it may start no row.
+    _, report = _pipeline(tmp_path, "qb", embedded_server, "quota.max_tokens=300", "quota.max_rounds=3")
     stages = {s["stage"]: s for s in report["stages"]}
+
+    def spent(s: dict) -> int:
+        return sum(u["prompt_tokens"] + u["completion_tokens"] for u in s["usage"].values())
+
     assert stages["tools"]["ok"] == stages["tools"]["planned"] == 1  # the row in flight finished and was kept
+    assert spent(stages["tools"]) > 300
     assert stages["agents"]["ok"] == 0 and "rows not started" in stages["agents"]["extra"]["budget_stop"]
     assert report["rounds"] == 1 and report["stop"].startswith("token budget spent")
-    tokens = sum(s["usage"][role]["prompt_tokens"] + s["usage"][role]["completion_tokens"]
-                 for s in report["stages"] for role in s["usage"])
-    assert tokens == stages["tools"]["usage"]["generator"]["prompt_tokens"] + \
-        stages["tools"]["usage"]["generator"]["completion_tokens"]  # nothing spent after the budget ran out
+    assert all(spent(s) == 0 for name, s in stages.items() if name != "tools")  # nothing after the budget
