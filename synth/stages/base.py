@@ -34,7 +34,6 @@ class StageContext:
     pool: LLMPool | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     role_pools: dict[str, LLMPool] = field(default_factory=dict)  # llm.roles: per-role endpoints/models
-    budget: Any = None  # a synth.quota.Budget: stops new items once a quota budget is spent
 
     @property
     def run_dir(self) -> Path:
