@@ -91,7 +91,7 @@ class AgentsStage(Stage):
         by_id = {t.id: t for t in [*registry.specs, RUN_PYTHON]}
         tools = [by_id[i] for i in item.payload["tool_ids"]]
         profile = Profile.model_validate(item.payload["profile"])
-        pool = ctx.llm()
+        pool = ctx.llm("generator")
         draft = await write_agent(pool, profile, item.payload["domain"], tools, seed=item.seed, usage=usage)
         return AgentRecord(
             id=item.id, seed=item.seed, name=draft.name, domain=item.payload["domain"],

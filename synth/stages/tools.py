@@ -36,7 +36,7 @@ class ToolsStage(Stage):
         return items
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
-        pool = ctx.llm()
+        pool = ctx.llm("generator")
         leaf, description = item.payload["leaf"], item.payload["description"]
         sub = await grow_subdomain(pool, leaf, description, seed=item.seed, usage=usage)
         path = [*leaf, sub.name]
