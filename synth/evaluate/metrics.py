@@ -3,7 +3,8 @@
 (a) valid tool-call rate: of the calls the agent tried to make, the share that the server's parser read, that name
     a tool of the agent's toolset and whose arguments validate against that tool's JSON Schema. A call the
     parser could not read is still an attempt: the ``hermes`` parser returns the whole reply as text when a
-    ``<tool_call>`` block does not hold valid JSON, so every ``<tool_call>`` left in the text is one failed call.
+    ``<tool_call>`` block does not hold valid JSON (or has no opening tag), so every block left in the text is
+    one failed call.
 (b) code-check pass rate: of the episodes whose rubric has code checks, the share where every check passed.
 (c) judge score: the verdict's weighted rubric score in [0, 1] (0 when the episode could not be judged).
 Each per difficulty, with the counts they are shares of.
@@ -22,6 +23,7 @@ from synth.schemas.verdict import Verdict
 from synth.sim.tool_sim import argument_error
 
 TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
 CallOutcome = Literal["valid", "unparsed", "unknown_tool", "not_an_object", "schema_mismatch"]
 
 
@@ -67,7 +69,10 @@ def reply_calls(message: Any, tools: list[dict[str, Any]]) -> CallStats:
     for call in _get(message, "tool_calls") or []:
         fn = _get(call, "function")
         stats.add(call_outcome(_get(fn, "name") or "", _get(fn, "arguments"), tools))
-    for _ in range((_get(message, "content") or "").count(TOOL_CALL_OPEN)):
+    # A block the parser left in the text is a call that failed to parse; a model that drops one of the two tags
+    # still tried to call, so the count is that of the more frequent tag.
+    text = _get(message, "content") or ""
+    for _ in range(max(text.count(TOOL_CALL_OPEN), text.count(TOOL_CALL_CLOSE))):
         stats.add("unparsed")
     return stats
 

@@ -39,6 +39,9 @@ def test_a_call_the_parser_could_not_read_is_a_failed_attempt() -> None:
     stats = reply_calls({"content": text, "tool_calls": []}, [TOOL])
     assert (stats.attempted, stats.valid, stats.outcomes) == (1, 0, {"unparsed": 1})
     assert reply_calls({"content": "It is sunny.", "tool_calls": None}, [TOOL]).attempted == 0
+    # Seen from a small model: the opening tag left out; still a call that did not parse.
+    dropped = '{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert reply_calls({"content": dropped}, [TOOL]).outcomes == {"unparsed": 1}
 
 
 def _rubric(python_tests: str | None = None) -> Rubric:

@@ -10,12 +10,21 @@ TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-def conversation(city: str, temp: int) -> list[dict[str, Any]]:
+USER_TEXTS = [
+    "What is the weather in {city}?", "Hello! I am planning a trip. How warm is it in {city} today?",
+    "Hi, quick question about the temperature.", "I need the forecast, please.", "Good morning.",
+    "Can you help me with something?", "Is it cold outside in {city} right now? My flight leaves soon.",
+    "Tell me the weather for my city, I live in {city}.", "Hello, welcome! I'd like to know the temperature.",
+    "I'm a travel agent and a client asked me about {city}.", "weather {city}", "Hi there, how are you today?",
+]
+
+
+def conversation(city: str, temp: int, user: str = USER_TEXTS[0]) -> list[dict[str, Any]]:
     call = {"id": f"call_{city}", "type": "function",
             "function": {"name": "get_weather", "arguments": {"city": city}}}
     return [
         {"role": "system", "content": "You answer weather questions."},
-        {"role": "user", "content": f"What is the weather in {city}?"},
+        {"role": "user", "content": user.format(city=city)},
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": f"call_{city}", "content": f'{{"temp_c": {temp}}}'},
         {"role": "assistant", "content": f"It is {temp} degrees in {city}."},
@@ -88,9 +97,12 @@ def tool_calling_checkpoint(root: Path) -> Path:
     base = root / "tiny-base"
     if not (base / "config.json").exists():
         tiny_model(base, layers=2, hidden=128, heads=2, kv_heads=1)
-    data = write_sft(root / "sft.parquet", [{"messages": conversation("Oslo", 3), "tools": [TOOL]}] * 8)
+    # Many openings, one first move: the model learns to call the tool whatever the user says first (an eval's
+    # user simulator writes its own openings), and to answer from the result.
+    rows = [{"messages": conversation("Oslo", 3, user), "tools": [TOOL]} for user in USER_TEXTS]
+    data = write_sft(root / "sft.parquet", rows)
     cfg = PipelineConfig(runs_dir=root / "runs", run="tc", train=TrainConfig(
-        base_model=base, data_files=[data], lr=2e-2, epochs=60, micro_batch_tokens=4096, grad_accum=1,
+        base_model=base, data_files=[data], lr=2e-2, epochs=60, micro_batch_tokens=8192, grad_accum=1,
         warmup_ratio=0.05, threads=1, name="tool-caller"))
     summary = train(cfg, progress=False)
     assert summary.last_loss is not None and summary.last_loss < 0.05, summary.last_loss
