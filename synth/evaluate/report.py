@@ -93,9 +93,41 @@ def plot(summary: EvalSummary, out_dir: Path) -> list[str]:
     return paths
 
 
-def write_report(summary: EvalSummary, out_dir: Path) -> EvalSummary:
+CARD_BEGIN = "<!-- synth eval -->"
+CARD_END = "<!-- /synth eval -->"
+
+
+def card_section(summary: EvalSummary) -> str:
+    """The eval in a few lines for the dataset card: overall (a), (b), (c) per model, with counts."""
+    lines = [CARD_BEGIN, "## Held-out evaluation", "",
+             f"{len(summary.task_ids)} held-out tasks (never in `train`), one episode each, the model under test as "
+             "the agent with native tool calls; details in `eval/eval.md` of the run.", "",
+             "| model | valid tool-call rate | code-check pass rate | judge score |", "| --- | --- | --- | --- |"]
+    for name, m in summary.models.items():
+        o = m.overall
+        lines.append(f"| {name} | {_cell(o, 'valid_call_rate')} | {_cell(o, 'pass_rate')} | "
+                     f"{_cell(o, 'judge_score')} |")
+    return "\n".join([*lines, "", CARD_END]) + "\n"
+
+
+def update_card(card: Path, summary: EvalSummary) -> bool:
+    """Put (or replace) the eval section at the end of the dataset card; False when there is no card yet."""
+    if not card.exists():
+        return False
+    text = card.read_text()
+    if CARD_BEGIN in text and CARD_END in text:
+        text = text[: text.index(CARD_BEGIN)] + text[text.index(CARD_END) + len(CARD_END):].lstrip("\n")
+    card.write_text(text.rstrip("\n") + "\n\n" + card_section(summary))
+    return True
+
+
+def write_report(summary: EvalSummary, out_dir: Path, card: Path | None = None) -> EvalSummary:
+    """Write ``eval.md``, the plots and ``eval.json`` to ``out_dir``, and the summary into ``card`` if given and
+    present (the dataset card, rebuilt without it by the next ``synth dataset``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary.model_copy(update={"table": str(out_dir / "eval.md"), "plots": plot(summary, out_dir)})
     (out_dir / "eval.md").write_text(markdown(summary))
     (out_dir / "eval.json").write_text(summary.model_dump_json(indent=2))
+    if card is not None:
+        update_card(card, summary)
     return summary

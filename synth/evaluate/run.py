@@ -337,4 +337,4 @@ def evaluate_models(config: PipelineConfig, endpoints: list[EndpointConfig],
     share = config.eval.heldout_share if config.eval.heldout_share is not None else config.dataset.heldout_share
     summary = EvalSummary(run=config.run, heldout_share=share, task_ids=[t.id for t in tasks],
                           difficulties=dict(sorted(difficulties.items())), models=results)
-    return write_report(summary, config.run_dir / "eval")
+    return write_report(summary, config.run_dir / "eval", card=config.run_dir / "dataset" / "README.md")

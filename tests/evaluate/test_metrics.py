@@ -89,7 +89,14 @@ def test_report_table_plots_and_json(tmp_path: Path) -> None:
 
     summary = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
                           models={"base": model("base", 1), "muonclip": model("muonclip", 3)})
-    out = write_report(summary, tmp_path / "eval")
+    card = tmp_path / "dataset" / "README.md"
+    card.parent.mkdir()
+    card.write_text("---\nlicense: x\n---\n# Card\n")
+    out = write_report(summary, tmp_path / "eval", card=card)
+    write_report(summary, tmp_path / "eval", card=card)  # again: the section is replaced, not repeated
+    text = card.read_text()
+    assert text.startswith("---\nlicense: x\n---\n# Card\n") and text.count("## Held-out evaluation") == 1
+    assert "| muonclip | 75% (3/4) | 50% (1/2) | 0.40 (n=2) |" in text
     table = (tmp_path / "eval" / "eval.md").read_text()
     assert "| difficulty | tasks | base | muonclip |" in table
     assert "| single_call | 2 | 25% (1/4) | 75% (3/4) |" in table
