@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from synth.config import PipelineConfig, TrainConfig
 
 
 def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path | None,
-        threads: int | None) -> dict[str, Any]:
+        threads: int | None, grad_accum: int = 1) -> dict[str, Any]:
     from synth.serve.cpu import read_cpu_info
     from synth.train.trainer import train
 
@@ -31,7 +32,7 @@ def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = PipelineConfig(runs_dir=Path(tmp), run="bench", train=TrainConfig(
                     data_files=data, base_model=base, max_steps=steps, dtype=dtype, threads=threads,  # type: ignore[arg-type]
-                    name=f"bench-{dtype}-{r}", save_every=10_000))
+                    name=f"bench-{dtype}-{r}", save_every=10_000, grad_accum=grad_accum))
                 summary = train(cfg, progress=True)
                 rates[dtype].append(summary.tokens_per_s or 0.0)
     assert summary is not None
@@ -43,7 +44,8 @@ def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path
     default_tokens = 100 * per_row * cfg.epochs
     return {
         "machine": {**machine_info(), "cpu_flags": read_cpu_info().vector_flags()},
-        "device": summary.device, "steps_per_round": steps, "rounds": rounds,
+        "device": summary.device, "steps_per_round": steps, "rounds": rounds, "grad_accum": grad_accum,
+        "load_average_at_end": list(os.getloadavg()),
         "tokens_per_s": {d: {"median": statistics.median(v), "runs": v} for d, v in rates.items()},
         "rows": data_stats.examples, "mean_tokens_per_row": per_row,
         "mean_trained_tokens_per_row": data_stats.trained_tokens / max(1, data_stats.examples),
@@ -61,9 +63,10 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--grad-accum", type=int, default=1, help="Micro-batches per step (the default run uses 2).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    result = run(args.data, args.steps, args.dtypes, args.rounds, args.base, args.threads)
+    result = run(args.data, args.steps, args.dtypes, args.rounds, args.base, args.threads, args.grad_accum)
     out = args.out or Path("bench/results") / f"train_{result['device']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

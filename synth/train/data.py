@@ -8,6 +8,7 @@ dataset let one into ``train``.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -51,11 +52,39 @@ class DataStats(BaseModel):
     trained_tokens: int = Field(default=0, description="Assistant tokens the loss is taken on.")
 
 
-def _parquet_rows(files: list[Path]) -> list[dict[str, Any]]:
-    from datasets import load_dataset
+def _decoded(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
-    # datasets restores the Json columns (tools, arguments) from the schema it wrote; plain pyarrow would not.
+
+def _parquet_rows(files: list[Path]) -> list[dict[str, Any]]:
+    jsonl = [f for f in files if f.suffix == ".jsonl"]
+    if jsonl:
+        # JSON lines need nothing beyond the standard library: the form to carry rows to a machine that has only
+        # torch and transformers (the lent GPU).
+        if len(jsonl) != len(files):
+            raise DataError("train.data_files mixes .jsonl and Parquet files; give one kind")
+        return [json.loads(line) for f in jsonl for line in f.read_text().splitlines() if line.strip()]
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        import pyarrow.parquet as pq
+
+        # Without datasets the Json columns arrive as strings: tools are decoded here, arguments may stay
+        # strings (the template renders both alike).
+        rows = [r for f in files for r in pq.read_table(f).to_pylist()]
+        for r in rows:
+            r["tools"] = [_decoded(t) for t in r.get("tools") or []]
+        return rows
+    # datasets restores the Json columns (tools, arguments) from the schema it wrote.
     return list(load_dataset("parquet", data_files=[str(f) for f in files], split="train"))
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Rows (messages, tools, task_id) as JSON lines, e.g. to train on a machine without datasets/pyarrow."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keep = ("messages", "tools", "task_id")
+    path.write_text("".join(json.dumps({k: r[k] for k in keep if k in r}, ensure_ascii=False) + "\n" for r in rows))
+    return path
 
 
 def load_rows(dataset_dir: Path, data_files: list[Path] | None = None) -> tuple[list[dict[str, Any]], str]:

@@ -147,3 +147,21 @@ def test_no_rows_says_what_to_run(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="make pipeline"):
         load_rows(tmp_path / "dataset")
+
+
+def test_jsonl_rows_train_like_parquet(tmp_path: Path) -> None:
+    """JSON lines (stdlib only, for a torch-only GPU machine) give the same tokens as the Parquet view."""
+    from transformers import AutoTokenizer
+
+    from synth.serve.checkpoint import ensure_checkpoint
+    from synth.train.data import build_examples, load_rows, write_jsonl
+    from synth.train.template import install_template
+
+    parquet = write_sft(tmp_path / "sft.parquet", sft_rows(3))
+    rows, _ = load_rows(tmp_path, [parquet])
+    jsonl = write_jsonl(rows, tmp_path / "rows.jsonl")
+    again, _ = load_rows(tmp_path, [jsonl])
+    tok = install_template(AutoTokenizer.from_pretrained(ensure_checkpoint()))
+    a, _ = build_examples(tok, rows, max_seq_len=4096, heldout_share=0.0)
+    b, _ = build_examples(tok, again, max_seq_len=4096, heldout_share=0.0)
+    assert [e.input_ids for e in a] == [e.input_ids for e in b] and [e.labels for e in a] == [e.labels for e in b]
