@@ -109,11 +109,14 @@ bench-scale: install
 # GPU targets run on a machine with CUDA and torch only (no venv there): its own python3.
 GPU_PY ?= python3
 
-bench-optim:  ## MuonClip vs torch.optim.Muon vs fused AdamW on 3 parameter sets -> bench/results/
+bench-optim:  ## MuonClip vs torch.optim.Muon (interleaved rounds), Gram NS, capture cost; 2+ GPUs: sharded NS -> bench/results/
 	$(GPU_PY) pipelines/bench_optim.py --out-dir bench/results
+	@if [ "$$($(GPU_PY) -c 'import torch; print(torch.cuda.device_count())')" -gt 1 ]; then \
+		$(GPU_PY) -m torch.distributed.run --nproc_per_node 2 pipelines/bench_optim.py --distributed --out-dir bench/results; \
+	else echo "one GPU: the 2-GPU sharded Newton-Schulz timing (optim_bench_2gpu_*.json) is skipped"; fi
 
-study:  ## AdamW vs Muon vs MuonClip on a byte-level decoder (~3.5 min on an H100) -> bench/results/muonclip_study/
-	$(GPU_PY) pipelines/muonclip_study.py --steps 1500 --lr 1e-2 --tau 100 --out-dir bench/results/muonclip_study
+study:  ## AdamW vs Muon vs MuonClip (standard and Gram NS), 3 seeds, lr 1e-2 and 3e-2 (~8 min on an H200) -> bench/results/muonclip_study/
+	$(GPU_PY) pipelines/muonclip_study.py --steps 1000 --tau 100 --jobs 6 --out-dir bench/results/muonclip_study
 
 test-gpu:
 	$(GPU_PY) -m pytest -m gpu tests/optim -q

@@ -389,9 +389,10 @@ def bench_distributed(args: argparse.Namespace) -> None:
     Newton-Schulz sharded over the ranks against the same step unsharded (what one GPU does), interleaved."""
     import torch.distributed as dist
 
+    # One GPU per rank, chosen before NCCL starts (it binds to the current device).
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl")
     rank, world = dist.get_rank(), dist.get_world_size()
-    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
     info = {**machine_info(), "world_size": str(world)}
     rows = []
     for name in args.sets.split(","):

@@ -123,3 +123,28 @@ def test_deepseek_v3_mla_clip_caps_recomputed_logits(q_lora_rank: int | None) ->
     assert_clip_caps_first_layer(model, specs)
     kv_a_after = next(m for n, m in model.named_modules() if n.endswith("kv_a_proj_with_mqa")).weight
     assert torch.equal(kv_a_after, kv_a)  # the shared rotary key's projection is untouched
+
+
+@pytest.mark.parametrize("family", ["mixtral", "qwen2_moe"])
+def test_moe_families_clip_caps_first_layer(family: str) -> None:
+    torch.manual_seed(0)
+    common = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        "intermediate_size": 24,
+        "num_experts_per_tok": 2,
+    }
+    if family == "mixtral":
+        cfg = transformers.MixtralConfig(num_local_experts=4, **common)
+    else:
+        cfg = transformers.Qwen2MoeConfig(
+            moe_intermediate_size=16, shared_expert_intermediate_size=16, num_experts=4, **common
+        )
+    model = transformers.AutoModelForCausalLM.from_config(cfg, experts_implementation="eager").double()
+    specs = install_capture(model, "eager")
+    assert specs[0].kind == "gqa"
+    assert_clip_caps_first_layer(model, specs)
