@@ -363,6 +363,10 @@ def to_markdown(result: dict[str, Any], real: dict[str, Any] | None = None) -> s
               f"Scaling 1 -> 2 workers (rollouts + judge, trajectories per second of wall time): "
               f"x{result['scaling_2_over_1']} on this {m['cores']}-core machine.", ""]
     if result.get("profile_by_package"):
+        lines += ["Top costs per trajectory, default mix, 1 worker (child processes measured; the workers' Python "
+                  "split by the profile's shares):", ""]
+        lines += [f"{i}. {name}: {ms:.1f} ms" for i, (name, ms) in enumerate(top_costs(result), 1)][:3]
+        lines += [""]
         lines += ["Where the workers' Python time goes (cProfile in CPU time, rollouts + judge in-process, own "
                   "time by package; `scale_profile.txt` has the functions):", ""]
         lines += [f"- {k}: {v:.1%}" for k, v in list(result["profile_by_package"].items())[:8]]
@@ -374,11 +378,43 @@ def to_markdown(result: dict[str, Any], real: dict[str, Any] | None = None) -> s
                   "(`bench/requests/default_mix.jsonl`) by concurrency:", "",
                   "| concurrency | requests | tokens/s |", "| --- | --- | --- |"]
         lines += [f"| {r['concurrency']} | {r['requests']} | {r['tokens_per_s']} |" for r in real["sweep"]]
+        earlier = real.get("sweep_to_choose_concurrency")
+        if earlier:  # a sweep from another run, kept beside this one's rate (not compared with it)
+            lines += ["", f"Sweep that chose the level ({earlier['date']}, load average {earlier['load_avg_1m']}; "
+                      f"{earlier['note']}):", "", "| concurrency | requests | tokens/s |", "| --- | --- | --- |"]
+            lines += [f"| {r['concurrency']} | {r['requests']} | {r['tokens_per_s']} |" for r in earlier["sweep"]]
+        stages = real.get("stages", {})
+        if stages:
+            lines += ["", "| stage | rows | calls | completion tokens | wall s |", "| --- | --- | --- | --- | --- |"]
+            lines += [f"| {k} | {v['rows']} | {v['calls']} | {v['completion_tokens']} | {v['wall_s']} |"
+                      for k, v in stages.items()]
         lines += ["", f"At the best concurrency ({real['best_concurrency']}): rollouts + judge of "
                   f"{real['trajectories']} trajectories ran at {real['pipeline_tokens_per_s']} completion tokens/s "
                   f"(raw mix at that concurrency: {real['raw_tokens_per_s_at_best']} tokens/s), "
                   f"**{real['trajectories_per_hour']:,} trajectories an hour**. {real['note']}.", ""]
     return "\n".join(lines)
+
+
+COST_GROUPS = {
+    "HTTP client stack (httpx, httpcore, h11, anyio, sockets)": ("httpx2", "httpcore2", "h11", "anyio",
+                                                                 "builtin:_socket", "builtin:select", "httpx",
+                                                                 "httpcore"),
+    "openai SDK (request options, response models, typing checks)": ("openai", "stdlib:typing",
+                                                                     "typing_extensions"),
+    "pydantic validation": ("pydantic", "builtin:pydantic_core"),
+}
+
+
+def top_costs(result: dict[str, Any]) -> list[tuple[str, float]]:
+    """The default run's costs per trajectory, largest first: the child processes, then groups of the workers'
+    Python time (the profile's package shares applied to the measured worker CPU)."""
+    run = result["workers"][0]
+    python_ms = run["worker_python"]["cpu_ms_per_trajectory"]
+    shares = result.get("profile_by_package") or {}
+    costs = [("processes the workers start (confined real MCP servers, sandboxed Python)",
+              run["worker_children"]["cpu_ms_per_trajectory"])]
+    costs += [(name, python_ms * sum(shares.get(p, 0.0) for p in members)) for name, members in COST_GROUPS.items()]
+    return sorted(costs, key=lambda c: -c[1])
 
 
 def _free_port() -> int:

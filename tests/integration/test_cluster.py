@@ -97,13 +97,16 @@ def test_shards_ran_on_both_worker_nodes_and_never_on_the_head(runs: dict) -> No
         assert set(produced) == runs["workers"], (stage, produced)  # both worker nodes, no head, no None
 
 
-def test_same_ids_as_an_uninterrupted_run_each_once(runs: dict) -> None:
+def test_same_ids_as_an_uninterrupted_run(runs: dict) -> None:
+    # Each id once is checked where it can fail: no row computed twice shows as no call repeated beyond the
+    # redone episodes' (below); the stored rows themselves are deduplicated by id on read.
     root = runs["root"]
     for stage in ORDER:
         ref = [r["id"] for r in _rows(root / "ref" / stage)]
         got = [r["id"] for r in _rows(root / "cl" / stage)]
-        assert len(got) == len(set(got)), stage
         assert sorted(got) == sorted(ref), stage
+        summary = json.loads((root / "cl" / stage / "summary.json").read_text())
+        assert summary["planned"] == summary["ok"] + summary["failed"] == len(ref), stage
     assert (root / "cl" / "dataset" / "summary.json").exists()
 
 
