@@ -106,7 +106,8 @@ class AgentsStageConfig(Strict):
     toolset_size: tuple[int, int] = Field(default=(2, 4), description="Tools per agent: [min, max], 1 <= min <= max.")
     real_exec_share: float = Field(default=0.34, ge=0, le=1,
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
-    coding_share: float = Field(default=0.17, ge=0, le=1, description="Share of agents given run_python.")
+    coding_share: float = Field(default=0.34, ge=0, le=1,
+                                description="Share of agents given run_python; they get coding tasks only.")
 
     @field_validator("toolset_size")
     @classmethod
@@ -138,7 +139,14 @@ class RolloutsStageConfig(Strict):
         "of failing; the run report says so.",
     )
     coding_runs_code: bool = Field(
-        default=True, description="A coding task's first agent step must call run_python (the sandbox)."
+        default=True, description="In a coding episode that is not free text, the first agent step must call "
+        "run_python (the sandbox)."
+    )
+    coding_free_text: float = Field(
+        default=1.0, ge=0, le=1,
+        description="Share of a coding task's episodes in which the agent answers in plain text, the program in a "
+        "fenced code block, with no schema and no tool call (the first ceil(share x samples) samples); the others "
+        "use llm.tool_calling. The 135M model wrote passing code in free text, never through a JSON run_python call.",
     )
     samples: int = Field(
         default=4, ge=1, le=64,

@@ -6,6 +6,11 @@ Two ways to get tool calls from a model, with the same messages as the result (D
   tool gets its own branch (``name`` const + that tool's parameters schema), so guided decoding can only write
   arguments the tool accepts. Complex harvested schemas may not compile in the server's grammar engine; then
   the step falls back to a schema with ``arguments: object``, and the tool simulator checks arguments instead.
+
+A third way, for coding tasks (``free_text``): a plain chat reply, no schema and no tools, where the answer
+carries its program in a fenced code block that the judge runs against the task's tests. Asked the bank's
+requests verbatim, the embedded 135M model wrote passing code in 9 of 72 free-text replies (the blocks of a reply
+joined) and in 0 of 32 JSON-constrained ``run_python`` calls, whose ``code`` came out as "123" or a file name.
 """
 
 from __future__ import annotations
@@ -387,6 +392,42 @@ async def _native_step(
     return Message(role="assistant", content=msg.content or ""), raw
 
 
+def text_transcript(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation for a free-text step: the agent's own system prompt, then plain alternating turns.
+
+    Nothing is added to the system prompt: told to answer "in one ```python block", the 135M model passed 4 of 72
+    requests against 9 of 72 with its own prompt. Tool turns (none in a free-text episode, but a caller may mix)
+    are shown as the schema-mode transcript shows them: calls as action JSON, results as a user turn.
+    """
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for m in messages:
+        if m.role == "tool":
+            pending.append(f"[{m.name or 'tool'} {m.tool_call_id}] {m.content or ''}")
+            continue
+        if pending:
+            out.append({"role": "user", "content": "Tool results:\n" + "\n".join(pending)})
+            pending.clear()
+        if m.role == "assistant":
+            out.append({"role": "assistant", "content": as_action_json(m) if m.tool_calls else (m.content or "")})
+        else:
+            out.append({"role": m.role, "content": m.content or ""})
+    if pending:
+        out.append({"role": "user", "content": "Tool results:\n" + "\n".join(pending)})
+    return out
+
+
+async def _text_step(
+    pool: ChatPool, messages: list[Message], *, seed: int, usage: UsageByRole | None
+) -> tuple[Message, str | None]:
+    result = await pool.chat(text_transcript(messages), role="agent", seed=seed, usage=usage)
+    content = result.content or ""
+    if not content.strip():
+        raise ReplyInvalid("free-text agent reply is empty", content)
+    # A reply cut at max_tokens is kept as written: a code block it left open is no program (code_tests).
+    return Message(role="assistant", content=content), content
+
+
 async def agent_step(
     pool: ChatPool,
     messages: list[Message],
@@ -396,16 +437,22 @@ async def agent_step(
     usage: UsageByRole | None = None,
     mode: Mode = "schema",
     require_tool: str | None = None,
+    free_text: bool = False,
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
 
     ``require_tool``: the step must call this tool (one of ``tools``), as OpenAI's named ``tool_choice``.
+    ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
 
     Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
     when no endpoint answers.
     """
     if require_tool and require_tool not in [t["function"]["name"] for t in tools]:
         raise ValueError(f"require_tool {require_tool!r} is not one of the agent's tools")
+    if free_text:
+        if require_tool:
+            raise ValueError("a free-text step calls no tool, so it cannot require one")
+        return await _text_step(pool, messages, seed=seed, usage=usage)
     if mode == "native":
         return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool)
     if mode in ("schema", "auto"):

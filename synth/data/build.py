@@ -19,7 +19,7 @@ from datasets import Dataset, DatasetDict, Features, Json, List, Value
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
-from synth.data.heldout import is_heldout
+from synth.data.heldout import task_is_heldout
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.store import StageStore
@@ -119,7 +119,7 @@ def collect_rows(run_dir: Path, config: PipelineConfig | None = None) -> tuple[l
             "calls": [c.model_dump() for c in traj.calls], "usage": usage.model_dump(),
             "model": traj.model or "", "seed": traj.seed, "turns": traj.turns, "stop_reason": traj.stop_reason,
             "required_first_call": traj.required_first_call,
-            "sample": traj.sample, "heldout": is_heldout(task.id, share),
+            "sample": traj.sample, "heldout": task_is_heldout(task, share),
             "accepted_by": decisions[record.id].by, "acceptance": decisions[record.id].model_dump(),
         })
     return rows, errored
@@ -194,5 +194,5 @@ def heldout_tasks(config: PipelineConfig) -> list[TaskRecord]:
     if not store.dir.exists():
         return []
     share = config.dataset.heldout_share
-    return sorted((t for t in store.read(TaskRecord) if t.error is None and is_heldout(t.id, share)),
+    return sorted((t for t in store.read(TaskRecord) if t.error is None and task_is_heldout(t, share)),
                   key=lambda t: t.id)

@@ -1,24 +1,74 @@
-"""The held-out split: a deterministic share of tasks, chosen by task id alone, that never enters ``train``.
+"""The held-out split: a deterministic share of tasks, chosen by a key fixed by the task, that never enters ``train``.
 
-By id (not by row order or seed) so the same task is held out in every round, every resume and every run that
-plans it, whatever else changed.
+By key (not by row order or seed) so the same task is held out in every round, every resume and every run that
+plans it, whatever else changed. The key is the task id, except for coding tasks: two coding tasks (of one run,
+or of two rounds of ``synth improve``) can be written around the same bank problem, and then share its reference
+tests. Held out by task id, one of them could land in ``train`` while the other is evaluated, so the model would
+be trained on the very tests it is scored on. A coding task's key is therefore its problem (``problem:<id>``): all
+tasks of a held-out problem are held out, and no held-out problem's tests or reference reach ``train``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synth.schemas.records import TaskRecord
 
 SALT = "synth-heldout-v1"
 
 
-def heldout_fraction(task_id: str) -> float:
-    """A number in [0, 1) fixed by the task id."""
-    digest = hashlib.sha256(f"{SALT}:{task_id}".encode()).digest()
+def heldout_fraction(key: str) -> float:
+    """A number in [0, 1) fixed by the key."""
+    digest = hashlib.sha256(f"{SALT}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def is_heldout(task_id: str, share: float) -> bool:
-    """True for about ``share`` of all task ids, always the same ones; ``share`` must lie in [0, 1)."""
+def is_heldout(key: str, share: float) -> bool:
+    """True for about ``share`` of all keys, always the same ones; ``share`` must lie in [0, 1)."""
     if not 0 <= share < 1:
         raise ValueError(f"held-out share must be in [0, 1), got {share}")
-    return heldout_fraction(task_id) < share
+    return heldout_fraction(key) < share
+
+
+@cache
+def _problem_ids() -> dict[str, str]:
+    """Reference tests -> problem id, for the repository's bank (read once per process)."""
+    from synth.tasks.rubrics import default_library
+
+    return {p.tests: p.id for p in default_library().coding_problems}
+
+
+def problem_key(tests: str) -> str:
+    """The held-out key of a coding problem, from the tests a task carries: ``problem:<id>`` for a bank problem,
+    else a hash of the tests (a problem no longer in the bank still keeps one key for all its tasks)."""
+    pid = _problem_ids().get(tests)
+    if pid is not None:
+        return f"problem:{pid}"
+    return "tests:" + hashlib.sha256(tests.strip().encode()).hexdigest()[:16]
+
+
+def heldout_key(task: TaskRecord) -> str:
+    """What decides whether ``task`` is held out: its coding problem when it has one, else its id."""
+    tests = task.rubric.python_tests if task.rubric is not None else None
+    return problem_key(tests) if tests else task.id
+
+
+def task_is_heldout(task: TaskRecord, share: float) -> bool:
+    """Whether ``task`` is held out at ``share`` (by ``heldout_key``)."""
+    return is_heldout(heldout_key(task), share)
+
+
+def row_heldout_key(row: dict[str, Any]) -> str:
+    """``heldout_key`` for a dataset row (``task_id`` and, in the splits, ``rubric`` as an object or JSON)."""
+    rubric = row.get("rubric")
+    if isinstance(rubric, str):
+        try:
+            rubric = json.loads(rubric)
+        except json.JSONDecodeError:
+            rubric = None
+    tests = rubric.get("python_tests") if isinstance(rubric, dict) else None
+    return problem_key(tests) if isinstance(tests, str) and tests else str(row.get("task_id") or "")

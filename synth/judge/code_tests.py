@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 
+from synth.schemas.messages import Message
 from synth.schemas.records import TrajectoryRecord
 from synth.schemas.verdict import CheckResult
 from synth.sim.check_runner import SplitError, split_tests
@@ -33,23 +34,31 @@ def _code_in_arguments(arguments: dict[str, object]) -> str | None:
     return max(programs, key=len) if programs else None
 
 
-def extract_code(traj: TrajectoryRecord) -> str | None:
-    """The last program the assistant wrote: a code tool's argument or a fenced block in its messages."""
-    found: str | None = None
-    for msg in traj.messages:
-        if msg.role != "assistant":
+def message_program(msg: Message) -> str | None:
+    """The program one assistant message holds: its code tool call's argument (the last one, if several), or
+    else its fenced Python blocks joined in order.
+
+    Joined, because that is how a reader runs an answer: a 135M model's usual reply is the function in one block
+    and an example that calls it in the next, and the example alone is no program. A later block that redefines
+    the function wins, as it would when the answer is run; a block that fails to run fails the whole program.
+    """
+    for tc in reversed(msg.tool_calls or []):
+        try:
+            code = _code_in_arguments(tc.function.parsed_arguments())
+        except ValueError:
             continue
-        for block in _FENCE.findall(msg.content or ""):
-            if block.strip():
-                found = block
-        for tc in msg.tool_calls or []:
-            try:
-                code = _code_in_arguments(tc.function.parsed_arguments())
-            except ValueError:
-                continue
-            if code:
-                found = code
-    return found
+        if code:
+            return code
+    blocks = [block for block in _FENCE.findall(msg.content or "") if block.strip()]
+    return "\n".join(blocks) if blocks else None
+
+
+def extract_code(traj: TrajectoryRecord) -> str | None:
+    """The last program the assistant wrote: that of its last message holding code (``message_program``)."""
+    for msg in reversed(traj.messages):
+        if msg.role == "assistant" and (code := message_program(msg)) is not None:
+            return code
+    return None
 
 
 async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: float | None = None) -> CheckResult:

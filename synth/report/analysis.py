@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
-from synth.data.heldout import is_heldout
+from synth.data.heldout import task_is_heldout
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, ToolBatchRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.store import StageStore
@@ -65,7 +65,7 @@ def analyse(run_dir: Path, config: PipelineConfig | None = None) -> RunAnalysis:
     by_traj = {t.id: t for t in trajs}
     decisions, calibration = run_acceptance(verdicts, by_task, config.judge)
     share = config.dataset.heldout_share
-    held = {t.id for t in tasks if t.error is None and is_heldout(t.id, share)}
+    held = {t.id for t in tasks if t.error is None and task_is_heldout(t, share)}
     # Accepted means: into train (held-out tasks never go there), under judge.accept.
     accepted = [v for v in verdicts if v.id in decisions and decisions[v.id].accepted and v.task_id not in held]
     out = RunAnalysis(funnel=[

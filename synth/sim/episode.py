@@ -64,11 +64,14 @@ async def run_episode(
     seed: int,
     hub: ToolHub | None = None,
     tool_calling: Mode = "schema",
+    free_text: bool = False,
 ) -> TrajectoryRecord:
     """Run one episode of ``agent`` on ``task`` and return its trajectory (``error`` set when it failed).
 
     ``pool`` is an ``LLMPool`` (or anything with its ``structured``/``chat``/``model``). ``hub`` serves tools
     for real (a ``RealToolHub``); calls to its tools skip simulation when ``cfg.real_exec`` is on.
+    ``free_text`` (coding tasks): every agent step is a plain text answer, the program in a fenced code block
+    (``agent_step(free_text=True)``), with no tool calls and no forced first call.
     Raises ``EndpointUnavailable`` when no endpoint answers.
     """
     usage = UsageByRole()
@@ -79,9 +82,11 @@ async def run_episode(
     messages: list[Message] = [Message(role="system", content=agent.system_prompt)]
     # A coding task is about running code: its first step calls the sandbox (as a named tool_choice would),
     # so the episode always holds a real run for the judge's tests, whatever the model would have done.
+    text = free_text and task.difficulty == "coding"
     first_call = (
         RUN_PYTHON
-        if cfg.coding_runs_code and task.difficulty == "coding" and RUN_PYTHON in [t["function"]["name"] for t in tools]
+        if not text and cfg.coding_runs_code and task.difficulty == "coding"
+        and RUN_PYTHON in [t["function"]["name"] for t in tools]
         else None
     )
     turns = 0
@@ -100,7 +105,7 @@ async def run_episode(
                 stage = "agent"
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
                                              usage=usage, mode=tool_calling,
-                                             require_tool=first_call if step == 0 else None)
+                                             require_tool=first_call if step == 0 else None, free_text=text)
                 step += 1
                 messages.append(msg)
                 if not msg.tool_calls:

@@ -4,6 +4,11 @@ The simulator sees the conversation from the user's side: the agent's text turns
 own turns are its past messages, and tool calls and results are invisible (a user does not see them). Hidden
 details are left out of the prompt for the opening message altogether, so at least the first message can
 never leak them; after that the prompt asks to give each only when the agent asks for it.
+
+A coding task opens with its problem's request word for word (``verbatim_opening``), written by code, not by the
+simulator: the judge runs that problem's tests, so the agent must be asked exactly what they test. In a default
+run the 135M simulator opened coding tasks with "Hello, I am a human," or "What do you want to know about
+Python?" and never passed the request on.
 """
 
 from __future__ import annotations
@@ -52,6 +57,13 @@ def user_view(messages: list[Message]) -> list[dict[str, str]]:
     return out
 
 
+def verbatim_opening(task: TaskRecord) -> str | None:
+    """The opening message code writes for ``task``: a coding task's request as it stands; None for the others."""
+    if task.difficulty == "coding" and task.rubric is not None and task.rubric.python_tests and task.user_goal.strip():
+        return task.user_goal.strip()
+    return None
+
+
 class UserSimulator:
     """One user for one episode; ``reply`` is called once per user turn."""
 
@@ -82,6 +94,8 @@ class UserSimulator:
 
     async def reply(self, messages: list[Message], turn: int) -> UserReply:
         """The user's message for ``turn`` (0 = opening). Raises ``ReplyInvalid`` on an unusable reply."""
+        if turn == 0 and (opening := verbatim_opening(self.task)) is not None:
+            return UserReply(message=opening, stop=False)
         schema = UserReply.model_json_schema()
         props = schema["properties"]["message"]
         props["maxLength"] = min(props["maxLength"], reply_chars(self.pool))

@@ -47,7 +47,7 @@ class JudgeStage(Stage):
                              usage=usage, model=await pool.model())
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
-        from synth.data.heldout import is_heldout
+        from synth.data.heldout import task_is_heldout
         from synth.judge.accept import run_acceptance
 
         records = [r for r in rows if isinstance(r, VerdictRecord) and r.verdict]
@@ -55,8 +55,8 @@ class JudgeStage(Stage):
         decisions, calibration = run_acceptance(records, tasks, ctx.config.judge)
         accepted = sum(a.accepted for a in decisions.values())
         share = ctx.config.dataset.heldout_share
-        train = sum(a.accepted and not is_heldout(r.task_id, share) for r in records
-                    for a in [decisions[r.id]])
+        train = sum(decisions[r.id].accepted and not (r.task_id in tasks and task_is_heldout(tasks[r.task_id], share))
+                    for r in records)
         reasons: dict[str, int] = {}
         for a in decisions.values():
             if not a.accepted:

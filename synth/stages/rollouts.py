@@ -3,9 +3,11 @@ tools), best-of-N as in K2's rejection sampling; held-out tasks get one."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-from synth.data.heldout import is_heldout
+from synth.config import RolloutsStageConfig
+from synth.data.heldout import task_is_heldout
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
@@ -42,9 +44,11 @@ class RolloutsStage(Stage):
         items = []
         for t in tasks:
             # Held-out tasks never enter train, so one episode each is enough (it still feeds the calibration).
-            samples = 1 if is_heldout(t.id, share) else ctx.config.rollouts.samples
+            samples = 1 if task_is_heldout(t, share) else ctx.config.rollouts.samples
             items += [WorkItem(id=sample_id(t.id, t.seed, k), seed=sample_seed(t.seed, k),
-                               payload={"task_id": t.id, "sample": k}) for k in range(samples)]
+                               payload={"task_id": t.id, "sample": k,
+                                        "free_text": free_text_sample(t, k, samples, ctx.config.rollouts)})
+                      for k in range(samples)]
         return items
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
@@ -53,17 +57,18 @@ class RolloutsStage(Stage):
         task: TaskRecord = ctx.cache["tasks"][item.payload["task_id"]]
         agent: AgentRecord = ctx.cache["agents"][task.agent_id]
         cfg = ctx.config
+        free_text = bool(item.payload.get("free_text", False))
         hub = None
         servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
         if cfg.rollouts.real_exec and servers:
             hub = _hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined)
         if hub is None:
             traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
-                                     tool_calling=_mode(cfg.llm.tool_calling))
+                                     tool_calling=_mode(cfg.llm.tool_calling), free_text=free_text)
         else:
             async with hub:
                 traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed, hub=hub,
-                                         tool_calling=_mode(cfg.llm.tool_calling))
+                                         tool_calling=_mode(cfg.llm.tool_calling), free_text=free_text)
         return traj.model_copy(update={"id": item.id, "task_id": task.id, "agent_id": agent.id,
                                        "sample": item.payload.get("sample", 0)})
 
@@ -73,6 +78,12 @@ class RolloutsStage(Stage):
         row = super().failed_row(item, exc, usage)
         task = item.payload.get("task_id", "")
         return row.model_copy(update={"task_id": task, "sample": item.payload.get("sample", 0)})
+
+
+def free_text_sample(task: TaskRecord, sample: int, samples: int, cfg: RolloutsStageConfig) -> bool:
+    """Whether a task's ``sample``-th of ``samples`` episodes answers in free text: the first
+    ceil(``coding_free_text`` x samples) episodes of a coding task, none of any other task."""
+    return task.difficulty == "coding" and sample < math.ceil(cfg.coding_free_text * samples - 1e-9)
 
 
 def sample_id(task_id: str, task_seed: int, sample: int) -> str:

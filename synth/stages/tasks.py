@@ -10,9 +10,13 @@ from synth.stages.base import Stage, StageContext, WorkItem
 
 
 def difficulties_for(agent: AgentRecord, configured: list[str]) -> list[str]:
-    """A coding agent always gets a coding task first; other agents never get one (they cannot run code)."""
+    """A coding agent gets coding tasks only; other agents never get one (they cannot run code).
+
+    Only coding tasks: their outcome is checked by reference tests in the sandbox, which a small agent can pass
+    (it writes the function), where a coding agent's other tasks were checked on arguments the generator made up.
+    """
     if agent.profile.get("kind") == "coding":
-        return ["coding", *[d for d in configured if d != "coding"]]
+        return ["coding"]
     return [d for d in configured if d != "coding"] or ["single_call"]
 
 

@@ -127,10 +127,10 @@ async def generate_task(
             break
     if row.error is None:
         row.user_goal = draft.user_goal.strip()
-        if problem is not None and problem.function not in row.user_goal:
-            # The user must ask for the function the tests call; a goal that lost its name asks for nothing
-            # the judge can check.
-            notes.append(f"user_goal does not name {problem.function!r}; using the problem's request")
+        if problem is not None:
+            # The user asks for exactly what the tests check: the problem's request word for word (the user
+            # simulator opens with it). A generator's rewording drops details the tests hold to ("joined by
+            # single spaces") or the function's name; the draft still gives the persona and the criteria.
             row.user_goal = problem.request
         row.persona = draft.persona.strip()
         row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}

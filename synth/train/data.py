@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from synth.data.heldout import is_heldout
+from synth.data.heldout import is_heldout, row_heldout_key
 from synth.train.template import TemplateError, render_for_training
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def build_examples(tokenizer: Any, rows: list[dict[str, Any]], *, max_seq_len: i
     examples = []
     for row in rows:
         task_id = row.get("task_id")
-        if task_id and heldout_share > 0 and is_heldout(task_id, heldout_share):
+        if task_id and heldout_share > 0 and is_heldout(row_heldout_key(row), heldout_share):
             stats.heldout_dropped += 1
             continue
         try:

@@ -410,3 +410,51 @@ def test_free_arguments_are_bounded_so_replies_close_within_max_tokens() -> None
     assert args["small"] == {"type": "integer", "maximum": 10}
     # A reply of junk at one character a token still closes: the bound leaves room for the JSON around it.
     assert turn.reply_chars(SimpleNamespace(config=LLMConfig(max_tokens=384))) == 320
+
+
+class TextPool:
+    """A free-text reply; records what was sent (control flow only)."""
+
+    def __init__(self, content: str | None) -> None:
+        self.content = content
+        self.requests: list[dict[str, Any]] = []
+        self.config = LLMConfig(max_tokens=100)
+
+    async def chat(self, messages: list[dict[str, Any]], **kw: Any) -> Any:
+        self.requests.append({"messages": messages, **kw})
+        return SimpleNamespace(content=self.content, message=SimpleNamespace(content=self.content))
+
+    async def structured(self, *a: Any, **kw: Any) -> Any:
+        raise AssertionError("a free-text step must not ask for a schema")
+
+
+async def test_free_text_step_is_a_plain_chat_with_the_agents_own_prompt() -> None:
+    reply = "Here:\n```python\ndef f(x):\n    return x\n```"
+    pool = TextPool(reply)
+    msg, raw = await agent_step(pool, convo(), TOOLS, seed=3, free_text=True)
+    assert msg.role == "assistant" and msg.content == reply and not msg.tool_calls and raw == reply
+    sent = pool.requests[0]
+    # No schema, no tools: nothing for the server to constrain; the system prompt is the agent's, unchanged.
+    assert not {"tools", "tool_choice", "response_format", "json_schema"} & set(sent)
+    assert sent["messages"] == [{"role": "system", "content": "You are a weather bot."},
+                                {"role": "user", "content": "Rain in Oslo?"}]
+    assert sent["role"] == "agent" and sent["seed"] == 3
+
+
+async def test_free_text_step_refuses_an_empty_reply_and_a_required_tool() -> None:
+    with pytest.raises(ReplyInvalid, match="empty"):
+        await agent_step(TextPool("  \n"), convo(), TOOLS, seed=0, free_text=True)
+    with pytest.raises(ValueError, match="cannot require"):
+        await agent_step(TextPool("x"), convo(), TOOLS, seed=0, free_text=True, require_tool="get_weather")
+
+
+def test_text_transcript_shows_tool_turns_as_schema_mode_does() -> None:
+    from synth.agents.turn import text_transcript
+
+    call = ToolCall(id="call_00000001", function=FunctionCall(name="get_weather", arguments='{"city": "Oslo"}'))
+    out = text_transcript([*convo(), Message(role="assistant", tool_calls=[call]),
+                           Message(role="tool", tool_call_id="call_00000001", name="get_weather", content="rain"),
+                           Message(role="assistant", content="It rains.")])
+    assert [m["role"] for m in out] == ["system", "user", "assistant", "user", "assistant"]
+    assert json.loads(out[2]["content"])["calls"][0]["arguments"] == {"city": "Oslo"}
+    assert out[3]["content"] == "Tool results:\n[get_weather call_00000001] rain"

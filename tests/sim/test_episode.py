@@ -417,3 +417,44 @@ async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) ->
     assert "tool_sim" not in pool.roles
     assert "real" in traj.final_state and traj.final_state["orders"] == TASK.initial_state["orders"]
     assert_openai_form(traj)
+
+
+class ChatScriptedPool(ScriptedPool):
+    """ScriptedPool plus plain chat replies for the agent (free-text steps)."""
+
+    def __init__(self, texts: list[str], **script: list[Any]) -> None:
+        super().__init__(**script)
+        self.texts = list(texts)
+        self.chats: list[dict[str, Any]] = []
+
+    async def chat(self, messages: list[dict[str, Any]], **kw: Any) -> Any:
+        from types import SimpleNamespace
+
+        self.roles.append(kw.get("role", ""))
+        self.chats.append({"messages": messages, **kw})
+        text = self.texts.pop(0)
+        return SimpleNamespace(content=text, message=SimpleNamespace(content=text))
+
+
+async def test_free_text_coding_episode_opens_verbatim_and_calls_no_tool() -> None:
+    from synth.schemas.rubric import Rubric
+    from synth.sim.tool_sim import RUN_PYTHON_TOOL
+
+    request = "Write a Python function factorial(n) that returns n! for a non-negative integer n."
+    task = TaskRecord(id="task-code", agent_id="agent-code", difficulty="coding", user_goal=request,
+                      persona="A student.", rubric=Rubric(criteria=[], python_tests="assert factorial(0) == 1\n"))
+    agent = AGENT.model_copy(update={"tools": [RUN_PYTHON_TOOL, *TOOLS]})
+    answer_text = "```python\ndef factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n```"
+    pool = ChatScriptedPool([answer_text], user_sim=[user("thanks", stop=True)])
+    cfg = NO_FAULTS.model_copy(update={"coding_runs_code": True})  # no forced call in a free-text episode
+    traj = await run_episode(task, agent, pool, cfg, seed=0, free_text=True)
+    assert traj.error is None and traj.stop_reason == "user_stop"
+    assert [m.role for m in traj.messages] == ["system", "user", "assistant"]
+    assert traj.messages[1].content == request and traj.messages[2].content == answer_text
+    assert traj.required_first_call is None and traj.calls == []
+    assert pool.roles == ["agent", "user_sim"]  # the opening needed no model call
+    # The same task without free text keeps the forced sandbox call (schema mode).
+    forced = ScriptedPool(agent=[{"action": "call", "calls": [{"name": "run_python", "arguments": {"code": "1"}}]},
+                                 answer("done")], user_sim=[user("ok", stop=True)])
+    traj = await run_episode(task, agent, forced, cfg, seed=0)
+    assert traj.required_first_call == "run_python"

@@ -109,3 +109,23 @@ async def test_real_server_opening_message(live_url: str) -> None:
         await pool.aclose()
     assert reply.message.strip() and reply.stop is False
     assert usage.user_sim.calls == 1 and usage.user_sim.prompt_tokens > 0
+
+
+async def test_a_coding_task_opens_with_its_request_word_for_word_and_no_model_call() -> None:
+    from synth.schemas.rubric import Rubric
+    from synth.sim.user import verbatim_opening
+
+    request = "Write a Python function factorial(n) that returns n! for a non-negative integer n."
+    coding = TaskRecord(id="task-code", difficulty="coding", user_goal=request, persona="A student.",
+                        rubric=Rubric(criteria=[], python_tests="assert factorial(0) == 1\n"))
+    pool = ScriptedUserPool([{"message": "thanks", "stop": True}])
+    sim = UserSimulator(pool, coding, seed=0)
+    opening = await sim.reply([Message(role="system", content="agent")], 0)
+    assert opening.message == request and not opening.stop and pool.requests == []
+    # Later turns are the simulator's again.
+    later = await sim.reply([Message(role="system", content="agent"), Message(role="user", content=request),
+                             Message(role="assistant", content="```python\n...\n```")], 1)
+    assert later.stop and len(pool.requests) == 1
+    # Other tasks, and a coding task without tests (nothing checks the wording), still ask the simulator.
+    assert verbatim_opening(TASK) is None
+    assert verbatim_opening(coding.model_copy(update={"rubric": Rubric(criteria=[])})) is None

@@ -207,11 +207,13 @@ async def test_coding_task_takes_its_tests_from_a_seed_problem() -> None:
     props = pool.calls[0]["json_schema"]["properties"]
     assert props["expected_calls"]["maxItems"] == 0 and props["report_values"]["maxItems"] == 0
     assert "python_tests" not in props
-    # The prompt gave the model the problem; the sandbox must be called with a result.
+    # The prompt gave the model the problem; the reference tests are the only code check (no tool call is
+    # required: an answer with a code block that passes them has done the task).
     assert problem.request in pool.calls[0]["messages"][1]["content"]
-    assert [(c.kind, c.tool, c.require_ok) for c in task.rubric.checks] == [("tool_called", "run_python", True)]
-    # The model's goal names another function than the problem's: the user asks for the problem instead.
-    assert task.user_goal == (goal if problem.function in goal else problem.request)
+    assert task.rubric.checks == [] and task.rubric.python_tests == problem.tests
+    # The user asks for exactly what the tests check: the request word for word, not the model's rewording.
+    assert task.user_goal == problem.request
+    assert task.persona
 
 
 async def test_coding_goal_that_loses_the_function_name_falls_back_to_the_request() -> None:

@@ -24,5 +24,7 @@ def test_every_level_is_covered_with_two_tasks_per_agent(tmp_path: Path) -> None
     items = get_stage("tasks").plan(StageContext(config=cfg))
     levels = Counter(item.payload["difficulty"] for item in items)
     assert set(levels) == {*cfg.tasks.difficulties, "coding"}
+    # A coding agent gets coding tasks only (checked by reference tests); no other agent gets one.
     coding = [i for i in items if i.payload["difficulty"] == "coding"]
-    assert [i.payload["agent_id"] for i in coding] == ["agent-1"]
+    assert [i.payload["agent_id"] for i in coding] == ["agent-1"] * cfg.tasks.per_agent
+    assert {i.payload["difficulty"] for i in items if i.payload["agent_id"] == "agent-1"} == {"coding"}
