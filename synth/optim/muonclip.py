@@ -218,7 +218,8 @@ class MuonClip(torch.optim.Optimizer):
                     max_stack_numel=self.max_stack_numel,
                     fuse_diagonal=self.fuse_diagonal,
                     fused=self.fused,
-                    ns_method=group["ns_method"],
+                    # .get: param groups loaded from a state dict saved before ns_method existed lack the key.
+                    ns_method=group.get("ns_method", "standard"),
                     distributed=sharded,
                     process_group=self.process_group if sharded else None,
                 )

@@ -263,10 +263,13 @@ class QKClip:
 
     @classmethod
     def for_model(cls, model: nn.Module, tau: float = 100.0, **kwargs: object) -> QKClip:
-        """Find the attention layers of ``model`` (see ``synth.optim.families``) and build a QKClip."""
-        from synth.optim.families import attention_specs
+        """Find the attention layers of ``model`` (see ``synth.optim.families``) and build a QKClip; a Hugging Face
+        model must have ``synth.optim.hf.install_capture`` run first (raises otherwise)."""
+        from synth.optim.families import attention_specs, require_capture
 
-        return cls(attention_specs(model), tau=tau, **kwargs)  # type: ignore[arg-type]
+        specs = attention_specs(model)
+        require_capture(model, specs)
+        return cls(specs, tau=tau, **kwargs)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         for s in self.specs:

@@ -32,6 +32,8 @@ def test_hf_model_without_capture_is_refused_by_for_model() -> None:
     model = transformers.LlamaForCausalLM(cfg)
     with pytest.raises(ValueError, match=r"install_capture\(model\)"):
         MuonClip.for_model(model, tau=100.0)
+    with pytest.raises(ValueError, match=r"install_capture\(model\)"):
+        QKClip.for_model(model)
     MuonClip.for_model(model, tau=None)  # no clip asked for: nothing to capture
     install_capture(model, "eager")
     opt = MuonClip.for_model(model, tau=1e-3)

@@ -71,3 +71,18 @@ def test_unknown_model_family_raises_with_supported_list() -> None:
         attention_specs(model)
     with pytest.raises(ValueError, match="Supported"):
         attention_specs(nn.Sequential(nn.Linear(4, 4)))
+
+
+def test_state_dict_from_before_ns_method_still_steps() -> None:
+    """Checkpoints saved before ns_method existed have param groups without the key."""
+    model = tiny("gqa")
+    opt = MuonClip.for_model(model, tau=0.5, lr=0.01)
+    model.loss(tokens(seed=1)).backward()
+    opt.step()
+    state = opt.state_dict()
+    for g in state["param_groups"]:
+        g.pop("ns_method")
+    opt2 = MuonClip.for_model(model, tau=0.5, lr=0.01)
+    opt2.load_state_dict(state)
+    model.loss(tokens(seed=2)).backward()
+    opt2.step()
