@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,13 +144,17 @@ class _Endpoint:
     client: AsyncOpenAI
     semaphore: asyncio.Semaphore
     assigned: int = 0  # requests routed here and not finished: in flight or waiting for the semaphore
-    failures: int = 0
+    failures: int = 0  # in a row, since the last success
+    failed_at: float = 0.0  # time.monotonic() of the last failure
 
     @property
     def load(self) -> float:
         # Counted from the moment of routing, not of sending, so a burst spreads over endpoints; recent failures
-        # count extra so a dead endpoint is tried last while others answer.
-        return (self.assigned + 4 * self.failures) / self.config.max_concurrency
+        # count extra so a dead endpoint is tried last while others answer. The penalty lapses after a cool-down
+        # that doubles with each failure in a row (2 s, 4 s, ... 60 s): a replica that comes back is tried again
+        # even while the others are idle, and a dead one costs one probe per cool-down.
+        recent = time.monotonic() - self.failed_at < min(60.0, 2.0**self.failures)
+        return (self.assigned + (4 * self.failures if recent else 0)) / self.config.max_concurrency
 
 
 @dataclass
@@ -263,6 +268,7 @@ class LLMPool:
                             else:
                                 state.down += 1
                                 ep.failures += 1
+                                ep.failed_at = time.monotonic()
                         raise
                     ep.failures = 0
         except RetryError as exc:
