@@ -8,7 +8,9 @@ This is Moonlight's distributed Muon without its ZeRO-1 sharding of the state: t
 weight decay, the update) stays replicated, it is a small part of the step.
 
 The ranks must hold the same Muon matrices in the same order; that is checked once per layout (a mismatch, as
-with pipeline stages sharing a group, would otherwise deadlock or mix up updates).
+with pipeline stages sharing a group, would otherwise deadlock or mix up updates). A layout that changes on every
+rank alike (say, parameters unfrozen everywhere) is checked again; ranks whose layouts diverge after they had
+matched would wait in that check for each other, which is why such setups should pass ``distributed=False``.
 """
 
 from __future__ import annotations
