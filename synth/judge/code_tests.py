@@ -3,7 +3,8 @@
 The sandbox (``synth.sim.sandbox``) isolates the run; where it cannot be set up the check fails closed, since a
 coding trajectory whose code was never run has not been shown to work. ``check_python`` runs each test in its own
 process and decides each one outside the program (``synth.sim.check_runner``): the check passes only when every
-test of the problem ran and passed, whatever the program does to its own process.
+test of the problem ran and passed, whatever the program does to its own process, and it does not use what the
+request rules out (a bank problem's ``forbidden`` names, read from its syntax tree).
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ def extract_code(traj: TrajectoryRecord) -> str | None:
     return None
 
 
+def _forbidden_in(code: str, tests: str) -> list[str]:
+    """What ``code`` uses that the bank problem with these ``tests`` forbids (none for tests not in the bank)."""
+    from synth.tasks.coding import forbidden_uses, problem_for_tests
+    from synth.tasks.rubrics import default_library
+
+    problem = problem_for_tests(default_library().coding_problems, tests)
+    return forbidden_uses(code, problem.forbidden) if problem is not None else []
+
+
 async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: float | None = None) -> CheckResult:
     """Run ``tests`` against the assistant's last program; a failed, missing or unrunnable run fails.
 
@@ -71,6 +81,10 @@ async def run_python_tests(traj: TrajectoryRecord, tests: str, *, timeout_s: flo
     if code is None:
         return CheckResult(check_id=CHECK_ID, passed=False,
                            detail="no Python code found in the assistant's tool calls or messages")  # fmt: skip
+    if used := _forbidden_in(code, tests):
+        # "without using bin()": a program that passes the asserts with bin() still did not do what was asked.
+        return CheckResult(check_id=CHECK_ID, passed=False,
+                           detail=f"the program uses what the request rules out: {', '.join(used)}")  # fmt: skip
     available, why = sandbox_available()
     if not available:
         return CheckResult(check_id=CHECK_ID, passed=False, detail=f"sandbox unavailable, not run: {why}")

@@ -22,6 +22,12 @@ class CodingProblem(BaseModel):
     request: str = Field(min_length=10, description="What the user asks for; names the function.")
     reference: str = Field(description="A correct solution (Python source).")
     tests: str = Field(description="Assert statements that a correct solution passes.")
+    forbidden: list[str] = Field(
+        default_factory=list,
+        description="Names the request rules out ('without using bin()'): builtins or methods the program may not "
+        "name, modules it may not import. Asserts cannot see how a value was computed, so the judge checks these "
+        "on the program's syntax tree (synth.tasks.coding.forbidden_uses).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> CodingProblem:
@@ -45,7 +51,40 @@ class CodingProblem(BaseModel):
         defined = {n.name for n in ast.parse(self.reference).body if isinstance(n, ast.FunctionDef)}
         if self.function not in defined:
             raise ValueError(f"reference: does not define {self.function!r}")
+        if used := forbidden_uses(self.reference, self.forbidden):
+            raise ValueError(f"reference: uses what the problem forbids: {', '.join(used)}")
         return self
+
+
+def forbidden_uses(source: str, forbidden: list[str]) -> list[str]:
+    """Where ``source`` names something in ``forbidden``: a name (``bin``), an attribute (``.sort``) or an
+    imported module (``math``), as ``'bin' at line 3``. A program that does not parse gives none (its tests fail
+    anyway). Static, so it catches what a model writes, not a program set on hiding a call (``getattr``)."""
+    if not forbidden:
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    banned = set(forbidden)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Name):
+            names = [node.id]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module.split(".")[0]]
+        found += [f"{name!r} at line {node.lineno}" for name in names if name in banned]
+    return list(dict.fromkeys(found))
+
+
+def problem_for_tests(problems: list[CodingProblem], tests: str) -> CodingProblem | None:
+    """The bank problem whose reference tests are ``tests`` (a task carries the tests, not the problem id)."""
+    return next((p for p in problems if p.tests == tests), None)
 
 
 def pick_problem(problems: list[CodingProblem], seed: int) -> CodingProblem:

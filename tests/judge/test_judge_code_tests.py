@@ -166,3 +166,20 @@ async def test_a_free_text_coding_answer_is_accepted_on_the_reference_tests_alon
         assert verdict.verifiable and verdict.code_passed is ok and verdict.llm_passed is False
         decision = accept(verdict, criteria, cfg)
         assert decision.accepted is ok and decision.by == ("verifiable" if ok else None)
+
+
+@needs_sandbox
+async def test_a_program_that_passes_the_asserts_with_a_forbidden_call_fails() -> None:
+    """to_binary "without using bin()": bin(n)[2:] passes every assert, and still is not what was asked."""
+    from synth.tasks.rubrics import default_library
+
+    problem = next(p for p in default_library().coding_problems if p.id == "binary")
+    cheat = text_coding_trajectory("```python\ndef to_binary(n):\n    return bin(n)[2:]\n```")
+    result = await run_python_tests(cheat, problem.tests)
+    assert not result.passed and result.detail == "the program uses what the request rules out: 'bin' at line 2"
+    honest = await run_python_tests(text_coding_trajectory(f"```python\n{problem.reference}```"), problem.tests)
+    assert honest.passed, honest.detail
+    # Tests that are not a bank problem's carry no such rule.
+    other = await run_python_tests(text_coding_trajectory("```python\ndef add(a, b):\n    return a + b\nbin(3)\n```"),
+                                   TESTS)
+    assert other.passed, other.detail

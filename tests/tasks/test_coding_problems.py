@@ -50,3 +50,30 @@ def test_broken_problem_is_refused_naming_file_and_entry(tmp_path: Path, change:
     with pytest.raises(RubricError, match=message) as info:
         load_rubric_library(root)
     assert "coding_problems.yaml" in str(info.value) and "[0]" in str(info.value)
+
+
+def test_forbidden_names_are_found_on_the_syntax_tree() -> None:
+    from synth.tasks.coding import forbidden_uses
+
+    assert forbidden_uses("def to_binary(n):\n    return bin(n)[2:]\n", ["bin"]) == ["'bin' at line 2"]
+    assert forbidden_uses("def m(a, b):\n    c = a + b\n    c.sort()\n    return c\n", ["sort", "sorted"]) == [
+        "'sort' at line 3"]
+    assert forbidden_uses("from math import gcd as g\n", ["math"]) == ["'math' at line 1"]
+    assert forbidden_uses("import math.fsum\n", ["math"]) == ["'math' at line 1"]
+    # A name in a string or a comment is not a use; a program that does not parse has none (its tests fail).
+    assert forbidden_uses("def f(n):\n    # no bin() here\n    return 'bin'\n", ["bin"]) == []
+    assert forbidden_uses("def f(:\n", ["bin"]) == []
+    constrained = {p.id: p.forbidden for p in PROBLEMS if p.forbidden}
+    assert constrained == {"gcd": ["math"], "binary": ["bin"], "merge_sorted": ["sort", "sorted"]}
+
+
+def test_a_reference_that_uses_what_its_problem_forbids_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "rubrics"
+    shutil.copytree(RUBRICS, root)
+    data = yaml.safe_load((root / "coding_problems.yaml").read_text())
+    binary = next(p for p in data if p["id"] == "binary")
+    binary["reference"] = "def to_binary(n):\n    return bin(n)[2:]\n"
+    (root / "coding_problems.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(RubricError) as info:
+        load_rubric_library(root)
+    assert "uses what the problem forbids" in str(info.value) and "'bin'" in str(info.value)
