@@ -167,11 +167,16 @@ RUNTIME_EXCLUDES = [".git", ".venv", "runs", "bench", "tests", "docs", "**/__pyc
                     ".pytest_cache"]
 
 
-def runtime_env(config: PipelineConfig) -> dict[str, Any]:
+def runtime_env(config: PipelineConfig) -> dict[str, Any] | None:
     """What a cluster's workers need to run this checkout: the project as ``working_dir`` and the settings that
-    are not in the config (the endpoints travel as task arguments)."""
+    are not in the config (the endpoints travel as task arguments). None when synth runs from an installed
+    package rather than a checkout: then the nodes must have the same synth installed."""
     from synth.paths import REPO_ROOT
 
+    if not ((REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "rubrics").is_dir()):
+        log.warning("synth is not running from a checkout (%s): no code is shipped to the cluster; the nodes "
+                    "must have this synth installed", REPO_ROOT)
+        return None
     env_vars = {k: v for k, v in os.environ.items() if k in ("SYNTH_CACHE", "HF_HOME")}
     return {"working_dir": str(REPO_ROOT), "excludes": RUNTIME_EXCLUDES, **({"env_vars": env_vars} if env_vars else {})}
 
@@ -192,8 +197,8 @@ def _ensure_ray(config: PipelineConfig) -> Any:
             kwargs["include_dashboard"] = False
             if config.ray.num_cpus:
                 kwargs["num_cpus"] = config.ray.num_cpus
-        elif "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
-            kwargs["runtime_env"] = runtime_env(config)
+        elif "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ and (env := runtime_env(config)):
+            kwargs["runtime_env"] = env
         ray.init(address=address, **kwargs)
     return ray
 

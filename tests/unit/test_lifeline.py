@@ -80,3 +80,16 @@ def test_heartbeat_that_stops_changing_means_gone(tmp_path: Path, monkeypatch: p
 def test_in_process_run_starts_no_watcher() -> None:
     line = Lifeline(this_process()).start()
     assert line._thread is None and line.alive()
+
+
+def test_runtime_env_ships_a_checkout_and_nothing_for_an_installed_package(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth import paths
+    from synth.config import PipelineConfig
+    from synth.stages.runner import RUNTIME_EXCLUDES, runtime_env
+
+    env = runtime_env(PipelineConfig())
+    assert env is not None and env["working_dir"] == str(paths.REPO_ROOT)
+    assert {".git", ".venv", "runs"} <= set(env["excludes"]) and env["excludes"] == RUNTIME_EXCLUDES
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)  # site-packages: no pyproject.toml, no rubrics/
+    assert runtime_env(PipelineConfig()) is None
