@@ -251,6 +251,8 @@ class EvalConfig(Strict):
     concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
     temperature: float | None = Field(default=None, ge=0, le=2,
                                       description="Agent sampling temperature; None: llm.temperature.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Tokens one agent reply may take (no grammar "
+                                   "closes a rambling reply in native mode); None: llm.max_tokens.")
 
 
 class ImproveConfig(Strict):

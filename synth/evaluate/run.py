@@ -77,13 +77,16 @@ class _RecordingPool:
     """The agent's pool, keeping every reply it returns: the evaluator scores the calls as the server parsed
     them (an episode keeps only the calls that parse into arguments objects)."""
 
-    def __init__(self, inner: LLMPool) -> None:
+    def __init__(self, inner: LLMPool, shown_config: Any) -> None:
         self.inner = inner
+        self.shown_config = shown_config
         self.replies: list[Any] = []
 
     @property
     def config(self) -> Any:
-        return self.inner.config
+        # What the episode's other roles read through the routed pool (the simulators' reply budgets): the run's
+        # settings, not the agent's eval overrides. The agent's own requests use ``inner.config``.
+        return self.shown_config
 
     @property
     def usage(self) -> UsageByRole:
@@ -196,7 +199,7 @@ async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord,
     from synth.sim.episode import run_episode
     from synth.stages.rollouts import _hub
 
-    recorder = _RecordingPool(agent_pool)
+    recorder = _RecordingPool(agent_pool, default.config)
     pool = RoutedPool(default, {**roles, "agent": recorder})  # type: ignore[dict-item]
     rollouts = config.rollouts.model_copy(update={"coding_runs_code": False})
     servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
@@ -246,8 +249,9 @@ async def _run_model(config: PipelineConfig, endpoints: list[EndpointConfig], ag
     temperature = config.eval.temperature if config.eval.temperature is not None else config.llm.temperature
     default = LLMPool(endpoints, config.llm)
     roles = {r: p for r, p in role_pools(config.llm, endpoints).items() if r != "agent"}
-    agent_pool = LLMPool([agent_ep], config.llm.model_copy(update={"model": served_name,
-                                                                   "temperature": temperature}))
+    max_tokens = config.eval.max_tokens or config.llm.max_tokens
+    agent_pool = LLMPool([agent_ep], config.llm.model_copy(update={"model": served_name, "temperature": temperature,
+                                                                   "max_tokens": max_tokens}))
     writer = JournalWriter(store.new_journal())
     gate = asyncio.Semaphore(config.eval.concurrency)
     bar = tqdm(total=len(pending), desc=f"eval {name}", disable=not progress, dynamic_ncols=True)

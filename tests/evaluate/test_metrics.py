@@ -117,3 +117,33 @@ def test_unknown_model_names_what_exists(tmp_path: Path) -> None:
     assert resolve_models(cfg) == {"base": None, "muonclip": cfg.run_dir / "train" / "muonclip"}
     with pytest.raises(FileNotFoundError, match="found: muonclip"):
         resolve_models(cfg, ["adamw"])
+
+
+async def test_episode_pool_routes_roles_and_records_the_agent() -> None:
+    """Control flow only: agent requests go to the model under test and are kept; the other roles and the
+    simulators' reply budgets stay with the run's pool."""
+    from types import SimpleNamespace
+
+    from synth.config import LLMConfig
+    from synth.evaluate.run import _RecordingPool
+    from synth.llm.roles import RoutedPool
+
+    class Scripted:
+        def __init__(self, name: str, max_tokens: int) -> None:
+            self.name, self.config, self.usage, self.seen = name, LLMConfig(max_tokens=max_tokens), None, []
+
+        async def model(self) -> str:
+            return self.name
+
+        async def chat(self, messages, *, role, **kwargs):
+            self.seen.append(role)
+            return SimpleNamespace(message={"content": f"{self.name} says hi", "tool_calls": []})
+
+    run_pool, agent = Scripted("judge-model", 512), Scripted("under-test", 64)
+    recorder = _RecordingPool(agent, run_pool.config)  # type: ignore[arg-type]
+    pool = RoutedPool(run_pool, {"agent": recorder})  # type: ignore[arg-type, dict-item]
+    await pool.chat([], role="agent")
+    await pool.chat([], role="user_sim")
+    assert agent.seen == ["agent"] and run_pool.seen == ["user_sim"]
+    assert recorder.replies == [{"content": "under-test says hi", "tool_calls": []}]
+    assert await pool.model() == "under-test" and pool.config.max_tokens == 512
