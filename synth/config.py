@@ -106,7 +106,7 @@ class AgentsStageConfig(Strict):
     toolset_size: tuple[int, int] = Field(default=(2, 4), description="Tools per agent: [min, max], 1 <= min <= max.")
     real_exec_share: float = Field(default=0.34, ge=0, le=1,
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
-    coding_share: float = Field(default=0.34, ge=0, le=1,
+    coding_share: float = Field(default=0.5, ge=0, le=1,
                                 description="Share of agents given run_python; they get coding tasks only.")
 
     @field_validator("toolset_size")
