@@ -9,8 +9,9 @@ Two ways to get tool calls from a model, with the same messages as the result (D
 
 A third way, for coding tasks (``free_text``): a plain chat reply, no schema and no tools, where the answer
 carries its program in a fenced code block that the judge runs against the task's tests. Asked the bank's
-requests verbatim, the embedded 135M model wrote passing code in 9 of 72 free-text replies (the blocks of a reply
-joined) and in 0 of 32 JSON-constrained ``run_python`` calls, whose ``code`` came out as "123" or a file name.
+requests verbatim, the embedded 135M model wrote passing code in 15 of 216 free-text replies (the blocks of a reply
+joined; bench/results/coding_probe.json) and in 0 of 32 JSON-constrained ``run_python`` calls, whose ``code`` came
+out as "123" or a file name.
 """
 
 from __future__ import annotations
@@ -395,9 +396,10 @@ async def _native_step(
 def text_transcript(messages: list[Message]) -> list[dict[str, Any]]:
     """The conversation for a free-text step: the agent's own system prompt, then plain alternating turns.
 
-    Nothing is added to the system prompt: told to answer "in one ```python block", the 135M model passed 4 of 72
-    requests against 9 of 72 with its own prompt. Tool turns (none in a free-text episode, but a caller may mix)
-    are shown as the schema-mode transcript shows them: calls as action JSON, results as a user turn.
+    Nothing is added to the system prompt: told to answer "in one ```python block", the 135M model passed 3 of 72
+    requests against 7 of 72 with its own prompt, same seeds (bench/results/coding_probe.json). Tool turns (none
+    in a free-text episode, but a caller may mix) are shown as the schema-mode transcript shows them: calls as
+    action JSON, results as a user turn.
     """
     out: list[dict[str, Any]] = []
     pending: list[str] = []
