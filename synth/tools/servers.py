@@ -119,8 +119,11 @@ def _compile_bytecode(root: Path, timeout_s: float) -> None:
         if (root / BYTECODE_MARK).exists():
             return
         # -q: quiet; -j 0: all cores; errors (a module for another Python) are not fatal: it stays uncompiled.
-        with contextlib.suppress(InstallError):
-            _run([str(root / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(root / "lib")], timeout_s)
+        # A root without its own interpreter (not a venv) has nothing to compile.
+        python = root / "bin" / "python"
+        if python.exists():
+            with contextlib.suppress(InstallError, OSError):
+                _run([str(python), "-m", "compileall", "-q", "-j", "0", str(root / "lib")], timeout_s)
         (root / BYTECODE_MARK).write_text("compiled\n")
 
 
