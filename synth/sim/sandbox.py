@@ -299,6 +299,26 @@ def _server_rlimits() -> dict[str, tuple[int, int]]:
     }
 
 
+# Where users keep checkouts and data: hidden from sandboxed code as a whole, since any copy of this repository
+# (another clone, an old run) holds the coding tests' answers, not only the one running now.
+USER_TREES = ("/home", "/work", "/srv", "/opt", "/mnt", "/media", "/workspace", "/data")
+
+
+def _code_masks() -> list[str]:
+    """Dirs hidden from sandboxed code: host daemons' sockets (/run), the users' trees, this repository wherever it
+    is; only the outermost of nested dirs (the interpreter's own install is bound back in by the launcher)."""
+    candidates = ["/run", *USER_TREES, str(REPO_ROOT)]
+    # A dir with other mounts below it stays (the launcher re-mounts every mount read-only, and a tmpfs over their
+    # parent would make them unreachable); it is a system mount, not a user's checkout.
+    try:
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    dirs = [d for d in dict.fromkeys(candidates) if os.path.isdir(d) and not os.path.islink(d)
+            and (d == "/run" or not any(m.startswith(d.rstrip("/") + "/") for m in mounts))]
+    return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+
+
 def _interpreter_paths(python: str) -> list[str]:
     """Directories the unprivileged child must reach to start ``python`` (its install and its venv)."""
     real = os.path.realpath(python)
@@ -398,7 +418,7 @@ def _run(
             "files": dict(files),
             "expose": _interpreter_paths(sys.executable),
             # /run: unix sockets of host daemons; the repository: rubrics and runs hold the coding tests' answers.
-            "mask": ["/run", str(REPO_ROOT)],
+            "mask": _code_masks(),
             "rlimits": _rlimits(cpu_s, memory_mb, max_procs, disk_mb),
             "disk_mb": disk_mb,
             "status_fd": status_w,

@@ -350,3 +350,29 @@ def test_sandbox_is_available_as_root_on_linux() -> None:
     # Guards the skips above: where the sandbox can run (CI runs as root), it must, or its tests would be skipped.
     ok, why = sandbox_available()
     assert ok, why
+
+
+@needs_sandbox
+@pytest.mark.parametrize("tree", ["/home", "/work", "/srv", "/opt"])
+def test_other_checkouts_are_hidden_from_sandboxed_code(tree: str) -> None:
+    # Another clone of this repository (or an old run) anywhere users keep files holds the coding tests' answers:
+    # sandboxed code must not read it, not only the checkout that is running now.
+    decoy = Path(tree) / f"synth-decoy-{uuid.uuid4().hex[:8]}"
+    created = not Path(tree).exists()
+    decoy.mkdir(parents=True)
+    try:
+        (decoy / "coding_problems.yaml").write_text("answer: 42\n")
+        (decoy / "coding_problems.yaml").chmod(0o644)
+        decoy.chmod(0o755)
+        target = str(decoy / "coding_problems.yaml")
+        code = (f"try:\n    print(open({target!r}).read())\n"
+                "except OSError as e:\n    print('blocked', type(e).__name__)\n")
+        result = run_python(code)
+        assert result.ok, result.stderr
+        assert "answer: 42" not in result.stdout and "blocked" in result.stdout
+    finally:
+        for p in decoy.iterdir():
+            p.unlink()
+        decoy.rmdir()
+        if created:
+            Path(tree).rmdir()
