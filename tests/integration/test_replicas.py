@@ -29,7 +29,7 @@ from synth.config import EmbeddedConfig, EndpointConfig, LLMConfig
 from synth.llm.client import LLMPool
 from tests.integration.cluster_helpers import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(5400)]
 
 
 def _served_model(base_url: str) -> str:
@@ -118,8 +118,9 @@ async def test_real_server_and_a_replica_that_dies_and_comes_back(live_url: str)
 async def test_two_embedded_vllm_replicas_one_killed_and_restarted() -> None:
     from synth.serve import server
 
-    cfgs = [EmbeddedConfig(port=8771, kv_cache_gb=1, max_model_len=2048),
-            EmbeddedConfig(port=8772, kv_cache_gb=1, max_model_len=2048)]
+    # A first start compiles for minutes on a loaded 2-core machine (600 s was not enough at load average 25).
+    cfgs = [EmbeddedConfig(port=port, kv_cache_gb=1, max_model_len=2048, startup_timeout_s=1800)
+            for port in (8771, 8772)]
     started = []
     try:
         for cfg in cfgs:
