@@ -20,11 +20,13 @@ from synth.sim.episode import run_episode
 from synth.sim.sandbox import check_python
 from synth.sim.tool_sim import RUN_PYTHON_TOOL
 from synth.tasks.build import build_rubric
+from synth.tasks.coding import forbidden_uses
 from synth.tasks.draft import TaskDraft
 from synth.tasks.rubrics import default_library
 
 # Problems the 135M model solved at least once in 3 tries in a probe (2026-12-01, this 2-core machine), so that
-# the test often also sees an acceptance; it asserts none.
+# the test often also sees an acceptance; it asserts none. to_binary "without using bin()": the model mostly uses
+# bin(), which passes the asserts and must still be rejected.
 PROBLEMS = ("is_prime", "leap_year", "median", "binary")
 SEEDS = (0, 1)
 
@@ -66,15 +68,18 @@ async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: 
         code = extract_code(traj)
         tests = [c for c in verdict.checks if c.check_id == "python_tests"]
         assert len(tests) == 1 and verdict.verifiable, verdict.checks
-        rerun = check_python(code, task.rubric.python_tests, timeout_s=60) if code else None
-        ran += rerun is not None
+        run = check_python(code, task.rubric.python_tests, timeout_s=60) if code else None
+        ran += run is not None
+        # Passing, re-checked by hand: every reference test held, and nothing the request rules out is used.
+        problem = next(p for p in library.coding_problems if p.tests == task.rubric.python_tests)
+        rerun_ok = run is not None and run.ok and not forbidden_uses(code or "", problem.forbidden)
         if decision.accepted:
             accepted += 1
             assert decision.by == "verifiable" and tests[0].passed
-            assert rerun is not None and rerun.ok, (code, rerun)
+            assert rerun_ok, (code, run)
         else:
             assert not tests[0].passed, (code, tests[0].detail)
-            assert rerun is None or not rerun.ok, (code, tests[0].detail)
+            assert not rerun_ok, (code, tests[0].detail)
     # The model wrote code at all in most replies (65 of 72 had a fenced block in the probe).
     assert errored <= len(pairs) // 4 and ran >= len(pairs) // 2, f"{errored} errored, {ran} of {len(pairs)} held code"
     print(f"{accepted} of {len(pairs)} coding episodes accepted on their reference tests; {ran} held code")
