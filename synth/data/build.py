@@ -92,7 +92,8 @@ def _sft_message(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect_rows(run_dir: Path, config: PipelineConfig | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Joined rows (accepted under ``judge.accept``, held out by task id) and the count of errored trajectories."""
+    """Joined rows (accepted under ``judge.accept``, held out by ``heldout_key``: the task id, or a coding task's
+    problem) and the count of errored trajectories."""
     config = config or PipelineConfig()
     tasks = {t.id: t for t in StageStore(run_dir / "tasks").read(TaskRecord)}
     agents = {a.id: a for a in StageStore(run_dir / "agents").read(AgentRecord)}
@@ -189,7 +190,7 @@ def heldout_task_ids(config: PipelineConfig) -> list[str]:
 
 
 def heldout_tasks(config: PipelineConfig) -> list[TaskRecord]:
-    """The run's usable held-out task records, sorted by id (``dataset.heldout_share`` of the tasks, by id)."""
+    """The run's usable held-out task records, sorted by id (``dataset.heldout_share``, by ``heldout_key``)."""
     store = StageStore(config.run_dir / "tasks")
     if not store.dir.exists():
         return []
