@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -158,13 +159,17 @@ def main() -> None:
                              port=p + 1)],
     }
     comparisons = {}
+    load_start = os.getloadavg()
     for key, pair in pairs.items():
         print(f"comparing {' vs '.join(v.name for v in pair)} ...", flush=True)
         comparisons[key] = compare(pair, mix, args.concurrency, args.rounds, args.kv_cache_gb)
     result = {"benchmark": "embedded_server_speed", "machine": machine_info(), "cpu_flags": cpu.vector_flags(),
               "default_dtype": default.dtype, "default_reason": default.reason, "mix": str(args.mix.name),
               "requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
-              "comparisons": comparisons}
+              "comparisons": comparisons,
+              "notes": [f"Load average (1 min) at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}: on a "
+                        "shared machine compare variants within a pair (their rounds interleave), not across "
+                        "pairs."]}
     args.out.mkdir(parents=True, exist_ok=True)
     slug = "native-bf16" if cpu.native_bf16 else "no-native-bf16"
     (args.out / f"serving_{slug}.json").write_text(json.dumps(result, indent=2) + "\n")
