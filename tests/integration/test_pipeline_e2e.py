@@ -128,15 +128,19 @@ def test_dataset_loads_and_is_openai_form(run: dict) -> None:
 
     out = run["dir"] / "dataset"
     splits = load_from_disk(str(out / "hf"))
-    assert set(splits) == {"train", "rejected"}
-    rows = [*splits["train"], *splits["rejected"]]
+    assert set(splits) == {"train", "rejected", "heldout"}
+    rows = [*splits["train"], *splits["rejected"], *splits["heldout"]]
     assert rows, "the judge saw no trajectory"
     files = {name: str(out / "data" / f"{name}-*.parquet") for name in splits if splits[name].num_rows}
     from_parquet = load_dataset("parquet", data_files=files)  # what the Hub serves: non-empty splits
     assert sum(split.num_rows for split in from_parquet.values()) == len(rows)
     for row in rows:
         assert row["verdict"] is not None and "passed" in row["verdict"] and "scores" in row["verdict"]
-        assert row["accepted"] == row["verdict"]["passed"]
+        # What accepted a row is judge.accept's decision (auto: the code checks may accept where the judge failed).
+        assert row["accepted"] == row["acceptance"]["accepted"]
+        if row["accepted"]:
+            assert row["accepted_by"] in {"verifiable", "llm", "both"}
+            assert row["verdict"]["code_passed"] is not False
         assert row["verdict"]["checks"] or row["verdict"]["scores"] or row["verdict"]["reasons"]
         names = {t["function"]["name"] for t in row["tools"]}
         assert all(t["type"] == "function" and "parameters" in t["function"] for t in row["tools"])
