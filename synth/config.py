@@ -226,8 +226,8 @@ class TrainConfig(Strict):
     save_every: int = Field(default=10, ge=1, description="Optimizer steps between resume checkpoints.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when present.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        default="auto", description="Compute dtype (weights stay fp32). auto: bf16 autocast on CUDA with bf16, "
-        "fp32 on CPU (a CPU without native bf16 runs bf16 about 5x slower).")
+        default="auto", description="Compute dtype (weights stay fp32). auto: bf16 autocast on CUDA with bf16 and "
+        "on CPUs with native bf16 (AVX512-BF16/AMX), else fp32 (emulated bf16 runs about 5x slower).")
     save_dtype: Literal["float32", "bfloat16"] = Field(
         default="float32", description="Dtype of the saved checkpoint (fp32 keeps small fine-tuning deltas).")
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; None: torch's default.")

@@ -165,3 +165,18 @@ def test_jsonl_rows_train_like_parquet(tmp_path: Path) -> None:
     a, _ = build_examples(tok, rows, max_seq_len=4096, heldout_share=0.0)
     b, _ = build_examples(tok, again, max_seq_len=4096, heldout_share=0.0)
     assert [e.input_ids for e in a] == [e.input_ids for e in b] and [e.labels for e in a] == [e.labels for e in b]
+
+
+def test_cpu_dtype_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.train import device
+
+    monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "_cpu_native_bf16", lambda: (False, "AVX2-only EPYC"))
+    assert device.plan_device("auto", "auto").autocast_dtype == "float32"
+    forced = device.plan_device("auto", "bfloat16")
+    assert forced.autocast_dtype == "bfloat16" and "5x slower" in forced.reason
+    monkeypatch.setattr(device, "_cpu_native_bf16", lambda: (True, "EPYC with avx512_bf16"))
+    assert device.plan_device("cpu", "auto").autocast_dtype == "bfloat16"
+    assert device.plan_device("cpu", "float32").autocast_dtype == "float32"
+    with pytest.raises(RuntimeError, match="no CUDA"):
+        device.plan_device("cuda", "auto")
