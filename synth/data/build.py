@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict, Features, Json, List, Value
-from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
+from synth.data.card import write_card
 from synth.data.heldout import task_is_heldout
+from synth.data.summary import DatasetSummary
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.store import StageStore
@@ -60,20 +61,6 @@ SFT_FEATURES = Features({
                                                                   "arguments": Json()}})}),
     "tools": List(Json()),
 })
-
-
-class DatasetSummary(BaseModel):
-    path: str
-    trajectories: int
-    accepted: int
-    rejected: int
-    errored: int = Field(description="Trajectories that failed before the judge (not in either split).")
-    heldout: int = Field(default=0, description="Judged trajectories of held-out tasks (split heldout).")
-    heldout_tasks: int = Field(default=0, description="Held-out tasks among the run's tasks.")
-    accept_mode: str = "auto"
-    accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
-    calibration: dict[str, Any] = Field(default_factory=dict, description="LLM judge vs code checks (agreement).")
-    by_difficulty: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
 def _message_row(msg: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +121,6 @@ def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
 
 
 def build_dataset(config: PipelineConfig) -> DatasetSummary:
-    from synth.data.card import write_card
 
     out = config.run_dir / "dataset"
     rows, errored = collect_rows(config.run_dir, config)

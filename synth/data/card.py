@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from synth.config import PipelineConfig
-
-if TYPE_CHECKING:
-    from synth.data.build import DatasetSummary
+from synth.data.summary import DatasetSummary
 
 
 def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:

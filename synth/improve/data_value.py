@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import PipelineConfig
-from synth.improve.loop import ImproveReport, ModelScores
+from synth.improve.models import ImproveReport, ModelScores
 
 KEYS = ("valid_call_rate", "pass_rate", "judge_score")
 MODELS = ("base", "muonclip", "adamw")

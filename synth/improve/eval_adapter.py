@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.improve.loop import ModelScores
+from synth.improve.models import ModelScores
 
 
 def evaluate_models(config: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],

@@ -16,70 +16,14 @@ The curve of valid-call rate, pass rate and judge score per round is ``improve/c
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from synth.config import EndpointConfig, PipelineConfig
+from synth.improve.models import ImproveReport, Steps
 
 log = logging.getLogger(__name__)
 STATE = "improve.json"
 CURVE = "curve.png"
-
-
-class ModelScores(BaseModel):
-    valid_call_rate: float | None = Field(default=None, description="Calls that parse, name a tool of the "
-                                          "agent's toolset and validate against its schema.")
-    pass_rate: float | None = Field(default=None, description="Held-out episodes whose code checks all pass.")
-    judge_score: float | None = Field(default=None, description="Mean weighted judge score in [0, 1].")
-    episodes: int = 0
-    checkpoint: str | None = None
-    detail: dict = Field(default_factory=dict, description="What the evaluator reported besides (per difficulty).")
-
-
-class RoundResult(BaseModel):
-    round: int
-    run: str | None = Field(default=None, description="The round's pipeline run (None for round 0).")
-    agent: str = Field(default="base", description="The model that played the agent when generating.")
-    generated: bool = False
-    accepted_new: int = Field(default=0, description="Trajectories this round added to train.")
-    train_trajectories: int = Field(default=0, description="Train rows the round's models were trained on.")
-    trained: dict[str, str] = Field(default_factory=dict, description="optimizer -> checkpoint")
-    train_summaries: dict[str, dict] = Field(default_factory=dict)
-    models: dict[str, ModelScores] = Field(default_factory=dict, description="name -> held-out scores")
-    note: str | None = None
-
-
-class ImproveReport(BaseModel):
-    run: str
-    heldout_tasks: int = 0
-    heldout_task_ids: list[str] = Field(default_factory=list)
-    rounds: list[RoundResult] = Field(default_factory=list)
-    plot: str | None = None
-
-    def round(self, k: int) -> RoundResult:
-        for r in self.rounds:
-            if r.round == k:
-                return r
-        r = RoundResult(round=k)
-        self.rounds.append(r)
-        self.rounds.sort(key=lambda x: x.round)
-        return r
-
-
-@dataclass
-class Steps:
-    """The three actions of a round; the defaults are the real ones (``synth.improve.steps``)."""
-
-    generate: Callable[[PipelineConfig, list[EndpointConfig], Path | None], int]
-    """Run the pipeline for a round with this agent checkpoint (None: base); returns rows added to train."""
-    train: Callable[[PipelineConfig, list[Path]], dict]
-    """Train ``config.train`` on these train-split Parquet files; returns the train summary as a dict."""
-    evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str], int],
-                       dict[str, ModelScores]]
-    """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run, in round k."""
 
 
 def improve_root(config: PipelineConfig) -> Path:

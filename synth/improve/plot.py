@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from synth.improve.loop import ImproveReport
+    from synth.improve.models import ImproveReport
 
 METRICS = (("valid_call_rate", "valid tool-call rate"), ("pass_rate", "code-check pass rate"),
            ("judge_score", "judge score"))

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig, RoleConfig
-from synth.improve.loop import ModelScores, Steps
+from synth.improve.models import ModelScores, Steps
 
 log = logging.getLogger(__name__)
 AGENT_PORT_OFFSET = 1

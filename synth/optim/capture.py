@@ -27,6 +27,11 @@ _ENABLED_ATTR = "_qk_capture_enabled"
 
 Backend = Literal["auto", "flex", "eager"]
 
+# Names under which synth.optim.hf registers its capturing attention with transformers (here, torch-only, so
+# the family readers can check a model's attention without importing transformers).
+EAGER_NAME = "muonclip"
+FLEX_NAME = "muonclip_flex"
+
 
 def enable_capture(module: nn.Module, enabled: bool = True) -> None:
     """Mark an attention module whose forward passes should record per-head max logits."""

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from synth.optim import fused as _fused
 from synth.optim.newton_schulz import newton_schulz_batched, uses_gram
+from synth.optim.shapes import muon_lr_scale, shape_chunks
 
 _CHECKED_LAYOUTS: set[tuple[int, str]] = set()
 
@@ -89,7 +90,6 @@ def muon_update_sharded_(
 ) -> None:
     """``muon_update_`` with Newton-Schulz sharded over ``process_group`` (2-D matrices; the caller has split
     expert stacks). Same formulas: only where each matrix is orthogonalised changes."""
-    from synth.optim.updates import muon_lr_scale, shape_chunks
 
     world = dist.get_world_size(process_group)
     rank = dist.get_rank(process_group)

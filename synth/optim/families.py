@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from synth.optim.qk_clip import AttentionSpec
+from synth.optim.capture import EAGER_NAME, FLEX_NAME
+from synth.optim.spec import AttentionSpec
 
 SpecBuilder = Callable[[nn.Module], list[AttentionSpec]]
 
@@ -130,7 +131,6 @@ def require_capture(model: nn.Module, specs: list[AttentionSpec]) -> None:
     """Raise unless ``model``'s attention records max logits. A Hugging Face model runs its own attention
     (``config._attn_implementation``, e.g. ``sdpa``) until ``synth.optim.hf.install_capture`` switches it: with
     it, QK-Clip would see no max logit and never clip."""
-    from synth.optim.hf import EAGER_NAME, FLEX_NAME
 
     if any(hasattr(s.module, "qk_clip_spec") for s in specs):
         return  # modules with their own capture (synth.optim.reference_model)

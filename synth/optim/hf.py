@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from synth.optim.capture import (
+    EAGER_NAME,
+    FLEX_NAME,
     capture_enabled,
     eager_attention_with_max,
     enable_capture,
@@ -29,9 +31,6 @@ from synth.optim.capture import (
     record_max_logits,
 )
 from synth.optim.families import attention_specs
-
-EAGER_NAME = "muonclip"
-FLEX_NAME = "muonclip_flex"
 
 
 def _is_causal(module: nn.Module, query: Tensor, kwargs: dict[str, Any]) -> bool:

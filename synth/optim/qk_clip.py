@@ -36,10 +36,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from synth.optim.capture import CAPTURE_ATTR, enable_capture, reset_max_logits
+from synth.optim.families import attention_specs, require_capture
+from synth.optim.spec import AttentionSpec
 
 logger = logging.getLogger("synth.optim.qk_clip")
 
-AttentionKind = Literal["mha", "gqa", "mla"]
 GqaRule = Literal["query", "split"]
 GQA_RULES: tuple[str, ...] = ("query", "split")
 
@@ -55,51 +56,6 @@ def check_tau(tau: float) -> float:
             "clipping use QKClip(..., enabled=False); for Muon without QK-Clip pass tau=None to MuonClip.for_model"
         )
     return value
-
-
-@dataclass(eq=False)
-class AttentionSpec:
-    """Where one attention layer keeps its query/key weights and its captured max logits.
-
-    ``q_weight`` rows: ``num_heads * q_head_rows`` (MHA/GQA: ``head_dim``; MLA: ``nope_dim + rope_dim``, nope
-    first). ``k_weight`` rows: ``num_kv_heads * head_dim`` (MHA/GQA) or, for MLA, the key/value up-projection
-    with ``num_heads * (nope_dim + v_head_dim)`` rows, key-nope first in each head.
-    """
-
-    name: str
-    module: nn.Module
-    kind: AttentionKind
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    q_weight: Tensor
-    k_weight: Tensor
-    q_bias: Tensor | None = None
-    k_bias: Tensor | None = None
-    nope_dim: int = 0
-    rope_dim: int = 0
-    v_head_dim: int = 0
-    has_qk_norm: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("mha", "gqa", "mla"):
-            raise ValueError(f"unknown attention kind {self.kind!r}; supported: 'mha', 'gqa', 'mla'")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(
-                f"{self.name}: num_heads ({self.num_heads}) must be a multiple of "
-                f"num_kv_heads ({self.num_kv_heads})"
-            )
-        if self.kind == "mla":
-            want_q = self.num_heads * (self.nope_dim + self.rope_dim)
-            want_k = self.num_heads * (self.nope_dim + self.v_head_dim)
-        else:
-            want_q = self.num_heads * self.head_dim
-            want_k = self.num_kv_heads * self.head_dim
-        if self.q_weight.shape[0] != want_q or self.k_weight.shape[0] != want_k:
-            raise ValueError(
-                f"{self.name}: {self.kind} expects {want_q} query rows and {want_k} key rows; got "
-                f"{self.q_weight.shape[0]} and {self.k_weight.shape[0]} (check head counts and dims)"
-            )
 
 
 def clip_factors(s_max: Tensor, tau: float) -> Tensor:
@@ -265,7 +221,6 @@ class QKClip:
     def for_model(cls, model: nn.Module, tau: float = 100.0, **kwargs: object) -> QKClip:
         """Find the attention layers of ``model`` (see ``synth.optim.families``) and build a QKClip; a Hugging Face
         model must have ``synth.optim.hf.install_capture`` run first (raises otherwise)."""
-        from synth.optim.families import attention_specs, require_capture
 
         specs = attention_specs(model)
         require_capture(model, specs)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from synth.optim.capture import Backend, attention_with_max_logits
-from synth.optim.qk_clip import AttentionKind, AttentionSpec
+from synth.optim.spec import AttentionKind, AttentionSpec
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from synth.optim import fused as _fused
+from synth.optim.distributed import muon_update_sharded_
 from synth.optim.newton_schulz import (
     NS_COEFFICIENTS,
     NS_EPS,
@@ -24,17 +25,11 @@ from synth.optim.newton_schulz import (
     newton_schulz_iterate,
     uses_gram,
 )
+from synth.optim.shapes import muon_lr_scale, shape_chunks
 
 # Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a
 # whole 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
 DEFAULT_MAX_STACK_NUMEL = 1 << 29
-
-
-def muon_lr_scale(shape: torch.Size | Sequence[int], rms_scale: float = 0.2) -> float:
-    """K2's per-matrix factor ``0.2 * sqrt(max(A, B))``: it gives Muon's update the RMS of an AdamW update. For a
-    3-D stack of expert matrices ``(E, A, B)`` it is each expert's own factor (the last two dims)."""
-    a, b = shape[-2], shape[-1]
-    return rms_scale * math.sqrt(max(a, b))
 
 
 def as_matrices(params: list[Tensor], *others: list[Tensor]) -> tuple[list[Tensor], ...]:
@@ -54,21 +49,6 @@ def as_matrices(params: list[Tensor], *others: list[Tensor]) -> tuple[list[Tenso
         for out, src in zip(lists, (params, *others), strict=True):
             out.extend(src[i].unbind(0) if p.ndim == 3 else [src[i]])
     return tuple(lists)
-
-
-def shape_chunks(params: list[Tensor], max_stack_numel: int) -> list[list[int]]:
-    """Indices of same-shape matrices, at most ``max_stack_numel`` elements per chunk, in a deterministic order
-    (first appearance of each shape), so every rank of a process group derives the same layout."""
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(params):
-        # Stacked as they are: transposing tall matrices into the wide stacks would cost strided copies that take
-        # longer than the extra batch would save; Newton-Schulz takes the Gram on the short side either way.
-        groups[(p.shape[0], p.shape[1], p.dtype, p.device)].append(i)
-    chunks = []
-    for (rows, cols, _dtype, _device), idx in groups.items():
-        per_chunk = max(1, max_stack_numel // (rows * cols))
-        chunks.extend(idx[start : start + per_chunk] for start in range(0, len(idx), per_chunk))
-    return chunks
 
 
 def _stack_chunks(
@@ -123,7 +103,6 @@ def muon_update_(
     check_method(ns_method)
     params, grads, momentum_bufs = as_matrices(params, grads, momentum_bufs)
     if distributed and dist.is_available() and dist.is_initialized():
-        from synth.optim.distributed import muon_update_sharded_
 
         muon_update_sharded_(
             params,

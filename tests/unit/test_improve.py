@@ -11,7 +11,8 @@ import pytest
 from synth.config import EndpointConfig, PipelineConfig
 from synth.data.build import build_dataset
 from synth.data.heldout import is_heldout
-from synth.improve.loop import ModelScores, Steps, load_report, round_config, run_improve
+from synth.improve.loop import load_report, round_config, run_improve
+from synth.improve.models import ModelScores, Steps
 from synth.schemas import Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
 from tests.unit.test_dataset import TOOL, _trajectory, _write
 
