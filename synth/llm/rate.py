@@ -17,12 +17,13 @@ from synth.config import EndpointConfig, PipelineConfig
 
 PROMPT = [{"role": "user", "content": "Describe, step by step, how a library tracks the books it lends."}]
 
-# The default run (pipelines/default.yaml), measured end to end on the embedded server: completion tokens it
-# generates and the share of its wall time that is one-stream latency rather than batched throughput. Measured on
-# the 2-core AMD EPYC (AVX512-BF16) box, 2026-12-01; the estimate is rough by design (a user on a slow CPU needs
-# the order of magnitude, not the minute).
-DEFAULT_RUN_COMPLETION_TOKENS = 60_000
-DEFAULT_RUN_SERIAL_TOKENS = 4_000
+# The default run, measured end to end on the embedded server: the completion tokens it generates (55.3k: judge
+# 30.2k, rollouts 19.0k, tasks 4.0k, tools 1.5k, agents 0.6k) and, fitted from its wall time (483 s with 239 tokens/s
+# batched and 46 single-stream measured before it), the part that runs one stream at a time (multi-turn episodes'
+# last turns, the tools stage's generations), in tokens. Fresh clone, fp32 forced, 2-core AMD EPYC, 2026-12-01.
+# Rough by design: a user on a slow CPU needs the order of magnitude, not the minute.
+DEFAULT_RUN_COMPLETION_TOKENS = 55_000
+DEFAULT_RUN_SERIAL_TOKENS = 11_500
 
 
 class RateProbe(BaseModel):
@@ -77,9 +78,9 @@ def expected_run_s(config: PipelineConfig, probe: RateProbe, endpoints: int = 1)
     (steps that wait on one stream: the first rows of each stage, the last turns of the longest episode) runs at
     the single-stream rate, the rest at the batched rate of all endpoints together.
     """
-    default_tasks, default_turns = 6 * 2, 3
+    default_tasks, default_turns, default_samples = 6 * 2, 3, 4
     scale = (config.agents.count * config.tasks.per_agent / default_tasks) \
-        * (config.rollouts.max_turns / default_turns)
+        * (config.rollouts.max_turns / default_turns) * (config.rollouts.samples / default_samples)
     batched = max(probe.batched_tokens_per_s * endpoints, 1e-3)
     parallel_s = DEFAULT_RUN_COMPLETION_TOKENS * scale / batched
     serial_s = DEFAULT_RUN_SERIAL_TOKENS / max(probe.single_tokens_per_s, 1e-3)

@@ -1,0 +1,20 @@
+"""The expected wall time printed before a run follows the measured rates and the run's size."""
+
+from synth.config import load_config
+from synth.llm.rate import RateProbe, expected_run_s
+
+
+def _probe(single: float, batched: float) -> RateProbe:
+    return RateProbe(base_url="http://x/v1", single_tokens_per_s=single, batched_tokens_per_s=batched, batch=16,
+                     probe_s=1.0)
+
+
+def test_estimate_matches_the_measured_default_run_and_scales() -> None:
+    default = load_config()
+    # The run it was fitted on: 46 / 239 tokens/s measured, 483 s taken.
+    assert 420 <= expected_run_s(default, _probe(46, 239)) <= 540
+    slow = expected_run_s(default, _probe(12, 52))  # the AVX2-only machine's fp32 rates (design brief)
+    assert slow > 3 * expected_run_s(default, _probe(46, 239))
+    bigger = load_config(overrides=["agents.count=12"])
+    assert expected_run_s(bigger, _probe(46, 239)) > expected_run_s(default, _probe(46, 239))
+    assert expected_run_s(default, _probe(46, 239), endpoints=2) < expected_run_s(default, _probe(46, 239))
