@@ -78,7 +78,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
-            nodes_alive = {n["NodeID"]: n["Alive"] for n in cluster.global_state.node_table()}
+            # Ray marks a node dead only after its health checks fail (seconds to tens of seconds); on a quiet
+            # machine the stage can finish first, so wait for Ray's verdict instead of reading it at once.
+            wait_until = time.monotonic() + 120
+            while True:
+                nodes_alive = {n["NodeID"]: n["Alive"] for n in cluster.global_state.node_table()}
+                if not killed or nodes_alive.get(killed["node_id"]) is False or time.monotonic() > wait_until:
+                    break
+                time.sleep(1)
         stats = instant_server.get_stats(port)
     return {"root": root, "rc": proc.returncode, "stderr": err, "stdout": out, "killed": killed,
             "workers": set(workers), "stats": stats, "nodes_alive": nodes_alive}
