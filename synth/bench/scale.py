@@ -202,20 +202,12 @@ async def _token_rate(url: str, reqs: list[dict[str, Any]], concurrency: int) ->
     """Raw completion-token rate of the recorded pipeline mix straight to the server (no synth in between)."""
     from openai import AsyncOpenAI
 
-    from synth.bench.serving import _replay
+    from synth.bench.serving import replay_all
 
     client = AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=1800)
     try:
         model = (await client.models.list()).data[0].id
-        sem = asyncio.Semaphore(concurrency)
-
-        async def one(req: dict[str, Any]) -> int:
-            async with sem:
-                return await _replay(client, model, req)
-
-        t0 = time.perf_counter()
-        tokens = sum(await asyncio.gather(*(one(r) for r in reqs)))
-        wall = time.perf_counter() - t0
+        tokens, wall = await replay_all(client, model, reqs, concurrency)
     finally:
         await client.close()
     return {"concurrency": concurrency, "requests": len(reqs), "completion_tokens": tokens,

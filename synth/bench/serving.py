@@ -56,7 +56,9 @@ async def _replay(client: AsyncOpenAI, model: str, req: dict[str, Any]) -> int:
     return resp.usage.completion_tokens if resp.usage else 0
 
 
-async def _rate(client: AsyncOpenAI, model: str, reqs: list[dict[str, Any]], concurrency: int) -> float:
+async def replay_all(client: AsyncOpenAI, model: str, reqs: list[dict[str, Any]],
+                     concurrency: int) -> tuple[int, float]:
+    """Send ``reqs`` as recorded, ``concurrency`` at a time: (completion tokens, wall seconds)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(req: dict[str, Any]) -> int:
@@ -65,7 +67,12 @@ async def _rate(client: AsyncOpenAI, model: str, reqs: list[dict[str, Any]], con
 
     t0 = time.perf_counter()
     tokens = sum(await asyncio.gather(*(one(r) for r in reqs)))
-    return tokens / (time.perf_counter() - t0)
+    return tokens, time.perf_counter() - t0
+
+
+async def _rate(client: AsyncOpenAI, model: str, reqs: list[dict[str, Any]], concurrency: int) -> float:
+    tokens, wall = await replay_all(client, model, reqs, concurrency)
+    return tokens / wall
 
 
 def _free(n: int, max_tokens: int) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from synth.optim import fused as _fused
 from synth.optim.newton_schulz import newton_schulz_batched, uses_gram
-from synth.optim.shapes import muon_lr_scale, shape_chunks
+from synth.optim.shapes import fill_ns_input, muon_lr_scale, shape_chunks
 
 _CHECKED_LAYOUTS: set[tuple[int, str]] = set()
 
@@ -113,11 +113,7 @@ def muon_update_sharded_(
     for chunk in chunks[rank]:
         rows, cols = shapes[chunk[0]]
         stack = torch.empty((len(chunk), rows, cols), dtype=ns_dtype, device=device)
-        for i, slot in zip(chunk, stack.unbind(0), strict=True):
-            if nesterov:
-                torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
-            else:
-                slot.copy_(momentum_bufs[i])
+        fill_ns_input(stack, chunk, grads, momentum_bufs, momentum, nesterov)
         ortho = newton_schulz_batched(
             stack,
             ns_steps,

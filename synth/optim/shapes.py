@@ -31,3 +31,14 @@ def shape_chunks(params: list[Tensor], max_stack_numel: int) -> list[list[int]]:
         per_chunk = max(1, max_stack_numel // (rows * cols))
         chunks.extend(idx[start : start + per_chunk] for start in range(0, len(idx), per_chunk))
     return chunks
+
+
+def fill_ns_input(stack: Tensor, chunk: list[int], grads: list[Tensor], momentum_bufs: list[Tensor],
+                  momentum: float, nesterov: bool) -> None:
+    """Write each matrix's Newton-Schulz input into its slot of ``stack``: the momentum itself (K2), or the
+    Nesterov blend ``lerp(G, M, mu)``, cast straight into the slot (no fp32 temporary of the whole model)."""
+    for i, slot in zip(chunk, stack.unbind(0), strict=True):
+        if nesterov:
+            torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
+        else:
+            slot.copy_(momentum_bufs[i])

@@ -25,7 +25,7 @@ from synth.optim.newton_schulz import (
     newton_schulz_iterate,
     uses_gram,
 )
-from synth.optim.shapes import muon_lr_scale, shape_chunks
+from synth.optim.shapes import fill_ns_input, muon_lr_scale, shape_chunks
 
 # Cap on the elements of one stacked Newton-Schulz batch (bf16: 2 bytes each, plus the Gram work space): a
 # whole 7B model's MLP matrices in one stack would need several GiB of temporaries for no extra speed.
@@ -149,12 +149,7 @@ def muon_update_(
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
     for chunk, stack in _stack_chunks(params, max_stack_numel, ns_dtype):
-        for i, slot in zip(chunk, stack.unbind(0), strict=True):
-            # The Nesterov input goes, cast, straight into its slot: no fp32 temporary of the whole model.
-            if nesterov:
-                torch.lerp(grads[i], momentum_bufs[i], momentum, out=slot)
-            else:
-                slot.copy_(momentum_bufs[i])
+        fill_ns_input(stack, chunk, grads, momentum_bufs, momentum, nesterov)
         ortho = newton_schulz_batched(
             stack,
             ns_steps,
