@@ -31,9 +31,15 @@ from synth.schemas.verdict import CheckResult, CriterionScore, JudgeReply, Verdi
 EVIDENCE_MIN_CHARS = 8
 """A positive score needs a quote this long (normalized) at least: shorter ones match almost anything."""
 
-EVIDENCE_MAX_CHARS = 200
-TOKENS_PER_CRITERION = 90
-"""Room for one score object (id, a quote of EVIDENCE_MAX_CHARS, the score, JSON punctuation)."""
+EVIDENCE_MAX_CHARS = 80
+"""Long enough for a quote that proves something; short enough that a small judge cannot ramble in it. At 200, a
+135M judge filled quotes with digits and brackets until 7 of 10 replies were cut at max_tokens and re-sampled
+(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing."""
+SUMMARY_MAX_CHARS = 120
+TOKENS_PER_CRITERION = 30 + EVIDENCE_MAX_CHARS
+"""Room for one score object: about 25 tokens of id, keys and punctuation (SmolLM2's tokenizer), plus a quote at
+its worst of one token per character, so a reply within the schema's lengths is never cut."""
+SUMMARY_TOKENS = 20 + SUMMARY_MAX_CHARS
 
 
 class RequestRejected(ReplyInvalid):
@@ -83,7 +89,7 @@ def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
             },
             "summary": {
                 "type": "string",
-                "maxLength": EVIDENCE_MAX_CHARS,
+                "maxLength": SUMMARY_MAX_CHARS,
                 "description": "One sentence on the trajectory's quality.",
             },
         },
@@ -267,7 +273,7 @@ async def judge_trajectory(
 
     messages = _judge_messages(traj, task, criteria)
     schema = judge_json_schema(criteria)
-    max_tokens = TOKENS_PER_CRITERION * len(criteria) + 80
+    max_tokens = TOKENS_PER_CRITERION * len(criteria) + SUMMARY_TOKENS
     # One sample: the judge's most likely reading (greedy). Several: sampled readings, so the vote means something.
     temperature = 0.0 if cfg.samples == 1 else pool.config.temperature
     replies = await asyncio.gather(
