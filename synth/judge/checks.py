@@ -27,10 +27,12 @@ class MadeCall:
     name: str
     arguments: dict[str, Any] | None  # None: the arguments were not a JSON object
     ok: bool
+    result: str | None = None  # the tool message that answered it
 
 
 def made_calls(traj: TrajectoryRecord) -> list[MadeCall]:
     records = {c.tool_call_id: c for c in traj.calls}
+    results = {m.tool_call_id: m.content for m in traj.messages if m.role == "tool" and m.tool_call_id}
     out = []
     for msg in traj.messages:
         if msg.role != "assistant":
@@ -43,7 +45,7 @@ def made_calls(traj: TrajectoryRecord) -> list[MadeCall]:
             rec = records.get(tc.id)
             # A call with no record was never answered by the tool layer: it cannot count as a success.
             ok = rec is not None and rec.ok and rec.mode not in ("schema_error", "unknown_tool")
-            out.append(MadeCall(tc.id, tc.function.name, args, ok))
+            out.append(MadeCall(tc.id, tc.function.name, args, ok, results.get(tc.id)))
     return out
 
 
@@ -200,8 +202,7 @@ def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
         return _misconfigured(check, "needs 'value'")
     if answer is None:
         return CheckResult(check_id=check.id, passed=False, detail="no final assistant answer to look in")
-    text = normalize(answer)
-    if any(_mentioned(form, text) for form in _mention_forms(check.value)):
+    if mentions(answer, check.value):
         return CheckResult(
             check_id=check.id, passed=True, detail=f"final answer mentions {_short(check.value)}"
         )
@@ -210,6 +211,72 @@ def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
         passed=False,
         detail=f"final answer does not mention {_short(check.value)}: {_short(answer)}",
     )
+
+
+REPORTABLE_MIN_CHARS = 3
+"""A result's string shorter than this ("ok", "a") is no evidence that the answer reports the result."""
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def reportable_values(result: str | None, arguments: dict[str, Any] | None) -> list[Any]:
+    """Values in a tool's result that an answer reporting it would mention: its scalar leaves (or the whole text
+    when it is not JSON), less booleans, short strings, and the call's own arguments (repeating the request
+    proves nothing)."""
+    if not result or not result.strip():
+        return []
+    try:
+        parsed: Any = json.loads(result)
+    except ValueError:
+        parsed = result.strip()
+    asked = {normalize(str(v)) for v in _leaves(arguments or {})}
+    out = []
+    for leaf in _leaves(parsed):
+        if leaf is None or isinstance(leaf, bool):
+            continue
+        if isinstance(leaf, str) and len(leaf.strip()) < REPORTABLE_MIN_CHARS:
+            continue
+        if isinstance(leaf, str) and len(leaf) > 200:
+            continue  # prose is paraphrased, not quoted
+        if normalize(str(leaf)) in asked:
+            continue
+        out.append(leaf)
+    return out
+
+
+def _reports_result(check: CodeCheck, calls: list[MadeCall], answer: str | None) -> CheckResult:
+    if not check.tool:
+        return _misconfigured(check, "needs 'tool'")
+    good = [c for c in calls if c.name == check.tool and c.ok]
+    if not good:
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"no successful result of {check.tool} to report")
+    if answer is None:
+        return CheckResult(check_id=check.id, passed=False, detail="no final assistant answer to look in")
+    values = reportable_values(good[-1].result, good[-1].arguments)
+    if not values:
+        # Nothing in the result to quote (an empty list, "done"): the call check alone speaks for the outcome.
+        return CheckResult(check_id=check.id, passed=True,
+                           detail=f"{check.tool}'s result holds no value to report: {_short(good[-1].result)}")
+    hit = next((v for v in values if mentions(answer, v)), None)
+    if hit is not None:
+        return CheckResult(check_id=check.id, passed=True,
+                           detail=f"final answer reports {_short(hit)} from {check.tool}'s result")
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"final answer mentions none of {check.tool}'s result values "
+                              f"{_short(values)}: {_short(answer)}")
+
+
+def mentions(text: str, value: Any) -> bool:
+    """Whether ``text`` mentions ``value`` as a whole word (numbers in their usual written forms)."""
+    norm = normalize(text)
+    return any(_mentioned(form, norm) for form in _mention_forms(value))
 
 
 def _mention_forms(value: Any) -> set[str]:
@@ -245,6 +312,8 @@ def run_check(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall] | 
         return _state_equals(check, traj.final_state)
     if check.kind == "final_mentions":
         return _final_mentions(check, final_answer(traj))
+    if check.kind == "reports_result":
+        return _reports_result(check, calls, final_answer(traj))
     return _misconfigured(check, "is not a known check kind")
 
 

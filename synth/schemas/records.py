@@ -57,6 +57,11 @@ class TaskRecord(Row):
     hidden_details: dict[str, Any] = Field(default_factory=dict, description="Facts the user reveals only when asked.")
     initial_state: dict[str, Any] = Field(default_factory=dict, description="World state the tools start from.")
     rubric: Rubric | None = None
+    opening: str | None = Field(
+        default=None,
+        description="The user's first message word for word, when code wrote it because a check holds the episode "
+        "to its details (grounded tasks); None: the user simulator writes it from user_goal.",
+    )
 
 
 class CallRecord(BaseModel):

@@ -4,7 +4,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-CheckKind = Literal["tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called"]
+CheckKind = Literal[
+    "tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called", "reports_result"
+]
 
 
 EvidenceSource = Literal["assistant", "assistant_call", "tool", "user"]

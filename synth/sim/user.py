@@ -58,7 +58,10 @@ def user_view(messages: list[Message]) -> list[dict[str, str]]:
 
 
 def verbatim_opening(task: TaskRecord) -> str | None:
-    """The opening message code writes for ``task``: a coding task's request as it stands; None for the others."""
+    """The opening message code writes for ``task``: a grounded task's request with every value its check asks
+    for, a coding task's request as it stands; None for the others (the user simulator writes theirs)."""
+    if task.opening:
+        return task.opening
     if task.difficulty == "coding" and task.rubric is not None and task.rubric.python_tests and task.user_goal.strip():
         return task.user_goal.strip()
     return None

@@ -149,6 +149,14 @@ def _mention_checks(draft: TaskDraft) -> list[CodeCheck]:
     ]
 
 
+def _result_checks(calls: list[ExpectedCall]) -> list[CodeCheck]:
+    return [
+        CodeCheck(id=f"reports_{call.name}", kind="reports_result", tool=call.name,
+                  description=f"the final answer reports a value from {call.name}'s result")
+        for call in {c.name: c for c in calls}.values()
+    ]
+
+
 def _sandbox_check(index: dict[str, dict[str, Any]]) -> list[CodeCheck]:
     if RUN_PYTHON not in index:
         return []
@@ -169,12 +177,17 @@ def build_rubric(
     tools: list[dict[str, Any]],
     library: RubricLibrary,
     problem: CodingProblem | None = None,
+    grounded: ExpectedCall | None = None,
 ) -> tuple[Rubric, list[str]]:
     """The rubric for a drafted task, and notes on draft parts that were dropped as uncheckable.
 
     ``problem``: the coding problem the task was written around; its reference tests become the rubric's
-    python tests."""
+    python tests. ``grounded``: the call code chose (synth.tasks.grounded); it replaces the draft's calls, and the
+    draft's expected state and values to report (the generator's guesses about a world it does not run) are
+    not used."""
     template = library.template(difficulty)
+    if grounded is not None:
+        draft = draft.model_copy(update={"expected_calls": [grounded], "expected_state": [], "report_values": []})
     index = tool_index(tools)
     notes: list[str] = []
     if not draft.user_goal.strip():
@@ -212,6 +225,8 @@ def build_rubric(
             python_tests = problem.tests
         elif rule == "sandbox_called":
             checks += _sandbox_check(index)
+        elif rule == "reports_result":
+            checks += _result_checks([c for c in draft.expected_calls if c.name in index])
     criteria = library.base_criteria(difficulty)
     criteria += [
         Criterion(id=f"task_{i}", kind="task", description=c.description.strip(), required=c.required)

@@ -175,6 +175,7 @@ def draft_json_schema(
     max_calls: int,
     min_hidden: int = 0,
     world: bool = True,
+    grounded: bool = False,
 ) -> dict[str, Any]:
     """TaskDraft's schema, tightened for one agent and one difficulty.
 
@@ -183,11 +184,13 @@ def draft_json_schema(
     difficulty's template. With no tools (or a template that allows none) ``expected_calls`` must be empty,
     since an empty ``anyOf`` is not a valid schema. ``world=False`` (coding tasks, checked by reference tests)
     leaves no room for a world state, expected values or values to report: the model spends no tokens on them.
+    ``grounded=True``: code fixed the expected call, so the draft holds no calls, expected state or values to
+    report (they would be the generator's guesses), only the wording, the persona, the world and criteria.
     """
     schema = inline_refs(TaskDraft.model_json_schema())
     props = schema["properties"]
     description = props["expected_calls"].get("description", "")
-    if not tools or max_calls == 0:
+    if not tools or max_calls == 0 or grounded:
         props["expected_calls"] = {"type": "array", "maxItems": 0, "description": description}
     else:
         branches = [_call_schema(name, params) for name, params in sorted(tools.items())]
@@ -212,6 +215,7 @@ def draft_json_schema(
     props["hidden_details"]["minItems"] = min_hidden
     if not world:
         props["initial_state"]["maxProperties"] = 0
+    if not world or grounded:
         props["expected_state"]["maxItems"] = 0
         props["report_values"]["maxItems"] = 0
     for key in ("hidden_details", "expected_state", "criteria"):

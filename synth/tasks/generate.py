@@ -9,6 +9,7 @@ resume later rather than write a stage's worth of error rows.
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import openai
@@ -18,8 +19,10 @@ from synth.prompts import render
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Difficulty, RowError, TaskRecord
 from synth.schemas.usage import UsageByRole
+from synth.sim.tool_sim import RUN_PYTHON
 from synth.tasks.build import DraftInvalid, build_rubric, tool_index
-from synth.tasks.draft import TaskDraft, draft_json_schema
+from synth.tasks.draft import ExpectedCall, TaskDraft, draft_json_schema
+from synth.tasks.grounded import ground_call, state_values
 from synth.tasks.rubrics import RubricLibrary, default_library
 
 log = logging.getLogger(__name__)
@@ -81,8 +84,16 @@ async def generate_task(
         if "python_tests" in template.checks
         else None
     )
+    # A grounded task's call is chosen by code before the generator writes a word, so the request is written
+    # around values the check will hold the agent to (synth.tasks.grounded). No tool code can fill: ungrounded.
+    grounded: ExpectedCall | None = None
+    if template.grounded and problem is None:
+        rng = random.Random(sample_seed(agent.id, index, difficulty, seed))
+        picked = ground_call(tool_index(agent.tools), rng, exclude=frozenset({RUN_PYTHON}))
+        grounded = ExpectedCall(name=picked[0], arguments=picked[1]) if picked else None
     variables = {
         "agent": agent,
+        "grounded": grounded,
         "tools": tools,
         "difficulty": difficulty,
         "template": template,
@@ -110,10 +121,11 @@ async def generate_task(
                     template.calls.max,
                     min_hidden=template.min_hidden_details,
                     world=problem is None,
+                    grounded=grounded is not None,
                 ),
                 max_tokens=GENERATOR_MAX_TOKENS,
             )
-            rubric, notes = build_rubric(draft, difficulty, agent.tools, library, problem)
+            rubric, notes = build_rubric(draft, difficulty, agent.tools, library, problem, grounded)
         except ReplyInvalid as exc:
             row.error = RowError(kind=exc.kind, message=str(exc), raw=exc.raw)
             break  # the pool already re-sampled this one
@@ -132,6 +144,10 @@ async def generate_task(
             # simulator opens with it). A generator's rewording drops details the tests hold to ("joined by
             # single spaces") or the function's name; the draft still gives the persona and the criteria.
             row.user_goal = problem.request
+        if grounded is not None:
+            # The user states every value the call check asks for, word for word: the opening is code's.
+            row.user_goal = state_values(row.user_goal, grounded.arguments)
+            row.opening = row.user_goal
         row.persona = draft.persona.strip()
         row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}
         row.initial_state = draft.initial_state

@@ -23,7 +23,8 @@ DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 EntryT = TypeVar("EntryT", bound="CriterionEntry | CodingProblem")
 
 DeriveRule = Literal[
-    "expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests", "sandbox_called"
+    "expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests", "sandbox_called",
+    "reports_result",
 ]
 
 
@@ -64,6 +65,11 @@ class TaskTemplate(_Strict):
         default=0, ge=0, le=4, description="Details the user must hold back (clarification tasks)."
     )
     require_ok: bool = Field(default=False, description="Call checks count only calls that succeeded.")
+    grounded: bool = Field(
+        default=False,
+        description="Code picks the expected call's tool and argument values (synth.tasks.grounded); the user's "
+        "opening message states them word for word, and the generator writes only the wording and the world.",
+    )
     prescriptive: list[str] = Field(
         default_factory=list, description="Ids from prescriptive.yaml that apply."
     )
