@@ -4,6 +4,9 @@ Shape of the loop (Kimi K2 section 3.1): the user opens; each user turn the agen
 steps, every tool call answered by a tool message carrying its id, until it answers in text; then the user
 replies or stops; at most ``max_turns`` user turns. An unusable model reply ends the episode as an error row
 that keeps the messages so far (a bad row never kills a stage); an endpoint that is down propagates.
+
+Tools raise plain exceptions; ``answer_call`` is the one boundary that turns whatever a tool raised into the
+tool message the transcript records (``synth.tools.errors``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import openai
 
 from synth.agents.turn import Mode, agent_step
 from synth.config import RolloutsStageConfig
-from synth.llm.client import ReplyInvalid
+from synth.llm.client import EndpointUnavailable, ReplyInvalid, RequestTimedOut
 from synth.schemas.ids import stable_id
-from synth.schemas.messages import Message
+from synth.schemas.messages import Message, ToolCall
 from synth.schemas.records import AgentRecord, RowError, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
-from synth.sim.tool_sim import RUN_PYTHON, ToolHub, ToolSimulator
+from synth.sim.tool_sim import RUN_PYTHON, ToolHub, ToolOutcome, ToolSimulator
 from synth.sim.user import UserSimulator
 from synth.sim.world import WorldState, sub_seed
+from synth.tools.errors import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,37 @@ def _cut_unanswered(messages: list[Message]) -> list[Message]:
                 return messages[:i]
             return messages
     return messages
+
+
+MODEL_ERRORS: tuple[type[BaseException], ...] = (ReplyInvalid, RequestTimedOut, EndpointUnavailable, openai.OpenAIError)
+"""What the tool simulator's model calls raise: the model failed, not the tool, so they end the row (or the stage)
+as they do for the agent's and the user's calls, instead of becoming a tool message."""
+
+TOOL_ERROR_CHARS = 1000
+"""An unexpected exception's text in a tool message is cut here (a traceback-sized message helps no agent)."""
+
+
+def tool_error_content(name: str, exc: BaseException) -> str:
+    """The tool message for a call whose tool raised ``exc``: a ``ToolError``'s own wording (what a real server
+    says), else ``Error: tool <name> failed: <Type>: <message>``."""
+    if isinstance(exc, ToolError):
+        return str(exc)
+    return f"Error: tool {name} failed: {type(exc).__name__}: {exc}"[:TOOL_ERROR_CHARS]
+
+
+async def answer_call(sim: ToolSimulator, tc: ToolCall) -> ToolOutcome:
+    """The one boundary between tools and the transcript: every call gets exactly one outcome, and any exception
+    its tool raised (a ``ToolError`` or anything else) becomes a well-formed tool message, recorded in
+    ``sim.calls``. Only the simulator's model failures (``MODEL_ERRORS``) and cancellation pass through."""
+    try:
+        return await sim.call(tc)
+    except MODEL_ERRORS:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, ToolError):
+            # A real server that crashes or a tool with a bug is a failed call for the agent, not a failed episode.
+            log.warning("tool %s raised %s: %s", tc.function.name, type(exc).__name__, exc)
+        return sim.failed_call(tc, exc, tool_error_content(tc.function.name, exc))
 
 
 async def _model_name(pool: Any) -> str | None:
@@ -114,7 +149,7 @@ async def run_episode(
                 stage = "tool_sim"
                 before_round = world.snapshot()
                 for tc in msg.tool_calls:
-                    outcome = await sim.call(tc)
+                    outcome = await answer_call(sim, tc)
                     messages.append(Message(role="tool", tool_call_id=tc.id, content=outcome.content))
             if not answered:
                 stop_reason = "max_steps"

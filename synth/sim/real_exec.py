@@ -1,18 +1,20 @@
 """Real execution of sandbox-safe MCP tools for one episode: a scratch world, real servers over stdio.
 
-``RealToolHub`` owns one scratch root per episode (a temp dir with the episode's seed files and a git
-repository with one commit), starts the sandbox-safe servers lazily (a server starts when one of its tools is
-first called), answers calls with what the real server said, and gives the final world state to the judge via
-``snapshot()`` (taken automatically on exit as ``final_state``).
+``RealToolHub`` gives an episode a scratch root (a dir with the episode's seed files and a git repository with
+one commit), starts the sandbox-safe servers lazily (a server starts when one of its tools is first called),
+answers calls with what the real server said, and gives the final world state to the judge via ``snapshot()``
+(taken automatically on exit as ``final_state``). Given a shard's ``ServerPool`` (``synth.sim.server_pool``), the
+root and the servers already running on it are leased from the pool and given back (emptied, and only what may
+be kept) on exit; without one, the hub's world is its own and closes with it.
 
-Tool failures never raise: a server error, an ``isError`` result, a crash or a timeout all come back as
-``RealCallResult(is_error=True)`` so the rollout can turn them into a tool message. Only mistakes of the
-caller (an unknown tool name, using the hub outside ``async with``) raise.
+Tool failures raise ``synth.tools.errors.ToolError`` (a server error, an ``isError`` result, a crash, a timeout),
+worded as the tool message that the episode's one boundary records. Mistakes of the caller (an unknown tool
+name, using the hub outside ``async with``) raise ``UnknownToolError`` / ``HubError``.
 
 Confinement is first each server's own rule (the filesystem server refuses paths outside its allowed
 directory; git is bound to ``--repository``). On top of that each server runs with no network, every mount
 read-only but the scratch root, root-only dirs hidden, no capabilities, rlimits and an unprivileged uid (one per
-episode, which owns the scratch root) (``synth.sim.sandbox.confine_command``), so the kernel holds the line even
+world, which owns the scratch root) (``synth.sim.sandbox.confine_command``), so the kernel holds the line even
 if a server's own check fails. Where that confinement is unavailable (not root, no namespaces) the hub refuses
 to start servers, unless ``allow_unconfined`` says to run them unconfined; ``hub.isolation`` records which.
 """
@@ -23,61 +25,49 @@ import functools
 import json
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
-import anyio.abc
 import anyio.to_thread
 import mcp_types
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, Field
 
 from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
-from synth.sim.sandbox import (
-    ConfinementUnavailable,
-    confine_command,
-    give_to,
-    isolation,
-    kill_uid,
-    runtime_paths,
-    server_uid,
-)
-from synth.tools.servers import SERVERS_FILE, ServerEntry, ensure_installed, install_root, load_servers, server_env
+from synth.sim.sandbox import ConfinementUnavailable, give_to, isolation
+from synth.sim.server_pool import DEFAULT_WORKSPACE, ServerPool, World, server_key
+from synth.tools.errors import ToolFailed, ToolTimeout, ToolUnavailable
+from synth.tools.mcp_client import McpError, McpServer, McpTimeout, result_text
+from synth.tools.servers import SERVERS_FILE, ServerEntry, load_servers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConfinementUnavailable", "HubError", "RealToolHub", "isolation", "sandbox_servers"]
+__all__ = ["DEFAULT_WORKSPACE", "ConfinementUnavailable", "HubError", "RealToolHub", "ServerPool", "isolation",
+           "result_text", "sandbox_servers"]
 
 # Pinned versions checked against the registries on 2026-11-25; tools_registry/mcp_servers.yaml wins when it
-# has sandbox-safe entries.
+# has sandbox-safe entries. ``reuse`` read from each version's source (2026-12-01): time keeps nothing; git opens
+# the repository afresh on every call; filesystem keeps only its allowed dirs (from argv, the same every
+# episode); memory reads its file on every call.
 DEFAULT_SERVERS: tuple[ServerEntry, ...] = (
     ServerEntry(id="pypi/mcp-server-time", registry="pypi", package="mcp-server-time", version="2026.10.19",
-                command="mcp-server-time", category="time", sandbox_safe=True),
+                command="mcp-server-time", category="time", sandbox_safe=True, reuse="stateless"),
     ServerEntry(id="pypi/mcp-server-git", registry="pypi", package="mcp-server-git", version="2026.10.19",
                 command="mcp-server-git", args=["--repository", "{root}"], category="developer",
-                sandbox_safe=True),
+                sandbox_safe=True, reuse="workspace"),
     ServerEntry(id="npm/@modelcontextprotocol/server-filesystem", registry="npm",
                 package="@modelcontextprotocol/server-filesystem", version="2026.8.31",
-                command="mcp-server-filesystem", args=["{root}"], category="filesystem", sandbox_safe=True),
+                command="mcp-server-filesystem", args=["{root}"], category="filesystem", sandbox_safe=True,
+                reuse="workspace"),
     ServerEntry(id="npm/@modelcontextprotocol/server-memory", registry="npm",
                 package="@modelcontextprotocol/server-memory", version="2026.8.31",
                 command="mcp-server-memory", env={"MEMORY_FILE_PATH": "{root}/memory.json"},
-                category="memory", sandbox_safe=True),
+                category="memory", sandbox_safe=True, reuse="workspace"),
 )  # fmt: skip
-
-DEFAULT_WORKSPACE = "/home/user/workspace"
-"""Where confined servers see the scratch root: the same path in every episode, so trajectories carry no
-random temp paths (and concurrent episodes still never share one, each server having its own mount view)."""
 
 SNAPSHOT_FILE_BYTES = 4096
 """Files up to this size have their text in ``snapshot()``; larger or binary files only their size."""
@@ -96,9 +86,10 @@ class HubError(RuntimeError):
 
 
 class RealCallResult(BaseModel):
-    content: str = Field(description="Text of the tool result; for errors, the server's or hub's message.")
-    is_error: bool = Field(default=False, description="The server flagged an error, crashed or timed out.")
-    server: str = Field(description="Server id that answered (or should have).")
+    """A real call that succeeded (failures raise ``ToolError``)."""
+
+    content: str = Field(description="Text of the tool result.")
+    server: str = Field(description="Server id that answered.")
 
 
 def sandbox_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
@@ -134,33 +125,6 @@ def spec_from_mcp(entry: ServerEntry, tool: mcp_types.Tool) -> ToolSpec:
     )  # fmt: skip
 
 
-def result_text(result: mcp_types.CallToolResult) -> str:
-    """Join a tool result's content into the one string a tool message carries."""
-    parts: list[str] = []
-    for block in result.content:
-        if isinstance(block, mcp_types.TextContent):
-            parts.append(block.text)
-        elif isinstance(block, mcp_types.EmbeddedResource):
-            resource = block.resource
-            parts.append(getattr(resource, "text", None) or f"[resource {resource.uri}]")
-        else:
-            parts.append(f"[{block.type} content: {getattr(block, 'mime_type', 'unknown type')}]")
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(parts)
-
-
-@dataclass
-class _Server:
-    entry: ServerEntry
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    session: ClientSession | None = None
-    tools: list[mcp_types.Tool] = field(default_factory=list)
-    stop: anyio.Event = field(default_factory=anyio.Event)
-    failed: str | None = None
-    started: bool = False  # stays True after the server stops: its effects are part of the episode
-
-
 class RealToolHub:
     """Real tools for one episode. Use as ``async with RealToolHub(...) as hub:``.
 
@@ -173,6 +137,12 @@ class RealToolHub:
     - ``workspace``: where confined servers see the scratch root (see ``DEFAULT_WORKSPACE``).
     - ``allow_unconfined``: where confinement is unavailable, run the servers unconfined instead of refusing
       (an explicit choice; ``hub.isolation`` is then ``"unconfined"`` and the run report should say so).
+    - ``pool``: a shard's ``ServerPool``: the episode leases a world from it (servers already running, the root
+      emptied) and gives it back on exit. Without one the hub has a world of its own, closed on exit
+      (``workspace``, ``allow_unconfined`` and ``start_timeout_s`` then apply; with a pool, the pool's do).
+
+    ``call`` returns what the server answered, or raises a ``synth.tools.errors.ToolError`` whose text is the
+    tool message (the episode's boundary records it).
     """
 
     def __init__(
@@ -185,35 +155,36 @@ class RealToolHub:
         start_timeout_s: float = 60,
         workspace: str = DEFAULT_WORKSPACE,
         allow_unconfined: bool = False,
+        pool: ServerPool | None = None,
     ) -> None:
         entries = list(servers) if servers is not None else sandbox_servers()
         unsafe = [e.id for e in entries if not e.sandbox_safe]
         if unsafe:
             raise HubError(f"servers not marked sandbox_safe can't run for real: {unsafe}; simulate them")
-        self._servers = {e.id: _Server(e) for e in entries}
+        self._entries = {e.id: e for e in entries}
         self._given_specs = list(specs) if specs is not None else None
         self._initial_files = dict(initial_files or {})
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
         self._allow_unconfined, self._wanted_workspace = allow_unconfined, workspace
+        self._shared_pool = pool
+        self._pool: ServerPool | None = None
+        self._world: World | None = None
         self.isolation = "unknown"
         """Servers' confinement beyond their own rules, set on enter: 'confined' or 'unconfined' (allowed)."""
-        self._uid: int | None = None
-        self._workspace: str | None = None
         self._specs: list[ToolSpec] | None = None
         self._owner: dict[str, str] = {}  # tool name -> server id
-        self._base: Path | None = None
-        self._stack: AsyncExitStack | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._used: dict[str, McpServer] = {}  # server id -> its server, for those this episode started or used
+        self._tainted: set[str] = set()  # server keys a call timed out in: not kept for another episode
         self.final_state: dict[str, Any] | None = None
         """``snapshot()`` taken as the hub closed (None before that)."""
 
     @property
     def root(self) -> Path:
         """The episode's scratch world: what the filesystem server serves and the git repository."""
-        if self._base is None:
+        if self._world is None:
             raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)'")
-        return self._base / "root"
+        return self._world.root
 
     @property
     def workspace(self) -> str:
@@ -221,43 +192,48 @@ class RealToolHub:
 
         Put it in the agent's system prompt; paths in tool arguments and results are under it.
         """
-        return self._workspace or str(self.root)
+        if self._world is None:
+            raise HubError("the hub has no workspace outside 'async with RealToolHub(...)'")
+        return self._world.seen
 
     async def __aenter__(self) -> Self:
-        if self._base is not None:
+        if self._world is not None:
             raise HubError("this RealToolHub is already open; use one hub per episode")
-        # Fresh server state, so a hub can be reused for a new episode after it was closed.
-        self._servers = {sid: _Server(s.entry) for sid, s in self._servers.items()}
-        self.final_state = None
-        # Probed once per process (it runs a confined program), off the event loop.
-        self.isolation = await anyio.to_thread.run_sync(isolation, self._allow_unconfined)
-        confined = self.isolation == "confined"
-        self._workspace = self._wanted_workspace if confined else None
-        self._uid = server_uid() if confined else None
-        self._base = Path(tempfile.mkdtemp(prefix="synth-world-")).resolve()
+        # Fresh per-episode state, so a hub can be reused for a new episode after it was closed.
+        self._used, self._tainted, self.final_state = {}, set(), None
+        self._pool = self._shared_pool or ServerPool(
+            allow_unconfined=self._allow_unconfined, workspace=self._wanted_workspace, reuse=False,
+            start_timeout_s=self.start_timeout_s,
+        )  # fmt: skip
         try:
-            (self._base / "logs").mkdir()
+            self._world = await self._pool.lease(self._entries.values())
+            self.isolation = self._pool.isolation
             await anyio.to_thread.run_sync(self._init_root)
-            if self._uid is not None:
-                give_to(self.root, self._uid)  # the episode's servers run as this uid and write only here
-            self._stack = AsyncExitStack()
-            self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+            if self._world.uid is not None:
+                give_to(self.root, self._world.uid)  # the episode's servers run as this uid and write only here
             if self._given_specs is not None:
                 self._adopt_specs(self._given_specs)
             else:
+                failed: dict[str, str] = {}
+
+                async def start(entry: ServerEntry) -> None:
+                    try:
+                        await self._server(entry)
+                    except McpError as exc:
+                        failed[entry.id] = str(exc)
+
                 async with anyio.create_task_group() as starting:  # servers start in parallel: node is slow
-                    for server in self._servers.values():
-                        starting.start_soon(self._ensure_started, server)
-                failed = {s.entry.id: s.failed for s in self._servers.values() if s.failed}
+                    for entry in self._entries.values():
+                        starting.start_soon(start, entry)
                 if failed:
                     raise HubError(
                         f"could not list the tools of {sorted(failed)}: {failed}; pass specs= from "
                         "a harvest to start servers only when called"
                     )
-                listed = [spec_from_mcp(s.entry, t) for s in self._servers.values() for t in s.tools]
+                listed = [spec_from_mcp(self._entries[sid], t) for sid, s in self._used.items() for t in s.tools]
                 self._adopt_specs(listed)
         except BaseException:
-            await self._close()
+            await self._close(failed=True)
             raise
         return self
 
@@ -265,38 +241,33 @@ class RealToolHub:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            # The scratch root is gone after exit; keep the final state for the trajectory and the judge.
+            # The scratch root is emptied after exit; keep the final state for the trajectory and the judge.
             with anyio.move_on_after(self.call_timeout_s):
                 self.final_state = await self.asnapshot()
         except Exception as snap_exc:
             self.final_state = {"error": f"final snapshot failed: {type(snap_exc).__name__}: {snap_exc}"}
         finally:
-            await self._close()
+            await self._close(failed=exc_type is not None)
 
-    async def _close(self) -> None:
-        for server in self._servers.values():
-            server.stop.set()
+    async def _close(self, *, failed: bool) -> None:
+        pool, world, self._pool, self._world = self._pool, self._world, None, None
+        if pool is None:
+            return
         try:
-            if self._stack is not None:
-                # Each server task closes its own session and transport, which kills the server's process
-                # group. (No shield here: a scope opened now would wrongly nest around the task group's own.)
-                stack, self._stack, self._tg = self._stack, None, None
-                await stack.aclose()
+            if world is not None:
+                # An episode that ended in an exception may have left a call running: nothing of it is kept.
+                await pool.release(world, tainted=self._tainted, failed_episode=failed)
         finally:
-            if self._uid is not None:
-                kill_uid(self._uid)  # helpers a server started outside its process group go too
-            if self._base is not None:
-                shutil.rmtree(self._base, ignore_errors=True)
-                self._base = None
+            if pool is not self._shared_pool:
+                await pool.aclose()
 
     def _init_root(self) -> None:
         root = self.root
-        root.mkdir()
         for rel, text in self._initial_files.items():
             path = _inside(root, rel)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        if any(_is_git(s.entry) for s in self._servers.values()):
+        if any(_is_git(e) for e in self._entries.values()):
             identity = ["-c", "user.name=synth", "-c", "user.email=synth@localhost"]
             for cmd in (["init", "-q", "-b", "main"], ["config", "user.name", "synth"],
                         ["config", "user.email", "synth@localhost"], ["add", "-A"],
@@ -309,17 +280,17 @@ class RealToolHub:
 
     def _internal_files(self) -> set[str]:
         """Root-relative files that servers keep their own state in (from '{root}/...' env values)."""
-        values = [value for s in self._servers.values() for value in s.entry.env.values()]
+        values = [value for e in self._entries.values() for value in e.env.values()]
         return {value.removeprefix("{root}/") for value in values if value.startswith("{root}/")}
 
     def _adopt_specs(self, specs: Sequence[ToolSpec]) -> None:
         owner: dict[str, str] = {}
         for spec in specs:
             server_id = spec.provenance.server
-            if server_id not in self._servers:
+            if server_id not in self._entries:
                 raise HubError(
                     f"tool {spec.function.name!r} comes from server {server_id!r}, not run by this hub; "
-                    f"servers here: {sorted(self._servers)}"
+                    f"servers here: {sorted(self._entries)}"
                 )
             name = spec.function.name
             if name in owner and owner[name] != server_id:
@@ -330,70 +301,17 @@ class RealToolHub:
             owner[name] = server_id
         self._specs, self._owner = list(specs), owner
 
-    def _params(self, entry: ServerEntry, exe: Path) -> StdioServerParameters:
-        seen = self.workspace
-        args = [a.replace("{root}", seen) for a in entry.args]
-        env = {k: v.replace("{root}", seen) for k, v in server_env(entry).items()}
-        argv = [str(exe), *args]
-        # The wrapper execs the server in place (no fork), so the transport's kill still reaches it.
-        if self._uid is not None:
-            env["HOME"] = seen  # the host's HOME is hidden from the server's uid
-            expose = [str(install_root(entry)), *runtime_paths(exe)]
-            argv = confine_command(argv, self.root, uid=self._uid, visible_at=self._workspace, expose=expose)
-        return StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=str(self.root))
-
-    async def _ensure_started(self, server: _Server) -> None:
-        if self._tg is None:
+    async def _server(self, entry: ServerEntry) -> McpServer:
+        """``entry``'s running server (started in this episode's world if needed); McpError if it can't be."""
+        if self._pool is None or self._world is None:
             raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
-        async with server.lock:
-            if server.session is not None or server.failed:
-                return
-            try:
-                # Installing is cached and bounded by its own timeout; only the start itself is bounded here.
-                exe = await anyio.to_thread.run_sync(ensure_installed, server.entry)
-                with anyio.fail_after(self.start_timeout_s):
-                    await self._tg.start(self._serve, server, exe)
-            except Exception as exc:  # a server that won't start becomes a tool error, not a crash
-                tail = self._stderr_tail(server.entry)
-                server.failed = f"{type(exc).__name__}: {exc}" + (f"; server stderr: {tail}" if tail else "")
-                log.warning("real exec: %s failed to start: %s", server.entry.id, server.failed)
-
-    async def _serve(self, server: _Server, exe: Path, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Own one server's session for the episode: its transport must be entered and left in one task."""
-        entry, started = server.entry, False
-        try:
-            async with AsyncExitStack() as stack:
-                errlog = stack.enter_context(open(self._log_path(entry), "w"))  # noqa: SIM115
-                read, write = await stack.enter_async_context(stdio_client(self._params(entry, exe), errlog))
-                session = await stack.enter_async_context(ClientSession(read, write))
-                await session.initialize()
-                server.tools = await _list_tools(session)
-                server.session = session
-                started = server.started = True
-                task_status.started()
-                await server.stop.wait()
-        except Exception as exc:
-            if not started:
-                raise  # tg.start() hands it to _ensure_started, which records why the server is unavailable
-            # A server that dies mid-episode must not tear down the hub's task group (and the other servers).
-            server.failed = f"{type(exc).__name__}: {exc}"
-            log.warning("real exec: %s ended with an error: %s", entry.id, server.failed)
-        finally:
-            server.session = None
-
-    def _log_path(self, entry: ServerEntry) -> Path:
-        assert self._base is not None
-        return self._base / "logs" / (entry.id.replace("/", "_").replace("@", "") + ".stderr")
-
-    def _stderr_tail(self, entry: ServerEntry) -> str:
-        try:
-            return " | ".join(self._log_path(entry).read_text(errors="replace").strip().splitlines()[-5:])
-        except OSError:
-            return ""
+        server = await self._pool.server(self._world, entry)
+        self._used[entry.id] = server
+        return server
 
     def started_servers(self) -> list[str]:
-        """Ids of the servers running now (lazy starts make this a subset of the hub's servers)."""
-        return sorted(sid for sid, s in self._servers.items() if s.session is not None)
+        """Ids of the servers running for this episode (lazy starts make this a subset of the hub's servers)."""
+        return sorted(sid for sid, s in self._used.items() if s.running)
 
     def tools(self) -> list[ToolSpec]:
         """The hub's tools in OpenAI form (``spec.openai()``), with provenance and ``real_exec=True``."""
@@ -413,30 +331,31 @@ class RealToolHub:
             ) from None
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> RealCallResult:
-        """Call tool ``name`` on its real server; any failure of the tool comes back as ``is_error=True``."""
-        server = self._servers[self.server_of(name)]
-        await self._ensure_started(server)
-        session = server.session
-        if session is None:
-            why = server.failed or "the server has stopped"
-            return RealCallResult(
-                content=f"Error: tool {name!r} unavailable: {why}", is_error=True, server=server.entry.id
-            )
+        """Call tool ``name`` on its real server and return its answer.
+
+        Raises ``ToolUnavailable`` (the server won't start or has stopped), ``ToolTimeout``, ``ToolFailed`` (the
+        server refused the request or flagged its result as an error), each worded as the tool message;
+        ``UnknownToolError`` for a name no server here has (the caller's mistake).
+        """
+        entry = self._entries[self.server_of(name)]
         try:
-            with anyio.fail_after(self.call_timeout_s):
-                result = await session.call_tool(name, dict(arguments or {}))
-        except TimeoutError:
-            return RealCallResult(
-                content=f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s",
-                is_error=True,
-                server=server.entry.id,
-            )
-        except Exception as exc:  # protocol errors (bad arguments, a crashed server) are tool errors too
-            message = getattr(getattr(exc, "error", None), "message", None) or str(exc) or type(exc).__name__
-            return RealCallResult(content=f"Error: {message}", is_error=True, server=server.entry.id)
-        return RealCallResult(
-            content=result_text(result), is_error=bool(result.is_error), server=server.entry.id
-        )
+            server = await self._server(entry)
+        except McpError as exc:
+            raise ToolUnavailable(f"Error: tool {name!r} unavailable: {exc}", server=entry.id) from exc
+        try:
+            reply = await server.call_tool(name, dict(arguments or {}), self.call_timeout_s)
+        except McpTimeout as exc:
+            self._tainted.add(server_key(entry))  # the call may still be running in the server
+            raise ToolTimeout(
+                f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s", server=entry.id
+            ) from exc
+        except McpError as exc:  # protocol errors (bad arguments, a crashed server) are tool errors too
+            if not server.running:
+                raise ToolUnavailable(f"Error: tool {name!r} unavailable: {exc}", server=entry.id) from exc
+            raise ToolFailed(f"Error: {exc}", server=entry.id) from exc
+        if reply.is_error:
+            raise ToolFailed(reply.text, server=entry.id)
+        return RealCallResult(content=reply.text, server=entry.id)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able state of the real world now, for the judge's code checks (sync: no server is called).
@@ -471,36 +390,30 @@ class RealToolHub:
                 state["git"] = {"error": str(exc)}
         return state
 
-    def _memory_servers(self) -> list[_Server]:
-        return [
-            s for s in self._servers.values() if s.started and any(t.name == "read_graph" for t in s.tools)
-        ]
+    def _memory_servers(self) -> list[tuple[ServerEntry, McpServer]]:
+        return [(self._entries[sid], s) for sid, s in self._used.items()
+                if any(t.name == "read_graph" for t in s.tools)]  # fmt: skip
 
     def _stored_graph(self) -> Any:
-        for server in self._memory_servers():
-            files = [v.removeprefix("{root}/") for v in server.entry.env.values() if v.startswith("{root}/")]
+        for entry, _server in self._memory_servers():
+            files = [v.removeprefix("{root}/") for v in entry.env.values() if v.startswith("{root}/")]
             if not files:
-                return {
-                    "error": f"{server.entry.id} keeps its graph outside the scratch root; use asnapshot()"
-                }
+                return {"error": f"{entry.id} keeps its graph outside the scratch root; use asnapshot()"}
             return _read_graph_file(self.root / files[0])
         return None
 
     async def _memory_graph(self) -> Any:
-        for server in self._memory_servers():
-            session = server.session
-            if session is None:
-                return {"error": f"{server.entry.id} is not running: {server.failed or 'stopped'}"}
+        for entry, server in self._memory_servers():
+            if not server.running:
+                return {"error": f"{entry.id} is not running: {server.failed or 'stopped'}"}
             try:
-                with anyio.fail_after(self.call_timeout_s):
-                    result = await session.call_tool("read_graph", {})
-            except Exception as exc:  # a snapshot reports what it could not read
+                reply = await server.call_tool("read_graph", {}, self.call_timeout_s)
+            except McpError as exc:  # a snapshot reports what it could not read
                 return {"error": f"read_graph failed: {exc}"}
-            text = result_text(result)
             try:
-                return json.loads(text)
+                return json.loads(reply.text)
             except json.JSONDecodeError:
-                return {"text": text}
+                return {"text": reply.text}
         return None
 
 
@@ -518,18 +431,6 @@ def _read_graph_file(path: Path) -> dict[str, Any]:
         elif item.get("type") == "relation":
             graph["relations"].append({k: item.get(k) for k in ("from", "to", "relationType")})
     return graph
-
-
-async def _list_tools(session: ClientSession) -> list[mcp_types.Tool]:
-    tools: list[mcp_types.Tool] = []
-    cursor: str | None = None
-    while True:
-        params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        listed = await session.list_tools(params=params)
-        tools.extend(listed.tools)
-        cursor = listed.next_cursor
-        if not cursor:
-            return tools
 
 
 def _inside(root: Path, rel: str) -> Path:

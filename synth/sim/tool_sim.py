@@ -1,6 +1,9 @@
 """The stateful, stochastic tool simulator: answers an agent's tool calls the way a real server would.
 
-One boundary turns every call into the text of a tool message plus a ``CallRecord`` (tau2-bench style):
+``ToolSimulator.call`` answers one call the way its tool would, or raises what the tool would fail with (a
+``synth.tools.errors.ToolError`` worded as the tool message, or any exception a tool implementation raised); the
+episode's one boundary (``synth.sim.episode.answer_call``) turns a raised failure into the tool message and its
+``CallRecord`` (``failed_call``), tau2-bench style:
 - unknown tool or arguments that break the tool's JSON Schema: the error a real server gives, no model call;
 - a tool that a ``RealToolHub`` serves (and ``real_exec`` on): called for real;
 - ``run_python``: run in the sandbox;
@@ -36,6 +39,7 @@ from synth.schemas.usage import UsageByRole
 from synth.sim.state_view import state_view
 from synth.sim.world import PatchEvent, PatchOp, WorldState, sub_seed
 from synth.tools.builtin import RUN_PYTHON as BUILTIN_RUN_PYTHON
+from synth.tools.errors import ChangeRejected, InjectedFailure, InvalidArguments, ToolError, ToolFailed, UnknownTool
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +139,13 @@ class ToolSimReply(BaseModel):
 
 class RealCallResultLike(Protocol):
     content: str
-    is_error: bool
     server: str
 
 
 class ToolHub(Protocol):
-    """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (structural: no servers in tests)."""
+    """What the simulator needs from ``synth.sim.real_exec.RealToolHub`` (structural: no servers in tests).
+
+    ``call`` returns the server's answer or raises (a ``ToolError`` worded as the tool message)."""
 
     def tools(self) -> list[Any]: ...
 
@@ -290,16 +295,43 @@ class ToolSimulator:
         return "none"
 
     async def call(self, tool_call: ToolCall) -> ToolOutcome:
-        """Answer one call. Raises ``ReplyInvalid`` only when the simulator model's reply is unusable."""
+        """Answer one call, or raise what its tool failed with (see ``failed_call``).
+
+        ``ReplyInvalid`` (and the pool's other errors) mean the simulator's model is unusable, not the tool."""
         index = self._index
         self._index += 1
         # Every call draws, whatever branch it takes, so one call's outcome never shifts another's.
         rng = random.Random(sub_seed(self.seed, "tool", index))
         injected = self._draw(rng)
         outcome = await self._answer(tool_call, index, injected, rng)
+        self._keep(tool_call, outcome)
+        return outcome
+
+    def failed_call(self, tool_call: ToolCall, exc: BaseException, content: str) -> ToolOutcome:
+        """The outcome of a call whose tool raised ``exc``, recorded like any answered call: ``content`` is the
+        tool message the boundary made of it; a ``ToolError`` says how the call was answered, else its route."""
+        record = self._record(tool_call, "simulated", ok=False)
+        record.mode = (exc.mode if isinstance(exc, ToolError) else None) or self.route(tool_call.function.name)
+        if isinstance(exc, ToolError):
+            record.injected, record.server = exc.injected, exc.server
+            record.patch_applied, record.patch_error = exc.patch_applied, exc.patch_error
+        outcome = ToolOutcome(content, record)
+        self._keep(tool_call, outcome)
+        return outcome
+
+    def route(self, name: str) -> str:
+        """How a call to ``name`` is answered now: unknown_tool, sandbox, real or simulated."""
+        if name not in self.tools:
+            return "unknown_tool"
+        if name == RUN_PYTHON and self._sandbox_ok:
+            return "sandbox"
+        if name in self._real and self.hub is not None:
+            return "real"
+        return "simulated"
+
+    def _keep(self, tool_call: ToolCall, outcome: ToolOutcome) -> None:
         self.calls.append(outcome.record)
         self._seen.append(_Seen(tool_call.function.name, tool_call.function.arguments, outcome.content[:400]))
-        return outcome
 
     def _record(self, tc: ToolCall, mode: str, injected: Injected = "none", ok: bool = True) -> CallRecord:
         return CallRecord(tool_call_id=tc.id, name=tc.function.name, mode=mode,  # type: ignore[arg-type]
@@ -310,25 +342,17 @@ class ToolSimulator:
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "(none)"
-            return ToolOutcome(f"Error: unknown tool '{name}'. Available tools: {known}",
-                               self._record(tc, "unknown_tool", ok=False))
+            raise UnknownTool(f"Error: unknown tool '{name}'. Available tools: {known}")
         arguments, error = argument_error(tool, tc.function.arguments)
         if error is not None or arguments is None:
-            return ToolOutcome(error or "Error: invalid arguments",
-                               self._record(tc, "schema_error", ok=False))
+            raise InvalidArguments(error or "Error: invalid arguments")
         if name == RUN_PYTHON and self._sandbox_ok:
             sandboxed = await self._sandbox(tc, arguments)
             if sandboxed is not None:
                 return sandboxed
         if name in self._real and self.hub is not None:
-            try:
-                real = await self.hub.call(name, arguments)
-            except Exception as exc:
-                # A real server that crashes is a failed call for the agent, not a failed episode.
-                log.warning("real tool %s failed: %s", name, exc)
-                return ToolOutcome(f"Error: tool {name} failed: {type(exc).__name__}: {exc}"[:1000],
-                                   self._record(tc, "real", ok=False))
-            record = self._record(tc, "real", ok=not real.is_error)
+            real = await self.hub.call(name, arguments)  # raises what the server failed with
+            record = self._record(tc, "real")
             record.server = real.server
             return ToolOutcome(real.content, record)
         return await self._simulate(tc, tool, arguments, index, injected, rng)
@@ -355,9 +379,9 @@ class ToolSimulator:
         rng: random.Random,
     ) -> ToolOutcome:
         if injected == "error":
-            return ToolOutcome(rng.choice(SERVER_ERRORS), self._record(tc, "simulated", injected, ok=False))
+            raise InjectedFailure(rng.choice(SERVER_ERRORS), injected=injected)
         if injected == "timeout":
-            return ToolOutcome(TIMEOUT_MESSAGE, self._record(tc, "simulated", injected, ok=False))
+            raise InjectedFailure(TIMEOUT_MESSAGE, injected=injected)
         if injected == "empty":
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
         prompt = self._prompt(tool, arguments)
@@ -366,7 +390,7 @@ class ToolSimulator:
             # A cut-off response is not trusted to have committed anything: the patch is dropped, and a call that
             # would have changed the state says that it did not, instead of showing half a success.
             if reply.patch:
-                return ToolOutcome(CUT_OFF_WRITE, self._record(tc, "simulated", injected, ok=False))
+                raise InjectedFailure(CUT_OFF_WRITE, injected=injected)
             return ToolOutcome(_content(partial_result(reply.result, rng)),
                                self._record(tc, "simulated", injected))
         event = self._commit(tc, reply)
@@ -380,10 +404,12 @@ class ToolSimulator:
             reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"))
             event = self._commit(tc, reply)
         if not event.applied and not _is_error(reply.result):
-            record = self._record(tc, "simulated", ok=False)
-            record.patch_applied, record.patch_error = False, event.error
-            return ToolOutcome(REJECTED_CHANGE.format(name=tc.function.name), record, event)
-        record = self._record(tc, "simulated", ok=not _is_error(reply.result))
+            raise ChangeRejected(REJECTED_CHANGE.format(name=tc.function.name), patch_applied=False,
+                                 patch_error=event.error)  # fmt: skip
+        if _is_error(reply.result):
+            # The simulated tool answered that the call failed: a tool failure like a real server's.
+            raise ToolFailed(_content(reply.result), patch_applied=event.applied, patch_error=event.error)
+        record = self._record(tc, "simulated")
         record.patch_applied, record.patch_error = event.applied, event.error
         return ToolOutcome(_content(reply.result), record, event)
 

@@ -15,6 +15,7 @@ from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
 
 if TYPE_CHECKING:
     from synth.sim.real_exec import RealToolHub
+    from synth.sim.server_pool import ServerPool
 
 
 class RolloutsStage(Stage):
@@ -29,8 +30,11 @@ class RolloutsStage(Stage):
             # Once per worker, before any row: where servers can't be confined and unconfined isn't allowed, the
             # stage stops with one message instead of every real-exec row failing with it.
             from synth.sim.sandbox import isolation
+            from synth.sim.server_pool import ServerPool
 
             isolation(ctx.config.rollouts.allow_unconfined)
+            # The shard's MCP server processes, kept across its episodes (synth.sim.server_pool).
+            ctx.cache["mcp_pool"] = ServerPool(allow_unconfined=ctx.config.rollouts.allow_unconfined)
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         if ctx.config.rollouts.real_exec:
@@ -61,7 +65,7 @@ class RolloutsStage(Stage):
         hub = None
         servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
         if cfg.rollouts.real_exec and servers:
-            hub = _hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined)
+            hub = _hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined, pool=ctx.cache.get("mcp_pool"))
         if hub is None:
             traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
                                      tool_calling=_mode(cfg.llm.tool_calling), free_text=free_text)
@@ -98,7 +102,8 @@ def sample_seed(task_seed: int, sample: int) -> int:
     return task_seed if sample == 0 else sub_seed(task_seed, "sample", sample)
 
 
-def _hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = False) -> RealToolHub:
+def _hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = False,
+         pool: ServerPool | None = None) -> RealToolHub:
     """A hub over the agent's real servers that knows their tools already, so no server starts before a call."""
     from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
     from synth.sim.real_exec import RealToolHub, sandbox_servers
@@ -111,7 +116,7 @@ def _hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = Fal
                  real_exec=True)
         for t in agent.tools if agent.real_tools.get(t["function"]["name"], "builtin") != "builtin"
     ]
-    return RealToolHub(entries, specs=specs, allow_unconfined=allow_unconfined)
+    return RealToolHub(entries, specs=specs, allow_unconfined=allow_unconfined, pool=pool)
 
 
 def _mode(setting: str) -> str:

@@ -32,28 +32,23 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
-import mcp_types as types
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from synth.paths import TOOLS_REGISTRY
 from synth.sim.sandbox import (
     CONFINEMENT,
-    confine_command,
     give_to,
     isolation,
     kill_uid,
-    runtime_paths,
     server_uid,
 )
+from synth.tools.mcp_client import McpPagingError, connect, launch
 from synth.tools.servers import (
     SERVERS_FILE,
     InstallError,
     ServerEntry,
     artifact_provenance,
     ensure_installed,
-    install_root,
     load_servers,
     server_env,
 )
@@ -156,13 +151,6 @@ class HarvestedTool(BaseModel):
     sha256: str | None = Field(default=None, description="sha256 of that artifact (None: not recorded).")
     license: str | None = Field(default=None, description="Licence from the package metadata (None: unknown).")
     tool: dict[str, Any] = Field(description="The tool exactly as the server returned it in tools/list.")
-
-
-class _RawToolsPage(BaseModel):
-    # Keeps every field a server sends (the SDK's Tool model drops unknown ones), so the harvest is verbatim.
-    model_config = ConfigDict(extra="allow")
-    tools: list[dict[str, Any]]
-    nextCursor: str | None = None
 
 
 class HarvestError(Exception):
@@ -376,29 +364,19 @@ async def list_server_tools(
         root = Path(scratch) / "root"
         await anyio.to_thread.run_sync(_prepare_root, root)
         token = uuid.uuid4().hex
-        seen = HARVEST_WORKSPACE if confined else str(root)
-        argv = [str(exe), *(a.replace("{root}", seen) for a in entry.args)]
-        env = {**_env(entry, exe, seen), _TOKEN_VAR: token}
         uid = server_uid() if confined else None
         if uid is not None:
             give_to(root, uid)
-            env["HOME"] = seen  # the host's HOME is hidden from the server's uid
-            expose = [str(install_root(entry)), *runtime_paths(exe)]
-            argv = confine_command(argv, root, uid=uid, visible_at=HARVEST_WORKSPACE, expose=expose)
-        params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=str(root))
+        # '{root}' in the env is filled in by launch() with the path the server sees.
+        how = launch(entry, exe, root, uid=uid, workspace=HARVEST_WORKSPACE,
+                     env={**_env(entry, exe, "{root}"), _TOKEN_VAR: token})  # fmt: skip
         stage: Stage = "start"
         try:
             with anyio.fail_after(timeout_s * 2 + 5):  # a backstop over both stages' own timeouts
-                async with (
-                    stdio_client(params, errlog=errlog) as (read, write),
-                    ClientSession(read, write, read_timeout_seconds=timeout_s) as session,
-                ):
-                    with anyio.fail_after(timeout_s):
-                        init = await session.initialize()
+                async with connect(how, errlog=errlog, read_timeout_s=timeout_s) as session:
+                    info = await session.initialize(timeout_s)
                     stage = "list"
-                    with anyio.fail_after(timeout_s):
-                        tools = await _list_all(session)
-                    info = init.server_info.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    tools = await session.list_tools_raw(timeout_s, max_pages=MAX_PAGES)
                     return info, tools
         except Exception as exc:
             leaf = _leaf(exc)
@@ -409,26 +387,13 @@ async def list_server_tools(
                 raise HarvestError(
                     stage, f"no answer to {what} within {timeout_s:.0f}s{_stderr_tail(errlog)}"
                 ) from exc
+            if isinstance(leaf, McpPagingError):
+                raise HarvestError("list", str(leaf)) from exc
             raise HarvestError(stage, f"{_describe(leaf)}{_stderr_tail(errlog)}") from exc
         finally:
             await anyio.to_thread.run_sync(reap_strays, token)
             if uid is not None:
                 await anyio.to_thread.run_sync(kill_uid, uid)
-
-
-async def _list_all(session: ClientSession) -> list[dict[str, Any]]:
-    tools: list[dict[str, Any]] = []
-    cursor: str | None = None
-    seen: set[str] = set()
-    for _ in range(MAX_PAGES):
-        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-        page = await session.send_request(types.ListToolsRequest(params=params), _RawToolsPage)
-        tools.extend(page.tools)
-        cursor = page.nextCursor
-        if not cursor or cursor in seen:
-            return tools
-        seen.add(cursor)
-    raise HarvestError("list", f"tools/list still paging after {MAX_PAGES} pages")
 
 
 def _prepare_root(root: Path) -> None:

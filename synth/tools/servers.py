@@ -52,6 +52,13 @@ class ServerEntry(BaseModel):
     )
     category: str = "general"
     sandbox_safe: bool = Field(default=False, description="Safe to call for real inside a rollout sandbox.")
+    reuse: Literal["stateless", "workspace", "never"] = Field(
+        default="never",
+        description="Whether rollouts may keep this server's process for the next episode of a shard: "
+        "'stateless' (it keeps no state), 'workspace' (it keeps state only in files under its scratch root, "
+        "which is emptied between episodes), 'never' (it may keep state in its process: a fresh one each "
+        "episode). Checked against the server's source before an entry says other than 'never'.",
+    )
     install_scripts: bool = Field(
         default=False, description="npm only: run the packages' install scripts (third-party code, as the installer)."
     )

@@ -23,6 +23,7 @@ from synth.sim.real_exec import (
     UnknownToolError,
     sandbox_servers,
 )
+from synth.tools.errors import ToolError, ToolFailed, ToolTimeout, ToolUnavailable
 from synth.tools.servers import ServerEntry, ensure_installed
 
 pytestmark = pytest.mark.timeout(120)
@@ -103,7 +104,7 @@ async def test_tools_are_started_lazily_when_specs_are_given(specs: list[ToolSpe
         assert {s.function.name for s in hub.tools()} == {s.function.name for s in specs}
         result = await hub.call("get_current_time", {"timezone": "Asia/Tokyo"})
         assert hub.started_servers() == [TIME]
-    assert not result.is_error
+    assert result.server == TIME and "Asia/Tokyo" in result.content
 
 
 @integration
@@ -111,11 +112,10 @@ async def test_filesystem_write_then_read_sees_the_effect(specs: list[ToolSpec])
     async with RealToolHub(SERVERS, specs=specs, initial_files={"docs/readme.md": "# seed\n"}) as hub:
         ws = hub.workspace  # the path the tools see; hub.root is the same dir on the host
         wrote = await hub.call("write_file", {"path": f"{ws}/notes.txt", "content": "buy milk"})
-        assert not wrote.is_error, wrote.content
         assert wrote.server == FS
         assert (hub.root / "notes.txt").read_text() == "buy milk"
         read = await hub.call("read_text_file", {"path": f"{ws}/notes.txt"})
-        assert (read.content, read.is_error) == ("buy milk", False)
+        assert read.content == "buy milk"
         seeded = await hub.call("read_text_file", {"path": f"{ws}/docs/readme.md"})
         assert seeded.content == "# seed\n"
         state = hub.snapshot()
@@ -129,11 +129,13 @@ async def test_filesystem_refuses_paths_outside_the_root(specs: list[ToolSpec], 
     outside = tmp_path / "escaped.txt"
     async with RealToolHub(SERVERS, specs=specs) as hub:
         hub_root = hub.root
-        read = await hub.call("read_text_file", {"path": "/etc/hostname"})
-        write = await hub.call("write_file", {"path": str(outside), "content": "x"})
-        sneaky = await hub.call("write_file", {"path": f"{hub.workspace}/../sneaky.txt", "content": "x"})
-    assert read.is_error and "outside allowed directories" in read.content
-    assert write.is_error and sneaky.is_error
+        with pytest.raises(ToolFailed, match="outside allowed directories") as read:
+            await hub.call("read_text_file", {"path": "/etc/hostname"})
+        with pytest.raises(ToolFailed):
+            await hub.call("write_file", {"path": str(outside), "content": "x"})
+        with pytest.raises(ToolFailed):
+            await hub.call("write_file", {"path": f"{hub.workspace}/../sneaky.txt", "content": "x"})
+    assert read.value.server == FS and str(read.value).startswith("Access denied")  # the server's words, verbatim
     assert not outside.exists() and not (hub_root.parent / "sneaky.txt").exists()
 
 
@@ -155,10 +157,9 @@ async def test_confined_servers_see_the_same_workspace_path_every_episode(specs:
 async def test_memory_entities_show_in_read_graph_and_snapshot(specs: list[ToolSpec]) -> None:
     entity = {"name": "Ada", "entityType": "person", "observations": ["writes programs"]}
     async with RealToolHub(SERVERS, specs=specs) as hub:
-        created = await hub.call("create_entities", {"entities": [entity]})
-        assert not created.is_error, created.content
+        await hub.call("create_entities", {"entities": [entity]})
         relation = {"from": "Ada", "to": "Ada", "relationType": "admires"}
-        assert not (await hub.call("create_relations", {"relations": [relation]})).is_error
+        await hub.call("create_relations", {"relations": [relation]})
         graph = json.loads((await hub.call("read_graph", {})).content)
         assert graph == {"entities": [entity], "relations": [relation]}
         state = hub.snapshot()  # sync, from the server's storage file
@@ -173,11 +174,10 @@ async def test_memory_entities_show_in_read_graph_and_snapshot(specs: list[ToolS
 async def test_time_returns_a_time_for_a_timezone(specs: list[ToolSpec]) -> None:
     async with RealToolHub(SERVERS, specs=specs) as hub:
         paris = await hub.call("get_current_time", {"timezone": "Europe/Paris"})
-        nowhere = await hub.call("get_current_time", {"timezone": "Mars/Olympus_Mons"})
-    assert not paris.is_error
+        with pytest.raises(ToolFailed, match="Mars/Olympus_Mons"):
+            await hub.call("get_current_time", {"timezone": "Mars/Olympus_Mons"})
     body = json.loads(paris.content)
     assert body["timezone"] == "Europe/Paris" and body["datetime"][:2] == "20"
-    assert nowhere.is_error and "Mars/Olympus_Mons" in nowhere.content
 
 
 @integration
@@ -185,29 +185,29 @@ async def test_git_status_and_commit_on_the_scratch_repo(specs: list[ToolSpec]) 
     async with RealToolHub(SERVERS, specs=specs, initial_files={"app.py": "print(1)\n"}) as hub:
         repo = hub.workspace
         status = await hub.call("git_status", {"repo_path": repo})
-        assert not status.is_error and "On branch main" in status.content
+        assert "On branch main" in status.content
         (hub.root / "new.py").write_text("print(2)\n")
-        added = await hub.call("git_add", {"repo_path": repo, "files": ["new.py"]})
-        committed = await hub.call("git_commit", {"repo_path": repo, "message": "Add new.py"})
-        assert not added.is_error and not committed.is_error, (added.content, committed.content)
-        elsewhere = await hub.call("git_status", {"repo_path": os.getcwd()})
+        await hub.call("git_add", {"repo_path": repo, "files": ["new.py"]})
+        await hub.call("git_commit", {"repo_path": repo, "message": "Add new.py"})
+        with pytest.raises(ToolFailed):
+            await hub.call("git_status", {"repo_path": os.getcwd()})
         state = await hub.asnapshot()
-    assert elsewhere.is_error
     assert [line.split(" ", 1)[1] for line in state["git"]["log"]] == ["Add new.py", "Initial commit"]
     assert state["git"]["status"] == []
 
 
 @integration
-async def test_failures_come_back_as_errors_not_exceptions(specs: list[ToolSpec]) -> None:
+async def test_failures_raise_tool_errors_worded_as_tool_messages(specs: list[ToolSpec]) -> None:
     async with RealToolHub(SERVERS, specs=specs) as hub:
-        bad_args = await hub.call("write_file", {"path": f"{hub.workspace}/x.txt"})  # no content
-        assert bad_args.is_error
+        with pytest.raises(ToolFailed, match="Invalid arguments for tool write_file") as bad_args:
+            await hub.call("write_file", {"path": f"{hub.workspace}/x.txt"})  # no content
+        assert bad_args.value.server == FS
         hub.call_timeout_s = 0.001
-        slow = await hub.call("directory_tree", {"path": hub.workspace})
-        assert slow.is_error and "timed out" in slow.content
+        with pytest.raises(ToolTimeout, match=r"^Error: tool 'directory_tree' timed out after 0.001s$"):
+            await hub.call("directory_tree", {"path": hub.workspace})
         hub.call_timeout_s = 30
         again = await hub.call("list_allowed_directories", {})  # the session survives a timed-out call
-        assert not again.is_error
+        assert again.content
         with pytest.raises(UnknownToolError, match=r"known tools: .*write_file"):
             await hub.call("launch_rockets", {})
 
@@ -219,8 +219,9 @@ async def test_a_server_that_cannot_start_gives_error_results(specs: list[ToolSp
     spec = next(s for s in specs if s.function.name == "convert_time")
     spec = spec.model_copy(update={"provenance": spec.provenance.model_copy(update={"server": broken.id})})
     async with RealToolHub([broken], specs=[spec]) as hub:
-        result = await hub.call("convert_time", {})
-    assert result.is_error and "no-such-executable" in result.content
+        with pytest.raises(ToolUnavailable, match="no-such-executable") as failed:
+            await hub.call("convert_time", {})
+    assert str(failed.value).startswith("Error: tool 'convert_time' unavailable: ")
 
 
 @integration
@@ -258,15 +259,14 @@ async def test_servers_and_scratch_root_are_gone_after_exit(specs: list[ToolSpec
 async def test_a_server_that_dies_mid_episode_gives_error_results(specs: list[ToolSpec]) -> None:
     before = _descendants(os.getpid())
     async with RealToolHub(SERVERS, specs=specs) as hub:
-        first = await hub.call("get_current_time", {"timezone": "UTC"})
-        assert not first.is_error
+        await hub.call("get_current_time", {"timezone": "UTC"})
         for pid in _descendants(os.getpid()) - before:
             os.kill(pid, signal.SIGKILL)
         await anyio.sleep(0.2)
-        after = await hub.call("get_current_time", {"timezone": "UTC"})
-        assert after.is_error
+        with pytest.raises(ToolError):
+            await hub.call("get_current_time", {"timezone": "UTC"})
         other = await hub.call("list_allowed_directories", {})  # other servers are unaffected
-        assert not other.is_error
+        assert other.content
     assert hub.final_state is not None and "files" in hub.final_state
 
 

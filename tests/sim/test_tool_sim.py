@@ -21,6 +21,7 @@ from synth.llm.client import ReplyInvalid
 from synth.schemas.messages import FunctionCall, ToolCall
 from synth.schemas.usage import Usage, UsageByRole
 from synth.sim import tool_sim
+from synth.sim.episode import answer_call
 from synth.sim.tool_sim import (
     RUN_PYTHON_TOOL,
     TIMEOUT_MESSAGE,
@@ -134,10 +135,10 @@ def make_sim(
 
 async def test_effect_is_visible_to_the_next_call() -> None:
     sim, pool = make_sim()
-    first = await sim.call(tc("add_note", {"text": "buy milk"}, 0))
+    first = await answer_call(sim, tc("add_note", {"text": "buy milk"}, 0))
     assert first.record.mode == "simulated" and first.record.ok
     assert first.patch is not None and first.patch.applied
-    listed = await sim.call(tc("list_notes", {}, 1))
+    listed = await answer_call(sim, tc("list_notes", {}, 1))
     assert json.loads(listed.content) == ["buy milk"]
     assert (
         '"buy milk"' in pool.requests[1]["messages"][0]["content"]
@@ -148,21 +149,21 @@ async def test_effect_is_visible_to_the_next_call() -> None:
 
 async def test_schema_breaking_arguments_get_a_server_error_without_the_model() -> None:
     sim, pool = make_sim()
-    out = await sim.call(tc("get_time", {"tz": "UTC"}))
+    out = await answer_call(sim, tc("get_time", {"tz": "UTC"}))
     assert out.content == "Error: invalid arguments for tool get_time: 'timezone' is a required property"
     assert out.record.mode == "schema_error" and not out.record.ok
-    bad_type = await sim.call(tc("get_time", {"timezone": 5}, 1))
+    bad_type = await answer_call(sim, tc("get_time", {"timezone": 5}, 1))
     assert bad_type.content.startswith(
         "Error: invalid arguments for tool get_time: 5 is not of type 'string'"
     )
-    not_json = await sim.call(tc("get_time", "{timezone: UTC", 2))
+    not_json = await answer_call(sim, tc("get_time", "{timezone: UTC", 2))
     assert "not valid JSON" in not_json.content and not_json.record.mode == "schema_error"
     assert pool.requests == []
 
 
 async def test_unknown_tool_is_refused_without_the_model() -> None:
     sim, pool = make_sim()
-    out = await sim.call(tc("delete_everything", {}))
+    out = await answer_call(sim, tc("delete_everything", {}))
     assert out.record.mode == "unknown_tool" and not out.record.ok
     assert "unknown tool 'delete_everything'" in out.content and "get_time" in out.content
     assert pool.requests == []
@@ -176,7 +177,7 @@ async def test_rejected_patch_is_resampled_once_then_the_call_fails_without_clai
             "patch": [{"op": "replace", "path": "/missing/x", "value": 1}],
         }
     )
-    out = await sim.call(tc("add_note", {"text": "x"}))
+    out = await answer_call(sim, tc("add_note", {"text": "x"}))
     assert len(pool.requests) == 2  # one fresh sample
     retry = pool.requests[1]["messages"]
     assert "rejected" in retry[-1]["content"] and "/missing" in retry[-1]["content"]
@@ -194,7 +195,7 @@ async def test_a_resample_whose_patch_applies_is_what_the_call_returns() -> None
         {"result": {"ok": True, "id": 0}, "patch": [{"op": "add", "path": "/notes/-", "value": "x"}]},
     ])  # fmt: skip
     sim, pool = make_sim(reply=lambda _m: next(replies))
-    out = await sim.call(tc("add_note", {"text": "x"}))
+    out = await answer_call(sim, tc("add_note", {"text": "x"}))
     assert json.loads(out.content) == {"ok": True, "id": 0}
     assert out.record.ok and out.record.patch_applied
     assert sim.world.doc == {"notes": ["x"]} and len(pool.requests) == 2
@@ -204,7 +205,7 @@ async def test_an_error_result_changes_nothing_even_with_a_patch() -> None:
     sim, pool = make_sim(
         reply=lambda _m: {"result": "Error: note too long", "patch": [{"op": "add", "path": "/notes/-", "value": 1}]}
     )
-    out = await sim.call(tc("add_note", {"text": "x"}))
+    out = await answer_call(sim, tc("add_note", {"text": "x"}))
     assert out.content == "Error: note too long" and not out.record.ok
     assert sim.world.doc == {"notes": []} and len(pool.requests) == 1
 
@@ -212,7 +213,7 @@ async def test_an_error_result_changes_nothing_even_with_a_patch() -> None:
 async def test_a_patch_that_breaks_the_world_schema_is_rejected() -> None:
     bad = {"result": {"ok": True}, "patch": [{"op": "replace", "path": "/notes", "value": "all gone"}]}
     sim, _ = make_sim(reply=lambda _m: bad)
-    out = await sim.call(tc("add_note", {"text": "x"}))
+    out = await answer_call(sim, tc("add_note", {"text": "x"}))
     assert not out.record.ok and "schema" in (out.record.patch_error or "")
     assert sim.world.doc == {"notes": []}
 
@@ -220,7 +221,7 @@ async def test_a_patch_that_breaks_the_world_schema_is_rejected() -> None:
 async def test_a_partial_write_says_nothing_was_changed() -> None:
     cfg = RolloutsStageConfig(error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=1)
     sim, _ = make_sim(cfg)
-    out = await sim.call(tc("add_note", {"text": "x"}))
+    out = await answer_call(sim, tc("add_note", {"text": "x"}))
     assert out.record.injected == "partial" and not out.record.ok
     assert out.content.startswith("Error:") and sim.world.doc == {"notes": []}
 
@@ -255,7 +256,7 @@ async def test_simulator_sees_the_record_the_call_names_in_a_large_state() -> No
     assert '"O-517"' not in json.dumps(shop)[: tool_sim.STATE_CHARS]  # what the old prefix showed
     pool = ScriptedToolPool(backend)
     sim = ToolSimulator([ORDER_TOOL], WorldState(shop), pool, NO_FAULTS, seed=0)
-    out = await sim.call(tc("cancel_order", {"order_id": "O-517"}))
+    out = await answer_call(sim, tc("cancel_order", {"order_id": "O-517"}))
     system = pool.requests[0]["messages"][0]["content"]
     assert "/orders/517 = " in system and "list of 600" in system and "/orders/-" in system
     assert len(system) < tool_sim.STATE_CHARS + 3000
@@ -282,7 +283,7 @@ def test_state_view_shows_the_collections_a_tool_touches() -> None:
 async def test_unusable_simulator_reply_raises_reply_invalid_with_raw() -> None:
     sim, _ = make_sim(reply=lambda _m: '{"result": ')
     with pytest.raises(ReplyInvalid) as info:
-        await sim.call(tc("list_notes", {}))
+        await answer_call(sim, tc("list_notes", {}))
     assert info.value.raw == '{"result": '
 
 
@@ -293,7 +294,7 @@ async def _run(
     seen = []
     for i in range(n):
         call = tc("add_note", {"text": f"n{i}"}, i) if i % 2 else tc("list_notes", {}, i)
-        out = await sim.call(call)
+        out = await answer_call(sim, call)
         seen.append((out.record.injected, out.content))
     return seen, sim.world.snapshot()
 
@@ -316,7 +317,7 @@ async def test_injection_rates_are_roughly_respected_and_never_change_state() ->
         reply=lambda _m: {"result": [1, 2, 3, 4], "patch": [{"op": "add", "path": "/notes/-", "value": 1}]},
     )
     for i in range(n):
-        await sim.call(tc("list_notes", {}, i))
+        await answer_call(sim, tc("list_notes", {}, i))
     kinds = Counter(r.injected for r in sim.calls)
     for kind, rate in (("error", 0.2), ("timeout", 0.1), ("empty", 0.1), ("partial", 0.1), ("none", 0.5)):
         assert abs(kinds[kind] / n - rate) < 0.035, (kind, kinds)
@@ -328,11 +329,11 @@ async def test_injection_rates_are_roughly_respected_and_never_change_state() ->
 
 async def test_injected_failure_messages() -> None:
     sim, pool = make_sim(RolloutsStageConfig(error_rate=0, timeout_rate=1, empty_rate=0, partial_rate=0))
-    out = await sim.call(tc("list_notes", {}))
+    out = await answer_call(sim, tc("list_notes", {}))
     assert out.content == TIMEOUT_MESSAGE and out.record.injected == "timeout"
     assert pool.requests == []  # a timed-out call costs no model call
     sim, _ = make_sim(RolloutsStageConfig(error_rate=1, timeout_rate=0, empty_rate=0, partial_rate=0))
-    out = await sim.call(tc("list_notes", {}))
+    out = await answer_call(sim, tc("list_notes", {}))
     assert out.content.startswith("Error 5") or out.content.startswith("Error 4")
 
 
@@ -394,12 +395,12 @@ class FakeHub:
 async def test_hub_tools_are_called_for_real_only_when_real_exec_is_on() -> None:
     hub = FakeHub()
     sim, pool = make_sim(hub=hub)
-    out = await sim.call(tc("get_time", {"timezone": "UTC"}))
+    out = await answer_call(sim, tc("get_time", {"timezone": "UTC"}))
     assert out.record.mode == "real" and hub.calls == [("get_time", {"timezone": "UTC"})]
     assert pool.requests == []
     off = NO_FAULTS.model_copy(update={"real_exec": False})
     sim, pool = make_sim(off, hub=hub)
-    out = await sim.call(tc("get_time", {"timezone": "UTC"}))
+    out = await answer_call(sim, tc("get_time", {"timezone": "UTC"}))
     assert out.record.mode == "simulated" and len(pool.requests) == 1
 
 
@@ -411,7 +412,7 @@ async def test_run_python_goes_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(sandbox, "run_python_async", fake_run)
     sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
-    out = await sim.call(tc("run_python", {"code": "print(2+2)"}))
+    out = await answer_call(sim, tc("run_python", {"code": "print(2+2)"}))
     assert out.record.mode == "sandbox" and out.record.ok
     assert json.loads(out.content)["stdout"] == "4\n"
     assert pool.requests == []
@@ -430,7 +431,7 @@ async def test_run_python_is_simulated_when_the_sandbox_is_unavailable(
         tools=[*TOOLS, RUN_PYTHON_TOOL],
         reply=lambda _m: {"result": {"stdout": "4\n", "exit_code": 0}, "patch": []},
     )
-    out = await sim.call(tc("run_python", {"code": "print(2+2)"}))
+    out = await answer_call(sim, tc("run_python", {"code": "print(2+2)"}))
     assert out.record.mode == "simulated" and len(pool.requests) == 1
 
 
@@ -441,7 +442,7 @@ def test_module_exports() -> None:
 @pytest.mark.integration
 async def test_run_python_runs_for_real_in_the_sandbox(sandbox_ready: None) -> None:
     sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
-    out = await sim.call(tc("run_python", {"code": "import sys\nprint(6 * 7)\nsys.exit(3)"}))
+    out = await answer_call(sim, tc("run_python", {"code": "import sys\nprint(6 * 7)\nsys.exit(3)"}))
     body = json.loads(out.content)
     assert out.record.mode == "sandbox" and not out.record.ok
     assert body["stdout"].strip() == "42" and body["exit_code"] == 3
