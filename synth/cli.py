@@ -146,12 +146,14 @@ def tools_stats(
 @app.command()
 def dataset(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
     """Build the Hugging Face dataset (on disk, Parquet, TRL view, card) from judged trajectories."""
-    from synth.data.build import build_dataset
+    from synth.stages.dataset import built_summary
+    from synth.stages.fingerprint import StageSettingsChanged
+    from synth.stages.runner import StageIncomplete, run_stage
 
     cfg = _config(config, set_, run)
     try:
-        summary = build_dataset(cfg)
-    except FileNotFoundError as exc:
+        summary = built_summary(run_stage("dataset", cfg, endpoints=[], progress=False))
+    except (StageIncomplete, StageSettingsChanged, FileNotFoundError) as exc:
         _fail(exc)
     console.print_json(summary.model_dump_json())
 
@@ -286,14 +288,17 @@ def publish(
 ) -> None:
     """Push the built dataset to the Hugging Face Hub; the token is read from HF_TOKEN."""
     from synth.data.publish import PublishError
-    from synth.data.publish import publish as push
+    from synth.stages.fingerprint import StageSettingsChanged
+    from synth.stages.runner import StageIncomplete, run_stage
 
-    cfg = _config(config, set_, run)
+    cfg = _config(config, [*(set_ or []), f"publish.repo_id={repo_id}", *(["publish.private=true"] if private else [])],
+                  run)
     try:
-        url = push(cfg.run_dir / "dataset", repo_id, private=private)
-    except PublishError as exc:
+        summary = run_stage("publish", cfg, endpoints=[], progress=False)
+    except (PublishError, StageIncomplete, StageSettingsChanged) as exc:
         _fail(exc)
-    console.print(f"published: {url}")
+    again = " (this dataset was pushed to this repo before; nothing sent)" if summary.resumed else ""
+    console.print(f"published: {summary.extra['url']}{again}")
 
 
 @app.command()

@@ -190,6 +190,12 @@ class DatasetConfig(Strict):
     )
 
 
+class PublishConfig(Strict):
+    repo_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                                description="OWNER/NAME of the Hub dataset repo (`synth publish --repo-id`).")
+    private: bool = Field(default=False, description="Create the repo private.")
+
+
 class QuotaConfig(Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="Token budget of a quota run: once spent, no "
                                    "new row starts (inside a round too) and no round follows.")
@@ -281,6 +287,7 @@ class PipelineConfig(Strict):
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
     judge: JudgeStageConfig = Field(default_factory=JudgeStageConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
     on_change: Literal["refuse", "recompute"] = Field(
         default="refuse",
         description="A re-run whose settings differ from those that made a stage's rows: refuse with the "

@@ -1,5 +1,5 @@
-"""The whole pipeline: every stage in order, then the dataset and a report; quota mode grows the run until
-enough trajectories are accepted or the budget is spent."""
+"""The whole pipeline: every stage in order, then the dataset stage and a report; quota mode grows the run
+until enough trajectories are accepted or the budget is spent."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import time
 from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.data.build import DatasetSummary, build_dataset
+from synth.data.summary import DatasetSummary
 from synth.preflight import Preflight
 from synth.quota import next_agent_count
 from synth.stages.base import StageSummary
+from synth.stages.dataset import DatasetStage, built_summary
 from synth.stages.registry import ORDER
 from synth.stages.runner import run_stage
 
@@ -100,7 +101,9 @@ def run_pipeline(config: PipelineConfig, endpoints: list[EndpointConfig], progre
             log.info("quota: %d/%d accepted; growing to %d agents", accepted, config.accept, count)
             summaries = run_stages(config, endpoints, progress=progress, budget=budget)
             rounds += 1
-    dataset = build_dataset(config)
+    # After the last round, so the dataset is built once from every round's rows (and not again on a re-run
+    # that changed nothing).
+    dataset = built_summary(run_stage(DatasetStage.name, config, endpoints, progress=progress))
     report = PipelineReport(run=config.run, stages=summaries, dataset=dataset, rounds=rounds,
                             wall_s=round(time.monotonic() - started, 1), stop=stop,
                             agents=config.agents.count, preflight=preflight)

@@ -23,7 +23,7 @@ from synth.data.heldout import task_is_heldout
 from synth.data.summary import DatasetSummary
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
-from synth.stages.store import StageStore
+from synth.stages.outputs import RunOutputs
 
 FUNCTION = {"name": Value("string"), "arguments": Value("string")}
 TOOL_CALL = {"id": Value("string"), "type": Value("string"), "function": FUNCTION}
@@ -78,17 +78,20 @@ def _sft_message(msg: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def collect_rows(run_dir: Path, config: PipelineConfig | None = None) -> tuple[list[dict[str, Any]], int]:
+def collect_rows(run_dir: Path, config: PipelineConfig | None = None,
+                 inputs: RunOutputs | None = None) -> tuple[list[dict[str, Any]], int]:
     """Joined rows (accepted under ``judge.accept``, held out by ``heldout_key``: the task id, or a coding task's
-    problem) and the count of errored trajectories."""
+    problem) and the count of errored trajectories. ``inputs``: how the stages are read (the dataset stage's
+    declared inputs; by default every stage of ``run_dir``)."""
     config = config or PipelineConfig()
-    tasks = {t.id: t for t in StageStore(run_dir / "tasks").read(TaskRecord)}
-    agents = {a.id: a for a in StageStore(run_dir / "agents").read(AgentRecord)}
-    verdicts = {v.id: v for v in StageStore(run_dir / "judge").read(VerdictRecord)}
+    inputs = inputs or RunOutputs(run_dir)
+    tasks = {t.id: t for t in inputs.rows("tasks", TaskRecord)}
+    agents = {a.id: a for a in inputs.rows("agents", AgentRecord)}
+    verdicts = {v.id: v for v in inputs.rows("judge", VerdictRecord)}
     decisions, _ = run_acceptance(verdicts.values(), tasks, config.judge)
     share = config.dataset.heldout_share
     rows, errored = [], 0
-    for traj in sorted(StageStore(run_dir / "rollouts").read(TrajectoryRecord), key=lambda t: t.id):
+    for traj in sorted(inputs.rows("rollouts", TrajectoryRecord), key=lambda t: t.id):
         record = verdicts.get(traj.id)
         if traj.error is not None or record is None or record.verdict is None:
             errored += 1
@@ -120,10 +123,13 @@ def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
     return Dataset.from_list(rows, features=features)
 
 
-def build_dataset(config: PipelineConfig) -> DatasetSummary:
-
-    out = config.run_dir / "dataset"
-    rows, errored = collect_rows(config.run_dir, config)
+def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out: Path | None = None) -> DatasetSummary:
+    """Build the dataset (in ``out``, by default the dataset stage's folder ``runs/<run>/dataset/``) from the
+    judged trajectories; ``inputs`` as in ``collect_rows``. The pipeline runs this as the ``dataset`` stage
+    (``synth.stages.dataset``), which skips it when nothing changed."""
+    out = out or RunOutputs(config.run_dir).dir("dataset")
+    inputs = inputs or RunOutputs(config.run_dir)
+    rows, errored = collect_rows(config.run_dir, config, inputs)
     # A held-out task's rows go to `heldout` whatever the judge said: evaluation runs on these tasks.
     heldout = [r for r in rows if r["heldout"]]
     accepted = [r for r in rows if r["accepted"] and not r["heldout"]]
@@ -155,12 +161,11 @@ def build_dataset(config: PipelineConfig) -> DatasetSummary:
     accepted_by: dict[str, int] = {}
     for r in accepted:
         accepted_by[r["accepted_by"]] = accepted_by.get(r["accepted_by"], 0) + 1
-    tasks = StageStore(config.run_dir / "tasks").read(TaskRecord)
-    _, calibration = run_acceptance(StageStore(config.run_dir / "judge").read(VerdictRecord),
-                                    {t.id: t for t in tasks}, config.judge)
+    tasks = inputs.rows("tasks", TaskRecord)
+    _, calibration = run_acceptance(inputs.rows("judge", VerdictRecord), {t.id: t for t in tasks}, config.judge)
     summary = DatasetSummary(path=str(out), trajectories=len(rows) + errored, accepted=len(accepted),
                              rejected=len(rejected), errored=errored, heldout=len(heldout),
-                             heldout_tasks=len(heldout_task_ids(config)), accept_mode=config.judge.accept,
+                             heldout_tasks=len(heldout_tasks(config, inputs)), accept_mode=config.judge.accept,
                              accepted_by=accepted_by, calibration=calibration.summary(),
                              by_difficulty=by_difficulty)
     write_card(tmp / "README.md", config, summary, rows)
@@ -175,11 +180,8 @@ def heldout_task_ids(config: PipelineConfig) -> list[str]:
     return [t.id for t in heldout_tasks(config)]
 
 
-def heldout_tasks(config: PipelineConfig) -> list[TaskRecord]:
+def heldout_tasks(config: PipelineConfig, inputs: RunOutputs | None = None) -> list[TaskRecord]:
     """The run's usable held-out task records, sorted by id (``dataset.heldout_share``, by ``heldout_key``)."""
-    store = StageStore(config.run_dir / "tasks")
-    if not store.dir.exists():
-        return []
     share = config.dataset.heldout_share
-    return sorted((t for t in store.read(TaskRecord) if t.error is None and task_is_heldout(t, share)),
-                  key=lambda t: t.id)
+    tasks = (inputs or RunOutputs(config.run_dir)).rows("tasks", TaskRecord)  # none before the stage ran
+    return sorted((t for t in tasks if t.error is None and task_is_heldout(t, share)), key=lambda t: t.id)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig
 from synth.evaluate.metrics import CallStats, EpisodeScore, Scores, aggregate, episode_score, reply_calls
 from synth.llm.client import EndpointUnavailable, LLMPool
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import eval_id
 from synth.schemas.records import AgentRecord, Row, RowError, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import Verdict
@@ -229,7 +229,7 @@ def _failed(row_id: str, task: TaskRecord, name: str, checkpoint: str, exc: Base
 
 
 def _row_id(name: str, ident: str, task: TaskRecord) -> str:
-    return stable_id("eval", name, ident, task.id, task.seed)
+    return eval_id(name, ident, task.id, task.seed)
 
 
 def _pending(store: StageStore, name: str, ident: str, tasks: list[TaskRecord]) -> list[TaskRecord]:

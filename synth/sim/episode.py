@@ -19,7 +19,7 @@ import openai
 from synth.agents.turn import Mode, agent_step
 from synth.config import RolloutsStageConfig
 from synth.llm.client import EndpointUnavailable, ReplyInvalid, RequestTimedOut
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import episode_id
 from synth.schemas.messages import Message, ToolCall
 from synth.schemas.records import AgentRecord, RowError, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
@@ -187,7 +187,7 @@ async def run_episode(
             real = {"error": f"{type(exc).__name__}: {exc}"}
         final_state = {**final_state, REAL_STATE_KEY: real}
     return TrajectoryRecord(
-        id=stable_id("traj", task.id, agent.id, seed, tool_calling),
+        id=episode_id(task.id, agent.id, seed, tool_calling),
         seed=seed,
         error=error,
         usage=usage,

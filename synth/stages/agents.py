@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from synth.agents.generate import compose_system_prompt, write_agent
 from synth.agents.profiles import Profile, draw_profile
 from synth.config import AgentsStageConfig
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import agent_id
 from synth.schemas.records import AgentRecord, Row
 from synth.schemas.tools import ToolSpec
 from synth.schemas.usage import UsageByRole
@@ -55,7 +55,7 @@ def _real_exec_toolset(specs: list[ToolSpec], rng: random.Random, size: tuple[in
 
 class AgentsStage(Stage):
     name = "agents"
-    needs = "tools"
+    inputs = ("tools",)
     record = AgentRecord
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
@@ -72,7 +72,7 @@ class AgentsStage(Stage):
                 (tools[0].provenance.server or "general")
             payload = {"tool_ids": [t.id for t in tools], "profile": profile.model_dump(), "domain": domain,
                        "kind": kind}
-            items.append(WorkItem(id=stable_id("agent", payload, seed), seed=seed, payload=payload))
+            items.append(WorkItem(id=agent_id(payload, seed), seed=seed, payload=payload))
         return items
 
     @staticmethod
@@ -110,9 +110,7 @@ class AgentsStage(Stage):
 
 
 def kept_agents(ctx: StageContext) -> list[AgentRecord]:
-    """Agents that succeeded and are not near-duplicates of an earlier one."""
-    from synth.stages.runner import read_summary
-
-    summary = read_summary(ctx.config, AgentsStage.name)
+    """Agents that succeeded and are not near-duplicates of an earlier one; the reading stage declares ``agents``."""
+    summary = ctx.summary(AgentsStage.name)
     dropped = set(summary.extra.get("duplicate_ids", [])) if summary else set()
-    return [a for a in ctx.store(AgentsStage.name).read(AgentRecord) if a.error is None and a.id not in dropped]
+    return [a for a in ctx.rows(AgentsStage.name, AgentRecord) if a.error is None and a.id not in dropped]

@@ -1,7 +1,10 @@
-"""The contract every stage follows: plan work items with stable ids, process one item into one row.
+"""The contract every stage follows: declare its inputs, plan work items with stable ids, process one item into
+one row.
 
-A stage never parses another stage's internals: it reads the previous stage's rows through ``StageStore`` and
-writes its own. ``process`` may fail for one item; the runner turns that into an error row and goes on.
+A stage names the stages it reads in ``inputs`` and reads them only through its context (``ctx.rows``,
+``ctx.summary``, ``ctx.input_file``: ``synth.stages.outputs``), which refuses any other stage; it writes its own rows
+(the runner does) and its own files (under ``ctx.out_dir``). ``process`` may fail for one item; the runner turns
+that into an error row and goes on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -19,7 +22,11 @@ from synth.config import PipelineConfig
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.schemas.records import Row, RowError
 from synth.schemas.usage import UsageByRole
-from synth.stages.store import StageStore
+from synth.stages.outputs import RunOutputs, UndeclaredInput
+from synth.stages.summary import StageSummary
+
+__all__ = ["Stage", "StageContext", "StageSummary", "UndeclaredInput", "WorkItem"]
+R = TypeVar("R", bound=BaseModel)
 
 
 class WorkItem(BaseModel):
@@ -34,13 +41,37 @@ class StageContext:
     pool: LLMPool | None = None
     cache: dict[str, Any] = field(default_factory=dict)
     role_pools: dict[str, LLMPool] = field(default_factory=dict)  # llm.roles: per-role endpoints/models
+    stage: Stage | None = None  # set by the runner: reads are then limited to this stage's declared inputs
 
     @property
     def run_dir(self) -> Path:
         return self.config.run_dir
 
-    def store(self, stage: str) -> StageStore:
-        return StageStore(self.run_dir / stage)
+    @property
+    def inputs(self) -> RunOutputs:
+        """What this stage may read: its declared inputs (every stage, for a context made outside the runner)."""
+        if self.stage is None:
+            return RunOutputs(self.run_dir)
+        return RunOutputs(self.run_dir, reader=self.stage.name, allowed=self.stage.inputs)
+
+    def rows(self, stage: str, model: type[R]) -> list[R]:
+        """Every row of the declared input ``stage`` (failed ones too), as ``model``."""
+        return self.inputs.rows(stage, model)
+
+    def summary(self, stage: str) -> StageSummary | None:
+        """The summary of the declared input ``stage`` (None before it finished)."""
+        return self.inputs.summary(stage)
+
+    def input_file(self, stage: str, name: str) -> Path:
+        """A file the declared input ``stage`` keeps beside its rows (e.g. the tools stage's synthetic tools)."""
+        return self.inputs.file(stage, name)
+
+    @property
+    def out_dir(self) -> Path:
+        """This stage's own folder, for the files it writes besides its rows."""
+        if self.stage is None:
+            raise RuntimeError("this context belongs to no stage, so it has no folder of its own")
+        return self.run_dir / self.stage.name
 
     def llm(self, role: str | None = None) -> LLMPool:
         """The pool of ``role`` (its own endpoints/model from ``llm.roles``, else the default pool); without a
@@ -56,24 +87,22 @@ class StageContext:
         return self.pool
 
 
-class StageSummary(BaseModel):
-    stage: str
-    planned: int = Field(description="Rows this stage should hold (its input).")
-    ok: int
-    failed: int
-    errors: dict[str, int] = Field(default_factory=dict, description="Failed rows by error kind.")
-    rejected: dict[str, int] = Field(default_factory=dict, description="Rows kept out by the stage, by reason.")
-    usage: UsageByRole = Field(default_factory=UsageByRole)
-    wall_s: float = 0.0
-    resumed: int = Field(default=0, description="Rows found on disk from an earlier run and not redone.")
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
 class Stage(ABC):
     name: ClassVar[str]
-    needs: ClassVar[str | None] = None
+    inputs: ClassVar[tuple[str, ...]] = ()
+    """The stages (registry names) whose outputs this one reads; they must have finished before it starts, they
+    are all it may read, and their fingerprints are part of its own."""
     record: ClassVar[type[Row]]
     uses_llm: ClassVar[bool] = True
+    local: ClassVar[bool] = False
+    """Run in the driver's process, never as Ray shards: a stage of one cheap item that needs the driver's files
+    or environment (the dataset build, the push to the Hub)."""
+    derived: ClassVar[bool] = False
+    """Rows that code computes from the inputs without a model, cheap to redo: when its settings change they are
+    recomputed, never refused (``on_change`` governs the stages whose rows cost model calls)."""
+    stops: ClassVar[tuple[type[Exception], ...]] = ()
+    """Errors that stop the stage instead of becoming an error row: every further item would fail the same way
+    (``EndpointUnavailable`` and ``UndeclaredInput`` always do)."""
 
     @abstractmethod
     def plan(self, ctx: StageContext) -> list[WorkItem]:
@@ -94,6 +123,10 @@ class Stage(ABC):
             error = RowError(kind=type(exc).__name__, message=str(exc),
                              raw="".join(traceback.format_exception(exc))[-2000:])
         return self.record(id=item.id, seed=item.seed, error=error, usage=usage or UsageByRole())
+
+    def lost(self, ctx: StageContext, done: set[str]) -> set[str]:
+        """Finished ids to make again because what they describe is gone (a deleted dataset folder)."""
+        return set()
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         """After every row exists: stage-wide work (dedup, outputs for users) and extra summary fields."""

@@ -4,7 +4,7 @@ Row ids hash a row's content and seed, not the settings that produced it: withou
 ``rollouts.max_turns``, the judge's threshold, a prompt template or the served model and re-running the same run
 would keep every old row. The fingerprint holds, per stage: its own config section, the LLM settings that shape
 replies, the model actually served, the digests of the data files it reads (prompts, rubrics, registry), and the
-fingerprint of the stage it reads from, so a change upstream reaches every stage after it.
+fingerprints of the stages it declares as inputs, so a change upstream reaches every stage after it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,12 @@ STAGE_FILES: dict[str, list[Path]] = {
     "rollouts": [PROMPTS / "agent_turn.j2", PROMPTS / "user_sim.j2", PROMPTS / "tool_sim.j2"],
     "judge": [PROMPTS / "judge.j2", RUBRICS / "core.yaml", RUBRICS / "prescriptive.yaml",
               RUBRICS / "coding_problems.yaml"],
+    # Held-out keys name coding problems; the card's licence section reads the registry's metadata.
+    "dataset": [RUBRICS / "coding_problems.yaml", TOOLS_REGISTRY],
+    "publish": [],
 }
+# Config sections that shape a stage besides its own: the dataset applies the judge's acceptance settings.
+SECTIONS: dict[str, tuple[str, ...]] = {"dataset": ("judge",)}
 # Fields that change how many rows a stage plans, not what any row holds (row ids hash content and seed, so a
 # row in both plans is the same row), or that apply only once every row exists (acceptance). Quota mode grows
 # agents.count round by round and best-of-N may be raised later: both must resume, not refuse.
@@ -64,16 +69,18 @@ def compute(stage: str, config: PipelineConfig, served_model: str | None, upstre
             uses_llm: bool = True) -> dict[str, Any]:
     """The parts that shaped ``stage``'s rows, as a flat ``{"section.field": value}`` mapping."""
     parts: dict[str, Any] = {"seed": config.seed}
-    section = getattr(config, stage, None)
-    if section is not None and hasattr(section, "model_dump"):
-        skip = NOT_SHAPING.get(stage, ())
-        parts.update({f"{stage}.{k}": v for k, v in section.model_dump(mode="json").items() if k not in skip})
+    for name in (stage, *SECTIONS.get(stage, ())):
+        section = getattr(config, name, None)
+        if section is not None and hasattr(section, "model_dump"):
+            skip = NOT_SHAPING.get(stage, ()) if name == stage else ()
+            parts.update({f"{name}.{k}": v for k, v in section.model_dump(mode="json").items() if k not in skip})
     if uses_llm:
         llm = config.llm.model_dump(mode="json")
         parts.update({f"llm.{k}": llm[k] for k in LLM_FIELDS if k in llm})
         parts["served model"] = served_model
     files = STAGE_FILES.get(stage, [RUBRICS, TOOLS_REGISTRY])
-    parts.update({f"file {p.relative_to(REPO_ROOT)}": _digest_path(p) for p in files})
+    parts.update({f"file {p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p}": _digest_path(p)
+                  for p in files})
     parts["upstream"] = upstream
     return parts
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from synth.schemas.ids import verdict_id
 from synth.schemas.records import Row, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import Verdict
@@ -18,22 +19,22 @@ ACCEPTANCE = "acceptance.json"
 
 class JudgeStage(Stage):
     name = "judge"
-    needs = "rollouts"
+    inputs = ("rollouts", "tasks")
     record = VerdictRecord
 
     async def setup(self, ctx: StageContext) -> None:
-        ctx.cache["tasks"] = {t.id: t for t in ctx.store("tasks").read(TaskRecord)}
-        ctx.cache["trajs"] = {t.id: t for t in ctx.store("rollouts").read(TrajectoryRecord)}
+        ctx.cache["tasks"] = {t.id: t for t in ctx.rows("tasks", TaskRecord)}
+        ctx.cache["trajs"] = {t.id: t for t in ctx.rows("rollouts", TrajectoryRecord)}
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        trajs = sorted(ctx.store("rollouts").read(TrajectoryRecord), key=lambda t: t.id)
+        trajs = sorted(ctx.rows("rollouts", TrajectoryRecord), key=lambda t: t.id)
         # The verdict's id is the trajectory's: one verdict per trajectory, joined by id in the dataset.
-        return [WorkItem(id=t.id, seed=t.seed, payload={}) for t in trajs]
+        return [WorkItem(id=verdict_id(t.id), seed=t.seed, payload={}) for t in trajs]
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.judge.judge import judge_trajectory
 
-        traj: TrajectoryRecord = ctx.cache["trajs"][item.id]
+        traj: TrajectoryRecord = ctx.cache["trajs"][item.id]  # verdict_id is the trajectory's id
         task: TaskRecord | None = ctx.cache["tasks"].get(traj.task_id)
         if task is None:  # an episode that failed before it knew its task (older rows): nothing to judge
             why = f"{traj.error.kind}: {traj.error.message}" if traj.error else f"unknown task {traj.task_id!r}"
@@ -51,7 +52,7 @@ class JudgeStage(Stage):
         from synth.judge.accept import run_acceptance
 
         records = [r for r in rows if isinstance(r, VerdictRecord) and r.verdict]
-        tasks = {t.id: t for t in ctx.store("tasks").read(TaskRecord)}
+        tasks = {t.id: t for t in ctx.rows("tasks", TaskRecord)}
         decisions, calibration = run_acceptance(records, tasks, ctx.config.judge)
         accepted = sum(a.accepted for a in decisions.values())
         share = ctx.config.dataset.heldout_share
@@ -70,7 +71,7 @@ class JudgeStage(Stage):
         summary.rejected = reasons
         summary.extra |= {"accepted": accepted, "train": train, "rejected": len(decisions) - accepted, "accept_mode":
                          ctx.config.judge.accept, "accepted_by": by, "calibration": calibration.summary()}
-        (ctx.store(self.name).dir / ACCEPTANCE).write_text(json.dumps({
+        (ctx.out_dir / ACCEPTANCE).write_text(json.dumps({
             "mode": ctx.config.judge.accept, "calibration": calibration.summary(),
             "rows": {rid: a.model_dump() for rid, a in sorted(decisions.items())},
         }, indent=1))

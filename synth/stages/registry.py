@@ -13,12 +13,46 @@ STAGES: dict[str, str] = {
     "tasks": "synth.stages.tasks:TasksStage",
     "rollouts": "synth.stages.rollouts:RolloutsStage",
     "judge": "synth.stages.judge:JudgeStage",
+    "dataset": "synth.stages.dataset:DatasetStage",
+    "publish": "synth.stages.publish:PublishStage",
 }
-ORDER: list[str] = list(STAGES)
+ORDER: list[str] = ["tools", "agents", "tasks", "rollouts", "judge"]
+"""The stages that make rows with a model, in order: what the pipeline's report lists and rounds repeat."""
+PIPELINE: list[str] = [*ORDER, "dataset"]
+"""What `synth pipeline` runs. `publish` runs only when asked (`synth publish --repo-id`): it needs a Hub token."""
 
 
 def get_stage(name: str) -> Stage:
     if name not in STAGES:
-        raise KeyError(f"unknown stage {name!r}; valid stages: {', '.join(ORDER)}")
+        raise KeyError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
     module, cls = STAGES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    stage = getattr(importlib.import_module(module), cls)()
+    if hasattr(stage, "needs"):  # the one-input attribute `inputs` replaced: ignoring it would hide a dependency
+        raise TypeError(f"stage {name!r} declares `needs`; declare `inputs = (...)` (the stages it reads) instead")
+    unknown = [i for i in stage.inputs if i not in STAGES]
+    if unknown:
+        raise KeyError(f"stage {name!r} declares inputs that are no stage: {unknown}; valid stages: "
+                       f"{', '.join(STAGES)}")
+    return stage
+
+
+def upstream(name: str) -> set[str]:
+    """Every stage ``name`` depends on, directly or through its inputs."""
+    seen: set[str] = set()
+    todo = list(get_stage(name).inputs)
+    while todo:
+        stage = todo.pop()
+        if stage == name:
+            raise ValueError(f"stage {name!r} depends on itself through its inputs")
+        if stage not in seen:
+            seen.add(stage)
+            todo.extend(get_stage(stage).inputs)
+    return seen
+
+
+def direct_inputs(name: str) -> list[str]:
+    """``name``'s declared inputs without those another of them already depends on, in declared order: the
+    fingerprint chains through each stage's inputs, so these cover the rest."""
+    inputs = get_stage(name).inputs
+    covered = set().union(*(upstream(i) for i in inputs)) if inputs else set()
+    return [i for i in inputs if i not in covered]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from synth.config import RolloutsStageConfig
 from synth.data.heldout import task_is_heldout
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import stable_id, trajectory_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 
 class RolloutsStage(Stage):
     name = "rollouts"
-    needs = "tasks"
+    inputs = ("tasks", "agents")
     record = TrajectoryRecord
 
     async def setup(self, ctx: StageContext) -> None:
-        ctx.cache["tasks"] = {t.id: t for t in ctx.store("tasks").read(TaskRecord) if t.error is None}
-        ctx.cache["agents"] = {a.id: a for a in ctx.store("agents").read(AgentRecord)}
+        ctx.cache["tasks"] = {t.id: t for t in ctx.rows("tasks", TaskRecord) if t.error is None}
+        ctx.cache["agents"] = {a.id: a for a in ctx.rows("agents", AgentRecord)}
         if ctx.config.rollouts.real_exec:
             # Once per worker, before any row: where servers can't be confined and unconfined isn't allowed, the
             # stage stops with one message instead of every real-exec row failing with it.
@@ -43,7 +43,7 @@ class RolloutsStage(Stage):
             summary.extra["mcp_servers"] = isolation(ctx.config.rollouts.allow_unconfined)
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        tasks = sorted((t for t in ctx.store("tasks").read(TaskRecord) if t.error is None), key=lambda t: t.id)
+        tasks = sorted((t for t in ctx.rows("tasks", TaskRecord) if t.error is None), key=lambda t: t.id)
         share = ctx.config.dataset.heldout_share
         items = []
         for t in tasks:
@@ -91,8 +91,8 @@ def free_text_sample(task: TaskRecord, sample: int, samples: int, cfg: RolloutsS
 
 
 def sample_id(task_id: str, task_seed: int, sample: int) -> str:
-    """Row id of a task's ``sample``-th episode; sample 0 keeps the id a one-episode run has always had."""
-    return stable_id("traj", task_id, task_seed) if sample == 0 else stable_id("traj", task_id, task_seed, sample)
+    """Row id of a task's ``sample``-th episode (``synth.schemas.ids.trajectory_id``)."""
+    return trajectory_id(task_id, task_seed, sample)
 
 
 def sample_seed(task_seed: int, sample: int) -> int:

@@ -23,13 +23,14 @@ from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.quota import budgeted, stop_reason
 from synth.schemas.usage import UsageByRole
 from synth.stages import fingerprint
-from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
+from synth.stages.base import Stage, StageContext, StageSummary, UndeclaredInput, WorkItem
 from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
-from synth.stages.registry import get_stage
+from synth.stages.outputs import RunOutputs, store_dir
+from synth.stages.registry import direct_inputs, get_stage
 from synth.stages.store import JournalWriter, StageStore
+from synth.stages.summary import SUMMARY
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.json"
 
 
 class StageIncomplete(RuntimeError):
@@ -48,8 +49,8 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
             usage = UsageByRole()
             try:
                 row = await stage.process(item, ctx, usage)
-            except EndpointUnavailable:
-                raise  # no endpoint: every further item would fail the same way, so stop the stage
+            except (EndpointUnavailable, UndeclaredInput, *stage.stops):
+                raise  # no endpoint, a stage bug: every further item would fail the same way, so stop the stage
             except Exception as exc:  # a bad row never kills a stage
                 row = stage.failed_row(item, exc, usage)
             journal.write(row)
@@ -80,7 +81,7 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
 
     async def main() -> int:
         pool = LLMPool(endpoints, config.llm) if stage.uses_llm and endpoints else None
-        ctx = StageContext(config=config, pool=pool)
+        ctx = StageContext(config=config, pool=pool, stage=stage)
         if pool is not None and config.llm.roles:  # per-role endpoints (synth.llm.roles)
             from synth.llm.roles import role_pools
 
@@ -101,8 +102,8 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
 
     try:
         rows = asyncio.run(main())
-    except* EndpointUnavailable as group:
-        raise group.exceptions[0] from None
+    except* (EndpointUnavailable, UndeclaredInput, *stage.stops) as group:
+        raise group.exceptions[0] from None  # the error that stopped the stage, not the task group around it
     except* DriverGone:
         os._exit(3)  # the driver is gone: nobody reads a result, and nothing more may be sent
     finally:
@@ -203,29 +204,43 @@ def _ensure_ray(config: PipelineConfig) -> Any:
     return ray
 
 
+def _upstream_digest(stage: Stage, inputs: RunOutputs) -> str | None:
+    """The upstream part of ``stage``'s fingerprint, from its declared inputs: each input's fingerprint chains
+    through its own inputs, so only those no other input depends on count (one input: its digest, as before
+    stages declared several)."""
+    digests = {name: fingerprint.digest(fp) for name in direct_inputs(stage.name)
+               if (fp := inputs.fingerprint(name)) is not None}
+    if not digests:
+        return None
+    return next(iter(digests.values())) if len(digests) == 1 else fingerprint.digest(digests)
+
+
 def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> None:
     """Refuse (or recompute) a stage whose rows were made with other settings (synth.stages.fingerprint)."""
     served = fingerprint.served_model(ctx.config, endpoints[0].base_url, endpoints[0].api_key) \
         if stage.uses_llm and endpoints else None
-    upstream = fingerprint.read(ctx.store(stage.needs).dir) if stage.needs else None
-    parts = fingerprint.compute(stage.name, ctx.config, served, fingerprint.digest(upstream) if upstream else None,
+    parts = fingerprint.compute(stage.name, ctx.config, served, _upstream_digest(stage, ctx.inputs),
                                 uses_llm=stage.uses_llm)
-    fingerprint.reconcile(stage.name, ctx.store(stage.name).dir, parts, ctx.config.on_change, ctx.config.run)
+    # A derived stage's rows cost no model call: recomputing them is always the right answer to a change.
+    on_change = "recompute" if stage.derived else ctx.config.on_change
+    fingerprint.reconcile(stage.name, store_dir(ctx.run_dir, stage.name), parts, on_change, ctx.config.run)
 
 
 def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointConfig],
               progress: bool = True) -> StageSummary:
     """Run (or resume) one stage to completion and write its summary; re-running a finished stage is cheap."""
     stage = get_stage(stage_name)
-    ctx = StageContext(config=config)
-    store = ctx.store(stage.name)
+    ctx = StageContext(config=config, stage=stage)
+    store = StageStore(store_dir(ctx.run_dir, stage.name))
     started = time.monotonic()
-    if stage.needs and not ctx.store(stage.needs).parquet.exists():
-        raise StageIncomplete(f"stage {stage.name!r} reads {stage.needs!r}, which has not finished in "
-                              f"{ctx.run_dir}; run `synth {stage.needs}` first (or `synth pipeline`)")
+    for name in stage.inputs:
+        if not ctx.inputs.finished(name):
+            raise StageIncomplete(f"stage {stage.name!r} reads {name!r}, which has not finished in "
+                                  f"{ctx.run_dir}; run `synth {name}` first (or `synth pipeline`)")
     _check_settings(stage, ctx, endpoints)
     items = stage.plan(ctx)
     done = store.done_ids(max_failures=config.row_attempts)  # a row that failed fewer times is tried again
+    done -= stage.lost(ctx, done)
     pending = [item for item in items if item.id not in done]
     resumed = len(items) - len(pending)
     if pending:
@@ -264,10 +279,10 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
     A shard lost with its node or worker (not an error the stage raised) is sent again with only its items that
     have no row yet, so the stage finishes on the nodes left and no finished row is redone.
     """
-    workers = max(1, min(config.ray.workers, len(pending)))
-    # Workers may run elsewhere with another working directory: every path they get is absolute.
-    config = config.model_copy(update={"runs_dir": config.runs_dir.resolve()})
-    store = StageStore(store.dir.resolve())
+    workers = 1 if stage.local else max(1, min(config.ray.workers, len(pending)))
+    if not stage.local:  # workers may run elsewhere with another working directory: every path they get is absolute
+        config = config.model_copy(update={"runs_dir": config.runs_dir.resolve()})
+        store = StageStore(store.dir.resolve())
     shards = [pending[i::workers] for i in range(workers)]
     config_json, endpoints_json = config.model_dump_json(), json.dumps([e.model_dump() for e in endpoints])
 
@@ -281,7 +296,7 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
     bar = tqdm(total=total, initial=initial, desc=f"{stage.name:>9}", unit="row", disable=not progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     try:
-        if not config.ray.enabled:
+        if not config.ray.enabled or stage.local:
             reports = [run_shard(*args(shard)) for shard in shards]
             return reports
         ray = _ensure_ray(config)
@@ -326,8 +341,3 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
 def _without_rows(items: list[WorkItem], store: StageStore) -> list[WorkItem]:
     done = store.done_ids()
     return [item for item in items if item.id not in done]
-
-
-def read_summary(config: PipelineConfig, stage: str) -> StageSummary | None:
-    path = config.run_dir / stage / SUMMARY
-    return StageSummary.model_validate_json(path.read_text()) if path.exists() else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import task_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord
 from synth.schemas.usage import UsageByRole
 from synth.stages.agents import kept_agents
@@ -22,7 +22,7 @@ def difficulties_for(agent: AgentRecord, configured: list[str]) -> list[str]:
 
 class TasksStage(Stage):
     name = "tasks"
-    needs = "agents"
+    inputs = ("agents",)
     record = TaskRecord
 
     async def setup(self, ctx: StageContext) -> None:
@@ -38,7 +38,7 @@ class TasksStage(Stage):
             for index in range(cfg.tasks.per_agent):
                 difficulty = levels[(offset + index) % len(levels)]
                 seed = agent.seed * 100 + index
-                items.append(WorkItem(id=stable_id("task", agent.id, index, difficulty, seed), seed=seed,
+                items.append(WorkItem(id=task_id(agent.id, index, difficulty, seed), seed=seed,
                                       payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
         return items
 

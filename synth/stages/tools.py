@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from synth.schemas.ids import stable_id
+from synth.schemas.ids import leaf_id
 from synth.schemas.records import Row, ToolBatchRecord
 from synth.schemas.tools import ToolSpec
 from synth.schemas.usage import UsageByRole
@@ -32,7 +32,7 @@ class ToolsStage(Stage):
             payload = {"leaf": leaf, "description": descriptions.get(tuple(leaf), leaf[-1]),
                        "generations": cfg.tools.evolve_generations, "per_generation": cfg.tools.tools_per_leaf}
             seed = cfg.seed * 10_000 + i
-            items.append(WorkItem(id=stable_id("leaf", payload, seed), seed=seed, payload=payload))
+            items.append(WorkItem(id=leaf_id(payload, seed), seed=seed, payload=payload))
         return items
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
@@ -51,7 +51,7 @@ class ToolsStage(Stage):
 
         grown = [tool for row in rows if isinstance(row, ToolBatchRecord) for tool in row.tools]
         kept, dropped = dedup_specs(grown)
-        path = ctx.store(self.name).dir / SYNTHETIC
+        path = ctx.out_dir / SYNTHETIC
         path.write_text("".join(spec.model_dump_json() + "\n" for spec in kept))
         registry = ToolRegistry.load()
         summary.rejected = {"near_duplicate": len(dropped)} if dropped else {}
@@ -60,7 +60,8 @@ class ToolsStage(Stage):
 
 
 def load_synthetic(ctx: StageContext) -> list[ToolSpec]:
-    path = ctx.store(ToolsStage.name).dir / SYNTHETIC
+    """The synthetic tools the tools stage kept (none before it ran); the reading stage declares ``tools``."""
+    path = ctx.input_file(ToolsStage.name, SYNTHETIC)
     if not path.exists():
         return []
     return [ToolSpec.model_validate(json.loads(line)) for line in path.read_text().splitlines() if line]

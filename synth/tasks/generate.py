@@ -16,6 +16,7 @@ import openai
 
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
+from synth.schemas import ids
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Difficulty, RowError, TaskRecord
 from synth.schemas.usage import UsageByRole
@@ -33,7 +34,7 @@ DRAFT_ATTEMPTS = 2
 
 
 def task_id(agent: AgentRecord, index: int, difficulty: str, seed: int) -> str:
-    return stable_id("task", agent.id, index, difficulty, seed)
+    return ids.task_id(agent.id, index, difficulty, seed)
 
 
 def sample_seed(agent_id: str, index: int, difficulty: str, seed: int) -> int:

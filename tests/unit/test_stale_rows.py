@@ -35,7 +35,7 @@ class RolloutsLike(Stage):
 
 class JudgeLike(RolloutsLike):
     name = "judge"
-    needs = "rollouts"
+    inputs = ("rollouts",)
 
 
 @pytest.fixture

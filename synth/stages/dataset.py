@@ -1,0 +1,64 @@
+"""Stage ``dataset``: join the judged trajectories with their tasks and agents into the Hugging Face dataset
+(``synth.data.build``), as one row that records what was built from which inputs.
+
+Its one work item's id hashes the rows of its inputs, so a re-run with the same rows finds the dataset built and
+does nothing, while new rows (a quota round, a recomputed judge) plan a new item and the dataset is built again;
+a change of its settings (``dataset.*``, the judge's acceptance) recomputes it (a derived stage never refuses).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from synth.data.summary import DatasetSummary
+from synth.schemas.ids import dataset_id
+from synth.schemas.records import Row
+from synth.schemas.usage import UsageByRole
+from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
+from synth.stages.outputs import RunOutputs
+
+BUILT = "summary.json"  # written last into the dataset folder: a folder without it is no finished build
+
+
+class DatasetRecord(Row):
+    inputs: dict[str, str] = Field(default_factory=dict, description="Input stage -> digest of its rows.")
+    summary: DatasetSummary | None = None
+
+
+class DatasetStage(Stage):
+    name = "dataset"
+    inputs = ("agents", "tasks", "rollouts", "judge")
+    record = DatasetRecord
+    uses_llm = False
+    local = True  # one build, in the driver, which writes runs/<run>/dataset/
+    derived = True
+    stops = (Exception,)  # a build that fails is the stage's failure: say why, as `synth dataset` always did
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        source = {name: ctx.inputs.digest(name) for name in self.inputs}
+        return [WorkItem(id=dataset_id(source), payload={"inputs": source})]
+
+    def lost(self, ctx: StageContext, done: set[str]) -> set[str]:
+        # The row describes the folder it built: when that folder is gone, build it again.
+        return set() if (ctx.out_dir / BUILT).exists() else done
+
+    async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
+        from synth.data.build import build_dataset
+
+        summary = build_dataset(ctx.config, ctx.inputs, out=ctx.out_dir)
+        return DatasetRecord(id=item.id, seed=item.seed, inputs=item.payload["inputs"], summary=summary)
+
+    def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
+        built = next((r.summary for r in rows if isinstance(r, DatasetRecord) and r.summary), None)
+        if built is not None:
+            summary.extra["dataset"] = built.model_dump(mode="json")
+
+
+def built_summary(summary: StageSummary) -> DatasetSummary:
+    """What the dataset stage built, from its stage summary."""
+    return DatasetSummary.model_validate(summary.extra["dataset"])
+
+
+def built_dataset(outputs: RunOutputs) -> DatasetRecord | None:
+    """The run's finished dataset row (None before the stage ran)."""
+    return next((r for r in outputs.rows(DatasetStage.name, DatasetRecord) if r.error is None), None)
