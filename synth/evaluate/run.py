@@ -32,6 +32,7 @@ from synth.schemas.ids import eval_id
 from synth.schemas.records import AgentRecord, Row, RowError, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import Verdict
+from synth.stages.outputs import RunOutputs
 from synth.stages.store import JournalWriter, StageStore
 from synth.train.template import TEMPLATE_PATH, TOOL_CALL_PARSER
 
@@ -112,7 +113,7 @@ def heldout(config: PipelineConfig, task_ids: list[str] | None = None) -> list[T
     share = config.eval.heldout_share if config.eval.heldout_share is not None else config.dataset.heldout_share
     cfg = config.model_copy(update={"dataset": config.dataset.model_copy(update={"heldout_share": share})})
     if task_ids is not None:
-        every = {t.id: t for t in StageStore(config.run_dir / "tasks").read(TaskRecord)}
+        every = {t.id: t for t in RunOutputs(config.run_dir).rows("tasks", TaskRecord)}
         missing = [t for t in task_ids if t not in every]
         if missing:
             raise ValueError(f"{len(missing)} task ids are not tasks of {config.run_dir} (e.g. {missing[0]})")
@@ -293,7 +294,7 @@ def evaluate_model(config: PipelineConfig, endpoints: list[EndpointConfig], name
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint (no config.json)")
     ident = _identity(path)
-    agents = {a.id: a for a in StageStore(config.run_dir / "agents").read(AgentRecord)}
+    agents = {a.id: a for a in RunOutputs(config.run_dir).rows("agents", AgentRecord)}
     lost = sorted({t.agent_id for t in tasks} - set(agents))
     if lost:
         raise ValueError(f"tasks name agents missing from {config.run_dir}/agents (e.g. {lost[0]})")
