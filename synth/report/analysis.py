@@ -11,7 +11,7 @@ from synth.config import PipelineConfig
 from synth.data.heldout import task_is_heldout
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, ToolBatchRecord, TrajectoryRecord, VerdictRecord
-from synth.stages.store import StageStore
+from synth.stages.outputs import RunOutputs
 
 
 class RunAnalysis(BaseModel):
@@ -32,8 +32,7 @@ class RunAnalysis(BaseModel):
 
 
 def _read(run_dir: Path, stage: str, model):
-    store = StageStore(run_dir / stage)
-    return store.read(model) if store.dir.exists() else []
+    return RunOutputs(run_dir).rows(stage, model)  # none before the stage ran
 
 
 def _next_after_failure(traj: TrajectoryRecord, call_id: str) -> str:
