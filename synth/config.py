@@ -128,6 +128,11 @@ class TasksStageConfig(Strict):
 class RolloutsStageConfig(Strict):
     max_turns: int = Field(default=3, ge=1, description="User turns per episode.")
     max_steps: int = Field(default=3, ge=1, description="Agent steps (tool rounds) per user turn.")
+    final_answer: bool = Field(
+        default=True,
+        description="When a turn reaches max_steps still calling tools, ask the agent once more for a plain answer "
+        "(no tools), so the episode ends with one; the calls it made stay in the transcript for the checks.",
+    )
     error_rate: float = Field(default=0.1, ge=0, le=1)
     timeout_rate: float = Field(default=0.05, ge=0, le=1)
     empty_rate: float = Field(default=0.05, ge=0, le=1)

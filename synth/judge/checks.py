@@ -273,6 +273,18 @@ def _reports_result(check: CodeCheck, calls: list[MadeCall], answer: str | None)
                               f"{_short(values)}: {_short(answer)}")
 
 
+def _calls_at_most(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
+    limit = _number(check.value)
+    if limit is None or limit < 0:
+        return _misconfigured(check, "needs a number 'value'")
+    good = [c.name for c in calls if c.ok]
+    if len(good) <= limit:
+        return CheckResult(check_id=check.id, passed=True, detail=f"{len(good)} successful call(s), at most {limit:g}")
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"{len(good)} successful calls ({', '.join(good)}), more than {limit:g}: "
+                              "the same work repeated")
+
+
 def mentions(text: str, value: Any) -> bool:
     """Whether ``text`` mentions ``value`` as a whole word (numbers in their usual written forms)."""
     norm = normalize(text)
@@ -312,6 +324,8 @@ def run_check(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall] | 
         return _state_equals(check, traj.final_state)
     if check.kind == "final_mentions":
         return _final_mentions(check, final_answer(traj))
+    if check.kind == "calls_at_most":
+        return _calls_at_most(check, calls)
     if check.kind == "reports_result":
         return _reports_result(check, calls, final_answer(traj))
     return _misconfigured(check, "is not a known check kind")

@@ -5,7 +5,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 CheckKind = Literal[
-    "tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called", "reports_result"
+    "tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called", "reports_result",
+    "calls_at_most",
 ]
 
 

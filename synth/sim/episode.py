@@ -153,6 +153,14 @@ async def run_episode(
                     messages.append(Message(role="tool", tool_call_id=tc.id, content=outcome.content))
             if not answered:
                 stop_reason = "max_steps"
+                if cfg.final_answer:
+                    # A small agent calls the same tool until the step limit and never answers; one more step
+                    # without tools gets the answer, and the loop it made stays for the checks to judge.
+                    stage = "agent"
+                    msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
+                                                 usage=usage, free_text=True)
+                    step += 1
+                    messages.append(msg)
                 break
             if turns >= cfg.max_turns:
                 stop_reason = "max_turns"

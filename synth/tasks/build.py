@@ -225,6 +225,10 @@ def build_rubric(
             python_tests = problem.tests
         elif rule == "sandbox_called":
             checks += _sandbox_check(index)
+        elif rule == "call_budget":
+            checks.append(CodeCheck(
+                id="call_budget", kind="calls_at_most", value=template.calls.max,
+                description=f"at most {template.calls.max} successful tool call(s); a failed call may be retried"))
         elif rule == "reports_result":
             checks += _result_checks([c for c in draft.expected_calls if c.name in index])
     criteria = library.base_criteria(difficulty)

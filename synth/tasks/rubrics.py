@@ -24,7 +24,7 @@ EntryT = TypeVar("EntryT", bound="CriterionEntry | CodingProblem")
 
 DeriveRule = Literal[
     "expected_calls", "no_tool_called", "final_mentions", "state_equals", "python_tests", "sandbox_called",
-    "reports_result",
+    "reports_result", "call_budget",
 ]
 
 

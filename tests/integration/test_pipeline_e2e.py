@@ -23,7 +23,9 @@ from synth.stages.store import StageStore
 pytestmark = pytest.mark.integration
 
 SMALL = ["agents.count=5", "tasks.per_agent=1", "tools.evolve_leaves=1", "tools.evolve_generations=1",
-         "tools.tools_per_leaf=2", "rollouts.max_turns=2", "rollouts.max_steps=2"]
+         "tools.tools_per_leaf=2", "rollouts.max_turns=2", "rollouts.max_steps=2",
+         # Two samples a task, not the default four: on a CPU without bf16 (fp32, ~4x slower) the test stays minutes.
+         "rollouts.samples=2"]
 
 
 def _synth(run_dir: Path, *extra: str) -> list[str]:

@@ -213,9 +213,27 @@ async def test_agent_that_never_answers_stops_at_max_steps() -> None:
         agent=[call(("get_order", {"order_id": "A1"}))] * 3,
         tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
     )
-    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=4)
+    cfg = NO_FAULTS.model_copy(update={"final_answer": False})
+    traj = await run_episode(TASK, AGENT, pool, cfg, seed=4)
     assert traj.stop_reason == "max_steps" and traj.error is None
     assert traj.usage.agent.calls == NO_FAULTS.max_steps
+    assert traj.messages[-1].role == "tool"
+    assert_openai_form(traj)
+
+
+async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
+    pool = ChatScriptedPool(
+        ["Order A1 is still processing."],
+        user_sim=[user("cancel A1")],
+        agent=[call(("get_order", {"order_id": "A1"}))] * 3,
+        tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
+    )
+    traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=4)
+    assert traj.stop_reason == "max_steps" and traj.error is None
+    # Three tool rounds, then one plain answer; every call stays in the transcript.
+    assert [m.role for m in traj.messages].count("tool") == 3
+    assert traj.messages[-1].role == "assistant" and traj.messages[-1].content == "Order A1 is still processing."
+    assert not traj.messages[-1].tool_calls and len(pool.chats) == 1
     assert_openai_form(traj)
 
 

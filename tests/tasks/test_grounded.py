@@ -73,7 +73,7 @@ async def test_single_call_task_is_grounded() -> None:
     sent = pool.calls[0]
     assert call.tool in sent["messages"][-1]["content"]
     assert sent["json_schema"]["properties"]["expected_calls"]["maxItems"] == 0
-    assert [c.kind for c in task.rubric.checks] == ["tool_called_with", "reports_result"]
+    assert [c.kind for c in task.rubric.checks] == ["tool_called_with", "reports_result", "calls_at_most"]
     # The generator's guesses about the world's end state are not turned into checks.
     assert not [c for c in task.rubric.checks if c.kind in ("state_equals", "final_mentions")]
 
@@ -106,3 +106,22 @@ def test_reports_result(answer: str, result: str, ok: bool, passed: bool) -> Non
 
 def test_plain_tasks_keep_the_simulated_opening() -> None:
     assert verbatim_opening(TaskRecord(id="t", user_goal="Cancel A12")) is None
+
+
+def _repeated(n_ok: int, n_failed: int) -> TrajectoryRecord:
+    calls, msgs, records = [], [Message(role="user", content="Weather in Osaka?")], []
+    for i in range(n_ok + n_failed):
+        cid = f"c{i}"
+        call = {"id": cid, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Osaka"}'}}
+        msgs += [Message(role="assistant", content=None, tool_calls=[call]),
+                 Message(role="tool", tool_call_id=cid, content='{"temp_c": 18}')]
+        records.append(CallRecord(tool_call_id=cid, name="get_weather", mode="simulated", ok=i >= n_failed))
+        calls.append(call)
+    msgs.append(Message(role="assistant", content="18 degrees."))
+    return TrajectoryRecord(id="t", task_id="x", messages=msgs, calls=records)
+
+
+@pytest.mark.parametrize(("n_ok", "n_failed", "passed"), [(1, 0, True), (1, 2, True), (2, 0, False), (3, 0, False)])
+def test_call_budget_rejects_repeated_work_not_retries(n_ok: int, n_failed: int, passed: bool) -> None:
+    check = CodeCheck(id="b", kind="calls_at_most", value=1)
+    assert run_check(check, _repeated(n_ok, n_failed)).passed is passed
