@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from synth.stages import fingerprint
+from synth.stages import fingerprint, registry
 from synth.stages.store import StageStore
 from synth.stages.summary import SUMMARY, StageSummary
 
@@ -63,8 +63,15 @@ class RunOutputs:
         return self.store(stage).parquet.exists()
 
     def rows(self, stage: str, model: type[R]) -> list[R]:
-        """Every row ``stage`` holds (failed ones too: check ``error``), as ``model``."""
-        return self.store(stage).read(model)
+        """Every row ``stage`` holds (failed ones too: check ``error``), as ``model``: the stage's own row model
+        or a base of it (pydantic would read another model's rows into ``model`` without a word)."""
+        store = self.store(stage)
+        if stage in registry.STAGES:
+            record = registry.stage_class(stage).record
+            if not issubclass(record, model):
+                raise TypeError(f"stage {stage!r} holds {record.__name__} rows; read them as {record.__name__}, "
+                                f"not {model.__name__}")
+        return store.read(model)
 
     def summary(self, stage: str) -> StageSummary | None:
         path = self.store(stage).dir / SUMMARY

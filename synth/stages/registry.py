@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from synth.stages.base import Stage
+if TYPE_CHECKING:  # type-only: the reading API (synth.stages.outputs) asks this module for row models
+    from synth.stages.base import Stage
 
 # name -> "module:Class"; imported on first use so `synth --help` stays fast.
 STAGES: dict[str, str] = {
@@ -22,11 +24,15 @@ PIPELINE: list[str] = [*ORDER, "dataset"]
 """What `synth pipeline` runs. `publish` runs only when asked (`synth publish --repo-id`): it needs a Hub token."""
 
 
-def get_stage(name: str) -> Stage:
+def stage_class(name: str) -> type[Stage]:
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
     module, cls = STAGES[name].split(":")
-    stage = getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_stage(name: str) -> Stage:
+    stage = stage_class(name)()
     if hasattr(stage, "needs"):  # the one-input attribute `inputs` replaced: ignoring it would hide a dependency
         raise TypeError(f"stage {name!r} declares `needs`; declare `inputs = (...)` (the stages it reads) instead")
     unknown = [i for i in stage.inputs if i not in STAGES]

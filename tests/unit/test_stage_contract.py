@@ -194,3 +194,12 @@ def test_summary_json_is_read_through_the_api(cfg: PipelineConfig) -> None:
     summary = StageContext(config=cfg, stage=stage).summary("left")
     assert summary is not None and summary.ok == 2
     assert json.loads((cfg.run_dir / "left" / "summary.json").read_text())["ok"] == 2
+
+
+def test_rows_are_read_as_the_model_their_stage_declares(cfg: PipelineConfig) -> None:
+    run_stage("left", cfg, [], progress=False)
+    ctx = StageContext(config=cfg, stage=registry.get_stage("both"))
+    assert [r.name for r in ctx.rows("left", AgentRecord)] == ["left-0", "left-1"]
+    assert len(ctx.rows("left", Row)) == 2  # a base of the declared model reads the common fields
+    with pytest.raises(TypeError, match="'left' holds AgentRecord rows"):
+        ctx.rows("left", TaskRecord)  # pydantic alone would fill a TaskRecord with defaults
