@@ -41,6 +41,10 @@ _WORDS = _TEXT.split(" ")
 _MAX_DEPTH = 6
 
 
+class Unsatisfiable(ValueError):
+    """No instance fits (an empty ``enum`` or ``anyOf``, e.g. a tool-name enum of an agent with no such tools)."""
+
+
 class SchemaSampler:
     """Draws a JSON instance of a JSON Schema (the subset pydantic and the pipeline's tools use)."""
 
@@ -57,11 +61,22 @@ class SchemaSampler:
         if "const" in schema:
             return schema["const"]
         if "enum" in schema:
+            if not schema["enum"]:
+                raise Unsatisfiable("an empty enum")
             return self.rng.choice(schema["enum"])
         for key in ("anyOf", "oneOf"):
             if key in schema:
+                if not schema[key]:
+                    raise Unsatisfiable(f"an empty {key}")
                 branches = [b for b in schema[key] if not (isinstance(b, dict) and b.get("type") == "null")]
-                return self.sample(self.rng.choice(branches or schema[key]), depth)
+                first = self.rng.choice(branches or schema[key])
+                # A branch nothing fits (a harvested tool with an empty enum) gives way to the others, in order.
+                for branch in [first, *(b for b in schema[key] if b is not first)]:
+                    try:
+                        return self.sample(branch, depth)
+                    except Unsatisfiable:
+                        continue
+                raise Unsatisfiable(f"no branch of {key} can be satisfied")
         if "allOf" in schema:
             merged: dict[str, Any] = {}
             for part in schema["allOf"]:
@@ -86,7 +101,11 @@ class SchemaSampler:
         out: dict[str, Any] = {}
         for name, prop in props.items():
             if name in required or (depth < 2 and self.rng.random() < 0.5):
-                out[name] = self.sample(prop, depth + 1)
+                try:
+                    out[name] = self.sample(prop, depth + 1)
+                except Unsatisfiable:
+                    if name in required:
+                        raise  # an optional property nothing fits is left out
         extra = schema.get("additionalProperties")
         if not props and extra not in (False, None) and depth < _MAX_DEPTH:
             for i in range(self.rng.randint(1, 2)):
@@ -103,7 +122,12 @@ class SchemaSampler:
         if items is False:  # a tuple: exactly the prefix slots
             n = min(n, len(prefix)) if prefix else 0
         n = max(n, len(prefix)) if items is not False else n
-        return [self.sample(prefix[i] if i < len(prefix) else items, depth + 1) for i in range(n)]
+        try:
+            return [self.sample(prefix[i] if i < len(prefix) else items, depth + 1) for i in range(n)]
+        except Unsatisfiable:
+            if low or prefix:
+                raise
+            return []  # no item fits: the empty array does
 
     def _string(self, schema: dict[str, Any], depth: int) -> str:
         fmt = schema.get("format")

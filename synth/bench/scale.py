@@ -79,10 +79,12 @@ def _config(run_dir: Path, run: str, port: int, agents: int, workers: int, ray: 
                                   f"llm.endpoints={endpoints}", *(extra or [])])
 
 
-VARIANTS = {
-    "default": [],
+VARIANTS: dict[str, tuple[list[str], dict[str, str] | None]] = {
+    "default": ([], None),
     # The same mix with every tool simulated: what the orchestration costs without starting real MCP servers.
-    "simulated_tools": ["rollouts.real_exec=false"],
+    "simulated_tools": (["rollouts.real_exec=false"], None),
+    # Real tools, but every episode starts its servers afresh (no shard pool): what the pool saves, in one run.
+    "fresh_servers": ([], {"SYNTH_MCP_REUSE": "0"}),
 }
 
 
@@ -143,17 +145,26 @@ def run_once(cfg: PipelineConfig, port: int, server_pid: int) -> dict[str, Any]:
 
 
 @contextmanager
-def _local_ray(cpus: int) -> Any:
-    """Local Ray, started before anything is measured: its start-up is a once-per-job cost, not a trajectory's."""
+def _local_ray(cpus: int, env: dict[str, str] | None = None) -> Any:
+    """Local Ray, started before anything is measured: its start-up is a once-per-job cost, not a trajectory's.
+    ``env``: variables for every worker (and for this process while it runs)."""
     import logging
 
     import ray
 
-    ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING,
+             runtime_env={"env_vars": dict(env)} if env else None)  # fmt: skip
     try:
         yield
     finally:
         ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def profile(cfg: PipelineConfig, source: Path, top: int = 25) -> tuple[str, list[dict[str, Any]], dict[str, float]]:
@@ -259,7 +270,9 @@ def real_server(url: str, agents: int, concurrencies: list[int], per_level: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, default=24, help="agents.count (tasks = 2 per agent).")
+    # 96 agents: a shard then runs more real-tool episodes than it has in flight (64), as any real run does; at 24
+    # every one of them was in flight at once, so no server could be kept for a next episode.
+    parser.add_argument("--agents", type=int, default=96, help="agents.count (tasks = 2 per agent).")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--port", type=int, default=0, help="Instant server port (0: a free one).")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
@@ -287,16 +300,24 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     variants: dict[str, dict[str, Any]] = {}
     load = [os.getloadavg()[0]]
-    with instant_server.running(port) as server, _local_ray(max(args.workers)):
-        for workers in args.workers:
-            cfg = _config(work, f"w{workers}", port, args.agents, workers)
-            results.append(run_once(cfg, port, server.pid))
-            load.append(os.getloadavg()[0])
-            print(json.dumps({k: v for k, v in results[-1].items() if k != "stages"}))
-        variants["default"] = results[0]
-        for name, sets in VARIANTS.items():
-            if name != "default":
-                variants[name] = run_once(_config(work, name, port, args.agents, 1, extra=sets), port, server.pid)
+    with instant_server.running(port) as server:
+        with _local_ray(max(args.workers)):
+            for workers in args.workers:
+                cfg = _config(work, f"w{workers}", port, args.agents, workers)
+                results.append(run_once(cfg, port, server.pid))
+                load.append(os.getloadavg()[0])
+                print(json.dumps({k: v for k, v in results[-1].items() if k != "stages"}))
+            variants["default"] = results[0]
+            for name, (sets, env) in VARIANTS.items():
+                if name != "default" and env is None:
+                    variants[name] = run_once(_config(work, name, port, args.agents, 1, extra=sets), port,
+                                              server.pid)  # fmt: skip
+                    print(name, json.dumps({k: v for k, v in variants[name].items() if k != "stages"}))
+        for name, (sets, env) in VARIANTS.items():
+            if env is not None:  # its own Ray, so that every worker sees the variables
+                with _local_ray(1, env):
+                    variants[name] = run_once(_config(work, name, port, args.agents, 1, extra=sets), port,
+                                              server.pid)  # fmt: skip
                 print(name, json.dumps({k: v for k, v in variants[name].items() if k != "stages"}))
         profile_text, top, by_package = "", [], {}
         if not args.no_profile:
@@ -339,7 +360,11 @@ def to_markdown(result: dict[str, Any], real: dict[str, Any] | None = None) -> s
         f"agents.count={result['agents']}) against `synth.bench.instant_server`, an OpenAI-compatible server that "
         "answers at once with replies valid for each request's schema or tools. CPU is every process of the "
         "pipeline (driver, Ray workers, Ray's own processes, the sandboxes and MCP servers they start), not the "
-        "server's. Per trajectory: the stages that grow with the run (agents, tasks, rollouts, judge, dataset).", "",
+        "server's. Per trajectory: the stages that grow with the run (agents, tasks, rollouts, judge, dataset). "
+        "Real MCP servers are kept across a shard's episodes (`synth.sim.server_pool`: the root emptied between "
+        "episodes, a server that may keep state in its process started afresh); `fresh_servers` is the same run "
+        "with every episode starting its own servers (`SYNTH_MCP_REUSE=0`), `simulated_tools` the same mix with "
+        "every tool simulated.", "",
         "| run | trajectories | model calls | CPU ms / call | CPU ms / trajectory | trajectories / h / core | "
         "of which worker Python ms / traj | child processes ms / traj |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

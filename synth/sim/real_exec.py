@@ -140,6 +140,8 @@ class RealToolHub:
     - ``pool``: a shard's ``ServerPool``: the episode leases a world from it (servers already running, the root
       emptied) and gives it back on exit. Without one the hub has a world of its own, closed on exit
       (``workspace``, ``allow_unconfined`` and ``start_timeout_s`` then apply; with a pool, the pool's do).
+      With a pool and ``specs``, the world is leased at the first call (or ``open_world()``), so an episode
+      that never calls a real tool holds none; ``final_state`` then stays None.
 
     ``call`` returns what the server answered, or raises a ``synth.tools.errors.ToolError`` whose text is the
     tool message (the episode's boundary records it).
@@ -168,8 +170,10 @@ class RealToolHub:
         self.start_timeout_s = start_timeout_s
         self._allow_unconfined, self._wanted_workspace = allow_unconfined, workspace
         self._shared_pool = pool
+        self._lazy = pool is not None and specs is not None
         self._pool: ServerPool | None = None
         self._world: World | None = None
+        self._opening: anyio.Lock | None = None
         self.isolation = "unknown"
         """Servers' confinement beyond their own rules, set on enter: 'confined' or 'unconfined' (allowed)."""
         self._specs: list[ToolSpec] | None = None
@@ -183,7 +187,8 @@ class RealToolHub:
     def root(self) -> Path:
         """The episode's scratch world: what the filesystem server serves and the git repository."""
         if self._world is None:
-            raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)'")
+            raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)' (with a pool: before "
+                           "the first call or 'await hub.open_world()')")
         return self._world.root
 
     @property
@@ -193,24 +198,28 @@ class RealToolHub:
         Put it in the agent's system prompt; paths in tool arguments and results are under it.
         """
         if self._world is None:
-            raise HubError("the hub has no workspace outside 'async with RealToolHub(...)'")
+            if self._pool is not None and self.isolation == "confined":
+                return self._pool.workspace  # the same path in every world: known before one is leased
+            raise HubError("the hub has no workspace outside 'async with RealToolHub(...)' (unconfined, with a "
+                           "pool: before the first call or 'await hub.open_world()')")
         return self._world.seen
 
     async def __aenter__(self) -> Self:
-        if self._world is not None:
+        if self._pool is not None:
             raise HubError("this RealToolHub is already open; use one hub per episode")
         # Fresh per-episode state, so a hub can be reused for a new episode after it was closed.
         self._used, self._tainted, self.final_state = {}, set(), None
+        self._opening = anyio.Lock()
         self._pool = self._shared_pool or ServerPool(
             allow_unconfined=self._allow_unconfined, workspace=self._wanted_workspace, reuse=False,
             start_timeout_s=self.start_timeout_s,
         )  # fmt: skip
         try:
-            self._world = await self._pool.lease(self._entries.values())
-            self.isolation = self._pool.isolation
-            await anyio.to_thread.run_sync(self._init_root)
-            if self._world.uid is not None:
-                give_to(self.root, self._world.uid)  # the episode's servers run as this uid and write only here
+            if self._lazy:
+                # Where servers can't be confined (and unconfined isn't allowed) this refuses now, not mid-episode.
+                self.isolation = await anyio.to_thread.run_sync(isolation, self._pool.allow_unconfined)
+            else:
+                await self.open_world()
             if self._given_specs is not None:
                 self._adopt_specs(self._given_specs)
             else:
@@ -237,9 +246,28 @@ class RealToolHub:
             raise
         return self
 
+    async def open_world(self, first: ServerEntry | None = None) -> World:
+        """This episode's world, leased now if it has none yet (preferring one where ``first``, the server about
+        to be called, already runs): its root holds the initial files (and the git repository), owned by the
+        servers' uid."""
+        if self._pool is None or self._opening is None:
+            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
+        async with self._opening:
+            if self._world is None:
+                world = await self._pool.lease(self._entries.values(), first=first)
+                self._world = world
+                self.isolation = self._pool.isolation
+                await anyio.to_thread.run_sync(self._init_root)
+                if world.uid is not None:
+                    give_to(world.root, world.uid)  # the episode's servers run as this uid and write only here
+            return self._world
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._world is None:  # a pooled episode that never called a real tool: nothing ran, nothing to keep
+            await self._close(failed=exc_type is not None)
+            return
         try:
             # The scratch root is emptied after exit; keep the final state for the trajectory and the judge.
             with anyio.move_on_after(self.call_timeout_s):
@@ -303,9 +331,9 @@ class RealToolHub:
 
     async def _server(self, entry: ServerEntry) -> McpServer:
         """``entry``'s running server (started in this episode's world if needed); McpError if it can't be."""
-        if self._pool is None or self._world is None:
-            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
-        server = await self._pool.server(self._world, entry)
+        world = await self.open_world(first=entry)
+        assert self._pool is not None
+        server = await self._pool.server(world, entry)
         self._used[entry.id] = server
         return server
 
@@ -371,6 +399,7 @@ class RealToolHub:
 
     async def asnapshot(self) -> dict[str, Any]:
         """``snapshot()`` with the memory graph from the running server's ``read_graph``, off the loop."""
+        await self.open_world()
         memory = await self._memory_graph()
         return await anyio.to_thread.run_sync(self._state, memory)
 

@@ -47,6 +47,9 @@ DEFAULT_WORKSPACE = "/home/user/workspace"
 random temp paths (and concurrent episodes still never share one, each server having its own mount view)."""
 
 
+REUSE_ENV = "SYNTH_MCP_REUSE"
+
+
 def server_key(entry: ServerEntry) -> str:
     """What makes two servers interchangeable: the whole entry (package, version, command, args, env)."""
     return entry.model_dump_json()
@@ -96,16 +99,18 @@ class ServerPool:
     """Worlds of confined MCP servers for one event loop (one shard): ``lease``, ``server``, ``release``.
 
     ``reuse=False`` closes every world when it is released (one fresh world per episode, as a hub without a
-    pool has). The pool's servers live in a task group of its own task, started on first use, so they outlive
+    pool has); left unset, it is on unless the environment says ``SYNTH_MCP_REUSE=0`` (a diagnostic switch:
+    ``make bench-scale`` measures the pool against fresh servers with it, and it rules the pool out when a
+    server misbehaves). The pool's servers live in a task group of its own task, started on first use, so they outlive
     any one episode's task; ``aclose()`` stops them, and so does the end of the event loop (``asyncio.run``
     cancels the task, which stops every server and removes the roots).
     """
 
     def __init__(self, *, allow_unconfined: bool = False, workspace: str = DEFAULT_WORKSPACE,
-                 reuse: bool = True, start_timeout_s: float = 60) -> None:  # fmt: skip
+                 reuse: bool | None = None, start_timeout_s: float = 60) -> None:  # fmt: skip
         self.allow_unconfined = allow_unconfined
         self.workspace = workspace
-        self.reuse = reuse
+        self.reuse = reuse if reuse is not None else os.environ.get(REUSE_ENV, "1") != "0"
         self.start_timeout_s = start_timeout_s
         self.isolation = "unknown"
         self.stats = PoolStats()
@@ -141,16 +146,25 @@ class ServerPool:
             for world in self._worlds:
                 _remove(world)
             self._worlds, self._idle = [], []
+            if self.stats.starts:
+                log.info("MCP server pool closed: %s", self.stats.as_dict())
 
-    async def lease(self, wanted: Iterable[ServerEntry] = ()) -> World:
-        """A world for one episode: an idle one (the one running most of ``wanted``), else a new one."""
+    async def lease(self, wanted: Iterable[ServerEntry] = (), first: ServerEntry | None = None) -> World:
+        """A world for one episode: an idle one, else a new one. Among idle worlds, one already running ``first``
+        (the server the episode needs now) wins, then the one running most of ``wanted``."""
         if self.isolation == "unknown":
             # Probed once per process (it runs a confined program), off the event loop.
             self.isolation = await anyio.to_thread.run_sync(isolation, self.allow_unconfined)
         await self._group()
         keys = {server_key(e) for e in wanted}
+        now = server_key(first) if first is not None else None
+
+        def fit(world: World) -> tuple[bool, int]:
+            running = {k for k, s in world.servers.items() if s.running}
+            return now in running, len(keys & running)
+
         if self._idle:
-            world = max(self._idle, key=lambda w: len(keys & {k for k, s in w.servers.items() if s.running}))
+            world = max(self._idle, key=fit)
             self._idle.remove(world)
         else:
             confined = self.isolation == "confined"
@@ -243,8 +257,6 @@ class ServerPool:
             self._closing.set()
         if self._task is not None:
             await self._task
-        if self.stats.starts:
-            log.info("MCP server pool: %s", self.stats.as_dict())
 
     def snapshot_stats(self) -> dict[str, Any]:
         return {"isolation": self.isolation, **self.stats.as_dict()}

@@ -65,6 +65,7 @@ async def test_servers_are_kept_and_the_world_is_emptied_between_episodes(specs:
         assert pool.stats.starts == len(SERVERS) and len(running) == len(SERVERS)
 
         async with RealToolHub(SERVERS, specs=specs, pool=pool, initial_files={"b.txt": "two"}) as second:
+            await second.open_world()
             assert second.root == root  # the same world, leased again
             assert second.started_servers() == []  # nothing used yet in this episode
             listed = await second.call("list_directory", {"path": second.workspace})
@@ -93,7 +94,7 @@ async def test_concurrent_episodes_get_separate_worlds(specs: list[ToolSpec]) ->
     try:
         async with (RealToolHub(SERVERS, specs=specs, pool=pool) as one,
                     RealToolHub(SERVERS, specs=specs, pool=pool) as two):  # fmt: skip
-            assert one.root != two.root
+            assert (await one.open_world()).root != (await two.open_world()).root
             await one.call("write_file", {"path": "mine.txt", "content": "one's"})
             listed = await two.call("list_directory", {"path": two.workspace})
             assert "mine.txt" not in listed.content
@@ -141,11 +142,24 @@ async def test_an_episode_that_ends_in_an_exception_closes_its_world(specs: list
     try:
         with pytest.raises(RuntimeError, match="episode broke"):
             async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
-                root = hub.root
                 await hub.call("get_current_time", {"timezone": "UTC"})
+                root = hub.root
                 raise RuntimeError("episode broke")
         assert root is not None and not root.exists()
         async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
-            assert hub.root != root
+            assert (await hub.open_world()).root != root
+    finally:
+        await pool.aclose()
+
+
+async def test_an_episode_without_real_calls_leases_no_world(specs: list[ToolSpec]) -> None:
+    pool = ServerPool()
+    try:
+        async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
+            assert hub.isolation == "confined"
+        assert pool.stats.worlds == 0 and hub.final_state is None
+        async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
+            await hub.call("get_current_time", {"timezone": "UTC"})
+        assert pool.stats.worlds == 1 and hub.final_state is not None and hub.final_state["memory"] is None
     finally:
         await pool.aclose()
