@@ -335,10 +335,13 @@ async def _schema_step(
     seed: int,
     usage: UsageByRole | None,
     require_tool: str | None = None,
+    answer_only: bool = False,
 ) -> tuple[Message, str | None]:
     transcript = schema_transcript(messages, tools)
-    # The model still sees every tool; only the grammar narrows to a call of the required one.
+    # The model still sees every tool; only the grammar narrows to a call of the required one (or to an answer).
     allowed = [t for t in tools if t["function"]["name"] == require_tool] if require_tool else tools
+    if answer_only:
+        allowed = []
     call_only = bool(require_tool)
     key = _dumps(sorted(_dumps(t) for t in allowed))
     typed = key not in _UNCOMPILABLE
@@ -367,8 +370,11 @@ async def _native_step(
     seed: int,
     usage: UsageByRole | None,
     require_tool: str | None = None,
+    answer_only: bool = False,
 ) -> tuple[Message, str | None]:
     params: dict[str, Any] = {"tools": tools} if tools else {}
+    if answer_only and tools:
+        params["tool_choice"] = "none"
     if require_tool:
         params["tool_choice"] = {"type": "function", "function": {"name": require_tool}}
     result = await pool.chat([m.openai() for m in messages], role="agent", seed=seed, usage=usage, **params)
@@ -440,15 +446,20 @@ async def agent_step(
     mode: Mode = "schema",
     require_tool: str | None = None,
     free_text: bool = False,
+    answer_only: bool = False,
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
 
     ``require_tool``: the step must call this tool (one of ``tools``), as OpenAI's named ``tool_choice``.
+    ``answer_only``: the step must answer, calling no tool (``tool_choice="none"``; in schema mode the grammar has
+    only the answer branch), while the model still sees the tools and the calls it made.
     ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
 
     Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
     when no endpoint answers.
     """
+    if answer_only and require_tool:
+        raise ValueError("an answer-only step calls no tool, so it cannot require one")
     if require_tool and require_tool not in [t["function"]["name"] for t in tools]:
         raise ValueError(f"require_tool {require_tool!r} is not one of the agent's tools")
     if free_text:
@@ -456,7 +467,9 @@ async def agent_step(
             raise ValueError("a free-text step calls no tool, so it cannot require one")
         return await _text_step(pool, messages, seed=seed, usage=usage)
     if mode == "native":
-        return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool)
+        return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
+                                  answer_only=answer_only)
     if mode in ("schema", "auto"):
-        return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool)
+        return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
+                                  answer_only=answer_only)
     raise ValueError(f"unknown tool-calling mode {mode!r}; use 'schema', 'native' or 'auto'")

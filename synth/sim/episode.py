@@ -155,10 +155,12 @@ async def run_episode(
                 stop_reason = "max_steps"
                 if cfg.final_answer:
                     # A small agent calls the same tool until the step limit and never answers; one more step
-                    # without tools gets the answer, and the loop it made stays for the checks to judge.
+                    # that may only answer gets the answer, and the loop it made stays for the checks to judge.
+                    # (Free text was tried first: the 135M wrote its answer as a JSON call, copying the transcript.)
                     stage = "agent"
                     msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
-                                                 usage=usage, free_text=True)
+                                                 usage=usage, mode=tool_calling, free_text=text,
+                                                 answer_only=not text)
                     step += 1
                     messages.append(msg)
                 break

@@ -385,6 +385,16 @@ async def test_required_tool_is_a_named_tool_choice_in_native_mode() -> None:
         await agent_step(pool, convo(), TOOLS, seed=1, require_tool="rm_rf")
 
 
+async def test_answer_only_step_cannot_call_in_native_mode() -> None:
+    server_msg = SimpleNamespace(content="It is sunny.", tool_calls=None, model_dump_json=lambda: "{}")
+    pool = ScriptedAgentPool([server_msg])
+    msg, _ = await agent_step(pool, convo(), TOOLS, seed=1, mode="native", answer_only=True)
+    assert pool.requests[0]["tool_choice"] == "none" and pool.requests[0]["tools"] == TOOLS
+    assert msg.content == "It is sunny." and not msg.tool_calls
+    with pytest.raises(ValueError, match="cannot require one"):
+        await agent_step(pool, convo(), TOOLS, seed=1, answer_only=True, require_tool="get_weather")
+
+
 def test_free_arguments_are_bounded_so_replies_close_within_max_tokens() -> None:
     tool = {
         "type": "function",

@@ -222,18 +222,27 @@ async def test_agent_that_never_answers_stops_at_max_steps() -> None:
 
 
 async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
-    pool = ChatScriptedPool(
-        ["Order A1 is still processing."],
+    schemas: list[dict] = []
+
+    class Recording(ScriptedPool):
+        async def structured(self, messages, schema, *, role, usage=None, **kw):  # type: ignore[no-untyped-def]
+            if role == "agent":
+                schemas.append(kw.get("json_schema") or {})
+            return await super().structured(messages, schema, role=role, usage=usage, **kw)
+
+    pool = Recording(
         user_sim=[user("cancel A1")],
-        agent=[call(("get_order", {"order_id": "A1"}))] * 3,
+        agent=[call(("get_order", {"order_id": "A1"}))] * 3 + [answer("Order A1 is still processing.")],
         tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
     )
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=4)
     assert traj.stop_reason == "max_steps" and traj.error is None
-    # Three tool rounds, then one plain answer; every call stays in the transcript.
+    # Three tool rounds, then one answer; every call stays in the transcript.
     assert [m.role for m in traj.messages].count("tool") == 3
     assert traj.messages[-1].role == "assistant" and traj.messages[-1].content == "Order A1 is still processing."
-    assert not traj.messages[-1].tool_calls and len(pool.chats) == 1
+    assert not traj.messages[-1].tool_calls
+    # The last step's grammar has only the answer branch; the earlier ones could call.
+    assert "anyOf" in json.dumps(schemas[0]) and schemas[-1]["properties"]["action"] == {"const": "answer"}
     assert_openai_form(traj)
 
 
