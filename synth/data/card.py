@@ -90,7 +90,21 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         f"- commit: `{run['commit'] or 'unknown'}`{' (with uncommitted changes)' if run['dirty'] else ''}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run["packages"].items())),
     ]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + _eval_section(config))
+
+
+def _eval_section(config: PipelineConfig) -> str:
+    """The run's held-out evaluation, when one was made: the card is rebuilt whole, so the section is too."""
+    from synth.evaluate.report import card_section
+    from synth.evaluate.run import EvalSummary
+
+    saved = config.run_dir / "eval" / "eval.json"
+    if not saved.exists():
+        return ""
+    try:
+        return "\n" + card_section(EvalSummary.model_validate_json(saved.read_text()))
+    except ValueError as exc:  # a half-written or old eval.json must not stop the dataset
+        return f"\n(held-out evaluation in eval/eval.json could not be read: {exc.__class__.__name__})\n"
 
 
 def calibration_lines(cal: dict[str, Any]) -> list[str]:

@@ -124,3 +124,29 @@ def test_dataset_card_takes_its_licence_from_the_model_and_the_real_tools(tmp_pa
     assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "unknown"  # its licence file is missing
     write_card(card, PipelineConfig(), summary, [row("smollm2-135m-instruct", None)])
     assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "apache-2.0"
+
+
+def test_rebuilt_card_keeps_the_runs_heldout_evaluation(tmp_path: Path) -> None:
+    from synth.config import PipelineConfig
+    from synth.data.build import DatasetSummary
+    from synth.data.card import write_card
+    from synth.evaluate.metrics import Scores
+    from synth.evaluate.report import CARD_BEGIN
+    from synth.evaluate.run import EvalSummary, ModelEval
+
+    config = PipelineConfig(runs_dir=tmp_path, run="r")
+    summary = DatasetSummary(path=str(tmp_path), trajectories=0, accepted=0, rejected=0, errored=0)
+    card = tmp_path / "README.md"
+    write_card(card, config, summary, [])
+    assert CARD_BEGIN not in card.read_text()  # no eval yet, no section
+    scores = Scores(episodes=4, calls_attempted=4, calls_valid=3, valid_call_rate=0.75)
+    ev = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
+                     models={"base": ModelEval(name="base", checkpoint="c", served_name="s", overall=scores)})
+    (config.run_dir / "eval").mkdir(parents=True)
+    (config.run_dir / "eval" / "eval.json").write_text(ev.model_dump_json())
+    write_card(card, config, summary, [])  # what `synth dataset` does after an eval
+    text = card.read_text()
+    assert text.count(CARD_BEGIN) == 1 and "2 held-out tasks" in text and "| base | 75% (3/4)" in text
+    (config.run_dir / "eval" / "eval.json").write_text('{"run": ')  # half-written
+    write_card(card, config, summary, [])
+    assert "could not be read" in card.read_text()
