@@ -378,8 +378,6 @@ class RealToolHub:
                 f"Error: tool {name!r} timed out after {self.call_timeout_s:g}s", server=entry.id
             ) from exc
         except McpError as exc:  # protocol errors (bad arguments, a crashed server) are tool errors too
-            if not server.running:
-                raise ToolUnavailable(f"Error: tool {name!r} unavailable: {exc}", server=entry.id) from exc
             raise ToolFailed(f"Error: {exc}", server=entry.id) from exc
         if reply.is_error:
             raise ToolFailed(reply.text, server=entry.id)

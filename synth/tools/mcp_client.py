@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict
 from synth.sim.sandbox import confine_command, runtime_paths
 from synth.tools.servers import ServerEntry, install_root, server_env
 
-__all__ = ["Launch", "McpError", "McpPagingError", "McpServer", "McpSession", "McpTimeout", "ToolReply", "connect",
-           "launch", "result_text"]
+__all__ = ["Launch", "McpClosed", "McpError", "McpPagingError", "McpServer", "McpSession", "McpTimeout", "ToolReply",
+           "connect", "launch", "result_text"]
 
 
 class McpError(Exception):
@@ -45,6 +45,10 @@ class McpError(Exception):
 
 class McpTimeout(McpError, TimeoutError):
     """The server did not answer within the timeout."""
+
+
+class McpClosed(McpError):
+    """The connection is gone: the server exited (or was killed)."""
 
 
 class McpPagingError(McpError):
@@ -186,7 +190,8 @@ class McpSession:
         except TimeoutError as exc:
             raise McpTimeout(f"tool {name!r} timed out after {timeout_s:g}s") from exc
         except Exception as exc:
-            raise McpError(_message(exc)) from exc
+            closed = getattr(getattr(exc, "error", None), "code", None) == mcp_types.CONNECTION_CLOSED
+            raise (McpClosed if closed else McpError)(_message(exc)) from exc
         return ToolReply(text=result_text(result), is_error=bool(getattr(result, "is_error", False)))
 
 
@@ -222,7 +227,7 @@ class McpServer:
 
     @property
     def running(self) -> bool:
-        return self._session is not None
+        return self._session is not None and self.failed is None
 
     async def start(self, tg: anyio.abc.TaskGroup, timeout_s: float) -> None:
         """Start, initialize, list tools; raises McpError (with the server's stderr tail) if it can't."""
@@ -258,9 +263,15 @@ class McpServer:
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any], timeout_s: float) -> ToolReply:
         session = self._session
-        if session is None:
+        if session is None or self.failed:
             raise McpError(self.failed or "the server has stopped")
-        return await session.call_tool(name, arguments, timeout_s)
+        try:
+            return await session.call_tool(name, arguments, timeout_s)
+        except McpClosed as exc:
+            # The process is gone: no later call (or episode) may be sent to it.
+            self.failed = f"the server exited ({exc})"
+            self._stop.set()
+            raise
 
     def stop(self) -> None:
         self._stop.set()

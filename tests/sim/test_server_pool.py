@@ -5,6 +5,7 @@ never share a world."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import anyio
@@ -13,7 +14,7 @@ from test_real_exec import SERVERS, _descendants
 
 from synth.schemas import ToolSpec
 from synth.sim.real_exec import RealToolHub, ServerPool
-from synth.tools.errors import ToolTimeout
+from synth.tools.errors import ToolError, ToolTimeout
 from synth.tools.servers import ensure_installed
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.integration]
@@ -161,5 +162,25 @@ async def test_an_episode_without_real_calls_leases_no_world(specs: list[ToolSpe
         async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
             await hub.call("get_current_time", {"timezone": "UTC"})
         assert pool.stats.worlds == 1 and hub.final_state is not None and hub.final_state["memory"] is None
+    finally:
+        await pool.aclose()
+
+
+async def test_a_server_that_died_is_not_lent_to_the_next_episode(specs: list[ToolSpec]) -> None:
+    before = _servers()
+    pool = ServerPool()
+    try:
+        async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
+            await hub.call("get_current_time", {"timezone": "UTC"})
+            for pid in _servers() - before:
+                os.kill(pid, signal.SIGKILL)
+            await anyio.sleep(0.3)
+            with pytest.raises(ToolError, match="Connection closed"):
+                await hub.call("get_current_time", {"timezone": "UTC"})
+            with pytest.raises(ToolError, match="exited"):  # known dead now: not sent to again
+                await hub.call("get_current_time", {"timezone": "UTC"})
+        async with RealToolHub(SERVERS, specs=specs, pool=pool) as hub:
+            reply = await hub.call("get_current_time", {"timezone": "UTC"})
+        assert '"timezone": "UTC"' in reply.content and pool.stats.starts == 2 and pool.stats.reused == 0
     finally:
         await pool.aclose()
