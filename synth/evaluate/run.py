@@ -198,13 +198,13 @@ async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord,
     from synth.judge.judge import judge_trajectory
     from synth.llm.roles import RoutedPool
     from synth.sim.episode import run_episode
-    from synth.stages.rollouts import _hub
+    from synth.stages.rollouts import agent_hub
 
     recorder = _RecordingPool(agent_pool, default.config)
     pool = RoutedPool(default, {**roles, "agent": recorder})  # type: ignore[dict-item]
     rollouts = config.rollouts.model_copy(update={"coding_runs_code": False})
     servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
-    hub = _hub(agent, servers) if rollouts.real_exec and servers else None
+    hub = agent_hub(agent, servers) if rollouts.real_exec and servers else None
     async with hub if hub is not None else contextlib.nullcontext():
         traj = await run_episode(task, agent, pool, rollouts, seed=task.seed, hub=hub, tool_calling="native")
     traj = traj.model_copy(update={"task_id": task.id, "agent_id": agent.id})

@@ -65,7 +65,8 @@ class RolloutsStage(Stage):
         hub = None
         servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
         if cfg.rollouts.real_exec and servers:
-            hub = _hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined, pool=ctx.cache.get("mcp_pool"))
+            hub = agent_hub(agent, servers, allow_unconfined=cfg.rollouts.allow_unconfined,
+                            pool=ctx.cache.get("mcp_pool"))
         if hub is None:
             traj = await run_episode(task, agent, ctx.llm(), cfg.rollouts, seed=item.seed,
                                      tool_calling=_mode(cfg.llm.tool_calling), free_text=free_text)
@@ -102,7 +103,7 @@ def sample_seed(task_seed: int, sample: int) -> int:
     return task_seed if sample == 0 else sub_seed(task_seed, "sample", sample)
 
 
-def _hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = False,
+def agent_hub(agent: AgentRecord, servers: list[str], *, allow_unconfined: bool = False,
          pool: ServerPool | None = None) -> RealToolHub:
     """A hub over the agent's real servers that knows their tools already, so no server starts before a call."""
     from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
