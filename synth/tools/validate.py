@@ -89,6 +89,7 @@ def schema_problems(schema: Any) -> list[str]:
     problems: list[str] = []
     if schema.get("type", "object") != "object":
         problems.append(f"inputSchema type is {schema.get('type')!r}, must be 'object'")
+    problems.extend(_empty_choices(schema))
     key = hashlib.sha256(json.dumps(schema, sort_keys=True, default=str).encode()).hexdigest()
     if key in _known_valid() or key in _KNOWN_VALID_NEW:
         return problems
@@ -102,6 +103,24 @@ def schema_problems(schema: Any) -> list[str]:
     else:
         _KNOWN_VALID_NEW.add(key)
     return problems
+
+
+def _empty_choices(node: Any, where: str = "") -> list[str]:
+    """``enum`` / ``anyOf`` / ``oneOf`` lists with nothing in them: valid JSON Schema, but no value fits, and vLLM's
+    guided decoding refuses the whole request ("enum array must not be empty", a 400), so every agent step of an
+    agent holding the tool failed (two harvested HeroUI servers had such tools)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}/{key}"
+            if key in ("enum", "anyOf", "oneOf") and isinstance(value, list) and not value:
+                found.append(f"empty {key} at {path or '(root)'}: no value fits, and guided decoding refuses it")
+            else:
+                found.extend(_empty_choices(value, path))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_empty_choices(value, f"{where}/{i}"))
+    return found
 
 
 # Checking a schema against the 2020-12 metaschema costs milliseconds (its dynamic refs), and every stage loads
