@@ -23,6 +23,10 @@ def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:
     return configs
 
 
+EVAL_CARD_SECTION = "card.md"
+"""The file in a run's ``eval/`` that holds the evaluation's section of the dataset card."""
+
+
 def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows: list[dict[str, Any]]) -> None:
     from synth.tools.provenance import licence_section, run_provenance
 
@@ -94,17 +98,10 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
 
 
 def _eval_section(config: PipelineConfig) -> str:
-    """The run's held-out evaluation, when one was made: the card is rebuilt whole, so the section is too."""
-    from synth.evaluate.report import card_section
-    from synth.evaluate.run import EvalSummary
-
-    saved = config.run_dir / "eval" / "eval.json"
-    if not saved.exists():
-        return ""
-    try:
-        return "\n" + card_section(EvalSummary.model_validate_json(saved.read_text()))
-    except ValueError as exc:  # a half-written or old eval.json must not stop the dataset
-        return f"\n(held-out evaluation in eval/eval.json could not be read: {exc.__class__.__name__})\n"
+    """The run's held-out evaluation, when one was made (``synth eval`` leaves its card section in
+    ``eval/card.md``): the card is rebuilt whole, so the section is put back too."""
+    saved = config.run_dir / "eval" / EVAL_CARD_SECTION
+    return "\n" + saved.read_text() if saved.exists() else ""
 
 
 def calibration_lines(cal: dict[str, Any]) -> list[str]:

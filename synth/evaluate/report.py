@@ -128,6 +128,9 @@ def write_report(summary: EvalSummary, out_dir: Path, card: Path | None = None) 
     summary = summary.model_copy(update={"table": str(out_dir / "eval.md"), "plots": plot(summary, out_dir)})
     (out_dir / "eval.md").write_text(markdown(summary))
     (out_dir / "eval.json").write_text(summary.model_dump_json(indent=2))
+    from synth.data.card import EVAL_CARD_SECTION
+
+    (out_dir / EVAL_CARD_SECTION).write_text(card_section(summary))  # `synth dataset` puts it back in a new card
     if card is not None:
         update_card(card, summary)
     return summary

@@ -131,7 +131,7 @@ def test_rebuilt_card_keeps_the_runs_heldout_evaluation(tmp_path: Path) -> None:
     from synth.data.build import DatasetSummary
     from synth.data.card import write_card
     from synth.evaluate.metrics import Scores
-    from synth.evaluate.report import CARD_BEGIN
+    from synth.evaluate.report import CARD_BEGIN, write_report
     from synth.evaluate.run import EvalSummary, ModelEval
 
     config = PipelineConfig(runs_dir=tmp_path, run="r")
@@ -142,11 +142,8 @@ def test_rebuilt_card_keeps_the_runs_heldout_evaluation(tmp_path: Path) -> None:
     scores = Scores(episodes=4, calls_attempted=4, calls_valid=3, valid_call_rate=0.75)
     ev = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
                      models={"base": ModelEval(name="base", checkpoint="c", served_name="s", overall=scores)})
-    (config.run_dir / "eval").mkdir(parents=True)
-    (config.run_dir / "eval" / "eval.json").write_text(ev.model_dump_json())
+    write_report(ev, config.run_dir / "eval", card=card)
+    assert CARD_BEGIN in card.read_text()
     write_card(card, config, summary, [])  # what `synth dataset` does after an eval
     text = card.read_text()
     assert text.count(CARD_BEGIN) == 1 and "2 held-out tasks" in text and "| base | 75% (3/4)" in text
-    (config.run_dir / "eval" / "eval.json").write_text('{"run": ')  # half-written
-    write_card(card, config, summary, [])
-    assert "could not be read" in card.read_text()
