@@ -34,7 +34,9 @@ EVIDENCE_MIN_CHARS = 8
 EVIDENCE_MAX_CHARS = 80
 """Long enough for a quote that proves something; short enough that a small judge cannot ramble in it. At 200, a
 135M judge filled quotes with digits and brackets until 7 of 10 replies were cut at max_tokens and re-sampled
-(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing."""
+(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing. At 80, with the quote
+before the score, it still filled most quotes to the limit (replies of up to 1,426 tokens, the judge 30k of the
+run's 55k): so the score comes first, and a 0 takes no quote."""
 SUMMARY_MAX_CHARS = 120
 TOKENS_PER_CRITERION = 30 + EVIDENCE_MAX_CHARS
 """Room for one score object: about 25 tokens of id, keys and punctuation (SmolLM2's tokenizer), plus a quote at
@@ -56,25 +58,23 @@ def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
 
     def slot(cid: str | None) -> dict[str, Any]:
         ids = [c.id for c in criteria]
-        return {
-            "type": "object",
-            "properties": {
-                "criterion_id": {"const": cid, "type": "string"} if cid else {"type": "string", "enum": ids},
-                "evidence": {
-                    "type": "string",
-                    "maxLength": EVIDENCE_MAX_CHARS,
-                    "description": "A short exact quote from the transcript that supports the score.",
-                },
-                "score": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "maximum": 2,
-                    "description": "0 = not met, 1 = partly met, 2 = fully met.",
-                },
-            },
-            "required": ["criterion_id", "evidence", "score"],
-            "additionalProperties": False,
-        }
+        criterion = {"const": cid, "type": "string"} if cid else {"type": "string", "enum": ids}
+
+        def branch(score: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
+            # The score comes first, so a 0 ends the slot at once: only a score above 0 needs (and gets) a quote.
+            return {
+                "type": "object",
+                "properties": {"criterion_id": criterion, "score": score, "evidence": evidence},
+                "required": ["criterion_id", "score", "evidence"],
+                "additionalProperties": False,
+            }
+
+        return {"anyOf": [
+            branch({"type": "integer", "const": 0, "description": "0 = not met."}, {"type": "string", "const": ""}),
+            branch({"type": "integer", "enum": [1, 2], "description": "1 = partly met, 2 = fully met."},
+                   {"type": "string", "maxLength": EVIDENCE_MAX_CHARS,
+                    "description": "A short exact quote from the transcript that supports the score."}),
+        ]}
 
     n = len(criteria)
     return {

@@ -53,9 +53,18 @@ def test_longest_reply_fits_the_budget(tokenizer) -> None:
 
 def test_schema_bounds_quote_and_summary() -> None:
     schema = judge_json_schema([Criterion(id="grounding", description="d")])
-    slot = schema["properties"]["scores"]["prefixItems"][0]
-    assert slot["properties"]["evidence"]["maxLength"] == EVIDENCE_MAX_CHARS
+    zero, positive = schema["properties"]["scores"]["prefixItems"][0]["anyOf"]
+    assert positive["properties"]["evidence"]["maxLength"] == EVIDENCE_MAX_CHARS
     assert schema["properties"]["summary"]["maxLength"] == SUMMARY_MAX_CHARS
+    # The score is written before the quote, and a 0 takes none: no tokens spent on a quote nobody checks.
+    assert list(zero["properties"]) == ["criterion_id", "score", "evidence"]
+    assert zero["properties"]["score"]["const"] == 0 and zero["properties"]["evidence"]["const"] == ""
+    import jsonschema
+    slot = schema["properties"]["scores"]["prefixItems"][0]
+    jsonschema.validate({"criterion_id": "grounding", "score": 0, "evidence": ""}, slot)
+    jsonschema.validate({"criterion_id": "grounding", "score": 2, "evidence": "It is sunny"}, slot)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"criterion_id": "grounding", "score": 0, "evidence": "rambling quote"}, slot)
 
 
 async def test_judge_request_asks_for_the_budget() -> None:
