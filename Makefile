@@ -8,11 +8,12 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish test test-fast test-all test-gpu lint bench bench-scale bench-optim study clean
+        report publish test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
 	@echo "make test       set up and run the tests (unit + integration with the real embedded server)"
+	@echo "make test-slow  the slow tier (two real vLLM replicas, DDP on CPU); CI runs it too"
 	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
 	@echo "make bench-scale  the orchestration's own CPU per call and per trajectory (instant endpoint) -> bench/results/"
 	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
@@ -91,6 +92,10 @@ test: model
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration and not slow and not gpu" -q
+
+# The slow tier (two real vLLM replicas, DDP on CPU): minutes each on 2 cores; CI runs it after `make test`.
+test-slow: model
+	$(BIN)/python -m pytest -m "slow and not gpu" -q
 
 test-all: model
 	$(BIN)/python -m pytest -m "not gpu" -q
