@@ -31,17 +31,18 @@ from synth.schemas.verdict import CheckResult, CriterionScore, JudgeReply, Verdi
 EVIDENCE_MIN_CHARS = 8
 """A positive score needs a quote this long (normalized) at least: shorter ones match almost anything."""
 
-EVIDENCE_MAX_CHARS = 80
+EVIDENCE_MAX_CHARS = 40
 """Long enough for a quote that proves something; short enough that a small judge cannot ramble in it. At 200, a
 135M judge filled quotes with digits and brackets until 7 of 10 replies were cut at max_tokens and re-sampled
-(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing. At 80, with the quote
-before the score, it still filled most quotes to the limit (replies of up to 1,426 tokens, the judge 30k of the
-run's 55k): so the score comes first, and a 0 takes no quote."""
-SUMMARY_MAX_CHARS = 120
-TOKENS_PER_CRITERION = 30 + EVIDENCE_MAX_CHARS
-"""Room for one score object: about 25 tokens of id, keys and punctuation (SmolLM2's tokenizer), plus a quote at
+(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing. At 80 it still filled
+most
+quotes to the limit with "1.1.1." or "1000..." (replies of up to 1,426 tokens, the judge 30k of the run's 55k
+tokens); asked for the score first, it chose 1 and a full quote nearly every time (41k). A real quote fits in 40."""
+SUMMARY_MAX_CHARS = 80
+TOKENS_PER_CRITERION = 40 + EVIDENCE_MAX_CHARS
+"""Room for one score object: 25-35 tokens of id, keys and punctuation (SmolLM2's tokenizer), plus a quote at
 its worst of one token per character, so a reply within the schema's lengths is never cut."""
-SUMMARY_TOKENS = 20 + SUMMARY_MAX_CHARS
+SUMMARY_TOKENS = 30 + SUMMARY_MAX_CHARS
 
 
 class RequestRejected(ReplyInvalid):
@@ -60,20 +61,21 @@ def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
         ids = [c.id for c in criteria]
         criterion = {"const": cid, "type": "string"} if cid else {"type": "string", "enum": ids}
 
-        def branch(score: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
-            # The score comes first, so a 0 ends the slot at once: only a score above 0 needs (and gets) a quote.
+        def branch(evidence: dict[str, Any], score: dict[str, Any]) -> dict[str, Any]:
+            # The quote comes first and decides what may follow: no quote, no score above 0.
             return {
                 "type": "object",
-                "properties": {"criterion_id": criterion, "score": score, "evidence": evidence},
-                "required": ["criterion_id", "score", "evidence"],
+                "properties": {"criterion_id": criterion, "evidence": evidence, "score": score},
+                "required": ["criterion_id", "evidence", "score"],
                 "additionalProperties": False,
             }
 
         return {"anyOf": [
-            branch({"type": "integer", "const": 0, "description": "0 = not met."}, {"type": "string", "const": ""}),
-            branch({"type": "integer", "enum": [1, 2], "description": "1 = partly met, 2 = fully met."},
-                   {"type": "string", "maxLength": EVIDENCE_MAX_CHARS,
-                    "description": "A short exact quote from the transcript that supports the score."}),
+            branch({"type": "string", "const": ""}, {"type": "integer", "const": 0, "description": "0 = not met."}),
+            branch({"type": "string", "minLength": EVIDENCE_MIN_CHARS, "maxLength": EVIDENCE_MAX_CHARS,
+                    "description": "A short exact quote from the transcript that supports the score."},
+                   {"type": "integer", "minimum": 0, "maximum": 2,
+                    "description": "0 = not met, 1 = partly met, 2 = fully met."}),
         ]}
 
     n = len(criteria)

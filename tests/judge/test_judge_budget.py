@@ -56,15 +56,15 @@ def test_schema_bounds_quote_and_summary() -> None:
     zero, positive = schema["properties"]["scores"]["prefixItems"][0]["anyOf"]
     assert positive["properties"]["evidence"]["maxLength"] == EVIDENCE_MAX_CHARS
     assert schema["properties"]["summary"]["maxLength"] == SUMMARY_MAX_CHARS
-    # The score is written before the quote, and a 0 takes none: no tokens spent on a quote nobody checks.
-    assert list(zero["properties"]) == ["criterion_id", "score", "evidence"]
+    # The quote comes first; an empty one allows only a 0.
+    assert list(zero["properties"]) == ["criterion_id", "evidence", "score"]
     assert zero["properties"]["score"]["const"] == 0 and zero["properties"]["evidence"]["const"] == ""
     import jsonschema
     slot = schema["properties"]["scores"]["prefixItems"][0]
     jsonschema.validate({"criterion_id": "grounding", "score": 0, "evidence": ""}, slot)
     jsonschema.validate({"criterion_id": "grounding", "score": 2, "evidence": "It is sunny"}, slot)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"criterion_id": "grounding", "score": 0, "evidence": "rambling quote"}, slot)
+        jsonschema.validate({"criterion_id": "grounding", "score": 2, "evidence": ""}, slot)
 
 
 async def test_judge_request_asks_for_the_budget() -> None:
