@@ -241,7 +241,9 @@ class LLMPool:
         if RECORD_ENV in os.environ:
             _record_request(Path(os.environ[RECORD_ENV]), role, messages, params)
         state = _Attempts()
-        deadline = self.timeout_s
+        # llm.timeout_s is the deadline of an llm.max_tokens reply; a request that may write more (the judge's
+        # one slot per criterion) gets proportionally more, or it would time out on a slow server by design.
+        deadline = self.timeout_s * max(1.0, params["max_tokens"] / max(self.config.max_tokens, 1))
         try:
             async for attempt in AsyncRetrying(
                 stop=lambda rs: state.down > self.config.max_retries or state.slow > self.config.slow_retries,

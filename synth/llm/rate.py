@@ -17,13 +17,13 @@ from synth.config import EndpointConfig, PipelineConfig
 
 PROMPT = [{"role": "user", "content": "Describe, step by step, how a library tracks the books it lends."}]
 
-# The default run, measured end to end on the embedded server: the completion tokens it generates (55.3k: judge
-# 30.2k, rollouts 19.0k, tasks 4.0k, tools 1.5k, agents 0.6k) and, fitted from its wall time (483 s with 239 tokens/s
-# batched and 46 single-stream measured before it), the part that runs one stream at a time (multi-turn episodes'
-# last turns, the tools stage's generations), in tokens. Fresh clone, fp32 forced, 2-core AMD EPYC, 2026-12-01.
-# Rough by design: a user on a slow CPU needs the order of magnitude, not the minute.
-DEFAULT_RUN_COMPLETION_TOKENS = 55_000
-DEFAULT_RUN_SERIAL_TOKENS = 11_500
+# The default run, measured end to end on the embedded server: the completion tokens it generates (72.6k: judge
+# 35.3k, rollouts 30.5k, tasks 4.7k, tools 1.5k, agents 0.7k; 45 episodes) and, fitted from its wall time (661 s
+# with 260 tokens/s batched and 41 single-stream measured before it), the part that runs one stream at a time
+# (multi-turn episodes' last turns, the tools stage's generations, stage start-up), in tokens. Fresh clone, fp32
+# forced, 2-core AMD EPYC, 2026-12-01 13:40 UTC. Rough by design: a user on a slow CPU needs the order of magnitude.
+DEFAULT_RUN_COMPLETION_TOKENS = 72_600
+DEFAULT_RUN_SERIAL_TOKENS = 15_500
 
 
 class RateProbe(BaseModel):

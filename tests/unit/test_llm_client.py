@@ -157,6 +157,16 @@ async def test_slow_but_healthy_server_gets_a_longer_deadline() -> None:
     assert pool._endpoints[0].failures == 0
 
 
+async def test_longer_reply_gets_a_proportionally_longer_deadline() -> None:
+    # 1.5 s to answer, llm.timeout_s 1 s for a 100-token reply: a 200-token request gets 2 s and one try.
+    async with FakeServer(lambda n, b: (200, completion("long")), delay_for=lambda n: 1.5) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)],
+                       LLMConfig(max_retries=0, slow_retries=0, timeout_s=1.0, max_tokens=100, model="fake-model"))
+        result = await pool.chat([{"role": "user", "content": "hi"}], role="judge", max_tokens=200)
+        await pool.aclose()
+    assert result.content == "long" and len(server.requests) == 1 and server.health_checks == 0
+
+
 async def test_request_stalling_on_healthy_server_is_a_row_error_not_unavailable() -> None:
     async with FakeServer(lambda n, b: (200, completion("never")), delay_s=3) as server:
         pool = LLMPool([EndpointConfig(base_url=server.url)],
