@@ -158,9 +158,9 @@ async def run_episode(
                     # that may only answer gets the answer, and the loop it made stays for the checks to judge.
                     # (Free text was tried first: the 135M wrote its answer as a JSON call, copying the transcript.)
                     stage = "agent"
+                    # (A free-text episode never gets here: its steps call no tool.)
                     msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
-                                                 usage=usage, mode=tool_calling, free_text=text,
-                                                 answer_only=not text)
+                                                 usage=usage, mode=tool_calling, answer_only=True)
                     step += 1
                     messages.append(msg)
                 break
