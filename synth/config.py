@@ -128,6 +128,11 @@ class TasksStageConfig(Strict):
 class RolloutsStageConfig(Strict):
     max_turns: int = Field(default=3, ge=1, description="User turns per episode.")
     max_steps: int = Field(default=3, ge=1, description="Agent steps (tool rounds) per user turn.")
+    max_calls_per_step: int = Field(
+        default=2, ge=1, le=4,
+        description="Parallel tool calls one agent step may make (schema mode). Each call is simulated in turn, so "
+        "a step of 4 calls made a small model's episodes chains of up to 21 requests, the run's slowest part.",
+    )
     final_answer: bool = Field(
         default=True,
         description="When a turn reaches max_steps still calling tools, ask the agent once more for a plain answer "
@@ -176,6 +181,19 @@ class JudgeStageConfig(Strict):
     calibration_min_pairs: int = Field(
         default=8, ge=1, description="auto: trajectories judged by both a criterion and code checks before the "
         "criterion's agreement counts at all.")
+    llm_rows: Literal["needed", "all"] = Field(
+        default="needed",
+        description="Which trajectories the LLM judge scores. needed: those whose acceptance it can change under "
+        "`accept` (llm: all; auto and both: those no code check rejected; verifiable: none), plus the calibration "
+        "sample; all: every trajectory. On the default run a code check rejects most rows, and judging them was "
+        "half of all generated tokens.",
+    )
+    calibration_share: float = Field(
+        default=0.3, gt=0, le=1,
+        description="llm_rows=needed: share of trajectories (fixed by row id) the LLM judge scores whatever the "
+        "code checks say. Calibration is measured on this uniform sample alone, so rows judged because they "
+        "passed do not bias the agreement.",
+    )
 
 
 class RayConfig(Strict):

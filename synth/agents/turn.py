@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["schema", "native", "auto"]
 MAX_CALLS = 4
-"""Parallel tool calls one step may make; more would let a weak model loop inside one reply."""
+"""Parallel tool calls one step may make at most (``rollouts.max_calls_per_step`` chooses up to this); more would
+let a weak model loop inside one reply."""
 
 
 class CallChoice(BaseModel):
@@ -150,7 +151,8 @@ enough for millisecond timestamps and byte counts."""
 
 
 def action_schema(
-    tools: list[dict[str, Any]], *, typed: bool = True, max_chars: int | None = None, call_only: bool = False
+    tools: list[dict[str, Any]], *, typed: bool = True, max_chars: int | None = None, call_only: bool = False,
+    max_calls: int = MAX_CALLS,
 ) -> dict[str, Any]:
     """The JSON Schema sent to the server for one schema-mode step (``call_only``: no answer branch, the step
     must call one of ``tools``)."""
@@ -193,7 +195,7 @@ def action_schema(
         "type": "object",
         "properties": {
             "action": {"const": "call"},
-            "calls": {"type": "array", "items": items, "minItems": 1, "maxItems": MAX_CALLS},
+            "calls": {"type": "array", "items": items, "minItems": 1, "maxItems": max_calls},
         },
         "required": ["action", "calls"],
         "additionalProperties": False,
@@ -336,6 +338,7 @@ async def _schema_step(
     usage: UsageByRole | None,
     require_tool: str | None = None,
     answer_only: bool = False,
+    max_calls: int = MAX_CALLS,
 ) -> tuple[Message, str | None]:
     transcript = schema_transcript(messages, tools)
     # The model still sees every tool; only the grammar narrows to a call of the required one (or to an answer).
@@ -349,7 +352,7 @@ async def _schema_step(
     try:
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
                                        json_schema=action_schema(allowed, typed=typed, max_chars=budget,
-                                                                 call_only=call_only))
+                                                                 call_only=call_only, max_calls=max_calls))
     except openai.BadRequestError as exc:
         if not typed or not _is_schema_rejection(exc):
             raise
@@ -357,7 +360,7 @@ async def _schema_step(
         _UNCOMPILABLE.add(key)
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
                                        json_schema=action_schema(allowed, typed=False, max_chars=budget,
-                                                                 call_only=call_only))
+                                                                 call_only=call_only, max_calls=max_calls))
     root = action.root
     return _to_message(root, seed), _dumps(root.model_dump())
 
@@ -447,6 +450,7 @@ async def agent_step(
     require_tool: str | None = None,
     free_text: bool = False,
     answer_only: bool = False,
+    max_calls: int = MAX_CALLS,
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
 
@@ -454,6 +458,7 @@ async def agent_step(
     ``answer_only``: the step must answer, calling no tool (``tool_choice="none"``; in schema mode the grammar has
     only the answer branch), while the model still sees the tools and the calls it made.
     ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
+    ``max_calls``: parallel calls the step may make (schema mode: the grammar's bound; native mode has none).
 
     Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
     when no endpoint answers.
@@ -471,5 +476,5 @@ async def agent_step(
                                   answer_only=answer_only)
     if mode in ("schema", "auto"):
         return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
-                                  answer_only=answer_only)
+                                  answer_only=answer_only, max_calls=max_calls)
     raise ValueError(f"unknown tool-calling mode {mode!r}; use 'schema', 'native' or 'auto'")

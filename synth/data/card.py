@@ -113,13 +113,20 @@ def calibration_lines(cal: dict[str, Any]) -> list[str]:
              "Agreement between the LLM judge and the code checks on trajectories where both apply (the code's "
              "decision is the reference; a criterion counts as met when scored above 0). Kappa is agreement beyond "
              f"chance. `auto` trusts a criterion at agreement >= {cal.get('trust_agreement')}, kappa above 0, over "
-             f"at least {cal.get('min_pairs')} pairs.", "",
+             f"at least {cal.get('min_pairs')} pairs.{_sample_note(cal.get('sample_share', 1.0))}", "",
              "| | pairs | agreement | kappa | both pass | code only | judge only | both fail | trusted |",
              "|---|---|---|---|---|---|---|---|---|",
              _cal_row("overall (judge's decision)", overall, None)]
     for cid, a in cal.get("criteria", {}).items():
         lines.append(_cal_row(cid, a, a.get("trusted")))
     return [*lines, ""]
+
+
+def _sample_note(share: float) -> str:
+    if share >= 1:
+        return ""
+    return (f" Measured on a uniform sample of about {share:.0%} of the trajectories, fixed by row id "
+            "(`judge.calibration_share`); outside it the judge scored only rows a code check had not rejected.")
 
 
 def _cal_row(name: str, a: dict[str, Any], trusted: bool | None) -> str:

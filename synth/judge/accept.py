@@ -109,7 +109,8 @@ def run_acceptance(records: Iterable[VerdictRecord], tasks: dict[str, TaskRecord
     """Calibrate on every verdict of the run, then decide each one: {row id: acceptance}, calibration."""
     rows = [r for r in records if r.verdict is not None]
     calibration = calibrate((r.verdict for r in rows if r.verdict), trust_agreement=cfg.trust_agreement,
-                            min_pairs=cfg.calibration_min_pairs)
+                            min_pairs=cfg.calibration_min_pairs,
+                            sample_share=cfg.calibration_share if cfg.llm_rows == "needed" else 1.0)
     out: dict[str, Acceptance] = {}
     for r in rows:
         task = tasks.get(r.task_id)

@@ -8,6 +8,10 @@ usable reply), the code's decision is taken as the reference and compared with
 
 Agreement is the share of pairs where both say the same. Cohen's kappa is reported beside it because a judge
 that always says "fail" agrees with code that nearly always fails, and kappa shows that this is chance.
+
+Only rows of the calibration sample count (``Verdict.calibration``: a uniform share of rows fixed by id, or all of
+them with ``judge.llm_rows=all``). Rows the judge scored because no code check had rejected them are left out:
+counting them would tilt the agreement toward rows that passed.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class Calibration(BaseModel):
     criteria: dict[str, Agreement] = Field(default_factory=dict)
     trust_agreement: float = Field(description="The level a criterion's agreement must reach to be trusted.")
     min_pairs: int = Field(description="Pairs a criterion needs before its agreement counts.")
+    sample_share: float = Field(default=1.0, description="Share of the run's rows in the calibration sample.")
 
     def trusted(self, criterion_id: str) -> bool:
         """Whether ``auto`` lets this criterion's score decide: enough pairs, agreement at the level, and better
@@ -80,20 +85,22 @@ class Calibration(BaseModel):
         return sorted(c for c in self.criteria if self.trusted(c))
 
     def summary(self) -> dict:
-        return {"trust_agreement": self.trust_agreement, "min_pairs": self.min_pairs,
+        return {"trust_agreement": self.trust_agreement, "min_pairs": self.min_pairs, "sample_share": self.sample_share,
                 "overall": self.overall.summary(),
                 "criteria": {c: {**a.summary(), "trusted": self.trusted(c)} for c, a in sorted(self.criteria.items())},
                 "trusted_criteria": self.trusted_criteria}
 
 
 def paired(verdict: Verdict) -> bool:
-    """Both sides apply: a usable trajectory, outcome-verifying code checks, and a usable judge reply."""
-    return (verdict.eligible and verdict.verifiable and verdict.code_passed is not None
+    """Both sides apply: a usable trajectory in the calibration sample, outcome-verifying code checks, and a
+    usable judge reply."""
+    return (verdict.eligible and verdict.calibration and verdict.verifiable and verdict.code_passed is not None
             and verdict.llm_passed is not None and bool(verdict.scores))
 
 
-def calibrate(verdicts: Iterable[Verdict], *, trust_agreement: float, min_pairs: int) -> Calibration:
-    cal = Calibration(trust_agreement=trust_agreement, min_pairs=min_pairs)
+def calibrate(verdicts: Iterable[Verdict], *, trust_agreement: float, min_pairs: int,
+              sample_share: float = 1.0) -> Calibration:
+    cal = Calibration(trust_agreement=trust_agreement, min_pairs=min_pairs, sample_share=sample_share)
     for v in verdicts:
         if not paired(v):
             continue

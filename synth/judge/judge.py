@@ -7,11 +7,15 @@ The decision rule (``decide``): every code check passes, no required criterion s
 score reaches ``pass_threshold``. The judge model is distrusted on purpose: a score above 0 must come with
 evidence quoted from the transcript, and a quote that is not there drops the score to 0, because a small judge
 invents quotes as readily as the agent invents tool results.
+
+The judge model scores only what acceptance can use (``judge.llm_rows``): a row a code check already rejects is
+scored only when it falls in the run's uniform calibration sample (``judge.calibration_share``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import statistics
 from typing import Any
 
@@ -241,6 +245,29 @@ def _code_passed(checks: list[CheckResult]) -> bool | None:
     return all(c.passed for c in checks) if checks else None
 
 
+CALIBRATION_SALT = "synth-calibration-v1"
+
+
+def in_calibration_sample(row_id: str, share: float) -> bool:
+    """Whether the row is in the run's uniform calibration sample: about ``share`` of rows, fixed by the id."""
+    digest = hashlib.sha256(f"{CALIBRATION_SALT}:{row_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def skip_llm_reason(code_passed: bool | None, cfg: JudgeStageConfig) -> str | None:
+    """Why the LLM judge need not score a row outside the calibration sample (None: it must).
+
+    Only what acceptance (``synth.judge.accept``) can use is asked for: under ``auto`` and ``both`` a failed code
+    check rejects the row whatever the judge says, and ``verifiable`` never reads the judge."""
+    if cfg.llm_rows == "all" or cfg.accept == "llm":
+        return None
+    if cfg.accept == "verifiable":
+        return "judge.accept=verifiable decides on the code checks alone"
+    if code_passed is False:
+        return f"a code check already rejects it under judge.accept={cfg.accept}"
+    return None
+
+
 async def judge_trajectory(
     traj: TrajectoryRecord,
     task: TaskRecord,
@@ -272,6 +299,13 @@ async def judge_trajectory(
     if not criteria:
         passed, score, reasons = decide(checks, [], [], cfg)
         return Verdict(passed=passed, score=score, checks=checks, reasons=reasons, samples=0, **sides)
+    sides["calibration"] = cfg.llm_rows == "all" or in_calibration_sample(traj.id, cfg.calibration_share)
+    skip = None if sides["calibration"] else skip_llm_reason(sides["code_passed"], cfg)
+    if skip is not None:
+        reasons = [f"code check {r.check_id} failed: {r.detail}" for r in checks if not r.passed]
+        return Verdict(passed=False, score=0.0, checks=checks, samples=0, **sides,
+                       reasons=reasons or ["the LLM judge was not asked"],
+                       notes=[f"LLM judge not asked (judge.llm_rows=needed, outside the calibration sample): {skip}"])
 
     messages = _judge_messages(traj, task, criteria)
     schema = judge_json_schema(criteria)

@@ -75,7 +75,8 @@ def _calibration(cal: dict) -> list[str]:
     body = row("overall (judge's decision)", cal.get("overall", {}), None) + "".join(
         row(cid, c, c.get("trusted")) for cid, c in cal.get("criteria", {}).items())
     return [f"<h2>judge calibration: LLM judge vs code checks (auto trusts agreement &ge; "
-            f"{cal.get('trust_agreement')} and kappa &gt; 0 over &ge; {cal.get('min_pairs')} pairs)</h2>",
+            f"{cal.get('trust_agreement')} and kappa &gt; 0 over &ge; {cal.get('min_pairs')} pairs; sample: "
+            f"{cal.get('sample_share', 1.0):.0%} of rows)</h2>",
             f"<table>{head}{body}</table>"]
 
 

@@ -49,6 +49,11 @@ class Verdict(BaseModel):
         description="The code checks verify the task's outcome (arguments, final state, reported value, or code "
         "tests), not only that some tool was or was not called: code alone may accept it.",
     )
+    calibration: bool = Field(
+        default=True,
+        description="Counts in the run's judge calibration: the row is in the uniform calibration sample "
+        "(judge.calibration_share), or every row is judged (judge.llm_rows=all).",
+    )
     llm_passed: bool | None = Field(
         default=None,
         description="The LLM judge's decision on its criteria alone (required criteria above 0, weighted score "

@@ -140,7 +140,8 @@ async def run_episode(
                 stage = "agent"
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
                                              usage=usage, mode=tool_calling,
-                                             require_tool=first_call if step == 0 else None, free_text=text)
+                                             require_tool=first_call if step == 0 else None, free_text=text,
+                                             max_calls=cfg.max_calls_per_step)
                 step += 1
                 messages.append(msg)
                 if not msg.tool_calls:

@@ -485,3 +485,22 @@ async def test_free_text_coding_episode_opens_verbatim_and_calls_no_tool() -> No
                                  answer("done")], user_sim=[user("ok", stop=True)])
     traj = await run_episode(task, agent, forced, cfg, seed=0)
     assert traj.required_first_call == "run_python"
+
+
+async def test_parallel_calls_per_step_follow_the_config() -> None:
+    """rollouts.max_calls_per_step bounds the grammar's calls array (each call is simulated in turn)."""
+    schemas: list[dict] = []
+
+    class Recording(ScriptedPool):
+        async def structured(self, messages, schema, *, role, usage=None, **kw):  # type: ignore[no-untyped-def]
+            if role == "agent":
+                schemas.append(kw.get("json_schema") or {})
+            return await super().structured(messages, schema, role=role, usage=usage, **kw)
+
+    for limit in (1, 3):
+        schemas.clear()
+        pool = Recording(user_sim=[user("hi")], agent=[answer("Hello.")])
+        cfg = NO_FAULTS.model_copy(update={"max_calls_per_step": limit, "max_turns": 1})
+        await run_episode(TASK, AGENT, pool, cfg, seed=5)
+        call_branch = next(b for b in schemas[0]["anyOf"] if b["properties"]["action"] == {"const": "call"})
+        assert call_branch["properties"]["calls"]["maxItems"] == limit
