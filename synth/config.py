@@ -127,7 +127,11 @@ class TasksStageConfig(Strict):
 
 class RolloutsStageConfig(Strict):
     max_turns: int = Field(default=3, ge=1, description="User turns per episode.")
-    max_steps: int = Field(default=3, ge=1, description="Agent steps (tool rounds) per user turn.")
+    max_steps: int = Field(
+        default=2, ge=1,
+        description="Agent steps (tool rounds) per user turn; a turn that reaches it gets one answer-only step "
+        "(final_answer). 2 keeps a retry after a failed call; at 3 the longest episodes (a small model calling "
+        "one tool until the limit) were the rollouts stage's tail.")
     max_calls_per_step: int = Field(
         default=2, ge=1, le=4,
         description="Parallel tool calls one agent step may make (schema mode). Each call is simulated in turn, so "
