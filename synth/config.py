@@ -163,7 +163,7 @@ class RolloutsStageConfig(Strict):
         "use llm.tool_calling. The 135M model wrote passing code in free text, never through a JSON run_python call.",
     )
     samples: int = Field(
-        default=4, ge=1, le=64,
+        default=3, ge=1, le=64,
         description="Episodes per task (best-of-N rejection sampling, as in K2): each its own seed and row id.",
     )
 

@@ -72,8 +72,10 @@ class TaskDraft(BaseModel):
         max_length=4,
         description="Short exact values (names, numbers, ids) the final answer must mention.",
     )
+    # Two at most: each one is a slot the judge writes a quote and a score for on every judged trajectory (about
+    # 70 tokens), beside the 8 core and prescriptive criteria; four made the judge's replies the run's longest.
     criteria: list[DraftCriterion] = Field(
-        default_factory=list, max_length=4, description="Success criteria specific to this task."
+        default_factory=list, max_length=2, description="Success criteria specific to this task."
     )
 
 
