@@ -17,13 +17,15 @@ from synth.config import EndpointConfig, PipelineConfig
 
 PROMPT = [{"role": "user", "content": "Describe, step by step, how a library tracks the books it lends."}]
 
-# The default run, measured end to end on the embedded server: the completion tokens it generates (72.6k: judge
-# 35.3k, rollouts 30.5k, tasks 4.7k, tools 1.5k, agents 0.7k; 45 episodes) and, fitted from its wall time (661 s
-# with 260 tokens/s batched and 41 single-stream measured before it), the part that runs one stream at a time
-# (multi-turn episodes' last turns, the tools stage's generations, stage start-up), in tokens. Fresh clone, fp32
-# forced, 2-core AMD EPYC, 2026-12-01 13:40 UTC. Rough by design: a user on a slow CPU needs the order of magnitude.
-DEFAULT_RUN_COMPLETION_TOKENS = 72_600
-DEFAULT_RUN_SERIAL_TOKENS = 15_500
+# The default run, measured end to end on the embedded server (fresh clone, fp32 forced, 2-core AMD EPYC,
+# 2026-12-01): the completion tokens it generates (26.5k: rollouts 15.1k, judge 4.9k, tasks 4.4k, tools 1.5k,
+# agents 0.7k; 34 episodes), and the part that runs one stream at a time (the longest episodes' chains of
+# requests, the tools stage's generations, stage start-up), in tokens. Fitted on two runs of the same rows: 294 s
+# at 42 tokens/s single-stream and 234 batched, and 823 s with the server throttled to the AVX2-only machine's
+# rates (10.5 and 69). The fit says 256 s and 953 s for them: rough by design, and high on a slow CPU rather than
+# low, since a user there needs to know what is coming.
+DEFAULT_RUN_COMPLETION_TOKENS = 26_500
+DEFAULT_RUN_SERIAL_TOKENS = 6_000
 
 
 class RateProbe(BaseModel):
@@ -78,7 +80,7 @@ def expected_run_s(config: PipelineConfig, probe: RateProbe, endpoints: int = 1)
     (steps that wait on one stream: the first rows of each stage, the last turns of the longest episode) runs at
     the single-stream rate, the rest at the batched rate of all endpoints together.
     """
-    default_tasks, default_turns, default_samples = 6 * 2, 3, 4
+    default_tasks, default_turns, default_samples = 6 * 2, 3, 3
     scale = (config.agents.count * config.tasks.per_agent / default_tasks) \
         * (config.rollouts.max_turns / default_turns) * (config.rollouts.samples / default_samples)
     batched = max(probe.batched_tokens_per_s * endpoints, 1e-3)
