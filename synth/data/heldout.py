@@ -21,10 +21,15 @@ if TYPE_CHECKING:
 SALT = "synth-heldout-v1"
 
 
+def stable_fraction(key: str, salt: str) -> float:
+    """A number in [0, 1) fixed by the key (and the salt, so that two uses of it pick unrelated rows)."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def heldout_fraction(key: str) -> float:
     """A number in [0, 1) fixed by the key."""
-    digest = hashlib.sha256(f"{SALT}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return stable_fraction(key, SALT)
 
 
 def is_heldout(key: str, share: float) -> bool:

@@ -15,13 +15,13 @@ scored only when it falls in the run's uniform calibration sample (``judge.calib
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import statistics
 from typing import Any
 
 import openai
 
 from synth.config import JudgeStageConfig
+from synth.data.heldout import stable_fraction
 from synth.judge.checks import final_answer, run_checks
 from synth.judge.code_tests import run_python_tests
 from synth.judge.transcript import evidence_found, evidence_haystacks, render_transcript
@@ -184,11 +184,15 @@ def weighted_score(scores: list[CriterionScore], criteria: list[Criterion]) -> f
     return sum(weights[s.criterion_id] * s.score / 2 for s in scores if s.criterion_id in weights) / total
 
 
+def _code_reasons(checks: list[CheckResult]) -> list[str]:
+    return [f"code check {r.check_id} failed: {r.detail}" for r in checks if not r.passed]
+
+
 def decide(
     checks: list[CheckResult], scores: list[CriterionScore], criteria: list[Criterion], cfg: JudgeStageConfig
 ) -> tuple[bool, float, list[str]]:
     """The pass rule; returns (passed, weighted score, reasons it failed)."""
-    reasons = [f"code check {r.check_id} failed: {r.detail}" for r in checks if not r.passed]
+    reasons = _code_reasons(checks)
     required = {c.id for c in criteria if c.required}
     for s in scores:
         if s.criterion_id in required and s.score == 0:
@@ -250,8 +254,7 @@ CALIBRATION_SALT = "synth-calibration-v1"
 
 def in_calibration_sample(row_id: str, share: float) -> bool:
     """Whether the row is in the run's uniform calibration sample: about ``share`` of rows, fixed by the id."""
-    digest = hashlib.sha256(f"{CALIBRATION_SALT}:{row_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+    return stable_fraction(row_id, CALIBRATION_SALT) < share
 
 
 def skip_llm_reason(code_passed: bool | None, cfg: JudgeStageConfig) -> str | None:
@@ -302,9 +305,8 @@ async def judge_trajectory(
     sides["calibration"] = cfg.llm_rows == "all" or in_calibration_sample(traj.id, cfg.calibration_share)
     skip = None if sides["calibration"] else skip_llm_reason(sides["code_passed"], cfg)
     if skip is not None:
-        reasons = [f"code check {r.check_id} failed: {r.detail}" for r in checks if not r.passed]
         return Verdict(passed=False, score=0.0, checks=checks, samples=0, **sides,
-                       reasons=reasons or ["the LLM judge was not asked"],
+                       reasons=_code_reasons(checks) or ["the LLM judge was not asked"],
                        notes=[f"LLM judge not asked (judge.llm_rows=needed, outside the calibration sample): {skip}"])
 
     messages = _judge_messages(traj, task, criteria)
