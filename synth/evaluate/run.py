@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig
+from synth.config import EmbeddedConfig, EndpointConfig, JudgeStageConfig, PipelineConfig
 from synth.evaluate.metrics import CallStats, EpisodeScore, Scores, aggregate, episode_score, reply_calls
 from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.schemas.ids import eval_id
@@ -192,6 +192,12 @@ def serve_under_test(config: PipelineConfig, name: str, checkpoint: Path) -> Ite
             server.stop(emb)
 
 
+def eval_judge_config(config: PipelineConfig) -> JudgeStageConfig:
+    """The run's judge settings, but scoring every episode: the judge score is a metric of the evaluation, and
+    leaving out the episodes a code check failed (``judge.llm_rows=needed``) would raise it."""
+    return config.judge.model_copy(update={"llm_rows": "all"})
+
+
 async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord, default: LLMPool,
                    roles: dict[str, LLMPool], agent_pool: LLMPool, row_id: str, name: str,
                    checkpoint: str) -> EvalRecord:
@@ -210,7 +216,7 @@ async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord,
     traj = traj.model_copy(update={"task_id": task.id, "agent_id": agent.id})
     usage = traj.usage.model_copy(deep=True)
     verdict = await judge_trajectory(traj, task, RoutedPool(default, roles, primary="judge"),  # type: ignore[arg-type]
-                                     config.judge, seed=task.seed, usage=usage)
+                                     eval_judge_config(config), seed=task.seed, usage=usage)
     calls = CallStats()
     for reply in recorder.replies:
         calls.merge(reply_calls(reply, agent.tools))

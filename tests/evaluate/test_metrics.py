@@ -147,3 +147,24 @@ async def test_episode_pool_routes_roles_and_records_the_agent() -> None:
     assert agent.seen == ["agent"] and run_pool.seen == ["user_sim"]
     assert recorder.replies == [{"content": "under-test says hi", "tool_calls": []}]
     assert await pool.model() == "under-test" and pool.config.max_tokens == 512
+
+
+async def test_eval_judges_every_episode_whatever_llm_rows_says() -> None:
+    """The judge score is an eval metric: an episode a code check failed is still scored (judge.llm_rows=needed
+    would skip it outside the calibration sample, and the mean would rise)."""
+    from synth.config import PipelineConfig
+    from synth.evaluate.run import eval_judge_config
+    from synth.judge.judge import in_calibration_sample, judge_trajectory
+    from tests.fakes import ScriptedPool
+    from tests.judge.judge_helpers import weather_task, weather_trajectory
+
+    config = PipelineConfig()
+    assert config.judge.llm_rows == "needed" and eval_judge_config(config).llm_rows == "all"
+    outside = next(f"traj-{i}" for i in range(1000) if not in_calibration_sample(f"traj-{i}", 0.3))
+    traj = weather_trajectory(final="It is sunny in Paris right now.", id=outside)  # fails mentions_18
+    reply = {"scores": [{"criterion_id": "grounding", "evidence": '{"temp_c": 18, "sky": "sunny"}', "score": 2},
+                        {"criterion_id": "helpfulness", "evidence": "It is sunny in Paris right now", "score": 2}],
+             "summary": "ok"}
+    pool = ScriptedPool([reply])
+    verdict = await judge_trajectory(traj, weather_task(), pool, eval_judge_config(config), seed=0)
+    assert len(pool.calls) == 1 and verdict.samples == 1 and verdict.score == 1.0
