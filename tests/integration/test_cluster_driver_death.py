@@ -54,10 +54,13 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> dict:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline and proc.poll() is None:
                 if rollouts.exists() and sum(map(len, journal_lines(rollouts).values())) >= 1:
+                    # The workers are listed just before the kill: they end within moments of it (their
+                    # lifeline), and a scan of /proc after it, slow on a loaded machine, could miss them all.
+                    workers = {p: t for p, t in _processes_of(tmpdir).items() if "run_shard" in t}
                     os.killpg(proc.pid, signal.SIGKILL)
                     out["at"] = time.time()
                     out["inflight"] = instant_server.get_stats(port)["inflight"]
-                    out["workers_at_kill"] = {p: t for p, t in _processes_of(tmpdir).items() if "run_shard" in t}
+                    out["workers_at_kill"] = workers
                     break
                 time.sleep(0.05)
             proc.wait(timeout=60)
