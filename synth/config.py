@@ -133,7 +133,7 @@ class RolloutsStageConfig(Strict):
         "(final_answer). 2 keeps a retry after a failed call; at 3 the longest episodes (a small model calling "
         "one tool until the limit) were the rollouts stage's tail.")
     max_calls_per_step: int = Field(
-        default=2, ge=1, le=4,
+        default=2, ge=1, le=4,  # 4: synth.agents.turn.MAX_CALLS, the most a reply's schema allows
         description="Parallel tool calls one agent step may make (schema mode). Each call is simulated in turn, so "
         "a step of 4 calls made a small model's episodes chains of up to 21 requests, the run's slowest part.",
     )

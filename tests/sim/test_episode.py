@@ -75,11 +75,13 @@ def user(text: str, stop: bool = False) -> dict[str, Any]:
 
 
 class ScriptedPool:
-    """One queue of replies per role; a reply may be an exception to raise or a raw string."""
+    """One queue of replies per role; a reply may be an exception to raise or a raw string. Keeps the JSON Schema
+    each agent step was sent (``agent_schemas``)."""
 
     def __init__(self, **script: list[Any]) -> None:
         self.script = {role: list(replies) for role, replies in script.items()}
         self.roles: list[str] = []
+        self.agent_schemas: list[dict[str, Any]] = []
 
     async def model(self) -> str:
         return "scripted"
@@ -91,9 +93,12 @@ class ScriptedPool:
         *,
         role: str,
         usage: UsageByRole | None = None,
+        json_schema: dict[str, Any] | None = None,
         **_: Any,
     ) -> Any:
         self.roles.append(role)
+        if role == "agent":
+            self.agent_schemas.append(json_schema or {})
         reply = self.script[role].pop(0)
         if isinstance(reply, BaseException):
             raise reply
@@ -222,15 +227,7 @@ async def test_agent_that_never_answers_stops_at_max_steps() -> None:
 
 
 async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
-    schemas: list[dict] = []
-
-    class Recording(ScriptedPool):
-        async def structured(self, messages, schema, *, role, usage=None, **kw):  # type: ignore[no-untyped-def]
-            if role == "agent":
-                schemas.append(kw.get("json_schema") or {})
-            return await super().structured(messages, schema, role=role, usage=usage, **kw)
-
-    pool = Recording(
+    pool = ScriptedPool(
         user_sim=[user("cancel A1")],
         agent=[call(("get_order", {"order_id": "A1"}))] * 3 + [answer("Order A1 is still processing.")],
         tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
@@ -242,6 +239,7 @@ async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
     assert traj.messages[-1].role == "assistant" and traj.messages[-1].content == "Order A1 is still processing."
     assert not traj.messages[-1].tool_calls
     # The last step's grammar has only the answer branch; the earlier ones could call.
+    schemas = pool.agent_schemas
     assert "anyOf" in json.dumps(schemas[0]) and schemas[-1]["properties"]["action"] == {"const": "answer"}
     assert_openai_form(traj)
 
@@ -489,18 +487,18 @@ async def test_free_text_coding_episode_opens_verbatim_and_calls_no_tool() -> No
 
 async def test_parallel_calls_per_step_follow_the_config() -> None:
     """rollouts.max_calls_per_step bounds the grammar's calls array (each call is simulated in turn)."""
-    schemas: list[dict] = []
-
-    class Recording(ScriptedPool):
-        async def structured(self, messages, schema, *, role, usage=None, **kw):  # type: ignore[no-untyped-def]
-            if role == "agent":
-                schemas.append(kw.get("json_schema") or {})
-            return await super().structured(messages, schema, role=role, usage=usage, **kw)
-
     for limit in (1, 3):
-        schemas.clear()
-        pool = Recording(user_sim=[user("hi")], agent=[answer("Hello.")])
+        pool = ScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
         cfg = NO_FAULTS.model_copy(update={"max_calls_per_step": limit, "max_turns": 1})
         await run_episode(TASK, AGENT, pool, cfg, seed=5)
-        call_branch = next(b for b in schemas[0]["anyOf"] if b["properties"]["action"] == {"const": "call"})
+        call_branch = next(b for b in pool.agent_schemas[0]["anyOf"]
+                           if b["properties"]["action"] == {"const": "call"})
         assert call_branch["properties"]["calls"]["maxItems"] == limit
+
+
+def test_max_calls_per_step_cannot_exceed_what_the_reply_schema_allows() -> None:
+    from synth.agents.turn import MAX_CALLS
+
+    RolloutsStageConfig(max_calls_per_step=MAX_CALLS)
+    with pytest.raises(ValidationError):
+        RolloutsStageConfig(max_calls_per_step=MAX_CALLS + 1)
