@@ -200,6 +200,7 @@ def improve(
     """Expert iteration: rounds of generate -> accept -> train -> eval, with the curve per round (resumable)."""
     from synth.endpoints import endpoints_for
     from synth.improve.loop import run_improve
+    from synth.improve.models import TrainElsewhere
     from synth.llm.client import EndpointUnavailable
     from synth.preflight import preflight
 
@@ -208,6 +209,14 @@ def improve(
         with endpoints_for(cfg, keep_server=keep_server) as endpoints:
             cfg, _ = preflight(cfg, endpoints)
             result = run_improve(cfg, endpoints)
+    except TrainElsewhere as exc:
+        jobs = sorted(exc.job.parent.glob("*.yaml"))
+        console.print("stopped before training (improve.train_here=false). Train on the other machine, from the "
+                      "project root with runs/ data beside it:\n" + "\n".join(
+                          f"  synth train --config {j}" for j in jobs)
+                      + f"\nthen copy each runs/.../train/<optimizer>/ folder back under {exc.out.parent} and run "
+                      "this command again.")
+        raise typer.Exit(0) from None
     except (EndpointUnavailable, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     for r in result.rounds:

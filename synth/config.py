@@ -123,6 +123,11 @@ class TasksStageConfig(Strict):
     difficulties: list[
         Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
     ] = Field(default_factory=lambda: ["single_call", "multi_call", "clarify", "recover"])
+    grounded_opening: Literal["generated", "code"] = Field(
+        default="generated",
+        description="A grounded task's opening message: the generator's request with every checked value added "
+        "(generated), or written by code from the tool's description and the values (code). The 135M generator's "
+        "requests are often garbled, which leaves its agent nothing to learn from; code's are plain.")
 
 
 class RolloutsStageConfig(Strict):
@@ -299,6 +304,11 @@ class ImproveConfig(Strict):
     agents_per_round: int | None = Field(default=None, ge=1, description="New agents each round; None: agents.count.")
     cumulative: bool = Field(default=True, description="Train each round on the train splits of every round so "
                              "far (expert iteration keeps its data), not only the newest.")
+    train_here: bool = Field(
+        default=True, description="Train on this machine. false: at a training step whose checkpoint is not "
+        "finished, write its job (improve/round-<k>/train-jobs/<optimizer>.yaml, a config for `synth train`) and "
+        "stop; train it on a GPU machine, copy its runs/.../train/<optimizer>/ folder back, and run `synth "
+        "improve` again: a copied checkpoint of the same base, data and settings counts as finished.")
 
 
 class PipelineConfig(Strict):

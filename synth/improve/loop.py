@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.improve.models import ImproveReport, Steps
+from synth.improve.models import ImproveReport, Steps, TrainElsewhere
 
 log = logging.getLogger(__name__)
 STATE = "improve.json"
@@ -97,6 +97,7 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             report.round(0).models = steps.evaluate(eval_cfg, endpoints, {"base": None}, report.heldout_task_ids, 0)
             _save(report, root)
         files = train_files(config, k)
+        waiting: list[TrainElsewhere] = []
         for opt in optimizers:
             if opt in r.trained:
                 continue
@@ -104,12 +105,20 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
                 r.note = "no accepted trajectories in train yet: nothing to train on this round"
                 break
             tc = rc.model_copy(update={"train": rc.train.model_copy(update={"optimizer": opt, "name": opt})})
-            summary = steps.train(tc, files)
+            try:
+                summary = steps.train(tc, files)
+            except TrainElsewhere as exc:  # improve.train_here=false: every pending job is written, then we stop
+                waiting.append(exc)
+                continue
             r.trained[opt] = summary["checkpoint"]
             r.train_summaries[opt] = {k2: summary.get(k2) for k2 in (
                 "steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s")}
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)
+        if waiting:
+            r.note = "waiting for training elsewhere: " + "; ".join(str(w.job) for w in waiting)
+            _save(report, root)
+            raise waiting[0]
         todo = {opt: Path(ckpt) for opt, ckpt in r.trained.items() if opt not in r.models}
         if todo:
             r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids, k))

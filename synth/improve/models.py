@@ -52,6 +52,16 @@ class ImproveReport(BaseModel):
         return r
 
 
+class TrainElsewhere(Exception):
+    """A training step waits for its checkpoint to be trained on another machine (``improve.train_here=false``)."""
+
+    def __init__(self, job: Path, out: Path) -> None:
+        super().__init__(f"train {job} elsewhere (`synth train --config {job}` from the project root, with its "
+                         f"data files beside it), copy its output folder back to {out}, and run `synth improve` "
+                         "again")
+        self.job, self.out = job, out
+
+
 @dataclass
 class Steps:
     """The three actions of a round; the defaults are the real ones (``synth.improve.steps``)."""

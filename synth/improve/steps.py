@@ -12,8 +12,10 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig, RoleConfig
-from synth.improve.models import ModelScores, Steps
+from synth.improve.models import ModelScores, Steps, TrainElsewhere
 
 log = logging.getLogger(__name__)
 AGENT_PORT_OFFSET = 1
@@ -58,10 +60,21 @@ def generate(config: PipelineConfig, endpoints: list[EndpointConfig], agent: Pat
 
 
 def train(config: PipelineConfig, files: list[Path]) -> dict:
+    from synth.train.trainer import output_dir, trained
     from synth.train.trainer import train as run_train
 
     cfg = config.model_copy(update={"train": config.train.model_copy(update={"data_files": files})})
-    return run_train(cfg).model_dump()
+    if config.improve.train_here:
+        return run_train(cfg).model_dump()
+    done = trained(cfg)
+    if done is not None:
+        return done.model_dump()
+    job = config.run_dir / "train-jobs" / f"{config.train.name or config.train.optimizer}.yaml"
+    job.parent.mkdir(parents=True, exist_ok=True)
+    # The whole config, so the other machine computes the same fingerprint; its paths are relative to the
+    # project root as they are here.
+    job.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    raise TrainElsewhere(job, output_dir(cfg))
 
 
 def evaluate(config: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],

@@ -37,7 +37,11 @@ def ensure_checkpoint() -> Path:
     out = checkpoint_dir()
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
-    gguf = find_gguf()
+    return convert_gguf(find_gguf(), out)
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """The GGUF's weights (dequantized) and tokenizer as a bf16 HF checkpoint in ``out``."""
     # Imported here: transformers is heavy and only this one-time step needs it.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

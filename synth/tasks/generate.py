@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
@@ -23,7 +23,7 @@ from synth.schemas.usage import UsageByRole
 from synth.sim.tool_sim import RUN_PYTHON
 from synth.tasks.build import DraftInvalid, build_rubric, tool_index
 from synth.tasks.draft import ExpectedCall, TaskDraft, draft_json_schema
-from synth.tasks.grounded import ground_call, state_values
+from synth.tasks.grounded import code_opening, ground_call, state_values
 from synth.tasks.rubrics import RubricLibrary, default_library
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,14 @@ def task_id(agent: AgentRecord, index: int, difficulty: str, seed: int) -> str:
 def sample_seed(agent_id: str, index: int, difficulty: str, seed: int) -> int:
     """A per-task sampling seed, so two tasks of one agent with the same prompt still differ."""
     return int(stable_id("seed", agent_id, index, difficulty, seed).split("-")[1][:8], 16)
+
+
+def _description(agent: AgentRecord, name: str) -> str:
+    for tool in agent.tools:
+        fn = tool.get("function", tool)
+        if isinstance(fn, dict) and fn.get("name") == name:
+            return str(fn.get("description") or "")
+    return ""
 
 
 def _tools_for_prompt(agent: AgentRecord) -> list[dict[str, Any]]:
@@ -65,8 +73,12 @@ async def generate_task(
     index: int,
     usage: UsageByRole | None = None,
     library: RubricLibrary | None = None,
+    grounded_opening: Literal["generated", "code"] = "generated",
 ) -> TaskRecord:
-    """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric."""
+    """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric.
+
+    ``grounded_opening``: for a grounded task, the user's opening is the generator's request with the values added
+    (generated) or written by code from the tool's description (code; see synth.tasks.grounded.code_opening)."""
     library = library or default_library()
     template = library.template(difficulty)
     tools = _tools_for_prompt(agent)
@@ -147,7 +159,11 @@ async def generate_task(
             row.user_goal = problem.request
         if grounded is not None:
             # The user states every value the call check asks for, word for word: the opening is code's.
-            row.user_goal = state_values(row.user_goal, grounded.arguments)
+            if grounded_opening == "code":
+                rng = random.Random(sample_seed(agent.id, index, difficulty, seed) + 1)
+                row.user_goal = code_opening(_description(agent, grounded.name), grounded.arguments, rng)
+            else:
+                row.user_goal = state_values(row.user_goal, grounded.arguments)
             row.opening = row.user_goal
         row.persona = draft.persona.strip()
         row.hidden_details = {d.key: d.value for d in draft.hidden_details if d.key.strip()}

@@ -172,3 +172,25 @@ def state_values(goal: str, arguments: dict[str, Any]) -> str:
         return goal.strip()
     details = ", ".join(f"{k.replace('_', ' ')}: {spoken(v)}" for k, v in missing.items())
     return f"{goal.strip().rstrip('.')}. Details: {details}."
+
+
+_OPENINGS = ("Could you {ask}? {details}", "I need to {ask}. {details}", "Please {ask}. {details}",
+             "Hi! Can you {ask} for me? {details}")
+
+
+def _request(description: str) -> str:
+    """A tool's description as a request: its first sentence, lower-cased first letter, no final stop."""
+    first = re.split(r"(?<=[.!?])\s|\n", description.strip(), maxsplit=1)[0].strip().rstrip(".!?")
+    return (first[:1].lower() + first[1:]) if first else "help me with this"
+
+
+def code_opening(description: str, arguments: dict[str, Any], rng: random.Random) -> str:
+    """The user's opening written by code: what the tool does, as a request, and every value the check asks for.
+
+    For a small generator (the embedded 135M) whose requests are garbled ("get_current_time with timezone(") the
+    agent learns nothing from the episode, and the check (the exact call) no longer follows from the request. The
+    code's opening states each value word for word, so a correct call is always possible; the agent still has to
+    pick the tool from its toolset, copy the values and report the result.
+    """
+    details = " ".join(f"The {k.replace('_', ' ')} is {spoken(v)}." for k, v in arguments.items())
+    return rng.choice(_OPENINGS).format(ask=_request(description), details=details).strip()

@@ -11,6 +11,7 @@ tokenizer, which vLLM serves as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -86,11 +87,26 @@ def base_model_dir(path: Path | None) -> Path:
     return ensure_checkpoint()
 
 
+def base_identity(base: Path) -> str:
+    """The base model by content (config and weights), not by path: a run trained on another machine (the lent
+    GPU, a cluster) from the same base on the same data is recognised as finished here."""
+    config = json.loads((base / "config.json").read_text())
+    config.pop("transformers_version", None)  # the writer's version, not the model
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for path in sorted(base.glob("*.safetensors")) + sorted(base.glob("*.bin")):
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def _fingerprint(cfg: TrainConfig, base: Path, examples: list[Example], seed: int) -> str:
-    """What a resume state (or a finished run) must match: the same tokens, base model, optimizer and schedule."""
-    keep = cfg.model_dump(mode="json", exclude={"save_every", "threads", "name", "data_files",
-                                                "gradient_checkpointing"})
-    digest = hashlib.sha256(json.dumps({"cfg": keep, "base": str(base.resolve()), "seed": seed},
+    """What a resume state (or a finished run) must match: the same tokens, base model, optimizer and schedule.
+    Where things are (base_model, data_files) and how fast they run (threads, device) are left out."""
+    keep = cfg.model_dump(mode="json", exclude={"save_every", "threads", "name", "data_files", "base_model",
+                                                "device", "gradient_checkpointing"})
+    digest = hashlib.sha256(json.dumps({"cfg": keep, "base": base_identity(base), "seed": seed},
                                        sort_keys=True).encode())
     for e in examples:
         digest.update(json.dumps([e.input_ids, e.labels]).encode())
@@ -196,7 +212,40 @@ def _finished(out: Path, fingerprint: str) -> TrainSummary | None:
     if not ((out / SUMMARY).exists() and (out / "config.json").exists()):
         return None
     done = TrainSummary.model_validate_json((out / SUMMARY).read_text())
-    return done if done.fingerprint == fingerprint else None
+    if done.fingerprint != fingerprint:
+        return None
+    # Trained elsewhere and copied here: the checkpoint is this folder, wherever it was written.
+    return done.model_copy(update={"checkpoint": str(out)})
+
+
+@dataclasses.dataclass
+class _Job:
+    base: Path
+    tokenizer: Any
+    examples: list[Example]
+    stats: DataStats
+    source: str
+    fingerprint: str
+
+
+def _prepare(config: PipelineConfig) -> _Job:
+    from transformers import AutoTokenizer
+
+    cfg = config.train
+    base = base_model_dir(cfg.base_model)
+    tokenizer = install_template(AutoTokenizer.from_pretrained(base))
+    rows, source = load_rows(config.run_dir / "dataset", cfg.data_files or None)
+    examples, stats = build_examples(tokenizer, rows, max_seq_len=cfg.max_seq_len,
+                                     heldout_share=config.dataset.heldout_share)
+    if not examples:
+        raise ValueError(f"no trainable rows in {source}: {stats.model_dump()}; accept more trajectories, or "
+                         "raise train.max_seq_len if rows were too long")
+    return _Job(base, tokenizer, examples, stats, source, _fingerprint(cfg, base, examples, config.seed))
+
+
+def trained(config: PipelineConfig) -> TrainSummary | None:
+    """The summary of ``config``'s run when its checkpoint is finished (here or elsewhere and copied here)."""
+    return _finished(output_dir(config), _prepare(config).fingerprint)
 
 
 def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
@@ -206,27 +255,21 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
     The same config on the same data is not trained twice: a finished run returns its summary, a killed one
     resumes from its last ``_resume`` state. Other data or settings under the same name train afresh.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     cfg = config.train
     out = output_dir(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.monotonic()
-    base = base_model_dir(cfg.base_model)
-    plan: DevicePlan = plan_device(cfg.device, cfg.dtype)
-    tokenizer = install_template(AutoTokenizer.from_pretrained(base))
-    rows, source = load_rows(config.run_dir / "dataset", cfg.data_files or None)
-    examples, stats = build_examples(tokenizer, rows, max_seq_len=cfg.max_seq_len,
-                                     heldout_share=config.dataset.heldout_share)
-    if not examples:
-        raise ValueError(f"no trainable rows in {source}: {stats.model_dump()}; accept more trajectories, or "
-                         "raise train.max_seq_len if rows were too long")
-    fingerprint = _fingerprint(cfg, base, examples, config.seed)
+    job = _prepare(config)
+    base, tokenizer, examples, stats, source, fingerprint = (
+        job.base, job.tokenizer, job.examples, job.stats, job.source, job.fingerprint)
     done = _finished(out, fingerprint)
     if done is not None:
         log.info("%s is already trained on this data with these settings; returning its summary", out)
         return done
+    plan: DevicePlan = plan_device(cfg.device, cfg.dtype)
     steps = schedule([e.length for e in examples], micro_batch_tokens=cfg.micro_batch_tokens,
                      grad_accum=cfg.grad_accum, epochs=cfg.epochs, seed=config.seed)
     if cfg.max_steps:

@@ -78,6 +78,34 @@ async def test_single_call_task_is_grounded() -> None:
     assert not [c for c in task.rubric.checks if c.kind in ("state_equals", "final_mentions")]
 
 
+async def test_code_opening_asks_what_the_tool_does_with_every_value() -> None:
+    """tasks.grounded_opening=code: the generator's garbled request is not the opening; code's is, and it states
+    each checked value word for word (so a correct call is always possible) without naming the tool."""
+    garbled = "get_order with order_id(. Details"
+    pool = ScriptedPool([draft(user_goal=garbled, expected_calls=[], expected_state=[], report_values=[])])
+    task = await generate_task(AGENT, "single_call", pool, seed=0, index=0, grounded_opening="code")
+    assert task.error is None and task.rubric is not None
+    call = next(c for c in task.rubric.checks if c.kind == "tool_called_with")
+    assert garbled not in task.opening and task.opening == task.user_goal
+    assert f"{call.tool} tool" in task.opening  # the tool's description, as a request
+    for name, value in call.arguments.items():
+        assert f"The {name.replace('_', ' ')} is {value}." in task.opening
+    # The same task twice: the same opening (seeded), so a resumed run plans the same rows.
+    again = await generate_task(AGENT, "single_call", ScriptedPool([draft(
+        user_goal=garbled, expected_calls=[], expected_state=[], report_values=[])]), seed=0, index=0,
+        grounded_opening="code")
+    assert again.opening == task.opening
+
+
+def test_code_opening_takes_the_first_sentence_of_the_description() -> None:
+    from synth.tasks.grounded import code_opening
+
+    text = code_opening("Convert time between timezones. Uses IANA names.\nMore.", {"time": "14:30"},
+                        random.Random(0))
+    assert "convert time between timezones" in text and "IANA" not in text and text.endswith("The time is 14:30.")
+    assert "help me with this" in code_opening("", {"time": "14:30"}, random.Random(0))
+
+
 def _episode(answer: str, result: str, ok: bool = True) -> TrajectoryRecord:
     call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Osaka"}'}}
     return TrajectoryRecord(id="t", task_id="x", messages=[

@@ -180,3 +180,62 @@ def test_cpu_dtype_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> Non
     assert device.plan_device("cpu", "float32").autocast_dtype == "float32"
     with pytest.raises(RuntimeError, match="no CUDA"):
         device.plan_device("cuda", "auto")
+
+
+def test_run_trained_elsewhere_is_recognised_as_finished(tmp_path: Path, base: Path) -> None:
+    """A run trained on another machine (the lent GPU) and copied back is finished here: the base model is known
+    by its content, not its path, and the summary points at the copy."""
+    import shutil
+
+    from synth.train import trainer
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
+    there = _config(tmp_path / "gpu", base, data, max_steps=2)
+    done = trainer.train(there, progress=False)
+    # Here: the same base at another path, the data at another path, the run folder copied over.
+    here_base = shutil.copytree(base, tmp_path / "here" / "base")
+    here_data = shutil.copy(data, tmp_path / "here" / "sft.parquet")
+    here = _config(tmp_path / "here", here_base, Path(here_data), max_steps=2, threads=2)
+    shutil.copytree(trainer.output_dir(there), trainer.output_dir(here))
+    again = trainer.train(here, progress=False)
+    assert again.fingerprint == done.fingerprint and again.wall_s == done.wall_s  # not trained again
+    assert Path(again.checkpoint) == trainer.output_dir(here)
+    # Another base model (same path, other weights) is not the same run.
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(Path(here_base) / "model.safetensors"))
+    first = next(iter(weights))
+    weights[first] = weights[first] + 1.0
+    save_file(weights, str(Path(here_base) / "model.safetensors"), metadata={"format": "pt"})
+    assert trainer._fingerprint(here.train, Path(here_base), [], 0) != trainer._fingerprint(there.train, base, [], 0)
+
+
+def test_improve_trains_elsewhere_then_takes_the_copied_checkpoint(tmp_path: Path, base: Path) -> None:
+    """improve.train_here=false: the step writes a job and stops; the job trained on another machine (another
+    root, base and data at other paths) and copied back is taken as it is, not trained again."""
+    import shutil
+
+    from synth.config import load_config
+    from synth.improve.models import TrainElsewhere
+    from synth.improve.steps import train as improve_train
+    from synth.train import trainer
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
+    cfg = _config(tmp_path / "here", base, data, max_steps=2).model_copy(
+        update={"improve": PipelineConfig().improve.model_copy(update={"train_here": False})})
+    with pytest.raises(TrainElsewhere) as stopped:
+        improve_train(cfg, [data])
+    job = stopped.value.job
+    assert job.exists() and not (trainer.output_dir(cfg) / "train_summary.json").exists()
+
+    elsewhere = tmp_path / "gpu"
+    other_base = shutil.copytree(base, elsewhere / "base")
+    other_data = shutil.copy(data, elsewhere / "sft.parquet")
+    there = load_config(job, [f"runs_dir={elsewhere / 'runs'}", f"train.base_model={other_base}",
+                              f"train.data_files=[{other_data}]", "train.threads=2"])
+    done = trainer.train(there, progress=False)
+    shutil.copytree(trainer.output_dir(there), stopped.value.out)
+
+    summary = improve_train(cfg, [data])
+    assert summary["fingerprint"] == done.fingerprint and summary["wall_s"] == done.wall_s
+    assert Path(summary["checkpoint"]) == trainer.output_dir(cfg)

@@ -1,0 +1,105 @@
+"""Move folders bigger than one call's limit to and from the lent GPU machine, in parts.
+
+A call to the lent machine carries at most 64 MiB each way, and a 135M checkpoint is 270 MB, so a training run
+there goes: pack the inputs here and carry one part per call (the machine keeps its files while it stays warm),
+unpack them there, run ``synth train`` there, pack its output folder there and bring one part back per call,
+unpack it here. ``synth train`` itself needs nothing of this: on any machine with a GPU it trains in place.
+
+    python -m synth.bench.device_transfer pack SRC... --out DIR [--part-mib 60]   # DIR/<name>.manifest.json + parts
+    python -m synth.bench.device_transfer unpack DIR/<name>.manifest.json --into DEST  # checks every part's sha256
+
+A manifest names its parts in order with their sizes and hashes, and the hash of the whole archive, so a part lost
+or cut short on the way is an error, never a silently broken checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+MIB = 1 << 20
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(16 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pack(sources: list[Path], out: Path, name: str, part_mib: int) -> Path:
+    """Archive ``sources`` (each under its own name) and split the archive into parts of ``part_mib`` MiB."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        archive = Path(tmp) / f"{name}.tar"
+        with tarfile.open(archive, "w") as tar:
+            for src in sources:
+                tar.add(src, arcname=src.name)
+        parts = []
+        with archive.open("rb") as fh:
+            index = 0
+            while chunk := fh.read(part_mib * MIB):
+                part = out / f"{name}.part{index:03d}"
+                part.write_bytes(chunk)
+                parts.append({"file": part.name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
+                index += 1
+        manifest = {"name": name, "archive_sha256": _sha256(archive), "archive_bytes": archive.stat().st_size,
+                    "members": [s.name for s in sources], "parts": parts}
+    path = out / f"{name}.manifest.json"
+    path.write_text(json.dumps(manifest, indent=1))
+    return path
+
+
+def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None) -> list[Path]:
+    """Join the manifest's parts (from ``parts_dir``, default: beside the manifest), check them, extract."""
+    manifest = json.loads(manifest_path.read_text())
+    where = parts_dir or manifest_path.parent
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        archive = Path(tmp) / "joined.tar"
+        with archive.open("wb") as out:
+            for part in manifest["parts"]:
+                path = where / part["file"]
+                if not path.exists():
+                    raise SystemExit(f"part {path} is missing: bring it over before unpacking")
+                data = path.read_bytes()
+                if len(data) != part["bytes"] or hashlib.sha256(data).hexdigest() != part["sha256"]:
+                    raise SystemExit(f"part {path} is damaged ({len(data)} bytes, want {part['bytes']}): copy it again")
+                out.write(data)
+        if _sha256(archive) != manifest["archive_sha256"]:
+            raise SystemExit(f"the joined archive of {manifest_path} does not match its hash")
+        for member in manifest["members"]:
+            shutil.rmtree(dest / member, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    return [dest / m for m in manifest["members"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("sources", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--name", default=None, help="Archive name (default: the first source's name).")
+    p.add_argument("--part-mib", type=int, default=60)
+    u = sub.add_parser("unpack")
+    u.add_argument("manifest", type=Path)
+    u.add_argument("--into", type=Path, required=True)
+    u.add_argument("--parts", type=Path, default=None, help="Folder of the parts (default: the manifest's).")
+    args = parser.parse_args()
+    if args.cmd == "pack":
+        print(pack(args.sources, args.out, args.name or args.sources[0].name, args.part_mib))
+    else:
+        for path in unpack(args.manifest, args.into, args.parts):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()
