@@ -161,6 +161,11 @@ class RolloutsStageConfig(Strict):
         default=True, description="In a coding episode that is not free text, the first agent step must call "
         "run_python (the sandbox)."
     )
+    grounded_calls_first: bool = Field(
+        default=False, description="In a grounded task's episodes (one exact call answers it) the first agent step "
+        "must call a tool, any of the agent's (tool_choice=required): a small model that answers without calling "
+        "makes no data. Which tool and which arguments stay its choice, and the checks hold it to the exact call; "
+        "the row records required_first_call='*'. Evaluation never forces a call.")
     coding_free_text: float = Field(
         default=1.0, ge=0, le=1,
         description="Share of a coding task's episodes in which the agent answers in plain text, the program in a "

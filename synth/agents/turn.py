@@ -35,6 +35,8 @@ Mode = Literal["schema", "native", "auto"]
 MAX_CALLS = 4
 """Parallel tool calls one step may make at most (``rollouts.max_calls_per_step`` chooses up to this); more would
 let a weak model loop inside one reply."""
+ANY_TOOL = "*"
+"""``require_tool`` value for a step that must call a tool, any of the agent's (OpenAI's ``tool_choice="required"``)."""
 
 
 class CallChoice(BaseModel):
@@ -342,7 +344,8 @@ async def _schema_step(
 ) -> tuple[Message, str | None]:
     transcript = schema_transcript(messages, tools)
     # The model still sees every tool; only the grammar narrows to a call of the required one (or to an answer).
-    allowed = [t for t in tools if t["function"]["name"] == require_tool] if require_tool else tools
+    allowed = ([t for t in tools if t["function"]["name"] == require_tool]
+               if require_tool and require_tool != ANY_TOOL else tools)
     if answer_only:
         allowed = []
     call_only = bool(require_tool)
@@ -378,7 +381,9 @@ async def _native_step(
     params: dict[str, Any] = {"tools": tools} if tools else {}
     if answer_only and tools:
         params["tool_choice"] = "none"
-    if require_tool:
+    if require_tool == ANY_TOOL:
+        params["tool_choice"] = "required"
+    elif require_tool:
         params["tool_choice"] = {"type": "function", "function": {"name": require_tool}}
     result = await pool.chat([m.openai() for m in messages], role="agent", seed=seed, usage=usage, **params)
     msg = result.message
@@ -454,7 +459,8 @@ async def agent_step(
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
 
-    ``require_tool``: the step must call this tool (one of ``tools``), as OpenAI's named ``tool_choice``.
+    ``require_tool``: the step must call this tool (one of ``tools``), as OpenAI's named ``tool_choice``; ``"*"``
+    (ANY_TOOL): it must call one of ``tools``, its choice which (``tool_choice="required"``).
     ``answer_only``: the step must answer, calling no tool (``tool_choice="none"``; in schema mode the grammar has
     only the answer branch), while the model still sees the tools and the calls it made.
     ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
@@ -465,7 +471,9 @@ async def agent_step(
     """
     if answer_only and require_tool:
         raise ValueError("an answer-only step calls no tool, so it cannot require one")
-    if require_tool and require_tool not in [t["function"]["name"] for t in tools]:
+    if require_tool == ANY_TOOL and not tools:
+        raise ValueError("require_tool='*' (call any tool) needs at least one tool")
+    if require_tool and require_tool != ANY_TOOL and require_tool not in [t["function"]["name"] for t in tools]:
         raise ValueError(f"require_tool {require_tool!r} is not one of the agent's tools")
     if free_text:
         if require_tool:

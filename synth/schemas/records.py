@@ -63,6 +63,12 @@ class TaskRecord(Row):
         "to its details (grounded tasks); None: the user simulator writes it from user_goal.",
     )
 
+    @property
+    def grounded(self) -> bool:
+        """Code chose this task's call and wrote its opening (synth.tasks.grounded): one exact call answers it."""
+        return self.opening is not None and self.rubric is not None and any(
+            c.kind == "tool_called_with" for c in self.rubric.checks)
+
 
 class CallRecord(BaseModel):
     """How one tool call in a trajectory was answered."""
@@ -87,7 +93,8 @@ class TrajectoryRecord(Row):
     turns: int = 0
     stop_reason: str = ""
     required_first_call: str | None = Field(
-        default=None, description="Tool the first agent step was constrained to call (coding tasks), if any."
+        default=None, description="Tool the first agent step was constrained to call (coding tasks), if any; '*': "
+        "any of its tools (grounded tasks under rollouts.grounded_calls_first)."
     )
     sample: int = Field(default=0, ge=0, description="Which of the task's best-of-N episodes this is (0-based).")
 

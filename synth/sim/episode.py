@@ -16,7 +16,7 @@ from typing import Any
 
 import openai
 
-from synth.agents.turn import Mode, agent_step
+from synth.agents.turn import ANY_TOOL, Mode, agent_step
 from synth.config import RolloutsStageConfig
 from synth.llm.client import EndpointUnavailable, ReplyInvalid, RequestTimedOut
 from synth.schemas.ids import episode_id
@@ -124,6 +124,10 @@ async def run_episode(
         and RUN_PYTHON in [t["function"]["name"] for t in tools]
         else None
     )
+    # A grounded task is answered by one exact call: with grounded_calls_first its first step must call a tool
+    # (which one, with which arguments, stays the model's choice, and the checks hold it to the exact call).
+    if first_call is None and not text and tools and cfg.grounded_calls_first and task.grounded:
+        first_call = ANY_TOOL
     turns = 0
     step = 0
     stop_reason = ""

@@ -502,3 +502,30 @@ def test_max_calls_per_step_cannot_exceed_what_the_reply_schema_allows() -> None
     RolloutsStageConfig(max_calls_per_step=MAX_CALLS)
     with pytest.raises(ValidationError):
         RolloutsStageConfig(max_calls_per_step=MAX_CALLS + 1)
+
+
+async def test_grounded_first_step_must_call_a_tool_of_its_choice() -> None:
+    """rollouts.grounded_calls_first: a grounded task's first step has no answer branch but keeps every tool (the
+    model picks which); later steps and other tasks may answer; the row records '*'."""
+    from synth.schemas.rubric import CodeCheck, Rubric
+
+    rubric = Rubric(criteria=[], checks=[CodeCheck(id="c", kind="tool_called_with", tool="cancel_order",
+                                                   arguments={"order_id": "A1"})])
+    grounded = TASK.model_copy(update={"opening": "Please cancel order A1.", "rubric": rubric})
+    assert grounded.grounded and not TASK.grounded
+    cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "max_turns": 1})
+    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+                        tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
+    traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
+    assert traj.error is None and traj.required_first_call == "*"
+    first, second = pool.agent_schemas[:2]
+    assert "anyOf" not in first or all(b["properties"]["action"] != {"const": "answer"} for b in first["anyOf"])
+    assert {"get_order", "cancel_order"} <= set(json.dumps(first).replace('"', " ").split())
+    assert any(b["properties"]["action"] == {"const": "answer"} for b in second["anyOf"])
+    # Not grounded, or the option off: the first step may answer.
+    for task, flag in ((TASK, True), (grounded, False)):
+        pool = ScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
+        c = NO_FAULTS.model_copy(update={"grounded_calls_first": flag, "max_turns": 1})
+        traj = await run_episode(task, AGENT, pool, c, seed=0)
+        assert traj.required_first_call is None
+        assert any(b["properties"]["action"] == {"const": "answer"} for b in pool.agent_schemas[0]["anyOf"])

