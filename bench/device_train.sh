@@ -12,12 +12,12 @@
 #               bench/device_train.sh fetch N         (one part of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
-STAGE=/tmp/stage
-SITE=/tmp/site
+STAGE=${STAGE:-/tmp/stage}
+SITE=${SITE:-/tmp/site}
 
 stage() {
   mkdir -p "$STAGE"
-  if [ -d .whl ] && [ ! -d "$SITE/pydantic" ]; then
+  if [ -d .whl ] && [ ! -d "$SITE/pydantic" ] && ! python3 -c "import pydantic" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
   fi
   if [ -d .dev/up ]; then cp -v .dev/up/* "$STAGE"/; fi

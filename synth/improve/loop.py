@@ -24,6 +24,7 @@ from synth.improve.models import ImproveReport, Steps, TrainElsewhere
 log = logging.getLogger(__name__)
 STATE = "improve.json"
 CURVE = "curve.png"
+WAITING = "waiting for training elsewhere: "
 
 
 def improve_root(config: PipelineConfig) -> Path:
@@ -116,9 +117,11 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)
         if waiting:
-            r.note = "waiting for training elsewhere: " + "; ".join(str(w.job) for w in waiting)
+            r.note = WAITING + "; ".join(str(w.job) for w in waiting)
             _save(report, root)
             raise waiting[0]
+        if r.note and r.note.startswith(WAITING):
+            r.note = None  # the checkpoints came back
         todo = {opt: Path(ckpt) for opt, ckpt in r.trained.items() if opt not in r.models}
         if todo:
             r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids, k))

@@ -171,3 +171,31 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
         assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
     assert "| muonclip | 50.0% | 40.0% | 60.0% |" in page.read_text()
     assert data["machine"]["cores"] >= 1
+
+
+def test_train_elsewhere_stops_with_every_job_then_resumes(config: PipelineConfig) -> None:
+    """improve.train_here=false: the loop writes the job of every pending optimizer, records why it stopped and
+    raises; the run started again (checkpoints now in place) goes on without generating again."""
+    from synth.improve.models import TrainElsewhere
+
+    first = Recorder()
+    steps = first.steps()
+    real_train = steps.train
+
+    def elsewhere(cfg: PipelineConfig, files: list[Path]) -> dict:
+        job = cfg.run_dir / "train-jobs" / f"{cfg.train.optimizer}.yaml"
+        raise TrainElsewhere(job, cfg.run_dir / "train" / cfg.train.optimizer)
+
+    steps.train = elsewhere
+    with pytest.raises(TrainElsewhere):
+        run_improve(config, [], steps=steps)
+    saved = load_report(config)
+    assert saved.rounds[1].generated and saved.rounds[1].trained == {}
+    assert "muonclip.yaml" in saved.rounds[1].note and "adamw.yaml" in saved.rounds[1].note
+    assert "base" in saved.rounds[0].models  # the base was evaluated before the stop
+
+    steps.train = real_train
+    report = run_improve(config.model_copy(update={"improve": config.improve.model_copy(update={"rounds": 1})}),
+                         [], steps=steps)
+    assert first.generated == [("round-1", None)]  # not generated again
+    assert set(report.rounds[1].models) == {"muonclip", "adamw"} and report.rounds[1].note is None
