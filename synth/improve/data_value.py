@@ -23,6 +23,15 @@ def _scores(s: ModelScores | None) -> dict[str, float | None]:
     return {k: (None if s is None else getattr(s, k)) for k in KEYS}
 
 
+COUNTS = ("episodes", "calls_attempted", "calls_valid", "episodes_with_valid_call", "checked_episodes",
+          "checks_passed")
+
+
+def _counts(s: ModelScores | None) -> dict[str, int] | None:
+    overall = (s.detail or {}).get("overall") if s is not None else None
+    return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
+
+
 def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     from synth.bench.machine import machine_info
 
@@ -39,6 +48,9 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     }
     for name in MODELS[1:]:
         out[name] = _scores(last.models.get(name) if last else None)
+    # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
+    out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
+                     for name in MODELS}
     out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
                          "train_trajectories": r.train_trajectories, "note": r.note, **_walls(config, r.round),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
@@ -90,6 +102,12 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         f"- held-out tasks: {data['heldout_tasks']}", "",
         "| model | valid tool-call rate | code-check pass rate | judge score |", "|---|---|---|---|",
         *[f"| {name} | " + " | ".join(_fmt(data[name][k]) for k in KEYS) + " |" for name in MODELS], "",
+        "Counts behind the rates (episodes; calls tried, valid; episodes with a valid call; episodes with code "
+        "checks, all passed):", "",
+        "| model | episodes | calls tried | valid calls | episodes with a valid call | checked | passed |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"
+          for name, c in data["counts"].items() if c is not None], "",
         "## Per round", "",
         "| round | agent | accepted into train | trained on | note |", "|---|---|---|---|---|",
         *[f"| {r['round']} | {r['agent']} | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |"

@@ -65,8 +65,12 @@ class Recorder:
             self.evaluated.append((",".join(sorted(models)), task_ids))
             self.rounds_evaluated.append(round_k)
             lift = {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}
-            return {name: ModelScores(valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name],
-                                      judge_score=0.3 + lift[name], episodes=len(task_ids)) for name in models}
+            return {name: ModelScores(
+                valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name], judge_score=0.3 + lift[name],
+                episodes=len(task_ids), detail={"overall": {
+                    "episodes": len(task_ids), "calls_attempted": 10, "calls_valid": round(10 * (0.2 + lift[name])),
+                    "episodes_with_valid_call": 1, "checked_episodes": 10, "checks_passed": round(
+                        10 * (0.1 + lift[name]))}}) for name in models}
 
         return Steps(generate=generate, train=train, evaluate=evaluate)
 
@@ -170,6 +174,7 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
         assert data[name]["pass_rate"] == pytest.approx(0.1 + lift)
         assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
     assert "| muonclip | 50.0% | 40.0% | 60.0% |" in page.read_text()
+    assert data["counts"]["muonclip"]["calls_valid"] == 5 and "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
     assert data["machine"]["cores"] >= 1
 
 
