@@ -9,7 +9,7 @@
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device_train.sh stage           (carry .whl and .dev/up0, then .dev/up1: one part a call)
 #               bench/device_train.sh train ROUND_DIR (carry .dev/up2, ROUND_DIR/dataset/data and ROUND_DIR/train-jobs)
-#               bench/device_train.sh fetch N         (one part of the trained checkpoints to $OUT, per call)
+#               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
 STAGE=${STAGE:-/tmp/stage}
@@ -41,14 +41,20 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
   rm -rf "$STAGE/down"
-  python3 -m synth.bench.device_transfer pack "${outs[@]}" --out "$STAGE/down" --name ckpt --part-mib 60
+  # A call brings back at most 8 files of 16 MiB, 64 MiB in all: four parts of 15 MiB and the manifest.
+  python3 -m synth.bench.device_transfer pack "${outs[@]}" --out "$STAGE/down" --name ckpt --part-mib 15
   cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
   ls -la "$STAGE/down"
 }
 
-fetch() {
+fetch() {  # call N brings parts 4N .. 4N+3
   cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
-  cp "$STAGE/down/$(printf 'ckpt.part%03d' "$1")" "$OUT/"
+  local i
+  for i in 0 1 2 3; do
+    local part="$STAGE/down/$(printf 'ckpt.part%03d' $(($1 * 4 + i)))"
+    if [ -f "$part" ]; then cp "$part" "$OUT/"; fi
+  done
+  ls "$OUT"
 }
 
 "$@"
