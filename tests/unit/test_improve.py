@@ -174,7 +174,8 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
         assert data[name]["pass_rate"] == pytest.approx(0.1 + lift)
         assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
     assert "| muonclip | 50.0% | 40.0% | 60.0% |" in page.read_text()
-    assert data["counts"]["muonclip"]["calls_valid"] == 5 and "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
+    assert data["counts"]["muonclip"]["calls_valid"] == 5
+    assert "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
     assert data["machine"]["cores"] >= 1
 
 
