@@ -32,6 +32,17 @@ def _counts(s: ModelScores | None) -> dict[str, int] | None:
     return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
 
 
+TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device",
+               "dtype")
+
+
+def _train_facts(checkpoint: Path, recorded: dict[str, Any]) -> dict[str, Any]:
+    """A trained model's facts from its checkpoint's own summary (where and how it trained), else the loop's."""
+    path = checkpoint / "train_summary.json"
+    source = json.loads(path.read_text()) if path.exists() else recorded
+    return {k: source.get(k) for k in TRAIN_FACTS}
+
+
 def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     from synth.bench.machine import machine_info
 
@@ -54,11 +65,21 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
                          "train_trajectories": r.train_trajectories, "note": r.note, **_walls(config, r.round),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
+    out["trained"] = {name: _train_facts(Path(ckpt), (last.train_summaries or {}).get(name, {}))
+                      for name, ckpt in (last.trained if last else {}).items()}
     out["config"] = {"agents.count": config.agents.count, "tasks.per_agent": config.tasks.per_agent,
+                     "agents.toolset_size": list(config.agents.toolset_size),
+                     "agents.coding_share": config.agents.coding_share,
+                     "tasks.difficulties": list(config.tasks.difficulties),
+                     "tasks.grounded_opening": config.tasks.grounded_opening,
+                     "rollouts.grounded_calls_first": config.rollouts.grounded_calls_first,
+                     "rollouts.max_turns": config.rollouts.max_turns,
+                     "rollouts.error_rate": config.rollouts.error_rate,
                      "rollouts.samples": config.rollouts.samples, "judge.accept": config.judge.accept,
                      "dataset.heldout_share": config.dataset.heldout_share,
                      "improve.optimizers": list(config.improve.optimizers), "train.epochs": config.train.epochs,
-                     "train.lr": config.train.lr, "llm.model": config.llm.model or "embedded"}
+                     "train.lr": config.train.lr, "improve.train_here": config.improve.train_here,
+                     "llm.model": config.llm.model or "embedded"}
     return out
 
 
@@ -80,6 +101,10 @@ def _walls(config: PipelineConfig, k: int) -> dict[str, Any]:
         out["eval_wall_s"] = {n.removesuffix(tag): round(m["wall_s"], 1) for n, m in models.items()
                               if (n == "base") == (k == 0) and n.endswith(tag)}
     return out
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _fmt(x: float | None) -> str:
@@ -108,6 +133,13 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         "|---|---|---|---|---|---|---|",
         *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"
           for name, c in data["counts"].items() if c is not None], "",
+        "Training (last round):", "",
+        "| optimizer | steps | loss first -> last | max logit | heads clipped | device | tokens/s | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {t.get('steps')} | {_num(t.get('first_loss'))} -> {_num(t.get('last_loss'))} | "
+          f"{_num(t.get('max_logit'))} | {t.get('heads_clipped')} | {t.get('device', 'n/a')} | "
+          f"{_num(t.get('tokens_per_s'), 0)} | {_num(t.get('wall_s'), 1)} |" for name, t in data["trained"].items()],
+        "",
         "## Per round", "",
         "| round | agent | accepted into train | trained on | note |", "|---|---|---|---|---|",
         *[f"| {r['round']} | {r['agent']} | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |"

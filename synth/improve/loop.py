@@ -113,7 +113,7 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
                 continue
             r.trained[opt] = summary["checkpoint"]
             r.train_summaries[opt] = {k2: summary.get(k2) for k2 in (
-                "steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s")}
+                "steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device")}
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)
         if waiting:
