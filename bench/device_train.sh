@@ -8,7 +8,7 @@
 #               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device_train.sh stage           (carry .whl and .dev/up0, then .dev/up1: one part a call)
-#               bench/device_train.sh train ROUND_DIR (carry .dev/up2, ROUND_DIR/dataset/data and ROUND_DIR/train-jobs)
+#               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up2, ROUND_DIR/dataset/data, ROUND_DIR/train-jobs)
 #               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
@@ -25,7 +25,7 @@ stage() {
 }
 
 train() {
-  local round_dir=$1
+  local round_dir=$1 jobs=${2:-$1/train-jobs}  # a job's file name is its train.name (its output folder)
   stage
   export PYTHONPATH="$SITE:$PWD"
   python3 -m synth.bench.device_transfer unpack "$STAGE/gguf.manifest.json" --into "$STAGE/gguf" --parts "$STAGE"
@@ -36,7 +36,7 @@ convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]))" "$STAGE/gguf/SmolLM2-135M-In
   python3 -c "import sys; from pathlib import Path; from synth.train.trainer import base_identity
 print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
   local outs=()
-  for job in "$round_dir"/train-jobs/*.yaml; do
+  for job in "$jobs"/*.yaml; do
     python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
