@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import PipelineConfig
-from synth.improve.models import ImproveReport, ModelScores
+from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores
 
 KEYS = ("valid_call_rate", "pass_rate", "judge_score")
 MODELS = ("base", "muonclip", "adamw")
@@ -30,10 +30,6 @@ COUNTS = ("episodes", "calls_attempted", "calls_valid", "episodes_with_valid_cal
 def _counts(s: ModelScores | None) -> dict[str, int] | None:
     overall = (s.detail or {}).get("overall") if s is not None else None
     return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
-
-
-TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device",
-               "dtype")
 
 
 def _train_facts(checkpoint: Path, recorded: dict[str, Any]) -> dict[str, Any]:

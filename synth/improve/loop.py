@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.improve.models import ImproveReport, Steps, TrainElsewhere
+from synth.improve.models import TRAIN_FACTS, ImproveReport, Steps, TrainElsewhere
 
 log = logging.getLogger(__name__)
 STATE = "improve.json"
@@ -112,8 +112,7 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
                 waiting.append(exc)
                 continue
             r.trained[opt] = summary["checkpoint"]
-            r.train_summaries[opt] = {k2: summary.get(k2) for k2 in (
-                "steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device")}
+            r.train_summaries[opt] = {k2: summary.get(k2) for k2 in TRAIN_FACTS}
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)
         if waiting:

@@ -52,6 +52,11 @@ class ImproveReport(BaseModel):
         return r
 
 
+TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device",
+               "dtype")
+"""What the loop and the data-value page keep of a training run's summary."""
+
+
 class TrainElsewhere(Exception):
     """A training step waits for its checkpoint to be trained on another machine (``improve.train_here=false``)."""
 

@@ -42,14 +42,6 @@ def sample_seed(agent_id: str, index: int, difficulty: str, seed: int) -> int:
     return int(stable_id("seed", agent_id, index, difficulty, seed).split("-")[1][:8], 16)
 
 
-def _description(agent: AgentRecord, name: str) -> str:
-    for tool in agent.tools:
-        fn = tool.get("function", tool)
-        if isinstance(fn, dict) and fn.get("name") == name:
-            return str(fn.get("description") or "")
-    return ""
-
-
 def _tools_for_prompt(agent: AgentRecord) -> list[dict[str, Any]]:
     out = []
     for tool in agent.tools:
@@ -161,7 +153,8 @@ async def generate_task(
             # The user states every value the call check asks for, word for word: the opening is code's.
             if grounded_opening == "code":
                 rng = random.Random(sample_seed(agent.id, index, difficulty, seed) + 1)
-                row.user_goal = code_opening(_description(agent, grounded.name), grounded.arguments, rng)
+                description = next((t["description"] or "" for t in tools if t["name"] == grounded.name), "")
+                row.user_goal = code_opening(description, grounded.arguments, rng)
             else:
                 row.user_goal = state_values(row.user_goal, grounded.arguments)
             row.opening = row.user_goal
