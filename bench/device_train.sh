@@ -9,6 +9,9 @@
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device_train.sh stage           (carry .whl and .dev/up0, then .dev/up1: one part a call)
 #               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up2, ROUND_DIR/dataset/data, ROUND_DIR/train-jobs)
+#               bench/device_train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
+#                 measured update RMS; same carry; prints the muon_lr to resume with here)
+#               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs
 #               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
@@ -40,9 +43,36 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
     python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
+  if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}"; fi
+}
+
+match() {  # ROUND_DIR: AdamW and a MuonClip probe at one lr, then MuonClip at the muon_lr that matches their
+  # measured update RMS (synth/train/match_lr.py); packs adamw and muonclip. Resume here with that train.muon_lr.
+  local r=$1 jobs="$STAGE/jobs-match"
+  rm -rf "$jobs" && mkdir -p "$jobs/probe" "$jobs/matched"
+  cp "$r/train-jobs/adamw.yaml" "$jobs/probe/"
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c['train'].update(name='muonclip-probe',
+muon_lr=None); open(sys.argv[2], 'w').write(yaml.safe_dump(c, sort_keys=False))" \
+    "$r/train-jobs/muonclip.yaml" "$jobs/probe/muonclip-probe.yaml"
+  PACK=0 train "$r" "$jobs/probe"
+  PYTHONPATH="$SITE:$PWD" python3 -m synth.train.match_lr "$r/train/adamw" "$r/train/muonclip-probe" \
+    "$r/train-jobs/muonclip.yaml" "$jobs/matched/muonclip.yaml" | tee "$OUT/match_lr.json"
+  PACK=0 train "$r" "$jobs/matched"
+  pack "$r" adamw muonclip
+}
+
+pack() {  # ROUND_DIR NAME...: pack only these trained folders (a study's other runs stay there)
+  local round_dir=$1 outs=() name
+  shift
+  for name in "$@"; do outs+=("$round_dir/train/$name"); done
+  pack_dirs "${outs[@]}"
+}
+
+pack_dirs() {
+  export PYTHONPATH="$SITE:$PWD"
   rm -rf "$STAGE/down"
   # A call brings back at most 8 files of 16 MiB, 64 MiB in all: four parts of 15 MiB and the manifest.
-  python3 -m synth.bench.device_transfer pack "${outs[@]}" --out "$STAGE/down" --name ckpt --part-mib 15
+  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15
   cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
   ls -la "$STAGE/down"
 }

@@ -255,8 +255,12 @@ class TrainConfig(Strict):
                                    "on instead of the run's dataset (no held-out filter without task_id).")
     optimizer: Literal["muonclip", "adamw"] = Field(default="muonclip",
                                                     description="muonclip: synth.optim.MuonClip; adamw: baseline.")
-    lr: float = Field(default=1e-4, gt=0, description="Peak learning rate (both optimizers: Muon's update is "
-                      "scaled to AdamW's RMS, so one lr fits both).")
+    lr: float = Field(default=1e-4, gt=0, description="Peak learning rate of AdamW (the baseline, and MuonClip's "
+                      "AdamW group: embeddings, norms, output head).")
+    muon_lr: float | None = Field(default=None, gt=0, description="Peak learning rate of MuonClip's matrices; "
+                                  "None: lr. K2's 0.2*sqrt(max(A,B)) scale gives Muon updates of RMS 0.2*lr, which "
+                                  "matches AdamW's steady state in pre-training; early in a fine-tune AdamW's "
+                                  "updates are larger (train_summary.json's update_rms measures both).")
     weight_decay: float = Field(default=0.1, ge=0)
     tau: float = Field(default=100.0, gt=0, description="QK-Clip threshold (MuonClip).")
     epochs: int = Field(default=3, ge=1)

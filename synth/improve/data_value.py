@@ -74,7 +74,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "rollouts.samples": config.rollouts.samples, "judge.accept": config.judge.accept,
                      "dataset.heldout_share": config.dataset.heldout_share,
                      "improve.optimizers": list(config.improve.optimizers), "train.epochs": config.train.epochs,
-                     "train.lr": config.train.lr, "improve.train_here": config.improve.train_here,
+                     "train.lr": config.train.lr, "train.muon_lr": config.train.muon_lr,
+                     "improve.train_here": config.improve.train_here,
                      "llm.model": config.llm.model or "embedded"}
     return out
 
@@ -130,10 +131,12 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"
           for name, c in data["counts"].items() if c is not None], "",
         "Training (last round):", "",
-        "| optimizer | steps | loss first -> last | max logit | heads clipped | device | tokens/s | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| optimizer | steps | loss first -> last | max logit | heads clipped | update RMS / lr | device | tokens/s "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
         *[f"| {name} | {t.get('steps')} | {_num(t.get('first_loss'))} -> {_num(t.get('last_loss'))} | "
-          f"{_num(t.get('max_logit'))} | {t.get('heads_clipped')} | {t.get('device', 'n/a')} | "
+          f"{_num(t.get('max_logit'))} | {t.get('heads_clipped')} | {_num(t.get('update_rms'))} | "
+          f"{t.get('device', 'n/a')} | "
           f"{_num(t.get('tokens_per_s'), 0)} | {_num(t.get('wall_s'), 1)} |" for name, t in data["trained"].items()],
         "",
         "## Per round", "",

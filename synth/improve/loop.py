@@ -59,6 +59,22 @@ def _save(report: ImproveReport, root: Path) -> None:
     tmp.replace(root / STATE)
 
 
+def _forget(report: ImproveReport, k: int, opt: str, generator: str) -> None:
+    """Round ``k``'s ``opt`` model is other weights now: its scores go; a later round it generated is stale."""
+    r = report.round(k)
+    if opt not in r.trained:
+        return
+    later = [x.round for x in report.rounds if x.round > k and x.generated]
+    if later and opt == generator:
+        raise ValueError(f"round {k}'s {opt} model changed (other train settings or data) after it generated "
+                         f"round(s) {later}; that data came from the old model. Start a new run (--set run=...) "
+                         "or put train.* back as it was")
+    del r.trained[opt]
+    r.models.pop(opt, None)
+    r.train_summaries.pop(opt, None)
+    r.fingerprints.pop(opt, None)
+
+
 def load_report(config: PipelineConfig) -> ImproveReport:
     path = improve_root(config) / STATE
     if path.exists():
@@ -100,18 +116,26 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
         files = train_files(config, k)
         waiting: list[TrainElsewhere] = []
         for opt in optimizers:
-            if opt in r.trained:
-                continue
             if not files:
                 r.note = "no accepted trajectories in train yet: nothing to train on this round"
                 break
             tc = rc.model_copy(update={"train": rc.train.model_copy(update={"optimizer": opt, "name": opt})})
+            fingerprint = steps.fingerprint(tc, files)
+            if opt in r.trained and fingerprint != r.fingerprints.get(opt):
+                # A resumed run whose train.* changed: the recorded model is not these settings' (checked before
+                # anything is trained over it).
+                _forget(report, k, opt, optimizers[0])
+                _save(report, root)
+            if opt in r.trained:
+                continue
             try:
                 summary = steps.train(tc, files)
             except TrainElsewhere as exc:  # improve.train_here=false: every pending job is written, then we stop
                 waiting.append(exc)
                 continue
             r.trained[opt] = summary["checkpoint"]
+            if fingerprint:
+                r.fingerprints[opt] = fingerprint
             r.train_summaries[opt] = {k2: summary.get(k2) for k2 in TRAIN_FACTS}
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)

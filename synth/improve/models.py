@@ -31,6 +31,8 @@ class RoundResult(BaseModel):
     train_trajectories: int = Field(default=0, description="Train rows the round's models were trained on.")
     trained: dict[str, str] = Field(default_factory=dict, description="optimizer -> checkpoint")
     train_summaries: dict[str, dict] = Field(default_factory=dict)
+    fingerprints: dict[str, str] = Field(default_factory=dict, description="optimizer -> the training fingerprint "
+                                         "its scores were measured with (other settings or data: scored again)")
     models: dict[str, ModelScores] = Field(default_factory=dict, description="name -> held-out scores")
     note: str | None = None
 
@@ -52,8 +54,8 @@ class ImproveReport(BaseModel):
         return r
 
 
-TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "tokens_per_s", "wall_s", "device",
-               "dtype")
+TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped", "update_rms", "tokens_per_s",
+               "wall_s", "device", "dtype")
 """What the loop and the data-value page keep of a training run's summary."""
 
 
@@ -78,3 +80,5 @@ class Steps:
     evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str], int],
                        dict[str, ModelScores]]
     """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run, in round k."""
+    fingerprint: Callable[[PipelineConfig, list[Path]], str | None] = lambda config, files: None
+    """What a finished ``train`` of these settings and files is known by (None: not known, never stale)."""

@@ -77,6 +77,13 @@ def train(config: PipelineConfig, files: list[Path]) -> dict:
     raise TrainElsewhere(job, output_dir(cfg))
 
 
+def fingerprint(config: PipelineConfig, files: list[Path]) -> str:
+    from synth.train.trainer import training_fingerprint
+
+    return training_fingerprint(config.model_copy(update={"train": config.train.model_copy(
+        update={"data_files": files})}))
+
+
 def evaluate(config: PipelineConfig, endpoints: list[EndpointConfig], models: dict[str, Path | None],
              task_ids: list[str], round_k: int) -> dict[str, ModelScores]:
     """Held-out scores of each model through ``synth eval`` (synth.evaluate), rows kept per round."""
@@ -86,4 +93,4 @@ def evaluate(config: PipelineConfig, endpoints: list[EndpointConfig], models: di
 
 
 def real_steps() -> Steps:
-    return Steps(generate=generate, train=train, evaluate=evaluate)
+    return Steps(generate=generate, train=train, evaluate=evaluate, fingerprint=fingerprint)

@@ -43,6 +43,8 @@ class StepLog(BaseModel):
     tokens: int = Field(description="Tokens (padding excluded) in the step.")
     max_logit: float | None = Field(default=None, description="Largest pre-softmax logit of any head this step.")
     heads_clipped: int = 0
+    update_rms: float | None = Field(default=None, description="RMS of the step's weight change per unit of the "
+                                     "step's lr, on a fixed sample of the hidden matrices (Muon's matrices).")
     wall_s: float
 
 
@@ -66,6 +68,8 @@ class TrainSummary(BaseModel):
     last_loss: float | None = None
     max_logit: float | None = Field(default=None, description="Largest logit seen over the run (before clip).")
     heads_clipped: int = Field(default=0, description="Head clips summed over steps.")
+    update_rms: float | None = Field(default=None, description="Mean of the steps' update_rms: how far one "
+                                     "step moves a hidden matrix per unit lr (Muon by design ~0.2; AdamW measured).")
     tokens_trained: int = Field(default=0, description="Tokens through forward and backward in this process.")
     tokens_per_s: float | None = Field(default=None, description="Tokens (padding excluded) per wall second of "
                                        "stepping in this process (model loading and saving not counted).")
@@ -104,8 +108,10 @@ def base_identity(base: Path) -> str:
 def _fingerprint(cfg: TrainConfig, base: Path, examples: list[Example], seed: int) -> str:
     """What a resume state (or a finished run) must match: the same tokens, base model, optimizer and schedule.
     Where things are (base_model, data_files) and how fast they run (threads, device) are left out."""
-    keep = cfg.model_dump(mode="json", exclude={"save_every", "threads", "name", "data_files", "base_model",
-                                                "device", "gradient_checkpointing"})
+    ignored = {"save_every", "threads", "name", "data_files", "base_model", "device", "gradient_checkpointing"}
+    if cfg.optimizer == "adamw":
+        ignored.add("muon_lr")  # the baseline has no Muon matrices: the same run whatever it says
+    keep = cfg.model_dump(mode="json", exclude=ignored)
     digest = hashlib.sha256(json.dumps({"cfg": keep, "base": base_identity(base), "seed": seed},
                                        sort_keys=True).encode())
     for e in examples:
@@ -141,10 +147,31 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.opt
     # Both optimizers run the same capturing attention, so their losses and logits are comparable.
     specs = install_capture(model)
     if cfg.optimizer == "muonclip":
-        opt = MuonClip.for_model(model, lr=cfg.lr, weight_decay=cfg.weight_decay, tau=cfg.tau)
+        opt = MuonClip.for_model(model, lr=cfg.muon_lr or cfg.lr, adamw_lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 tau=cfg.tau)
         return opt, opt.qk_clip
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
     return opt, QKClip(specs, tau=cfg.tau, enabled=False)
+
+
+PROBE_MATRICES = 8
+
+
+def _probe(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """A fixed, evenly spread sample of the hidden matrices whose update RMS is logged: a copy of every matrix
+    each step would double a large model's memory."""
+    from synth.optim.split import split_params
+
+    matrices = [p for _, p in split_params(model).muon if p.ndim == 2]
+    stride = max(1, len(matrices) // PROBE_MATRICES)
+    return matrices[::stride][:PROBE_MATRICES]
+
+
+def _update_rms(probe: list[torch.nn.Parameter], before: list[torch.Tensor], lr: float) -> float | None:
+    if not probe or lr <= 0:
+        return None
+    rms = [float((p.detach() - b).float().pow(2).mean().sqrt()) for p, b in zip(probe, before, strict=True)]
+    return sum(rms) / len(rms) / lr
 
 
 def _save_resume(out: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
@@ -243,6 +270,11 @@ def _prepare(config: PipelineConfig) -> _Job:
     return _Job(base, tokenizer, examples, stats, source, _fingerprint(cfg, base, examples, config.seed))
 
 
+def training_fingerprint(config: PipelineConfig) -> str:
+    """What ``train(config)`` is known by: its settings, base model (by content) and tokens."""
+    return _prepare(config).fingerprint
+
+
 def trained(config: PipelineConfig) -> TrainSummary | None:
     """The summary of ``config``'s run when its checkpoint is finished (here or elsewhere and copied here)."""
     return _finished(output_dir(config), _prepare(config).fingerprint)
@@ -287,6 +319,7 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     opt, clip = build_optimizer(model, cfg)
+    probe = _probe(model)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup))
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).unlink(missing_ok=True)  # a summary of other data must not describe these weights
@@ -320,8 +353,11 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
             loss_sum += float(loss.detach())
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        lr = opt.param_groups[0]["lr"]
+        lr = opt.param_groups[0]["lr"]  # the Muon group's for MuonClip: the probe's matrices are in it
+        before = [p.detach().clone() for p in probe]
         opt.step()
+        rms = _update_rms(probe, before, lr)
+        del before
         clip_stats = clip.last_stats if cfg.optimizer == "muonclip" else clip.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
@@ -331,7 +367,8 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
         stepping_s += dt
         entry = StepLog(step=step + 1, loss=loss_sum / max(1, targets), lr=lr, tokens=step_tokens,
                         max_logit=clip_stats.max_logit if clip_stats is not None else None,
-                        heads_clipped=clip_stats.total_clipped if clip_stats is not None else 0, wall_s=dt)
+                        heads_clipped=clip_stats.total_clipped if clip_stats is not None else 0,
+                        update_rms=rms, wall_s=dt)
         history.append(entry)
         bar.set_postfix(loss=f"{entry.loss:.3f}", max_logit=f"{entry.max_logit or 0:.1f}",
                         clipped=entry.heads_clipped, tok_s=f"{tokens_here / stepping_s:.0f}")
@@ -343,6 +380,7 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
     bar.close()
     _save_checkpoint(out, model, tokenizer, cfg)
     logits_seen = [h.max_logit for h in history if h.max_logit is not None]
+    rms_seen = [h.update_rms for h in history if h.update_rms is not None]
     summary = TrainSummary(
         name=out.name, optimizer=cfg.optimizer, checkpoint=str(out), base_model=str(base),
         chat_template=str(TEMPLATE_PATH), data_source=source, data=stats, device=plan.device,
@@ -350,7 +388,8 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
         epochs=cfg.epochs, resumed_from_step=start,
         first_loss=history[0].loss if history else None, last_loss=history[-1].loss if history else None,
         max_logit=max(logits_seen) if logits_seen else None, heads_clipped=sum(h.heads_clipped for h in history),
-        tokens_trained=tokens_here, tokens_per_s=tokens_here / stepping_s if stepping_s else None,
+        update_rms=sum(rms_seen) / len(rms_seen) if rms_seen else None, tokens_trained=tokens_here,
+        tokens_per_s=tokens_here / stepping_s if stepping_s else None,
         wall_s=time.monotonic() - started, log=history,
     )
     (out / SUMMARY).write_text(summary.model_dump_json(indent=2))

@@ -239,3 +239,61 @@ def test_improve_trains_elsewhere_then_takes_the_copied_checkpoint(tmp_path: Pat
     summary = improve_train(cfg, [data])
     assert summary["fingerprint"] == done.fingerprint and summary["wall_s"] == done.wall_s
     assert Path(summary["checkpoint"]) == trainer.output_dir(cfg)
+
+
+def test_update_rms_is_logged_and_muon_lr_moves_only_the_muon_matrices(tmp_path: Path, base: Path) -> None:
+    """Muon's update is scaled to RMS ~0.2 per unit lr by construction; AdamW's first step is ~sign(g), RMS ~1.
+    train.muon_lr sets the Muon group's lr and leaves the AdamW group (embeddings, norms) at train.lr."""
+    from synth.train.trainer import build_optimizer, train
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
+    muon = train(_config(tmp_path / "m", base, data, lr=1e-3, max_steps=2), progress=False)
+    adamw = train(_config(tmp_path / "a", base, data, lr=1e-3, max_steps=2, optimizer="adamw"), progress=False)
+    assert all(s.update_rms is not None for s in muon.log + adamw.log)
+    assert 0.05 < muon.update_rms < 0.3, muon.update_rms
+    assert adamw.log[0].update_rms > 2 * muon.log[0].update_rms, (adamw.log[0], muon.log[0])
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    opt, _ = build_optimizer(model, TrainConfig(lr=1e-4, muon_lr=5e-4))
+    assert {g["use_muon"]: g["lr"] for g in opt.param_groups} == {True: 5e-4, False: 1e-4}
+    faster = train(_config(tmp_path / "f", base, data, lr=1e-3, muon_lr=3e-3, max_steps=2), progress=False)
+    assert faster.log[-1].lr == pytest.approx(3 * muon.log[-1].lr)  # the logged lr is the Muon group's
+
+
+def test_adamw_fingerprint_ignores_muon_lr(tmp_path: Path, base: Path) -> None:
+    """The baseline has no Muon matrices: a muon_lr set for the MuonClip run must not make AdamW train again."""
+    from synth.train.trainer import train, trained
+
+    data = write_sft(tmp_path / "sft.parquet", sft_rows(2))
+    done = train(_config(tmp_path, base, data, optimizer="adamw", max_steps=1), progress=False)
+    again = trained(_config(tmp_path, base, data, optimizer="adamw", max_steps=1, muon_lr=5e-3))
+    assert again is not None and again.fingerprint == done.fingerprint
+    assert trained(_config(tmp_path, base, data, optimizer="adamw", max_steps=1, lr=5e-3)) is None
+
+
+def test_match_lr_writes_the_muonclip_job(tmp_path: Path) -> None:
+    import yaml
+
+    from synth.train.match_lr import matched_lr, write_matched_job
+
+    def run(name: str, optimizer: str, rms: float | None) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train_summary.json").write_text(json.dumps({"optimizer": optimizer, "update_rms": rms}))
+        return folder
+
+    job = tmp_path / "muonclip.yaml"
+    job.write_text(yaml.safe_dump({"run": "r", "train": {"optimizer": "muonclip", "lr": 1e-4, "muon_lr": None}}))
+    facts = write_matched_job(run("a", "adamw", 0.688), run("p", "muonclip", 0.1625), job, tmp_path / "out.yaml")
+    assert facts["muon_lr"] == 0.00042 == matched_lr(1e-4, 0.688, 0.1625)
+    written = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    assert written["train"]["muon_lr"] == 0.00042 and written["run"] == "r"
+    TrainConfig(**written["train"])  # still a valid train config
+    with pytest.raises(SystemExit, match="not adamw"):
+        write_matched_job(tmp_path / "p", tmp_path / "p", job, tmp_path / "x.yaml")
+    with pytest.raises(SystemExit, match="no update_rms"):
+        write_matched_job(run("b", "adamw", None), tmp_path / "p", job, tmp_path / "x.yaml")
+    with pytest.raises(ValueError, match="positive"):
+        matched_lr(1e-4, 0.0, 0.16)

@@ -1,0 +1,60 @@
+"""Set a MuonClip job's ``train.muon_lr`` so its hidden matrices move as far per step as AdamW's did.
+
+K2 scales Muon's update to RMS 0.2 * lr (AdamW's steady state in pre-training). Early in a short fine-tune AdamW's
+bias-corrected steps are close to sign(g), of RMS close to lr, so at one lr MuonClip moves several times less per
+step (measured on SmolLM2-135M: 0.69 against 0.16 per unit lr). This reads two finished runs on the same data, the
+AdamW one and a MuonClip probe at the job's ``train.lr`` with ``muon_lr`` unset, and writes the MuonClip job with
+``muon_lr = lr * adamw_update_rms / probe_update_rms`` (two significant digits).
+
+Only the standard library and PyYAML, so it runs on a machine that has only torch besides (the lent GPU)::
+
+    python -m synth.train.match_lr ADAMW_DIR PROBE_DIR JOB.yaml OUT_JOB.yaml
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def matched_lr(lr: float, adamw_rms: float, muon_rms: float) -> float:
+    if not (adamw_rms > 0 and muon_rms > 0):
+        raise ValueError(f"update RMS must be positive (AdamW {adamw_rms}, MuonClip {muon_rms})")
+    return float(f"{lr * adamw_rms / muon_rms:.2g}")
+
+
+def _summary(folder: Path, optimizer: str) -> dict[str, Any]:
+    path = folder / "train_summary.json"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: train the {optimizer} run first")
+    summary = json.loads(path.read_text())
+    if summary.get("optimizer") != optimizer:
+        raise SystemExit(f"{folder} was trained with {summary.get('optimizer')}, not {optimizer}")
+    if summary.get("update_rms") is None:
+        raise SystemExit(f"{path} has no update_rms: train it again with this version of synth")
+    return summary
+
+
+def write_matched_job(adamw_dir: Path, probe_dir: Path, job: Path, out: Path) -> dict[str, Any]:
+    adamw, probe = _summary(adamw_dir, "adamw"), _summary(probe_dir, "muonclip")
+    config = yaml.safe_load(job.read_text())
+    lr = float(config["train"]["lr"])  # the probe ran at the job's lr, muon_lr unset
+    config["train"]["muon_lr"] = matched_lr(lr, adamw["update_rms"], probe["update_rms"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return {"adamw_update_rms": adamw["update_rms"], "muonclip_update_rms": probe["update_rms"], "lr": lr,
+            "muon_lr": config["train"]["muon_lr"], "job": str(out)}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 4:
+        raise SystemExit(__doc__)
+    print(json.dumps(write_matched_job(*(Path(a) for a in argv))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
