@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import PipelineConfig
-from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores
+from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores, RoundResult
 
 KEYS = ("valid_call_rate", "pass_rate", "judge_score")
 MODELS = ("base", "muonclip", "adamw")
@@ -59,7 +59,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
                      for name in MODELS}
     out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
-                         "train_trajectories": r.train_trajectories, "note": r.note, **_walls(config, r.round),
+                         "train_trajectories": r.train_trajectories, "note": r.note, **_walls(config, r),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
     out["trained"] = {name: _train_facts(Path(ckpt), (last.train_summaries or {}).get(name, {}))
                       for name, ckpt in (last.trained if last else {}).items()}
@@ -80,10 +80,11 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     return out
 
 
-def _walls(config: PipelineConfig, k: int) -> dict[str, Any]:
-    """Measured wall times of a round: its pipeline (report.json) and its evaluations (eval.json)."""
+def _walls(config: PipelineConfig, r: RoundResult) -> dict[str, Any]:
+    """Measured wall times of a round: its pipeline (report.json) and its evaluations."""
     from synth.improve.loop import round_config
 
+    k = r.round
     out: dict[str, Any] = {}
     if k > 0:
         path = round_config(config, k).run_dir / "report.json"
@@ -91,12 +92,16 @@ def _walls(config: PipelineConfig, k: int) -> dict[str, Any]:
             report = json.loads(path.read_text())
             out["pipeline_wall_s"] = report.get("wall_s")
             out["episodes"] = next((s["planned"] for s in report.get("stages", []) if s["stage"] == "rollouts"), None)
+    # Recorded with each score; eval.json (which holds only its latest call's models) for older reports.
+    walls = {name: round(s.wall_s, 1) for name, s in r.models.items() if s.wall_s is not None}
     evals = round_config(config, 1).run_dir / "eval" / "eval.json"
     if evals.exists():
         models = json.loads(evals.read_text()).get("models", {})
         tag = f"-round{k}" if k else ""
-        out["eval_wall_s"] = {n.removesuffix(tag): round(m["wall_s"], 1) for n, m in models.items()
-                              if (n == "base") == (k == 0) and n.endswith(tag)}
+        for n, m in models.items():
+            if (n == "base") == (k == 0) and n.endswith(tag):
+                walls.setdefault(n.removesuffix(tag), round(m["wall_s"], 1))
+    out["eval_wall_s"] = walls or None
     return out
 
 

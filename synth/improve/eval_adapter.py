@@ -24,7 +24,7 @@ def evaluate_models(config: PipelineConfig, endpoints: list[EndpointConfig], mod
             valid_call_rate=o.valid_call_rate if o.calls_attempted else None,
             pass_rate=o.pass_rate if o.checked_episodes else None,
             judge_score=o.judge_score if o.episodes else None,
-            episodes=o.episodes, checkpoint=result.checkpoint,
+            episodes=o.episodes, wall_s=result.wall_s, checkpoint=result.checkpoint,
             detail={"overall": o.model_dump(), "by_difficulty": {d: s.model_dump()
                                                                  for d, s in result.by_difficulty.items()}},
         )

@@ -18,6 +18,8 @@ class ModelScores(BaseModel):
     pass_rate: float | None = Field(default=None, description="Held-out episodes whose code checks all pass.")
     judge_score: float | None = Field(default=None, description="Mean weighted judge score in [0, 1].")
     episodes: int = 0
+    wall_s: float | None = Field(default=None, description="Wall seconds of this model's evaluation (serving "
+                                 "included), as measured when it ran.")
     checkpoint: str | None = None
     detail: dict = Field(default_factory=dict, description="What the evaluator reported besides (per difficulty).")
 

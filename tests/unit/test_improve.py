@@ -70,7 +70,7 @@ class Recorder:
             lift = {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}
             return {name: ModelScores(
                 valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name], judge_score=0.3 + lift[name],
-                episodes=len(task_ids), detail={"overall": {
+                episodes=len(task_ids), wall_s=10.0 * (round_k + 1), detail={"overall": {
                     "episodes": len(task_ids), "calls_attempted": 10, "calls_valid": round(10 * (0.2 + lift[name])),
                     "episodes_with_valid_call": 1, "checked_episodes": 10, "checks_passed": round(
                         10 * (0.1 + lift[name]))}}) for name in models}
@@ -154,7 +154,8 @@ def test_eval_adapter_keeps_rounds_apart_and_maps_scores(config: PipelineConfig,
         scores = Scores(episodes=2, calls_attempted=4, calls_valid=3, valid_call_rate=0.75, checked_episodes=2,
                         checks_passed=1, pass_rate=0.5, judge_score=0.4)
         return EvalSummary(run=cfg.run, heldout_share=0.2, task_ids=task_ids, difficulties={},
-                           models={n: ModelEval(name=n, checkpoint=str(p), served_name=n, overall=scores)
+                           models={n: ModelEval(name=n, checkpoint=str(p), served_name=n, overall=scores,
+                                                wall_s=12.5)
                                    for n, p in models.items()})
 
     monkeypatch.setattr("synth.evaluate.evaluate_models", fake_eval)
@@ -162,6 +163,7 @@ def test_eval_adapter_keeps_rounds_apart_and_maps_scores(config: PipelineConfig,
     assert set(seen) == {"base", "muonclip-round2"}  # round 2's rows go to their own eval folder
     assert (out["muonclip"].valid_call_rate, out["muonclip"].pass_rate, out["muonclip"].judge_score) == \
         (0.75, 0.5, 0.4)
+    assert out["muonclip"].wall_s == 12.5
 
 
 def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
@@ -180,6 +182,9 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
     assert data["counts"]["muonclip"]["calls_valid"] == 5
     assert "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
     assert data["machine"]["cores"] >= 1
+    # Each round's evaluation wall time is its own, not the last eval.json's.
+    assert [r["eval_wall_s"] for r in data["per_round"]] == [
+        {"base": 10.0}, {"muonclip": 20.0, "adamw": 20.0}, {"muonclip": 30.0, "adamw": 30.0}]
 
 
 def test_train_elsewhere_stops_with_every_job_then_resumes(config: PipelineConfig) -> None:
