@@ -166,6 +166,12 @@ class RolloutsStageConfig(Strict):
         "must call a tool, any of the agent's (tool_choice=required): a small model that answers without calling "
         "makes no data. Which tool and which arguments stay its choice, and the checks hold it to the exact call; "
         "the row records required_first_call='*'. Evaluation never forces a call.")
+    grounded_answer_after_call: bool = Field(
+        default=False, description="With grounded_calls_first: the step after the forced call's results must "
+        "answer (tool_choice=none). One exact call answers a grounded task, and a small fine-tuned model repeats "
+        "the call instead of reporting it (the call budget check then fails). What it answers stays its own; an "
+        "answer that writes a tool call as text is an invalid reply, and the row records forced_answer_step. "
+        "Evaluation never forces it.")
     coding_free_text: float = Field(
         default=1.0, ge=0, le=1,
         description="Share of a coding task's episodes in which the agent answers in plain text, the program in a "

@@ -209,7 +209,8 @@ async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord,
     recorder = _RecordingPool(agent_pool, default.config)
     pool = RoutedPool(default, {**roles, "agent": recorder})  # type: ignore[dict-item]
     # The model under test decides alone whether to call: no step of an evaluation is forced to.
-    rollouts = config.rollouts.model_copy(update={"coding_runs_code": False, "grounded_calls_first": False})
+    rollouts = config.rollouts.model_copy(update={"coding_runs_code": False, "grounded_calls_first": False,
+                                                  "grounded_answer_after_call": False})
     servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
     hub = agent_hub(agent, servers) if rollouts.real_exec and servers else None
     async with hub if hub is not None else contextlib.nullcontext():

@@ -96,6 +96,9 @@ class TrajectoryRecord(Row):
         default=None, description="Tool the first agent step was constrained to call (coding tasks), if any; '*': "
         "any of its tools (grounded tasks under rollouts.grounded_calls_first)."
     )
+    forced_answer_step: int | None = Field(
+        default=None, description="Agent step (0-based) that was constrained to answer without a call "
+        "(rollouts.grounded_answer_after_call), if any.")
     sample: int = Field(default=0, ge=0, description="Which of the task's best-of-N episodes this is (0-based).")
 
 

@@ -128,6 +128,10 @@ async def run_episode(
     # (which one, with which arguments, stays the model's choice, and the checks hold it to the exact call).
     if first_call is None and not text and tools and cfg.grounded_calls_first and task.grounded:
         first_call = ANY_TOOL
+    # ...and with grounded_answer_after_call the step after that call's results must answer: a grounded task
+    # needs no second call, and a small model repeats its call instead of reporting the result.
+    answer_step = 1 if first_call == ANY_TOOL and cfg.grounded_answer_after_call else None
+    forced_answer: int | None = None
     turns = 0
     step = 0
     stop_reason = ""
@@ -142,10 +146,13 @@ async def run_episode(
             answered = False
             for _ in range(cfg.max_steps):
                 stage = "agent"
+                must_answer = step == answer_step
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
                                              usage=usage, mode=tool_calling,
                                              require_tool=first_call if step == 0 else None, free_text=text,
-                                             max_calls=cfg.max_calls_per_step)
+                                             max_calls=cfg.max_calls_per_step, answer_only=must_answer)
+                if must_answer:
+                    forced_answer = step
                 step += 1
                 messages.append(msg)
                 if not msg.tool_calls:
@@ -216,4 +223,5 @@ async def run_episode(
         turns=turns,
         stop_reason=stop_reason,
         required_first_call=first_call,
+        forced_answer_step=forced_answer,
     )

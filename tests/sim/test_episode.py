@@ -529,3 +529,55 @@ async def test_grounded_first_step_must_call_a_tool_of_its_choice() -> None:
         traj = await run_episode(task, AGENT, pool, c, seed=0)
         assert traj.required_first_call is None
         assert any(b["properties"]["action"] == {"const": "answer"} for b in pool.agent_schemas[0]["anyOf"])
+
+
+async def test_grounded_answer_after_call_forces_the_second_step_to_answer() -> None:
+    """rollouts.grounded_answer_after_call: after the forced call's results, the next step has no call branch
+    (a grounded task needs one call; a fine-tuned 135M repeated it); the row records the forced step."""
+    from synth.schemas.rubric import CodeCheck, Rubric
+
+    rubric = Rubric(criteria=[], checks=[CodeCheck(id="c", kind="tool_called_with", tool="get_order",
+                                                   arguments={"order_id": "A1"})])
+    grounded = TASK.model_copy(update={"opening": "Where is order A1?", "rubric": rubric})
+    cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "grounded_answer_after_call": True,
+                                       "max_turns": 1})
+    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+                        tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
+    traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
+    assert traj.error is None and traj.forced_answer_step == 1
+    assert traj.messages[-1].content == "It is processing." and len(traj.calls) == 1
+    assert '"const": "call"' not in json.dumps(pool.agent_schemas[1])
+    # Without grounded_calls_first nothing is forced, and the flag alone changes nothing.
+    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+                        tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
+    c = cfg.model_copy(update={"grounded_calls_first": False})
+    traj = await run_episode(grounded, AGENT, pool, c, seed=0)
+    assert traj.forced_answer_step is None and traj.required_first_call is None
+    assert '"const": "call"' in json.dumps(pool.agent_schemas[1])
+
+
+async def test_native_answer_that_writes_a_call_as_text_is_invalid() -> None:
+    """tool_choice=none only stops the server's parser: '<tool_call>' text in a forced answer is no answer."""
+    from types import SimpleNamespace
+
+    from synth.agents.turn import agent_step
+    from synth.schemas.messages import Message
+
+    class Pool:
+        def __init__(self, content: str) -> None:
+            self.content, self.kwargs = content, {}
+
+        async def chat(self, messages, **kwargs):
+            self.kwargs = kwargs
+            return SimpleNamespace(message=SimpleNamespace(content=self.content, tool_calls=None,
+                                                           model_dump_json=lambda: self.content))
+
+    tools = AGENT.tools
+    msgs = [Message(role="user", content="Where is A1?")]
+    bad = Pool('<tool_call>\n{"name": "get_order", "arguments": {"order_id": "A1"}}\n</tool_call>')
+    with pytest.raises(ReplyInvalid, match="tool call as text"):
+        await agent_step(bad, msgs, tools, seed=0, mode="native", answer_only=True)
+    assert bad.kwargs["tool_choice"] == "none"
+    good = Pool("It is processing.")
+    msg, _ = await agent_step(good, msgs, tools, seed=0, mode="native", answer_only=True)
+    assert msg.content == "It is processing." and not msg.tool_calls
