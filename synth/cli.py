@@ -6,6 +6,7 @@ Thin by design: every command loads the config, picks endpoints and calls one li
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -374,9 +375,20 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    # Python's default for SIGTERM is to die at once, past every `finally`: a server started for the model under
+    # test (synth eval, synth improve) would be left running. Unwinding as an exit stops it, as Ctrl-C does.
+    raise SystemExit(128 + signum)
+
+
+def install_term_handler() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def run() -> None:
     """The console entry point: any failure is one message naming what went wrong; ``--debug`` shows the
-    traceback instead."""
+    traceback instead. A SIGTERM (kill, a job scheduler's stop) unwinds like Ctrl-C, so what it started stops."""
+    install_term_handler()
     try:
         app()
     except Exception as exc:
