@@ -59,7 +59,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
                      for name in MODELS}
     out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
-                         "train_trajectories": r.train_trajectories, "note": r.note, **_walls(config, r),
+                         "train_trajectories": r.train_trajectories, "note": r.note,
+                         "generation": _generation(config, r), **_walls(config, r),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
     out["trained"] = {name: _train_facts(Path(ckpt), (last.train_summaries or {}).get(name, {}))
                       for name, ckpt in (last.trained if last else {}).items()}
@@ -79,6 +80,20 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "improve.train_here": config.improve.train_here,
                      "llm.model": config.llm.model or "embedded"}
     return out
+
+
+def _generation(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None:
+    """The grounded-generation settings a round's rollouts ran with, from that stage's own record (a resumed run
+    may have changed them between rounds; an option that did not exist then is absent)."""
+    from synth.improve.loop import round_config
+
+    if r.round == 0:
+        return None
+    path = round_config(config, r.round).run_dir / "rollouts" / "fingerprint.json"
+    if not path.exists():
+        return None
+    recorded = json.loads(path.read_text())
+    return {k.removeprefix("rollouts."): v for k, v in recorded.items() if k.startswith("rollouts.grounded")}
 
 
 def _walls(config: PipelineConfig, r: RoundResult) -> dict[str, Any]:
@@ -146,9 +161,12 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
           f"{_num(t.get('tokens_per_s'), 0)} | {_num(t.get('wall_s'), 1)} |" for name, t in data["trained"].items()],
         "",
         "## Per round", "",
-        "| round | agent | accepted into train | trained on | note |", "|---|---|---|---|---|",
-        *[f"| {r['round']} | {r['agent']} | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |"
-          for r in data["per_round"]], "",
+        "| round | agent | generation settings (the round's own record) | accepted into train | trained on | note |",
+        "|---|---|---|---|---|---|",
+        *[f"| {r['round']} | {r['agent']} | "
+          + (", ".join(f"`{k}={v}`" for k, v in (r["generation"] or {}).items()) or "n/a")
+          + f" | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |" for r in data["per_round"]],
+        "",
         "![curve](data_value_curve.png)" if (out_dir / "data_value_curve.png").exists() else "", "",
         "## Measured cost", "",
         *[f"- round {r['round']}: pipeline {r.get('pipeline_wall_s', 'n/a')} s for {r.get('episodes', 'n/a')} "

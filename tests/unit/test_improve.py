@@ -172,6 +172,11 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
     from synth.improve.data_value import write_data_value
 
     report = run_improve(config, [], steps=Recorder().steps())
+    # Each round's generation settings come from its own rollouts record (they may change between rounds).
+    record = round_config(config, 2).run_dir / "rollouts" / "fingerprint.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"rollouts.grounded_calls_first": True, "rollouts.max_steps": 2,
+                                  "rollouts.grounded_answer_after_call": True}))
     page = write_data_value(report, config, tmp_path / "results")
     data = json.loads((tmp_path / "results" / "data_value.json").read_text())
     assert data["train_trajectories"] == 3 and data["heldout_tasks"] == 2
@@ -182,6 +187,9 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
     assert data["counts"]["muonclip"]["calls_valid"] == 5
     assert "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
     assert data["machine"]["cores"] >= 1
+    assert [r["generation"] for r in data["per_round"]][2] == {"grounded_calls_first": True,
+                                                               "grounded_answer_after_call": True}
+    assert "| `grounded_calls_first=True`, `grounded_answer_after_call=True` | " in page.read_text()
     # Each round's evaluation wall time is its own, not the last eval.json's.
     assert [r["eval_wall_s"] for r in data["per_round"]] == [
         {"base": 10.0}, {"muonclip": 20.0, "adamw": 20.0}, {"muonclip": 30.0, "adamw": 30.0}]
