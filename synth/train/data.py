@@ -75,8 +75,10 @@ def _parquet_rows(files: list[Path]) -> list[dict[str, Any]]:
         for r in rows:
             r["tools"] = [_decoded(t) for t in r.get("tools") or []]
         return rows
-    # datasets restores the Json columns (tools, arguments) from the schema it wrote.
-    return list(load_dataset("parquet", data_files=[str(f) for f in files], split="train"))
+    # datasets restores the Json columns (tools, arguments) from the schema it wrote. One file at a time: the
+    # rounds of an improve run may come from versions with other columns (a column added later), which one
+    # load_dataset call over all of them refuses.
+    return [row for f in files for row in load_dataset("parquet", data_files=[str(f)], split="train")]
 
 
 def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -297,3 +297,21 @@ def test_match_lr_writes_the_muonclip_job(tmp_path: Path) -> None:
         write_matched_job(run("b", "adamw", None), tmp_path / "p", job, tmp_path / "x.yaml")
     with pytest.raises(ValueError, match="positive"):
         matched_lr(1e-4, 0.0, 0.16)
+
+
+def test_rounds_written_with_other_columns_train_together(tmp_path: Path) -> None:
+    """An improve run's rounds may come from versions with other columns (round 2 had forced_answer_step, round 1
+    not): its cumulative training reads every file, where one load_dataset over all of them refused."""
+    from datasets import load_dataset
+
+    from synth.train.data import load_rows
+
+    first = write_sft(tmp_path / "r1.parquet", sft_rows(2), with_task_ids=["task-a", "task-b"])
+    ds = load_dataset("parquet", data_files=[str(write_sft(tmp_path / "tmp.parquet", sft_rows(3),
+                                                           with_task_ids=["task-c", "task-d", "task-e"]))],
+                      split="train")
+    second = tmp_path / "r2.parquet"
+    ds.add_column("forced_answer_step", [1, None, 1]).to_parquet(str(second))
+    rows, _ = load_rows(tmp_path, [first, second])
+    assert [r["task_id"] for r in rows] == ["task-a", "task-b", "task-c", "task-d", "task-e"]
+    assert all(r["messages"] for r in rows)
