@@ -169,8 +169,12 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         "",
         "![curve](data_value_curve.png)" if (out_dir / "data_value_curve.png").exists() else "", "",
         "## Measured cost", "",
-        *[f"- round {r['round']}: pipeline {r.get('pipeline_wall_s', 'n/a')} s for {r.get('episodes', 'n/a')} "
-          f"episodes; evaluation {r.get('eval_wall_s') or 'n/a'} s" for r in data["per_round"]], "",
+        "Evaluation wall seconds are those of the process that ran the episodes (a resumed evaluation counts only "
+        "its own part; 0.0: nothing was left to run).", "",
+        *[(f"- round {r['round']}: pipeline {r.get('pipeline_wall_s', 'n/a')} s for {r.get('episodes', 'n/a')} "
+           "episodes; " if r["round"] else "- round 0 (the base model only): ")
+          + "evaluation " + (", ".join(f"{n} {w} s" for n, w in r["eval_wall_s"].items())
+                             if r.get("eval_wall_s") else "n/a") for r in data["per_round"]], "",
     ]
     if data["train_trajectories"] < 100 or data["heldout_tasks"] < 40:
         lines += ["## What limits it", "",
