@@ -277,7 +277,7 @@ def training_fingerprint(config: PipelineConfig) -> str:
 
 def trained(config: PipelineConfig) -> TrainSummary | None:
     """The summary of ``config``'s run when its checkpoint is finished (here or elsewhere and copied here)."""
-    return _finished(output_dir(config), _prepare(config).fingerprint)
+    return _finished(output_dir(config), training_fingerprint(config))
 
 
 def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
