@@ -28,6 +28,7 @@ from synth.llm.client import ReplyInvalid
 from synth.prompts import render
 from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.usage import UsageByRole
+from synth.train.template import TOOL_CALL_OPEN
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ Mode = Literal["schema", "native", "auto"]
 MAX_CALLS = 4
 """Parallel tool calls one step may make at most (``rollouts.max_calls_per_step`` chooses up to this); more would
 let a weak model loop inside one reply."""
-TOOL_CALL_TEXT = "<tool_call>"
-"""How the tool template (synth/train/templates, Hermes style) writes a call in the model's text."""
 ANY_TOOL = "*"
 """``require_tool`` value for a step that must call a tool, any of the agent's (OpenAI's ``tool_choice="required"``)."""
 
@@ -406,7 +405,7 @@ async def _native_step(
                               function=FunctionCall(name=tc.function.name, arguments=arguments or "{}")))
     if calls:
         return Message(role="assistant", content=msg.content or None, tool_calls=calls), raw
-    if answer_only and TOOL_CALL_TEXT in (msg.content or ""):
+    if answer_only and TOOL_CALL_OPEN in (msg.content or ""):
         # tool_choice=none only keeps the server from parsing calls; a call written as text is no answer, and
         # kept it would teach a trained model to write its calls where no parser reads them.
         raise ReplyInvalid("a step that must answer wrote a tool call as text", raw)

@@ -21,9 +21,8 @@ from pydantic import BaseModel, Field
 from synth.schemas.rubric import Rubric
 from synth.schemas.verdict import Verdict
 from synth.sim.tool_sim import argument_error
+from synth.train.template import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
-TOOL_CALL_OPEN = "<tool_call>"
-TOOL_CALL_CLOSE = "</tool_call>"
 CallOutcome = Literal["valid", "unparsed", "unknown_tool", "not_an_object", "schema_mismatch"]
 
 

@@ -62,8 +62,6 @@ def _save(report: ImproveReport, root: Path) -> None:
 def _forget(report: ImproveReport, k: int, opt: str, generator: str) -> None:
     """Round ``k``'s ``opt`` model is other weights now: its scores go; a later round it generated is stale."""
     r = report.round(k)
-    if opt not in r.trained:
-        return
     later = [x.round for x in report.rounds if x.round > k and x.generated]
     if later and opt == generator:
         raise ValueError(f"round {k}'s {opt} model changed (other train settings or data) after it generated "

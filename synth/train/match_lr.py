@@ -3,7 +3,8 @@
 K2 scales Muon's update to RMS 0.2 * lr (AdamW's steady state in pre-training). Early in a short fine-tune AdamW's
 bias-corrected steps are close to sign(g), of RMS close to lr, so at one lr MuonClip moves several times less per
 step (measured on SmolLM2-135M: 0.69 against 0.16 per unit lr). This reads two finished runs on the same data, the
-AdamW one and a MuonClip probe at the job's ``train.lr`` with ``muon_lr`` unset, and writes the MuonClip job with
+AdamW one at the job's ``train.lr`` and a MuonClip probe (``update_rms`` is per unit lr, so the probe's own lr
+does not enter), and writes the MuonClip job with
 ``muon_lr = lr * adamw_update_rms / probe_update_rms`` (two significant digits).
 
 Only the standard library and PyYAML, so it runs on a machine that has only torch besides (the lent GPU)::
@@ -42,7 +43,8 @@ def _summary(folder: Path, optimizer: str) -> dict[str, Any]:
 def write_matched_job(adamw_dir: Path, probe_dir: Path, job: Path, out: Path) -> dict[str, Any]:
     adamw, probe = _summary(adamw_dir, "adamw"), _summary(probe_dir, "muonclip")
     config = yaml.safe_load(job.read_text())
-    lr = float(config["train"]["lr"])  # the probe ran at the job's lr, muon_lr unset
+    # update_rms is per unit of each step's lr: the ratio is the probe's whatever lr it ran at, and scales the job's.
+    lr = float(config["train"]["lr"])
     config["train"]["muon_lr"] = matched_lr(lr, adamw["update_rms"], probe["update_rms"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -91,18 +91,29 @@ def base_model_dir(path: Path | None) -> Path:
     return ensure_checkpoint()
 
 
+_IDENTITIES: dict[tuple, str] = {}
+
+
 def base_identity(base: Path) -> str:
     """The base model by content (config and weights), not by path: a run trained on another machine (the lent
-    GPU, a cluster) from the same base on the same data is recognised as finished here."""
-    config = json.loads((base / "config.json").read_text())
+    GPU, a cluster) from the same base on the same data is recognised as finished here.
+
+    Kept per process by the files' names, sizes and mtimes: the improve loop asks for every optimizer of every
+    round, and reading a large model's weights each time would cost more than the check saves."""
+    files = [base / "config.json", *sorted(base.glob("*.safetensors")), *sorted(base.glob("*.bin"))]
+    key = (str(base.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key in _IDENTITIES:
+        return _IDENTITIES[key]
+    config = json.loads(files[0].read_text())
     config.pop("transformers_version", None)  # the writer's version, not the model
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for path in sorted(base.glob("*.safetensors")) + sorted(base.glob("*.bin")):
+    for path in files[1:]:
         digest.update(path.name.encode())
         with path.open("rb") as fh:
             while chunk := fh.read(1 << 24):
                 digest.update(chunk)
-    return digest.hexdigest()[:16]
+    _IDENTITIES[key] = digest.hexdigest()[:16]
+    return _IDENTITIES[key]
 
 
 def _fingerprint(cfg: TrainConfig, base: Path, examples: list[Example], seed: int) -> str:
