@@ -172,6 +172,12 @@ class RolloutsStageConfig(Strict):
         "the call instead of reporting it (the call budget check then fails). What it answers stays its own; an "
         "answer that writes a tool call as text is an invalid reply, and the row records forced_answer_step. "
         "Evaluation never forces it.")
+    answer_bad_words: list[str] = Field(
+        default_factory=lambda: ["tool_call"],
+        description="Strings a native-mode step that must answer may not write (sent as vLLM's bad_words in those "
+        "steps only). A small fine-tuned agent writes its call as text where it must answer ('<tool_call>{...}'), "
+        "an invalid reply that lost half of a round's episodes; banned, it writes an answer or something the "
+        "checks reject. Empty ([]) for a server that refuses vLLM's extension.")
     coding_free_text: float = Field(
         default=1.0, ge=0, le=1,
         description="Share of a coding task's episodes in which the agent answers in plain text, the program in a "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 import openai
@@ -378,10 +379,14 @@ async def _native_step(
     usage: UsageByRole | None,
     require_tool: str | None = None,
     answer_only: bool = False,
+    bad_words: Sequence[str] = (),
 ) -> tuple[Message, str | None]:
     params: dict[str, Any] = {"tools": tools} if tools else {}
     if answer_only and tools:
         params["tool_choice"] = "none"
+    if answer_only and bad_words:
+        # tool_choice=none does not stop the model from writing a call as text; vLLM's bad_words does.
+        params["extra_body"] = {"bad_words": list(bad_words)}
     if require_tool == ANY_TOOL:
         params["tool_choice"] = "required"
     elif require_tool:
@@ -461,6 +466,7 @@ async def agent_step(
     free_text: bool = False,
     answer_only: bool = False,
     max_calls: int = MAX_CALLS,
+    bad_words: Sequence[str] = (),
 ) -> tuple[Message, str | None]:
     """One assistant message for ``messages`` (which start with the agent's system prompt) and its raw reply.
 
@@ -470,6 +476,8 @@ async def agent_step(
     only the answer branch), while the model still sees the tools and the calls it made.
     ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
     ``max_calls``: parallel calls the step may make (schema mode: the grammar's bound; native mode has none).
+    ``bad_words``: with ``answer_only`` in native mode, strings the answer may not contain (vLLM's bad_words; schema
+    mode needs none, its grammar has only the answer branch).
 
     Raises ``ReplyInvalid`` (raw output attached) when the reply does not validate, ``EndpointUnavailable``
     when no endpoint answers.
@@ -486,7 +494,7 @@ async def agent_step(
         return await _text_step(pool, messages, seed=seed, usage=usage)
     if mode == "native":
         return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
-                                  answer_only=answer_only)
+                                  answer_only=answer_only, bad_words=bad_words)
     if mode in ("schema", "auto"):
         return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
                                   answer_only=answer_only, max_calls=max_calls)

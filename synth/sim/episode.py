@@ -150,7 +150,8 @@ async def run_episode(
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
                                              usage=usage, mode=tool_calling,
                                              require_tool=first_call if step == 0 else None, free_text=text,
-                                             max_calls=cfg.max_calls_per_step, answer_only=must_answer)
+                                             max_calls=cfg.max_calls_per_step, answer_only=must_answer,
+                                             bad_words=cfg.answer_bad_words)
                 if must_answer:
                     forced_answer = step
                 step += 1
@@ -172,7 +173,8 @@ async def run_episode(
                     stage = "agent"
                     # (A free-text episode never gets here: its steps call no tool.)
                     msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
-                                                 usage=usage, mode=tool_calling, answer_only=True)
+                                                 usage=usage, mode=tool_calling, answer_only=True,
+                                                 bad_words=cfg.answer_bad_words)
                     step += 1
                     messages.append(msg)
                 break

@@ -54,3 +54,29 @@ async def test_same_seed_same_reply(live_url: str) -> None:
     b = await pool.chat(msgs, role="agent", seed=42, temperature=1.0, max_tokens=12)
     await pool.aclose()
     assert a.content == b.content
+
+
+async def test_answer_only_native_step_cannot_write_a_banned_word(live_url: str) -> None:
+    """rollouts.answer_bad_words as the real server applies it (vLLM's bad_words, sent through the pool's body):
+    asked to repeat 'tool_call', the model writes it without the ban and never with it; and an answer-only native
+    step that carries the ban is a request the server takes."""
+    import re
+
+    from synth.agents.turn import agent_step
+    from synth.schemas.messages import Message
+
+    said = re.compile(r"tool_call(?![a-z])")
+    pool = _pool(live_url)
+    prompts = [f"Repeat exactly this text and nothing else: {t}" for t in ("the tool_call word", "Say tool_call.")]
+    free, banned = [], []
+    for p in prompts:
+        msgs = [{"role": "user", "content": p}]
+        free.append((await pool.chat(msgs, role="agent", temperature=0.0, max_tokens=30)).content or "")
+        banned.append((await pool.chat(msgs, role="agent", temperature=0.0, max_tokens=30,
+                                       extra_body={"bad_words": ["tool_call"]})).content or "")
+    step, _ = await agent_step(pool, [Message(role="user", content=prompts[0])], [], seed=0, mode="native",
+                               answer_only=True, bad_words=["tool_call"])
+    await pool.aclose()
+    assert any(said.search(t) for t in free), free  # the prompt does elicit it, so the ban is what stops it
+    assert not any(said.search(t) for t in banned), banned
+    assert not said.search(step.content or "") and not step.tool_calls

@@ -581,3 +581,28 @@ async def test_native_answer_that_writes_a_call_as_text_is_invalid() -> None:
     good = Pool("It is processing.")
     msg, _ = await agent_step(good, msgs, tools, seed=0, mode="native", answer_only=True)
     assert msg.content == "It is processing." and not msg.tool_calls
+    assert "extra_body" not in good.kwargs  # no bad_words asked for, none sent
+
+
+async def test_native_answer_only_step_sends_bad_words_and_a_calling_step_does_not() -> None:
+    """rollouts.answer_bad_words reaches the server as vLLM's bad_words, only in steps that must answer."""
+    from types import SimpleNamespace
+
+    from synth.agents.turn import agent_step
+    from synth.schemas.messages import Message
+
+    sent: list[dict] = []
+
+    class Pool:
+        async def chat(self, messages, **kwargs):
+            sent.append(kwargs)
+            return SimpleNamespace(message=SimpleNamespace(content="Done.", tool_calls=None,
+                                                           model_dump_json=lambda: "Done."))
+
+    msgs = [Message(role="user", content="Where is A1?")]
+    await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", answer_only=True, bad_words=["tool_call"])
+    await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", bad_words=["tool_call"])
+    assert sent[0]["extra_body"] == {"bad_words": ["tool_call"]}
+    assert "extra_body" not in sent[1]
+    # The episode passes the config's list to its forced answer (default: ["tool_call"]).
+    assert NO_FAULTS.answer_bad_words == ["tool_call"]
