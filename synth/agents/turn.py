@@ -136,16 +136,19 @@ def _bounded(prop: Any, max_chars: int) -> Any:
     return prop
 
 
-def reply_chars(pool: Any, default: int = 2000) -> int:
-    """Characters of free text a structured reply may hold so its JSON still closes within ``max_tokens``.
+def reply_chars(pool: Any, role: str | None = None, default: int = 2000) -> int:
+    """Characters of free text a structured reply of ``role`` may hold so its JSON still closes within the role's
+    ``max_tokens`` (a ``RoutedPool`` has one budget per role, ``llm.roles.<role>.max_tokens``).
 
     Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost.
     English runs about 4 characters a token, but junk can run at one: in a default run a 135M model filled an
     answer with 404 digits and a code argument with "code_code_..." until 384 tokens cut both off. So the
     bound assumes one character a token and keeps 64 tokens for the JSON around the text. Shared by the agent,
-    user and tool simulators (all read the pool's config).
+    user and tool simulators.
     """
-    max_tokens = getattr(getattr(pool, "config", None), "max_tokens", None)
+    for_role = getattr(pool, "for_role", None)
+    owner = for_role(role) if role is not None and callable(for_role) else pool
+    max_tokens = getattr(getattr(owner, "config", None), "max_tokens", None)
     return max(120, max_tokens - 64) if isinstance(max_tokens, int) else default
 
 
@@ -353,7 +356,7 @@ async def _schema_step(
     call_only = bool(require_tool)
     key = _dumps(sorted(_dumps(t) for t in allowed))
     typed = key not in _UNCOMPILABLE
-    budget = reply_chars(pool)
+    budget = reply_chars(pool, "agent")
     try:
         action = await pool.structured(transcript, AgentAction, role="agent", seed=seed, usage=usage,
                                        json_schema=action_schema(allowed, typed=typed, max_chars=budget,

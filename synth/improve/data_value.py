@@ -69,6 +69,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "agents.coding_share": config.agents.coding_share,
                      "tasks.difficulties": list(config.tasks.difficulties),
                      "tasks.grounded_opening": config.tasks.grounded_opening,
+                     "tasks.grounded_draft": config.tasks.grounded_draft,
                      "rollouts.grounded_calls_first": config.rollouts.grounded_calls_first,
                      "rollouts.grounded_answer_after_call": config.rollouts.grounded_answer_after_call,
                      "rollouts.max_turns": config.rollouts.max_turns,

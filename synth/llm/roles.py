@@ -17,18 +17,20 @@ from synth.llm.client import LLMPool
 def role_pools(config: LLMConfig, default_endpoints: list[EndpointConfig]) -> dict[str, LLMPool]:
     """A pool for every role in ``llm.roles`` that changes anything; the other roles share the default pool.
 
-    A role that changes only the model or the temperature gets its own pool over the default endpoints, so the
-    change does not leak into the other roles' requests.
+    A role that changes only the model, the temperature or the token budget gets its own pool over the default
+    endpoints, so the change does not leak into the other roles' requests.
     """
     out: dict[str, LLMPool] = {}
     for role, rc in config.roles.items():
-        if not rc.endpoints and rc.model is None and rc.temperature is None:
+        if not rc.endpoints and rc.model is None and rc.temperature is None and rc.max_tokens is None:
             continue
         # Own endpoints serve their own models: without a name, ask them rather than assume llm.model.
         model = rc.model if rc.model is not None else (None if rc.endpoints else config.model)
         update: dict[str, Any] = {"model": model}
         if rc.temperature is not None:
             update["temperature"] = rc.temperature
+        if rc.max_tokens is not None:
+            update["max_tokens"] = rc.max_tokens
         out[role] = LLMPool(list(rc.endpoints) or default_endpoints, config.model_copy(update=update))
     return out
 

@@ -416,7 +416,7 @@ class ToolSimulator:
     async def _ask(self, messages: list[dict[str, Any]], seed: int) -> ToolSimReply:
         reply: ToolSimReply = await self.pool.structured(
             messages, ToolSimReply, role="tool_sim", seed=seed, usage=self.usage,
-            json_schema=reply_schema(reply_chars(self.pool)),
+            json_schema=reply_schema(reply_chars(self.pool, "tool_sim")),
         )  # fmt: skip
         return reply
 

@@ -101,7 +101,7 @@ class UserSimulator:
             return UserReply(message=opening, stop=False)
         schema = UserReply.model_json_schema()
         props = schema["properties"]["message"]
-        props["maxLength"] = min(props["maxLength"], reply_chars(self.pool))
+        props["maxLength"] = min(props["maxLength"], reply_chars(self.pool, "user_sim"))
         reply: UserReply = await self.pool.structured(
             self.prompt(messages, turn), UserReply, role="user_sim",
             seed=sub_seed(self.seed, "user", turn), usage=self.usage, json_schema=schema,

@@ -48,6 +48,7 @@ class TasksStage(Stage):
         agent = ctx.cache["agents"][item.payload["agent_id"]]
         task = await generate_task(agent, item.payload["difficulty"], ctx.llm("generator"), seed=item.seed,
                                    index=item.payload["index"], usage=usage,
-                                   grounded_opening=ctx.config.tasks.grounded_opening)
+                                   grounded_opening=ctx.config.tasks.grounded_opening,
+                                   grounded_draft=ctx.config.tasks.grounded_draft)
         # The stage owns row identity, so a resumed run agrees with the plan whatever the generator computes.
         return task.model_copy(update={"id": item.id, "usage": usage, "model": await ctx.llm("generator").model()})

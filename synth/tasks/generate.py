@@ -66,11 +66,14 @@ async def generate_task(
     usage: UsageByRole | None = None,
     library: RubricLibrary | None = None,
     grounded_opening: Literal["generated", "code"] = "generated",
+    grounded_draft: Literal["generated", "code"] = "generated",
 ) -> TaskRecord:
     """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric.
 
     ``grounded_opening``: for a grounded task, the user's opening is the generator's request with the values added
-    (generated) or written by code from the tool's description (code; see synth.tasks.grounded.code_opening)."""
+    (generated) or written by code from the tool's description (code; see synth.tasks.grounded.code_opening).
+    ``grounded_draft="code"`` (with a code opening): a grounded task is built with no generator call at all
+    (``code_draft``); a task code cannot ground still asks the generator."""
     library = library or default_library()
     template = library.template(difficulty)
     tools = _tools_for_prompt(agent)
@@ -96,6 +99,9 @@ async def generate_task(
         rng = random.Random(sample_seed(agent.id, index, difficulty, seed))
         picked = ground_call(tool_index(agent.tools), rng, exclude=frozenset({RUN_PYTHON}))
         grounded = ExpectedCall(name=picked[0], arguments=picked[1]) if picked else None
+    if grounded is not None and grounded_opening == "code" and grounded_draft == "code":
+        return await _code_task(row, agent, grounded, tools, library, pool, usage,
+                                sample_seed(agent.id, index, difficulty, seed))
     variables = {
         "agent": agent,
         "grounded": grounded,
@@ -152,9 +158,7 @@ async def generate_task(
         if grounded is not None:
             # The user states every value the call check asks for, word for word: the opening is code's.
             if grounded_opening == "code":
-                rng = random.Random(sample_seed(agent.id, index, difficulty, seed) + 1)
-                description = next((t["description"] or "" for t in tools if t["name"] == grounded.name), "")
-                row.user_goal = code_opening(description, grounded.arguments, rng)
+                row.user_goal = _code_opening(grounded, tools, sample_seed(agent.id, index, difficulty, seed))
             else:
                 row.user_goal = state_values(row.user_goal, grounded.arguments)
             row.opening = row.user_goal
@@ -167,5 +171,33 @@ async def generate_task(
     row.usage = row_usage
     if usage is not None:
         usage.merge(row_usage)
+    row.model = await pool.model()
+    return row
+
+
+CODE_PERSONA = "A user who writes short, plain requests and gives every detail up front."
+"""The persona of a task code wrote: its user states everything in the opening, so nothing else is needed."""
+
+
+def _code_opening(grounded: ExpectedCall, tools: list[dict[str, Any]], seed: int) -> str:
+    rng = random.Random(seed + 1)
+    description = next((t["description"] or "" for t in tools if t["name"] == grounded.name), "")
+    return code_opening(description, grounded.arguments, rng)
+
+
+async def _code_task(row: TaskRecord, agent: AgentRecord, grounded: ExpectedCall, tools: list[dict[str, Any]],
+                     library: RubricLibrary, pool: LLMPool, usage: UsageByRole | None, seed: int) -> TaskRecord:
+    """A grounded task with no generator call: code's opening, CODE_PERSONA, an empty world, the template's
+    criteria and the exact-call checks (build_rubric, as for a generated draft)."""
+    opening = _code_opening(grounded, tools, seed)
+    draft = TaskDraft(user_goal=opening, persona=CODE_PERSONA)
+    row.rubric, notes = build_rubric(draft, row.difficulty, agent.tools, library, None, grounded)
+    row.user_goal = row.opening = opening
+    row.persona = CODE_PERSONA
+    for note in notes:
+        log.info("task %s: %s", row.id, note)
+    row.usage = UsageByRole()
+    if usage is not None:
+        usage.merge(row.usage)
     row.model = await pool.model()
     return row

@@ -97,6 +97,33 @@ async def test_code_opening_asks_what_the_tool_does_with_every_value() -> None:
     assert again.opening == task.opening
 
 
+async def test_code_draft_builds_a_grounded_task_without_the_generator() -> None:
+    """tasks.grounded_draft=code: no generator request, the same opening and checks as a code opening over a
+    generated draft, an empty world; a task code cannot ground still asks the generator."""
+    from synth.config import TasksStageConfig
+    from synth.tasks.generate import CODE_PERSONA
+
+    pool = ScriptedPool([])  # any generator call would find no scripted reply and fail
+    task = await generate_task(AGENT, "single_call", pool, seed=0, index=0, grounded_opening="code",
+                               grounded_draft="code")
+    assert task.error is None and not pool.calls and task.usage.generator.calls == 0
+    generated = await generate_task(AGENT, "single_call", ScriptedPool([draft(
+        expected_calls=[], expected_state=[], report_values=[])]), seed=0, index=0, grounded_opening="code")
+    assert task.opening == generated.opening and task.persona == CODE_PERSONA and task.initial_state == {}
+    assert [(c.kind, c.tool, c.arguments) for c in task.rubric.checks] == [
+        (c.kind, c.tool, c.arguments) for c in generated.rubric.checks]
+    # No tool code can fill: the generator writes the task as before.
+    prose = AGENT.model_copy(update={"tools": [{"type": "function", "function": {
+        "name": "send_note", "description": "Send a note.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]})
+    pool = ScriptedPool([draft(expected_calls=[{"name": "send_note", "arguments": {"text": "hi"}}],
+                               expected_state=[], report_values=[])])
+    await generate_task(prose, "single_call", pool, seed=0, index=0, grounded_opening="code", grounded_draft="code")
+    assert len(pool.calls) == 1
+    with pytest.raises(ValueError, match="grounded_opening=code"):
+        TasksStageConfig(grounded_draft="code")
+
+
 def test_code_opening_takes_the_first_sentence_of_the_description() -> None:
     from synth.tasks.grounded import code_opening
 

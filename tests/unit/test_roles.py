@@ -47,3 +47,20 @@ def test_stage_context_hands_out_the_role_pool(tmp_path) -> None:
     assert ctx.llm("judge") is judge and ctx.llm("generator") is default
     assert isinstance(ctx.llm(), RoutedPool)
     assert StageContext(config=ctx.config, pool=default).llm() is default  # type: ignore[arg-type]
+
+
+def test_a_role_token_budget_is_its_own_and_bounds_its_structured_text() -> None:
+    """llm.roles.agent.max_tokens: the agent's requests and its schema's text bound shrink; the simulators keep
+    llm.max_tokens (a RoutedPool's config is the agent's, so reply_chars must ask the role's own pool)."""
+    from synth.agents.turn import reply_chars
+
+    cfg = LLMConfig.model_validate({"model": "small", "max_tokens": 384, "roles": {"agent": {"max_tokens": 128}}})
+    pools = role_pools(cfg, DEFAULT)
+    assert set(pools) == {"agent"} and pools["agent"].config.max_tokens == 128
+    from synth.llm.client import LLMPool
+
+    default = LLMPool(DEFAULT, cfg)
+    routed = RoutedPool(default, pools)
+    assert reply_chars(routed, "agent") == 120  # its floor: 128 - 64 would leave an answer no room
+    assert reply_chars(routed, "tool_sim") == reply_chars(routed, "user_sim") == 384 - 64
+    assert reply_chars(default) == 384 - 64  # a plain pool has one budget
