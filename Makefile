@@ -8,7 +8,7 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study clean
+        report publish data-value test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
@@ -54,6 +54,10 @@ pipeline: model
 # Expert iteration: generate -> accept -> train -> eval rounds; runs/<run>/improve/{improve.json,curve.png}
 improve: model
 	$(SYNTH) improve $(ARGS)
+
+# Issue 10's data-value run (pipelines/data_value.yaml) -> runs/data-value/, and base vs trained in bench/results/
+data-value: model
+	$(SYNTH) improve --config pipelines/data_value.yaml --results bench/results $(ARGS)
 
 # Fine-tune the embedded model (or train.base_model) on the run's train split: MuonClip, or ARGS='--optimizer adamw'.
 train: model

@@ -91,3 +91,15 @@ def test_readme_config_table_matches_the_code() -> None:
                 wrong.append(f"{field}: README says {shown}, code says {value!r}")
     assert not wrong, "\n".join(wrong)
     assert checked >= 30
+
+
+def test_every_pipeline_yaml_is_a_valid_config() -> None:
+    """A config a Makefile target runs (make data-value) fails here, not an hour into a run."""
+    from pathlib import Path
+
+    from synth.config import load_config
+
+    files = sorted(Path("pipelines").glob("*.yaml"))
+    assert {f.name for f in files} >= {"default.yaml", "data_value.yaml"}
+    for f in files:
+        load_config(f)
