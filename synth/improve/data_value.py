@@ -70,6 +70,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "tasks.difficulties": list(config.tasks.difficulties),
                      "tasks.grounded_opening": config.tasks.grounded_opening,
                      "tasks.grounded_draft": config.tasks.grounded_draft,
+                     "tasks.grounded_only": config.tasks.grounded_only,
                      "rollouts.grounded_calls_first": config.rollouts.grounded_calls_first,
                      "rollouts.grounded_answer_after_call": config.rollouts.grounded_answer_after_call,
                      "rollouts.max_turns": config.rollouts.max_turns,

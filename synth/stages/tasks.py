@@ -20,6 +20,21 @@ def difficulties_for(agent: AgentRecord, configured: list[str]) -> list[str]:
     return [d for d in configured if d != "coding"] or ["single_call"]
 
 
+def can_ground(agent: AgentRecord, difficulty: str) -> bool:
+    """Whether a ``difficulty`` task for ``agent`` would be grounded: its template is, and code can fill some
+    tool's required arguments (``ground_call`` finds a tool or not whatever its rng; the rng only picks one)."""
+    import random
+
+    from synth.sim.tool_sim import RUN_PYTHON
+    from synth.tasks.build import tool_index
+    from synth.tasks.grounded import ground_call
+    from synth.tasks.rubrics import default_library
+
+    if difficulty == "coding" or not default_library().template(difficulty).grounded:
+        return False
+    return ground_call(tool_index(agent.tools), random.Random(0), exclude=frozenset({RUN_PYTHON})) is not None
+
+
 class TasksStage(Stage):
     name = "tasks"
     inputs = ("agents",)
@@ -31,8 +46,13 @@ class TasksStage(Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         cfg = ctx.config
         items = []
-        for position, agent in enumerate(sorted(kept_agents(ctx), key=lambda a: a.id)):
+        agents = sorted(kept_agents(ctx), key=lambda a: a.id)
+        for position, agent in enumerate(agents):
             levels = difficulties_for(agent, list(cfg.tasks.difficulties))
+            if cfg.tasks.grounded_only:
+                levels = [d for d in levels if can_ground(agent, d)]
+                if not levels:
+                    continue
             # Each agent starts at another level, so a run with few tasks per agent still covers every level.
             offset = 0 if levels[0] == "coding" else position
             for index in range(cfg.tasks.per_agent):
@@ -40,6 +60,12 @@ class TasksStage(Stage):
                 seed = agent.seed * 100 + index
                 items.append(WorkItem(id=task_id(agent.id, index, difficulty, seed), seed=seed,
                                       payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
+        if cfg.tasks.grounded_only and agents and not items:
+            raise ValueError(
+                f"tasks.grounded_only: none of the {len(agents)} agents has a tool code can ground for "
+                f"{list(cfg.tasks.difficulties)} (a grounded difficulty such as single_call, and a tool whose "
+                "required arguments are enums, numbers, dates or named values); add such tools or difficulties, "
+                "or set tasks.grounded_only=false")
         return items
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:

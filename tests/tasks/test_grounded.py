@@ -180,3 +180,30 @@ def _repeated(n_ok: int, n_failed: int) -> TrajectoryRecord:
 def test_call_budget_rejects_repeated_work_not_retries(n_ok: int, n_failed: int, passed: bool) -> None:
     check = CodeCheck(id="b", kind="calls_at_most", value=1)
     assert run_check(check, _repeated(n_ok, n_failed)).passed is passed
+
+
+def test_grounded_only_plans_no_task_code_cannot_ground(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """tasks.grounded_only: an agent with no tool code can fill gets no task, nor does a difficulty that is not
+    grounded; with nothing left the plan says what to change instead of making an empty run."""
+    from synth.config import PipelineConfig
+    from synth.stages import tasks as stage
+    from synth.stages.base import StageContext
+
+    prose = AGENT.model_copy(update={"id": "agent-prose", "tools": [{"type": "function", "function": {
+        "name": "send_note", "description": "Send a note.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]})
+    agents = [AGENT, prose]
+    monkeypatch.setattr(stage, "kept_agents", lambda ctx: agents)
+
+    def plan(**tasks) -> list:
+        cfg = PipelineConfig.model_validate({"run": "g", "runs_dir": str(tmp_path), "tasks": tasks})
+        return stage.TasksStage().plan(StageContext(config=cfg))
+
+    every = plan(per_agent=2, difficulties=["single_call", "clarify"])
+    assert {i.payload["agent_id"] for i in every} == {AGENT.id, prose.id} and len(every) == 4
+    only = plan(per_agent=2, difficulties=["single_call", "clarify"], grounded_only=True)
+    assert [(i.payload["agent_id"], i.payload["difficulty"]) for i in only] == [(AGENT.id, "single_call")] * 2
+    assert stage.can_ground(AGENT, "single_call") and not stage.can_ground(prose, "single_call")
+    agents = [prose]
+    with pytest.raises(ValueError, match="grounded_only"):
+        plan(difficulties=["single_call"], grounded_only=True)
