@@ -140,7 +140,6 @@ class TasksStageConfig(Strict):
         "On an AVX2 CPU the 135M generator took 9 s a task for a draft whose persona and world were junk "
         "('Meliot', the tool's schema copied as state); code takes none. Tasks code cannot ground still use "
         "the generator.")
-
     grounded_only: bool = Field(
         default=False,
         description="Plan only tasks code can ground (a grounded difficulty, for an agent with a tool whose "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from synth.config import ConfigError
 from synth.schemas.ids import task_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord
 from synth.schemas.usage import UsageByRole
@@ -61,7 +62,7 @@ class TasksStage(Stage):
                 items.append(WorkItem(id=task_id(agent.id, index, difficulty, seed), seed=seed,
                                       payload={"agent_id": agent.id, "difficulty": difficulty, "index": index}))
         if cfg.tasks.grounded_only and agents and not items:
-            raise ValueError(
+            raise ConfigError(
                 f"tasks.grounded_only: none of the {len(agents)} agents has a tool code can ground for "
                 f"{list(cfg.tasks.difficulties)} (a grounded difficulty such as single_call, and a tool whose "
                 "required arguments are enums, numbers, dates or named values); add such tools or difficulties, "
