@@ -73,7 +73,7 @@ async def generate_task(
     ``grounded_opening``: for a grounded task, the user's opening is the generator's request with the values added
     (generated) or written by code from the tool's description (code; see synth.tasks.grounded.code_opening).
     ``grounded_draft="code"`` (with a code opening): a grounded task is built with no generator call at all
-    (``code_draft``); a task code cannot ground still asks the generator."""
+    (``_code_task``); a task code cannot ground still asks the generator."""
     library = library or default_library()
     template = library.template(difficulty)
     tools = _tools_for_prompt(agent)
@@ -95,13 +95,13 @@ async def generate_task(
     # A grounded task's call is chosen by code before the generator writes a word, so the request is written
     # around values the check will hold the agent to (synth.tasks.grounded). No tool code can fill: ungrounded.
     grounded: ExpectedCall | None = None
+    task_seed = sample_seed(agent.id, index, difficulty, seed)
     if template.grounded and problem is None:
-        rng = random.Random(sample_seed(agent.id, index, difficulty, seed))
+        rng = random.Random(task_seed)
         picked = ground_call(tool_index(agent.tools), rng, exclude=frozenset({RUN_PYTHON}))
         grounded = ExpectedCall(name=picked[0], arguments=picked[1]) if picked else None
     if grounded is not None and grounded_opening == "code" and grounded_draft == "code":
-        return await _code_task(row, agent, grounded, tools, library, pool, usage,
-                                sample_seed(agent.id, index, difficulty, seed))
+        return await _code_task(row, agent, grounded, tools, library, pool, task_seed)
     variables = {
         "agent": agent,
         "grounded": grounded,
@@ -158,7 +158,7 @@ async def generate_task(
         if grounded is not None:
             # The user states every value the call check asks for, word for word: the opening is code's.
             if grounded_opening == "code":
-                row.user_goal = _code_opening(grounded, tools, sample_seed(agent.id, index, difficulty, seed))
+                row.user_goal = _code_opening(grounded, tools, task_seed)
             else:
                 row.user_goal = state_values(row.user_goal, grounded.arguments)
             row.opening = row.user_goal
@@ -186,18 +186,15 @@ def _code_opening(grounded: ExpectedCall, tools: list[dict[str, Any]], seed: int
 
 
 async def _code_task(row: TaskRecord, agent: AgentRecord, grounded: ExpectedCall, tools: list[dict[str, Any]],
-                     library: RubricLibrary, pool: LLMPool, usage: UsageByRole | None, seed: int) -> TaskRecord:
-    """A grounded task with no generator call: code's opening, CODE_PERSONA, an empty world, the template's
-    criteria and the exact-call checks (build_rubric, as for a generated draft)."""
+                     library: RubricLibrary, pool: LLMPool, seed: int) -> TaskRecord:
+    """A grounded task with no generator call (so no usage to record): code's opening, CODE_PERSONA, an empty
+    world, the template's criteria and the exact-call checks (build_rubric, as for a generated draft)."""
     opening = _code_opening(grounded, tools, seed)
-    draft = TaskDraft(user_goal=opening, persona=CODE_PERSONA)
-    row.rubric, notes = build_rubric(draft, row.difficulty, agent.tools, library, None, grounded)
+    row.rubric, notes = build_rubric(TaskDraft(user_goal=opening, persona=CODE_PERSONA), row.difficulty, agent.tools,
+                                     library, None, grounded)
     row.user_goal = row.opening = opening
     row.persona = CODE_PERSONA
     for note in notes:
         log.info("task %s: %s", row.id, note)
-    row.usage = UsageByRole()
-    if usage is not None:
-        usage.merge(row.usage)
     row.model = await pool.model()
     return row

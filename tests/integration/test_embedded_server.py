@@ -67,7 +67,9 @@ async def test_answer_only_native_step_cannot_write_a_banned_word(live_url: str)
 
     said = re.compile(r"tool_call(?![a-z])")
     pool = _pool(live_url)
-    prompts = [f"Repeat exactly this text and nothing else: {t}" for t in ("the tool_call word", "Say tool_call.")]
+    # Several prompts: which of them a 135M repeats word for word depends on the server's dtype and CPU kernels.
+    prompts = [f"Repeat exactly this text and nothing else: {t}" for t in (
+        "the tool_call word", "Say tool_call.", "tool_call tool_call tool_call", "My variable is named tool_call.")]
     free, banned = [], []
     for p in prompts:
         msgs = [{"role": "user", "content": p}]

@@ -604,5 +604,31 @@ async def test_native_answer_only_step_sends_bad_words_and_a_calling_step_does_n
     await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", bad_words=["tool_call"])
     assert sent[0]["extra_body"] == {"bad_words": ["tool_call"]}
     assert "extra_body" not in sent[1]
-    # The episode passes the config's list to its forced answer (default: ["tool_call"]).
-    assert NO_FAULTS.answer_bad_words == ["tool_call"]
+    assert NO_FAULTS.answer_bad_words == ["tool_call"]  # the default
+
+
+async def test_episode_passes_answer_bad_words_to_the_forced_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_episode hands rollouts.answer_bad_words to every agent step; the step sends them only when it must
+    answer (the test above), so the forced answer of a grounded episode gets the configured list."""
+    from synth.schemas.rubric import CodeCheck, Rubric
+    from synth.sim import episode
+
+    seen: list[dict] = []
+    real = episode.agent_step
+
+    async def recording(*args, **kwargs):
+        seen.append(kwargs)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(episode, "agent_step", recording)
+    rubric = Rubric(criteria=[], checks=[CodeCheck(id="c", kind="tool_called_with", tool="get_order",
+                                                   arguments={"order_id": "A1"})])
+    grounded = TASK.model_copy(update={"opening": "Where is order A1?", "rubric": rubric})
+    cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "grounded_answer_after_call": True,
+                                       "max_turns": 1, "answer_bad_words": ["<tool_call>", "tool_call"]})
+    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+                        tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
+    traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
+    assert traj.error is None and traj.forced_answer_step == 1
+    assert [(k["answer_only"], k["bad_words"]) for k in seen] == [
+        (False, ["<tool_call>", "tool_call"]), (True, ["<tool_call>", "tool_call"])]
