@@ -104,7 +104,8 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             _save(report, root)
         if k == 1 and not report.heldout_task_ids:
             # The evaluation set: round 1's held-out tasks, fixed for every round so the curve is comparable.
-            report.heldout_task_ids = heldout_task_ids(rc)
+            # Capped at eval.max_tasks here (the prefix the evaluator takes), so the report counts what was scored.
+            report.heldout_task_ids = sorted(heldout_task_ids(rc))[: config.eval.max_tasks or None]
             report.heldout_tasks = len(report.heldout_task_ids)
             _save(report, root)
         eval_cfg = round_config(config, 1)

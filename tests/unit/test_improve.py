@@ -110,6 +110,18 @@ def test_rounds_heldout_and_curve(config: PipelineConfig) -> None:
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_max_tasks_caps_the_recorded_heldout_set(config: PipelineConfig) -> None:
+    """The report counts the held-out tasks that were scored (eval.max_tasks of them), not every held-out one."""
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"max_tasks": 1})})
+    rec = Recorder()
+    report = run_improve(config, [], steps=rec.steps())
+    assert report.heldout_tasks == 1 and report.heldout_task_ids == sorted(HELD)[:1]
+    assert {tuple(e[1]) for e in rec.evaluated} == {tuple(sorted(HELD)[:1])}
+    # Both stay out of train all the same: the cap limits what is scored, not what is held out.
+    for _, task_ids in rec.trained_on:
+        assert not any(is_heldout(t, SHARE) for t in task_ids)
+
+
 def test_resume_redoes_no_finished_step(config: PipelineConfig) -> None:
     first = Recorder()
     steps = first.steps()
