@@ -163,8 +163,10 @@ class RolloutsStageConfig(Strict):
         "one tool until the limit) were the rollouts stage's tail.")
     max_calls_per_step: int = Field(
         default=2, ge=1, le=4,  # 4: synth.agents.turn.MAX_CALLS, the most a reply's schema allows
-        description="Parallel tool calls one agent step may make (schema mode). Each call is simulated in turn, so "
-        "a step of 4 calls made a small model's episodes chains of up to 21 requests, the run's slowest part.",
+        description="Parallel tool calls one agent step may make: the grammar's bound in schema mode; in native mode "
+        "1 sends parallel_tool_calls=false (the reply's first call is kept) and more are not bounded. Each call is "
+        "simulated in turn, so a step of 4 calls made a small model's episodes chains of up to 21 requests, the "
+        "run's slowest part. Evaluation never bounds calls.",
     )
     final_answer: bool = Field(
         default=True,

@@ -383,8 +383,13 @@ async def _native_step(
     require_tool: str | None = None,
     answer_only: bool = False,
     bad_words: Sequence[str] = (),
+    max_calls: int = MAX_CALLS,
 ) -> tuple[Message, str | None]:
     params: dict[str, Any] = {"tools": tools} if tools else {}
+    if max_calls == 1 and tools and not answer_only:
+        # OpenAI's parallel_tool_calls=false: the server returns the reply's first call only (vLLM filters the
+        # rest), the one bound native mode has. A fine-tuned 135M writes its call twice in one reply.
+        params["parallel_tool_calls"] = False
     if answer_only and tools:
         params["tool_choice"] = "none"
     if answer_only and bad_words:
@@ -411,6 +416,8 @@ async def _native_step(
             raise ReplyInvalid(why, raw) from exc
         calls.append(ToolCall(id=tc.id or call_id(seed, i, tc.function.name),
                               function=FunctionCall(name=tc.function.name, arguments=arguments or "{}")))
+        if "parallel_tool_calls" in params:
+            break  # a server that ignores the flag: its first call, as one that honours it returns
     if calls:
         return Message(role="assistant", content=msg.content or None, tool_calls=calls), raw
     if answer_only and TOOL_CALL_OPEN in (msg.content or ""):
@@ -478,7 +485,8 @@ async def agent_step(
     ``answer_only``: the step must answer, calling no tool (``tool_choice="none"``; in schema mode the grammar has
     only the answer branch), while the model still sees the tools and the calls it made.
     ``free_text``: a plain text answer with no schema and no tool call (coding tasks answered with a code block).
-    ``max_calls``: parallel calls the step may make (schema mode: the grammar's bound; native mode has none).
+    ``max_calls``: parallel calls the step may make (schema mode: the grammar's bound; native mode bounds only 1,
+    as ``parallel_tool_calls=false``: the reply's first call is kept).
     ``bad_words``: with ``answer_only`` in native mode, strings the answer may not contain (vLLM's bad_words; schema
     mode needs none, its grammar has only the answer branch).
 
@@ -497,7 +505,7 @@ async def agent_step(
         return await _text_step(pool, messages, seed=seed, usage=usage)
     if mode == "native":
         return await _native_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
-                                  answer_only=answer_only, bad_words=bad_words)
+                                  answer_only=answer_only, bad_words=bad_words, max_calls=max_calls)
     if mode in ("schema", "auto"):
         return await _schema_step(pool, messages, tools, seed=seed, usage=usage, require_tool=require_tool,
                                   answer_only=answer_only, max_calls=max_calls)

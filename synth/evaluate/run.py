@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from synth.config import EmbeddedConfig, EndpointConfig, JudgeStageConfig, PipelineConfig
+from synth.config import EmbeddedConfig, EndpointConfig, JudgeStageConfig, PipelineConfig, RolloutsStageConfig
 from synth.evaluate.metrics import CallStats, EpisodeScore, Scores, aggregate, episode_score, reply_calls
 from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.schemas.ids import eval_id
@@ -192,6 +192,16 @@ def serve_under_test(config: PipelineConfig, name: str, checkpoint: Path) -> Ite
             server.stop(emb)
 
 
+def eval_rollouts_config(config: PipelineConfig) -> RolloutsStageConfig:
+    """The run's episode settings with nothing forced or cut: the model under test decides alone whether to call
+    and answer, and every call it writes is scored (``max_calls_per_step=1`` would have the server drop a
+    repeated call, which the call-budget check exists to catch)."""
+    from synth.agents.turn import MAX_CALLS
+
+    return config.rollouts.model_copy(update={"coding_runs_code": False, "grounded_calls_first": False,
+                                              "grounded_answer_after_call": False, "max_calls_per_step": MAX_CALLS})
+
+
 def eval_judge_config(config: PipelineConfig) -> JudgeStageConfig:
     """The run's judge settings, but scoring every episode: the judge score is a metric of the evaluation, and
     leaving out the episodes a code check failed (``judge.llm_rows=needed``) would raise it."""
@@ -208,9 +218,7 @@ async def _episode(config: PipelineConfig, task: TaskRecord, agent: AgentRecord,
 
     recorder = _RecordingPool(agent_pool, default.config)
     pool = RoutedPool(default, {**roles, "agent": recorder})  # type: ignore[dict-item]
-    # The model under test decides alone whether to call: no step of an evaluation is forced to.
-    rollouts = config.rollouts.model_copy(update={"coding_runs_code": False, "grounded_calls_first": False,
-                                                  "grounded_answer_after_call": False})
+    rollouts = eval_rollouts_config(config)
     servers = sorted({s for s in agent.real_tools.values() if s != "builtin"})
     hub = agent_hub(agent, servers) if rollouts.real_exec and servers else None
     async with hub if hub is not None else contextlib.nullcontext():

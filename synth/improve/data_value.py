@@ -95,7 +95,8 @@ def _generation(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None
     if not path.exists():
         return None
     recorded = json.loads(path.read_text())
-    return {k.removeprefix("rollouts."): v for k, v in recorded.items() if k.startswith("rollouts.grounded")}
+    return {k.removeprefix("rollouts."): v for k, v in recorded.items()
+            if k.startswith("rollouts.grounded") or k == "rollouts.max_calls_per_step"}
 
 
 def _walls(config: PipelineConfig, r: RoundResult) -> dict[str, Any]:

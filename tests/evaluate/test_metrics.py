@@ -168,3 +168,18 @@ async def test_eval_judges_every_episode_whatever_llm_rows_says() -> None:
     pool = ScriptedPool([reply])
     verdict = await judge_trajectory(traj, weather_task(), pool, eval_judge_config(config), seed=0)
     assert len(pool.calls) == 1 and verdict.samples == 1 and verdict.score == 1.0
+
+
+def test_eval_forces_nothing_and_cuts_no_call() -> None:
+    """Generation may force a grounded task's call and answer and keep one call a step; evaluation does none of
+    it, so a model that repeats its call is scored on what it wrote."""
+    from synth.agents.turn import MAX_CALLS
+    from synth.config import PipelineConfig
+    from synth.evaluate.run import eval_rollouts_config
+
+    config = PipelineConfig.model_validate({"rollouts": {
+        "grounded_calls_first": True, "grounded_answer_after_call": True, "max_calls_per_step": 1,
+        "coding_runs_code": True, "max_turns": 1}})
+    r = eval_rollouts_config(config)
+    assert not (r.grounded_calls_first or r.grounded_answer_after_call or r.coding_runs_code)
+    assert r.max_calls_per_step == MAX_CALLS and r.max_turns == 1  # the rest as the run has it

@@ -607,6 +607,37 @@ async def test_native_answer_only_step_sends_bad_words_and_a_calling_step_does_n
     assert NO_FAULTS.answer_bad_words == ["tool_call"]  # the default
 
 
+async def test_native_step_with_one_call_asks_for_no_parallel_calls_and_keeps_the_first() -> None:
+    """rollouts.max_calls_per_step=1 in native mode: parallel_tool_calls=false reaches the server (vLLM then
+    returns the first call only); a server that ignores it still yields one call. 2+ sends nothing (unbounded)."""
+    from types import SimpleNamespace
+
+    from synth.agents.turn import agent_step
+    from synth.schemas.messages import Message
+
+    sent: list[dict] = []
+
+    def tc(i: int):
+        return SimpleNamespace(id=f"c{i}", function=SimpleNamespace(name="get_order",
+                                                                     arguments='{"order_id": "A1"}'))
+
+    class Pool:  # a server that ignores the flag: two calls whatever is asked
+        async def chat(self, messages, **kwargs):
+            sent.append(kwargs)
+            return SimpleNamespace(message=SimpleNamespace(content=None, tool_calls=[tc(0), tc(1)],
+                                                           model_dump_json=lambda: "two calls"))
+
+    msgs = [Message(role="user", content="Where is A1?")]
+    one, _ = await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", max_calls=1)
+    two, _ = await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", max_calls=2)
+    answer_step, _ = await agent_step(Pool(), msgs, AGENT.tools, seed=0, mode="native", max_calls=1,
+                                      require_tool="*")
+    assert sent[0]["parallel_tool_calls"] is False and "parallel_tool_calls" not in sent[1]
+    assert sent[2]["parallel_tool_calls"] is False and sent[2]["tool_choice"] == "required"
+    assert [c.id for c in one.tool_calls] == ["c0"] and len(two.tool_calls) == 2
+    assert len(answer_step.tool_calls) == 1
+
+
 async def test_episode_passes_answer_bad_words_to_the_forced_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_episode hands rollouts.answer_bad_words to every agent step; the step sends them only when it must
     answer (the test above), so the forced answer of a grounded episode gets the configured list."""

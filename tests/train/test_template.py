@@ -106,6 +106,11 @@ def test_served_checkpoint_returns_tool_calls(tmp_path_factory: pytest.TempPathF
         call = reply.tool_calls[0]
         assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
         assert first.choices[0].finish_reason == "tool_calls"
+        # rollouts.max_calls_per_step=1 in native mode sends parallel_tool_calls=false: the server takes it and
+        # returns the same single call.
+        single = client.chat.completions.create(model="tool-caller", messages=msgs[:2], tools=[TOOL],
+                                                temperature=0, max_tokens=64, parallel_tool_calls=False)
+        assert [c.function.name for c in single.choices[0].message.tool_calls or []] == ["get_weather"]
         history = [*msgs[:2], {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
                    {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 3}'}]
         second = client.chat.completions.create(model="tool-caller", messages=history, tools=[TOOL],
