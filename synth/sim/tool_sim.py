@@ -39,6 +39,7 @@ from synth.schemas.usage import UsageByRole
 from synth.sim.state_view import state_view
 from synth.sim.world import PatchEvent, PatchOp, WorldState, sub_seed
 from synth.tools.builtin import RUN_PYTHON as BUILTIN_RUN_PYTHON
+from synth.tools.effects import reads_only
 from synth.tools.errors import ChangeRejected, InjectedFailure, InvalidArguments, ToolError, ToolFailed, UnknownTool
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,11 @@ def _value_defs(depth: int, *, chars: int = 200, items: int = 8) -> dict[str, An
     return defs
 
 
-def reply_schema(chars: int = 2000) -> dict[str, Any]:
+def reply_schema(chars: int = 2000, reads_only: bool = False) -> dict[str, Any]:
     """The JSON Schema sent for ``ToolSimReply``: the same shape, bounded so the reply can close.
 
     ``chars`` bounds a plain-text result; strings nested in a JSON result get an eighth of it each.
+    ``reads_only``: the call only reads (``synth.tools.effects``), so its patch must be empty.
     """
     pointer = {"type": "string", "pattern": POINTER}
     op = {
@@ -116,7 +118,7 @@ def reply_schema(chars: int = 2000) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "result": {"anyOf": [{"type": "string", "maxLength": chars}, {"$ref": "#/$defs/v4"}]},
-            "patch": {"type": "array", "items": op, "maxItems": 4},
+            "patch": {"type": "array", "items": op, "maxItems": 0 if reads_only else 4},
         },
         "required": ["result", "patch"],
         "additionalProperties": False,
@@ -385,7 +387,8 @@ class ToolSimulator:
         if injected == "empty":
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
         prompt = self._prompt(tool, arguments)
-        reply = await self._ask(prompt, sub_seed(self.seed, "tool_sim", index))
+        read = reads_only(tc.function.name)
+        reply = await self._ask(prompt, sub_seed(self.seed, "tool_sim", index), reads_only=read)
         if injected == "partial":
             # A cut-off response is not trusted to have committed anything: the patch is dropped, and a call that
             # would have changed the state says that it did not, instead of showing half a success.
@@ -401,7 +404,7 @@ class ToolSimulator:
             retry = [*prompt, {"role": "assistant", "content": reply.model_dump_json(by_alias=True)},
                      {"role": "user", "content": REJECTED_NOTE.format(
                          error=event.error, paths=", ".join(str(op.get("path")) for op in event.ops))}]  # fmt: skip
-            reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"))
+            reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"), reads_only=read)
             event = self._commit(tc, reply)
         if not event.applied and not _is_error(reply.result):
             raise ChangeRejected(REJECTED_CHANGE.format(name=tc.function.name), patch_applied=False,
@@ -413,11 +416,15 @@ class ToolSimulator:
         record.patch_applied, record.patch_error = event.applied, event.error
         return ToolOutcome(_content(reply.result), record, event)
 
-    async def _ask(self, messages: list[dict[str, Any]], seed: int) -> ToolSimReply:
+    async def _ask(self, messages: list[dict[str, Any]], seed: int, reads_only: bool = False) -> ToolSimReply:
         reply: ToolSimReply = await self.pool.structured(
             messages, ToolSimReply, role="tool_sim", seed=seed, usage=self.usage,
-            json_schema=reply_schema(reply_chars(self.pool, "tool_sim")),
+            json_schema=reply_schema(reply_chars(self.pool, "tool_sim"), reads_only=reads_only),
         )  # fmt: skip
+        if reads_only and reply.patch:
+            # A server without guided decoding can still write one; a call that only reads changes nothing.
+            log.info("tool sim: dropped a patch of %d ops from a read-only call", len(reply.patch))
+            reply = reply.model_copy(update={"patch": []})
         return reply
 
     def _commit(self, tc: ToolCall, reply: ToolSimReply) -> PatchEvent:
@@ -441,6 +448,7 @@ class ToolSimulator:
             state=state,
             partial=partial,
             recent=self._seen[-4:],
+            reads_only=reads_only(name),
         )
         user = f"Call: {name}({dumps(arguments)})"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]

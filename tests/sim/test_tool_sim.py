@@ -189,6 +189,38 @@ async def test_rejected_patch_is_resampled_once_then_the_call_fails_without_clai
     assert sim.world.events[-1].call_id == out.record.tool_call_id
 
 
+async def test_a_read_only_call_is_asked_for_no_patch_and_one_it_writes_anyway_is_dropped() -> None:
+    """The defect a data-value round showed: the 135M simulator wrote the prompt's example path ("/list/-") into
+    read calls on an empty state, the patch was rejected twice, and a correct call came back as an error. A call
+    that only reads (by its name, synth.tools.effects) now gets a schema with an empty patch and a prompt that
+    says so; a patch a server without guided decoding writes anyway is dropped, the result kept."""
+    bad_patch = [{"op": "add", "path": "/list/-", "value": {"time": "12:00"}}]
+    sim, pool = make_sim(reply=lambda _m: {"result": {"time": "12:00"}, "patch": bad_patch})
+    out = await answer_call(sim, tc("get_time", {"timezone": "UTC"}))
+    assert json.loads(out.content) == {"time": "12:00"} and out.record.ok
+    assert len(pool.requests) == 1 and sim.world.doc == {"notes": []}
+    assert pool.requests[0]["json_schema"]["properties"]["patch"]["maxItems"] == 0
+    assert '"patch": [] (this call only reads' in pool.requests[0]["messages"][0]["content"]
+    # A call that writes keeps its patch budget and the prompt's patch rules; the same bad patch is rejected.
+    out = await answer_call(sim, tc("add_note", {"text": "x"}, 1))
+    assert out.content.startswith("Error:") and not out.record.ok and out.record.patch_applied is False
+    assert pool.requests[1]["json_schema"]["properties"]["patch"]["maxItems"] == 4
+    assert "this call only reads" not in pool.requests[1]["messages"][0]["content"]
+
+
+def test_read_only_tools_by_name() -> None:
+    from synth.tools.effects import name_words, reads_only
+
+    assert name_words("getTableStats") == ["get", "table", "stats"] == name_words("get-table_stats")
+    for name in ["get_table_stats", "web_search", "list_tables", "describe-index", "read_file", "git_diff_staged",
+                 "playwright_get", "getCurrentTime"]:
+        assert reads_only(name), name
+    # A writing word anywhere wins; a name with no reading word may write, as before.
+    for name in ["write_file", "git_create_branch", "list_and_delete", "send_email", "launch_app", "run_python",
+                 "format_google_doc_range", "search_and_replace", "frobnicate"]:
+        assert not reads_only(name), name
+
+
 async def test_a_resample_whose_patch_applies_is_what_the_call_returns() -> None:
     replies = iter([
         {"result": {"ok": True, "id": 9}, "patch": [{"op": "add", "path": "/nope/-", "value": "x"}]},
@@ -317,7 +349,7 @@ async def test_injection_rates_are_roughly_respected_and_never_change_state() ->
         reply=lambda _m: {"result": [1, 2, 3, 4], "patch": [{"op": "add", "path": "/notes/-", "value": 1}]},
     )
     for i in range(n):
-        await answer_call(sim, tc("list_notes", {}, i))
+        await answer_call(sim, tc("add_note", {"text": "n"}, i))  # a call that writes (a read's patch is dropped)
     kinds = Counter(r.injected for r in sim.calls)
     for kind, rate in (("error", 0.2), ("timeout", 0.1), ("empty", 0.1), ("partial", 0.1), ("none", 0.5)):
         assert abs(kinds[kind] / n - rate) < 0.035, (kind, kinds)
