@@ -1,10 +1,12 @@
 """Which tools only read, told by their names (the registry keeps no MCP ``readOnlyHint``).
 
-The tool simulator asks a read-only call for no state patch: a 135M simulator wrote one anyway for 42 of 97
-read calls of a data-value round (often the prompt's own example path on an empty state), the patch failed to
-apply, and a correct call came back as an error, so the episode could not pass. Conservative on purpose: a name
-is read-only only if one of its words is a reading verb and none is a writing one (``list_and_delete`` writes);
-a name with neither (``nextjs_docs``) may still change the state, as before.
+The tool simulator asks a read-only call for no state patch: the 135M simulator wrote one anyway into 42 of 87
+read calls replayed from a data-value round (often the prompt's old example path on an empty state), the patch
+failed to apply, and a correct call came back as an error, so the episode could not pass
+(bench/results/tool_sim_read_only.json). Conservative on purpose: a name is read-only only if one of its words is
+a reading verb and none is a writing one (``list_and_delete`` writes); words that are nouns as often as verbs
+(``order``, ``post``, ``book``) write only as the name's first word (``book_flight``, but ``get_order`` reads); a
+name with neither kind of word (``nextjs_docs`` has ``docs``; ``frobnicate``) may still change the state.
 """
 
 from __future__ import annotations
@@ -19,17 +21,21 @@ READ_WORDS = frozenset({
     "metadata", "schema", "translate", "parse", "detect", "screenshot", "docs", "documentation",
 })
 WRITE_WORDS = frozenset({
-    "create", "add", "update", "delete", "remove", "set", "write", "put", "post", "send", "insert", "edit",
-    "modify", "move", "rename", "copy", "upload", "launch", "start", "stop", "kill", "run", "execute", "exec",
-    "install", "uninstall", "commit", "push", "merge", "apply", "deploy", "save", "submit", "book", "cancel",
-    "approve", "reject", "assign", "enable", "disable", "reset", "restart", "close", "open", "format", "append",
-    "patch", "publish", "schedule", "register", "mark", "clear", "drop", "purge", "archive", "restore",
-    "transfer", "pay", "charge", "refund", "order", "reserve", "invite", "share", "grant", "revoke", "tag",
-    "label", "lock", "unlock", "click", "type", "fill", "navigate", "press", "scroll", "select", "hover",
-    "upsert", "import", "sync", "store", "replace", "make", "generate", "build", "init", "initialize", "clone",
-    "checkout", "branch", "stage", "unstage", "reply", "forward", "notify", "subscribe", "unsubscribe", "follow",
-    "unfollow", "like", "star", "fork", "comment", "react", "trigger", "invoke", "call", "mutate", "scale",
-    "rollback", "upgrade", "configure", "connect", "disconnect", "login", "logout", "evaluate", "drag",
+    "create", "add", "update", "delete", "remove", "set", "write", "put", "send", "insert", "edit", "modify",
+    "move", "rename", "copy", "upload", "launch", "start", "stop", "kill", "run", "execute", "exec", "install",
+    "uninstall", "commit", "push", "merge", "apply", "deploy", "save", "submit", "cancel", "approve", "reject",
+    "assign", "unassign", "enable", "disable", "reset", "restart", "close", "open", "format", "append", "publish",
+    "register", "clear", "purge", "restore", "transfer", "pay", "charge", "refund", "reserve", "invite", "grant",
+    "revoke", "unlock", "click", "fill", "navigate", "press", "scroll", "hover", "upsert", "import", "sync",
+    "replace", "make", "generate", "build", "init", "initialize", "clone", "checkout", "unstage", "notify",
+    "subscribe", "unsubscribe", "unfollow", "trigger", "invoke", "mutate", "rollback", "upgrade", "configure",
+    "connect", "disconnect", "login", "logout", "evaluate", "drag", "fork", "archive", "unarchive", "attach",
+    "detach", "resize", "scale", "terminate", "reboot", "provision", "enroll", "unenroll", "empty", "wipe",
+})
+# Nouns as often as verbs: a write only where the name starts with them.
+WRITE_FIRST = frozenset({
+    "order", "book", "post", "reply", "schedule", "lock", "store", "drop", "tag", "label", "branch", "stage",
+    "comment", "star", "like", "share", "mark", "forward", "follow", "select", "type", "call", "patch", "record",
 })
 
 
@@ -41,5 +47,7 @@ def name_words(name: str) -> list[str]:
 
 def reads_only(name: str) -> bool:
     """Whether a call to the tool ``name`` can only read (module docstring: by its words, conservatively)."""
-    words = set(name_words(name))
-    return bool(words & READ_WORDS) and not words & WRITE_WORDS
+    words = name_words(name)
+    if not words or words[0] in WRITE_FIRST or set(words) & WRITE_WORDS:
+        return False
+    return bool(set(words) & READ_WORDS)

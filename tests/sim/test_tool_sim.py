@@ -213,11 +213,12 @@ def test_read_only_tools_by_name() -> None:
 
     assert name_words("getTableStats") == ["get", "table", "stats"] == name_words("get-table_stats")
     for name in ["get_table_stats", "web_search", "list_tables", "describe-index", "read_file", "git_diff_staged",
-                 "playwright_get", "getCurrentTime"]:
+                 "playwright_get", "getCurrentTime", "get_order", "list_posts", "get_schedule"]:
         assert reads_only(name), name
     # A writing word anywhere wins; a name with no reading word may write, as before.
     for name in ["write_file", "git_create_branch", "list_and_delete", "send_email", "launch_app", "run_python",
-                 "format_google_doc_range", "search_and_replace", "frobnicate"]:
+                 "format_google_doc_range", "search_and_replace", "frobnicate", "book_flight", "post_status",
+                 "order_status_check", ""]:
         assert not reads_only(name), name
 
 
