@@ -291,9 +291,17 @@ def mentions(text: str, value: Any) -> bool:
     return any(_mentioned(form, norm) for form in _mention_forms(value))
 
 
+EDGE_PUNCTUATION = " .,;:!?\"'`"
+"""Stripped from a value's ends for a second form: a result's 'Sunny,' is reported as 'sunny' (measured: a
+trained agent's answer quoted a search result whole but for its trailing comma, and the check failed it)."""
+
+
 def _mention_forms(value: Any) -> set[str]:
-    """Ways a value can be written: 42.0 may appear as '42', 1500 as '1,500'."""
+    """Ways a value can be written: 42.0 may appear as '42', 1500 as '1,500', 'Sunny,' as 'sunny'."""
     forms = {normalize(str(value))}
+    bare = normalize(str(value)).strip(EDGE_PUNCTUATION)
+    if len(bare) >= REPORTABLE_MIN_CHARS:
+        forms.add(bare)
     number = _number(value)
     if number is not None:
         if number.is_integer():

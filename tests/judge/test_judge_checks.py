@@ -138,6 +138,17 @@ def test_final_mentions_numbers_in_their_written_forms_only_as_whole_numbers() -
     ).passed
 
 
+def test_a_value_is_mentioned_without_its_edge_punctuation_but_not_in_part() -> None:
+    """Measured in a data-value round: the answer 'The Right Thing is the Right Thing' reported the search result
+    'The Right Thing is the Right Thing,' and failed. Edge punctuation goes; the words must all be there."""
+    said = weather_trajectory(final="Top result: The Right Thing is the Right Thing")
+    assert run_check(check(kind="final_mentions", value="The Right Thing is the Right Thing,"), said).passed
+    assert run_check(check(kind="final_mentions", value='"Sunny."'), weather_trajectory(final="It is sunny")).passed
+    assert not run_check(check(kind="final_mentions", value="The Right Thing is right,"), said).passed
+    # A value too short once stripped keeps its own form only: "ok," is not reported by "ok".
+    assert not run_check(check(kind="final_mentions", value="ok,"), weather_trajectory(final="It is ok")).passed
+
+
 def test_final_mentions_fails_without_final_answer() -> None:
     result = run_check(check(kind="final_mentions", value="18"), weather_trajectory(final=None))
     assert not result.passed and "no final assistant answer" in result.detail
