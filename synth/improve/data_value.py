@@ -64,7 +64,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
     out["trained"] = {name: _train_facts(Path(ckpt), (last.train_summaries or {}).get(name, {}))
                       for name, ckpt in (last.trained if last else {}).items()}
-    out["config"] = {"agents.count": config.agents.count, "tasks.per_agent": config.tasks.per_agent,
+    out["config"] = {"agents.count": config.agents.count, "improve.agents_per_round": config.improve.agents_per_round,
+                     "tasks.per_agent": config.tasks.per_agent,
                      "agents.toolset_size": list(config.agents.toolset_size),
                      "agents.coding_share": config.agents.coding_share,
                      "tasks.difficulties": list(config.tasks.difficulties),
