@@ -9,9 +9,9 @@
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device_train.sh stage           (carry .whl and .dev/up0)
 #               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up1, .dev/up2 (54 MiB together), every
-#                 dataset/data its jobs read, ROUND_DIR/train-jobs); brings back parts 0-3 in the same call, so
-#                 the fetches that follow are 1..N. The machine is let go after 30 s idle and its files with it:
-#                 fetch right after, one call after another.
+#                 dataset/data its jobs read, ROUND_DIR/train-jobs). Train, match and pack bring back parts 0-3
+#                 in their own call, so the fetches that follow are 1..N. The machine is let go after 30 s
+#                 idle and its files with it: fetch right after, one call after another.
 #               bench/device_train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
 #                 measured update RMS; same carry; prints the muon_lr to resume with here)
 #               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs
@@ -46,7 +46,7 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
     python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
-  if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}" && fetch 0; fi
+  if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}"; fi
 }
 
 match() {  # ROUND_DIR: AdamW and a MuonClip probe at one lr, then MuonClip at the muon_lr that matches their
@@ -76,7 +76,7 @@ pack_dirs() {
   rm -rf "$STAGE/down"
   # A call brings back at most 8 files of 16 MiB, 64 MiB in all: four parts of 15 MiB and the manifest.
   python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15
-  cp "$STAGE/down/ckpt.manifest.json" "$OUT/"
+  fetch 0  # the first parts come back in this call: the machine may be let go before the next one
   ls -la "$STAGE/down"
 }
 
