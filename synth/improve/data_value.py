@@ -58,7 +58,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
     out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
                      for name in MODELS}
-    out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
+    out["per_round"] = [{"round": r.round, "agent": r.agent, "agents": _agents(config, r),
+                         "accepted_new": r.accepted_new,
                          "train_trajectories": r.train_trajectories, "note": r.note,
                          "generation": _generation(config, r), **_walls(config, r),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
@@ -83,6 +84,17 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "improve.train_here": config.improve.train_here,
                      "llm.model": config.llm.model or "embedded"}
     return out
+
+
+def _agents(config: PipelineConfig, r: RoundResult) -> int | None:
+    """How many agents a round planned, from its agents stage's own summary (improve.agents_per_round may have
+    been changed between rounds of a resumed run)."""
+    from synth.improve.loop import round_config
+
+    if r.round == 0:
+        return None
+    path = round_config(config, r.round).run_dir / "agents" / "summary.json"
+    return json.loads(path.read_text()).get("planned") if path.exists() else None
 
 
 def _generation(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None:
@@ -165,9 +177,10 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
           f"{_num(t.get('tokens_per_s'), 0)} | {_num(t.get('wall_s'), 1)} |" for name, t in data["trained"].items()],
         "",
         "## Per round", "",
-        "| round | agent | generation settings (the round's own record) | accepted into train | trained on | note |",
-        "|---|---|---|---|---|---|",
-        *[f"| {r['round']} | {r['agent']} | "
+        "| round | agent | agents | generation settings (the round's own record) | accepted into train | trained on "
+        "| note |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {r['round']} | {r['agent']} | {r.get('agents') or 'n/a'} | "
           + (", ".join(f"`{k}={v}`" for k, v in (r["generation"] or {}).items()) or "n/a")
           + f" | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |" for r in data["per_round"]],
         "",
