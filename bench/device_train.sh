@@ -8,7 +8,9 @@
 #               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device_train.sh stage           (carry .whl and .dev/up0)
-#               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up1, .dev/up2 (54 MiB together), every
+#               bench/device_train.sh stage           (carry .dev/up1: a call carries the tracked tree too, some
+#                 19 MiB, so up1 and up2 no longer fit in one call; stage adds to what the last one left)
+#               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up2, every
 #                 dataset/data its jobs read, ROUND_DIR/train-jobs). Train, match and pack bring back parts 0-3
 #                 in their own call, so the fetches that follow are 1..N. The machine is let go after 30 s
 #                 idle and its files with it: fetch right after, one call after another.
