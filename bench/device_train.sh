@@ -16,7 +16,9 @@
 #                 idle and its files with it: fetch right after, one call after another.
 #               bench/device_train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
 #                 measured update RMS; same carry; prints the muon_lr to resume with here)
-#               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs
+#               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs;
+#                 also for jobs that together run past a call's 600 s: one JOBS folder of one job a call
+#                 (round 2 of run data-value on the H200, ~6,500 tokens a step: AdamW 2.8 s a step, MuonClip 1.4 s)
 #               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
