@@ -58,8 +58,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
     out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
                      for name in MODELS}
-    out["per_round"] = [{"round": r.round, "agent": r.agent, "agents": _agents(config, r),
-                         "accepted_new": r.accepted_new,
+    out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
                          "train_trajectories": r.train_trajectories, "note": r.note,
                          "generation": _generation(config, r), **_walls(config, r),
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
@@ -86,17 +85,6 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     return out
 
 
-def _agents(config: PipelineConfig, r: RoundResult) -> int | None:
-    """How many agents a round planned, from its agents stage's own summary (improve.agents_per_round may have
-    been changed between rounds of a resumed run)."""
-    from synth.improve.loop import round_config
-
-    if r.round == 0:
-        return None
-    path = round_config(config, r.round).run_dir / "agents" / "summary.json"
-    return json.loads(path.read_text()).get("planned") if path.exists() else None
-
-
 def _generation(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None:
     """The grounded-generation settings a round's rollouts ran with, from that stage's own record (a resumed run
     may have changed them between rounds; an option that did not exist then is absent)."""
@@ -113,7 +101,8 @@ def _generation(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None
 
 
 def _walls(config: PipelineConfig, r: RoundResult) -> dict[str, Any]:
-    """Measured wall times of a round: its pipeline (report.json) and its evaluations."""
+    """Measured wall times of a round, its pipeline's (report.json, with the agents and episodes it planned: a
+    resumed run may have changed improve.agents_per_round between rounds) and its evaluations'."""
     from synth.improve.loop import round_config
 
     k = r.round
@@ -123,7 +112,8 @@ def _walls(config: PipelineConfig, r: RoundResult) -> dict[str, Any]:
         if path.exists():
             report = json.loads(path.read_text())
             out["pipeline_wall_s"] = report.get("wall_s")
-            out["episodes"] = next((s["planned"] for s in report.get("stages", []) if s["stage"] == "rollouts"), None)
+            planned = {s["stage"]: s.get("planned") for s in report.get("stages", [])}
+            out["agents"], out["episodes"] = planned.get("agents"), planned.get("rollouts")
     # Recorded with each score; eval.json (which holds only its latest call's models) for older reports.
     walls = {name: round(s.wall_s, 1) for name, s in r.models.items() if s.wall_s is not None}
     evals = round_config(config, 1).run_dir / "eval" / "eval.json"

@@ -189,9 +189,14 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"rollouts.grounded_calls_first": True, "rollouts.max_steps": 2,
                                   "rollouts.grounded_answer_after_call": True}))
+    # Each round's agent count comes from its own pipeline report (agents_per_round may change between rounds).
+    (round_config(config, 2).run_dir / "report.json").write_text(json.dumps(
+        {"wall_s": 5.0, "stages": [{"stage": "agents", "planned": 7}, {"stage": "rollouts", "planned": 21}]}))
     page = write_data_value(report, config, tmp_path / "results")
     data = json.loads((tmp_path / "results" / "data_value.json").read_text())
     assert data["train_trajectories"] == 3 and data["heldout_tasks"] == 2
+    assert (data["per_round"][2]["agents"], data["per_round"][2]["episodes"]) == (7, 21)
+    assert "| 2 | " in page.read_text() and " | 7 | `grounded_calls_first=True`" in page.read_text()
     for name, lift in (("base", 0.0), ("muonclip", 0.3), ("adamw", 0.2)):
         assert data[name]["pass_rate"] == pytest.approx(0.1 + lift)
         assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
