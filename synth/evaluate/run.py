@@ -161,35 +161,52 @@ def _identity(checkpoint: Path) -> str:
     return "|".join(f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}" for w in weights) or str(checkpoint)
 
 
-def _served(config: PipelineConfig, name: str, checkpoint: Path) -> EmbeddedConfig:
-    tag = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:6]
-    return EmbeddedConfig(**{**config.embedded.model_dump(), "port": config.eval.port, "model_dir": checkpoint,
-                             "served_name": f"eval-{name}-{tag}", "chat_template": TEMPLATE_PATH,
+def served_checkpoint(config: PipelineConfig, name: str, checkpoint: Path, port: int) -> EmbeddedConfig:
+    """How ``checkpoint`` is served on ``port``: the tool template, the matching parser, and a served name that
+    follows the weights."""
+    # The tag hashes the weights' identity with the path: a checkpoint retrained in place (an improve round run
+    # again after its fingerprint changed) gets a new served name, so a server left running with the old weights
+    # is refused instead of being used as the new model.
+    tag = hashlib.sha256(f"{checkpoint.resolve()}|{_identity(checkpoint)}".encode()).hexdigest()[:8]
+    return EmbeddedConfig(**{**config.embedded.model_dump(), "port": port, "model_dir": checkpoint,
+                             "served_name": f"{name}-{tag}", "chat_template": TEMPLATE_PATH,
                              "tool_call_parser": TOOL_CALL_PARSER, "kv_cache_gb": config.eval.kv_cache_gb})
+
+
+def _served(config: PipelineConfig, name: str, checkpoint: Path) -> EmbeddedConfig:
+    return served_checkpoint(config, f"eval-{name}", checkpoint, config.eval.port)
+
+
+@contextlib.contextmanager
+def serving(emb: EmbeddedConfig, concurrency: int) -> Iterator[EndpointConfig]:
+    """Serve ``emb`` (or find exactly it served already: same served name and parser); stop it at the end if
+    this call started it."""
+    from synth.serve import server
+
+    already = server.is_healthy(emb)
+    if already:
+        info = server.server_info(emb)
+        if info is None or info.served_name != emb.served_name or info.tool_call_parser != emb.tool_call_parser:
+            what = f"{info.served_name} from {info.model_dir}" if info else "a server this machine did not start"
+            raise server.ServerError(f"port {emb.port} already serves {what}, not {emb.served_name} from "
+                                     f"{emb.model_dir}; stop it (`synth serve --stop --set embedded.port="
+                                     f"{emb.port}`) or pick another eval.port")
+    else:
+        server.start(emb)
+    try:
+        yield EndpointConfig(base_url=server.base_url(emb), max_concurrency=concurrency)
+    finally:
+        if not already:
+            server.stop(emb)
 
 
 @contextlib.contextmanager
 def serve_under_test(config: PipelineConfig, name: str, checkpoint: Path) -> Iterator[tuple[EndpointConfig, str]]:
     """Serve ``checkpoint`` on ``eval.port`` with the tool template and parser (or find it served there); stop it
     at the end if this call started it. Yields the endpoint and the served model name."""
-    from synth.serve import server
-
     emb = _served(config, name, checkpoint)
-    already = server.is_healthy(emb)
-    if already:
-        info = server.server_info(emb)
-        if info is None or info.served_name != emb.served_name or info.tool_call_parser != TOOL_CALL_PARSER:
-            what = f"{info.served_name} from {info.model_dir}" if info else "a server this machine did not start"
-            raise server.ServerError(f"port {emb.port} already serves {what}; stop it (`synth serve --stop --set "
-                                     f"embedded.port={emb.port}`) or pick another eval.port")
-    else:
-        server.start(emb)
-    try:
-        yield EndpointConfig(base_url=server.base_url(emb), max_concurrency=config.eval.concurrency), \
-            emb.served_name or ""
-    finally:
-        if not already:
-            server.stop(emb)
+    with serving(emb, config.eval.concurrency) as ep:
+        yield ep, emb.served_name or ""
 
 
 def eval_rollouts_config(config: PipelineConfig) -> RolloutsStageConfig:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig, RoleConfig
+from synth.config import EndpointConfig, PipelineConfig, RoleConfig
 from synth.improve.models import ModelScores, Steps, TrainElsewhere
 
 log = logging.getLogger(__name__)
@@ -24,22 +24,13 @@ AGENT_PORT_OFFSET = 1
 
 @contextlib.contextmanager
 def served_agent(config: PipelineConfig, checkpoint: Path) -> Iterator[EndpointConfig]:
-    """Serve ``checkpoint`` with the training template and tool parser; stop it at the end."""
-    from synth.serve import server
-    from synth.train.template import TEMPLATE_PATH, TOOL_CALL_PARSER
+    """Serve ``checkpoint`` with the training template and tool parser on ``eval.port + 1`` (or find exactly it
+    served there); stop it at the end if this call started it."""
+    from synth.evaluate.run import served_checkpoint, serving
 
-    emb = EmbeddedConfig(**{**config.embedded.model_dump(), "port": config.eval.port + AGENT_PORT_OFFSET,
-                            "model_dir": checkpoint, "served_name": f"agent-{checkpoint.name}",
-                            "chat_template": TEMPLATE_PATH, "tool_call_parser": TOOL_CALL_PARSER,
-                            "kv_cache_gb": config.eval.kv_cache_gb})
-    already = server.is_healthy(emb)
-    if not already:
-        server.start(emb)
-    try:
-        yield EndpointConfig(base_url=server.base_url(emb), max_concurrency=config.eval.concurrency)
-    finally:
-        if not already:
-            server.stop(emb)
+    emb = served_checkpoint(config, f"agent-{checkpoint.name}", checkpoint, config.eval.port + AGENT_PORT_OFFSET)
+    with serving(emb, config.eval.concurrency) as ep:
+        yield ep
 
 
 def generate(config: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> int:
