@@ -83,7 +83,13 @@ class EmbeddedConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1024, le=65535)
     max_model_len: int = Field(default=4096, ge=512)
-    startup_timeout_s: float = Field(default=600, gt=0)
+    startup_timeout_s: float = Field(
+        default=600, gt=0,
+        description="Start-up may go this long without progress (no new log output and no CPU time used by the "
+        "server's processes) before it is called hung; a slow, loaded machine that is still loading or compiling "
+        "is waited for, up to startup_max_s.",
+    )
+    startup_max_s: float = Field(default=3600, gt=0, description="Start-up's limit even while it progresses.")
     kv_cache_gb: int = Field(default=4, ge=1)
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto",

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -151,18 +151,70 @@ def _start(cfg: EmbeddedConfig) -> int:
                             env=env, start_new_session=True)
     _pidfile(cfg).write_text(str(proc.pid))
     _infofile(cfg).write_text(info.model_dump_json(indent=2))
-    deadline = time.monotonic() + cfg.startup_timeout_s
-    while time.monotonic() < deadline:
+    watch = StartupWatch(cfg.startup_timeout_s, cfg.startup_max_s)
+    while (why := watch.expired(_progress(proc.pid, log_path(cfg)))) is None:
         if proc.poll() is not None:
             tail = log_path(cfg).read_text().strip().splitlines()[-15:]
             raise ServerError(f"vLLM exited with code {proc.returncode} during start-up; last log lines:\n"
                               + "\n".join(tail) + f"\nfull log: {log_path(cfg)}")
         if is_healthy(cfg):
-            log.info("embedded server healthy at %s (pid %d)", base_url(cfg), proc.pid)
+            log.info("embedded server healthy at %s (pid %d) after %.0f s", base_url(cfg), proc.pid, watch.elapsed())
             return proc.pid
         time.sleep(2)
     stop(cfg)
-    raise ServerError(f"vLLM did not become healthy within {cfg.startup_timeout_s:.0f}s; see {log_path(cfg)}")
+    raise ServerError(f"vLLM did not become healthy: {why}; see {log_path(cfg)}. On a loaded machine raise "
+                      "embedded.startup_timeout_s (time without progress) or embedded.startup_max_s.")
+
+
+def _group_cpu_s(pgid: int) -> float:
+    """CPU seconds used so far by the processes of group ``pgid`` (the server and its engine workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        # After the command name: state ppid pgrp ... utime (12th) stime (13th).
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _progress(pgid: int, log_file: Path) -> tuple[float, int]:
+    """What grows while the server starts: its processes' CPU time and its log."""
+    try:
+        size = log_file.stat().st_size
+    except OSError:
+        size = 0
+    return _group_cpu_s(pgid), size
+
+
+class StartupWatch:
+    """Start-up is hung when nothing progresses for ``stall_s``; it is over-long past ``max_s`` in any case. A
+    slow machine loading weights or compiling (minutes of CPU, no log line) is waited for, not killed."""
+
+    def __init__(self, stall_s: float, max_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_s, self.max_s, self.clock = stall_s, max_s, clock
+        self.started = self.last_progress = clock()
+        self.seen: tuple[float, int] | None = None
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def expired(self, progress: tuple[float, int]) -> str | None:
+        now = self.clock()
+        # CPU time moves by clock ticks: a hundredth of a second of it in a poll is a process that is working.
+        if self.seen is None or progress[0] > self.seen[0] + 0.01 or progress[1] != self.seen[1]:
+            self.seen, self.last_progress = progress, now
+        if now - self.started > self.max_s:
+            return f"still starting after {self.max_s:.0f} s (embedded.startup_max_s)"
+        if now - self.last_progress > self.stall_s:
+            return (f"no progress for {self.stall_s:.0f} s (no CPU time used, no log output; "
+                    "embedded.startup_timeout_s)")
+        return None
 
 
 def _read_pid(cfg: EmbeddedConfig) -> int | None:
