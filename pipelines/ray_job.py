@@ -23,7 +23,7 @@ from synth.config import ConfigError, load_config
 from synth.endpoints import endpoints_for
 from synth.llm.client import EndpointUnavailable
 from synth.pipeline import run_pipeline, run_stages
-from synth.stages.registry import ORDER
+from synth.stages.registry import PIPELINE
 from synth.stages.runner import StageIncomplete
 
 
@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="Pipeline YAML (default pipelines/default.yaml).")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="section.field=value (repeatable).")
     parser.add_argument("--run", default=None, help="Run name (runs_dir/<run>/).")
-    parser.add_argument("--stages", nargs="+", choices=ORDER, default=None,
-                        help="Run only these stages (default: the whole pipeline and the dataset).")
+    parser.add_argument("--stages", nargs="+", choices=PIPELINE, default=None,
+                        help="Run only these stages, in the order given (default: the whole pipeline and the "
+                             "dataset; 'dataset' builds it from the stages already run).")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, [*args.sets, *([f"run={args.run}"] if args.run else [])])
