@@ -19,6 +19,9 @@
 #               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs;
 #                 also for jobs that together run past a call's 600 s: one JOBS folder of one job a call
 #                 (round 2 of run data-value on the H200, ~6,500 tokens a step: AdamW 2.8 s a step, MuonClip 1.4 s)
+#               Prefer one job a call WITH packing (PACK=1, the default) and its fetches right after: the
+#                 machine can be taken back between calls, and a model still on it is lost (2026-12-03:
+#                 round 3 of data-value, 320 steps, dynamic flex: MuonClip 145-210 s, AdamW 145 s)
 #               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
