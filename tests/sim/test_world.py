@@ -134,3 +134,35 @@ def test_patches_that_keep_the_schema_apply() -> None:
     for ops in fine:
         event = world.apply("c", ops)
         assert event.applied, (ops, event.error)
+
+
+def test_add_into_an_empty_state_makes_the_missing_collection() -> None:
+    # Round 3 of run data-value: "add /notes/n1" on {} failed with "member 'notes' not found in {}".
+    world = WorldState({})
+    event = world.apply("c1", [{"op": "add", "path": "/notes/n1", "value": {"text": "hi"}},
+                               {"op": "add", "path": "/notes/n2", "value": {"text": "yo"}}])
+    assert event.applied, event.error
+    assert world.doc == {"notes": {"n1": {"text": "hi"}, "n2": {"text": "yo"}}}
+
+
+def test_add_makes_a_new_top_level_collection_and_fills_an_empty_object() -> None:
+    world = WorldState({"orders": {"A1": {"status": "new"}}, "files": {}})
+    assert world.apply("c1", [{"op": "add", "path": "/tags/urgent/count", "value": 1}]).applied
+    assert world.apply("c2", [{"op": "add", "path": "/files/docs/readme", "value": "text"}]).applied
+    assert world.doc["tags"] == {"urgent": {"count": 1}}
+    assert world.doc["files"] == {"docs": {"readme": "text"}}
+
+
+def test_add_under_a_record_that_is_not_there_still_fails_and_changes_nothing() -> None:
+    world = WorldState(INITIAL)
+    before = world.snapshot()
+    for ops in (
+        [{"op": "add", "path": "/orders/ZZ/status", "value": "gone"}],  # order ZZ does not exist
+        [{"op": "add", "path": "/new/-/x", "value": 1}],  # "-" appends to a list: no list to make
+        [{"op": "add", "path": "/new/-", "value": 1}],
+        # The first op's made parents go too when a later op fails.
+        [{"op": "add", "path": "/new/a", "value": 1}, {"op": "replace", "path": "/orders/ZZ", "value": {}}],
+    ):
+        event = world.apply("c", ops)
+        assert not event.applied and event.error
+        assert world.doc == before
