@@ -1,0 +1,116 @@
+"""Seed replicates of an improve round's models, scored on the run's held-out tasks beside the round's own.
+
+One training seed per optimizer cannot say whether a gap of a few tasks out of 44 is the optimizer's or the
+seed's. This trains nothing: it scores checkpoints trained elsewhere with another ``seed`` (for example jobs copied
+from ``improve/round-K/train-jobs`` with ``seed`` and ``train.name`` changed, trained by bench/device_train.sh) on
+the same held-out tasks, with the same evaluator the loop uses, and reports per model, per optimizer (mean and
+range over seeds) and per task (which tasks each optimizer's models pass, paired).
+
+    python bench/data_value_seeds.py --config pipelines/data_value.yaml --round 3 \\
+        --models muonclip-seed3 adamw-seed3 [--keep-server] [--out bench/results/data_value_seeds.json]
+
+A model is ``<optimizer>`` (the round's own, already scored: its rows are reused) or ``<optimizer>-<tag>`` under
+``improve/round-K/train/``; its optimizer is read from its ``train_summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from synth.bench.machine import machine_info
+from synth.config import load_config
+from synth.endpoints import endpoints_for
+from synth.evaluate.run import EvalRecord, evaluate_model, heldout
+from synth.improve.loop import improve_root, load_report, round_config
+from synth.stages.store import StageStore
+
+
+def _optimizer(checkpoint: Path) -> str:
+    summary = checkpoint / "train_summary.json"
+    if not summary.exists():
+        raise SystemExit(f"{checkpoint} has no train_summary.json: train it first (bench/device_train.sh)")
+    return json.loads(summary.read_text())["optimizer"]
+
+
+def _seed(round_dir: Path, name: str) -> int | None:
+    """The training seed of ``name``, from the job file it was trained from (train_summary.json has none)."""
+    for job in sorted(round_dir.glob("*/*.yaml")):
+        cfg = yaml.safe_load(job.read_text()) or {}
+        if (cfg.get("train") or {}).get("name") == name:
+            return cfg.get("seed")
+    return None
+
+
+def _passed(store_dir: Path) -> dict[str, bool]:
+    rows = StageStore(store_dir).read(EvalRecord)
+    return {r.task_id: bool(r.score and r.score.checks_passed) for r in rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=Path("pipelines/data_value.yaml"))
+    ap.add_argument("--round", type=int, required=True)
+    ap.add_argument("--models", nargs="+", required=True, help="names under improve/round-K/train/")
+    ap.add_argument("--keep-server", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/data_value_seeds.json"))
+    args = ap.parse_args()
+
+    config = load_config(args.config, [])
+    report = load_report(config)
+    if not report.heldout_task_ids:
+        raise SystemExit(f"{improve_root(config)}/improve.json has no held-out tasks: run `synth improve` first")
+    train_dir = round_config(config, args.round).run_dir / "train"
+    eval_cfg = round_config(config, 1)  # where the loop keeps every round's evaluation rows
+    tasks = heldout(eval_cfg, report.heldout_task_ids)
+    names = list(dict.fromkeys([*report.round(args.round).trained, *args.models]))
+    models: dict[str, dict] = {}
+    with endpoints_for(eval_cfg, keep_server=args.keep_server) as endpoints:
+        for name in names:
+            checkpoint = train_dir / name
+            tag = f"{name}-round{args.round}"  # the loop's row folder for the round's own models
+            result = evaluate_model(eval_cfg, endpoints, tag, checkpoint, tasks)
+            o = result.overall
+            models[name] = {
+                "optimizer": _optimizer(checkpoint),
+                "seed": _seed(train_dir.parent, name),
+                "valid_call_rate": o.valid_call_rate if o.calls_attempted else None,
+                "pass_rate": o.pass_rate if o.checked_episodes else None,
+                "judge_score": o.judge_score if o.episodes else None,
+                "calls_attempted": o.calls_attempted, "valid_calls": o.calls_valid,
+                "passed": o.checks_passed, "episodes": o.episodes,
+                "wall_s": round(result.wall_s, 1), "resumed": result.resumed,
+                "tasks_passed": sorted(t for t, ok in _passed(eval_cfg.run_dir / "eval" / tag).items() if ok),
+            }
+    by_opt: dict[str, dict] = {}
+    for m in models.values():
+        o = by_opt.setdefault(m["optimizer"], {"models": 0, "valid_call_rate": [], "pass_rate": []})
+        o["models"] += 1
+        for key in ("valid_call_rate", "pass_rate"):
+            if m[key] is not None:
+                o[key].append(m[key])
+    summary = {opt: {"models": o["models"],
+                     **{f"{k}_mean": sum(o[k]) / len(o[k]) for k in ("valid_call_rate", "pass_rate") if o[k]},
+                     **{f"{k}_range": [min(o[k]), max(o[k])] for k in ("valid_call_rate", "pass_rate") if o[k]}}
+               for opt, o in by_opt.items()}
+    out = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "run": config.run, "round": args.round, "heldout_tasks": len(tasks),
+        "models": models, "by_optimizer": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    for name, m in models.items():
+        print(f"{name} ({m['optimizer']}, seed {m['seed']}): valid {m['valid_calls']}/{m['calls_attempted']}, "
+              f"passed {m['passed']}/{m['episodes']}")
+    print(json.dumps(summary, indent=2))
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
