@@ -72,11 +72,12 @@ def main() -> None:
     with endpoints_for(eval_cfg, keep_server=args.keep_server) as endpoints:
         for name in names:
             checkpoint = train_dir / name
+            optimizer = _optimizer(checkpoint)  # before serving: a checkpoint not trained yet fails at once
             tag = f"{name}-round{args.round}"  # the loop's row folder for the round's own models
             result = evaluate_model(eval_cfg, endpoints, tag, checkpoint, tasks)
             o = result.overall
             models[name] = {
-                "optimizer": _optimizer(checkpoint),
+                "optimizer": optimizer,
                 "seed": _seed(train_dir.parent, name),
                 "valid_call_rate": o.valid_call_rate if o.calls_attempted else None,
                 "pass_rate": o.pass_rate if o.checked_episodes else None,
@@ -86,17 +87,13 @@ def main() -> None:
                 "wall_s": round(result.wall_s, 1), "resumed": result.resumed,
                 "tasks_passed": sorted(t for t, ok in _passed(eval_cfg.run_dir / "eval" / tag).items() if ok),
             }
-    by_opt: dict[str, dict] = {}
-    for m in models.values():
-        o = by_opt.setdefault(m["optimizer"], {"models": 0, "valid_call_rate": [], "pass_rate": []})
-        o["models"] += 1
+    summary: dict[str, dict] = {}
+    for opt in dict.fromkeys(m["optimizer"] for m in models.values()):
+        ms = [m for m in models.values() if m["optimizer"] == opt]
+        summary[opt] = {"models": len(ms)}
         for key in ("valid_call_rate", "pass_rate"):
-            if m[key] is not None:
-                o[key].append(m[key])
-    summary = {opt: {"models": o["models"],
-                     **{f"{k}_mean": sum(o[k]) / len(o[k]) for k in ("valid_call_rate", "pass_rate") if o[k]},
-                     **{f"{k}_range": [min(o[k]), max(o[k])] for k in ("valid_call_rate", "pass_rate") if o[k]}}
-               for opt, o in by_opt.items()}
+            if vals := [m[key] for m in ms if m[key] is not None]:
+                summary[opt] |= {f"{key}_mean": sum(vals) / len(vals), f"{key}_range": [min(vals), max(vals)]}
     out = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
