@@ -10,13 +10,16 @@ range over seeds) and per task (which tasks each optimizer's models pass, paired
         --models muonclip-seed3 adamw-seed3 [--keep-server] [--out bench/results/data_value_seeds.json]
 
 A model is ``<optimizer>`` (the round's own, already scored: its rows are reused) or ``<optimizer>-<tag>`` under
-``improve/round-K/train/``; its optimizer is read from its ``train_summary.json``.
+``improve/round-K/train/``; its optimizer is read from its ``train_summary.json``. Results accumulate: the models
+already in ``--out`` (from earlier sessions, whose checkpoints may be gone) are kept unless scored again, and the
+per-optimizer summary and the paired comparison cover them all.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,24 +54,61 @@ def _passed(store_dir: Path) -> dict[str, bool]:
     return {r.task_id: bool(r.score and r.score.checks_passed) for r in rows}
 
 
+def _earlier(out: Path, run: str, round_: int, heldout_tasks: int) -> dict[str, dict]:
+    """The models an earlier call scored into ``out`` for the same run, round and held-out tasks."""
+    if not out.exists():
+        return {}
+    old = json.loads(out.read_text())
+    if (old.get("run"), old.get("round"), old.get("heldout_tasks")) != (run, round_, heldout_tasks):
+        raise SystemExit(f"{out} holds run {old.get('run')} round {old.get('round')} on {old.get('heldout_tasks')} "
+                         f"tasks, not run {run} round {round_} on {heldout_tasks}: pass another --out")
+    machine = old.get("machine")
+    return {name: {"machine": machine} | m for name, m in old.get("models", {}).items()}
+
+
+def _sign_test(a: int, b: int) -> float:
+    """Two-sided exact sign test on discordant pairs: the chance of a split at least this uneven if neither
+    optimizer were better (ties, tasks both or neither pass, carry no information and are left out)."""
+    n, k = a + b, min(a, b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def paired(models: dict[str, dict], a: str = "muonclip", b: str = "adamw") -> dict:
+    """Per seed, the tasks one optimizer's model passes and the other's does not (same seed, same tasks), and
+    the sign test over all seeds' discordant tasks together."""
+    by_seed: dict[int, dict[str, set[str]]] = {}
+    for m in models.values():
+        if m.get("seed") is not None and m["optimizer"] in (a, b):
+            by_seed.setdefault(m["seed"], {})[m["optimizer"]] = set(m["tasks_passed"])
+    seeds = {s: {f"{a}_only": len(p[a] - p[b]), f"{b}_only": len(p[b] - p[a]), "both": len(p[a] & p[b])}
+             for s, p in sorted(by_seed.items()) if a in p and b in p}
+    only_a = sum(v[f"{a}_only"] for v in seeds.values())
+    only_b = sum(v[f"{b}_only"] for v in seeds.values())
+    return {"seeds": seeds, f"{a}_only": only_a, f"{b}_only": only_b, "sign_test_p": _sign_test(only_a, only_b)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=Path("pipelines/data_value.yaml"))
     ap.add_argument("--round", type=int, required=True)
     ap.add_argument("--models", nargs="+", required=True, help="names under improve/round-K/train/")
     ap.add_argument("--keep-server", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, as synth's own --set (embedded.port=8775: beside a test run's server)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/data_value_seeds.json"))
     args = ap.parse_args()
 
-    config = load_config(args.config, [])
+    config = load_config(args.config, args.set)
     report = load_report(config)
     if not report.heldout_task_ids:
         raise SystemExit(f"{improve_root(config)}/improve.json has no held-out tasks: run `synth improve` first")
     train_dir = round_config(config, args.round).run_dir / "train"
     eval_cfg = round_config(config, 1)  # where the loop keeps every round's evaluation rows
     tasks = heldout(eval_cfg, report.heldout_task_ids)
-    names = list(dict.fromkeys([*report.round(args.round).trained, *args.models]))
-    models: dict[str, dict] = {}
+    names = list(dict.fromkeys(args.models))
+    models: dict[str, dict] = _earlier(args.out, config.run, args.round, len(tasks))
     with endpoints_for(eval_cfg, keep_server=args.keep_server) as endpoints:
         for name in names:
             checkpoint = train_dir / name
@@ -85,6 +125,8 @@ def main() -> None:
                 "calls_attempted": o.calls_attempted, "valid_calls": o.calls_valid,
                 "passed": o.checks_passed, "episodes": o.episodes,
                 "wall_s": round(result.wall_s, 1), "resumed": result.resumed,
+                "scored": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_info(),  # per model: the sessions that scored them ran on different CPUs
                 "tasks_passed": sorted(t for t, ok in _passed(eval_cfg.run_dir / "eval" / tag).items() if ok),
             }
     summary: dict[str, dict] = {}
@@ -98,7 +140,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "run": config.run, "round": args.round, "heldout_tasks": len(tasks),
-        "models": models, "by_optimizer": summary,
+        "models": models, "by_optimizer": summary, "paired": paired(models),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -106,6 +148,7 @@ def main() -> None:
         print(f"{name} ({m['optimizer']}, seed {m['seed']}): valid {m['valid_calls']}/{m['calls_attempted']}, "
               f"passed {m['passed']}/{m['episodes']}")
     print(json.dumps(summary, indent=2))
+    print("paired:", json.dumps(out["paired"]))
     print(f"written: {args.out}")
 
 
