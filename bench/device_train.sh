@@ -22,6 +22,8 @@
 #               Prefer one job a call WITH packing (PACK=1, the default) and its fetches right after: the
 #                 machine can be taken back between calls, and a model still on it is lost (2026-12-03:
 #                 round 3 of data-value, 320 steps, dynamic flex: MuonClip 145-210 s, AdamW 145 s)
+#               PARALLEL=1 DELTA=1 ... train: the jobs train side by side (seeds of a 135M model) and come back
+#                 as deltas from the base (measured: see README, Benchmarks)
 #               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
 # Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
@@ -48,11 +50,22 @@ convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]))" "$STAGE/gguf/SmolLM2-135M-In
   fi
   python3 -c "import sys; from pathlib import Path; from synth.train.trainer import base_identity
 print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
-  local outs=()
+  local outs=() pids=() job
+  mkdir -p "$STAGE/logs"
   for job in "$jobs"/*.yaml; do
-    python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
+    if [ "${PARALLEL:-0}" = 1 ]; then  # a 135M model leaves most of the GPU idle: several jobs share it
+      python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base" \
+        >"$STAGE/logs/$(basename "$job" .yaml).log" 2>&1 &
+      pids+=($!)
+    else
+      python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
+    fi
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
+  local pid failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  if [ ${#pids[@]} -gt 0 ]; then tail -n 3 "$STAGE"/logs/*.log; fi
+  if [ "$failed" = 1 ]; then echo "a training job failed (logs above)"; return 1; fi
   if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}"; fi
 }
 
@@ -82,7 +95,11 @@ pack_dirs() {
   export PYTHONPATH="$SITE:$PWD"
   rm -rf "$STAGE/down"
   # A call brings back at most 8 files of 16 MiB, 64 MiB in all: four parts of 15 MiB and the manifest.
-  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15
+  # DELTA=1: the weights travel as their difference from the base (synth/bench/weight_delta.py);
+  # unpack here with --delta-base <the embedded model's folder>.
+  local delta=()
+  if [ "${DELTA:-0}" = 1 ]; then delta=(--delta-base "$STAGE/base"); fi
+  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15 "${delta[@]}"
   fetch 0  # the first parts come back in this call: the machine may be let go before the next one
   ls -la "$STAGE/down"
 }

@@ -8,6 +8,10 @@ unpack it here. ``synth train`` itself needs nothing of this: on any machine wit
     python -m synth.bench.device_transfer pack SRC... --out DIR [--part-mib 60]   # DIR/<name>.manifest.json + parts
     python -m synth.bench.device_transfer unpack DIR/<name>.manifest.json --into DEST  # checks every part's sha256
 
+With ``--delta-base CKPT`` (pack and unpack alike), each ``*.safetensors`` that the base checkpoint CKPT also has
+travels as its compressed difference from it (synth/bench/weight_delta.py): a fine-tuned 135M model comes back in
+one call instead of five. Both machines must hold the same base (the GGUF converted by the same code).
+
 A manifest names its parts in order with their sizes and hashes, and the hash of the whole archive, so a part lost
 or cut short on the way is an error, never a silently broken checkpoint.
 """
@@ -33,10 +37,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pack(sources: list[Path], out: Path, name: str, part_mib: int) -> Path:
+def _as_deltas(sources: list[Path], base: Path, tmp: Path) -> list[Path]:
+    """Copies of ``sources`` whose weights are deltas against ``base`` (the originals are left as they are)."""
+    from synth.bench.weight_delta import encode_folder
+
+    copies = []
+    for src in sources:
+        copy = tmp / "delta" / src.name
+        shutil.copytree(src, copy, ignore=shutil.ignore_patterns("_resume*"))
+        for stat in encode_folder(copy, base):
+            print(f"{src.name}/{stat['file']}: {stat['raw_bytes'] / MIB:.1f} MiB -> {stat['delta_bytes'] / MIB:.1f} "
+                  "MiB as a delta")
+        copies.append(copy)
+    return copies
+
+
+def pack(sources: list[Path], out: Path, name: str, part_mib: int, delta_base: Path | None = None) -> Path:
     """Archive ``sources`` (each under its own name) and split the archive into parts of ``part_mib`` MiB."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
+        if delta_base is not None:
+            sources = _as_deltas(sources, delta_base, Path(tmp))
         archive = Path(tmp) / f"{name}.tar"
         with tarfile.open(archive, "w") as tar:
             for src in sources:
@@ -50,15 +71,19 @@ def pack(sources: list[Path], out: Path, name: str, part_mib: int) -> Path:
                 parts.append({"file": part.name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
                 index += 1
         manifest = {"name": name, "archive_sha256": _sha256(archive), "archive_bytes": archive.stat().st_size,
-                    "members": [s.name for s in sources], "parts": parts}
+                    "members": [s.name for s in sources], "parts": parts, "delta": delta_base is not None}
     path = out / f"{name}.manifest.json"
     path.write_text(json.dumps(manifest, indent=1))
     return path
 
 
-def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None) -> list[Path]:
-    """Join the manifest's parts (from ``parts_dir``, default: beside the manifest), check them, extract."""
+def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None, delta_base: Path | None = None) -> list[Path]:
+    """Join the manifest's parts (from ``parts_dir``, default: beside the manifest), check them, extract; weights
+    packed as deltas are rebuilt against ``delta_base``."""
     manifest = json.loads(manifest_path.read_text())
+    if manifest.get("delta") and delta_base is None:
+        raise SystemExit(f"{manifest_path} holds weights as deltas: pass --delta-base with the checkpoint they were "
+                         "trained from (here: the embedded model's folder, `synth model` prints it)")
     where = parts_dir or manifest_path.parent
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
@@ -78,6 +103,11 @@ def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None) -> li
             shutil.rmtree(dest / member, ignore_errors=True)
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
+    if manifest.get("delta"):
+        from synth.bench.weight_delta import decode_folder
+
+        for member in manifest["members"]:
+            decode_folder(dest / member, delta_base)
     return [dest / m for m in manifest["members"]]
 
 
@@ -89,15 +119,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default=None, help="Archive name (default: the first source's name).")
     p.add_argument("--part-mib", type=int, default=60)
+    p.add_argument("--delta-base", type=Path, default=None, help="Checkpoint folder the weights are deltas against.")
     u = sub.add_parser("unpack")
     u.add_argument("manifest", type=Path)
     u.add_argument("--into", type=Path, required=True)
     u.add_argument("--parts", type=Path, default=None, help="Folder of the parts (default: the manifest's).")
+    u.add_argument("--delta-base", type=Path, default=None, help="Checkpoint folder the deltas were made against.")
     args = parser.parse_args()
     if args.cmd == "pack":
-        print(pack(args.sources, args.out, args.name or args.sources[0].name, args.part_mib))
+        print(pack(args.sources, args.out, args.name or args.sources[0].name, args.part_mib, args.delta_base))
     else:
-        for path in unpack(args.manifest, args.into, args.parts):
+        for path in unpack(args.manifest, args.into, args.parts, args.delta_base):
             print(path)
 
 
