@@ -77,7 +77,8 @@ def pack(sources: list[Path], out: Path, name: str, part_mib: int, delta_base: P
     return path
 
 
-def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None, delta_base: Path | None = None) -> list[Path]:
+def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None,
+           delta_base: Path | None = None) -> list[Path]:
     """Join the manifest's parts (from ``parts_dir``, default: beside the manifest), check them, extract; weights
     packed as deltas are rebuilt against ``delta_base``."""
     manifest = json.loads(manifest_path.read_text())
