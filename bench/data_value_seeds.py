@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from synth.config import load_config
 from synth.endpoints import endpoints_for
 from synth.evaluate.run import EvalRecord, evaluate_model, heldout
 from synth.improve.loop import improve_root, load_report, round_config
+from synth.improve.stats import paired as paired_by_seed
+from synth.improve.stats import sign_test
 from synth.stages.store import StageStore
 
 
@@ -66,27 +67,16 @@ def _earlier(out: Path, run: str, round_: int, heldout_tasks: int) -> dict[str, 
     return {name: {"machine": machine} | m for name, m in old.get("models", {}).items()}
 
 
-def _sign_test(a: int, b: int) -> float:
-    """Two-sided exact sign test on discordant pairs: the chance of a split at least this uneven if neither
-    optimizer were better (ties, tasks both or neither pass, carry no information and are left out)."""
-    n, k = a + b, min(a, b)
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+_sign_test = sign_test
 
 
 def paired(models: dict[str, dict], a: str = "muonclip", b: str = "adamw") -> dict:
-    """Per seed, the tasks one optimizer's model passes and the other's does not (same seed, same tasks), and
-    the sign test over all seeds' discordant tasks together."""
+    """The models' passed tasks by seed and optimizer, compared as synth.improve.stats.paired does."""
     by_seed: dict[int, dict[str, set[str]]] = {}
     for m in models.values():
         if m.get("seed") is not None and m["optimizer"] in (a, b):
             by_seed.setdefault(m["seed"], {})[m["optimizer"]] = set(m["tasks_passed"])
-    seeds = {s: {f"{a}_only": len(p[a] - p[b]), f"{b}_only": len(p[b] - p[a]), "both": len(p[a] & p[b])}
-             for s, p in sorted(by_seed.items()) if a in p and b in p}
-    only_a = sum(v[f"{a}_only"] for v in seeds.values())
-    only_b = sum(v[f"{b}_only"] for v in seeds.values())
-    return {"seeds": seeds, f"{a}_only": only_a, f"{b}_only": only_b, "sign_test_p": _sign_test(only_a, only_b)}
+    return paired_by_seed(by_seed, a, b)
 
 
 def main() -> None:

@@ -346,6 +346,9 @@ class EvalConfig(Strict):
                                    "closes a rambling reply in native mode); None: llm.max_tokens.")
 
 
+_SET_BY_LOOP = {"optimizer", "name", "data_files"}
+
+
 class ImproveConfig(Strict):
     """``synth improve``: rounds of generate -> accept -> train -> eval (expert iteration)."""
 
@@ -362,6 +365,29 @@ class ImproveConfig(Strict):
         "finished, write its job (improve/round-<k>/train-jobs/<optimizer>.yaml, a config for `synth train`) and "
         "stop; train it on a GPU machine, copy its runs/.../train/<optimizer>/ folder back, and run `synth "
         "improve` again: a copied checkpoint of the same base, data and settings counts as finished.")
+    replicates: int = Field(
+        default=0, ge=0, description="Extra training seeds of the last round's models (the round's seed + 1, "
+        "+ 2, ...), trained and scored like the round's own and named <optimizer>-seed<seed>. One seed's score on "
+        "a few dozen held-out tasks moves by more than two optimizers differ: with replicates the data-value "
+        "figures are each optimizer's mean over its seeds, with their range and a paired sign test.")
+    train_by_round: dict[int, dict[str, Any]] = Field(
+        default_factory=dict, description="train.* settings of single rounds, over train.*: {round: {key: "
+        "value}}. For a setting that must differ by round, e.g. MuonClip's muon_lr matched to each round's own "
+        "AdamW update RMS (synth.train.match_lr), which shrinks as the rounds' data grows.")
+
+    @field_validator("train_by_round")
+    @classmethod
+    def _known_train_keys(cls, value: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        for k, settings in value.items():
+            if k < 1:
+                raise ValueError(f"round {k}: rounds are numbered from 1 (round 0 only evaluates the base model)")
+            allowed = set(TrainConfig.model_fields) - _SET_BY_LOOP
+            unknown = sorted(set(settings) - allowed)
+            if unknown:
+                raise ValueError(f"round {k}: {unknown} cannot be set for one round (the loop sets the optimizer, "
+                                 f"name and data of each run); valid: {sorted(allowed)}")
+            TrainConfig.model_validate(settings)  # each value checked as train.* checks it
+        return value
 
 
 class PipelineConfig(Strict):

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from synth.config import PipelineConfig
-from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores, RoundResult
+from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores, RoundResult, optimizer_of
+from synth.improve.stats import paired
 
 KEYS = ("valid_call_rate", "pass_rate", "judge_score")
 MODELS = ("base", "muonclip", "adamw")
@@ -30,6 +31,58 @@ COUNTS = ("episodes", "calls_attempted", "calls_valid", "episodes_with_valid_cal
 def _counts(s: ModelScores | None) -> dict[str, int] | None:
     overall = (s.detail or {}).get("overall") if s is not None else None
     return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
+
+
+def _seed_models(last: RoundResult | None, optimizer: str) -> dict[str, ModelScores]:
+    """The last round's scored models of ``optimizer``: its own and its seed replicates (improve.replicates)."""
+    if last is None:
+        return {}
+    return {n: s for n, s in sorted(last.models.items()) if optimizer_of(n) == optimizer}
+
+
+def _mean_scores(models: list[ModelScores]) -> dict[str, float | None]:
+    """Each rate's mean over the seeds that have it: every seed weighs the same, whatever number of calls its
+    model tried. One model: its own rates."""
+    out: dict[str, float | None] = {}
+    for k in KEYS:
+        vals = [getattr(s, k) for s in models if getattr(s, k) is not None]
+        out[k] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def _sum_counts(models: list[ModelScores]) -> dict[str, int] | None:
+    counts = [c for c in map(_counts, models) if c is not None]
+    return {k: sum(c[k] for c in counts) for k in COUNTS} if counts else None
+
+
+def _seed_of(config: PipelineConfig, k: int, name: str) -> int:
+    return int(name.rsplit("-seed", 1)[1]) if "-seed" in name else config.seed + k - 1
+
+
+def _seed_table(config: PipelineConfig, k: int, models: dict[str, ModelScores]) -> dict[str, Any]:
+    per = {n: {"seed": _seed_of(config, k, n), **_scores(s), "counts": _counts(s)} for n, s in models.items()}
+    spread = {key: [min(v), max(v)] for key in KEYS
+              if (v := [m[key] for m in per.values() if m[key] is not None])}
+    return {"models": per, "range": spread}
+
+
+def _paired(config: PipelineConfig, k: int, groups: dict[str, dict[str, ModelScores]]) -> dict[str, Any] | None:
+    """Tasks passed by one optimizer's model and not the other's, seed by seed, from the evaluation rows."""
+    from synth.evaluate.run import EvalRecord
+    from synth.improve.loop import round_config
+    from synth.stages.store import StageStore
+
+    evals = round_config(config, 1).run_dir / "eval"
+    passed: dict[int, dict[str, set[str]]] = {}
+    for opt, models in groups.items():
+        for name in models:
+            rows_dir = evals / f"{name}-round{k}"
+            if not rows_dir.exists():
+                return None
+            rows = StageStore(rows_dir).read(EvalRecord)
+            passed.setdefault(_seed_of(config, k, name), {})[opt] = {
+                r.task_id for r in rows if r.score and r.score.checks_passed}
+    return paired(passed)
 
 
 def _train_facts(checkpoint: Path, recorded: dict[str, Any]) -> dict[str, Any]:
@@ -53,11 +106,14 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
         "heldout_tasks": report.heldout_tasks,
         "base": _scores(base),
     }
-    for name in MODELS[1:]:
-        out[name] = _scores(last.models.get(name) if last else None)
+    groups = {opt: _seed_models(last, opt) for opt in MODELS[1:]}
+    for opt, models in groups.items():
+        out[opt] = _mean_scores(list(models.values()))
     # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
-    out["counts"] = {name: _counts(base if name == "base" else (last.models.get(name) if last else None))
-                     for name in MODELS}
+    out["counts"] = {"base": _counts(base), **{opt: _sum_counts(list(ms.values())) for opt, ms in groups.items()}}
+    if any(len(ms) > 1 for ms in groups.values()):
+        out["seeds"] = {opt: _seed_table(config, last.round, ms) for opt, ms in groups.items() if ms}
+        out["paired"] = _paired(config, last.round, groups)
     out["per_round"] = [{"round": r.round, "agent": r.agent, "accepted_new": r.accepted_new,
                          "train_trajectories": r.train_trajectories, "note": r.note,
                          "generation": _generation(config, r), **_walls(config, r),
@@ -81,6 +137,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "improve.optimizers": list(config.improve.optimizers), "train.epochs": config.train.epochs,
                      "train.lr": config.train.lr, "train.muon_lr": config.train.muon_lr,
                      "improve.train_here": config.improve.train_here,
+                     "improve.replicates": config.improve.replicates,
+                     "improve.train_by_round": config.improve.train_by_round,
                      "llm.model": config.llm.model or "embedded"}
     return out
 
@@ -135,6 +193,33 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _label(data: dict[str, Any], name: str) -> str:
+    n = len(data.get("seeds", {}).get(name, {}).get("models", {}))
+    return f"{name} (mean of {n} seeds)" if n > 1 else name
+
+
+def _seed_lines(data: dict[str, Any]) -> list[str]:
+    """The seeds behind each optimizer's means, and the paired comparison (improve.replicates)."""
+    if "seeds" not in data:
+        return []
+    lines = ["Each optimizer's models, one a training seed, on the same data and held-out tasks (the rates above "
+             "are their means, each seed weighing the same):", "",
+             "| model | seed | valid tool-call rate | code-check pass rate | judge score | calls tried, valid | "
+             "passed |", "|---|---|---|---|---|---|---|"]
+    for group in data["seeds"].values():
+        for name, m in group["models"].items():
+            c = m["counts"] or {}
+            lines.append(f"| {name} | {m['seed']} | " + " | ".join(_fmt(m[k]) for k in KEYS)
+                         + f" | {c.get('calls_attempted', 'n/a')}, {c.get('calls_valid', 'n/a')} | "
+                         f"{c.get('checks_passed', 'n/a')} of {c.get('checked_episodes', 'n/a')} |")
+    lines.append("")
+    if p := data.get("paired"):
+        per = "; ".join(f"seed {s}: {v['muonclip_only']} vs {v['adamw_only']}" for s, v in p["seeds"].items())
+        lines += [f"Paired by seed, tasks passed by MuonClip's model only vs AdamW's only: {per}; in all "
+                  f"{p['muonclip_only']} vs {p['adamw_only']}, two-sided sign test p = {p['sign_test_p']:.2f}.", ""]
+    return lines
+
+
 def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Path) -> Path:
     data = data_value(report, config)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,13 +235,15 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         f"- training trajectories (last round): {data['train_trajectories']}",
         f"- held-out tasks: {data['heldout_tasks']}", "",
         "| model | valid tool-call rate | code-check pass rate | judge score |", "|---|---|---|---|",
-        *[f"| {name} | " + " | ".join(_fmt(data[name][k]) for k in KEYS) + " |" for name in MODELS], "",
+        *[f"| {_label(data, name)} | " + " | ".join(_fmt(data[name][k]) for k in KEYS) + " |" for name in MODELS],
+        "",
         "Counts behind the rates (episodes; calls tried, valid; episodes with a valid call; episodes with code "
         "checks, all passed):", "",
         "| model | episodes | calls tried | valid calls | episodes with a valid call | checked | passed |",
         "|---|---|---|---|---|---|---|",
         *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"
           for name, c in data["counts"].items() if c is not None], "",
+        *_seed_lines(data),
         "Training (last round):", "",
         "| optimizer | steps | loss first -> last | max logit | heads clipped | update RMS / lr | device | tokens/s "
         "| wall s |",

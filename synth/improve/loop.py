@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from synth.config import EndpointConfig, PipelineConfig
-from synth.improve.models import TRAIN_FACTS, ImproveReport, Steps, TrainElsewhere
+from synth.config import EndpointConfig, PipelineConfig, TrainConfig
+from synth.improve.models import TRAIN_FACTS, ImproveReport, Steps, TrainElsewhere, replicate_name
 
 log = logging.getLogger(__name__)
 STATE = "improve.json"
@@ -36,10 +36,13 @@ def round_config(config: PipelineConfig, k: int) -> PipelineConfig:
     count = config.improve.agents_per_round or config.agents.count
     # The trainer and the evaluator read the held-out share from their own sections: one value for all.
     share = config.dataset.heldout_share
+    train = config.train
+    if k in config.improve.train_by_round:
+        train = TrainConfig.model_validate(train.model_dump() | config.improve.train_by_round[k])
     return config.model_copy(update={
         "runs_dir": improve_root(config), "run": f"round-{k}", "seed": config.seed + k - 1, "accept": None,
         "agents": config.agents.model_copy(update={"count": count}),
-        "eval": config.eval.model_copy(update={"heldout_share": share}),
+        "eval": config.eval.model_copy(update={"heldout_share": share}), "train": train,
     })
 
 
@@ -114,28 +117,35 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
             _save(report, root)
         files = train_files(config, k)
         waiting: list[TrainElsewhere] = []
-        for opt in optimizers:
+        # The round's own model of each optimizer (the first one's generates the next round), then in the last
+        # round the seed replicates of each: (name, optimizer, seed).
+        runs = [(opt, opt, rc.seed) for opt in optimizers]
+        if k == config.improve.rounds:
+            runs += [(replicate_name(opt, rc.seed + i), opt, rc.seed + i)
+                     for opt in optimizers for i in range(1, config.improve.replicates + 1)]
+        for name, opt, seed in runs:
             if not files:
                 r.note = "no accepted trajectories in train yet: nothing to train on this round"
                 break
-            tc = rc.model_copy(update={"train": rc.train.model_copy(update={"optimizer": opt, "name": opt})})
+            tc = rc.model_copy(update={"seed": seed,
+                                       "train": rc.train.model_copy(update={"optimizer": opt, "name": name})})
             fingerprint = steps.fingerprint(tc, files)
-            if opt in r.trained and fingerprint != r.fingerprints.get(opt):
+            if name in r.trained and fingerprint != r.fingerprints.get(name):
                 # A resumed run whose train.* changed: the recorded model is not these settings' (checked before
                 # anything is trained over it).
-                _forget(report, k, opt, optimizers[0])
+                _forget(report, k, name, optimizers[0])
                 _save(report, root)
-            if opt in r.trained:
+            if name in r.trained:
                 continue
             try:
                 summary = steps.train(tc, files)
             except TrainElsewhere as exc:  # improve.train_here=false: every pending job is written, then we stop
                 waiting.append(exc)
                 continue
-            r.trained[opt] = summary["checkpoint"]
+            r.trained[name] = summary["checkpoint"]
             if fingerprint:
-                r.fingerprints[opt] = fingerprint
-            r.train_summaries[opt] = {k2: summary.get(k2) for k2 in TRAIN_FACTS}
+                r.fingerprints[name] = fingerprint
+            r.train_summaries[name] = {k2: summary.get(k2) for k2 in TRAIN_FACTS}
             r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
             _save(report, root)
         if waiting:

@@ -61,6 +61,16 @@ TRAIN_FACTS = ("steps", "first_loss", "last_loss", "max_logit", "heads_clipped",
 """What the loop and the data-value page keep of a training run's summary."""
 
 
+def replicate_name(optimizer: str, seed: int) -> str:
+    """The name of a seed replicate of an optimizer's model (the round's own model is named by the optimizer)."""
+    return f"{optimizer}-seed{seed}"
+
+
+def optimizer_of(name: str) -> str:
+    """The optimizer of a round's model named ``name`` (``adamw`` or ``adamw-seed3`` -> ``adamw``)."""
+    return name.split("-seed")[0]
+
+
 class TrainElsewhere(Exception):
     """A training step waits for its checkpoint to be trained on another machine (``improve.train_here=false``)."""
 

@@ -12,7 +12,7 @@ from synth.config import EndpointConfig, PipelineConfig
 from synth.data.build import build_dataset
 from synth.data.heldout import is_heldout
 from synth.improve.loop import load_report, round_config, run_improve
-from synth.improve.models import ModelScores, Steps
+from synth.improve.models import ModelScores, Steps, optimizer_of
 from synth.schemas import Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
 from tests.unit.test_dataset import TOOL, _trajectory, _write
 
@@ -44,6 +44,7 @@ class Recorder:
         self.trained_on: list[tuple[str, list[str]]] = []
         self.evaluated: list[tuple[str, list[str]]] = []
         self.rounds_evaluated: list[int] = []
+        self.seeds: dict[str, int] = {}
 
     def steps(self) -> Steps:
         def generate(cfg: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> int:
@@ -55,8 +56,10 @@ class Recorder:
             from datasets import load_dataset
 
             rows = load_dataset("parquet", data_files=[str(f) for f in files], split="train")
-            self.trained_on.append((f"{cfg.run}/{cfg.train.optimizer}", sorted(rows["task_id"])))
-            out = cfg.run_dir / "train" / cfg.train.optimizer
+            name = cfg.train.name or cfg.train.optimizer
+            self.trained_on.append((f"{cfg.run}/{name}", sorted(rows["task_id"])))
+            self.seeds[name] = cfg.seed
+            out = cfg.run_dir / "train" / name
             out.mkdir(parents=True, exist_ok=True)
             return {"checkpoint": str(out), "data": {"examples": rows.num_rows}, "steps": 1}
 
@@ -67,7 +70,9 @@ class Recorder:
                      task_ids: list[str], round_k: int) -> dict[str, ModelScores]:
             self.evaluated.append((",".join(sorted(models)), task_ids))
             self.rounds_evaluated.append(round_k)
-            lift = {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}
+            # A seed replicate scores 0.1 more than its optimizer's own model, so means over seeds show.
+            lift = {n: {"base": 0.0, "muonclip": 0.3, "adamw": 0.2}[optimizer_of(n)] + 0.1 * ("-seed" in n)
+                    for n in models}
             return {name: ModelScores(
                 valid_call_rate=0.2 + lift[name], pass_rate=0.1 + lift[name], judge_score=0.3 + lift[name],
                 episodes=len(task_ids), wall_s=10.0 * (round_k + 1), detail={"overall": {
@@ -264,3 +269,73 @@ def test_changed_train_settings_train_and_score_again(config: PipelineConfig) ->
     back = two.model_copy(update={"train": two.train.model_copy(update={"lr": 1e-4})})
     with pytest.raises(ValueError, match="round 1's muonclip model changed"):
         run_improve(back, [], steps=Recorder().steps())
+
+
+def test_replicates_train_and_score_seeds_of_the_last_round(config: PipelineConfig, tmp_path: Path) -> None:
+    """improve.replicates: the last round trains each optimizer again with the next seeds, scores every seed, and
+    the data-value figures are each optimizer's mean over its seeds, with the seeds listed."""
+    import json
+
+    from synth.improve.data_value import write_data_value
+
+    config = config.model_copy(update={"improve": config.improve.model_copy(update={"replicates": 2})})
+    rec = Recorder()
+    report = run_improve(config, [], steps=rec.steps())
+    # Round 1 (not the last) trains each optimizer once; round 2 (seed 1) adds seeds 2 and 3 of each.
+    assert [t[0] for t in rec.trained_on] == [
+        "round-1/muonclip", "round-1/adamw", "round-2/muonclip", "round-2/adamw", "round-2/muonclip-seed2",
+        "round-2/muonclip-seed3", "round-2/adamw-seed2", "round-2/adamw-seed3"]
+    assert rec.seeds == {"muonclip": 1, "adamw": 1, "muonclip-seed2": 2, "muonclip-seed3": 3, "adamw-seed2": 2,
+                         "adamw-seed3": 3}
+    assert set(report.rounds[2].models) == {"muonclip", "adamw", "muonclip-seed2", "muonclip-seed3",
+                                            "adamw-seed2", "adamw-seed3"}
+    # The next round's agent is still the first optimizer's own model, never a replicate.
+    assert rec.generated == [("round-1", None), ("round-2", "muonclip")]
+
+    page = write_data_value(report, config, tmp_path / "results").read_text()
+    data = json.loads((tmp_path / "results" / "data_value.json").read_text())
+    # Own model 0.4 and two replicates 0.5: the mean weighs each seed the same.
+    assert data["muonclip"]["pass_rate"] == pytest.approx((0.4 + 0.5 + 0.5) / 3)
+    assert data["adamw"]["pass_rate"] == pytest.approx((0.3 + 0.4 + 0.4) / 3)
+    assert data["counts"]["muonclip"]["checks_passed"] == 4 + 5 + 5
+    seeds = data["seeds"]["muonclip"]
+    assert {n: m["seed"] for n, m in seeds["models"].items()} == {"muonclip": 1, "muonclip-seed2": 2,
+                                                                  "muonclip-seed3": 3}
+    assert seeds["range"]["pass_rate"] == pytest.approx([0.4, 0.5])
+    assert data["paired"] is None  # the stand-in evaluator writes no per-task rows to pair
+    assert "| muonclip (mean of 3 seeds) | " in page and "| muonclip-seed3 | 3 | " in page
+    assert data["config"]["improve.replicates"] == 2
+
+
+def test_train_by_round_changes_only_that_round(config: PipelineConfig) -> None:
+    """improve.train_by_round: one round's train.* differ; a finished run given an override for its last round
+    trains and scores only that round's models again (the earlier rounds and their data stand)."""
+    rec = Recorder()
+    run_improve(config, [], steps=rec.steps())
+    over = config.model_copy(update={"improve": config.improve.model_copy(
+        update={"train_by_round": {2: {"lr": 3e-4}}})})
+    assert round_config(over, 1).train.lr == config.train.lr and round_config(over, 2).train.lr == 3e-4
+    again = Recorder()
+    report = run_improve(over, [], steps=again.steps())
+    assert again.generated == []
+    assert [t[0] for t in again.trained_on] == ["round-2/muonclip", "round-2/adamw"]
+    assert report.rounds[1].fingerprints["muonclip"].startswith("0.0001-")
+    assert report.rounds[2].fingerprints["muonclip"].startswith("0.0003-")
+    # Round 1's model generated round 2: overriding round 1 now would make round 2's data stale.
+    stale = config.model_copy(update={"improve": config.improve.model_copy(
+        update={"train_by_round": {1: {"lr": 3e-4}}})})
+    with pytest.raises(ValueError, match="round 1's muonclip model changed"):
+        run_improve(stale, [], steps=Recorder().steps())
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({0: {"lr": 1e-4}}, "numbered from 1"),
+    ({2: {"learning_rate": 1e-4}}, "learning_rate"),
+    ({2: {"optimizer": "adamw"}}, "cannot be set for one round"),
+    ({2: {"muon_lr": -1}}, "greater than 0"),
+])
+def test_train_by_round_refuses_what_it_cannot_mean(override: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        PipelineConfig.model_validate({"improve": {"train_by_round": override}})
