@@ -339,3 +339,32 @@ def test_train_by_round_refuses_what_it_cannot_mean(override: dict, message: str
 
     with pytest.raises(ValidationError, match=message):
         PipelineConfig.model_validate({"improve": {"train_by_round": override}})
+
+
+def test_data_value_pairs_seeds_from_the_evaluation_rows(config: PipelineConfig, tmp_path: Path) -> None:
+    """With replicates, the paired comparison reads which tasks each model passed from its evaluation rows
+    (runs/<run>/improve/round-1/eval/<name>-round<k>/), seed by seed."""
+    import json
+
+    from synth.evaluate.metrics import CallStats, EpisodeScore
+    from synth.evaluate.run import EvalRecord
+    from synth.improve.data_value import write_data_value
+    from synth.stages.store import JournalWriter, StageStore
+
+    config = config.model_copy(update={"improve": config.improve.model_copy(update={"replicates": 1})})
+    report = run_improve(config, [], steps=Recorder().steps())
+    passes = {"muonclip": {"task-1", "task-2"}, "adamw": {"task-2"},           # seed 1: 1 vs 0
+              "muonclip-seed2": {"task-1"}, "adamw-seed2": {"task-1", "task-2"}}  # seed 2: 0 vs 1
+    for name, ok in passes.items():
+        store = StageStore(round_config(config, 1).run_dir / "eval" / f"{name}-round2")
+        writer = JournalWriter(store.new_journal())
+        writer.write_many(EvalRecord(id=f"{name}-{t}", task_id=t, score=EpisodeScore(
+            calls=CallStats(), has_checks=True, checks_passed=t in ok, judge_score=0.0, accepted=False,
+            errored=False)) for t in HELD)
+        writer.close()
+    page = write_data_value(report, config, tmp_path / "results").read_text()
+    paired = json.loads((tmp_path / "results" / "data_value.json").read_text())["paired"]
+    assert paired["seeds"] == {"1": {"muonclip_only": 1, "adamw_only": 0, "both": 1},
+                               "2": {"muonclip_only": 0, "adamw_only": 1, "both": 1}}
+    assert (paired["muonclip_only"], paired["adamw_only"], paired["sign_test_p"]) == (1, 1, 1.0)
+    assert "seed 1: 1 vs 0; seed 2: 0 vs 1; in all 1 vs 1, two-sided sign test p = 1.00" in page
