@@ -7,6 +7,7 @@ unpack it here. ``synth train`` itself needs nothing of this: on any machine wit
 
     python -m synth.bench.device_transfer pack SRC... --out DIR [--part-mib 60]   # DIR/<name>.manifest.json + parts
     python -m synth.bench.device_transfer unpack DIR/<name>.manifest.json --into DEST  # checks every part's sha256
+    python -m synth.bench.device_transfer send-next DIR --to $OUT   # the next files that fit one call's return
 
 With ``--delta-base CKPT`` (pack and unpack alike), each ``*.safetensors`` that the base checkpoint CKPT also has
 travels as its compressed difference from it (synth/bench/weight_delta.py): a fine-tuned 135M model comes back in
@@ -112,6 +113,36 @@ def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None,
     return [dest / m for m in manifest["members"]]
 
 
+def send_next(folder: Path, to: Path, max_mib: int = 63, max_files: int = 8) -> list[str]:
+    """Copy the next files of ``folder`` (manifests before their parts, in name order) that fit one call's return
+    (``max_files`` files, ``max_mib`` MiB) into ``to``; a ledger in ``folder`` remembers what went, so each call
+    brings the next ones. A file bigger than ``max_mib`` is an error: pack with smaller parts."""
+    ledger = folder / ".sent"
+    sent = set(ledger.read_text().split()) if ledger.exists() else set()
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.name != ".sent"),
+                   key=lambda p: (p.parent.name, not p.name.endswith(".json"), p.name))
+    picked: list[Path] = []
+    total = 0
+    for path in files:
+        rel = str(path.relative_to(folder))
+        if rel in sent:
+            continue
+        size = path.stat().st_size
+        if size > max_mib * MIB:
+            raise SystemExit(f"{path} is {size / MIB:.1f} MiB, over one call's {max_mib} MiB: pack smaller parts")
+        if len(picked) == max_files or total + size > max_mib * MIB:
+            break
+        picked.append(path)
+        total += size
+    to.mkdir(parents=True, exist_ok=True)
+    for path in picked:
+        shutil.copy(path, to / path.name)
+    ledger.write_text("\n".join(sorted(sent | {str(p.relative_to(folder)) for p in picked})))
+    left = sum(1 for p in files if str(p.relative_to(folder)) not in sent) - len(picked)
+    print(f"sent {len(picked)} files ({total / MIB:.1f} MiB); {left} left")
+    return [p.name for p in picked]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -126,8 +157,15 @@ def main() -> None:
     u.add_argument("--into", type=Path, required=True)
     u.add_argument("--parts", type=Path, default=None, help="Folder of the parts (default: the manifest's).")
     u.add_argument("--delta-base", type=Path, default=None, help="Checkpoint folder the deltas were made against.")
+    n = sub.add_parser("send-next", help="Copy the next files of a packed folder that fit one call into --to.")
+    n.add_argument("folder", type=Path)
+    n.add_argument("--to", type=Path, required=True)
+    n.add_argument("--max-mib", type=int, default=63)
+    n.add_argument("--max-files", type=int, default=8)
     args = parser.parse_args()
-    if args.cmd == "pack":
+    if args.cmd == "send-next":
+        send_next(args.folder, args.to, args.max_mib, args.max_files)
+    elif args.cmd == "pack":
         print(pack(args.sources, args.out, args.name or args.sources[0].name, args.part_mib, args.delta_base))
     else:
         for path in unpack(args.manifest, args.into, args.parts, args.delta_base):

@@ -39,3 +39,25 @@ def test_missing_or_damaged_part_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="missing"):
         unpack(manifest, tmp_path / "there")
     assert not (tmp_path / "there" / "ckpt").exists()
+
+
+def test_send_next_brings_everything_once_within_a_call_limit(tmp_path: Path) -> None:
+    from synth.bench.device_transfer import send_next
+
+    for name in ("a", "b"):
+        pack([_folder(tmp_path / name)], tmp_path / "down" / name, name, part_mib=1)
+    got: list[str] = []
+    calls = 0
+    while True:
+        out = tmp_path / f"call{calls}"
+        names = send_next(tmp_path / "down", out, max_mib=3, max_files=8)
+        if not names:
+            break
+        calls += 1
+        assert sum((out / n).stat().st_size for n in names) <= 3 * MIB
+        got += names
+    # Two archives of a manifest and 5 parts each, every file once, a manifest before its parts.
+    assert len(got) == len(set(got)) == 12 and calls == 4
+    assert got.index("a.manifest.json") < got.index("a.part000")
+    with pytest.raises(SystemExit, match="pack smaller parts"):
+        send_next(tmp_path / "down" / "a", tmp_path / "x", max_mib=0)
