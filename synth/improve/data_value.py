@@ -16,12 +16,21 @@ from synth.config import PipelineConfig
 from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores, RoundResult, optimizer_of
 from synth.improve.stats import paired
 
-KEYS = ("valid_call_rate", "pass_rate", "judge_score")
+KEYS = ("valid_call_rate", "pass_rate", "judge_score", "valid_call_episode_rate")
+"""The issue's three rates, and the share of episodes with at least one valid call: a model that tries no call
+has no valid-call rate (0 of 0), but its share of episodes with a valid call is 0, comparable with any other's."""
 MODELS = ("base", "muonclip", "adamw")
 
 
+def _rate(s: ModelScores, key: str) -> float | None:
+    if key != "valid_call_episode_rate":
+        return getattr(s, key)
+    overall = (s.detail or {}).get("overall") or {}
+    return overall["episodes_with_valid_call"] / overall["episodes"] if overall.get("episodes") else None
+
+
 def _scores(s: ModelScores | None) -> dict[str, float | None]:
-    return {k: (None if s is None else getattr(s, k)) for k in KEYS}
+    return {k: (None if s is None else _rate(s, k)) for k in KEYS}
 
 
 COUNTS = ("episodes", "calls_attempted", "calls_valid", "episodes_with_valid_call", "checked_episodes",
@@ -45,7 +54,7 @@ def _mean_scores(models: list[ModelScores]) -> dict[str, float | None]:
     model tried. One model: its own rates."""
     out: dict[str, float | None] = {}
     for k in KEYS:
-        vals = [getattr(s, k) for s in models if getattr(s, k) is not None]
+        vals = [v for s in models if (v := _rate(s, k)) is not None]
         out[k] = sum(vals) / len(vals) if vals else None
     return out
 
@@ -204,8 +213,8 @@ def _seed_lines(data: dict[str, Any]) -> list[str]:
         return []
     lines = ["Each optimizer's models, one a training seed, on the same data and held-out tasks (the rates above "
              "are their means, each seed weighing the same):", "",
-             "| model | seed | valid tool-call rate | code-check pass rate | judge score | calls tried, valid | "
-             "passed |", "|---|---|---|---|---|---|---|"]
+             "| model | seed | valid tool-call rate | code-check pass rate | judge score | episodes with a valid call "
+             "| calls tried, valid | passed |", "|---|---|---|---|---|---|---|---|"]
     for group in data["seeds"].values():
         for name, m in group["models"].items():
             c = m["counts"] or {}
@@ -234,9 +243,12 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         + ", ".join(f"`{k}={v}`" for k, v in data["config"].items()) + ".", "",
         f"- training trajectories (last round): {data['train_trajectories']}",
         f"- held-out tasks: {data['heldout_tasks']}", "",
-        "| model | valid tool-call rate | code-check pass rate | judge score |", "|---|---|---|---|",
+        "| model | valid tool-call rate | code-check pass rate | judge score | episodes with a valid call |",
+        "|---|---|---|---|---|",
         *[f"| {_label(data, name)} | " + " | ".join(_fmt(data[name][k]) for k in KEYS) + " |" for name in MODELS],
-        "",
+        "", "Valid tool-call rate: of the calls a model tried, those that parse, name a tool of the agent's toolset "
+        "and validate against its schema (n/a when it tried none). Episodes with a valid call: of the held-out "
+        "episodes, those with at least one valid call (0 for a model that tries none).", "",
         "Counts behind the rates (episodes; calls tried, valid; episodes with a valid call; episodes with code "
         "checks, all passed):", "",
         "| model | episodes | calls tried | valid calls | episodes with a valid call | checked | passed |",

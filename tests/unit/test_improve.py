@@ -204,8 +204,9 @@ def test_data_value_files(config: PipelineConfig, tmp_path: Path) -> None:
     assert "| 2 | " in page.read_text() and " | 7 | `grounded_calls_first=True`" in page.read_text()
     for name, lift in (("base", 0.0), ("muonclip", 0.3), ("adamw", 0.2)):
         assert data[name]["pass_rate"] == pytest.approx(0.1 + lift)
-        assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score"}
-    assert "| muonclip | 50.0% | 40.0% | 60.0% |" in page.read_text()
+        assert set(data[name]) == {"valid_call_rate", "pass_rate", "judge_score", "valid_call_episode_rate"}
+        assert data[name]["valid_call_episode_rate"] == pytest.approx(1 / 2)  # 1 of the 2 episodes
+    assert "| muonclip | 50.0% | 40.0% | 60.0% | 50.0% |" in page.read_text()
     assert data["counts"]["muonclip"]["calls_valid"] == 5
     assert "| muonclip | 2 | 10 | 5 | 1 | 10 | 4 |" in page.read_text()
     assert data["machine"]["cores"] >= 1
