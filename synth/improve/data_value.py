@@ -42,11 +42,14 @@ def _counts(s: ModelScores | None) -> dict[str, int] | None:
     return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
 
 
-def _seed_models(last: RoundResult | None, optimizer: str) -> dict[str, ModelScores]:
-    """The last round's scored models of ``optimizer``: its own and its seed replicates (improve.replicates)."""
+def _seed_models(config: PipelineConfig, last: RoundResult | None, optimizer: str) -> dict[str, ModelScores]:
+    """The last round's scored models of ``optimizer``: its own and the seed replicates the config asks for
+    (a run resumed with fewer ``improve.replicates`` keeps the others' records, not in its means)."""
     if last is None:
         return {}
-    return {n: s for n, s in sorted(last.models.items()) if optimizer_of(n) == optimizer}
+    own = config.seed + last.round - 1
+    return {n: s for n, s in sorted(last.models.items())
+            if optimizer_of(n) == optimizer and _seed_of(config, last.round, n) - own <= config.improve.replicates}
 
 
 def _mean_scores(models: list[ModelScores]) -> dict[str, float | None]:
@@ -115,7 +118,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
         "heldout_tasks": report.heldout_tasks,
         "base": _scores(base),
     }
-    groups = {opt: _seed_models(last, opt) for opt in MODELS[1:]}
+    groups = {opt: _seed_models(config, last, opt) for opt in MODELS[1:]}
     for opt, models in groups.items():
         out[opt] = _mean_scores(list(models.values()))
     # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
@@ -250,7 +253,7 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         "and validate against its schema (n/a when it tried none). Episodes with a valid call: of the held-out "
         "episodes, those with at least one valid call (0 for a model that tries none).", "",
         "Counts behind the rates (episodes; calls tried, valid; episodes with a valid call; episodes with code "
-        "checks, all passed):", "",
+        "checks, all passed" + ("; summed over each optimizer's seeds" if "seeds" in data else "") + "):", "",
         "| model | episodes | calls tried | valid calls | episodes with a valid call | checked | passed |",
         "|---|---|---|---|---|---|---|",
         *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"

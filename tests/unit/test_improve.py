@@ -306,6 +306,12 @@ def test_replicates_train_and_score_seeds_of_the_last_round(config: PipelineConf
     assert data["paired"] is None  # the stand-in evaluator writes no per-task rows to pair
     assert "| muonclip (mean of 3 seeds) | " in page and "| muonclip-seed3 | 3 | " in page
     assert data["config"]["improve.replicates"] == 2
+    # Resumed with one replicate: seed 3's records stay in the report but not in the means.
+    fewer = config.model_copy(update={"improve": config.improve.model_copy(update={"replicates": 1})})
+    write_data_value(report, fewer, tmp_path / "fewer")
+    less = json.loads((tmp_path / "fewer" / "data_value.json").read_text())
+    assert set(less["seeds"]["muonclip"]["models"]) == {"muonclip", "muonclip-seed2"}
+    assert less["muonclip"]["pass_rate"] == pytest.approx((0.4 + 0.5) / 2)
 
 
 def test_train_by_round_changes_only_that_round(config: PipelineConfig) -> None:
