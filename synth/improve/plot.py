@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 
+from synth.improve.models import optimizer_of
+
 if TYPE_CHECKING:
     from synth.improve.models import ImproveReport
 
@@ -22,10 +24,13 @@ def plot_curve(report: ImproveReport, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.4), sharex=True)
     base = report.rounds[0].models.get("base") if report.rounds else None
     names = sorted({m for r in report.rounds for m in r.models if m != "base"})
+    # Seed replicates (improve.replicates) are points beside their optimizer's line, in its colour: a line through
+    # round 0's base to one last-round point would read as a curve that was never measured.
+    own = [n for n in names if optimizer_of(n) == n]
     for ax, (key, title) in zip(axes, METRICS, strict=True):
         if base is not None and getattr(base, key) is not None:
             ax.axhline(getattr(base, key), color="grey", linestyle="--", label="base")
-        for name in names:
+        for name in own:
             xs, ys = [0] if base is not None and getattr(base, key) is not None else [], []
             if xs:
                 ys.append(getattr(base, key))
@@ -34,7 +39,11 @@ def plot_curve(report: ImproveReport, path: Path) -> Path:
                 if scores is not None and getattr(scores, key) is not None:
                     xs.append(r.round)
                     ys.append(getattr(scores, key))
-            ax.plot(xs, ys, marker="o", label=name)
+            (line,) = ax.plot(xs, ys, marker="o", label=name)
+            seeds = [(r.round, getattr(s, key)) for r in report.rounds for n, s in r.models.items()
+                     if n != name and optimizer_of(n) == name and getattr(s, key) is not None]
+            if seeds:
+                ax.scatter(*zip(*seeds, strict=True), marker="x", color=line.get_color(), label=f"{name}, other seeds")
         ax.set_title(title)
         ax.set_xlabel("round")
         ax.set_ylim(-0.03, 1.03)  # a rate of exactly 0 stays visible
