@@ -10,8 +10,9 @@ unpack it here. ``synth train`` itself needs nothing of this: on any machine wit
     python -m synth.bench.device_transfer send-next DIR --to $OUT   # the next files that fit one call's return
 
 With ``--delta-base CKPT`` (pack and unpack alike), each ``*.safetensors`` that the base checkpoint CKPT also has
-travels as its compressed difference from it (synth/bench/weight_delta.py): a fine-tuned 135M model comes back in
-one call instead of five. Both machines must hold the same base (the GGUF converted by the same code).
+travels as its compressed difference from it (synth/bench/weight_delta.py): a fine-tuned 135M model, 256.6 MiB,
+comes back as 76-86 MiB, two calls instead of five. Both machines must hold the same base (the GGUF converted by
+the same code).
 
 A manifest names its parts in order with their sizes and hashes, and the hash of the whole archive, so a part lost
 or cut short on the way is an error, never a silently broken checkpoint.
