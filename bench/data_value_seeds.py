@@ -30,7 +30,6 @@ from synth.endpoints import endpoints_for
 from synth.evaluate.run import EvalRecord, evaluate_model, heldout
 from synth.improve.loop import improve_root, load_report, round_config
 from synth.improve.stats import paired as paired_by_seed
-from synth.improve.stats import sign_test
 from synth.stages.store import StageStore
 
 
@@ -65,9 +64,6 @@ def _earlier(out: Path, run: str, round_: int, heldout_tasks: int) -> dict[str, 
                          f"tasks, not run {run} round {round_} on {heldout_tasks}: pass another --out")
     machine = old.get("machine")
     return {name: {"machine": machine} | m for name, m in old.get("models", {}).items()}
-
-
-_sign_test = sign_test
 
 
 def paired(models: dict[str, dict], a: str = "muonclip", b: str = "adamw") -> dict:

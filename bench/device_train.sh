@@ -68,7 +68,7 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
     outs+=("$round_dir/train/$(basename "$job" .yaml)")
   done
   local pid failed=0
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=1; done
   if [ ${#pids[@]} -gt 0 ]; then tail -n 3 "$STAGE"/logs/*.log; fi
   if [ "$failed" = 1 ]; then echo "a training job failed (logs above)"; return 1; fi
   if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}"; fi
@@ -104,7 +104,7 @@ pack_dirs() {
   # unpack here with --delta-base <the embedded model's folder>.
   local delta=()
   if [ "${DELTA:-0}" = 1 ]; then delta=(--delta-base "$STAGE/base"); fi
-  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15 "${delta[@]}"
+  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15 ${delta[@]+"${delta[@]}"}
   fetch 0  # the first parts come back in this call: the machine may be let go before the next one
   ls -la "$STAGE/down"
 }

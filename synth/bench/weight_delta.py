@@ -4,8 +4,9 @@ A 135M checkpoint is 270 MB in bf16: 18 parts of 15 MiB, five calls back from th
 its machine go after 30 s idle. A fine-tune moves each weight a few units in the last place, so the difference of
 the weights' bit patterns is small integers, and the base's own bits carry everything else. Per tensor:
 ``d = (tuned_bits - base_bits) mod 2**16`` (2**32 for fp32), zigzag-coded so small negative steps are small too,
-split into byte planes (the high bytes are nearly all zero) and compressed with zlib (as small as lzma's
-preset 1 on such planes and four times as fast: 80 against 18 MB/s here). Decoding adds ``d`` back to
+split into byte planes (the high bytes are nearly all zero) and compressed with zlib: on synthetic planes of
+Gaussian steps of 6 units, as small as lzma's preset 1 and four times as fast (80 against 18 MB/s on the 2-core
+EPYC; on real checkpoints, 256.6 MiB became 76-86 MiB). Decoding adds ``d`` back to
 the base's bits, so the result is bit-exact, and every tensor's sha256 is checked against the one recorded at
 encoding. A tensor the base lacks, or has in another shape or dtype, is stored whole.
 
@@ -28,6 +29,7 @@ from safetensors.torch import save_file
 SUFFIX = ".wdelta"
 _MAGIC = b"SYNTHWD1"
 _BITS = {2: (torch.int16, np.uint16), 4: (torch.int32, np.uint32)}
+_SIGNED = {np.dtype(np.uint16): np.int16, np.dtype(np.uint32): np.int32}
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:
@@ -36,13 +38,13 @@ def _bits(t: torch.Tensor) -> np.ndarray:
     return t.contiguous().view(int_dtype).numpy().view(np_dtype).reshape(-1)
 
 
-def _zigzag(d: np.ndarray, width: int) -> np.ndarray:
-    signed = d.view(np.int16 if width == 2 else np.int32)
-    return ((signed << 1) ^ (signed >> (8 * width - 1))).view(d.dtype)
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    signed = d.view(_SIGNED[d.dtype])
+    return ((signed << 1) ^ (signed >> (8 * d.dtype.itemsize - 1))).view(d.dtype)
 
 
 def _unzigzag(z: np.ndarray) -> np.ndarray:
-    return (z >> 1) ^ (-(z & 1).view(np.int16 if z.dtype == np.uint16 else np.int32)).view(z.dtype)
+    return (z >> 1) ^ (-(z & 1).view(_SIGNED[z.dtype])).view(z.dtype)
 
 
 def _planes(z: np.ndarray) -> bytes:
@@ -75,7 +77,7 @@ def encode(tuned: Path, base: Path, out: Path, level: int = 6) -> dict[str, int]
         delta = (b is not None and b.shape == t.shape and b.dtype == t.dtype and t.element_size() in _BITS)
         if delta:
             tb, bb = _bits(t), _bits(b)
-            payload = _planes(_zigzag(tb - bb, t.element_size()))  # unsigned arithmetic wraps: exact mod 2**w
+            payload = _planes(_zigzag(tb - bb))  # unsigned arithmetic wraps: exact mod 2**w
         else:
             payload = t.contiguous().view(torch.uint8).numpy().tobytes()
         blobs.append(payload)
@@ -114,8 +116,7 @@ def decode(delta: Path, base: Path, out: Path) -> Path:
                                  "is missing or of another shape or dtype")
             bb = _bits(b)
             tb = bb + _unzigzag(_unplanes(payload, bb.dtype, bb.size))
-            int_dtype = _BITS[b.element_size()][0]
-            t = torch.from_numpy(tb.view(np.int16 if int_dtype == torch.int16 else np.int32).copy()).view(dtype)
+            t = torch.from_numpy(tb.view(_SIGNED[tb.dtype]).copy()).view(dtype)
         else:
             t = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(dtype)
         t = t.reshape(spec["shape"])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from synth.improve.stats import sign_test
+
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "data_value_seeds.py"
 _spec = importlib.util.spec_from_file_location("data_value_seeds", _PATH)
 seeds = importlib.util.module_from_spec(_spec)
@@ -19,10 +21,10 @@ def _model(opt: str, seed: int | None, passed: list[str]) -> dict:
 
 
 def test_sign_test_exact_values() -> None:
-    assert seeds._sign_test(0, 0) == 1.0
-    assert seeds._sign_test(3, 0) == pytest.approx(0.25)  # 2 * (1/8)
-    assert seeds._sign_test(3, 6) == pytest.approx(2 * (1 + 9 + 36 + 84) / 512)
-    assert seeds._sign_test(5, 5) == 1.0
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 0) == pytest.approx(0.25)  # 2 * (1/8)
+    assert sign_test(3, 6) == pytest.approx(2 * (1 + 9 + 36 + 84) / 512)
+    assert sign_test(5, 5) == 1.0
 
 
 def test_paired_counts_only_seeds_both_optimizers_have() -> None:
