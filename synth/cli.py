@@ -114,7 +114,7 @@ def tools_harvest(
                                              "(recorded in the report) instead of refusing.")] = False,
 ) -> None:
     """Install every server in tools_registry/mcp_servers.yaml in isolation and store its tools/list."""
-    from synth.sim.sandbox import ConfinementUnavailable
+    from synth.runtime.sandbox import ConfinementUnavailable
     from synth.tools.harvest import run_harvest
 
     try:

@@ -44,7 +44,7 @@ def live_url(embedded_server: str) -> str:
 @pytest.fixture(scope="session")
 def sandbox_ready() -> None:
     """The code sandbox works here; else the test fails with the reason (integration tests never skip it)."""
-    from synth.sim.sandbox import sandbox_available
+    from synth.runtime.sandbox import sandbox_available
 
     ok, why = sandbox_available()
     if not ok:

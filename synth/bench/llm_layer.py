@@ -16,9 +16,9 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
-from synth.bench.machine import machine_info
 from synth.config import EmbeddedConfig, EndpointConfig, LLMConfig
 from synth.llm.client import LLMPool
+from synth.machine import machine_info
 from synth.paths import REPO_ROOT
 
 PROMPTS = [

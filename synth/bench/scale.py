@@ -38,8 +38,8 @@ from typing import Any
 import psutil
 
 from synth.bench import instant_server
-from synth.bench.machine import machine_info
 from synth.config import EndpointConfig, PipelineConfig, load_config
+from synth.machine import machine_info
 from synth.paths import REPO_ROOT
 from synth.stages.registry import ORDER
 
@@ -89,7 +89,7 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str] | None]] = {
 
 
 def run_once(cfg: PipelineConfig, port: int, server_pid: int) -> dict[str, Any]:
-    from synth.data.build import build_dataset
+    from synth.stages.dataset_build import build_dataset
     from synth.stages.runner import WORKERS_FILE, run_stage
 
     endpoints = [EndpointConfig.model_validate(e.model_dump()) for e in cfg.llm.endpoints]

@@ -24,8 +24,8 @@ from typing import Any
 from openai import AsyncOpenAI
 from pydantic import BaseModel
 
-from synth.bench.machine import machine_info
 from synth.config import EmbeddedConfig
+from synth.machine import machine_info
 from synth.paths import REPO_ROOT
 from synth.serve import server
 from synth.serve.cpu import choose_dtype, read_cpu_info

@@ -108,7 +108,7 @@ class _RecordingPool:
 def heldout(config: PipelineConfig, task_ids: list[str] | None = None) -> list[TaskRecord]:
     """The tasks to evaluate on: ``task_ids`` when given (they must be tasks of this run), else the run's held-out
     tasks; at most ``eval.max_tasks``, in id order (ids are hashes, so any prefix mixes difficulties)."""
-    from synth.data.build import heldout_tasks
+    from synth.stages.dataset_build import heldout_tasks
 
     share = config.eval.heldout_share if config.eval.heldout_share is not None else config.dataset.heldout_share
     cfg = config.model_copy(update={"dataset": config.dataset.model_copy(update={"heldout_share": share})})

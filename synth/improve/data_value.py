@@ -105,7 +105,7 @@ def _train_facts(checkpoint: Path, recorded: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
-    from synth.bench.machine import machine_info
+    from synth.machine import machine_info
 
     last = max((r for r in report.rounds if r.round > 0), key=lambda r: r.round, default=None)
     base = report.rounds[0].models.get("base") if report.rounds and report.rounds[0].round == 0 else None

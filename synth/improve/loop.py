@@ -85,8 +85,8 @@ def load_report(config: PipelineConfig) -> ImproveReport:
 
 def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: Steps | None = None) -> ImproveReport:
     """Run (or resume) ``improve.rounds`` rounds after the base model's evaluation; returns the report."""
-    from synth.data.build import heldout_task_ids
     from synth.improve.plot import plot_curve
+    from synth.stages.dataset_build import heldout_task_ids
 
     if steps is None:
         from synth.improve.steps import real_steps

@@ -8,7 +8,6 @@ with a detail saying why, so one bad row cannot stop the judge stage.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import jsonpointer
 from synth.schemas.records import TrajectoryRecord
 from synth.schemas.rubric import CodeCheck, Rubric
 from synth.schemas.verdict import CheckResult
+from synth.text import REPORTABLE_MIN_CHARS, as_number, mentions, normalize
 
 
 @dataclass
@@ -59,11 +59,6 @@ def final_answer(traj: TrajectoryRecord) -> str | None:
     return None
 
 
-def normalize(text: str) -> str:
-    """Casefolded, whitespace collapsed: how quotes and mentions are compared."""
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
 def values_match(expected: Any, actual: Any, *, subset: bool) -> bool:
     """Equality that forgives what a model or simulator varies without changing meaning.
 
@@ -84,7 +79,7 @@ def values_match(expected: Any, actual: Any, *, subset: bool) -> bool:
         )
     if isinstance(expected, bool) or isinstance(actual, bool):
         return _boolean(expected) is not None and _boolean(expected) == _boolean(actual)
-    num_e, num_a = _number(expected), _number(actual)
+    num_e, num_a = as_number(expected), as_number(actual)
     if num_e is not None and num_a is not None:
         return num_e == num_a
     if isinstance(expected, str) and isinstance(actual, str):
@@ -97,19 +92,6 @@ def _boolean(value: Any) -> bool | None:
         return value
     if isinstance(value, str) and normalize(value) in ("true", "false"):
         return normalize(value) == "true"
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
     return None
 
 
@@ -213,10 +195,6 @@ def _final_mentions(check: CodeCheck, answer: str | None) -> CheckResult:
     )
 
 
-REPORTABLE_MIN_CHARS = 3
-"""A result's string shorter than this ("ok", "a") is no evidence that the answer reports the result."""
-
-
 def _leaves(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return [leaf for v in value.values() for leaf in _leaves(v)]
@@ -274,7 +252,7 @@ def _reports_result(check: CodeCheck, calls: list[MadeCall], answer: str | None)
 
 
 def _calls_at_most(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
-    limit = _number(check.value)
+    limit = as_number(check.value)
     if limit is None or limit < 0:
         return _misconfigured(check, "needs a number 'value'")
     good = [c.name for c in calls if c.ok]
@@ -283,37 +261,6 @@ def _calls_at_most(check: CodeCheck, calls: list[MadeCall]) -> CheckResult:
     return CheckResult(check_id=check.id, passed=False,
                        detail=f"{len(good)} successful calls ({', '.join(good)}), more than {limit:g}: "
                               "the same work repeated")
-
-
-def mentions(text: str, value: Any) -> bool:
-    """Whether ``text`` mentions ``value`` as a whole word (numbers in their usual written forms)."""
-    norm = normalize(text)
-    return any(_mentioned(form, norm) for form in _mention_forms(value))
-
-
-EDGE_PUNCTUATION = " .,;:!?\"'`"
-"""Stripped from a value's ends for a second form: a result's 'Sunny,' is reported as 'sunny' (measured: a
-trained agent's answer quoted a search result whole but for its trailing comma, and the check failed it)."""
-
-
-def _mention_forms(value: Any) -> set[str]:
-    """Ways a value can be written: 42.0 may appear as '42', 1500 as '1,500', 'Sunny,' as 'sunny'."""
-    forms = {normalize(str(value))}
-    bare = normalize(str(value)).strip(EDGE_PUNCTUATION)
-    if len(bare) >= REPORTABLE_MIN_CHARS:
-        forms.add(bare)
-    number = _number(value)
-    if number is not None:
-        if number.is_integer():
-            forms |= {str(int(number)), f"{int(number):,}"}
-        else:
-            forms |= {repr(number), f"{number:,}"}
-    return {f for f in forms if f}
-
-
-def _mentioned(form: str, text: str) -> bool:
-    # Whole words only, and a number not inside a longer one: "18" is not mentioned by "2018" or "18.5".
-    return re.search(rf"(?<!\w)(?<!\d[.,]){re.escape(form)}(?!\w)(?![.,]\d)", text) is not None
 
 
 def _misconfigured(check: CodeCheck, why: str) -> CheckResult:

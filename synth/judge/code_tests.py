@@ -1,8 +1,8 @@
 """Coding tasks: run the task's assert-based tests against the code the assistant wrote, in the real sandbox.
 
-The sandbox (``synth.sim.sandbox``) isolates the run; where it cannot be set up the check fails closed, since a
+The sandbox (``synth.runtime.sandbox``) isolates the run; where it cannot be set up the check fails closed, since a
 coding trajectory whose code was never run has not been shown to work. ``check_python`` runs each test in its own
-process and decides each one outside the program (``synth.sim.check_runner``): the check passes only when every
+process and decides each one outside the program (``synth.runtime.check_runner``): the check passes only when every
 test of the problem ran and passed, whatever the program does to its own process, and it does not use what the
 request rules out (a bank problem's ``forbidden`` names, read from its syntax tree).
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+from synth.runtime.check_runner import SplitError, split_tests
+from synth.runtime.sandbox import SandboxError, check_python, sandbox_available
 from synth.schemas.messages import Message
 from synth.schemas.records import TrajectoryRecord
 from synth.schemas.verdict import CheckResult
-from synth.sim.check_runner import SplitError, split_tests
-from synth.sim.sandbox import SandboxError, check_python, sandbox_available
 
 CHECK_ID = "python_tests"
 CODE_ARGUMENTS = ("code", "source", "script", "program", "python")

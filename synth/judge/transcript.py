@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import get_args
 
-from synth.judge.checks import normalize
 from synth.schemas.records import TrajectoryRecord
 from synth.schemas.rubric import EvidenceSource
+from synth.text import normalize
 
 # The embedded model has a 4k context: long tool outputs are cut so the criteria still fit after them.
 MESSAGE_CHARS = 600

@@ -14,7 +14,7 @@ name, using the hub outside ``async with``) raise ``UnknownToolError`` / ``HubEr
 Confinement is first each server's own rule (the filesystem server refuses paths outside its allowed
 directory; git is bound to ``--repository``). On top of that each server runs with no network, every mount
 read-only but the scratch root, root-only dirs hidden, no capabilities, rlimits and an unprivileged uid (one per
-world, which owns the scratch root) (``synth.sim.sandbox.confine_command``), so the kernel holds the line even
+world, which owns the scratch root) (``synth.runtime.sandbox.confine_command``), so the kernel holds the line even
 if a server's own check fails. Where that confinement is unavailable (not root, no namespaces) the hub refuses
 to start servers, unless ``allow_unconfined`` says to run them unconfined; ``hub.isolation`` records which.
 """
@@ -37,8 +37,8 @@ import anyio.to_thread
 import mcp_types
 from pydantic import BaseModel, Field
 
+from synth.runtime.sandbox import ConfinementUnavailable, give_to, isolation
 from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
-from synth.sim.sandbox import ConfinementUnavailable, give_to, isolation
 from synth.sim.server_pool import DEFAULT_WORKSPACE, ServerPool, World, server_key
 from synth.tools.errors import ToolFailed, ToolTimeout, ToolUnavailable
 from synth.tools.mcp_client import McpError, McpServer, McpTimeout, result_text

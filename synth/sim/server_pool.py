@@ -36,7 +36,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from synth.sim.sandbox import isolation, kill_uid, server_uid
+from synth.runtime.sandbox import isolation, kill_uid, server_uid
 from synth.tools.mcp_client import McpError, McpServer, launch
 from synth.tools.servers import ServerEntry, ensure_installed, server_env
 

@@ -361,7 +361,7 @@ class ToolSimulator:
 
     async def _sandbox(self, tc: ToolCall, arguments: dict[str, Any]) -> ToolOutcome | None:
         try:
-            from synth.sim.sandbox import SandboxError, run_python_async
+            from synth.runtime.sandbox import SandboxError, run_python_async
         except ImportError:  # pragma: no cover - the module ships with the package
             return None
         try:

@@ -1,5 +1,5 @@
 """Stage ``dataset``: join the judged trajectories with their tasks and agents into the Hugging Face dataset
-(``synth.data.build``), as one row that records what was built from which inputs.
+(``synth.stages.dataset_build``), as one row that records what was built from which inputs.
 
 Its one work item's id hashes the rows of its inputs, so a re-run with the same rows finds the dataset built and
 does nothing, while new rows (a quota round, a recomputed judge) plan a new item and the dataset is built again;
@@ -43,7 +43,7 @@ class DatasetStage(Stage):
         return set() if (ctx.out_dir / BUILT).exists() else done
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
-        from synth.data.build import build_dataset
+        from synth.stages.dataset_build import build_dataset
 
         summary = build_dataset(ctx.config, ctx.inputs, out=ctx.out_dir)
         return DatasetRecord(id=item.id, seed=item.seed, inputs=item.payload["inputs"], summary=summary)

@@ -29,7 +29,7 @@ class RolloutsStage(Stage):
         if ctx.config.rollouts.real_exec:
             # Once per worker, before any row: where servers can't be confined and unconfined isn't allowed, the
             # stage stops with one message instead of every real-exec row failing with it.
-            from synth.sim.sandbox import isolation
+            from synth.runtime.sandbox import isolation
             from synth.sim.server_pool import ServerPool
 
             isolation(ctx.config.rollouts.allow_unconfined)
@@ -38,7 +38,7 @@ class RolloutsStage(Stage):
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         if ctx.config.rollouts.real_exec:
-            from synth.sim.sandbox import isolation
+            from synth.runtime.sandbox import isolation
 
             summary.extra["mcp_servers"] = isolation(ctx.config.rollouts.allow_unconfined)
 

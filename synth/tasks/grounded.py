@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from synth.judge.checks import mentions
+from synth.text import mentions
 
 MAX_GROUNDED_ARGUMENTS = 3
 """Arguments a grounded call fixes at most: required ones first; more only makes the request read like a form."""

@@ -6,7 +6,7 @@ which stage (install, start, list) and why. A failing server never stops the har
 whose JSONL exists, so a killed harvest resumes where it stopped.
 
 Servers are third-party code: each is installed with install scripts disabled (``synth.tools.servers``) and
-started under the rollouts' confinement (``synth.sim.sandbox.confine_command``: no network, read-only host,
+started under the rollouts' confinement (``synth.runtime.sandbox.confine_command``: no network, read-only host,
 an unprivileged uid of its own, rlimits) to answer ``tools/list``. Where that confinement is unavailable the
 harvest refuses to start, unless ``allow_unconfined`` (``synth tools harvest --unconfined``) says otherwise;
 the report records which it was, per server and for the run.
@@ -35,7 +35,7 @@ import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from synth.paths import TOOLS_REGISTRY
-from synth.sim.sandbox import (
+from synth.runtime.sandbox import (
     CONFINEMENT,
     give_to,
     isolation,

@@ -3,7 +3,7 @@ timeout, close it. The harvest (``tools/list``), real execution in rollouts and 
 through here; no other module imports the SDK's client session or its stdio transport (a test checks).
 
 - ``launch(entry, exe, root, uid=...)``: the server's command line and environment. Given a uid, the server is
-  confined (``synth.sim.sandbox.confine_command``): no network, a read-only host except ``root`` (shown at
+  confined (``synth.runtime.sandbox.confine_command``): no network, a read-only host except ``root`` (shown at
   ``workspace``), root-only dirs hidden, no capabilities, rlimits, that unprivileged uid.
 - ``connect(launch, errlog=...)``: an ``McpSession`` over stdio, as an async context manager. Leaving it kills
   the server's process group (the SDK's transport shields its shutdown from cancellation and escalates to
@@ -30,7 +30,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from pydantic import BaseModel, ConfigDict
 
-from synth.sim.sandbox import confine_command, runtime_paths
+from synth.runtime.sandbox import confine_command, runtime_paths
 from synth.tools.servers import ServerEntry, install_root, server_env
 
 __all__ = ["Launch", "McpClosed", "McpError", "McpPagingError", "McpServer", "McpSession", "McpTimeout", "ToolReply",

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synth.bench.machine import machine_info
 from synth.config import PipelineConfig, TrainConfig
+from synth.machine import machine_info
 
 
 def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path | None,

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from synth.llm.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_PARSER
+
+__all__ = ["TOOL_CALL_CLOSE", "TOOL_CALL_OPEN", "TOOL_CALL_PARSER"]
+
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "tool_chat.jinja"
-TOOL_CALL_PARSER = "hermes"
-"""The vLLM tool-call parser that reads what this template teaches the model to write."""
-TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
-"""How the template (Hermes style) writes a call in the model's text."""
 
 
 class TemplateError(ValueError):

@@ -12,7 +12,7 @@ from synth.config import EndpointConfig, EvalConfig, PipelineConfig, RolloutsSta
 from synth.data.heldout import is_heldout
 from synth.schemas import AgentRecord, CodeCheck, Criterion, Rubric, TaskRecord
 from synth.stages.store import JournalWriter, StageStore
-from tests.train.helpers import TOOL, USER_TEXTS, tool_calling_checkpoint
+from tests.fixtures.train import TOOL, USER_TEXTS, tool_calling_checkpoint
 
 SHARE = 0.2
 

@@ -155,8 +155,8 @@ async def test_eval_judges_every_episode_whatever_llm_rows_says() -> None:
     from synth.config import PipelineConfig
     from synth.evaluate.run import eval_judge_config
     from synth.judge.judge import in_calibration_sample, judge_trajectory
-    from tests.fakes import ScriptedPool
-    from tests.judge.judge_helpers import weather_task, weather_trajectory
+    from tests.fixtures.fakes import ScriptedPool
+    from tests.fixtures.judge import weather_task, weather_trajectory
 
     config = PipelineConfig()
     assert config.judge.llm_rows == "needed" and eval_judge_config(config).llm_rows == "all"

@@ -157,10 +157,9 @@ def test_run_acceptance_joins_tasks() -> None:
 
 
 async def test_judge_records_what_each_side_said() -> None:
-    from judge_helpers import weather_task, weather_trajectory
-
     from synth.judge.judge import judge_trajectory
-    from tests.fakes import ScriptedPool
+    from tests.fixtures.fakes import ScriptedPool
+    from tests.fixtures.judge import weather_task, weather_trajectory
 
     good = {"scores": [{"criterion_id": "grounding", "evidence": '{"temp_c": 18, "sky": "sunny"}', "score": 2},
                        {"criterion_id": "helpfulness", "evidence": "It is 18°C and sunny in Paris", "score": 2}],

@@ -20,7 +20,7 @@ from synth.judge.judge import (
     judge_trajectory,
 )
 from synth.schemas.rubric import Criterion
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
 
 # Criterion ids as long as the rubric library's longest, and as many as a task's rubric can hold.
 IDS = ["no_invented_results", "handles_tool_errors", "refuses_appropriately", "asks_clarification", "grounding",
@@ -68,9 +68,8 @@ def test_schema_bounds_quote_and_summary() -> None:
 
 
 async def test_judge_request_asks_for_the_budget() -> None:
-    from judge_helpers import weather_task, weather_trajectory
-
     from synth.config import JudgeStageConfig
+    from tests.fixtures.judge import weather_task, weather_trajectory
 
     task = weather_task()
     pool = ScriptedPool([{"scores": [], "summary": "x"}])

@@ -1,11 +1,10 @@
 """Code checks on hand-made trajectories: each kind must pass where it should and fail, with a reason, where not."""
 
-from judge_helpers import call, weather_trajectory
-
 from synth.judge.checks import final_answer, run_check, run_checks, values_match
 from synth.schemas.messages import Message
 from synth.schemas.records import CallRecord
 from synth.schemas.rubric import CodeCheck, Criterion, Rubric
+from tests.fixtures.judge import call, weather_trajectory
 
 
 def check(**fields) -> CodeCheck:

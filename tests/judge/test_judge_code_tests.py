@@ -1,15 +1,15 @@
 """Coding tasks: the assistant's code is found and run against the task's tests in the real sandbox."""
 
 import pytest
-from judge_helpers import call, weather_task, weather_trajectory
 
 from synth.config import JudgeStageConfig
 from synth.judge.code_tests import extract_code, run_python_tests
 from synth.judge.judge import judge_trajectory
+from synth.runtime.sandbox import sandbox_available
 from synth.schemas.messages import Message
 from synth.schemas.records import CallRecord
-from synth.sim.sandbox import sandbox_available
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
+from tests.fixtures.judge import call, weather_task, weather_trajectory
 
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"

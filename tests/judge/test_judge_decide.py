@@ -3,7 +3,6 @@
 import httpx
 import openai
 import pytest
-from judge_helpers import weather_task, weather_trajectory
 
 from synth.config import JudgeStageConfig
 from synth.judge.judge import decide, judge_json_schema, judge_trajectory, weighted_score
@@ -14,7 +13,8 @@ from synth.schemas.records import RowError
 from synth.schemas.rubric import Criterion
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import CheckResult, CriterionScore
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
+from tests.fixtures.judge import weather_task, weather_trajectory
 
 CFG = JudgeStageConfig(samples=1, pass_threshold=0.6)
 GOOD_GROUNDING = {"criterion_id": "grounding", "evidence": '{"temp_c": 18, "sky": "sunny"}', "score": 2}

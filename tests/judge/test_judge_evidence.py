@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from judge_helpers import weather_trajectory
-
 from synth.judge.judge import check_reply
 from synth.judge.transcript import evidence_haystacks
 from synth.schemas.rubric import Criterion
 from synth.schemas.verdict import CriterionScore, JudgeReply
 from synth.tasks.rubrics import default_library
+from tests.fixtures.judge import weather_trajectory
 
 FLUENCY = Criterion(id="fluency", description="fluent text", evidence_from=["assistant"])
 TOOL_USE = Criterion(id="tool_use", description="right calls", evidence_from=["assistant_call"])

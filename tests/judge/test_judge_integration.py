@@ -1,15 +1,15 @@
 """The real embedded model judges one hand-made trajectory: a verdict with one scored criterion each."""
 
 import pytest
-from judge_helpers import weather_task, weather_trajectory
 
 from synth.config import EndpointConfig, JudgeStageConfig, LLMConfig
 from synth.judge import judge_trajectory
-from synth.judge.checks import normalize
 from synth.judge.judge import EVIDENCE_MIN_CHARS
 from synth.judge.transcript import evidence_found, message_lines
 from synth.llm.client import LLMPool
 from synth.schemas.usage import UsageByRole
+from synth.text import normalize
+from tests.fixtures.judge import weather_task, weather_trajectory
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

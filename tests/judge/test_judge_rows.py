@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from judge_helpers import weather_task, weather_trajectory
 
 from synth.config import JudgeStageConfig
 from synth.judge.accept import run_acceptance
@@ -11,7 +10,8 @@ from synth.judge.calibration import calibrate
 from synth.judge.judge import in_calibration_sample, judge_trajectory, skip_llm_reason
 from synth.schemas.records import VerdictRecord
 from synth.schemas.verdict import CriterionScore, Verdict
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
+from tests.fixtures.judge import weather_task, weather_trajectory
 
 GOOD = {"scores": [{"criterion_id": "grounding", "evidence": '{"temp_c": 18, "sky": "sunny"}', "score": 2},
                    {"criterion_id": "helpfulness", "evidence": "It is sunny in Paris right now", "score": 2}],

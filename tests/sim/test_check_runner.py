@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from synth.sim.check_runner import SplitError, split_tests
-from synth.sim.sandbox import check_python, sandbox_available
+from synth.runtime.check_runner import SplitError, split_tests
+from synth.runtime.sandbox import check_python, sandbox_available
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,8 +12,8 @@ import anyio
 import pytest
 import yaml
 
+from synth.runtime import sandbox
 from synth.schemas import ToolSpec, stable_id
-from synth.sim import sandbox
 from synth.sim.real_exec import (
     DEFAULT_SERVERS,
     DEFAULT_WORKSPACE,

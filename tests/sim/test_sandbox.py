@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from synth.paths import REPO_ROOT
-from synth.sim import sandbox
-from synth.sim.sandbox import (
+from synth.runtime import sandbox
+from synth.runtime.sandbox import (
     SandboxUnavailable,
     check_python,
     confine_command,

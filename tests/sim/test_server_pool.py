@@ -10,12 +10,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_real_exec import SERVERS, _descendants
 
 from synth.schemas import ToolSpec
 from synth.sim.real_exec import RealToolHub, ServerPool
 from synth.tools.errors import ToolError, ToolTimeout
 from synth.tools.servers import ensure_installed
+from tests.sim.test_real_exec import SERVERS, _descendants
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.integration]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_episode import AGENT, NO_FAULTS, TASK, ScriptedPool, answer, call, user
 
 from synth.config import RolloutsStageConfig
 from synth.llm.client import EndpointUnavailable, ReplyInvalid, RequestTimedOut
@@ -20,6 +19,7 @@ from synth.sim.episode import MODEL_ERRORS, answer_call, run_episode, unanswered
 from synth.sim.tool_sim import TIMEOUT_MESSAGE, ToolSimulator
 from synth.sim.world import WorldState
 from synth.tools.errors import InjectedFailure, InvalidArguments, ToolFailed, ToolTimeout, UnknownTool
+from tests.sim.test_episode import AGENT, NO_FAULTS, TASK, ScriptedPool, answer, call, user
 
 
 class RaisingHub:

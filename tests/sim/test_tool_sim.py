@@ -438,7 +438,7 @@ async def test_hub_tools_are_called_for_real_only_when_real_exec_is_on() -> None
 
 
 async def test_run_python_goes_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
-    from synth.sim import sandbox
+    from synth.runtime import sandbox
 
     async def fake_run(code: str, **_: Any) -> sandbox.SandboxResult:
         return sandbox.SandboxResult(stdout="4\n", stderr="", exit_code=0, duration_s=0.1)
@@ -454,7 +454,7 @@ async def test_run_python_goes_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -
 async def test_run_python_is_simulated_when_the_sandbox_is_unavailable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from synth.sim import sandbox
+    from synth.runtime import sandbox
 
     async def unavailable(code: str, **_: Any) -> sandbox.SandboxResult:
         raise sandbox.SandboxUnavailable("no namespaces here")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from synth.paths import RUBRICS
-from synth.sim.sandbox import check_python, sandbox_available
+from synth.runtime.sandbox import check_python, sandbox_available
 from synth.tasks.rubrics import RubricError, default_library, load_rubric_library
 
 AVAILABLE, WHY = sandbox_available()

@@ -13,7 +13,7 @@ from synth.schemas.rubric import CodeCheck
 from synth.sim.user import verbatim_opening
 from synth.tasks import generate_task
 from synth.tasks.grounded import ground_call, state_values, value_for
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
 from tests.tasks.test_task_generate import AGENT, draft
 
 

@@ -12,7 +12,7 @@ from synth.sim.tool_sim import RUN_PYTHON_TOOL
 from synth.tasks import generate_task
 from synth.tasks.draft import draft_json_schema
 from synth.tasks.rubrics import default_library
-from tests.fakes import ScriptedPool
+from tests.fixtures.fakes import ScriptedPool
 
 
 def tool(name: str, **props: dict[str, Any]) -> dict[str, Any]:

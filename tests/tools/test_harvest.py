@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from synth.sim import sandbox
-from synth.sim.sandbox import ConfinementUnavailable, confinement_available
+from synth.runtime import sandbox
+from synth.runtime.sandbox import ConfinementUnavailable, confinement_available
 from synth.tools.harvest import HarvestReport, harvest_async, harvest_server, jsonl_path, select
 from synth.tools.servers import ServerEntry
 

@@ -105,8 +105,8 @@ def test_dataset_card_takes_its_licence_from_the_model_and_the_real_tools(tmp_pa
     import yaml
 
     from synth.config import PipelineConfig
-    from synth.data.build import DatasetSummary
     from synth.data.card import write_card
+    from synth.stages.dataset_build import DatasetSummary
 
     def row(model: str, server: str | None) -> dict:
         calls = [{"mode": "real", "server": server}] if server else []
@@ -128,11 +128,11 @@ def test_dataset_card_takes_its_licence_from_the_model_and_the_real_tools(tmp_pa
 
 def test_rebuilt_card_keeps_the_runs_heldout_evaluation(tmp_path: Path) -> None:
     from synth.config import PipelineConfig
-    from synth.data.build import DatasetSummary
     from synth.data.card import write_card
     from synth.evaluate.metrics import Scores
     from synth.evaluate.report import CARD_BEGIN, write_report
     from synth.evaluate.run import EvalSummary, ModelEval
+    from synth.stages.dataset_build import DatasetSummary
 
     config = PipelineConfig(runs_dir=tmp_path, run="r")
     summary = DatasetSummary(path=str(tmp_path), trajectories=0, accepted=0, rejected=0, errored=0)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.train.helpers import TOOL, conversation, tool_calling_checkpoint
+from tests.fixtures.train import TOOL, conversation, tool_calling_checkpoint
 
 CALL_BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
 

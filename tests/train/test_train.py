@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from synth.config import PipelineConfig, TrainConfig
-from tests.train.helpers import sft_rows, tiny_model, write_sft
+from tests.fixtures.train import sft_rows, tiny_model, write_sft
 
 pytest.importorskip("transformers")
 
