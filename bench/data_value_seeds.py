@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from synth.bench.machine import machine_info
+from synth.machine import machine_info
 from synth.config import load_config
 from synth.endpoints import endpoints_for
 from synth.evaluate.run import EvalRecord, evaluate_model, heldout
