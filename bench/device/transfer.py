@@ -4,13 +4,15 @@ A call to the lent machine carries at most 64 MiB each way, and a 135M checkpoin
 there goes: pack the inputs here and carry one part per call (the machine keeps its files while it stays warm),
 unpack them there, run ``synth train`` there, pack its output folder there and bring one part back per call,
 unpack it here. ``synth train`` itself needs nothing of this: on any machine with a GPU it trains in place.
+Run from the project root (``python -m bench.device.transfer ...``): it needs only the standard library, and
+torch, numpy and safetensors for ``--delta-base``.
 
-    python -m synth.bench.device_transfer pack SRC... --out DIR [--part-mib 60]   # DIR/<name>.manifest.json + parts
-    python -m synth.bench.device_transfer unpack DIR/<name>.manifest.json --into DEST  # checks every part's sha256
-    python -m synth.bench.device_transfer send-next DIR --to $OUT   # the next files that fit one call's return
+    python -m bench.device.transfer pack SRC... --out DIR [--part-mib 60]   # DIR/<name>.manifest.json + parts
+    python -m bench.device.transfer unpack DIR/<name>.manifest.json --into DEST  # checks every part's sha256
+    python -m bench.device.transfer send-next DIR --to $OUT   # the next files that fit one call's return
 
 With ``--delta-base CKPT`` (pack and unpack alike), each ``*.safetensors`` that the base checkpoint CKPT also has
-travels as its compressed difference from it (synth/bench/weight_delta.py): a fine-tuned 135M model, 256.6 MiB,
+travels as its compressed difference from it (bench/device/weight_delta.py): a fine-tuned 135M model, 256.6 MiB,
 comes back as 76-86 MiB, two calls instead of five. Both machines must hold the same base (the GGUF converted by
 the same code).
 
@@ -41,7 +43,7 @@ def _sha256(path: Path) -> str:
 
 def _as_deltas(sources: list[Path], base: Path, tmp: Path) -> list[Path]:
     """Copies of ``sources`` whose weights are deltas against ``base`` (the originals are left as they are)."""
-    from synth.bench.weight_delta import encode_folder
+    from bench.device.weight_delta import encode_folder
 
     copies = []
     for src in sources:
@@ -107,7 +109,7 @@ def unpack(manifest_path: Path, dest: Path, parts_dir: Path | None = None,
         with tarfile.open(archive) as tar:
             tar.extractall(dest, filter="data")
     if manifest.get("delta"):
-        from synth.bench.weight_delta import decode_folder
+        from bench.device.weight_delta import decode_folder
 
         for member in manifest["members"]:
             decode_folder(dest / member, delta_base)

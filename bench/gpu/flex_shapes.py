@@ -2,7 +2,7 @@
 over micro-batches of many shapes as a fine-tune makes them: flex compiled static (one compile per shape, the
 slow reference past dynamo's recompile limit) against dynamic. CUDA only; needs torch and transformers.
 
-    python bench/flex_shapes.py [--steps 60] [--out bench/results/flex_shapes.json]
+    python -m bench.gpu.flex_shapes [--steps 60] [--out bench/results/flex_shapes.json]   # from the project root
 
 Each mode runs in its own process (dynamo's caches are per process) on the same shape sequence; the first steps
 include compiles, so the total and the median after step 10 are both reported, with the max logits of one
@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def shapes(n: int, tokens: int, seed: int) -> list[tuple[int, int]]:
@@ -38,7 +38,6 @@ def worker(dynamic: bool, steps: int, tokens: int) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    sys.path.insert(0, str(ROOT))
     from synth.optim import capture
     from synth.optim.hf import install_capture
 
@@ -86,8 +85,8 @@ def main() -> None:
 
     runs = {}
     for mode in ("static", "dynamic"):
-        done = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(args.steps),
-                               "--tokens", str(args.tokens)], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-m", __spec__.name, "--worker", mode, "--steps", str(args.steps),
+                               "--tokens", str(args.tokens)], capture_output=True, text=True, check=True, cwd=ROOT)
         runs[mode] = json.loads(done.stdout.strip().splitlines()[-1])
         print(mode, {k: v for k, v in runs[mode].items() if k != "step_s"}, flush=True)
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "device": torch.cuda.get_device_name(),

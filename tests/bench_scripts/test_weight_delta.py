@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from synth.bench.device_transfer import pack, unpack
-from synth.bench.weight_delta import decode, encode
+from bench.device.transfer import pack, unpack
+from bench.device.weight_delta import decode, encode
 
 
 def _checkpoints(root: Path) -> tuple[Path, Path]:
