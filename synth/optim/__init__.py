@@ -10,7 +10,16 @@ from synth.optim.capture import attention_with_max_logits, enable_capture
 from synth.optim.families import attention_specs, supported_families
 from synth.optim.muonclip import K2_LR, K2_MOMENTUM, K2_TAU, K2_WEIGHT_DECAY, MuonClip
 from synth.optim.newton_schulz import NS_METHODS, newton_schulz, newton_schulz_batched
-from synth.optim.qk_clip import AttentionSpec, ClipStats, QKClip, clip_mha_gqa_, clip_mla_
+from synth.optim.qk_clip import (
+    AttentionSpec,
+    ClipStats,
+    MissingMaxLogitError,
+    NonFiniteMaxLogitError,
+    QKClip,
+    QKClipError,
+    clip_mha_gqa_,
+    clip_mla_,
+)
 from synth.optim.split import ParamSplit, split_params
 from synth.optim.updates import adamw_update_, muon_update_
 
@@ -22,9 +31,12 @@ __all__ = [
     "NS_METHODS",
     "AttentionSpec",
     "ClipStats",
+    "MissingMaxLogitError",
     "MuonClip",
+    "NonFiniteMaxLogitError",
     "ParamSplit",
     "QKClip",
+    "QKClipError",
     "adamw_update_",
     "attention_specs",
     "attention_with_max_logits",

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from synth.optim.newton_schulz import NS_COEFFICIENTS, NS_EPS, check_method
-from synth.optim.qk_clip import ClipStats, GqaRule, QKClip
+from synth.optim.qk_clip import ClipStats, GqaRule, OnNonFinite, QKClip
 from synth.optim.split import split_params
 from synth.optim.updates import DEFAULT_MAX_STACK_NUMEL, adamw_update_, muon_update_
 
@@ -42,7 +42,9 @@ class MuonClip(torch.optim.Optimizer):
     ``W -= lr*(0.2*sqrt(max(A,B))*O + wd*W)``. ``nesterov=True`` orthogonalises ``G + mu*M`` instead
     (torch.optim.Muon's default, not K2's). 3-D tensors in a Muon group are stacks of expert matrices: each
     expert is its own matrix with its own ``sqrt(max(A,B))``. AdamW groups: torch.optim.AdamW's rule with the
-    same lr and wd unless the group overrides them. Then, if ``qk_clip`` is set, ``qk_clip.step()``.
+    same lr and wd unless the group overrides them. Then, if ``qk_clip`` is set, ``qk_clip.step()``. The clip's
+    checks (a layer with no max logit, a NaN or infinite one: ``QKClip.gather_checked``) run before the update,
+    so a step that raises changes no parameter and no optimizer state.
 
     Defaults are K2's: lr 2e-4, weight decay 0.1, momentum 0.95 without Nesterov, 5 Newton-Schulz steps in
     bf16, tau 100 (in ``for_model``). ``ns_method="gram"`` runs Gram Newton-Schulz on rectangular matrices
@@ -159,9 +161,13 @@ class MuonClip(torch.optim.Optimizer):
         adamw_lr: float | None = None,
         family: str | None = None,
         gqa_rule: GqaRule = "query",
+        on_nonfinite: OnNonFinite = "raise",
         **kwargs: Any,
     ) -> MuonClip:
         """Split ``model``'s parameters and attach QK-Clip to its attention layers (``tau=None``: no clip).
+
+        ``on_nonfinite``: a NaN or infinite max logit raises (``"raise"``) or leaves those heads unclipped with a
+        counted warning (``"skip"``); see ``QKClip``.
 
         A Hugging Face model must have its attention switched to a capturing implementation first
         (``synth.optim.hf.install_capture(model)``): its own attention never records max logits, so the clip
@@ -174,7 +180,7 @@ class MuonClip(torch.optim.Optimizer):
 
             specs = attention_specs(model, family)
             require_capture(model, specs)
-            clip = QKClip(specs, tau=tau, gqa_rule=gqa_rule)
+            clip = QKClip(specs, tau=tau, gqa_rule=gqa_rule, on_nonfinite=on_nonfinite)
         return cls(split_params(model).param_groups(**overrides), qk_clip=clip, **kwargs)
 
     @property
@@ -187,6 +193,8 @@ class MuonClip(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Checked before anything moves: a missing or non-finite max logit raises with the model as it was.
+        gathered = None if self.qk_clip is None else self.qk_clip.gather_checked()
         sharded = self.shards_newton_schulz()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -250,7 +258,7 @@ class MuonClip(torch.optim.Optimizer):
                     fused=self.fused_adamw,
                 )
         if self.qk_clip is not None:
-            self.qk_clip.step()
+            self.qk_clip.step(gathered)
         return loss
 
     def momentum_buffers(self) -> dict[int, Tensor]:
