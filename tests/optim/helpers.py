@@ -30,7 +30,7 @@ def tokens(batch: int = 2, seq: int = 17, seed: int = 1) -> torch.Tensor:
 
 
 def fp64_newton_schulz(grad, ns_coefficients, ns_steps, eps, *_ignored):
-    """The reference of DESIGN.md section 6: torch's Newton-Schulz written out in fp64."""
+    """The reference: torch's Newton-Schulz written out in fp64."""
     a, b, c = ns_coefficients
     x = grad.double()
     tall = x.size(0) > x.size(1)

@@ -87,7 +87,7 @@ def test_mla_scales_rotary_query_by_gamma_and_nope_by_root() -> None:
 
 
 def test_gqa_clipped_head_takes_its_whole_gamma_on_its_query_rows() -> None:
-    """DESIGN.md section 6: the shared key rows are untouched, the clipped query head's rows take gamma, and
+    """GQA's default rule: the shared key rows are untouched, the clipped query head's rows take gamma, and
     heads at or under tau (here head 1, which shares head 0's key) are bitwise unchanged."""
     model = tiny("gqa")
     spec = attention_specs(model)[0]
