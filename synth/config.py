@@ -35,8 +35,10 @@ class LLMConfig(Strict):
         description="Endpoints to load-balance over. Empty: use $SYNTH_BASE_URL, else start the embedded server.",
     )
     model: str | None = Field(default=None, description="Served model name; None asks the first endpoint.")
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int = Field(default=384, ge=1)
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature of every role that sets "
+                               "none of its own (llm.roles.<role>.temperature).")
+    max_tokens: int = Field(default=384, ge=1, description="Tokens one reply may take, for every role that sets "
+                            "none of its own (llm.roles.<role>.max_tokens).")
     timeout_s: float | None = Field(
         default=None, gt=0,
         description="Seconds one request may take before it is retried. None: derived from max_tokens and the "
@@ -80,9 +82,10 @@ class RoleConfig(Strict):
 
 
 class EmbeddedConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=1024, le=65535)
-    max_model_len: int = Field(default=4096, ge=512)
+    host: str = Field(default="127.0.0.1", description="Address the embedded vLLM server listens on.")
+    port: int = Field(default=8765, ge=1024, le=65535, description="Port of the embedded vLLM server.")
+    max_model_len: int = Field(default=4096, ge=512, description="Longest prompt plus reply, in tokens, the embedded "
+                               "server accepts (vLLM's --max-model-len).")
     startup_timeout_s: float = Field(
         default=600, gt=0,
         description="Start-up may go this long without progress (no new log output and no CPU time used by the "
@@ -90,7 +93,8 @@ class EmbeddedConfig(Strict):
         "is waited for, up to startup_max_s.",
     )
     startup_max_s: float = Field(default=3600, gt=0, description="Start-up's limit even while it progresses.")
-    kv_cache_gb: int = Field(default=4, ge=1)
+    kv_cache_gb: int = Field(default=4, ge=1, description="GiB of memory for the embedded server's KV cache "
+                             "(VLLM_CPU_KVCACHE_SPACE).")
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto",
         description="Serving dtype. auto: bfloat16 only where the CPU has native bf16 matrix instructions "
@@ -107,12 +111,13 @@ class EmbeddedConfig(Strict):
 class ToolsStageConfig(Strict):
     max_real_tools: int | None = Field(default=None, ge=1, description="Cap on harvested tools loaded (None: all).")
     evolve_leaves: int = Field(default=3, ge=0, description="Domain-tree leaves to grow synthetic tools for.")
-    evolve_generations: int = Field(default=2, ge=1)
-    tools_per_leaf: int = Field(default=3, ge=1)
+    evolve_generations: int = Field(default=2, ge=1, description="Rounds of tool evolution per leaf; each round "
+                                    "sees the tools made before it.")
+    tools_per_leaf: int = Field(default=3, ge=1, description="Synthetic tools written per leaf in each round.")
 
 
 class AgentsStageConfig(Strict):
-    count: int = Field(default=6, ge=1)
+    count: int = Field(default=6, ge=1, description="Agents to write, each a system prompt and a toolset.")
     toolset_size: tuple[int, int] = Field(default=(2, 4), description="Tools per agent: [min, max], 1 <= min <= max.")
     real_exec_share: float = Field(default=0.34, ge=0, le=1,
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
@@ -129,10 +134,14 @@ class AgentsStageConfig(Strict):
 
 
 class TasksStageConfig(Strict):
-    per_agent: int = Field(default=2, ge=1)
+    per_agent: int = Field(default=2, ge=1, description="Tasks written for each agent.")
     difficulties: list[
         Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
-    ] = Field(default_factory=lambda: ["single_call", "multi_call", "clarify", "recover"])
+    ] = Field(default_factory=lambda: ["single_call", "multi_call", "clarify", "recover"],
+              description="Kinds of task, taken in turn for each agent (rubrics/task_templates.yaml): single_call, "
+              "multi_call (a later call uses an earlier result), clarify (a detail the user gives only when asked), "
+              "refuse (declined without a call), recover (the first call fails), coding (coding agents get only "
+              "these, whatever is listed).")
     grounded_opening: Literal["generated", "code"] = Field(
         default="generated",
         description="A grounded task's opening message: the generator's request with every checked value added "
@@ -179,10 +188,14 @@ class RolloutsStageConfig(Strict):
         description="When a turn reaches max_steps still calling tools, ask the agent once more for a plain answer "
         "(no tools), so the episode ends with one; the calls it made stay in the transcript for the checks.",
     )
-    error_rate: float = Field(default=0.1, ge=0, le=1)
-    timeout_rate: float = Field(default=0.05, ge=0, le=1)
-    empty_rate: float = Field(default=0.05, ge=0, le=1)
-    partial_rate: float = Field(default=0.05, ge=0, le=1)
+    error_rate: float = Field(default=0.1, ge=0, le=1, description="Share of simulated tool calls answered "
+                              "with an injected server error.")
+    timeout_rate: float = Field(default=0.05, ge=0, le=1, description="Share of simulated tool calls answered "
+                                "with an injected timeout.")
+    empty_rate: float = Field(default=0.05, ge=0, le=1, description="Share of simulated tool calls answered "
+                              "with an empty result.")
+    partial_rate: float = Field(default=0.05, ge=0, le=1, description="Share of simulated tool calls whose result "
+                                "comes back cut short (a change it would have made is not applied).")
     real_exec: bool = Field(default=True, description="Call sandbox-safe MCP servers for real.")
     allow_unconfined: bool = Field(
         default=False,
@@ -281,7 +294,8 @@ class QuotaConfig(Strict):
     max_tokens: int | None = Field(default=None, ge=1, description="Token budget of a quota run: once spent, no "
                                    "new row starts (inside a round too) and no round follows.")
     max_wall_s: float = Field(default=3600, gt=0, description="Wall-time budget of a quota run, like max_tokens.")
-    max_rounds: int = Field(default=5, ge=1)
+    max_rounds: int = Field(default=5, ge=1, description="Rounds a quota run may take before it stops short of "
+                            "accept.")
     max_growth: float = Field(default=2.0, gt=1, le=2, description="A round grows the agents at most this factor "
                               "(2: at most doubling), whatever the acceptance rate so far predicts.")
     # Set by the pipeline for the stages of a quota run (workers read them from the config they are sent).
@@ -305,14 +319,16 @@ class TrainConfig(Strict):
                                   "None: lr. K2's 0.2*sqrt(max(A,B)) scale gives Muon updates of RMS 0.2*lr, which "
                                   "matches AdamW's steady state in pre-training; early in a fine-tune AdamW's "
                                   "updates are larger (train_summary.json's update_rms measures both).")
-    weight_decay: float = Field(default=0.1, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0, description="Decoupled weight decay of both optimizers.")
     tau: float = Field(default=100.0, gt=0, description="QK-Clip threshold (MuonClip).")
-    epochs: int = Field(default=3, ge=1)
+    epochs: int = Field(default=3, ge=1, description="Passes over the training rows.")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
     micro_batch_tokens: int = Field(default=4096, ge=64, description="Padded tokens per forward pass.")
     grad_accum: int = Field(default=2, ge=1, description="Micro-batches per optimizer step.")
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of the steps the lr warms up over, "
+                                "before its cosine decay.")
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradients are clipped to this global "
+                                        "norm before each step; None: not clipped.")
     max_seq_len: int = Field(default=4096, ge=16, description="Longer rows are dropped (and counted), not cut.")
     save_every: int = Field(default=10, ge=1, description="Optimizer steps between resume checkpoints.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when present.")
@@ -392,8 +408,10 @@ class ImproveConfig(Strict):
 
 class PipelineConfig(Strict):
     run: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: runs/<run>/.")
-    runs_dir: Path = Path("runs")
-    seed: int = 0
+    runs_dir: Path = Field(default=Path("runs"), description="Where runs are written: runs_dir/<run>/<stage>/. "
+                           "On a cluster, an absolute path on storage every node sees.")
+    seed: int = Field(default=0, description="Every row id and every sample derives from it: the same seed and "
+                      "settings plan the same rows.")
     llm: LLMConfig = Field(default_factory=LLMConfig)
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
