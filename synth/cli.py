@@ -404,3 +404,49 @@ def run() -> None:
         console.print(f"[red]error:[/red] {type(cause).__name__}: {escape(shown)}")
         console.print("(run again with --debug for the full traceback)")
         sys.exit(1)
+
+@app.command()
+def bfcl(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="An endpoint URL (its first model); 'base', a trained model of the run or a checkpoint "
+        "folder (served here on eval.port with the tool template and the hermes parser); or a served name on the "
+        "configured endpoints (SYNTH_BASE_URL, llm.endpoints). Default: the configured endpoints' first model, "
+        "else base.")] = None,
+    mode: Annotated[str, typer.Option(help="fc (tools through the server's template and tool parser), prompt "
+                                      "(BFCL's system prompt and decoder), or fc,prompt.")] = "fc,prompt",
+    category: Annotated[str, typer.Option(help="Comma-separated: simple_python, multiple, parallel, "
+                                          "parallel_multiple, irrelevance; or all.")] = "all",
+    limit: Annotated[int | None, typer.Option(min=1, help="Items per category, a fixed subset drawn with --seed; "
+                                              "default: all.")] = None,
+    seed: Annotated[int, typer.Option(help="Draws the --limit subset.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder of items.jsonl (every reply), summary.json and "
+                                             "summary.md; default runs/<run>/bfcl.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens one reply may take.")] = 512,
+    temperature: Annotated[float, typer.Option(min=0, help="Sampling temperature (BFCL's 0.001 is greedy in "
+                                               "effect).")] = 0.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
+    keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Score a model on BFCL v4's non-live AST categories (FC and prompt mode) with BFCL's own data and checker;
+    resumable, every reply kept."""
+    from synth.bfcl.run import BfclSettings, run_bfcl, table
+    from synth.bfcl.serving import describe, resolve, serving
+    from synth.train.template import TEMPLATE_PATH
+
+    cfg = _config(config, set_, run)
+    settings = BfclSettings.parse(mode, category, limit=limit, seed=seed, max_tokens=max_tokens,
+                                  temperature=temperature, concurrency=concurrency)
+    folder = out or cfg.run_dir / "bfcl"
+    with serving(resolve(cfg, model, TEMPLATE_PATH, concurrency), keep_server=keep_server) as target:
+        summary = run_bfcl(target.endpoints, cfg.llm, settings, folder, model=target.served_name,
+                           server=describe(target))
+    console.print(table(summary), markup=False)
+    for name, modes in summary.models.items():
+        fc = modes.get("fc", {})
+        if fc and not any(c.tool_call_replies for c in fc.values()):
+            console.print(f"note: no FC reply of {name} carried tool_calls; if its server runs without a tool "
+                          "parser (vLLM: --enable-auto-tool-choice --tool-call-parser ...), its FC scores say "
+                          "nothing of the model.", markup=False)
+    console.print(f"every reply: {folder / 'items.jsonl'}; summary: {folder / 'summary.json'}, "
+                  f"{folder / 'summary.md'}", markup=False)
