@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -235,6 +235,12 @@ class RolloutsStageConfig(Strict):
     )
 
 
+QualityGate = Literal["empty_answer", "repeated_fragment", "markup_loop", "names_tool", "internal_id",
+                      "schema_dump", "says_nothing", "invalid_arguments"]
+"""The quality gates of ``synth.judge.gates`` (what every accepted trajectory must pass), by name."""
+QUALITY_GATES: tuple[QualityGate, ...] = get_args(QualityGate)
+
+
 class JudgeStageConfig(Strict):
     samples: int = Field(default=1, ge=1, description="Judge samples per trajectory; majority decides.")
     pass_threshold: float = Field(default=0.6, ge=0, le=1, description="Minimum weighted score to accept.")
@@ -264,6 +270,13 @@ class JudgeStageConfig(Strict):
         description="llm_rows=needed: share of trajectories (fixed by row id) the LLM judge scores whatever the "
         "code checks say. Calibration is measured on this uniform sample alone, so rows judged because they "
         "passed do not bias the agreement.",
+    )
+    gates: list[QualityGate] = Field(
+        default_factory=lambda: list(QUALITY_GATES),
+        description="Quality gates a trajectory must pass to be accepted, in every accept mode "
+        "(synth.judge.gates): an empty answer, a repeated fragment, markup loops, a tool name or an internal id in "
+        "the answer, a dumped schema, an answer that says nothing of the tool results, arguments that fail the "
+        "tool's JSON Schema. Default: all of them; [] turns them off.",
     )
 
 

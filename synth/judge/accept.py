@@ -11,6 +11,9 @@
   A verifiable task with no trusted criterion is accepted on its code checks alone; a task that code cannot verify
   is accepted only by trusted criteria, and never when none is trusted.
 
+In every mode a row that fails a quality gate (``synth.judge.gates``, those named in ``judge.gates``) is rejected,
+and its acceptance names the gates (``Acceptance.gates``).
+
 Thresholds are never changed here: a subset of criteria is scored against the same ``pass_threshold``, and the
 report names the mode, the trusted criteria and their agreement.
 """
@@ -18,7 +21,7 @@ report names the mode, the trusted criteria and their agreement.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +40,7 @@ class Acceptance(BaseModel):
     mode: str
     trusted: list[str] = Field(default_factory=list, description="auto: the LLM criteria that took part.")
     reasons: list[str] = Field(default_factory=list, description="Why it was rejected under this mode.")
+    gates: list[str] = Field(default_factory=list, description="The quality gates it failed (each rejects it).")
 
 
 def _code_reasons(v: Verdict) -> list[str]:
@@ -58,7 +62,31 @@ def _llm_on(v: Verdict, criteria: list[Criterion], cfg: JudgeStageConfig) -> tup
 
 def accept(verdict: Verdict, criteria: list[Criterion], cfg: JudgeStageConfig,
            calibration: Calibration | None = None) -> Acceptance:
-    """Whether ``verdict`` (on a task with ``criteria``) enters train under ``cfg.accept``, and what decided."""
+    """Whether ``verdict`` (on a task with ``criteria``) enters train under ``cfg.accept`` and the quality gates
+    of ``cfg.gates``, and what decided."""
+    decision = _by_mode(verdict, criteria, cfg, calibration)
+    gated = [g for g in verdict.gates if not g.passed and g.check_id in cfg.gates]
+    if not gated:
+        return decision
+    reasons = [f"quality gate {g.check_id}: {g.detail}" for g in gated]
+    return decision.model_copy(update={
+        "accepted": False, "by": None, "gates": [g.check_id for g in gated],
+        "reasons": reasons + ([] if decision.accepted else decision.reasons)})
+
+
+def gate_summary(decisions: Iterable[Acceptance]) -> dict[str, Any]:
+    """Per gate, the rows it rejected; and the rows that the gates alone rejected (the mode accepted them)."""
+    failed: dict[str, int] = {}
+    alone = 0
+    for a in decisions:
+        for g in a.gates:
+            failed[g] = failed.get(g, 0) + 1
+        alone += bool(a.gates) and all(r.startswith("quality gate ") for r in a.reasons)
+    return {"rejected": failed, "rejected_only_by_gates": alone}
+
+
+def _by_mode(verdict: Verdict, criteria: list[Criterion], cfg: JudgeStageConfig,
+             calibration: Calibration | None) -> Acceptance:
     mode = cfg.accept
     if not verdict.eligible:
         return Acceptance(accepted=False, mode=mode, reasons=verdict.reasons or ["not usable as training data"])

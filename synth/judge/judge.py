@@ -1,7 +1,9 @@
 """Judge one trajectory against its task's rubric: code checks, then the judge model, then a rule.
 
 Code decides what it can (``checks.py``; for coding tasks the task's tests run on the assistant's code in the
-sandbox, ``code_tests.py``); the judge model scores the rubric's criteria, one slot per criterion.
+sandbox, ``code_tests.py``); the judge model scores the rubric's criteria, one slot per criterion. The quality
+gates (``gates.py``, ``judge.gates``) run on every row that has a final answer; acceptance refuses a row that fails
+one, whatever the rubric says.
 
 The decision rule (``decide``): every code check passes, no required criterion scored 0, and the weighted
 score reaches ``pass_threshold``. The judge model is distrusted on purpose: a score above 0 must come with
@@ -24,6 +26,7 @@ from synth.config import JudgeStageConfig
 from synth.data.heldout import stable_fraction
 from synth.judge.checks import final_answer, run_checks
 from synth.judge.code_tests import run_python_tests
+from synth.judge.gates import failed, is_coding, run_gates
 from synth.judge.transcript import evidence_found, evidence_haystacks, render_transcript
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.prompts import render
@@ -257,12 +260,17 @@ def in_calibration_sample(row_id: str, share: float) -> bool:
     return stable_fraction(row_id, CALIBRATION_SALT) < share
 
 
-def skip_llm_reason(code_passed: bool | None, cfg: JudgeStageConfig) -> str | None:
+def skip_llm_reason(code_passed: bool | None, cfg: JudgeStageConfig, gated: list[str] | None = None) -> str | None:
     """Why the LLM judge need not score a row outside the calibration sample (None: it must).
 
     Only what acceptance (``synth.judge.accept``) can use is asked for: under ``auto`` and ``both`` a failed code
-    check rejects the row whatever the judge says, and ``verifiable`` never reads the judge."""
-    if cfg.llm_rows == "all" or cfg.accept == "llm":
+    check rejects the row whatever the judge says, ``verifiable`` never reads the judge, and a failed quality gate
+    (``gated``) rejects it in every mode."""
+    if cfg.llm_rows == "all":
+        return None
+    if gated:
+        return f"quality gate(s) {', '.join(gated)} already reject it"
+    if cfg.accept == "llm":
         return None
     if cfg.accept == "verifiable":
         return "judge.accept=verifiable decides on the code checks alone"
@@ -296,14 +304,15 @@ async def judge_trajectory(
 
     if rubric.python_tests:
         checks.append(await run_python_tests(traj, rubric.python_tests))
-    sides: dict[str, Any] = {"verifiable": verifiable, "code_passed": _code_passed(checks)}
+    gates = run_gates(traj, coding=is_coding(task), names=cfg.gates)
+    sides: dict[str, Any] = {"verifiable": verifiable, "code_passed": _code_passed(checks), "gates": gates}
 
     criteria = rubric.criteria
     if not criteria:
         passed, score, reasons = decide(checks, [], [], cfg)
         return Verdict(passed=passed, score=score, checks=checks, reasons=reasons, samples=0, **sides)
     sides["calibration"] = cfg.llm_rows == "all" or in_calibration_sample(traj.id, cfg.calibration_share)
-    skip = None if sides["calibration"] else skip_llm_reason(sides["code_passed"], cfg)
+    skip = None if sides["calibration"] else skip_llm_reason(sides["code_passed"], cfg, failed(gates))
     if skip is not None:
         return Verdict(passed=False, score=0.0, checks=checks, samples=0, **sides,
                        reasons=_code_reasons(checks) or ["the LLM judge was not asked"],

@@ -30,6 +30,9 @@ class Verdict(BaseModel):
     score: float = Field(description="Weighted mean criterion score in [0, 1].")
     scores: list[CriterionScore] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
+    gates: list[CheckResult] = Field(
+        default_factory=list, description="Quality gates (synth.judge.gates) on the final answer and the calls, "
+        "one result per gate that ran (check_id = the gate's name); acceptance rejects a row failing any.")
     reasons: list[str] = Field(default_factory=list, description="Why it failed, one line each.")
     samples: int = 1
     summary: str | None = Field(default=None, description="The judge's one-sentence summary (first sample).")

@@ -49,7 +49,7 @@ class JudgeStage(Stage):
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         from synth.data.heldout import task_is_heldout
-        from synth.judge.accept import run_acceptance
+        from synth.judge.accept import gate_summary, run_acceptance
 
         records = [r for r in rows if isinstance(r, VerdictRecord) and r.verdict]
         tasks = {t.id: t for t in ctx.rows("tasks", TaskRecord)}
@@ -70,7 +70,8 @@ class JudgeStage(Stage):
                 by[a.by] = by.get(a.by, 0) + 1
         summary.rejected = reasons
         summary.extra |= {"accepted": accepted, "train": train, "rejected": len(decisions) - accepted, "accept_mode":
-                         ctx.config.judge.accept, "accepted_by": by, "calibration": calibration.summary()}
+                         ctx.config.judge.accept, "accepted_by": by, "calibration": calibration.summary(),
+                         "gates": gate_summary(decisions.values())}
         (ctx.out_dir / ACCEPTANCE).write_text(json.dumps({
             "mode": ctx.config.judge.accept, "calibration": calibration.summary(),
             "rows": {rid: a.model_dump() for rid, a in sorted(decisions.items())},

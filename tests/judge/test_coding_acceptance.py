@@ -32,8 +32,9 @@ SEEDS = (0, 1)
 
 
 @pytest.mark.integration
+@pytest.mark.sandbox
 @pytest.mark.timeout(900)
-async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: str, sandbox_ready: None) -> None:
+async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: str) -> None:
     library = default_library()
     agent = AgentRecord(id="agent-code", name="coder", system_prompt="You help the team with Python.",
                         tools=[RUN_PYTHON_TOOL])
@@ -77,7 +78,7 @@ async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: 
             accepted += 1
             assert decision.by == "verifiable" and tests[0].passed
             assert rerun_ok, (code, run)
-        else:
+        elif not decision.gates:  # a quality gate (synth.judge.gates) refuses an answer whatever its code does
             assert not tests[0].passed, (code, tests[0].detail)
             assert not rerun_ok, (code, tests[0].detail)
     # The model wrote code at all in most replies (65 of 72 had a fenced block in the probe).
