@@ -105,6 +105,25 @@ def test_a_coding_answer_keeps_its_code_and_a_runaway_fails() -> None:
     assert is_coding(coding_task) and not is_coding(TaskRecord(id="t")) and not is_coding(None)
 
 
+def test_no_gate_refuses_the_bank_solutions_answered_as_a_coding_task_answers() -> None:
+    import yaml
+
+    from synth.paths import RUBRICS
+    from synth.tasks.coding import CodingProblem, problems_path
+
+    problems = [CodingProblem(**p) for p in yaml.safe_load(problems_path(RUBRICS).read_text())]
+    assert len(problems) >= 20
+    for p in problems:
+        example = p.tests.strip().splitlines()[0].removeprefix("assert ").split(" == ")[0].split(" is ")[0]
+        # How a coding answer looks (synth.judge.code_tests.message_program): the function in one block, an
+        # example that calls it in the next, a sentence.
+        fenced = f"Here is {p.function}:\n\n```python\n{p.reference}```\n\nExample:\n\n```python\n" \
+                 f"print({example})\n```\n\nIt returns the result for any input."
+        for answer in (fenced, fenced.replace("```python", "<pre><code>").replace("```", "</code></pre>")):
+            results = run_gates(coding_trajectory(answer), coding=True)
+            assert failed(results) == [], (p.id, [r.detail for r in results if not r.passed])
+
+
 def test_says_nothing_on_empty_and_failed_results() -> None:
     def with_result(content: str, final: str, ok: bool = True) -> TrajectoryRecord:
         traj = weather_trajectory(final)
