@@ -133,15 +133,36 @@ class AgentsStageConfig(Strict):
         return value
 
 
+TaskKindName = Literal["single", "choose", "parallel", "no_tool", "follow_up",
+                       "single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
+"""Task kinds (synth.tasks.kinds.KIND_NAMES): the first five built by code, the others written by the generator."""
+TASK_KINDS: tuple[str, ...] = get_args(TaskKindName)
+
+
+def _default_kinds() -> dict[str, float]:
+    return {"single": 2.0, "choose": 1.0, "parallel": 1.0, "no_tool": 1.0, "follow_up": 1.0, "multi_call": 1.0,
+            "clarify": 1.0, "recover": 1.0}
+
+
 class TasksStageConfig(Strict):
     per_agent: int = Field(default=2, ge=1, description="Tasks written for each agent.")
-    difficulties: list[
-        Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
-    ] = Field(default_factory=lambda: ["single_call", "multi_call", "clarify", "recover"],
-              description="Kinds of task, taken in turn for each agent (rubrics/task_templates.yaml): single_call, "
-              "multi_call (a later call uses an earlier result), clarify (a detail the user gives only when asked), "
-              "refuse (declined without a call), recover (the first call fails), coding (coding agents get only "
-              "these, whatever is listed).")
+    kinds: dict[str, float] = Field(
+        default_factory=_default_kinds,
+        description="The mix of task kinds, kind -> weight (a kind's share of the tasks is its weight over the "
+        "sum). Built by code, with values code chose and checks on them: single (one call, its values said in "
+        "plain words), choose (one of several tools), parallel (several calls in one reply), no_tool (a request "
+        "no tool serves: answer without a call), follow_up (a second request in a second turn that needs a second "
+        "call). Written by the generator from rubrics/task_templates.yaml: single_call, multi_call (a later call "
+        "uses an earlier result), clarify (a detail the user gives only when asked), refuse (declined without a "
+        "call), recover (the first call fails); coding agents get coding tasks only, whatever the mix. Tasks are "
+        "dealt out across agents by weight, so a small run still gets every kind; a kind an agent cannot do "
+        "(choose with one tool) goes to the next agent that can. Setting it replaces the whole mix; the older "
+        "list tasks.difficulties is read as equal weights.")
+    reword: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Share of the code-built tasks (not no_tool) whose opening the generator model rewords; a "
+        "rewording is kept only when code still finds every value in it and no tool name or markup in it, else "
+        "code's wording stays.")
     grounded_opening: Literal["generated", "code"] = Field(
         default="generated",
         description="A grounded task's opening message: the generator's request with every checked value added "
@@ -160,6 +181,36 @@ class TasksStageConfig(Strict):
         description="Plan only tasks code can ground (a grounded difficulty, for an agent with a tool whose "
         "required arguments code can fill); the others are not made. In a data-value round on single_call tasks "
         "they were a third of the episodes (32 of 96), each a generator call and rollouts, and none accepted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _difficulties_are_kinds(cls, data: Any) -> Any:
+        """``difficulties: [a, b]`` (the setting before kinds) is the mix {a: 1, b: 1}."""
+        if isinstance(data, dict) and "difficulties" in data:
+            data = dict(data)
+            listed = data.pop("difficulties")
+            if "kinds" in data:
+                raise ValueError("set tasks.kinds or tasks.difficulties (the older list, read as equal weights), "
+                                 "not both")
+            if not isinstance(listed, list):
+                raise ValueError(f"tasks.difficulties must be a list of kinds; got {listed!r}")
+            data["kinds"] = {str(k): 1.0 for k in listed}
+        return data
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(k for k in value if k not in TASK_KINDS)
+        if unknown:
+            raise ValueError(f"unknown task kind(s) {unknown}; valid kinds: {', '.join(TASK_KINDS)}")
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError(f"weights must be >= 0 and at least one above 0; got {value}")
+        return value
+
+    @property
+    def difficulties(self) -> list[str]:
+        """The kinds of the mix (weight above 0), in its order."""
+        return [k for k, w in self.kinds.items() if w > 0]
 
     @model_validator(mode="after")
     def _code_draft_needs_code_opening(self) -> TasksStageConfig:

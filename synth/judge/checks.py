@@ -7,8 +7,11 @@ with a detail saying why, so one bad row cannot stop the judge stage.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,7 +337,151 @@ def run_check(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall] | 
         return _calls_at_most(check, calls)
     if check.kind == "reports_result":
         return _reports_result(check, calls, final_answer(traj))
+    if check.kind in KIND_CHECKS:
+        return KIND_CHECKS[check.kind](check, traj, calls)
     return _misconfigured(check, "is not a known check kind")
+
+
+# The checks of the task kinds code builds (synth.tasks.kinds). Their argument values must match in type as well:
+# a request that says "3 km" is answered by the number 3, and "3" (a string) is a call the tool's schema refuses.
+
+
+def typed_match(expected: Any, actual: Any) -> bool:
+    """Whether ``actual`` carries ``expected``: objects as a subset (the call may add optional arguments), lists
+    with the same items in any order (the request names them in one order, and none of these tasks asks for one),
+    numbers by value but only as numbers, booleans only as booleans, strings case- and whitespace-insensitively,
+    and ISO date-times by the moment they name ("2026-03-05T09:00" is "2026-03-05T09:00:00")."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and typed_match(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return False
+        left = list(actual)
+        for item in expected:
+            hit = next((i for i, a in enumerate(left) if typed_match(item, a)), None)
+            if hit is None:
+                return False
+            left.pop(hit)
+        return True
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(expected, bool) and isinstance(actual, bool) and expected == actual
+    if isinstance(expected, int | float):
+        return isinstance(actual, int | float) and float(actual) == float(expected)
+    if isinstance(expected, str):
+        return isinstance(actual, str) and (normalize(expected) == normalize(actual) or _same_moment(expected, actual))
+    return bool(expected == actual)
+
+
+def _same_moment(expected: str, actual: str) -> bool:
+    if "T" not in expected:
+        return False  # a date is written one way; a date-time for it is another value
+    try:
+        want, got = dt.datetime.fromisoformat(expected), dt.datetime.fromisoformat(actual.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if want.tzinfo is None:
+        got = got.replace(tzinfo=None)  # the request named a wall-clock time; a zone added to it does not move it
+    elif got.tzinfo is None:
+        return False
+    return want == got
+
+
+def call_turns(traj: TrajectoryRecord) -> dict[str, tuple[int, int]]:
+    """Tool call id -> (user turn its reply answers, 1 = the opening; index of the assistant message holding it)."""
+    out: dict[str, tuple[int, int]] = {}
+    turn = 0
+    for i, msg in enumerate(traj.messages):
+        if msg.role == "user":
+            turn += 1
+        elif msg.role == "assistant":
+            for tc in msg.tool_calls or []:
+                out[tc.id] = (turn, i)
+    return out
+
+
+def _in_turn(check: CodeCheck, calls: list[MadeCall], turns: dict[str, tuple[int, int]]) -> list[MadeCall]:
+    return [c for c in calls if check.turn is None or turns.get(c.id, (0, 0))[0] == check.turn]
+
+
+def _where_turn(check: CodeCheck) -> str:
+    return f" in reply to user turn {check.turn}" if check.turn else ""
+
+
+def _call_made_with(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall]) -> CheckResult:
+    if not check.tool:
+        return _misconfigured(check, "needs 'tool'")
+    hits = [c for c in _in_turn(check, calls, call_turns(traj)) if c.name == check.tool]
+    for call in hits:
+        if call.arguments is not None and typed_match(check.arguments, call.arguments):
+            return CheckResult(check_id=check.id, passed=True,
+                               detail=f"{check.tool} called with {_short(call.arguments)}{_where_turn(check)}")
+    if not hits:
+        made = sorted({c.name for c in calls}) or "no tools"
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"{check.tool} was never called{_where_turn(check)}; the assistant called {made}")
+    seen = "; ".join(_short(c.arguments) if c.arguments is not None else "<arguments not a JSON object>"
+                     for c in hits)
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"{check.tool} never called with {_short(check.arguments)} (types must match)"
+                              f"{_where_turn(check)}; calls had: {seen}")
+
+
+def _matched(expected: list[Any], made: list[MadeCall]) -> int:
+    """How many of the expected calls distinct calls of ``made`` carry (name and typed argument values)."""
+    left = list(made)
+    n = 0
+    for spec in expected:
+        hit = next((i for i, c in enumerate(left) if c.name == spec.name and c.arguments is not None
+                    and typed_match(spec.arguments, c.arguments)), None)
+        if hit is not None:
+            left.pop(hit)
+            n += 1
+    return n
+
+
+def _calls_in_one_turn(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall]) -> CheckResult:
+    if not check.calls:
+        return _misconfigured(check, "needs 'calls'")
+    turns = call_turns(traj)
+    replies: dict[int, list[MadeCall]] = {}
+    for call in _in_turn(check, calls, turns):
+        replies.setdefault(turns.get(call.id, (0, -1))[1], []).append(call)
+    want = len(check.calls)
+    best = max((_matched(check.calls, made), index) for index, made in replies.items()) if replies else (0, -1)
+    if best[0] == want:
+        return CheckResult(check_id=check.id, passed=True,
+                           detail=f"one reply made all {want} expected calls{_where_turn(check)}")
+    shown = "; ".join(f"{c.name} {_short(c.arguments)}" for c in replies.get(best[1], [])) or "no calls"
+    return CheckResult(check_id=check.id, passed=False,
+                       detail=f"no reply{_where_turn(check)} made all {want} expected calls "
+                              f"{_short([c.model_dump() for c in check.calls])}; the best made {best[0]}: {shown}")
+
+
+def _only_tools_called(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall]) -> CheckResult:
+    others = sorted({c.name for c in calls if c.name not in check.tools})
+    if others:
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"called {others}, not among the tools the request needs {check.tools}")
+    return CheckResult(check_id=check.id, passed=True, detail=f"called no tool but {check.tools}")
+
+
+def _answers_without_call(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall]) -> CheckResult:
+    if calls:
+        names = ", ".join(c.name for c in calls)
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"no tool serves this request, but the assistant called {names}")
+    answer = final_answer(traj)
+    if answer is None or not re.search(r"[^\W\d_]{2,}", answer):
+        return CheckResult(check_id=check.id, passed=False, detail=f"no answer in words: {_short(answer)}")
+    return CheckResult(check_id=check.id, passed=True, detail="answered without calling a tool")
+
+
+KIND_CHECKS: dict[str, Callable[[CodeCheck, TrajectoryRecord, list[MadeCall]], CheckResult]] = {
+    "call_made_with": _call_made_with,
+    "calls_in_one_turn": _calls_in_one_turn,
+    "only_tools_called": _only_tools_called,
+    "answers_without_call": _answers_without_call,
+}
 
 
 def run_checks(traj: TrajectoryRecord, rubric: Rubric) -> list[CheckResult]:

@@ -236,7 +236,9 @@ def _failed(reason: str, checks: list[CheckResult] | None = None, **extra: Any) 
     return Verdict(passed=False, score=0.0, checks=checks or [], reasons=[reason], samples=0, **extra)
 
 
-OUTCOME_KINDS = ("state_equals", "final_mentions")
+OUTCOME_KINDS = ("state_equals", "final_mentions", "calls_in_one_turn", "answers_without_call")
+# answers_without_call: a task no tool can serve (synth.tasks.kinds) is done by answering without a call.
+
 
 
 def verifies_outcome(rubric: Rubric) -> bool:
@@ -244,7 +246,8 @@ def verifies_outcome(rubric: Rubric) -> bool:
     answer must report, or the coding task's tests. ``tool_called`` / ``no_tool_called`` / the sandbox having
     run prove too little (a model that never calls a tool passes ``no_tool_called``)."""
     return bool(rubric.python_tests) or any(
-        c.kind in OUTCOME_KINDS or (c.kind == "tool_called_with" and c.arguments) for c in rubric.checks
+        c.kind in OUTCOME_KINDS or (c.kind in ("tool_called_with", "call_made_with") and c.arguments)
+        for c in rubric.checks
     )
 
 

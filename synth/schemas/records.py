@@ -10,7 +10,9 @@ from synth.schemas.tools import ToolSpec
 from synth.schemas.usage import UsageByRole
 from synth.schemas.verdict import Verdict
 
-Difficulty = Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding"]
+Difficulty = Literal["single_call", "multi_call", "clarify", "refuse", "recover", "coding",
+                     "single", "choose", "parallel", "no_tool", "follow_up"]
+"""A task's kind: the generator writes the first six from a template, code builds the others (synth.tasks.kinds)."""
 
 
 class RowError(BaseModel):
@@ -61,6 +63,12 @@ class TaskRecord(Row):
         default=None,
         description="The user's first message word for word, when code wrote it because a check holds the episode "
         "to its details (grounded tasks); None: the user simulator writes it from user_goal.",
+    )
+    follow_ups: list[str] | None = Field(
+        default=None,
+        description="The user's later messages word for word, one a turn, written by code (task kinds code builds: "
+        "a follow-up request that needs a second call); the user ends the episode after the last. None: the user "
+        "simulator writes the later turns.",
     )
 
     @property

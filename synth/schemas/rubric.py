@@ -6,8 +6,11 @@ from pydantic import BaseModel, Field
 
 CheckKind = Literal[
     "tool_called", "tool_called_with", "state_equals", "final_mentions", "no_tool_called", "reports_result",
-    "calls_at_most",
+    "calls_at_most", "call_made_with", "calls_in_one_turn", "only_tools_called", "answers_without_call",
 ]
+"""``call_made_with``, ``calls_in_one_turn``, ``only_tools_called`` and ``answers_without_call`` are the checks of
+the task kinds code builds (synth.tasks.kinds): their argument values must match in type too (a string "3" is not
+the integer 3), where ``tool_called_with`` forgives a simulated tool's looseness about types."""
 
 
 EvidenceSource = Literal["assistant", "assistant_call", "tool", "user"]
@@ -33,6 +36,13 @@ class Criterion(BaseModel):
     )
 
 
+class CallSpec(BaseModel):
+    """One call a check expects: the tool and the argument values it must carry (a subset of its arguments)."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class CodeCheck(BaseModel):
     """A criterion that code can decide: a call made, a call's arguments, the final world state, a reported value."""
 
@@ -47,6 +57,15 @@ class CodeCheck(BaseModel):
         default=False,
         description="tool_called/tool_called_with: count only calls whose tool result succeeded (recovery tasks).",
     )
+    calls: list[CallSpec] = Field(
+        default_factory=list,
+        description="calls_in_one_turn: the calls one assistant reply must hold, each with its argument values.")
+    tools: list[str] = Field(
+        default_factory=list, description="only_tools_called: the only tools the assistant may call.")
+    turn: int | None = Field(
+        default=None, ge=1,
+        description="call_made_with / calls_in_one_turn: the user turn (1 = the opening) whose reply must make "
+        "the call(s), i.e. after that user message and before the next; None: any turn.")
 
 
 class Rubric(BaseModel):
@@ -56,3 +75,19 @@ class Rubric(BaseModel):
         default=None,
         description="Coding tasks: asserts the assistant's code must pass, run by the judge in the sandbox.",
     )
+
+
+def calls_expected_by_turn(rubric: Rubric | None) -> dict[int, int]:
+    """How many calls each user turn of a code-built task expects (1 = the opening), read from its call checks:
+    what lets an episode force a call only where one is expected, and let a reply make as many as expected."""
+    out: dict[int, int] = {}
+    for check in rubric.checks if rubric is not None else []:
+        if check.kind == "call_made_with":
+            n = 1
+        elif check.kind == "calls_in_one_turn":
+            n = len(check.calls)
+        else:
+            continue
+        turn = check.turn or 1
+        out[turn] = out.get(turn, 0) + n
+    return out

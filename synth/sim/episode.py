@@ -16,12 +16,13 @@ from typing import Any
 
 import openai
 
-from synth.agents.turn import ANY_TOOL, Mode, agent_step
+from synth.agents.turn import ANY_TOOL, MAX_CALLS, Mode, agent_step
 from synth.config import RolloutsStageConfig
 from synth.llm.client import EndpointUnavailable, ReplyInvalid, RequestTimedOut
 from synth.schemas.ids import episode_id
 from synth.schemas.messages import Message, ToolCall
 from synth.schemas.records import AgentRecord, RowError, TaskRecord, TrajectoryRecord
+from synth.schemas.rubric import calls_expected_by_turn
 from synth.schemas.usage import UsageByRole
 from synth.sim.tool_sim import RUN_PYTHON, ToolHub, ToolOutcome, ToolSimulator
 from synth.sim.user import UserSimulator
@@ -126,12 +127,23 @@ async def run_episode(
     )
     # A grounded task is answered by one exact call: with grounded_calls_first its first step must call a tool
     # (which one, with which arguments, stays the model's choice, and the checks hold it to the exact call).
-    if first_call is None and not text and tools and cfg.grounded_calls_first and task.grounded:
+    # A task code built (synth.tasks.kinds) says how many calls each user turn expects: the first step of a turn
+    # that expects calls must call (a parallel task's step may make them all), one that expects none (no tool
+    # serves the request) is never made to.
+    expected = calls_expected_by_turn(task.rubric)
+    if not expected and task.grounded:
+        expected = {1: 1}
+    forced_turns = ({t for t, n in expected.items() if n > 0}
+                    if not text and tools and cfg.grounded_calls_first and first_call is None else set())
+    if 1 in forced_turns:
         first_call = ANY_TOOL
     # ...and with grounded_answer_after_call the step after that call's results must answer: a grounded task
     # needs no second call, and a small model repeats its call instead of reporting the result.
     answer_step = 1 if first_call == ANY_TOOL and cfg.grounded_answer_after_call else None
     forced_answer: int | None = None
+    # A conversation code scripted (follow_ups) is said to its end, whatever max_turns: the task's checks expect
+    # the calls of every turn, and the script's end is the user's stop.
+    scripted = task.follow_ups is not None
     turns = 0
     step = 0
     stop_reason = ""
@@ -144,15 +156,21 @@ async def run_episode(
         turns = 1
         while True:
             answered = False
+            turn_start = step
+            # A turn that expects several calls in one reply may make them all, whatever max_calls_per_step.
+            max_calls = min(MAX_CALLS, max(cfg.max_calls_per_step, expected.get(turns, 0)))
             for _ in range(cfg.max_steps):
                 stage = "agent"
                 must_answer = step == answer_step
+                require = first_call if step == 0 else (ANY_TOOL if step == turn_start and turns in forced_turns
+                                                        else None)
                 msg, _raw = await agent_step(pool, messages, tools, seed=sub_seed(seed, "agent", step),
-                                             usage=usage, mode=tool_calling,
-                                             require_tool=first_call if step == 0 else None, free_text=text,
-                                             max_calls=cfg.max_calls_per_step, answer_only=must_answer,
+                                             usage=usage, mode=tool_calling, require_tool=require, free_text=text,
+                                             max_calls=max_calls, answer_only=must_answer,
                                              bad_words=cfg.answer_bad_words)
-                if must_answer:
+                if require == ANY_TOOL and step > 0 and cfg.grounded_answer_after_call:
+                    answer_step = step + 1
+                if must_answer and forced_answer is None:
                     forced_answer = step
                 step += 1
                 messages.append(msg)
@@ -178,7 +196,7 @@ async def run_episode(
                     step += 1
                     messages.append(msg)
                 break
-            if turns >= cfg.max_turns:
+            if turns >= cfg.max_turns and not scripted:
                 stop_reason = "max_turns"
                 break
             stage = "user_sim"

@@ -9,6 +9,9 @@ A coding task opens with its problem's request word for word (``verbatim_opening
 simulator: the judge runs that problem's tests, so the agent must be asked exactly what they test. In a default
 run the 135M simulator opened coding tasks with "Hello, I am a human," or "What do you want to know about
 Python?" and never passed the request on.
+
+A task code built (synth.tasks.kinds) has its later messages scripted as well (``TaskRecord.follow_ups``): the user
+says them in turn and then ends the episode, with no simulator call.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from synth.schemas.usage import UsageByRole
 from synth.sim.world import sub_seed
 
 OPENING_CUE = "Write your first message to the assistant now."
+SCRIPT_DONE = "Thanks, that's all."
+"""The stop of a scripted conversation (not added to the transcript: a stop ends the episode)."""
 
 
 class UserReply(BaseModel):
@@ -99,6 +104,11 @@ class UserSimulator:
         """The user's message for ``turn`` (0 = opening). Raises ``ReplyInvalid`` on an unusable reply."""
         if turn == 0 and (opening := verbatim_opening(self.task)) is not None:
             return UserReply(message=opening, stop=False)
+        if turn > 0 and self.task.follow_ups is not None:
+            # Code scripted the whole conversation (synth.tasks.kinds): its next message, or the end of it.
+            if turn <= len(self.task.follow_ups):
+                return UserReply(message=self.task.follow_ups[turn - 1], stop=False)
+            return UserReply(message=SCRIPT_DONE, stop=True)
         schema = UserReply.model_json_schema()
         props = schema["properties"]["message"]
         props["maxLength"] = min(props["maxLength"], reply_chars(self.pool, "user_sim"))

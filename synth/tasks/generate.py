@@ -19,11 +19,14 @@ from synth.prompts import render
 from synth.schemas import ids
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Difficulty, RowError, TaskRecord
+from synth.schemas.rubric import Rubric
 from synth.schemas.usage import UsageByRole
 from synth.sim.tool_sim import RUN_PYTHON
 from synth.tasks.build import DraftInvalid, build_rubric, tool_index
 from synth.tasks.draft import ExpectedCall, TaskDraft, draft_json_schema
 from synth.tasks.grounded import code_opening, ground_call, state_values
+from synth.tasks.kinds import Built, Reworded, build, code_kind, reword_ok, tools_of
+from synth.tasks.phrasing import Said
 from synth.tasks.rubrics import RubricLibrary, default_library
 
 log = logging.getLogger(__name__)
@@ -67,14 +70,19 @@ async def generate_task(
     library: RubricLibrary | None = None,
     grounded_opening: Literal["generated", "code"] = "generated",
     grounded_draft: Literal["generated", "code"] = "generated",
+    reword: float = 0.0,
 ) -> TaskRecord:
-    """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric.
+    """Ask the generator for one task of ``difficulty`` for ``agent`` and attach its rubric; a kind code builds
+    (synth.tasks.kinds) is built by ``kind_task`` instead, ``reword`` the share of them the generator rewords.
 
     ``grounded_opening``: for a grounded task, the user's opening is the generator's request with the values added
     (generated) or written by code from the tool's description (code; see synth.tasks.grounded.code_opening).
     ``grounded_draft="code"`` (with a code opening): a grounded task is built with no generator call at all
     (``_code_task``); a task code cannot ground still asks the generator."""
     library = library or default_library()
+    if code_kind(difficulty) is not None:
+        return await kind_task(agent, difficulty, pool, seed=seed, index=index, usage=usage, library=library,
+                               reword=reword)
     template = library.template(difficulty)
     tools = _tools_for_prompt(agent)
     names = [t["name"] for t in tools if t["name"]]
@@ -198,3 +206,59 @@ async def _code_task(row: TaskRecord, agent: AgentRecord, grounded: ExpectedCall
         log.info("task %s: %s", row.id, note)
     row.model = await pool.model()
     return row
+
+
+REWORD_MAX_TOKENS = 160
+"""A request of one or two sentences: more only lets a small model ramble."""
+
+
+async def kind_task(agent: AgentRecord, kind: str, pool: LLMPool, *, seed: int, index: int,
+                    usage: UsageByRole | None = None, library: RubricLibrary | None = None,
+                    reword: float = 0.0) -> TaskRecord:
+    """A task of a kind code builds (synth.tasks.kinds): code's request, scripted follow-ups (the user ends the
+    episode after them), the template's criteria and the kind's checks; no generator call unless the request is
+    reworded (a ``reword`` share of them), and a rewording code cannot read every value back from is dropped."""
+    library = library or default_library()
+    task_seed = sample_seed(agent.id, index, kind, seed)
+    row = TaskRecord(id=task_id(agent, index, kind, seed), seed=seed, agent_id=agent.id, difficulty=kind)  # type: ignore[arg-type]
+    built = build(agent, kind, task_seed)
+    if built is None:
+        row.error = RowError(kind="validation", message=f"{kind}: code cannot build this kind of task for agent "
+                             f"{agent.id} (its tools: {[t.name for t in tools_of(agent)]})")
+        row.model = await pool.model()
+        return row
+    row_usage = UsageByRole()
+    opening = built.opening
+    if built.calls and random.Random(task_seed + 2).random() < reword:
+        opening = await _reworded(built, library.template(kind).description, [t.name for t in tools_of(agent)],
+                                  pool, task_seed, row_usage) or opening
+    row.user_goal = row.opening = opening.text
+    row.follow_ups = [f.text for f in built.follow_ups]
+    row.persona = CODE_PERSONA
+    row.rubric = Rubric(criteria=library.base_criteria(kind), checks=built.checks)
+    row.usage = row_usage
+    if usage is not None:
+        usage.merge(row_usage)
+    row.model = await pool.model()
+    return row
+
+
+async def _reworded(built: Built, description: str, tool_names: list[str], pool: LLMPool, seed: int,
+                    usage: UsageByRole) -> Said | None:
+    said = built.opening
+    messages = [
+        {"role": "system", "content": render("task_gen", part="reword_system")},
+        {"role": "user", "content": render("task_gen", part="reword_user", request=said.text,
+                                           values=list(dict.fromkeys(said.surfaces)), kind=description)},
+    ]
+    try:
+        reply = await pool.structured(messages, Reworded, role="generator", seed=seed + 3, usage=usage,
+                                      max_tokens=REWORD_MAX_TOKENS)
+    except (ReplyInvalid, openai.BadRequestError) as exc:
+        log.info("rewording refused (%s): code's wording stays", exc)
+        return None
+    text = " ".join(reply.request.split())
+    if not reword_ok(text, said, tool_names):
+        log.info("rewording %r loses a value or names a tool: code's wording stays", text)
+        return None
+    return Said(text, said.surfaces)

@@ -23,7 +23,7 @@ MAX_GROUNDED_ARGUMENTS = 3
 """Arguments a grounded call fixes at most: required ones first; more only makes the request read like a form."""
 
 # Values for string parameters whose name says what they hold. Plain, common values a user would type.
-_NAMED_VALUES: dict[str, list[str]] = {
+NAMED_VALUES: dict[str, list[str]] = {
     "city": ["Lisbon", "Osaka", "Denver", "Nairobi", "Krakow", "Toronto", "Seville", "Melbourne"],
     "country": ["Portugal", "Japan", "Kenya", "Canada", "Chile", "Norway"],
     "name": ["Maria Lopez", "Kenji Sato", "Amara Obi", "Lukas Weber", "Priya Nair"],
@@ -40,7 +40,7 @@ _NAMED_VALUES: dict[str, list[str]] = {
     "url": ["https://example.com/pricing", "https://example.org/docs/start"],
     "title": ["Team sync", "Budget review", "Site launch"],
 }
-_ALIASES = {
+ALIASES = {
     "location": "city", "destination": "city", "origin": "city", "town": "city",
     "username": "name", "user": "name", "customer": "name", "recipient": "email", "owner": "name",
     "lang": "language", "tz": "timezone", "q": "query", "search": "query", "keyword": "query", "term": "query",
@@ -49,12 +49,12 @@ _ALIASES = {
 _ID_WORDS = ("id", "number", "code", "ref", "reference", "sku", "key")
 
 
-def _words(param: str) -> list[str]:
+def param_words(param: str) -> list[str]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", param)
     return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
 
 
-def _string_value(param: str, schema: dict[str, Any], rng: random.Random) -> str | None:
+def string_value(param: str, schema: dict[str, Any], rng: random.Random) -> str | None:
     fmt = schema.get("format")
     if fmt == "date":
         return (dt.date(2026, 1, 5) + dt.timedelta(days=rng.randrange(0, 300))).isoformat()
@@ -62,23 +62,23 @@ def _string_value(param: str, schema: dict[str, Any], rng: random.Random) -> str
         day = dt.datetime(2026, 1, 5, 9, 0) + dt.timedelta(days=rng.randrange(0, 300), hours=rng.randrange(0, 9))
         return day.isoformat(timespec="minutes")
     if fmt == "email":
-        return rng.choice(_NAMED_VALUES["email"])
+        return rng.choice(NAMED_VALUES["email"])
     if fmt in ("uri", "url"):
-        return rng.choice(_NAMED_VALUES["url"])
+        return rng.choice(NAMED_VALUES["url"])
     if schema.get("pattern"):
         return None  # a value that must match an arbitrary pattern is not guessed; the argument stays free
-    words = _words(param)
+    words = param_words(param)
     for word in reversed(words):
-        kind = word if word in _NAMED_VALUES else _ALIASES.get(word)
+        kind = word if word in NAMED_VALUES else ALIASES.get(word)
         if kind:
-            return rng.choice(_NAMED_VALUES[kind])
+            return rng.choice(NAMED_VALUES[kind])
     if words and words[-1] in _ID_WORDS:
         letters = "".join(w[0] for w in words[:-1]).upper()[:2] or "ID"
         return f"{letters}-{rng.randrange(1000, 9999)}"
     return None  # free text ("description", "notes"): a correct call need not repeat a wording
 
 
-def _number_value(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
+def number_value(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
     low = schema.get("minimum", schema.get("exclusiveMinimum", 0) + (1 if integer else 0.5))
     high = schema.get("maximum", schema.get("exclusiveMaximum", low + 100))
     if not isinstance(low, int | float) or not isinstance(high, int | float) or high < low:
@@ -99,11 +99,11 @@ def value_for(param: str, schema: dict[str, Any], rng: random.Random) -> Any | N
         if isinstance(kind, list):
             kind = next((k for k in kind if k != "null"), None)
         if kind == "string":
-            value = _string_value(param, schema, rng)
+            value = string_value(param, schema, rng)
         elif kind == "integer":
-            value = _number_value(schema, rng, integer=True)
+            value = number_value(schema, rng, integer=True)
         elif kind == "number":
-            value = _number_value(schema, rng, integer=False)
+            value = number_value(schema, rng, integer=False)
         elif kind == "boolean":
             value = rng.random() < 0.5
         else:
