@@ -1,6 +1,8 @@
 """The ``synth`` command line: one command per stage, ``pipeline`` for all of them, and the tools around them.
 
-Thin by design: every command loads the config, picks endpoints and calls one library function.
+Thin by design: every command loads the config, picks endpoints and calls one library function. Failures meet
+one boundary, ``run``: a ``SynthError`` (something the user can fix) prints as one message with what to do, and
+``--debug`` shows its traceback instead; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from synth.config import ConfigError, PipelineConfig, load_config
+from synth.config import PipelineConfig, load_config
+from synth.errors import SynthError
 
 app = typer.Typer(help="Manufacture tool-use training data for LLM agents (Kimi K2 style).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -32,21 +35,14 @@ RunOpt = Annotated[str | None, typer.Option("--run", help="Run name (runs/<run>/
 
 def _config(config: Path | None, overrides: list[str] | None, run: str | None = None) -> PipelineConfig:
     extra = [f"run={run}"] if run else []
-    try:
-        return load_config(config, [*(overrides or []), *extra])
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    return load_config(config, [*(overrides or []), *extra])
 
 
 _DEBUG = False  # set by --debug (see main)
 
 
-def _fail(exc: Exception) -> None:
-    if _DEBUG:
-        raise exc
-    console.print(f"[red]error:[/red] {escape(str(_root_cause(exc)))}")
-    raise typer.Exit(1) from None
+class StageFailed(SynthError):
+    """Every row of a stage failed: the run produced nothing, whatever else finished."""
 
 
 def _exit_if_all_failed(summaries: list) -> None:
@@ -56,24 +52,18 @@ def _exit_if_all_failed(summaries: list) -> None:
         started = s.failed if s.extra.get("budget_stop") else s.planned
         if started and s.ok == 0:
             kinds = ", ".join(f"{k}: {n}" for k, n in sorted(s.errors.items())) or "no rows"
-            console.print(f"[red]error:[/red] every row of stage {s.stage!r} failed ({kinds}); the rows keep the "
-                          f"server's replies and the errors: see runs/<run>/{s.stage}/")
-            raise typer.Exit(1)
+            raise StageFailed(f"every row of stage {s.stage!r} failed ({kinds})",
+                              hint=f"the rows keep the server's replies and the errors: see runs/<run>/{s.stage}/")
 
 
 def _stage(name: str, config: Path | None, overrides: list[str] | None, run: str | None) -> None:
     from synth.endpoints import endpoints_for
-    from synth.llm.client import EndpointUnavailable
     from synth.report.summary import stage_table
-    from synth.stages.fingerprint import StageSettingsChanged
-    from synth.stages.runner import StageIncomplete, run_stage
+    from synth.stages.runner import run_stage
 
     cfg = _config(config, overrides, run)
-    try:
-        with endpoints_for(cfg, keep_server=True) as endpoints:
-            summary = run_stage(name, cfg, endpoints)
-    except (EndpointUnavailable, StageIncomplete, StageSettingsChanged, FileNotFoundError) as exc:
-        _fail(exc)
+    with endpoints_for(cfg, keep_server=True) as endpoints:
+        summary = run_stage(name, cfg, endpoints)
     console.print(stage_table([summary]))
     _exit_if_all_failed([summary])
 
@@ -114,13 +104,9 @@ def tools_harvest(
                                              "(recorded in the report) instead of refusing.")] = False,
 ) -> None:
     """Install every server in tools_registry/mcp_servers.yaml in isolation and store its tools/list."""
-    from synth.runtime.sandbox import ConfinementUnavailable
     from synth.tools.harvest import run_harvest
 
-    try:
-        report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only, allow_unconfined=unconfined)
-    except ConfinementUnavailable as exc:
-        _fail(exc)
+    report = run_harvest(parallel=parallel, timeout_s=timeout_s, only=only, allow_unconfined=unconfined)
     console.print_json(data=report.summary())
 
 
@@ -148,14 +134,10 @@ def tools_stats(
 def dataset(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None) -> None:
     """Build the Hugging Face dataset (on disk, Parquet, TRL view, card) from judged trajectories."""
     from synth.stages.dataset import built_summary
-    from synth.stages.fingerprint import StageSettingsChanged
-    from synth.stages.runner import StageIncomplete, run_stage
+    from synth.stages.runner import run_stage
 
     cfg = _config(config, set_, run)
-    try:
-        summary = built_summary(run_stage("dataset", cfg, endpoints=[], progress=False))
-    except (StageIncomplete, StageSettingsChanged, FileNotFoundError) as exc:
-        _fail(exc)
+    summary = built_summary(run_stage("dataset", cfg, endpoints=[], progress=False))
     console.print_json(summary.model_dump_json())
 
 
@@ -167,21 +149,16 @@ def pipeline(
 ) -> None:
     """Run every stage in order, build the dataset, print the report."""
     from synth.endpoints import endpoints_for
-    from synth.llm.client import EndpointUnavailable
     from synth.pipeline import run_pipeline
     from synth.preflight import describe, preflight
     from synth.report.summary import print_report
-    from synth.stages.fingerprint import StageSettingsChanged
 
     cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
-    try:
-        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
-            cfg, pre = preflight(cfg, endpoints)
-            for line in describe(pre):
-                console.print(line)
-            report = run_pipeline(cfg, endpoints, preflight=pre)
-    except (EndpointUnavailable, StageSettingsChanged) as exc:
-        _fail(exc)
+    with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+        cfg, pre = preflight(cfg, endpoints)
+        for line in describe(pre):
+            console.print(line)
+        report = run_pipeline(cfg, endpoints, preflight=pre)
     print_report(report, Console())
     from synth.report.page import write_page
 
@@ -195,91 +172,99 @@ def improve(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds after the base model's eval (improve.rounds).")] = None,
     keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
-    results: Annotated[Path | None, typer.Option(help="Also write data_value.md/.json (base vs trained) here, "
-                                                 "e.g. bench/results.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Also write data_value.md/.json (the base against each "
+                                                 "optimizer's models) to this folder, e.g. bench/results.")] = None,
 ) -> None:
     """Expert iteration: rounds of generate -> accept -> train -> eval, with the curve per round (resumable)."""
     from synth.endpoints import endpoints_for
-    from synth.improve.loop import run_improve
-    from synth.improve.models import TrainElsewhere
-    from synth.llm.client import EndpointUnavailable
+    from synth.improve.loop import improve_root, run_improve
     from synth.preflight import preflight
 
     cfg = _config(config, [*(set_ or []), *([f"improve.rounds={rounds}"] if rounds else [])], run)
-    try:
-        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
-            cfg, _ = preflight(cfg, endpoints)
-            result = run_improve(cfg, endpoints)
-    except TrainElsewhere as exc:
-        jobs = sorted(exc.job.parent.glob("*.yaml"))
-        console.print("stopped before training (improve.train_here=false). Train on the other machine, from the "
-                      "project root with runs/ data beside it:\n" + "\n".join(
-                          f"  synth train --config {j}" for j in jobs)
-                      + f"\nthen copy each runs/.../train/<optimizer>/ folder back under {exc.out.parent} and run "
-                      "this command again.")
-        raise typer.Exit(0) from None
-    except (EndpointUnavailable, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+        cfg, _ = preflight(cfg, endpoints)
+        result = run_improve(cfg, endpoints)
+    if result.waiting:
+        console.print("stopped before training (improve.train_here=false). Where the GPU is, from the project root "
+                      "with each job's data beside it, run:\n" + "\n".join(f"  synth train --job {j}"
+                                                                            for j in result.waiting)
+                      + "\nthen copy each job's output_dir back to the same path here and run this command again.")
+        return
     for r in result.rounds:
         scores = ", ".join(f"{name}: valid {s.valid_call_rate}, pass {s.pass_rate}, judge {s.judge_score}"
                            for name, s in r.models.items())
         console.print(f"round {r.round}: train {r.train_trajectories} rows; {scores or r.note or 'no scores'}")
-    console.print(f"curve: {result.plot}; numbers: {cfg.run_dir / 'improve' / 'improve.json'}")
-    from synth.improve.data_value import write_data_value
+    console.print(f"curve: {result.plot}; numbers: {improve_root(cfg) / 'improve.json'}")
+    if results is not None:
+        from synth.improve.data_value import write_data_value
 
-    page = write_data_value(result, cfg, results or cfg.run_dir / "improve")
-    console.print(f"base vs trained: {page}")
+        console.print(f"base vs trained: {write_data_value(result, cfg, results)}")
 
 
 @app.command()
 def train(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
-    optimizer: Annotated[str | None, typer.Option(help="muonclip (default) or adamw (the baseline).")] = None,
-    name: Annotated[str | None, typer.Option(help="Output folder under runs/<run>/train/ (default: optimizer).")]
+    optimizer: Annotated[list[str] | None, typer.Option(
+        help="muonclip (default) or adamw (the baseline); repeatable, one job each (train.optimizers).")] = None,
+    name: Annotated[str | None, typer.Option(help="The job's folder under runs/<run>/train/ when there is one "
+                                             "optimizer (default: the optimizer).")] = None,
+    job: Annotated[Path | None, typer.Option(help="Train this job spec (YAML, e.g. runs/<run>/train/jobs/<name>"
+                                             ".yaml) alone, not the run's train stage; --set sets its fields.")]
     = None,
 ) -> None:
-    """Fine-tune a HF causal LM (default: the embedded SmolLM2) on the run's train split with MuonClip."""
-    from synth.train.data import DataError
-    from synth.train.trainer import train as run_train
+    """Fine-tune a HF causal LM (default: the embedded SmolLM2) on the run's train split: one job per optimizer."""
+    if job is not None:
+        from synth.train.job import load_job
+        from synth.train.trainer import train as run_job
 
-    extra = [*([f"train.optimizer={optimizer}"] if optimizer else []), *([f"train.name={name}"] if name else [])]
+        if config is not None or run is not None or optimizer or name:
+            from synth.train.job import JobError
+
+            raise JobError("--job trains the job file as it is: --config, --run, --optimizer and --name do not apply",
+                           hint="set the job's own fields with --set field=value, or edit the file")
+        done = run_job(load_job(job, set_))
+        console.print_json(done.model_dump_json(exclude={"log"}))
+        console.print(f"checkpoint: {done.checkpoint} (serve it with --chat-template {done.chat_template} "
+                      f"--tool-call-parser {done.tool_call_parser})")
+        return
+    from synth.stages.runner import run_stage
+
+    extra = [*([f"train.optimizers=[{', '.join(optimizer)}]"] if optimizer else []),
+             *([f"train.name={name}"] if name else [])]
     cfg = _config(config, [*(set_ or []), *extra], run)
-    try:
-        summary = run_train(cfg)
-    except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        _fail(exc)
-    console.print_json(summary.model_dump_json(exclude={"log"}))
-    console.print(f"checkpoint: {summary.checkpoint} (serve it with --chat-template {summary.chat_template} "
-                  f"--tool-call-parser {summary.tool_call_parser})")
+    summary = run_stage("train", cfg, endpoints=[])
+    for job_name, j in summary.extra.get("jobs", {}).items():
+        console.print(f"{job_name}: {j['steps']} steps, loss {j['first_loss']} -> {j['last_loss']}, checkpoint "
+                      f"{j['checkpoint']}")
+    _exit_if_all_failed([summary])
 
 
 @app.command(name="eval")
 def eval_(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="'base', a name under runs/<run>/train/, or a checkpoint folder (repeatable); "
-        "default: base and every trained model of the run.")] = None,
+        "--model", "-m", help="'base', a job of the run's train stage, or a checkpoint folder (repeatable); "
+        "default: base and every trained job of the run.")] = None,
     keep_server: Annotated[bool, typer.Option(help="Leave a server this command started running.")] = False,
 ) -> None:
     """Run the held-out tasks with each model as the agent; valid calls, code checks and judge score side by side."""
-    from synth.endpoints import endpoints_for
-    from synth.evaluate.run import evaluate_models, resolve_models
-    from synth.llm.client import EndpointUnavailable
-    from synth.serve.server import ServerError
+    import json
 
-    cfg = _config(config, set_, run)
-    try:
-        models = resolve_models(cfg, model)
-        with endpoints_for(cfg, keep_server=keep_server) as endpoints:
-            summary = evaluate_models(cfg, endpoints, models)
-    except (EndpointUnavailable, ServerError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+    from synth.endpoints import endpoints_for
+    from synth.stages.eval import eval_summary
+    from synth.stages.runner import run_stage
+
+    cfg = _config(config, [*(set_ or []), *([f"eval.models={json.dumps(model)}"] if model else [])], run)
+    with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+        done = run_stage("eval", cfg, endpoints)
+    card = run_stage("card", cfg, endpoints=[], progress=False)  # the dataset card shows the new scores
+    summary = eval_summary(done)
     for name, m in summary.models.items():
         o = m.overall
         console.print(f"{name}: valid calls {o.valid_call_rate:.0%} ({o.calls_valid}/{o.calls_attempted}), "
                       f"checks passed {o.pass_rate:.0%} ({o.checks_passed}/{o.checked_episodes}), "
                       f"judge {o.judge_score:.2f} over {o.episodes} episodes")
-    console.print(f"table: {summary.table}; plots: {', '.join(summary.plots)}")
+    console.print(f"table: {summary.table}; plots: {', '.join(summary.plots)}; card: {card.extra.get('card')}")
 
 
 @app.command()
@@ -297,16 +282,11 @@ def publish(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
 ) -> None:
     """Push the built dataset to the Hugging Face Hub; the token is read from HF_TOKEN."""
-    from synth.data.publish import PublishError
-    from synth.stages.fingerprint import StageSettingsChanged
-    from synth.stages.runner import StageIncomplete, run_stage
+    from synth.stages.runner import run_stage
 
     cfg = _config(config, [*(set_ or []), f"publish.repo_id={repo_id}", *(["publish.private=true"] if private else [])],
                   run)
-    try:
-        summary = run_stage("publish", cfg, endpoints=[], progress=False)
-    except (PublishError, StageIncomplete, StageSettingsChanged) as exc:
-        _fail(exc)
+    summary = run_stage("publish", cfg, endpoints=[], progress=False)
     again = " (this dataset was pushed to this repo before; nothing sent)" if summary.resumed else ""
     console.print(f"published: {summary.extra['url']}{again}")
 
@@ -324,10 +304,7 @@ def serve(
     if stop:
         console.print("stopped" if server.stop(cfg.embedded) else "no embedded server was running")
         return
-    try:
-        pid = server.start(cfg.embedded)
-    except server.ServerError as exc:
-        _fail(exc)
+    pid = server.start(cfg.embedded)
     console.print(f"embedded server healthy at {server.base_url(cfg.embedded)} (pid {pid}); "
                   f"log: {server.log_path(cfg.embedded)}")
     if foreground:
@@ -385,25 +362,31 @@ def install_term_handler() -> None:
     signal.signal(signal.SIGTERM, _terminated)
 
 
-def run() -> None:
-    """The console entry point: any failure is one message naming what went wrong; ``--debug`` shows the
-    traceback instead. A SIGTERM (kill, a job scheduler's stop) unwinds like Ctrl-C, so what it started stops."""
-    install_term_handler()
+def _app_unwrapped() -> None:
+    """``app()``, with a SynthError that Ray's task wrapper or an exception group carries raised as itself: its
+    own message, not the wrapper's text with the remote traceback. Anything else passes unchanged."""
     try:
         app()
     except Exception as exc:
+        cause = _root_cause(exc)
+        if cause is exc or not isinstance(cause, SynthError) or _DEBUG:
+            raise
+        raise cause from None
+
+
+def run() -> None:
+    """The console entry point and the one error boundary: a ``SynthError`` is one message saying what was wrong
+    and what to do (``--debug`` shows its traceback instead); any other exception is a bug and shows its
+    traceback. A SIGTERM (kill, a job scheduler's stop) unwinds like Ctrl-C, so what it started stops."""
+    install_term_handler()
+    try:
+        _app_unwrapped()
+    except SynthError as err:
         if _DEBUG:
             raise
-        cause = _root_cause(exc)
-        if isinstance(cause, OSError) and cause.filename:
-            console.print(f"[red]error:[/red] cannot use {escape(str(cause.filename))}: {cause.strerror}. If it is "
-                          "under the runs folder, point runs_dir at a writable one (--set runs_dir=DIR).")
-            sys.exit(1)
-        lines = str(cause).strip().splitlines()
-        shown = "\n".join(lines[:20]) + ("\n..." if len(lines) > 20 else "")
-        console.print(f"[red]error:[/red] {type(cause).__name__}: {escape(shown)}")
-        console.print("(run again with --debug for the full traceback)")
-        sys.exit(1)
+        console.print(f"[red]error:[/red] {escape(err.describe())}")
+        sys.exit(err.exit_code)
+
 
 @app.command()
 def bfcl(

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from synth.errors import SynthError
 from synth.paths import PIPELINES
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used; the message says which field and what to do."""
+class ConfigError(SynthError, ValueError):
+    """A config that cannot be used; the message says which field and what was given."""
+
+    hint = "fix that field in the YAML file (--config) or in the --set override, then run the command again"
+    exit_code = 2  # as click's own usage errors: the command line or its config was wrong, nothing ran
 
 
 class Strict(BaseModel):
@@ -367,16 +371,10 @@ class QuotaConfig(Strict):
     tokens_left: int | None = Field(default=None, description="Internal: tokens a stage may still spend.")
 
 
-class TrainConfig(Strict):
-    """``synth train``: full fine-tuning of a Hugging Face causal LM on the run's train split."""
+class TrainSettings(Strict):
+    """How one training job steps: the optimizer's hyper-parameters, the schedule and where it runs. The
+    pipeline's ``train`` section and a training job spec (``synth.train.job.TrainJob``) share them."""
 
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
-                             description="Output folder runs/<run>/train/<name>/; None: the optimizer's name.")
-    base_model: Path | None = Field(default=None, description="HF checkpoint to start from; None: embedded SmolLM2.")
-    data_files: list[Path] = Field(default_factory=list, description="Parquet files with messages/tools to train "
-                                   "on instead of the run's dataset (no held-out filter without task_id).")
-    optimizer: Literal["muonclip", "adamw"] = Field(default="muonclip",
-                                                    description="muonclip: synth.optim.MuonClip; adamw: baseline.")
     lr: float = Field(default=1e-4, gt=0, description="Peak learning rate of AdamW (the baseline, and MuonClip's "
                       "AdamW group: embeddings, norms, output head).")
     muon_lr: float | None = Field(default=None, gt=0, description="Peak learning rate of MuonClip's matrices; "
@@ -408,15 +406,54 @@ class TrainConfig(Strict):
         "scores per layer), off on CUDA (flex attention keeps no score matrix).")
 
 
-class EvalConfig(Strict):
-    """``synth eval``: held-out tasks as full episodes, the model under test as the agent (native tool calls)."""
+Optimizer = Literal["muonclip", "adamw"]
+RUN_NAME = r"^[A-Za-z0-9_.-]+$"
+RunName = Annotated[str, StringConstraints(pattern=RUN_NAME)]
 
-    models: list[str] = Field(default_factory=list, description="Models to evaluate: 'base', a name under "
-                              "runs/<run>/train/, or a checkpoint path; empty: base + every trained checkpoint.")
+
+class TrainConfig(TrainSettings):
+    """The ``train`` stage: one training job per optimizer (and seed replicate) on the run's train split, each a
+    full fine-tune of a Hugging Face causal LM."""
+
+    optimizers: list[Optimizer] = Field(
+        default_factory=lambda: ["muonclip"], min_length=1,
+        description="One job per optimizer, on the same data: muonclip (synth.optim.MuonClip) or adamw (the "
+        "baseline).")
+    name: str | None = Field(default=None, pattern=RUN_NAME,
+                             description="The job's output folder runs/<run>/train/<name>/ when there is one "
+                             "optimizer; None: the optimizer's name.")
+    base_model: Path | None = Field(default=None, description="HF checkpoint to start from; None: embedded SmolLM2.")
+    replicates: int = Field(default=0, ge=0, description="Extra jobs per optimizer with the next seeds (seed + 1, "
+                            "+ 2, ...), named <optimizer>-seed<seed>.")
+    data_runs: list[RunName] = Field(
+        default_factory=list, description="Other runs (names under runs_dir) whose dataset stage every job also "
+        "trains on, besides this run's (synth improve: the earlier rounds).")
+    here: bool = Field(
+        default=True, description="Train on this machine. false: write each unfinished job's spec to "
+        "runs/<run>/train/jobs/<name>.yaml and stop; run `synth train --job <file>` where the GPU is, copy its "
+        "output folder back to runs/<run>/train/<name>/, and run again: a copied checkpoint of the same job "
+        "counts as finished.")
+
+    @model_validator(mode="after")
+    def _one_name_one_job(self) -> TrainConfig:
+        if self.name is not None and len(self.optimizers) > 1:
+            raise ValueError(f"train.name names one job's folder, but train.optimizers lists {self.optimizers}: "
+                             "leave the name unset (each job is named by its optimizer)")
+        return self
+
+
+class EvalConfig(Strict):
+    """The ``eval`` stage: the held-out tasks the dataset recorded, as full episodes, each model under test as the
+    agent (native tool calls)."""
+
+    models: list[str] = Field(default_factory=list, description="Models to evaluate: 'base', a job of the run's "
+                              "train stage, or a checkpoint folder; empty: base + every trained job.")
     base_model: Path | None = Field(default=None, description="Checkpoint of 'base'; None: embedded SmolLM2.")
-    heldout_share: float | None = Field(default=None, ge=0, lt=1,
-                                        description="Share of tasks held out (by task id); None: dataset's.")
-    max_tasks: int | None = Field(default=None, ge=1, description="Evaluate at most this many held-out tasks.")
+    tasks_from: str | None = Field(
+        default=None, pattern=RUN_NAME, description="A run (its name under runs_dir) whose dataset's held-out "
+        "tasks are scored instead of this run's (synth improve scores round 1's in every round); None: this run's.")
+    max_tasks: int | None = Field(default=None, ge=1, description="Evaluate at most this many held-out tasks (the "
+                                  "first by id).")
     port: int = Field(default=8766, ge=1024, le=65535, description="Port the model under test is served on.")
     kv_cache_gb: int = Field(default=2, ge=1, description="KV cache of the server of the model under test.")
     concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
@@ -426,25 +463,22 @@ class EvalConfig(Strict):
                                    "closes a rambling reply in native mode); None: llm.max_tokens.")
 
 
-_SET_BY_LOOP = {"optimizer", "name", "data_files"}
-
-
 class ImproveConfig(Strict):
     """``synth improve``: rounds of generate -> accept -> train -> eval (expert iteration)."""
 
     rounds: int = Field(default=2, ge=1, description="Generate/train/eval rounds after the base model's eval.")
-    optimizers: list[Literal["muonclip", "adamw"]] = Field(
-        default_factory=lambda: ["muonclip"],
-        description="Optimizers trained each round on the same data; the first one's model generates the next "
-        "round's data (the others are baselines).")
+    optimizers: list[Optimizer] = Field(
+        default_factory=lambda: ["muonclip"], min_length=1,
+        description="Optimizers trained each round on the same data (the round's train.optimizers); the first "
+        "one's model generates the next round's data (the others are baselines).")
     agents_per_round: int | None = Field(default=None, ge=1, description="New agents each round; None: agents.count.")
     cumulative: bool = Field(default=True, description="Train each round on the train splits of every round so "
                              "far (expert iteration keeps its data), not only the newest.")
     train_here: bool = Field(
-        default=True, description="Train on this machine. false: at a training step whose checkpoint is not "
-        "finished, write its job (improve/round-<k>/train-jobs/<optimizer>.yaml, a config for `synth train`) and "
-        "stop; train it on a GPU machine, copy its runs/.../train/<optimizer>/ folder back, and run `synth "
-        "improve` again: a copied checkpoint of the same base, data and settings counts as finished.")
+        default=True, description="Train on this machine (the round's train.here). false: at a round whose "
+        "checkpoints are not finished, write each job's spec (improve/round-<k>/train/jobs/<name>.yaml) and stop; "
+        "run `synth train --job <file>` on a GPU machine, copy its output folder back, and run `synth improve` "
+        "again: a copied checkpoint of the same job counts as finished.")
     replicates: int = Field(
         default=0, ge=0, description="Extra training seeds of the last round's models (the round's seed + 1, "
         "+ 2, ...), trained and scored like the round's own and named <optimizer>-seed<seed>. One seed's score on "
@@ -461,12 +495,12 @@ class ImproveConfig(Strict):
         for k, settings in value.items():
             if k < 1:
                 raise ValueError(f"round {k}: rounds are numbered from 1 (round 0 only evaluates the base model)")
-            allowed = set(TrainConfig.model_fields) - _SET_BY_LOOP
+            allowed = set(TrainSettings.model_fields)
             unknown = sorted(set(settings) - allowed)
             if unknown:
-                raise ValueError(f"round {k}: {unknown} cannot be set for one round (the loop sets the optimizer, "
-                                 f"name and data of each run); valid: {sorted(allowed)}")
-            TrainConfig.model_validate(settings)  # each value checked as train.* checks it
+                raise ValueError(f"round {k}: {unknown} cannot be set for one round (the loop sets the optimizers, "
+                                 f"names, seeds and data of each round's jobs); valid: {sorted(allowed)}")
+            TrainSettings.model_validate(settings)  # each value checked as train.* checks it
         return value
 
 
@@ -548,7 +582,8 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
     """Load ``path`` (default ``pipelines/default.yaml``) and apply ``a.b=value`` overrides."""
     path = Path(path) if path else PIPELINES / "default.yaml"
     if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; pass --config with a YAML file (see pipelines/)")
+        raise ConfigError(f"config file {path} does not exist",
+                          hint="pass --config with a YAML file (pipelines/ holds examples)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -557,7 +592,8 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     for item in overrides or []:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.field=value, e.g. agents.count=10")
+            raise ConfigError(f"override {item!r} is not section.field=value",
+                              hint="write each --set as section.field=value, e.g. --set agents.count=10")
         key, raw = item.split("=", 1)
         _set_path(data, key.strip(), raw.strip())
     try:

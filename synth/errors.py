@@ -11,6 +11,7 @@ class SynthError(Exception):
     """Something the user can fix. ``str(err)`` says what was wrong; ``hint`` says what to do about it."""
 
     hint: str = ""
+    exit_code: int = 1  # the CLI's exit status for this error (a config error exits 2, as argument errors do)
 
     def __init__(self, message: str = "", *, hint: str | None = None) -> None:
         super().__init__(message)

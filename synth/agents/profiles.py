@@ -8,9 +8,16 @@ from functools import cache
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from synth.errors import SynthError
 from synth.paths import RUBRICS
 
 PROFILES_FILE = RUBRICS / "agent_profiles.yaml"
+
+
+class ProfilesError(SynthError, ValueError):
+    """The agent profile file cannot be used; the message names the file and what is wrong in it."""
+
+    hint = f"fix {PROFILES_FILE.name} (`git checkout rubrics/` restores the shipped file)"
 
 
 class ProfileSpace(BaseModel):
@@ -31,8 +38,8 @@ class Profile(BaseModel):
 def load_space() -> ProfileSpace:
     try:
         return ProfileSpace.model_validate(yaml.safe_load(PROFILES_FILE.read_text()))
-    except ValidationError as exc:
-        raise ValueError(f"{PROFILES_FILE} is invalid: {exc}") from exc
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise ProfilesError(f"{PROFILES_FILE} is invalid: {exc}") from exc
 
 
 def draw_profile(rng: random.Random) -> Profile:

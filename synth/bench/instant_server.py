@@ -34,11 +34,19 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from synth.errors import SynthError
+
 MODEL = "instant"
 _TEXT = ("the order ships today and the account holds two items while the user asks for a refund on the "
          "blue lamp from last week so please check the status then confirm the date and the total")
 _WORDS = _TEXT.split(" ")
 _MAX_DEPTH = 6
+
+
+class InstantServerError(SynthError, RuntimeError):
+    """The instant server did not come up: it exited, or never answered /health."""
+
+    hint = "another process may hold the port: pick another --port (the message has the server's own error)"
 
 
 class Unsatisfiable(ValueError):
@@ -277,7 +285,7 @@ def start(port: int, delay_ms: float = 0.0, host: str = "127.0.0.1", timeout_s: 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"instant server on port {port} exited with {proc.returncode}: "
+            raise InstantServerError(f"instant server on port {port} exited with {proc.returncode}: "
                                f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
         try:
             with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2):
@@ -285,7 +293,7 @@ def start(port: int, delay_ms: float = 0.0, host: str = "127.0.0.1", timeout_s: 
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError(f"instant server on port {port} did not answer /health within {timeout_s:.0f}s")
+    raise InstantServerError(f"instant server on port {port} did not answer /health within {timeout_s:.0f}s")
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -25,6 +25,7 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel
 
 from synth.config import EmbeddedConfig
+from synth.errors import SynthError
 from synth.machine import machine_info
 from synth.paths import REPO_ROOT
 from synth.serve import server
@@ -33,6 +34,10 @@ from synth.serve.cpu import choose_dtype, read_cpu_info
 MIX = REPO_ROOT / "bench" / "requests" / "default_mix.jsonl"
 FREE = [{"role": "user", "content": f"Write a short paragraph about {t}."} for t in
         ("trains", "volcanoes", "bread", "chess", "rivers", "owls", "tea", "bridges")]
+
+
+class BenchSetupError(SynthError):
+    """The benchmark cannot start: no recorded requests, or a port it needs is taken."""
 
 
 class Variant(BaseModel):
@@ -45,7 +50,8 @@ class Variant(BaseModel):
 def load_mix(path: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
-        raise SystemExit(f"{path} holds no requests; record some with SYNTH_RECORD_REQUESTS=<file> synth pipeline")
+        raise BenchSetupError(f"{path} holds no requests",
+                              hint="record some with SYNTH_RECORD_REQUESTS=<file> synth pipeline")
     random.Random(seed).shuffle(rows)
     return [rows[i % len(rows)] for i in range(n)]
 
@@ -95,7 +101,7 @@ async def _round(url: str, mix: list[dict[str, Any]], concurrency: int) -> dict[
 def _start(v: Variant, kv_gb: int) -> EmbeddedConfig:
     cfg = EmbeddedConfig(port=v.port, dtype=v.dtype, preload_tcmalloc=v.preload_tcmalloc, kv_cache_gb=kv_gb)  # type: ignore[arg-type]
     if server.is_healthy(cfg):
-        raise SystemExit(f"port {v.port} is taken by a running server; stop it or pick --base-port")
+        raise BenchSetupError(f"port {v.port} is taken by a running server", hint="stop it or pick --base-port")
     server.start(cfg)
     return cfg
 

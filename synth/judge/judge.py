@@ -55,6 +55,8 @@ SUMMARY_TOKENS = 30 + SUMMARY_MAX_CHARS
 class RequestRejected(ReplyInvalid):
     """The server refused the judge request (e.g. prompt plus reply longer than its context): a bad row."""
 
+    hint = "serve the judge's model with a longer context (embedded.max_model_len) or lower rollouts.max_turns"
+
 
 def judge_json_schema(criteria: list[Criterion]) -> dict[str, Any]:
     """JudgeReply's schema with one score slot per criterion, in rubric order.
@@ -238,7 +240,6 @@ def _failed(reason: str, checks: list[CheckResult] | None = None, **extra: Any) 
 
 OUTCOME_KINDS = ("state_equals", "final_mentions", "calls_in_one_turn", "answers_without_call")
 # answers_without_call: a task no tool can serve (synth.tasks.kinds) is done by answering without a call.
-
 
 
 def verifies_outcome(rubric: Rubric) -> bool:

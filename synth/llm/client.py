@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from tenacity import (
 )
 
 from synth.config import EndpointConfig, LLMConfig
+from synth.errors import SynthError
 from synth.schemas.usage import Role, Usage, UsageByRole
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,23 @@ RAW_CAP = 20_000  # characters of a bad reply kept in its row
 HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
 
 
-class EndpointUnavailable(RuntimeError):
+class EndpointUnavailable(SynthError, RuntimeError):
     """No endpoint answered after every retry: connections refused, or timeouts on a server whose /health fails."""
 
+    hint = ("start the embedded server with `make serve` (or `synth serve`), or point SYNTH_BASE_URL / "
+            "llm.endpoints at a running OpenAI-compatible server")
 
-class RequestTimedOut(RuntimeError):
+
+class RequestTimedOut(SynthError, RuntimeError):
     """A healthy server did not finish this one request within its (already extended) deadlines.
 
     Not the stage's end: the server is slow, not dead, so the runner records the row's error and goes on.
     """
 
+    hint = "on a slow server raise llm.timeout_s, or lower llm.max_tokens or the endpoint's max_concurrency"
 
-class ReplyInvalid(ValueError):
+
+class ReplyInvalid(SynthError, ValueError):
     """The model answered, but its reply does not fit the schema. Carries the raw output for the row.
 
     The raw output is capped (``RAW_CAP`` characters, the cut and the full length said at its end): a server that
@@ -58,8 +65,10 @@ class ReplyInvalid(ValueError):
     """
 
     kind = "validation"
+    hint = ("the model could not write a reply of this schema: serve a stronger model, or raise llm.max_tokens "
+            "when the reply was cut off")
 
-    def __init__(self, message: str, raw: str | None) -> None:
+    def __init__(self, message: str, raw: str | None = None) -> None:  # raw optional: unpickling passes args only
         super().__init__(message)
         self.raw = cap_raw(raw)
 
@@ -69,6 +78,8 @@ class ReplyMalformed(ReplyInvalid):
     number): the row keeps what it sent, and the message says what was wrong with it."""
 
     kind = "malformed"
+    hint = ("the URL answers, but not as an OpenAI-compatible chat server: check llm.endpoints / SYNTH_BASE_URL "
+            "(a base URL ending in /v1)")
 
 
 def cap_raw(raw: str | None, cap: int | None = None) -> str | None:
@@ -138,6 +149,12 @@ class _Attempts:
     errors: list[str] = field(default_factory=list)
 
 
+def cooldown_s(failures: int) -> float:
+    """How long a failed endpoint's routing penalty lasts after ``failures`` failures in a row: 2 s after one,
+    doubling with each more, at most 60 s."""
+    return min(60.0, 2.0**failures)
+
+
 @dataclass
 class _Endpoint:
     config: EndpointConfig
@@ -145,15 +162,16 @@ class _Endpoint:
     semaphore: asyncio.Semaphore
     assigned: int = 0  # requests routed here and not finished: in flight or waiting for the semaphore
     failures: int = 0  # in a row, since the last success
-    failed_at: float = 0.0  # time.monotonic() of the last failure
+    failed_at: float = 0.0  # clock() of the last failure
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def load(self) -> float:
         # Counted from the moment of routing, not of sending, so a burst spreads over endpoints; recent failures
         # count extra so a dead endpoint is tried last while others answer. The penalty lapses after a cool-down
-        # that doubles with each failure in a row (2 s, 4 s, ... 60 s): a replica that comes back is tried again
-        # even while the others are idle, and a dead one costs one probe per cool-down.
-        recent = time.monotonic() - self.failed_at < min(60.0, 2.0**self.failures)
+        # (``cooldown_s``): a replica that comes back is tried again even while the others are idle, and a dead
+        # one costs one probe per cool-down.
+        recent = self.clock() - self.failed_at < cooldown_s(self.failures)
         return (self.assigned + (4 * self.failures if recent else 0)) / self.config.max_concurrency
 
 
@@ -174,9 +192,15 @@ _VERBATIM = ("response_format", "tools", "tool_choice")
 class LLMPool:
     """Load-balanced chat completions with retries, structured outputs and per-role usage."""
 
-    def __init__(self, endpoints: list[EndpointConfig], config: LLMConfig | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: list[EndpointConfig],
+        config: LLMConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not endpoints:
-            raise ValueError("LLMPool needs at least one endpoint; set llm.endpoints or SYNTH_BASE_URL")
+            raise EndpointUnavailable("no LLM endpoint is configured")
         self.config = config or LLMConfig()
         self.timeout_s = self.config.timeout_s or FALLBACK_TIMEOUT_S
         self._endpoints = [
@@ -185,6 +209,7 @@ class LLMPool:
                 # Retries are ours (they can move to another endpoint), so the client's own are off.
                 client=AsyncOpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=self.timeout_s),
                 semaphore=asyncio.Semaphore(ep.max_concurrency),
+                clock=clock,  # what failure cool-downs are measured on
             )
             for ep in endpoints
         ]
@@ -214,11 +239,7 @@ class LLMPool:
         return self._model
 
     def _unavailable_message(self, errors: list[str]) -> str:
-        return (
-            "no LLM endpoint answered:\n  " + "\n  ".join(errors)
-            + "\nStart the embedded server with `make serve` (or `synth serve`), or point SYNTH_BASE_URL / "
-            "llm.endpoints at a running OpenAI-compatible server."
-        )
+        return "no LLM endpoint answered:\n  " + "\n  ".join(errors)
 
     def _pick(self) -> _Endpoint:
         return min(self._endpoints, key=lambda ep: ep.load)
@@ -270,16 +291,14 @@ class LLMPool:
                             else:
                                 state.down += 1
                                 ep.failures += 1
-                                ep.failed_at = time.monotonic()
+                                ep.failed_at = ep.clock()
                         raise
                     ep.failures = 0
         except RetryError as exc:
             if state.last_slow:
                 raise RequestTimedOut(
                     f"the server answers /health but did not finish this request within {deadline:.0f}s "
-                    f"({state.slow} timeouts; max_tokens={params.get('max_tokens')}). The row is recorded as an "
-                    "error and the stage goes on; on a slow CPU raise llm.timeout_s or lower llm.max_tokens or "
-                    "the endpoint's max_concurrency."
+                    f"({state.slow} timeouts; max_tokens={params.get('max_tokens')})"
                 ) from exc
             raise EndpointUnavailable(self._unavailable_message(state.errors[-len(self._endpoints) * 2:])) from exc
         choice, got = _parse_completion(response.parsed, response.text)

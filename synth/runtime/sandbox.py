@@ -43,6 +43,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
+from synth.errors import SynthError
 from synth.paths import REPO_ROOT
 from synth.runtime import check_runner
 
@@ -52,8 +53,10 @@ OUTPUT_LIMIT = 64_000
 _UID_RANGE = (1_000_000, 2_000_000)
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SynthError, RuntimeError):
     """The sandbox could not be set up; the code was NOT run (never falls back to running it unconfined)."""
+
+    hint = "run as root on Linux with util-linux's unshare installed, as the container and CI do"
 
 
 class SandboxUnavailable(SandboxError):
@@ -646,7 +649,7 @@ def check_python(
     _require()
     try:
         expected = len(check_runner.split_tests(tests))
-    except check_runner.TestSplitError:
+    except check_runner.SplitError:
         expected = 0  # the runner reports why; the check can't pass
     nonce = secrets.token_hex(16)
     # The runner keeps a margin inside the wall limit, so its verdict (with per-test timeouts) gets out.
@@ -783,9 +786,9 @@ def isolation(allow_unconfined: bool = False) -> str:
         return "confined"
     if not allow_unconfined:
         raise ConfinementUnavailable(
-            f"third-party MCP servers can't be confined here ({why}); run as root on Linux (as the container and "
-            "CI do), or allow unconfined servers explicitly (rollouts.allow_unconfined=true, harvest "
-            "--unconfined): the run report then says they ran unconfined"
+            f"third-party MCP servers can't be confined here ({why})",
+            hint="run as root on Linux (as the container and CI do), or allow unconfined servers explicitly "
+            "(rollouts.allow_unconfined=true, harvest --unconfined): the run report then says they ran unconfined",
         )
     logging.getLogger(__name__).warning("MCP servers run UNCONFINED, as allowed (%s)", why)
     return "unconfined"

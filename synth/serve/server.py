@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from synth.config import EmbeddedConfig
+from synth.errors import SynthError
 from synth.paths import cache_dir
 from synth.serve.checkpoint import MODEL_NAME, ensure_checkpoint
 from synth.serve.cpu import choose_dtype, read_cpu_info, server_env
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 SERVED_NAME = MODEL_NAME.lower()
 
 
-class ServerError(RuntimeError):
-    pass
+class ServerError(SynthError, RuntimeError):
+    """The embedded vLLM server could not be started or used: the message names the folder, port or log."""
+
+    hint = "read the server's log (named above); `synth serve` starts it on its own, to try again"
 
 
 def base_url(cfg: EmbeddedConfig) -> str:
@@ -134,8 +137,8 @@ def start(cfg: EmbeddedConfig) -> int:
 def _start(cfg: EmbeddedConfig) -> int:
     model_dir = Path(cfg.model_dir) if cfg.model_dir is not None else ensure_checkpoint()
     if not (model_dir / "config.json").exists():
-        raise ServerError(f"{model_dir} is not a Hugging Face checkpoint (no config.json); "
-                          "point embedded.model_dir at a folder written by save_pretrained")
+        raise ServerError(f"{model_dir} is not a Hugging Face checkpoint (no config.json)",
+                          hint="point embedded.model_dir at a folder written by save_pretrained")
     cpu = read_cpu_info()
     choice = choose_dtype(cfg.dtype, cpu)
     env, notes = server_env(dict(os.environ), preload_tcmalloc=cfg.preload_tcmalloc)
@@ -162,8 +165,9 @@ def _start(cfg: EmbeddedConfig) -> int:
             return proc.pid
         time.sleep(2)
     stop(cfg)
-    raise ServerError(f"vLLM did not become healthy: {why}; see {log_path(cfg)}. On a loaded machine raise "
-                      "embedded.startup_timeout_s (time without progress) or embedded.startup_max_s.")
+    raise ServerError(f"vLLM did not become healthy: {why}; see {log_path(cfg)}",
+                      hint="on a loaded machine raise embedded.startup_timeout_s (time without progress) or "
+                      "embedded.startup_max_s")
 
 
 def _group_cpu_s(pgid: int) -> float:

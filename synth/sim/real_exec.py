@@ -8,8 +8,9 @@ root and the servers already running on it are leased from the pool and given ba
 be kept) on exit; without one, the hub's world is its own and closes with it.
 
 Tool failures raise ``synth.tools.errors.ToolError`` (a server error, an ``isError`` result, a crash, a timeout),
-worded as the tool message that the episode's one boundary records. Mistakes of the caller (an unknown tool
-name, using the hub outside ``async with``) raise ``UnknownToolError`` / ``HubError``.
+worded as the tool message that the episode's one boundary records. Servers that cannot serve this hub (not
+sandbox-safe, a tool name two servers offer, tools that cannot be listed) raise ``HubError``; mistakes of the
+caller (an unknown tool name, using the hub outside ``async with``) raise ``UnknownToolError`` / ``RuntimeError``.
 
 Confinement is first each server's own rule (the filesystem server refuses paths outside its allowed
 directory; git is bound to ``--repository``). On top of that each server runs with no network, every mount
@@ -37,6 +38,7 @@ import anyio.to_thread
 import mcp_types
 from pydantic import BaseModel, Field
 
+from synth.errors import SynthError
 from synth.runtime.sandbox import ConfinementUnavailable, give_to, isolation
 from synth.schemas import FunctionSpec, ToolProvenance, ToolSpec, stable_id
 from synth.sim.server_pool import DEFAULT_WORKSPACE, ServerPool, World, server_key
@@ -81,8 +83,11 @@ class UnknownToolError(KeyError):
         return str(self.args[0])
 
 
-class HubError(RuntimeError):
-    """The hub itself was misused or misconfigured (not a tool failure)."""
+class HubError(SynthError, RuntimeError):
+    """The hub's servers cannot serve it (not a tool failure, not the caller's mistake)."""
+
+    hint = ("the servers come from tools_registry/mcp_servers.yaml; `synth tools harvest --only SERVER_ID` starts "
+            "one on its own and shows why it fails")
 
 
 class RealCallResult(BaseModel):
@@ -162,7 +167,8 @@ class RealToolHub:
         entries = list(servers) if servers is not None else sandbox_servers()
         unsafe = [e.id for e in entries if not e.sandbox_safe]
         if unsafe:
-            raise HubError(f"servers not marked sandbox_safe can't run for real: {unsafe}; simulate them")
+            raise HubError(f"servers not marked sandbox_safe can't run for real: {unsafe}",
+                           hint="simulate their tools instead")
         self._entries = {e.id: e for e in entries}
         self._given_specs = list(specs) if specs is not None else None
         self._initial_files = dict(initial_files or {})
@@ -187,8 +193,8 @@ class RealToolHub:
     def root(self) -> Path:
         """The episode's scratch world: what the filesystem server serves and the git repository."""
         if self._world is None:
-            raise HubError("the hub has no scratch root outside 'async with RealToolHub(...)' (with a pool: before "
-                           "the first call or 'await hub.open_world()')")
+            raise RuntimeError("the hub has no scratch root outside 'async with RealToolHub(...)' (with a pool: "
+                               "before the first call or 'await hub.open_world()')")
         return self._world.root
 
     @property
@@ -200,13 +206,13 @@ class RealToolHub:
         if self._world is None:
             if self._pool is not None and self.isolation == "confined":
                 return self._pool.workspace  # the same path in every world: known before one is leased
-            raise HubError("the hub has no workspace outside 'async with RealToolHub(...)' (unconfined, with a "
-                           "pool: before the first call or 'await hub.open_world()')")
+            raise RuntimeError("the hub has no workspace outside 'async with RealToolHub(...)' (unconfined, with "
+                               "a pool: before the first call or 'await hub.open_world()')")
         return self._world.seen
 
     async def __aenter__(self) -> Self:
         if self._pool is not None:
-            raise HubError("this RealToolHub is already open; use one hub per episode")
+            raise RuntimeError("this RealToolHub is already open; use one hub per episode")
         # Fresh per-episode state, so a hub can be reused for a new episode after it was closed.
         self._used, self._tainted, self.final_state = {}, set(), None
         self._opening = anyio.Lock()
@@ -251,7 +257,7 @@ class RealToolHub:
         to be called, already runs): its root holds the initial files (and the git repository), owned by the
         servers' uid."""
         if self._pool is None or self._opening is None:
-            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
+            raise RuntimeError("the hub is not open: use 'async with RealToolHub(...) as hub'")
         async with self._opening:
             if self._world is None:
                 world = await self._pool.lease(self._entries.values(), first=first)
@@ -344,13 +350,13 @@ class RealToolHub:
     def tools(self) -> list[ToolSpec]:
         """The hub's tools in OpenAI form (``spec.openai()``), with provenance and ``real_exec=True``."""
         if self._specs is None:
-            raise HubError("tool specs are known only inside 'async with RealToolHub(...)' (or pass specs=)")
+            raise RuntimeError("tool specs are known only inside 'async with RealToolHub(...)' (or pass specs=)")
         return list(self._specs)
 
     def server_of(self, name: str) -> str:
         """Server id that runs tool ``name``; raises UnknownToolError listing the known tools."""
         if self._specs is None:
-            raise HubError("the hub is not open: use 'async with RealToolHub(...) as hub'")
+            raise RuntimeError("the hub is not open: use 'async with RealToolHub(...) as hub'")
         try:
             return self._owner[name]
         except KeyError:

@@ -4,14 +4,17 @@ one row.
 A stage names the stages it reads in ``inputs`` and reads them only through its context (``ctx.rows``,
 ``ctx.summary``, ``ctx.input_file``: ``synth.stages.outputs``), which refuses any other stage; it writes its own rows
 (the runner does) and its own files (under ``ctx.out_dir``). ``process`` may fail for one item; the runner turns
-that into an error row and goes on.
+that into an error row and goes on. An item that cannot be made here yet (a checkpoint trained on another machine)
+raises ``Waiting``: it gets no row, the others go on, and the stage then stops with every such item named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -19,14 +22,31 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
+from synth.errors import SynthError
 from synth.llm.client import LLMPool, ReplyInvalid
 from synth.schemas.records import Row, RowError
 from synth.schemas.usage import UsageByRole
 from synth.stages.outputs import RunOutputs, UndeclaredInput
 from synth.stages.summary import StageSummary
 
-__all__ = ["Stage", "StageContext", "StageSummary", "UndeclaredInput", "WorkItem"]
+__all__ = ["Stage", "StageContext", "StageSummary", "StageWaiting", "UndeclaredInput", "Waiting", "WorkItem"]
 R = TypeVar("R", bound=BaseModel)
+
+
+class Waiting(SynthError):
+    """An item that cannot be made on this machine now (its checkpoint is trained elsewhere): it gets no row, and
+    the stage stops after its other items, naming every waiting one. Run the stage again once it can be made."""
+
+
+class StageWaiting(SynthError):
+    """A stage stopped with items waiting on something outside it; each ``Waiting`` says what."""
+
+    def __init__(self, stage: str, waiting: list[Waiting]) -> None:
+        self.stage, self.waiting = stage, waiting
+        hints = list(dict.fromkeys(w.hint for w in waiting if w.hint))
+        super().__init__(f"stage {stage!r} stopped with {len(waiting)} item(s) waiting:\n  "
+                         + "\n  ".join(str(w) for w in waiting),
+                         hint="; ".join(hints) or "run the stage again once they can be made")
 
 
 class WorkItem(BaseModel):
@@ -92,6 +112,12 @@ class Stage(ABC):
     inputs: ClassVar[tuple[str, ...]] = ()
     """The stages (registry names) whose outputs this one reads; they must have finished before it starts, they
     are all it may read, and their fingerprints are part of its own."""
+    optional: ClassVar[tuple[str, ...]] = ()
+    """Those of ``inputs`` read only when they have finished (the card without an evaluation yet). They may come
+    and go, so they are not part of the fingerprint: what the stage read of them must be in its item ids."""
+    retains: ClassVar[bool] = False
+    """Keep rows the current plan does not name (models the evaluation was not asked for this time): they cost
+    model calls and a later plan may name them again. Only planned rows are read into the summary."""
     record: ClassVar[type[Row]]
     uses_llm: ClassVar[bool] = True
     local: ClassVar[bool] = False
@@ -111,6 +137,19 @@ class Stage(ABC):
     async def setup(self, ctx: StageContext) -> None:
         """Load inputs once per worker (e.g. the previous stage's rows) into ``ctx.cache``."""
 
+    def concurrency(self, config: PipelineConfig) -> int | None:
+        """Items in flight at once in one worker; None: what the endpoints allow."""
+        return None
+
+    def group(self, item: WorkItem) -> str:
+        """Items of one group run together, one group after another (the episodes of one served model)."""
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def grouped(self, key: str, ctx: StageContext) -> AsyncIterator[None]:
+        """Around the items of group ``key`` (start the model they share, stop it after them)."""
+        yield
+
     @abstractmethod
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         """Produce the row for ``item``, recording tokens in ``usage``; a raised exception becomes an error row
@@ -120,7 +159,9 @@ class Stage(ABC):
         if isinstance(exc, ReplyInvalid):
             error = RowError(kind=exc.kind, message=str(exc), raw=exc.raw)
         else:
-            error = RowError(kind=type(exc).__name__, message=str(exc),
+            # A user-facing error keeps what to do in the row too (a slow server's timeout: which setting to raise).
+            message = exc.describe() if isinstance(exc, SynthError) else str(exc)
+            error = RowError(kind=type(exc).__name__, message=message,
                              raw="".join(traceback.format_exception(exc))[-2000:])
         return self.record(id=item.id, seed=item.seed, error=error, usage=usage or UsageByRole())
 

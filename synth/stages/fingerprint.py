@@ -16,12 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from synth.config import PipelineConfig
+from synth.config import PipelineConfig, TrainConfig
+from synth.errors import SynthError
 from synth.paths import REPO_ROOT, RUBRICS, TOOLS_REGISTRY
+from synth.train.template import TEMPLATE_PATH
 
 log = logging.getLogger(__name__)
 FILE = "fingerprint.json"
 PROMPTS = RUBRICS / "prompts"
+TEMPLATE = TEMPLATE_PATH
 
 # The data each stage reads. A stage not listed here is fingerprinted on every prompt and rubric file: safe, if
 # coarse (a change anywhere recomputes it).
@@ -35,25 +38,42 @@ STAGE_FILES: dict[str, list[Path]] = {
               RUBRICS / "coding_problems.yaml"],
     # Held-out keys name coding problems; the card's licence section reads the registry's metadata.
     "dataset": [RUBRICS / "coding_problems.yaml", TOOLS_REGISTRY],
+    # The tool template renders the rows a job trains on, and the turns the model under test is served with.
+    "train": [TEMPLATE],
+    "eval": [PROMPTS / "user_sim.j2", PROMPTS / "tool_sim.j2", PROMPTS / "judge.j2", RUBRICS / "core.yaml",
+             RUBRICS / "prescriptive.yaml", RUBRICS / "coding_problems.yaml", TEMPLATE],
+    "card": [],
     "publish": [],
 }
 # Config sections that shape a stage besides its own: the dataset applies the judge's acceptance settings.
-SECTIONS: dict[str, tuple[str, ...]] = {"dataset": ("judge",)}
+SECTIONS: dict[str, tuple[str, ...]] = {"dataset": ("judge",), "eval": ("rollouts", "judge")}
 # Fields that change how many rows a stage plans, not what any row holds (row ids hash content and seed, so a
 # row in both plans is the same row), or that apply only once every row exists (acceptance). Quota mode grows
-# agents.count round by round and best-of-N may be raised later: both must resume, not refuse.
+# agents.count round by round and best-of-N may be raised later: both must resume, not refuse. A field of
+# another section (SECTIONS) is named with its section. A training job's id hashes its whole spec and an
+# evaluation row's id the model and task, so other train settings or models plan other rows: nothing to refuse.
+# Evaluation forces nothing and bounds no call, and judges every episode with the judge's decision rule alone.
 NOT_SHAPING: dict[str, tuple[str, ...]] = {
     "agents": ("count",),
     "tasks": ("per_agent",),
     "rollouts": ("samples",),
     "judge": ("accept", "trust_agreement", "calibration_min_pairs"),
+    "train": tuple(TrainConfig.model_fields),
+    "eval": ("models", "base_model", "tasks_from", "max_tasks", "port", "kv_cache_gb", "concurrency",
+             "rollouts.samples", "rollouts.coding_runs_code", "rollouts.grounded_calls_first",
+             "rollouts.grounded_answer_after_call", "rollouts.max_calls_per_step", "rollouts.coding_free_text",
+             "judge.accept", "judge.trust_agreement", "judge.calibration_min_pairs", "judge.llm_rows",
+             "judge.calibration_share"),
 }
 # LLM settings that change what a model writes; endpoints, concurrency and deadlines do not.
 LLM_FIELDS = ("model", "temperature", "max_tokens", "structured_retries", "tool_calling", "roles")
 
 
-class StageSettingsChanged(RuntimeError):
-    """The stage's rows on disk were made with other settings; the message names them and the ways out."""
+class StageSettingsChanged(SynthError, RuntimeError):
+    """The stage's rows on disk were made with other settings; the message names them, the hint the ways out."""
+
+    hint = ("start a new run (--run NEW_NAME), or recompute this stage and the ones after it "
+            "(--set on_change=recompute)")
 
 
 def _digest_path(path: Path) -> str:
@@ -72,8 +92,9 @@ def compute(stage: str, config: PipelineConfig, served_model: str | None, upstre
     for name in (stage, *SECTIONS.get(stage, ())):
         section = getattr(config, name, None)
         if section is not None and hasattr(section, "model_dump"):
-            skip = NOT_SHAPING.get(stage, ()) if name == stage else ()
-            parts.update({f"{name}.{k}": v for k, v in section.model_dump(mode="json").items() if k not in skip})
+            skip = NOT_SHAPING.get(stage, ())
+            parts.update({f"{name}.{k}": v for k, v in section.model_dump(mode="json").items()
+                          if (k if name == stage else f"{name}.{k}") not in skip})
     if uses_llm:
         llm = config.llm.model_dump(mode="json")
         parts.update({f"llm.{k}": llm[k] for k in LLM_FIELDS if k in llm})
@@ -116,8 +137,7 @@ def reconcile(stage: str, stage_dir: Path, parts: dict[str, Any], on_change: str
             shown = "\n  ".join(changed[:12]) + (f"\n  ... and {len(changed) - 12} more" if len(changed) > 12 else "")
             raise StageSettingsChanged(
                 f"stage {stage!r} of run {run!r} ({stage_dir}) was made with other settings:\n  {shown}\n"
-                f"Its rows would be stale. Either start a new run (--run NEW_NAME), or recompute this stage and "
-                f"the ones after it (--set on_change=recompute)."
+                "Its rows would be stale."
             )
         if changed:
             log.warning("stage %s: settings changed (%s); recomputing its rows", stage, "; ".join(changed[:3]))

@@ -19,11 +19,12 @@ from typing import Any
 from tqdm import tqdm
 
 from synth.config import EndpointConfig, PipelineConfig
+from synth.errors import SynthError
 from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.quota import budgeted, stop_reason
 from synth.schemas.usage import UsageByRole
 from synth.stages import fingerprint
-from synth.stages.base import Stage, StageContext, StageSummary, UndeclaredInput, WorkItem
+from synth.stages.base import Stage, StageContext, StageSummary, StageWaiting, UndeclaredInput, Waiting, WorkItem
 from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
 from synth.stages.outputs import RunOutputs, store_dir
 from synth.stages.registry import direct_inputs, get_stage
@@ -33,14 +34,30 @@ from synth.stages.summary import SUMMARY
 log = logging.getLogger(__name__)
 
 
-class StageIncomplete(RuntimeError):
-    pass
+class StageIncomplete(SynthError, RuntimeError):
+    """A stage cannot finish: a stage it reads has not finished, or rows are missing after it ran."""
+
+    hint = "run the command again: finished rows are kept and only the missing ones are made"
+
+
+class RunFolderUnusable(SynthError, OSError):
+    """The run's folder cannot be made or written (a file in its path, no permission, a read-only disk)."""
+
+    hint = "point runs_dir at a writable folder (--set runs_dir=DIR)"
+
+
+def _make_run_folder(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderUnusable(f"cannot use the run folder {run_dir}: {exc.strerror or exc}") from exc
 
 
 async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], journal: JournalWriter,
                      concurrency: int) -> int:
     await stage.setup(ctx)
     limit = asyncio.Semaphore(concurrency)
+    waiting: list[Waiting] = []
 
     async def one(item: WorkItem) -> None:
         async with limit:
@@ -49,15 +66,24 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
             usage = UsageByRole()
             try:
                 row = await stage.process(item, ctx, usage)
+            except Waiting as exc:  # made elsewhere, or later: no row now, the other items go on
+                waiting.append(exc)
+                return
             except (EndpointUnavailable, UndeclaredInput, *stage.stops):
                 raise  # no endpoint, a stage bug: every further item would fail the same way, so stop the stage
             except Exception as exc:  # a bad row never kills a stage
                 row = stage.failed_row(item, exc, usage)
             journal.write(row)
 
-    async with asyncio.TaskGroup() as group:
-        for item in items:
-            group.create_task(one(item))
+    groups: dict[str, list[WorkItem]] = {}
+    for item in items:
+        groups.setdefault(stage.group(item), []).append(item)
+    for key, members in groups.items():
+        async with stage.grouped(key, ctx), asyncio.TaskGroup() as group:
+            for item in members:
+                group.create_task(one(item))
+    if waiting:
+        raise StageWaiting(stage.name, waiting)
     return len(items)
 
 
@@ -89,8 +115,8 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
         for each in [pool, *ctx.role_pools.values()]:
             _guard(each, lifeline, sent)
         journal = _StampingJournal(Path(journal_path), node_id)
-        per_worker = max(1, sum(e.max_concurrency for e in endpoints) // max(1, config.ray.workers)) if endpoints \
-            else 8
+        per_worker = stage.concurrency(config) or (
+            max(1, sum(e.max_concurrency for e in endpoints) // max(1, config.ray.workers)) if endpoints else 8)
         try:
             return await _run_items(stage, ctx, items, journal, per_worker)
         finally:
@@ -102,7 +128,7 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
 
     try:
         rows = asyncio.run(main())
-    except* (EndpointUnavailable, UndeclaredInput, *stage.stops) as group:
+    except* (EndpointUnavailable, UndeclaredInput, StageWaiting, *stage.stops) as group:
         raise group.exceptions[0] from None  # the error that stopped the stage, not the task group around it
     except* DriverGone:
         os._exit(3)  # the driver is gone: nobody reads a result, and nothing more may be sent
@@ -226,17 +252,30 @@ def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointCon
     fingerprint.reconcile(stage.name, store_dir(ctx.run_dir, stage.name), parts, on_change, ctx.config.run)
 
 
+def _refresh_derived(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> None:
+    """Bring the derived stages this one reads up to date first: they cost no model call, and one whose inputs
+    did not change does nothing. One whose own inputs have not finished is left alone, for the check that says
+    what to run."""
+    every = RunOutputs(ctx.run_dir)  # the runner's view, to see what could run; the stage reads none of it
+    for name in stage.inputs:
+        source = get_stage(name)
+        if source.derived and all(i in source.optional or every.finished(i) for i in source.inputs):
+            run_stage(name, ctx.config, endpoints, progress=False)
+
+
 def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointConfig],
               progress: bool = True) -> StageSummary:
     """Run (or resume) one stage to completion and write its summary; re-running a finished stage is cheap."""
     stage = get_stage(stage_name)
     ctx = StageContext(config=config, stage=stage)
+    _make_run_folder(ctx.run_dir)
     store = StageStore(store_dir(ctx.run_dir, stage.name))
     started = time.monotonic()
+    _refresh_derived(stage, ctx, endpoints)
     for name in stage.inputs:
-        if not ctx.inputs.finished(name):
-            raise StageIncomplete(f"stage {stage.name!r} reads {name!r}, which has not finished in "
-                                  f"{ctx.run_dir}; run `synth {name}` first (or `synth pipeline`)")
+        if name not in stage.optional and not ctx.inputs.finished(name):
+            raise StageIncomplete(f"stage {stage.name!r} reads {name!r}, which has not finished in {ctx.run_dir}",
+                                  hint=f"run `synth {name}` first (or `synth pipeline`)")
     _check_settings(stage, ctx, endpoints)
     items = stage.plan(ctx)
     done = store.done_ids(max_failures=config.row_attempts)  # a row that failed fewer times is tried again
@@ -245,18 +284,17 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
     resumed = len(items) - len(pending)
     if pending:
         if stage.uses_llm and not endpoints:
-            raise EndpointUnavailable("no LLM endpoint configured; set SYNTH_BASE_URL or run `synth serve`")
+            raise EndpointUnavailable("no LLM endpoint is configured")
         _dispatch(stage, config, endpoints, pending, store, total=len(items), initial=resumed, progress=progress)
     planned_ids = {item.id for item in items}
     rows = [row for row in store.read(stage.record) if row.id in planned_ids]
     budget_stop = None
     if len(rows) < len(items):
         if not budgeted(config):
-            raise StageIncomplete(f"stage {stage.name}: {len(items) - len(rows)} of {len(items)} rows missing; "
-                                  "re-run")
+            raise StageIncomplete(f"stage {stage.name}: {len(items) - len(rows)} of {len(items)} rows missing")
         # Quota mode: the workers stopped starting rows when the budget ran out (synth.quota); keep what exists.
         budget_stop = f"quota budget spent: {len(items) - len(rows)} of {len(items)} rows not started"
-    store.compact(keep=planned_ids)
+    store.compact(keep=None if stage.retains else planned_ids)
     summary = stage.summarize(rows, planned=len(items))
     summary.resumed = resumed
     stage.finish(ctx, rows, summary)
@@ -322,8 +360,8 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
                         if lost + 1 > MAX_LOST:
                             raise StageIncomplete(
                                 f"stage {stage.name}: a shard was lost {lost + 1} times ({type(exc).__name__}: "
-                                f"{exc}); {len(left)} items have no row. Check the cluster's nodes, then re-run: "
-                                "finished rows are kept") from exc
+                                f"{exc}); {len(left)} items have no row",
+                                hint="check the cluster's nodes, then run again: finished rows are kept") from exc
                         log.warning("stage %s: a shard was lost (%s); sending its %d unfinished items again",
                                     stage.name, type(exc).__name__, len(left))
                         if left:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synth.errors import SynthError
 from synth.paths import RUBRICS
 from synth.schemas.records import Difficulty
 from synth.schemas.rubric import Criterion
@@ -28,8 +29,10 @@ DeriveRule = Literal[
 ]
 
 
-class RubricError(ValueError):
+class RubricError(SynthError, ValueError):
     """Rubric data that cannot be used; the message names the file and the field."""
+
+    hint = "fix that entry of the rubric YAML (`git checkout rubrics/` restores the shipped files)"
 
 
 class _Strict(BaseModel):

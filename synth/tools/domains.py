@@ -8,6 +8,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from synth.paths import TOOLS_REGISTRY
+from synth.tools.registry import RegistryMissing
+from synth.tools.validate import RegistryFileError
 
 DOMAINS_DIR = TOOLS_REGISTRY / "domains"
 
@@ -29,9 +31,12 @@ def load_categories(directory: Path = DOMAINS_DIR) -> list[Category]:
         try:
             out.append(Category.model_validate(yaml.safe_load(path.read_text())))
         except (ValidationError, yaml.YAMLError) as exc:
-            raise ValueError(f"domain seed {path} is invalid: {exc}") from exc
+            raise RegistryFileError(f"domain seed {path} is invalid: {exc}",
+                                    hint="fix that file (`git checkout tools_registry/` restores the shipped "
+                                    "seeds)") from exc
     if not out:
-        raise FileNotFoundError(f"no domain seeds (*.yaml) in {directory}")
+        raise RegistryMissing(f"no domain seeds (*.yaml) in {directory}",
+                              hint="`git checkout tools_registry/` restores the shipped seeds")
     return out
 
 

@@ -34,6 +34,7 @@ import anyio
 import anyio.to_thread
 from pydantic import BaseModel, Field
 
+from synth.errors import SynthError
 from synth.paths import TOOLS_REGISTRY
 from synth.runtime.sandbox import (
     CONFINEMENT,
@@ -154,10 +155,18 @@ class HarvestedTool(BaseModel):
 
 
 class HarvestError(Exception):
+    """One server's harvest failed at ``stage``; recorded as that server's row of the report, never raised out."""
+
     def __init__(self, stage: Stage, reason: str) -> None:
         super().__init__(f"{stage}: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+class UnknownServer(SynthError, ValueError):
+    """``--only`` names no server of the registry."""
+
+    hint = "pass ids from tools_registry/mcp_servers.yaml (exact ids or shell globs, e.g. 'npm/*')"
 
 
 def jsonl_path(out_dir: Path, server_id: str) -> Path:
@@ -172,7 +181,7 @@ def select(servers: Iterable[ServerEntry], only: list[str] | None) -> list[Serve
         return servers
     picked = [s for s in servers if any(fnmatch.fnmatchcase(s.id, pat) for pat in only)]
     if not picked:
-        raise ValueError(f"no server matches {only}; known ids: {[s.id for s in servers]}")
+        raise UnknownServer(f"no server matches {only}; known ids: {[s.id for s in servers]}")
     return picked
 
 
@@ -301,7 +310,7 @@ async def harvest_server(
         try:
             exe = await anyio.to_thread.run_sync(ensure_installed, entry, install_timeout_s)
         except InstallError as exc:
-            raise HarvestError("install", str(exc)) from exc
+            raise HarvestError("install", exc.describe()) from exc
         prov = await anyio.to_thread.run_sync(artifact_provenance, entry)
         info, tools = await list_server_tools(entry, exe, timeout_s, confined=confined)
         if not tools:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from synth.errors import SynthError
 from synth.paths import TOOLS_REGISTRY
 from synth.schemas.tools import Source, ToolSpec
 from synth.tools.servers import SERVERS_FILE, load_servers
@@ -39,6 +40,16 @@ def group_of(spec: ToolSpec) -> str:
     return f"{spec.provenance.source}:{category_of(spec)}/{domain_of(spec)}"
 
 
+class RegistryMissing(SynthError, FileNotFoundError):
+    """A file the tool registry is built from is not there (synthetic specs, a harvest report, domain seeds)."""
+
+
+class RegistryEmpty(SynthError, ValueError):
+    """The registry holds no tool to draw a toolset from."""
+
+    hint = "harvest MCP servers (`synth tools harvest`) or run the tools stage (`synth tools`) first"
+
+
 def read_specs(path: Path) -> list[ToolSpec]:
     """ToolSpecs from a JSONL file (one ToolSpec JSON a line) or a Parquet file of ToolSpec rows.
 
@@ -46,7 +57,8 @@ def read_specs(path: Path) -> list[ToolSpec]:
     string column (``spec`` or ``json``); JSON Schemas stored as strings are decoded.
     """
     if not path.exists():
-        raise FileNotFoundError(f"no synthetic specs at {path}: run the evolve stage first or drop the path")
+        raise RegistryMissing(f"no synthetic specs at {path}",
+                              hint="run the evolve stage first (`synth tools evolve`), or drop the path")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # only this path needs pyarrow
 
@@ -171,7 +183,7 @@ class ToolRegistry:
         categories, as an agent that spans domains would have.
         """
         if not self._specs:
-            raise ValueError("the registry is empty: harvest MCP servers or pass synthetic specs first")
+            raise RegistryEmpty("the tool registry is empty")
         lo, hi = (size_range, size_range) if isinstance(size_range, int) else size_range
         if not 1 <= lo <= hi:
             raise ValueError(f"size_range must be (min, max) with 1 <= min <= max, got {size_range}")

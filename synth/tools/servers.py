@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 from pydantic import BaseModel, Field
 
+from synth.errors import SynthError
 from synth.paths import TOOLS_REGISTRY, cache_dir
 
 if TYPE_CHECKING:
@@ -67,8 +68,10 @@ class ServerEntry(BaseModel):
     )
 
 
-class InstallError(RuntimeError):
-    pass
+class InstallError(SynthError, RuntimeError):
+    """A server's package could not be installed or has no command to start; the message names the server."""
+
+    hint = "fix the server's entry in tools_registry/mcp_servers.yaml (or remove it), then harvest it again"
 
 
 def load_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
@@ -104,7 +107,8 @@ def ensure_installed(entry: ServerEntry, timeout_s: float = 300) -> Path:
         found = find_commands(entry)
         raise InstallError(
             f"{entry.id}: installed, but no executable {entry.command!r} in {exe.parent}; "
-            f"the package provides {found or 'no executables'}: fix 'command' in mcp_servers.yaml"
+            f"the package provides {found or 'no executables'}",
+            hint=f"fix 'command' of {entry.id} in tools_registry/mcp_servers.yaml",
         )
     if entry.registry == "pypi" and not (install_root(entry) / BYTECODE_MARK).exists():
         _compile_bytecode(install_root(entry), timeout_s)
@@ -220,8 +224,9 @@ def _install_venv(entry: ServerEntry, tmp: Path, timeout_s: float) -> None:
             if "Python" not in str(exc):  # only a Requires-Python mismatch is worth another interpreter
                 if not entry.build_from_source and "matching distribution" in str(exc):
                     raise InstallError(
-                        f"{exc}; wheels only were allowed (a source build runs the package's setup.py): set "
-                        f"build_from_source: true for {entry.id} in mcp_servers.yaml to allow it"
+                        f"{exc}; wheels only were allowed (a source build runs the package's setup.py)",
+                        hint=f"set build_from_source: true for {entry.id} in tools_registry/mcp_servers.yaml to "
+                        "allow it",
                     ) from exc
                 raise
     assert last is not None

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from synth.schemas.tools import ToolSpec
-from synth.tools.registry import MCP_DIR, ToolRegistry, category_of, domain_of
+from synth.tools.registry import MCP_DIR, RegistryMissing, ToolRegistry, category_of, domain_of
 from synth.tools.servers import SERVERS_FILE
 
 # Schema features worth knowing the coverage of: richer schemas make harder, more realistic tool calls.
@@ -250,7 +250,7 @@ def harvest_markdown(report_path: Path, result: ToolStats) -> str:
 
     report = HarvestReport.read(report_path)
     if report is None:
-        raise FileNotFoundError(f"no harvest report at {report_path}: run `synth tools harvest` first")
+        raise RegistryMissing(f"no harvest report at {report_path}", hint="run `synth tools harvest` first")
     s = report.summary()
     lines = [
         "# MCP harvest",

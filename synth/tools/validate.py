@@ -20,6 +20,7 @@ import jsonschema
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, Field, ValidationError
 
+from synth.errors import SynthError
 from synth.paths import cache_dir
 from synth.schemas.ids import stable_id
 from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
@@ -29,7 +30,12 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
-class SpecError(ValueError):
+class SpecError(SynthError, ValueError):
+    """A tool spec that cannot be used; ``reasons`` lists every reason (a name, a broken JSON Schema)."""
+
+    hint = ("fix the spec where it comes from (the server's tools/list, or the evolved spec); the validation "
+            "report lists every rejected tool")
+
     def __init__(self, reasons: list[str]) -> None:
         super().__init__("; ".join(reasons))
         self.reasons = reasons
@@ -249,8 +255,8 @@ def check_toolset(specs: Iterable[ToolSpec]) -> list[str]:
     return problems
 
 
-class RegistryFileError(ValueError):
-    """A harvested registry file that cannot be read; the message names the file, the line and the fix."""
+class RegistryFileError(SynthError, ValueError):
+    """A harvested registry file that cannot be read; the message names the file and the line, the hint the fix."""
 
 
 _ROW_KEYS = ("server", "registry", "package", "version")
@@ -263,12 +269,12 @@ def _harvest_row(path: Path, lineno: int, line: str) -> dict[str, Any]:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise RegistryFileError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}), "
-                                f"probably a write cut short; {fix}") from exc
+                                "probably a write cut short", hint=fix) from exc
     if not isinstance(row, dict):
-        raise RegistryFileError(f"{path}:{lineno}: a harvested row must be a JSON object; {fix}")
+        raise RegistryFileError(f"{path}:{lineno}: a harvested row must be a JSON object", hint=fix)
     if missing := [k for k in _ROW_KEYS if not isinstance(row.get(k), str)]:
         raise RegistryFileError(f"{path}:{lineno}: the row has no {', '.join(missing)} (each harvested tool "
-                                f"records the server, registry, package and version it came from); {fix}")
+                                "records the server, registry, package and version it came from)", hint=fix)
     return row
 
 

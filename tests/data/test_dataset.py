@@ -10,69 +10,14 @@ import pytest
 from synth.config import PipelineConfig
 from synth.data.heldout import is_heldout
 from synth.data.publish import PublishError, publish
-from synth.schemas import (
-    AgentRecord,
-    CallRecord,
-    CheckResult,
-    Criterion,
-    FunctionCall,
-    Message,
-    Rubric,
-    TaskRecord,
-    ToolCall,
-    TrajectoryRecord,
-    Verdict,
-    VerdictRecord,
-)
+from synth.schemas import Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
 from synth.stages.dataset_build import build_dataset
-from synth.stages.store import JournalWriter, StageStore
-
-TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
-                                         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                        "required": ["city"]}}}
-
-
-def _write(run_dir: Path, stage: str, rows: list) -> None:
-    store = StageStore(run_dir / stage)
-    writer = JournalWriter(store.new_journal())
-    writer.write_many(rows)
-    writer.close()
-    store.compact()
-
-
-def _trajectory(i: int) -> TrajectoryRecord:
-    call = ToolCall(id=f"call_{i}", function=FunctionCall(name="get_weather", arguments='{"city": "Oslo"}'))
-    return TrajectoryRecord(
-        id=f"traj-{i}", task_id="task-3", agent_id="agent-1", tools=[TOOL], seed=i, model="m", turns=1,
-        stop_reason="user_stop",
-        messages=[Message(role="system", content="You help."), Message(role="user", content="Weather in Oslo?"),
-                  Message(role="assistant", tool_calls=[call]),
-                  Message(role="tool", tool_call_id=f"call_{i}", content='{"temp_c": 3}'),
-                  Message(role="assistant", content="It is 3 °C in Oslo.")],
-        calls=[CallRecord(tool_call_id=f"call_{i}", name="get_weather", mode="simulated")],
-    )
+from tests.fixtures.dataset import TOOL, judged_run, trajectory, write_stage
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> PipelineConfig:
-    cfg = PipelineConfig(runs_dir=tmp_path, run="d")
-    assert not is_heldout("task-3", cfg.dataset.heldout_share)  # the fixture's one task is a training task
-    rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
-    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="You help.",
-                                               tools=[TOOL])])
-    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-3", agent_id="agent-1", user_goal="weather", rubric=rubric)])
-    _write(cfg.run_dir, "rollouts", [_trajectory(1), _trajectory(2),
-                                     TrajectoryRecord(id="traj-3", task_id="task-3", agent_id="agent-1",
-                                                      error={"kind": "validation", "message": "bad"})])
-    _write(cfg.run_dir, "judge", [
-        VerdictRecord(id="traj-1", trajectory_id="traj-1", task_id="task-3",
-                      verdict=Verdict(passed=True, score=1.0, checks=[CheckResult(check_id="c", passed=True)],
-                                      code_passed=True, verifiable=True, llm_passed=True)),
-        VerdictRecord(id="traj-2", trajectory_id="traj-2", task_id="task-3",
-                      verdict=Verdict(passed=False, score=0.2, reasons=["weighted score 0.20 is below 0.60"],
-                                      llm_passed=False)),
-    ])
-    return cfg
+    return judged_run(tmp_path)
 
 
 def test_splits_and_openai_form(cfg: PipelineConfig) -> None:
@@ -116,7 +61,7 @@ def test_empty_split_still_loads(tmp_path: Path) -> None:
 
     cfg = PipelineConfig(runs_dir=tmp_path, run="none")
     for stage in ("agents", "tasks", "rollouts", "judge"):
-        _write(cfg.run_dir, stage, [])
+        write_stage(cfg.run_dir, stage, [])
     summary = build_dataset(cfg)
     assert summary.trajectories == 0
     splits = load_from_disk(str(cfg.run_dir / "dataset" / "hf"))
@@ -127,8 +72,9 @@ def test_publish_without_token_says_what_to_do(cfg: PipelineConfig, monkeypatch:
     build_dataset(cfg)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    with pytest.raises(PublishError, match="export it as HF_TOKEN"):
+    with pytest.raises(PublishError, match="no Hugging Face token") as err:
         publish(cfg.run_dir / "dataset", "me/data")
+    assert "export it as HF_TOKEN" in err.value.hint
 
 
 def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
@@ -139,10 +85,10 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
     # task-1 is held out (by its id); give it an accepted trajectory: it must go to `heldout`, not `train`.
     assert is_heldout("task-1", cfg.dataset.heldout_share)
     rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
-    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-1", agent_id="agent-1", user_goal="weather", rubric=rubric)])
-    held = _trajectory(9).model_copy(update={"id": "traj-9", "task_id": "task-1"})
-    _write(cfg.run_dir, "rollouts", [held])
-    _write(cfg.run_dir, "judge", [VerdictRecord(
+    write_stage(cfg.run_dir, "tasks", [TaskRecord(id="task-1", agent_id="agent-1", user_goal="weather", rubric=rubric)])
+    held = trajectory(9).model_copy(update={"id": "traj-9", "task_id": "task-1"})
+    write_stage(cfg.run_dir, "rollouts", [held])
+    write_stage(cfg.run_dir, "judge", [VerdictRecord(
         id="traj-9", trajectory_id="traj-9", task_id="task-1",
         verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True))])
     summary = build_dataset(cfg)

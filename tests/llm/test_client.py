@@ -66,7 +66,7 @@ async def test_no_endpoint_answers_gives_clear_error() -> None:
     with pytest.raises(EndpointUnavailable) as err:
         await pool.chat([{"role": "user", "content": "hi"}], role="agent")
     assert dead in str(err.value)
-    assert "make serve" in str(err.value) and "SYNTH_BASE_URL" in str(err.value)
+    assert "make serve" in err.value.hint and "SYNTH_BASE_URL" in err.value.hint
 
 
 async def test_dead_endpoint_is_routed_around() -> None:
@@ -175,7 +175,7 @@ async def test_request_stalling_on_healthy_server_is_a_row_error_not_unavailable
             await pool.chat([{"role": "user", "content": "hi"}], role="agent")
         await pool.aclose()
     assert not isinstance(err.value, EndpointUnavailable)
-    assert "answers /health" in str(err.value) and "llm.timeout_s" in str(err.value)
+    assert "answers /health" in str(err.value) and "llm.timeout_s" in err.value.hint
     assert len(server.requests) == 2  # first try + one slow retry with a doubled deadline
 
 
@@ -184,7 +184,7 @@ async def test_timeouts_with_failing_health_stop_as_unavailable() -> None:
         pool = LLMPool([EndpointConfig(base_url=server.url)],
                        LLMConfig(max_retries=1, slow_retries=5, timeout_s=0.3, model="fake-model"))
         pool.health_timeout_s = 0.5
-        with pytest.raises(EndpointUnavailable, match="make serve"):
+        with pytest.raises(EndpointUnavailable, match="no LLM endpoint answered"):
             await pool.chat([{"role": "user", "content": "hi"}], role="agent")
         await pool.aclose()
     assert len(server.requests) == 2  # max_retries=1: a down server is not retried with longer deadlines

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -24,40 +26,24 @@ from synth.sim.real_exec import (
     sandbox_servers,
 )
 from synth.tools.errors import ToolError, ToolFailed, ToolTimeout, ToolUnavailable
-from synth.tools.servers import ServerEntry, ensure_installed
+from synth.tools.servers import ServerEntry
+from tests.fixtures.mcp import SERVERS, installed_specs
+from tests.fixtures.processes import descendants
 
 pytestmark = pytest.mark.timeout(120)
-integration = pytest.mark.integration  # every test that installs or starts real servers
 
-SERVERS = list(DEFAULT_SERVERS)
+
+def integration(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Every test that installs or starts real servers: the integration tier, and the servers run confined."""
+    return pytest.mark.integration(pytest.mark.sandbox(test))
+
+
 FS, MEMORY, TIME, GIT = (
     "npm/@modelcontextprotocol/server-filesystem",
     "npm/@modelcontextprotocol/server-memory",
     "pypi/mcp-server-time",
     "pypi/mcp-server-git",
 )
-
-
-def _descendants(pid: int) -> set[int]:
-    """Live descendants of ``pid`` (from /proc, so no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":  # zombies are dead already
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def _cap_eff(pid: int) -> str:
@@ -72,16 +58,7 @@ def _uids(pid: int) -> set[int]:
 
 @pytest.fixture(scope="module")
 def specs() -> list[ToolSpec]:
-    """Install the servers once (cached across runs) and list their tools with an eagerly started hub."""
-    for entry in SERVERS:
-        ensure_installed(entry)  # must install: a failure here is a failure, not a skip
-
-    async def listing() -> list[ToolSpec]:
-        async with RealToolHub(SERVERS) as hub:
-            assert hub.started_servers() == sorted(s.id for s in SERVERS)
-            return hub.tools()
-
-    return anyio.run(listing)
+    return installed_specs()
 
 
 @integration
@@ -239,10 +216,10 @@ async def test_misuse_raises_clear_errors(specs: list[ToolSpec]) -> None:
 
 @integration
 async def test_servers_and_scratch_root_are_gone_after_exit(specs: list[ToolSpec]) -> None:
-    before = _descendants(os.getpid())
+    before = descendants(os.getpid())
     async with RealToolHub(SERVERS) as hub:  # eager: all four servers running
         root = hub.root
-        during = _descendants(os.getpid()) - before
+        during = descendants(os.getpid()) - before
         assert len(during) >= len(SERVERS)
         # Every server process runs confined: an unprivileged uid, no capabilities (no network, read-only host).
         assert hub.isolation == "confined"
@@ -251,16 +228,16 @@ async def test_servers_and_scratch_root_are_gone_after_exit(specs: list[ToolSpec
         entity = {"name": "x", "entityType": "t", "observations": []}
         await hub.call("create_entities", {"entities": [entity]})
     await anyio.sleep(0.2)
-    assert _descendants(os.getpid()) & during == set()
+    assert descendants(os.getpid()) & during == set()
     assert not root.exists()
 
 
 @integration
 async def test_a_server_that_dies_mid_episode_gives_error_results(specs: list[ToolSpec]) -> None:
-    before = _descendants(os.getpid())
+    before = descendants(os.getpid())
     async with RealToolHub(SERVERS, specs=specs) as hub:
         await hub.call("get_current_time", {"timezone": "UTC"})
-        for pid in _descendants(os.getpid()) - before:
+        for pid in descendants(os.getpid()) - before:
             os.kill(pid, signal.SIGKILL)
         await anyio.sleep(0.2)
         with pytest.raises(ToolError):
@@ -286,8 +263,9 @@ async def test_without_confinement_the_hub_refuses_unless_unconfined_is_allowed(
 ) -> None:
     # The reviewed defect: servers fell back to running unconfined with only a warning.
     monkeypatch.setattr(sandbox, "confinement_available", lambda: (False, "no namespaces in this container"))
-    with pytest.raises(ConfinementUnavailable, match=r"no namespaces in this container.*allow unconfined"):
+    with pytest.raises(ConfinementUnavailable, match=r"no namespaces in this container") as err:
         async with RealToolHub([DEFAULT_SERVERS[0]], specs=[]):
             pass
+    assert "allow unconfined" in err.value.hint
     async with RealToolHub([DEFAULT_SERVERS[0]], specs=[], allow_unconfined=True) as hub:
         assert hub.isolation == "unconfined" and hub.workspace == str(hub.root)

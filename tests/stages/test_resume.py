@@ -147,8 +147,9 @@ def test_stage_needs_previous_stage(tmp_path: Path) -> None:
     from synth.stages.runner import StageIncomplete
 
     cfg = PipelineConfig(runs_dir=tmp_path, run="empty", ray={"enabled": False})
-    with pytest.raises(StageIncomplete, match="synth tasks"):
+    with pytest.raises(StageIncomplete, match="'tasks', which has not finished") as err:
         run_stage("rollouts", cfg, endpoints=[], progress=False)
+    assert "synth tasks" in err.value.hint
 
 
 def test_unknown_stage_lists_valid_ones() -> None:

@@ -57,9 +57,8 @@ def test_changed_stage_setting_is_refused_naming_the_difference(tmp_path: Path, 
     run_stage("rollouts", _cfg(tmp_path), [], progress=False)
     with pytest.raises(StageSettingsChanged) as err:
         run_stage("rollouts", _cfg(tmp_path, "rollouts.max_turns=7"), [], progress=False)
-    message = str(err.value)
-    assert "rollouts.max_turns: 3 -> 7" in message
-    assert "--run" in message and "on_change=recompute" in message
+    assert "rollouts.max_turns: 3 -> 7" in str(err.value)
+    assert "--run" in err.value.hint and "on_change=recompute" in err.value.hint
     assert _names(_cfg(tmp_path), "rollouts") == {"turns=3"}  # nothing was overwritten
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from synth.runtime import sandbox
-from synth.runtime.sandbox import ConfinementUnavailable, confinement_available
+from synth.runtime.sandbox import ConfinementUnavailable
 from synth.tools.harvest import HarvestReport, harvest_async, harvest_server, jsonl_path, select
 from synth.tools.servers import ServerEntry
+from tests.fixtures.clock import eventually
+from tests.fixtures.processes import pid_alive
 
-from .conftest import pid_alive
 
-
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_pages_are_followed_and_tools_kept_verbatim(fake_entry, tmp_path: Path) -> None:
     entry = fake_entry("pypi/fake-ok", "ok")
     result = await harvest_server(entry, tmp_path / "out", timeout_s=20)
@@ -38,6 +39,7 @@ async def test_pages_are_followed_and_tools_kept_verbatim(fake_entry, tmp_path: 
     assert result.server_info == {"name": "fake", "version": "0.0.1"}
 
 
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_crash_at_start_is_reported_with_stderr(fake_entry, tmp_path: Path) -> None:
     entry = fake_entry("pypi/fake-crash", "crash")
     started = time.monotonic()
@@ -48,6 +50,7 @@ async def test_crash_at_start_is_reported_with_stderr(fake_entry, tmp_path: Path
     assert not jsonl_path(tmp_path / "out", entry.id).exists()
 
 
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path) -> None:
     entry = fake_entry("pypi/fake-silent", "silent")
     started = time.monotonic()
@@ -57,21 +60,16 @@ async def test_silent_server_times_out_and_is_killed(fake_entry, tmp_path: Path)
     assert "no answer to initialize within 2s" in (result.reason or "")
     assert elapsed < 2 + 8, f"timeout plus shutdown grace took {elapsed:.1f}s"
     pid = int(re.search(r"pid=(\d+)", result.reason or "").group(1))  # type: ignore[union-attr]
-    deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(pid), "the silent server survived the harvest"
+    assert eventually(lambda: not pid_alive(pid), timeout_s=5), "the silent server survived the harvest"
 
 
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_helpers_that_leave_the_process_group_are_killed(fake_entry, tmp_path: Path) -> None:
     entry = fake_entry("pypi/fake-daemon", "daemon")
     result = await harvest_server(entry, tmp_path / "out", timeout_s=20)
     assert result.status == "ok", result.reason
     pid = int((result.server_info or {})["version"].removeprefix("helper-"))
-    deadline = time.monotonic() + 5
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not pid_alive(pid), "a helper in its own session outlived the harvest"
+    assert eventually(lambda: not pid_alive(pid), timeout_s=5), "a helper in its own session outlived the harvest"
 
 
 async def test_missing_install_is_an_install_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,6 +94,7 @@ async def test_missing_install_is_an_install_failure(tmp_path: Path, monkeypatch
     assert "404" in (result.reason or "")
 
 
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_harvest_reports_every_server_and_resumes(fake_entry, tmp_path: Path) -> None:
     out = tmp_path / "out"
     entries = [
@@ -128,12 +127,7 @@ def test_select_matches_ids_and_globs(fake_entry) -> None:
         select(entries, ["nope"])
 
 
-needs_confinement = pytest.mark.skipif(
-    not confinement_available()[0], reason=f"no confinement here: {confinement_available()[1]}"
-)
-
-
-@needs_confinement
+@pytest.mark.sandbox
 async def test_harvested_server_runs_confined_and_cannot_escape(fake_entry, tmp_path: Path) -> None:
     # The reviewed defect: harvested servers ran unconfined, as root, with the network.
     outside = Path("/tmp") / f"synth-harvest-escape-{uuid.uuid4().hex}"
@@ -163,8 +157,9 @@ async def test_harvest_refuses_to_run_unconfined_unless_allowed(
 ) -> None:
     monkeypatch.setattr(sandbox, "confinement_available", lambda: (False, "no namespaces in this container"))
     entry = fake_entry("pypi/fake-ok", "ok")
-    with pytest.raises(ConfinementUnavailable, match="--unconfined"):
+    with pytest.raises(ConfinementUnavailable, match="can't be confined") as err:
         await harvest_async([entry], tmp_path / "out", timeout_s=20)
+    assert "--unconfined" in err.value.hint
     assert not (tmp_path / "out" / "harvest_report.json").exists()
     report = await harvest_async([entry], tmp_path / "out", timeout_s=20, allow_unconfined=True)
     assert report.summary()["confinement"].startswith("UNCONFINED") and report.summary()["unconfined_servers"] == 1

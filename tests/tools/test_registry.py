@@ -139,8 +139,9 @@ def test_read_specs_from_parquet(tmp_path: Path) -> None:
     row["function"]["parameters"] = json.dumps(row["function"]["parameters"])  # how Parquet keeps free JSON
     pq.write_table(pa.Table.from_pylist([row]), nested)
     assert read_specs(nested) == [spec]
-    with pytest.raises(FileNotFoundError, match="evolve stage"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.parquet") as err:
         read_specs(tmp_path / "missing.parquet")
+    assert "evolve stage" in err.value.hint  # type: ignore[attr-defined]
 
 
 def test_dedup_drops_near_duplicates_keeps_first() -> None:
