@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from synth.errors import SynthError
 from synth.paths import TOOLS_REGISTRY, cache_dir
@@ -74,10 +74,27 @@ class InstallError(SynthError, RuntimeError):
     hint = "fix the server's entry in tools_registry/mcp_servers.yaml (or remove it), then harvest it again"
 
 
+class ServersFileError(SynthError, ValueError):
+    """The server list (``mcp_servers.yaml``) cannot be read; the message names the file and the entry."""
+
+    hint = "fix that entry (`git checkout tools_registry/` restores the shipped list)"
+
+
 def load_servers(path: Path = SERVERS_FILE) -> list[ServerEntry]:
-    # The C loader when PyYAML has it: the server list is long and every stage reads it.
-    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    return [ServerEntry.model_validate(item) for item in data.get("servers", [])]
+    try:
+        # The C loader when PyYAML has it: the server list is long and every stage reads it.
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except yaml.YAMLError as exc:
+        raise ServersFileError(f"{path} is not valid YAML: {exc}") from exc
+    entries = []
+    for i, item in enumerate(data.get("servers", [])):
+        try:
+            entries.append(ServerEntry.model_validate(item))
+        except ValidationError as exc:
+            where = item.get("id", f"servers[{i}]") if isinstance(item, dict) else f"servers[{i}]"
+            wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ServersFileError(f"{path}: {where}: {wrong}") from exc
+    return entries
 
 
 def install_root(entry: ServerEntry) -> Path:

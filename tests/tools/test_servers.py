@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synth.tools.registry import ToolRegistry
-from synth.tools.servers import ServerEntry, find_commands, install_root, load_servers
+from synth.tools.servers import ServerEntry, ServersFileError, find_commands, install_root, load_servers
 
 
 def test_committed_yaml_is_valid_and_ids_are_unique() -> None:
@@ -20,6 +20,18 @@ def test_committed_yaml_is_valid_and_ids_are_unique() -> None:
         assert s.version and s.version[0].isdigit(), f"{s.id}: pin an exact version"
         # Placeholders only: a real-looking secret in the repository is a leak.
         assert all(len(v) < 80 for v in s.env.values()), s.id
+
+
+def test_a_broken_server_list_names_the_file_and_the_entry(tmp_path: Path) -> None:
+    bad = tmp_path / "mcp_servers.yaml"
+    bad.write_text("servers:\n- id: npm/x\n  registry: npm\n  package: x\n")  # no version, no command
+    missing = r"mcp_servers\.yaml: npm/x: version: Field required; command: Field required"
+    with pytest.raises(ServersFileError, match=missing) as err:
+        load_servers(bad)
+    assert "git checkout tools_registry/" in err.value.hint
+    bad.write_text("servers: [\n")
+    with pytest.raises(ServersFileError, match="not valid YAML"):
+        load_servers(bad)
 
 
 def test_find_commands_reads_npm_bin_and_console_scripts(
