@@ -10,14 +10,14 @@ from synth.schemas.records import AgentRecord
 from synth.stages.base import StageContext
 from synth.stages.registry import get_stage
 from synth.stages.store import JournalWriter, StageStore
-from tests.fixtures.tasks import AGENT as SHOP
+from tests.fixtures.kinds import TRAVEL
 
 
 def test_every_level_is_covered_with_two_tasks_per_agent(tmp_path: Path) -> None:
     cfg = PipelineConfig(runs_dir=tmp_path, run="p")
     # Tools code can fill a call of, so the kinds code builds (which need such tools) can be planned too.
     agents = [AgentRecord(id=f"agent-{i}", seed=i, profile={"kind": "coding" if i == 1 else "any"},
-                          tools=SHOP.tools) for i in range(6)]
+                          tools=TRAVEL.tools) for i in range(6)]
     store = StageStore(cfg.run_dir / "agents")
     writer = JournalWriter(store.new_journal())
     writer.write_many(agents)
