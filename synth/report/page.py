@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 
 from synth.config import PipelineConfig
+from synth.errors import SynthError
 from synth.report.analysis import RunAnalysis, analyse
 
 
@@ -112,7 +113,15 @@ def render(a: RunAnalysis, title: str) -> str:
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
 
 
+class NoSuchRun(SynthError, FileNotFoundError):
+    """The run to report on has no folder: it was never run under this runs_dir and name."""
+
+    hint = "pass --run with the name of a run under runs_dir (or --set runs_dir=DIR), or run `synth pipeline` first"
+
+
 def write_page(config: PipelineConfig) -> Path:
+    if not config.run_dir.is_dir():
+        raise NoSuchRun(f"no run {config.run!r} in {config.runs_dir}: {config.run_dir} does not exist")
     analysis = analyse(config.run_dir, config)
     out = config.run_dir / "report.html"
     out.write_text(render(analysis, f"synth run '{config.run}'"))
