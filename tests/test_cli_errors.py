@@ -62,7 +62,8 @@ def test_runs_folder_that_cannot_be_written_names_it(tmp_path: Path) -> None:
     done = _synth("agents", "--set", f"runs_dir={blocker}/runs", "--set", "ray.enabled=false",
                   env={"SYNTH_BASE_URL": "http://127.0.0.1:9/v1"}, timeout=120)
     assert done.returncode == 1
-    assert str(blocker) in done.stderr and "Traceback" not in done.stderr
+    assert f"cannot use the run folder {blocker}/runs" in done.stderr and "Traceback" not in done.stderr
+    assert "--set runs_dir=DIR" in done.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -183,6 +184,16 @@ def test_user_error_through_the_real_command_line(tmp_path: Path) -> None:
     assert "what to do: run `synth tasks` first" in done.stderr and "Traceback" not in done.stderr
     debug = _synth("--debug", *args, env=env, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "StageIncomplete" in debug.stderr
+
+
+def test_a_stage_whose_every_row_failed_is_a_failed_run() -> None:
+    from synth.stages.summary import StageSummary
+
+    cli._exit_if_all_failed([StageSummary(stage="agents", planned=2, ok=1, failed=1)])  # one row made it: no error
+    with pytest.raises(cli.StageFailed, match=r"every row of stage 'agents' failed \(EndpointUnavailable: 2\)") as err:
+        cli._exit_if_all_failed([StageSummary(stage="agents", planned=2, ok=0, failed=2,
+                                              errors={"EndpointUnavailable": 2})])
+    assert "runs/<run>/agents/" in err.value.hint
 
 
 # --- every error a user can meet is a SynthError ----------------------------------------------------------------
