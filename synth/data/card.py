@@ -1,4 +1,5 @@
-"""The dataset card: README.md with the Hub's YAML metadata and this run's statistics."""
+"""The dataset card: README.md with the Hub's YAML metadata and this run's statistics. The dataset stage writes it
+into the dataset's folder; the ``card`` stage adds the held-out evaluation to it (``synth.stages.card``)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,6 @@ def _configs(summary: DatasetSummary) -> list[dict[str, Any]]:
     if summary.accepted:
         configs.append({"config_name": "sft", "data_files": [{"split": "train", "path": "sft/train-*.parquet"}]})
     return configs
-
-
-EVAL_CARD_SECTION = "card.md"
-"""The file in a run's ``eval/`` that holds the evaluation's section of the dataset card."""
 
 
 def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows: list[dict[str, Any]]) -> None:
@@ -94,14 +91,7 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         f"- commit: `{run['commit'] or 'unknown'}`{' (with uncommitted changes)' if run['dirty'] else ''}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run["packages"].items())),
     ]
-    path.write_text("\n".join(lines) + "\n" + _eval_section(config))
-
-
-def _eval_section(config: PipelineConfig) -> str:
-    """The run's held-out evaluation, when one was made (``synth eval`` leaves its card section in
-    ``eval/card.md``): the card is rebuilt whole, so the section is put back too."""
-    saved = config.run_dir / "eval" / EVAL_CARD_SECTION
-    return "\n" + saved.read_text() if saved.exists() else ""
+    path.write_text("\n".join(lines) + "\n")
 
 
 def calibration_lines(cal: dict[str, Any]) -> list[str]:

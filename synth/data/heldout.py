@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from synth.schemas.records import TaskRecord
+from pydantic import BaseModel, Field
+
+from synth.schemas.records import AgentRecord, TaskRecord
 
 SALT = "synth-heldout-v1"
 
@@ -77,3 +78,38 @@ def row_heldout_key(row: dict[str, Any]) -> str:
             rubric = None
     tests = rubric.get("python_tests") if isinstance(rubric, dict) else None
     return problem_key(tests) if isinstance(tests, str) and tests else str(row.get("task_id") or "")
+
+
+class HeldoutSet(BaseModel):
+    """The evaluation set a built dataset recorded: its held-out tasks (usable ones, sorted by id), the agents
+    that play them and the tools those agents hold. Evaluation scores exactly these, whatever share a later
+    config asks for."""
+
+    share: float = Field(description="The held-out share the dataset was built with.")
+    task_ids: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list, description="Names of the tools the held-out tasks' agents hold.")
+    tasks: list[TaskRecord] = Field(default_factory=list)
+    agents: list[AgentRecord] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, share: float, tasks: list[TaskRecord], agents: list[AgentRecord]) -> HeldoutSet:
+        """The usable tasks of ``tasks`` held out at ``share``, with their agents."""
+        held = sorted((t for t in tasks if t.error is None and task_is_heldout(t, share)), key=lambda t: t.id)
+        by_id = {a.id: a for a in agents}
+        playing = [by_id[i] for i in sorted({t.agent_id for t in held}) if i in by_id]
+        tools = sorted({t["function"]["name"] for a in playing for t in a.tools})
+        return cls(share=share, task_ids=[t.id for t in held], tools=tools, tasks=held, agents=playing)
+
+    def first(self, n: int | None) -> HeldoutSet:
+        """The first ``n`` tasks by id (ids are hashes, so any prefix mixes difficulties), with their agents."""
+        if n is None or n >= len(self.tasks):
+            return self
+        tasks = self.tasks[:n]
+        keep = {t.agent_id for t in tasks}
+        agents = [a for a in self.agents if a.id in keep]
+        tools = sorted({t["function"]["name"] for a in agents for t in a.tools})
+        return HeldoutSet(share=self.share, task_ids=[t.id for t in tasks], tools=tools, tasks=tasks, agents=agents)
+
+    def summary(self) -> dict[str, Any]:
+        """What a stage summary shows of it (the records stay in the row)."""
+        return {"share": self.share, "tasks": len(self.task_ids), "task_ids": self.task_ids, "tools": self.tools}

@@ -1,7 +1,8 @@
-"""Held-out evaluation of a model as the agent: valid tool calls, code checks, judge score (``synth eval``)."""
+"""Held-out evaluation of a model as the agent: valid tool calls, code checks, judge score. The ``eval`` stage
+(``synth eval``, ``synth.stages.eval``) runs it; this package holds the episode, the scores and the report."""
 
+from synth.evaluate.episode import EvalRecord, EvalSummary, ModelEval, ModelUnderTest, play, summarize
 from synth.evaluate.metrics import CallStats, EpisodeScore, Scores
-from synth.evaluate.run import EvalRecord, EvalSummary, ModelEval, evaluate_model, evaluate_models, heldout
 
 __all__ = [
     "CallStats",
@@ -9,8 +10,8 @@ __all__ = [
     "EvalRecord",
     "EvalSummary",
     "ModelEval",
+    "ModelUnderTest",
     "Scores",
-    "evaluate_model",
-    "evaluate_models",
-    "heldout",
+    "play",
+    "summarize",
 ]

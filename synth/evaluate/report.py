@@ -1,5 +1,6 @@
 """The eval's outputs in ``runs/<run>/eval/``: ``eval.md`` (one table per measure, models side by side, per
-difficulty with counts), one PNG per measure, and ``eval.json`` (the whole summary)."""
+difficulty with counts), one PNG per measure, and ``eval.json`` (the whole summary); and its section of the
+dataset card (which the ``card`` stage puts in)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from synth.evaluate.episode import EvalSummary
     from synth.evaluate.metrics import Scores
-    from synth.evaluate.run import EvalSummary
 
 MEASURES = [
     ("valid_call_rate", "(a) valid tool-call rate",
@@ -33,8 +34,8 @@ def markdown(summary: EvalSummary) -> str:
     names = list(summary.models)
     rows = ["all", *summary.difficulties]
     lines = [f"# Held-out evaluation: run `{summary.run}`", "",
-             f"{len(summary.task_ids)} held-out tasks (share {summary.heldout_share}, chosen by task id), one "
-             "episode each per model, the model under test as the agent in native tool-calling mode (vLLM, "
+             f"{len(summary.task_ids)} held-out tasks (share {summary.heldout_share}, as the dataset recorded "
+             "them), one episode each per model, the model under test as the agent in native tool-calling mode (vLLM, "
              "hermes parser, no guided decoding); simulators and judge on the run's endpoints.", ""]
     for key, title, meaning in MEASURES:
         lines += [f"## {title}", "", meaning + ".", "", "| difficulty | tasks | " + " | ".join(names) + " |",
@@ -110,27 +111,17 @@ def card_section(summary: EvalSummary) -> str:
     return "\n".join([*lines, "", CARD_END]) + "\n"
 
 
-def update_card(card: Path, summary: EvalSummary) -> bool:
-    """Put (or replace) the eval section at the end of the dataset card; False when there is no card yet."""
-    if not card.exists():
-        return False
-    text = card.read_text()
-    if CARD_BEGIN in text and CARD_END in text:
-        text = text[: text.index(CARD_BEGIN)] + text[text.index(CARD_END) + len(CARD_END):].lstrip("\n")
-    card.write_text(text.rstrip("\n") + "\n\n" + card_section(summary))
-    return True
+def with_section(card: str, summary: EvalSummary) -> str:
+    """The dataset card ``card`` with the eval section at its end (in place of one it holds already)."""
+    if CARD_BEGIN in card and CARD_END in card:
+        card = card[: card.index(CARD_BEGIN)] + card[card.index(CARD_END) + len(CARD_END):].lstrip("\n")
+    return card.rstrip("\n") + "\n\n" + card_section(summary)
 
 
-def write_report(summary: EvalSummary, out_dir: Path, card: Path | None = None) -> EvalSummary:
-    """Write ``eval.md``, the plots and ``eval.json`` to ``out_dir``, and the summary into ``card`` if given and
-    present (the dataset card, rebuilt without it by the next ``synth dataset``)."""
+def write_report(summary: EvalSummary, out_dir: Path) -> EvalSummary:
+    """Write ``eval.md``, the plots and ``eval.json`` to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary.model_copy(update={"table": str(out_dir / "eval.md"), "plots": plot(summary, out_dir)})
     (out_dir / "eval.md").write_text(markdown(summary))
     (out_dir / "eval.json").write_text(summary.model_dump_json(indent=2))
-    from synth.data.card import EVAL_CARD_SECTION
-
-    (out_dir / EVAL_CARD_SECTION).write_text(card_section(summary))  # `synth dataset` puts it back in a new card
-    if card is not None:
-        update_card(card, summary)
     return summary

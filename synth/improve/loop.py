@@ -1,16 +1,18 @@
-"""``synth improve``: expert iteration. Round 0 evaluates the base model on the held-out tasks; each round after it
+"""``synth improve``: expert iteration, composed of the pipeline's stages round after round.
 
-1. generates: a full pipeline run (``runs/<run>/improve/round-<k>/``, seed ``seed + k - 1``), with the agent
-   being the model trained in the round before (served by vLLM with its tool template), the simulators and the
-   judge on their own endpoints; acceptance is the run's ``judge.accept`` (synth/judge/accept.py);
-2. trains each of ``improve.optimizers`` from the base model on the train splits of every round so far
-   (``improve.cumulative``), never a held-out task (by task id, the same in every round);
-3. evaluates every trained model on the held-out tasks of round 1, the same tasks in every round, so the curve
-   compares like with like.
+Round ``k`` is a run of its own (``runs/<run>/improve/round-<k>/``, seed ``seed + k - 1``):
 
-Each step records its result in ``improve/improve.json`` when it finishes, and each step is resumable on its own
-(stages resume their rows, training its checkpoints), so a killed ``synth improve`` goes on where it stopped.
-The curve of valid-call rate, pass rate and judge score per round is ``improve/curve.png``.
+1. generate: ``tools`` to ``dataset``, with the agent being the model trained in the round before (served by vLLM
+   with its tool template), the simulators and the judge on their own endpoints; acceptance is the run's
+   ``judge.accept`` (synth/judge/accept.py);
+2. ``train``: each of ``improve.optimizers`` from the base model on this round's dataset and, with
+   ``improve.cumulative``, every earlier round's (``train.data_runs``), never a held-out task;
+3. ``eval``: every trained model on the held-out tasks round 1's dataset recorded (``eval.tasks_from``), the same
+   tasks in every round, so the curve compares like with like; round 1 scores the base model first.
+
+Every stage resumes on its own (rows, checkpoints, episodes), so a killed ``synth improve`` goes on where it
+stopped; ``improve/improve.json`` records each round's results and ``improve/curve.png`` plots them. Nothing is
+read by path: each round's numbers come from its stages' summaries.
 """
 
 from __future__ import annotations
@@ -19,12 +21,28 @@ import logging
 from pathlib import Path
 
 from synth.config import EndpointConfig, PipelineConfig, TrainConfig
-from synth.improve.models import TRAIN_FACTS, ImproveReport, Steps, TrainElsewhere, replicate_name
+from synth.errors import SynthError
+from synth.evaluate.episode import BASE
+from synth.improve.models import TRAIN_FACTS, ImproveReport, ModelScores, RoundResult, Steps
+from synth.pipeline import PipelineReport
+from synth.stages.base import StageWaiting
+from synth.stages.eval import eval_summary
+from synth.stages.summary import StageSummary
+from synth.stages.train import TrainElsewhere, job_names, planned_jobs
 
 log = logging.getLogger(__name__)
 STATE = "improve.json"
 CURVE = "curve.png"
 WAITING = "waiting for training elsewhere: "
+FIRST = "round-1"
+GENERATION = ("grounded_calls_first", "grounded_answer_after_call", "max_calls_per_step")
+"""The rollouts settings of a round that the data-value page shows beside it."""
+
+
+class StaleRound(SynthError):
+    """A round's generating model changed after it generated a later round: that round's data is the old model's."""
+
+    hint = "start a new run (--run NEW_NAME), or put train.* (and improve.train_by_round) back as they were"
 
 
 def improve_root(config: PipelineConfig) -> Path:
@@ -32,27 +50,25 @@ def improve_root(config: PipelineConfig) -> Path:
 
 
 def round_config(config: PipelineConfig, k: int) -> PipelineConfig:
-    """Round ``k``'s pipeline config: its own run folder and seed, new agents, the same everything else."""
+    """Round ``k``'s run: its own folder and seed, new agents, its training jobs (this round's dataset and, when
+    cumulative, every earlier round's), round 1's held-out tasks to score; the same everything else."""
     count = config.improve.agents_per_round or config.agents.count
-    # The trainer and the evaluator read the held-out share from their own sections: one value for all.
-    share = config.dataset.heldout_share
     train = config.train
     if k in config.improve.train_by_round:
         train = TrainConfig.model_validate(train.model_dump() | config.improve.train_by_round[k])
+    train = train.model_copy(update={
+        "optimizers": list(config.improve.optimizers), "name": None, "here": config.improve.train_here,
+        "replicates": config.improve.replicates if k == config.improve.rounds else 0,
+        "data_runs": [f"round-{j}" for j in range(1, k)] if config.improve.cumulative else []})
     return config.model_copy(update={
         "runs_dir": improve_root(config), "run": f"round-{k}", "seed": config.seed + k - 1, "accept": None,
-        "agents": config.agents.model_copy(update={"count": count}),
-        "eval": config.eval.model_copy(update={"heldout_share": share}), "train": train,
+        "agents": config.agents.model_copy(update={"count": count}), "train": train,
+        "eval": config.eval.model_copy(update={"tasks_from": FIRST, "models": []}),
     })
 
 
-def train_files(config: PipelineConfig, k: int) -> list[Path]:
-    """The train splits round ``k`` trains on: every round's up to ``k`` (cumulative), or round ``k``'s alone."""
-    first = 1 if config.improve.cumulative else k
-    files: list[Path] = []
-    for j in range(first, k + 1):
-        files += sorted((round_config(config, j).run_dir / "dataset" / "data").glob("train-*.parquet"))
-    return files
+def _scoring(config: PipelineConfig, models: list[str]) -> PipelineConfig:
+    return config.model_copy(update={"eval": config.eval.model_copy(update={"models": models})})
 
 
 def _save(report: ImproveReport, root: Path) -> None:
@@ -62,20 +78,6 @@ def _save(report: ImproveReport, root: Path) -> None:
     tmp.replace(root / STATE)
 
 
-def _forget(report: ImproveReport, k: int, opt: str, generator: str) -> None:
-    """Round ``k``'s ``opt`` model is other weights now: its scores go; a later round it generated is stale."""
-    r = report.round(k)
-    later = [x.round for x in report.rounds if x.round > k and x.generated]
-    if later and opt == generator:
-        raise ValueError(f"round {k}'s {opt} model changed (other train settings or data) after it generated "
-                         f"round(s) {later}; that data came from the old model. Start a new run (--set run=...) "
-                         "or put train.* back as it was")
-    del r.trained[opt]
-    r.models.pop(opt, None)
-    r.train_summaries.pop(opt, None)
-    r.fingerprints.pop(opt, None)
-
-
 def load_report(config: PipelineConfig) -> ImproveReport:
     path = improve_root(config) / STATE
     if path.exists():
@@ -83,10 +85,32 @@ def load_report(config: PipelineConfig) -> ImproveReport:
     return ImproveReport(run=config.run)
 
 
+def _generated(r: RoundResult, report: PipelineReport, config: PipelineConfig) -> None:
+    planned = {s.stage: s.planned for s in report.stages}
+    r.accepted_new = report.dataset.accepted if report.dataset else 0
+    r.agents, r.episodes = planned.get("agents"), planned.get("rollouts")
+    r.pipeline_wall_s = report.wall_s
+    r.generation = {k: getattr(config.rollouts, k) for k in GENERATION}
+    r.generated = True
+
+
+def _scores(summary: StageSummary) -> dict[str, ModelScores]:
+    return {name: ModelScores.of(m) for name, m in eval_summary(summary).models.items()}
+
+
+def _check_not_stale(report: ImproveReport, k: int, planned: dict[str, str], generator: str) -> None:
+    """Refuse to train over round ``k``'s generating model once it generated round ``k + 1`` as other weights."""
+    later = next((r for r in report.rounds if r.round == k + 1 and r.generated), None)
+    if later is not None and later.agent_job is not None and planned.get(generator) != later.agent_job:
+        raise StaleRound(f"round {k}'s {generator} model changed (other train settings or data) after it generated "
+                         f"round {k + 1}; that data came from the old model")
+
+
 def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: Steps | None = None) -> ImproveReport:
-    """Run (or resume) ``improve.rounds`` rounds after the base model's evaluation; returns the report."""
+    """Run (or resume) ``improve.rounds`` rounds after the base model's evaluation; returns the report. A round
+    whose jobs are to be trained elsewhere (``improve.train_here=false``) stops the run with their job files in
+    ``report.waiting``."""
     from synth.improve.plot import plot_curve
-    from synth.stages.dataset_build import heldout_task_ids
 
     if steps is None:
         from synth.improve.steps import real_steps
@@ -94,75 +118,53 @@ def run_improve(config: PipelineConfig, endpoints: list[EndpointConfig], steps: 
         steps = real_steps()
     root = improve_root(config)
     report = load_report(config)
-    optimizers = list(config.improve.optimizers)
-    agent: Path | None = None
+    report.waiting = []
+    agent: tuple[Path, str] | None = None  # the checkpoint that generates the next round, and its train row
     for k in range(1, config.improve.rounds + 1):
         rc = round_config(config, k)
         r = report.round(k)
         r.run = rc.run
         if not r.generated:
-            r.agent = str(agent) if agent else "base"
-            r.accepted_new = steps.generate(rc, endpoints, agent)
-            r.generated = True
+            r.agent, r.agent_job = (str(agent[0]), agent[1]) if agent else (BASE, None)
+            _generated(r, steps.generate(rc, endpoints, agent[0] if agent else None), rc)
             _save(report, root)
-        if k == 1 and not report.heldout_task_ids:
-            # The evaluation set: round 1's held-out tasks, fixed for every round so the curve is comparable.
-            # Capped at eval.max_tasks here (the prefix the evaluator takes), so the report counts what was scored.
-            report.heldout_task_ids = sorted(heldout_task_ids(rc))[: config.eval.max_tasks or None]
+        if k == 1 and BASE not in report.round(0).models:
+            # The base model is scored before anything trains, so its score stands while jobs train elsewhere.
+            scored = steps.evaluate(_scoring(rc, [BASE]), endpoints)
+            report.round(0).models[BASE] = _scores(scored)[BASE]
+            report.round(0).eval_wall_s = scored.wall_s
+            report.heldout_task_ids = eval_summary(scored).task_ids
             report.heldout_tasks = len(report.heldout_task_ids)
             _save(report, root)
-        eval_cfg = round_config(config, 1)
-        if k == 1 and "base" not in report.round(0).models:
-            report.round(0).models = steps.evaluate(eval_cfg, endpoints, {"base": None}, report.heldout_task_ids, 0)
+        names = [name for name, _, _ in job_names(rc)]
+        planned = planned_jobs(rc)
+        _check_not_stale(report, k, planned, names[0])
+        try:
+            trained = steps.train(rc)
+        except StageWaiting as exc:  # improve.train_here=false: every unfinished job's spec is written
+            report.waiting = [str(w.job) for w in exc.waiting if isinstance(w, TrainElsewhere)]
+            r.note = WAITING + "; ".join(report.waiting)
             _save(report, root)
-        files = train_files(config, k)
-        waiting: list[TrainElsewhere] = []
-        # The round's own model of each optimizer (the first one's generates the next round), then in the last
-        # round the seed replicates of each: (name, optimizer, seed).
-        runs = [(opt, opt, rc.seed) for opt in optimizers]
-        if k == config.improve.rounds:
-            runs += [(replicate_name(opt, rc.seed + i), opt, rc.seed + i)
-                     for opt in optimizers for i in range(1, config.improve.replicates + 1)]
-        for name, opt, seed in runs:
-            if not files:
-                r.note = "no accepted trajectories in train yet: nothing to train on this round"
-                break
-            tc = rc.model_copy(update={"seed": seed,
-                                       "train": rc.train.model_copy(update={"optimizer": opt, "name": name})})
-            fingerprint = steps.fingerprint(tc, files)
-            if name in r.trained and fingerprint != r.fingerprints.get(name):
-                # A resumed run whose train.* changed: the recorded model is not these settings' (checked before
-                # anything is trained over it).
-                _forget(report, k, name, optimizers[0])
-                _save(report, root)
-            if name in r.trained:
-                continue
-            try:
-                summary = steps.train(tc, files)
-            except TrainElsewhere as exc:  # improve.train_here=false: every pending job is written, then we stop
-                waiting.append(exc)
-                continue
-            r.trained[name] = summary["checkpoint"]
-            if fingerprint:
-                r.fingerprints[name] = fingerprint
-            r.train_summaries[name] = {k2: summary.get(k2) for k2 in TRAIN_FACTS}
-            r.train_trajectories = int(summary.get("data", {}).get("examples", 0))
-            _save(report, root)
-        if waiting:
-            r.note = WAITING + "; ".join(str(w.job) for w in waiting)
-            _save(report, root)
-            raise waiting[0]
+            return report
         if r.note and r.note.startswith(WAITING):
             r.note = None  # the checkpoints came back
-        todo = {opt: Path(ckpt) for opt, ckpt in r.trained.items() if opt not in r.models}
-        if todo:
-            r.models.update(steps.evaluate(eval_cfg, endpoints, dict(todo), report.heldout_task_ids, k))
-            for opt, ckpt in todo.items():
-                if opt in r.models:
-                    r.models[opt].checkpoint = str(ckpt)
+        jobs = trained.extra.get("jobs", {})
+        r.trained = {name: job["checkpoint"] for name, job in jobs.items()}
+        r.train_summaries = {name: {f: job.get(f) for f in TRAIN_FACTS} for name, job in jobs.items()}
+        r.train_trajectories = max((int(job.get("examples", 0)) for job in jobs.values()), default=0)
+        r.train_wall_s = trained.wall_s
+        if not jobs:
+            r.note = "no model trained this round: " + (", ".join(f"{e}: {n}" for e, n in trained.errors.items())
+                                                         or "no job")
             _save(report, root)
-        if optimizers and optimizers[0] in r.trained:
-            agent = Path(r.trained[optimizers[0]])  # the policy that generates the next round's data
+            continue
+        scored = steps.evaluate(_scoring(rc, [*([BASE] if k == 1 else []), *(n for n in names if n in jobs)]),
+                                endpoints)
+        r.models = {name: s for name, s in _scores(scored).items() if name != BASE}
+        r.eval_wall_s = scored.wall_s
+        _save(report, root)
+        if names[0] in jobs:
+            agent = (Path(jobs[names[0]]["checkpoint"]), planned[names[0]])
     report.plot = str(plot_curve(report, root / CURVE))
     _save(report, root)
     return report

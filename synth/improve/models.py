@@ -1,15 +1,19 @@
 """The expert-iteration loop's records and its pluggable steps, in their own module so the loop, its steps, the
-evaluation adapter and the plots import them without importing each other."""
+data-value page and the plots import them without importing each other."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, PipelineConfig
+from synth.evaluate.episode import ModelEval
+from synth.pipeline import PipelineReport
+from synth.stages.summary import StageSummary
 
 
 class ModelScores(BaseModel):
@@ -18,24 +22,44 @@ class ModelScores(BaseModel):
     pass_rate: float | None = Field(default=None, description="Held-out episodes whose code checks all pass.")
     judge_score: float | None = Field(default=None, description="Mean weighted judge score in [0, 1].")
     episodes: int = 0
-    wall_s: float | None = Field(default=None, description="Wall seconds of this model's evaluation (serving "
-                                 "included), as measured when it ran.")
     checkpoint: str | None = None
+    identity: str | None = Field(default=None, description="What the scored weights are known by (the eval rows "
+                                 "of this model carry it).")
     detail: dict = Field(default_factory=dict, description="What the evaluator reported besides (per difficulty).")
+
+    @classmethod
+    def of(cls, result: ModelEval) -> ModelScores:
+        """A model's curve numbers from its evaluation: a rate of nothing (no call tried, no checked episode) is
+        None, not 0."""
+        o = result.overall
+        return cls(valid_call_rate=o.valid_call_rate if o.calls_attempted else None,
+                   pass_rate=o.pass_rate if o.checked_episodes else None,
+                   judge_score=o.judge_score if o.episodes else None, episodes=o.episodes,
+                   checkpoint=result.checkpoint, identity=result.identity,
+                   detail={"overall": o.model_dump(),
+                           "by_difficulty": {d: s.model_dump() for d, s in result.by_difficulty.items()}})
 
 
 class RoundResult(BaseModel):
     round: int
     run: str | None = Field(default=None, description="The round's pipeline run (None for round 0).")
     agent: str = Field(default="base", description="The model that played the agent when generating.")
+    agent_job: str | None = Field(default=None, description="The train row of that model: a later change of it "
+                                  "makes this round's data stale.")
     generated: bool = False
     accepted_new: int = Field(default=0, description="Trajectories this round added to train.")
+    agents: int | None = Field(default=None, description="Agents the round's pipeline planned.")
+    episodes: int | None = Field(default=None, description="Episodes the round's pipeline planned.")
+    generation: dict[str, Any] | None = Field(default=None, description="The grounded-generation settings the "
+                                              "round's rollouts ran with.")
+    pipeline_wall_s: float | None = None
     train_trajectories: int = Field(default=0, description="Train rows the round's models were trained on.")
-    trained: dict[str, str] = Field(default_factory=dict, description="optimizer -> checkpoint")
+    trained: dict[str, str] = Field(default_factory=dict, description="job name -> checkpoint")
     train_summaries: dict[str, dict] = Field(default_factory=dict)
-    fingerprints: dict[str, str] = Field(default_factory=dict, description="optimizer -> the training fingerprint "
-                                         "its scores were measured with (other settings or data: scored again)")
+    train_wall_s: float | None = None
     models: dict[str, ModelScores] = Field(default_factory=dict, description="name -> held-out scores")
+    eval_wall_s: float | None = Field(default=None, description="Wall seconds of the round's eval stage in the "
+                                      "process that ran it (0: every episode was on disk).")
     note: str | None = None
 
 
@@ -45,6 +69,8 @@ class ImproveReport(BaseModel):
     heldout_task_ids: list[str] = Field(default_factory=list)
     rounds: list[RoundResult] = Field(default_factory=list)
     plot: str | None = None
+    waiting: list[str] = Field(default_factory=list, description="Job files to train elsewhere before the run "
+                               "can go on (improve.train_here=false); empty when it is not waiting.")
 
     def round(self, k: int) -> RoundResult:
         for r in self.rounds:
@@ -71,26 +97,14 @@ def optimizer_of(name: str) -> str:
     return name.split("-seed")[0]
 
 
-class TrainElsewhere(Exception):
-    """A training step waits for its checkpoint to be trained on another machine (``improve.train_here=false``)."""
-
-    def __init__(self, job: Path, out: Path) -> None:
-        super().__init__(f"train {job} elsewhere (`synth train --config {job}` from the project root, with its "
-                         f"data files beside it), copy its output folder back to {out}, and run `synth improve` "
-                         "again")
-        self.job, self.out = job, out
-
-
 @dataclass
 class Steps:
-    """The three actions of a round; the defaults are the real ones (``synth.improve.steps``)."""
+    """The three actions of a round; the defaults are the real ones (``synth.improve.steps``): the pipeline, then
+    the ``train`` and ``eval`` stages of the round's run."""
 
-    generate: Callable[[PipelineConfig, list[EndpointConfig], Path | None], int]
-    """Run the pipeline for a round with this agent checkpoint (None: base); returns rows added to train."""
-    train: Callable[[PipelineConfig, list[Path]], dict]
-    """Train ``config.train`` on these train-split Parquet files; returns the train summary as a dict."""
-    evaluate: Callable[[PipelineConfig, list[EndpointConfig], dict[str, Path | None], list[str], int],
-                       dict[str, ModelScores]]
-    """Scores of each named model (None: the base) on these held-out task ids of ``config``'s run, in round k."""
-    fingerprint: Callable[[PipelineConfig, list[Path]], str | None] = lambda config, files: None
-    """What a finished ``train`` of these settings and files is known by (None: not known, never stale)."""
+    generate: Callable[[PipelineConfig, list[EndpointConfig], Path | None], PipelineReport]
+    """Run the round's pipeline with this agent checkpoint (None: base)."""
+    train: Callable[[PipelineConfig], StageSummary]
+    """Run the round's ``train`` stage."""
+    evaluate: Callable[[PipelineConfig, list[EndpointConfig]], StageSummary]
+    """Run the round's ``eval`` stage (``eval.models`` and ``eval.tasks_from`` say what it scores)."""

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-RowKind = Literal["leaf", "agent", "task", "traj", "eval", "dataset", "publish"]
+RowKind = Literal["leaf", "agent", "task", "traj", "eval", "dataset", "train", "card", "publish"]
 
 
 def stable_id(prefix: str, *parts: Any) -> str:
@@ -64,6 +64,17 @@ def eval_id(model: str, ident: str, task: str, task_seed: int) -> str:
 def dataset_id(inputs: dict[str, str]) -> str:
     """The dataset stage's one row: the build from these inputs (stage name -> digest of its rows)."""
     return row_id("dataset", inputs)
+
+
+def train_id(job: dict[str, Any], data: dict[str, str]) -> str:
+    """A train-stage row: one training job (its spec without where it runs or how fast) on data of these
+    digests (source -> digest of its rows)."""
+    return row_id("train", job, data)
+
+
+def card_id(dataset: str, evaluation: str | None) -> str:
+    """The card stage's one row: the card of the dataset row ``dataset`` with the evaluation of these rows."""
+    return row_id("card", dataset, evaluation)
 
 
 def publish_id(repo: str, dataset: str) -> str:

@@ -1,5 +1,7 @@
 """Stage ``dataset``: join the judged trajectories with their tasks and agents into the Hugging Face dataset
-(``synth.stages.dataset_build``), as one row that records what was built from which inputs.
+(``synth.stages.dataset_build``), as one row that records what was built from which inputs, and the evaluation
+set: the held-out tasks, their agents and the tools those hold (``synth.data.heldout.HeldoutSet``), which the
+``eval`` stage scores as recorded here.
 
 Its one work item's id hashes the rows of its inputs, so a re-run with the same rows finds the dataset built and
 does nothing, while new rows (a quota round, a recomputed judge) plan a new item and the dataset is built again;
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from synth.data.heldout import HeldoutSet
 from synth.data.summary import DatasetSummary
 from synth.schemas.ids import dataset_id
 from synth.schemas.records import Row
@@ -23,6 +26,7 @@ BUILT = "summary.json"  # written last into the dataset folder: a folder without
 class DatasetRecord(Row):
     inputs: dict[str, str] = Field(default_factory=dict, description="Input stage -> digest of its rows.")
     summary: DatasetSummary | None = None
+    heldout: HeldoutSet | None = Field(default=None, description="The held-out tasks evaluation scores.")
 
 
 class DatasetStage(Stage):
@@ -43,15 +47,18 @@ class DatasetStage(Stage):
         return set() if (ctx.out_dir / BUILT).exists() else done
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
-        from synth.stages.dataset_build import build_dataset
+        from synth.stages.dataset_build import build_dataset, heldout_set
 
         summary = build_dataset(ctx.config, ctx.inputs, out=ctx.out_dir)
-        return DatasetRecord(id=item.id, seed=item.seed, inputs=item.payload["inputs"], summary=summary)
+        return DatasetRecord(id=item.id, seed=item.seed, inputs=item.payload["inputs"], summary=summary,
+                             heldout=heldout_set(ctx.config, ctx.inputs))
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
-        built = next((r.summary for r in rows if isinstance(r, DatasetRecord) and r.summary), None)
-        if built is not None:
-            summary.extra["dataset"] = built.model_dump(mode="json")
+        built = next((r for r in rows if isinstance(r, DatasetRecord) and r.summary), None)
+        if built is not None and built.summary is not None:
+            summary.extra["dataset"] = built.summary.model_dump(mode="json")
+        if built is not None and built.heldout is not None:
+            summary.extra["heldout"] = built.heldout.summary()
 
 
 def built_summary(summary: StageSummary) -> DatasetSummary:
@@ -62,3 +69,9 @@ def built_summary(summary: StageSummary) -> DatasetSummary:
 def built_dataset(outputs: RunOutputs) -> DatasetRecord | None:
     """The run's finished dataset row (None before the stage ran)."""
     return next((r for r in outputs.rows(DatasetStage.name, DatasetRecord) if r.error is None), None)
+
+
+def recorded_heldout(outputs: RunOutputs) -> HeldoutSet | None:
+    """The held-out tasks the run's dataset recorded (None: no dataset, or one built before it recorded them)."""
+    built = built_dataset(outputs)
+    return built.heldout if built is not None else None

@@ -19,7 +19,7 @@ from datasets import Dataset, DatasetDict, Features, Json, List, Value
 
 from synth.config import PipelineConfig
 from synth.data.card import write_card
-from synth.data.heldout import task_is_heldout
+from synth.data.heldout import HeldoutSet, task_is_heldout
 from synth.data.summary import DatasetSummary
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
@@ -177,7 +177,7 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
 
 
 def heldout_task_ids(config: PipelineConfig) -> list[str]:
-    """The run's held-out tasks (usable ones, by id): what ``synth eval`` runs; they never enter ``train``."""
+    """The run's held-out tasks (usable ones, by id); they never enter ``train``."""
     return [t.id for t in heldout_tasks(config)]
 
 
@@ -186,3 +186,10 @@ def heldout_tasks(config: PipelineConfig, inputs: RunOutputs | None = None) -> l
     share = config.dataset.heldout_share
     tasks = (inputs or RunOutputs(config.run_dir)).rows("tasks", TaskRecord)  # none before the stage ran
     return sorted((t for t in tasks if t.error is None and task_is_heldout(t, share)), key=lambda t: t.id)
+
+
+def heldout_set(config: PipelineConfig, inputs: RunOutputs | None = None) -> HeldoutSet:
+    """What the dataset records for evaluation: its held-out tasks, their agents and the tools they hold."""
+    inputs = inputs or RunOutputs(config.run_dir)
+    return HeldoutSet.of(config.dataset.heldout_share, inputs.rows("tasks", TaskRecord),
+                         inputs.rows("agents", AgentRecord))

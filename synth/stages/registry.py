@@ -16,12 +16,17 @@ STAGES: dict[str, str] = {
     "rollouts": "synth.stages.rollouts:RolloutsStage",
     "judge": "synth.stages.judge:JudgeStage",
     "dataset": "synth.stages.dataset:DatasetStage",
+    "train": "synth.stages.train:TrainStage",
+    "eval": "synth.stages.eval:EvalStage",
+    "card": "synth.stages.card:CardStage",
     "publish": "synth.stages.publish:PublishStage",
 }
 ORDER: list[str] = ["tools", "agents", "tasks", "rollouts", "judge"]
 """The stages that make rows with a model, in order: what the pipeline's report lists and rounds repeat."""
 PIPELINE: list[str] = [*ORDER, "dataset"]
-"""What `synth pipeline` runs. `publish` runs only when asked (`synth publish --repo-id`): it needs a Hub token."""
+"""What `synth pipeline` runs. `train` and `eval` run when asked (`synth train`, `synth eval`, `synth improve`):
+they need a GPU or hours of CPU. `card` runs before `publish` (and after `synth eval`); `publish` only when asked
+(`synth publish --repo-id`): it needs a Hub token."""
 
 
 def stage_class(name: str) -> type[Stage]:
@@ -57,8 +62,10 @@ def upstream(name: str) -> set[str]:
 
 
 def direct_inputs(name: str) -> list[str]:
-    """``name``'s declared inputs without those another of them already depends on, in declared order: the
-    fingerprint chains through each stage's inputs, so these cover the rest."""
-    inputs = get_stage(name).inputs
+    """``name``'s required inputs (not its ``optional`` ones, which are not fingerprinted) without those another
+    of them already depends on, in declared order: the fingerprint chains through each stage's inputs, so these
+    cover the rest."""
+    stage = get_stage(name)
+    inputs = [i for i in stage.inputs if i not in stage.optional]
     covered = set().union(*(upstream(i) for i in inputs)) if inputs else set()
     return [i for i in inputs if i not in covered]

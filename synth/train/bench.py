@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from synth.config import PipelineConfig, TrainConfig
+from synth.config import TrainConfig
 from synth.machine import machine_info
+from synth.train.job import DataSource, TrainJob
 
 
 def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path | None,
@@ -30,10 +31,10 @@ def run(data: list[Path], steps: int, dtypes: list[str], rounds: int, base: Path
     for r in range(rounds):
         for dtype in dtypes:
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = PipelineConfig(runs_dir=Path(tmp), run="bench", train=TrainConfig(
-                    data_files=data, base_model=base, max_steps=steps, dtype=dtype, threads=threads,  # type: ignore[arg-type]
-                    name=f"bench-{dtype}-{r}", save_every=10_000, grad_accum=grad_accum))
-                summary = train(cfg, progress=True)
+                job = TrainJob(name=f"bench-{dtype}-{r}", data=[DataSource(files=data)], base_model=base,
+                               max_steps=steps, dtype=dtype, threads=threads, save_every=10_000,  # type: ignore[arg-type]
+                               grad_accum=grad_accum, output_dir=Path(tmp) / "out")
+                summary = train(job, progress=True)
                 rates[dtype].append(summary.tokens_per_s or 0.0)
     assert summary is not None
     data_stats = summary.data

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from synth.data.heldout import is_heldout, row_heldout_key
+from synth.errors import SynthError
 from synth.train.template import TemplateError, render_for_training
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,10 @@ IGNORE = -100
 """Label of a token the loss skips (torch's cross_entropy ignore_index)."""
 
 
-class DataError(FileNotFoundError):
-    """No usable training rows; the message says what to run first."""
+class DataError(SynthError, FileNotFoundError):
+    """No usable training rows where the job looks for them."""
+
+    hint = "run the pipeline (`make pipeline`) and accept some trajectories first, or point the job's data at rows"
 
 
 class Example(BaseModel):
@@ -62,7 +65,7 @@ def _parquet_rows(files: list[Path]) -> list[dict[str, Any]]:
         # JSON lines need nothing beyond the standard library: the form to carry rows to a machine that has only
         # torch and transformers (the lent GPU).
         if len(jsonl) != len(files):
-            raise DataError("train.data_files mixes .jsonl and Parquet files; give one kind")
+            raise DataError("the job's data files mix .jsonl and Parquet files", hint="give files of one kind")
         return [json.loads(line) for f in jsonl for line in f.read_text().splitlines() if line.strip()]
     try:
         from datasets import load_dataset
@@ -89,13 +92,17 @@ def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def load_rows(dataset_dir: Path, data_files: list[Path] | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Rows with ``messages``, ``tools`` and, when known, ``task_id``; and where they came from."""
+def load_rows(dataset_dir: Path | None, data_files: list[Path] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Rows with ``messages``, ``tools`` and, when known, ``task_id``; and where they came from: ``data_files``
+    when given, else the dataset folder ``dataset_dir``."""
     if data_files:
         missing = [str(f) for f in data_files if not Path(f).exists()]
         if missing:
-            raise DataError(f"training data files not found: {', '.join(missing)}")
+            raise DataError(f"training data files not found: {', '.join(missing)}",
+                            hint="copy the job's data beside it, or point its data at the files (--set data=...)")
         return _parquet_rows([Path(f) for f in data_files]), ", ".join(str(f) for f in data_files)
+    if dataset_dir is None:
+        raise DataError("no training data given", hint="give a dataset folder or row files")
     sft = sorted((dataset_dir / "sft").glob("train-*.parquet"))
     split = sorted((dataset_dir / "data").glob("train-*.parquet"))
     if sft:
@@ -108,9 +115,8 @@ def load_rows(dataset_dir: Path, data_files: list[Path] | None = None) -> tuple[
         return _parquet_rows(split), str(dataset_dir / "data")
     if sft:
         raise DataError(f"{dataset_dir}/sft has no task_id column and {dataset_dir}/data has no train split: "
-                        "cannot tell held-out tasks apart; rebuild the dataset with `synth dataset`")
-    raise DataError(f"no training rows under {dataset_dir} (sft/train-*.parquet or data/train-*.parquet): "
-                    "run the pipeline (`make pipeline`) and accept some trajectories first")
+                        "held-out tasks cannot be told apart", hint="rebuild the dataset with `synth dataset`")
+    raise DataError(f"no training rows under {dataset_dir} (sft/train-*.parquet or data/train-*.parquet)")
 
 
 def tokenize(tokenizer: Any, row: dict[str, Any]) -> Example:

@@ -13,6 +13,14 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
+from synth.errors import SynthError
+
+
+class DeviceUnavailable(SynthError, RuntimeError):
+    """The device or dtype a job asks for is not on this machine."""
+
+    hint = "use device auto (or cpu) and dtype auto, or run the job where that hardware is"
+
 
 class DevicePlan(BaseModel):
     device: str
@@ -35,12 +43,12 @@ def _cpu_native_bf16() -> tuple[bool, str]:
 
 def plan_device(device: Literal["auto", "cpu", "cuda"], dtype: Literal["auto", "float32", "bfloat16"]) -> DevicePlan:
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but torch sees no CUDA device; use train.device=auto or cpu")
+        raise DeviceUnavailable("device=cuda but torch sees no CUDA device")
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         bf16 = torch.cuda.is_bf16_supported()
         if dtype == "bfloat16" and not bf16:
-            raise RuntimeError("train.dtype=bfloat16 but this GPU has no bf16; use train.dtype=float32")
+            raise DeviceUnavailable("dtype=bfloat16 but this GPU has no bf16", hint="use dtype float32")
         chosen = "bfloat16" if dtype == "bfloat16" or (dtype == "auto" and bf16) else "float32"
         return DevicePlan(device="cuda", autocast_dtype=chosen,  # type: ignore[arg-type]
                           reason=f"CUDA ({torch.cuda.get_device_name()}), {chosen} autocast")

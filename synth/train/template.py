@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from synth.errors import SynthError
 from synth.llm.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_PARSER
 
 __all__ = ["TOOL_CALL_CLOSE", "TOOL_CALL_OPEN", "TOOL_CALL_PARSER"]
@@ -21,8 +22,10 @@ __all__ = ["TOOL_CALL_CLOSE", "TOOL_CALL_OPEN", "TOOL_CALL_PARSER"]
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "tool_chat.jinja"
 
 
-class TemplateError(ValueError):
+class TemplateError(SynthError, ValueError):
     """A conversation the template cannot render in a way that training can use."""
+
+    hint = "the row is dropped from training (and counted as unrenderable); fix the rows that produce it"
 
 
 class Rendered(BaseModel):

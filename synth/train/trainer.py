@@ -1,12 +1,13 @@
 """Full fine-tuning of a Hugging Face causal LM on a run's train split, with MuonClip or an AdamW baseline.
 
-One call, ``train(config)``: tokenize the train split with the tool template (loss on assistant tokens only,
-tool calls included), bucket by length, then step. MuonClip runs with max-logit capture installed in the model's
-attention and QK-Clip after every step (K2 keeps Muon for post-training too); the AdamW baseline runs the same
-attention, data and steps, with the max logits logged and nothing clipped. Every ``save_every`` steps the
-model, optimizer and schedule are written to ``_resume/`` (atomically), so a killed run started again goes on
-from there and ends with the same weights. The result is a plain HF checkpoint with the template saved in its
-tokenizer, which vLLM serves as it is.
+One call, ``train(job)`` (a ``synth.train.job.TrainJob``): tokenize the job's rows with the tool template (loss
+on assistant tokens only, tool calls included), bucket by length, then step. MuonClip runs with max-logit capture
+installed in the model's attention and QK-Clip after every step (K2 keeps Muon for post-training too); the AdamW
+baseline runs the same attention, data and steps, with the max logits logged and nothing clipped. Every
+``save_every`` steps the model, optimizer and schedule are written to ``_resume/`` (atomically), so a killed run
+started again goes on from there and ends with the same weights. The result is a plain HF checkpoint with the
+template saved in its tokenizer, which vLLM serves as it is. The ``train`` stage (``synth.stages.train``) runs one
+job per optimizer.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import torch
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
-from synth.config import PipelineConfig, TrainConfig
-from synth.train.data import IGNORE, DataStats, Example, build_examples, load_rows, schedule
+from synth.errors import SynthError
+from synth.train.data import IGNORE, DataError, DataStats, Example, build_examples, load_rows, schedule
 from synth.train.device import DevicePlan, plan_device
+from synth.train.job import TrainJob
 from synth.train.template import TEMPLATE_PATH, TOOL_CALL_PARSER, install_template
 
 log = logging.getLogger(__name__)
@@ -77,14 +79,16 @@ class TrainSummary(BaseModel):
     log: list[StepLog] = Field(default_factory=list)
 
 
-def output_dir(config: PipelineConfig, name: str | None = None) -> Path:
-    return config.run_dir / "train" / (name or config.train.name or config.train.optimizer)
+class NotACheckpoint(SynthError, FileNotFoundError):
+    """A model folder without a Hugging Face config."""
+
+    hint = "give a Hugging Face checkpoint folder (one with config.json), or leave it unset for the embedded model"
 
 
 def base_model_dir(path: Path | None) -> Path:
     if path is not None:
         if not (Path(path) / "config.json").exists():
-            raise FileNotFoundError(f"base model {path} has no config.json; give a Hugging Face checkpoint folder")
+            raise NotACheckpoint(f"base model {path} has no config.json")
         return Path(path)
     from synth.serve.checkpoint import ensure_checkpoint
 
@@ -116,14 +120,19 @@ def base_identity(base: Path) -> str:
     return _IDENTITIES[key]
 
 
-def _fingerprint(cfg: TrainConfig, base: Path, examples: list[Example], seed: int) -> str:
-    """What a resume state (or a finished run) must match: the same tokens, base model, optimizer and schedule.
-    Where things are (base_model, data_files) and how fast they run (threads, device) are left out."""
-    ignored = {"save_every", "threads", "name", "data_files", "base_model", "device", "gradient_checkpointing"}
-    if cfg.optimizer == "adamw":
+RUNTIME_FIELDS = {"save_every", "threads", "device", "gradient_checkpointing"}
+"""Job fields that change how fast a job runs, not the weights it ends with."""
+
+
+def _fingerprint(job: TrainJob, base: Path, examples: list[Example]) -> str:
+    """What a resume state (or a finished run) must match: the same tokens, base model, optimizer, schedule and
+    seed. Where things are (base_model, data, output_dir), its name and how fast it runs are left out; so is the
+    held-out share, whose effect is in the tokens."""
+    ignored = {*RUNTIME_FIELDS, "name", "data", "base_model", "output_dir", "heldout_share", "seed"}
+    if job.optimizer == "adamw":
         ignored.add("muon_lr")  # the baseline has no Muon matrices: the same run whatever it says
-    keep = cfg.model_dump(mode="json", exclude=ignored)
-    digest = hashlib.sha256(json.dumps({"cfg": keep, "base": base_identity(base), "seed": seed},
+    keep = job.model_dump(mode="json", exclude=ignored)
+    digest = hashlib.sha256(json.dumps({"cfg": keep, "base": base_identity(base), "seed": job.seed},
                                        sort_keys=True).encode())
     for e in examples:
         digest.update(json.dumps([e.input_ids, e.labels]).encode())
@@ -150,7 +159,7 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+def build_optimizer(model: torch.nn.Module, cfg: TrainJob) -> tuple[torch.optim.Optimizer, Any]:
     """The optimizer and the QK-Clip object whose stats are logged (for AdamW: one that only measures)."""
     from synth.optim import MuonClip, QKClip
     from synth.optim.hf import install_capture
@@ -214,7 +223,7 @@ def _load_resume(out: Path, fingerprint: str) -> dict[str, Any] | None:
     return None
 
 
-def _save_checkpoint(out: Path, model: Any, tokenizer: Any, cfg: TrainConfig) -> None:
+def _save_checkpoint(out: Path, model: Any, tokenizer: Any, cfg: TrainJob) -> None:
     tmp = out / "_final.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     dtype = torch.float32 if cfg.save_dtype == "float32" else torch.bfloat16
@@ -266,46 +275,59 @@ class _Job:
     fingerprint: str
 
 
-def _prepare(config: PipelineConfig) -> _Job:
+class NoTrainableRows(DataError):
+    """Rows were found, but none is left to train on once held-out, too long and unrenderable rows are dropped."""
+
+    hint = "accept more trajectories (a bigger run), or raise the job's max_seq_len if rows were too long"
+
+
+def job_rows(job: TrainJob) -> tuple[list[dict[str, Any]], str]:
+    """Every row of the job's data sources, in order, and where they came from."""
+    rows: list[dict[str, Any]] = []
+    sources = []
+    for source in job.data:
+        got, where = load_rows(source.dataset, None) if source.dataset is not None else load_rows(None, source.files)
+        rows += got
+        sources.append(where)
+    return rows, "; ".join(sources)
+
+
+def _prepare(cfg: TrainJob) -> _Job:
     from transformers import AutoTokenizer
 
-    cfg = config.train
     base = base_model_dir(cfg.base_model)
     tokenizer = install_template(AutoTokenizer.from_pretrained(base))
-    rows, source = load_rows(config.run_dir / "dataset", cfg.data_files or None)
-    examples, stats = build_examples(tokenizer, rows, max_seq_len=cfg.max_seq_len,
-                                     heldout_share=config.dataset.heldout_share)
+    rows, source = job_rows(cfg)
+    examples, stats = build_examples(tokenizer, rows, max_seq_len=cfg.max_seq_len, heldout_share=cfg.heldout_share)
     if not examples:
-        raise ValueError(f"no trainable rows in {source}: {stats.model_dump()}; accept more trajectories, or "
-                         "raise train.max_seq_len if rows were too long")
-    return _Job(base, tokenizer, examples, stats, source, _fingerprint(cfg, base, examples, config.seed))
+        raise NoTrainableRows(f"no trainable rows in {source}: {stats.model_dump()}")
+    return _Job(base, tokenizer, examples, stats, source, _fingerprint(cfg, base, examples))
 
 
-def training_fingerprint(config: PipelineConfig) -> str:
-    """What ``train(config)`` is known by: its settings, base model (by content) and tokens."""
-    return _prepare(config).fingerprint
+def training_fingerprint(job: TrainJob) -> str:
+    """What ``train(job)`` is known by: its settings, seed, base model (by content) and tokens."""
+    return _prepare(job).fingerprint
 
 
-def trained(config: PipelineConfig) -> TrainSummary | None:
-    """The summary of ``config``'s run when its checkpoint is finished (here or elsewhere and copied here)."""
-    return _finished(output_dir(config), training_fingerprint(config))
+def trained(job: TrainJob) -> TrainSummary | None:
+    """The job's summary when its checkpoint is finished (here, or elsewhere and copied to its output folder)."""
+    return _finished(job.output_dir, training_fingerprint(job))
 
 
-def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
-    """Train ``config.train`` on ``config.run_dir``'s train split (or ``train.data_files``) and save an HF
-    checkpoint in ``runs/<run>/train/<name>/``; returns the summary (also written as ``train_summary.json``).
+def train(cfg: TrainJob, *, progress: bool = True) -> TrainSummary:
+    """Train the job and save an HF checkpoint in its ``output_dir``; returns the summary (also written as
+    ``train_summary.json``).
 
-    The same config on the same data is not trained twice: a finished run returns its summary, a killed one
-    resumes from its last ``_resume`` state. Other data or settings under the same name train afresh.
+    The same job on the same data is not trained twice: a finished run returns its summary, a killed one resumes
+    from its last ``_resume`` state. Other data or settings in the same folder train afresh.
     """
     from transformers import AutoModelForCausalLM
 
-    cfg = config.train
-    out = output_dir(config)
+    out = cfg.output_dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.monotonic()
-    job = _prepare(config)
+    job = _prepare(cfg)
     base, tokenizer, examples, stats, source, fingerprint = (
         job.base, job.tokenizer, job.examples, job.stats, job.source, job.fingerprint)
     done = _finished(out, fingerprint)
@@ -314,13 +336,13 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
         return done
     plan: DevicePlan = plan_device(cfg.device, cfg.dtype)
     steps = schedule([e.length for e in examples], micro_batch_tokens=cfg.micro_batch_tokens,
-                     grad_accum=cfg.grad_accum, epochs=cfg.epochs, seed=config.seed)
+                     grad_accum=cfg.grad_accum, epochs=cfg.epochs, seed=cfg.seed)
     if cfg.max_steps:
         steps = steps[: cfg.max_steps]
     total = len(steps)
     warmup = int(cfg.warmup_ratio * total)
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(plan.device)
     checkpointing = cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto"
                                                             and plan.device == "cpu")
@@ -393,7 +415,7 @@ def train(config: PipelineConfig, *, progress: bool = True) -> TrainSummary:
     logits_seen = [h.max_logit for h in history if h.max_logit is not None]
     rms_seen = [h.update_rms for h in history if h.update_rms is not None]
     summary = TrainSummary(
-        name=out.name, optimizer=cfg.optimizer, checkpoint=str(out), base_model=str(base),
+        name=cfg.name, optimizer=cfg.optimizer, checkpoint=str(out), base_model=str(base),
         chat_template=str(TEMPLATE_PATH), data_source=source, data=stats, device=plan.device,
         dtype=plan.autocast_dtype, device_detail=plan.reason, fingerprint=fingerprint, steps=total,
         epochs=cfg.epochs, resumed_from_step=start,

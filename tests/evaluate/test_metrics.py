@@ -76,10 +76,10 @@ def test_aggregate_rates_and_counts() -> None:
     assert aggregate([]).valid_call_rate == 0.0
 
 
-def test_report_table_plots_and_json(tmp_path: Path) -> None:
+def test_report_table_plots_json_and_card_section(tmp_path: Path) -> None:
+    from synth.evaluate.episode import EvalSummary, ModelEval
     from synth.evaluate.metrics import Scores
-    from synth.evaluate.report import write_report
-    from synth.evaluate.run import EvalSummary, ModelEval
+    from synth.evaluate.report import with_section, write_report
 
     def model(name: str, valid: int) -> ModelEval:
         s = Scores(episodes=2, calls_attempted=4, calls_valid=valid, valid_call_rate=valid / 4, checked_episodes=2,
@@ -89,14 +89,7 @@ def test_report_table_plots_and_json(tmp_path: Path) -> None:
 
     summary = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
                           models={"base": model("base", 1), "muonclip": model("muonclip", 3)})
-    card = tmp_path / "dataset" / "README.md"
-    card.parent.mkdir()
-    card.write_text("---\nlicense: x\n---\n# Card\n")
-    out = write_report(summary, tmp_path / "eval", card=card)
-    write_report(summary, tmp_path / "eval", card=card)  # again: the section is replaced, not repeated
-    text = card.read_text()
-    assert text.startswith("---\nlicense: x\n---\n# Card\n") and text.count("## Held-out evaluation") == 1
-    assert "| muonclip | 75% (3/4) | 50% (1/2) | 0.40 (n=2) |" in text
+    out = write_report(summary, tmp_path / "eval")
     table = (tmp_path / "eval" / "eval.md").read_text()
     assert "| difficulty | tasks | base | muonclip |" in table
     assert "| single_call | 2 | 25% (1/4) | 75% (3/4) |" in table
@@ -104,19 +97,10 @@ def test_report_table_plots_and_json(tmp_path: Path) -> None:
     assert len(out.plots) == 3 and all(Path(p).stat().st_size > 1000 for p in out.plots)
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert saved["models"]["muonclip"]["overall"]["valid_call_rate"] == 0.75
-
-
-def test_unknown_model_names_what_exists(tmp_path: Path) -> None:
-    from synth.config import PipelineConfig
-    from synth.evaluate.run import resolve_models
-
-    cfg = PipelineConfig(runs_dir=tmp_path, run="r")
-    (cfg.run_dir / "train" / "muonclip").mkdir(parents=True)
-    (cfg.run_dir / "train" / "muonclip" / "config.json").write_text("{}")
-    (cfg.run_dir / "train" / "muonclip" / "train_summary.json").write_text("{}")
-    assert resolve_models(cfg) == {"base": None, "muonclip": cfg.run_dir / "train" / "muonclip"}
-    with pytest.raises(FileNotFoundError, match="found: muonclip"):
-        resolve_models(cfg, ["adamw"])
+    assert not (tmp_path / "eval" / "card.md").exists()  # the card stage puts the section in, from the summary
+    card = with_section(with_section("---\nlicense: x\n---\n# Card\n", summary), summary)
+    assert card.startswith("---\nlicense: x\n---\n# Card\n") and card.count("## Held-out evaluation") == 1
+    assert "| muonclip | 75% (3/4) | 50% (1/2) | 0.40 (n=2) |" in card
 
 
 async def test_episode_pool_routes_roles_and_records_the_agent() -> None:
@@ -125,7 +109,7 @@ async def test_episode_pool_routes_roles_and_records_the_agent() -> None:
     from types import SimpleNamespace
 
     from synth.config import LLMConfig
-    from synth.evaluate.run import _RecordingPool
+    from synth.evaluate.episode import RecordingPool
     from synth.llm.roles import RoutedPool
 
     class Scripted:
@@ -140,7 +124,7 @@ async def test_episode_pool_routes_roles_and_records_the_agent() -> None:
             return SimpleNamespace(message={"content": f"{self.name} says hi", "tool_calls": []})
 
     run_pool, agent = Scripted("judge-model", 512), Scripted("under-test", 64)
-    recorder = _RecordingPool(agent, run_pool.config)  # type: ignore[arg-type]
+    recorder = RecordingPool(agent, run_pool.config)  # type: ignore[arg-type]
     pool = RoutedPool(run_pool, {"agent": recorder})  # type: ignore[arg-type, dict-item]
     await pool.chat([], role="agent")
     await pool.chat([], role="user_sim")
@@ -153,7 +137,7 @@ async def test_eval_judges_every_episode_whatever_llm_rows_says() -> None:
     """The judge score is an eval metric: an episode a code check failed is still scored (judge.llm_rows=needed
     would skip it outside the calibration sample, and the mean would rise)."""
     from synth.config import PipelineConfig
-    from synth.evaluate.run import eval_judge_config
+    from synth.evaluate.episode import eval_judge_config
     from synth.judge.judge import in_calibration_sample, judge_trajectory
     from tests.fixtures.fakes import ScriptedPool
     from tests.fixtures.judge import weather_task, weather_trajectory
@@ -175,7 +159,7 @@ def test_eval_forces_nothing_and_cuts_no_call() -> None:
     it, so a model that repeats its call is scored on what it wrote."""
     from synth.agents.turn import MAX_CALLS
     from synth.config import PipelineConfig
-    from synth.evaluate.run import eval_rollouts_config
+    from synth.evaluate.episode import eval_rollouts_config
 
     config = PipelineConfig.model_validate({"rollouts": {
         "grounded_calls_first": True, "grounded_answer_after_call": True, "max_calls_per_step": 1,

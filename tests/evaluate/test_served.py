@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from synth.config import PipelineConfig
-from synth.evaluate import run as eval_run
+from synth.evaluate.episode import checkpoint_model, served_under_test, serving
 from synth.serve import server
 from synth.train.template import TOOL_CALL_PARSER
 
@@ -22,17 +22,18 @@ def _checkpoint(root: Path, fingerprint: str) -> Path:
 def test_served_name_changes_when_the_checkpoint_is_retrained_in_place(tmp_path: Path) -> None:
     config = PipelineConfig(runs_dir=tmp_path, run="r")
     ckpt = _checkpoint(tmp_path, "aaa")
-    first = eval_run._served(config, "muonclip", ckpt).served_name
-    assert eval_run._served(config, "muonclip", ckpt).served_name == first  # stable: a running server is reused
+    first = served_under_test(config, checkpoint_model("muonclip", ckpt)).served_name
+    # stable: a running server is reused
+    assert served_under_test(config, checkpoint_model("muonclip", ckpt)).served_name == first
     _checkpoint(tmp_path, "bbb")  # same folder, new weights
-    assert eval_run._served(config, "muonclip", ckpt).served_name != first
+    assert served_under_test(config, checkpoint_model("muonclip", ckpt)).served_name != first
 
 
 def test_a_server_left_running_with_the_old_weights_is_refused(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     config = PipelineConfig(runs_dir=tmp_path, run="r")
     ckpt = _checkpoint(tmp_path, "aaa")
-    stale = eval_run._served(config, "muonclip", ckpt).served_name
+    stale = served_under_test(config, checkpoint_model("muonclip", ckpt)).served_name
     _checkpoint(tmp_path, "bbb")
     info = server.ServerInfo(port=config.eval.port, model_dir=str(ckpt), served_name=stale, dtype="float32",
                              dtype_reason="", cpu="", cpu_flags=[], tool_call_parser=TOOL_CALL_PARSER)
@@ -40,7 +41,7 @@ def test_a_server_left_running_with_the_old_weights_is_refused(tmp_path: Path,
     monkeypatch.setattr(server, "server_info", lambda cfg: info)
     monkeypatch.setattr(server, "start", lambda cfg: pytest.fail("must not start over a running server"))
     with pytest.raises(server.ServerError, match=f"already serves {stale}"), \
-            eval_run.serve_under_test(config, "muonclip", ckpt):
+            serving(served_under_test(config, checkpoint_model("muonclip", ckpt)), 4):
         pass
 
 

@@ -16,17 +16,17 @@ from synth.data.publish import PublishError
 from synth.schemas import AgentRecord, CheckResult, Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
 from synth.stages import registry
 from synth.stages.runner import StageIncomplete, run_stage
-from tests.data.test_dataset import TOOL, _trajectory, _write
+from tests.fixtures.dataset import TOOL, trajectory, write_stage
 
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> PipelineConfig:
     cfg = PipelineConfig(runs_dir=tmp_path, run="d", ray={"enabled": False})
     rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
-    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="You help.",
+    write_stage(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="You help.",
                                                tools=[TOOL])])
-    _write(cfg.run_dir, "tasks", [TaskRecord(id="task-3", agent_id="agent-1", user_goal="weather", rubric=rubric)])
-    _write(cfg.run_dir, "rollouts", [_trajectory(1), _trajectory(2)])
+    write_stage(cfg.run_dir, "tasks", [TaskRecord(id="task-3", agent_id="agent-1", user_goal="weather", rubric=rubric)])
+    write_stage(cfg.run_dir, "rollouts", [trajectory(1), trajectory(2)])
     _verdicts(cfg, passed=1)
     return cfg
 
@@ -36,7 +36,7 @@ def _verdicts(cfg: PipelineConfig, passed: int) -> None:
     folder = cfg.run_dir / "judge"
     for old in folder.glob("data.parquet"):
         old.unlink()
-    _write(cfg.run_dir, "judge", [
+    write_stage(cfg.run_dir, "judge", [
         VerdictRecord(id=f"traj-{i}", trajectory_id=f"traj-{i}", task_id="task-3",
                       verdict=Verdict(passed=i <= passed, score=1.0 if i <= passed else 0.1, llm_passed=i <= passed,
                                       checks=[CheckResult(check_id="c", passed=i <= passed)],
@@ -45,9 +45,9 @@ def _verdicts(cfg: PipelineConfig, passed: int) -> None:
 
 
 def test_dataset_and_publish_are_registered_stages() -> None:
-    for name in ("dataset", "publish"):
+    for name in ("dataset", "card", "publish"):
         stage = registry.get_stage(name)
-        assert stage.name == name and not stage.uses_llm and stage.local
+        assert stage.name == name and not stage.uses_llm and stage.local and stage.derived
     assert registry.PIPELINE[-1] == "dataset" and "publish" not in registry.PIPELINE
 
 
@@ -100,32 +100,38 @@ def test_dataset_stage_waits_for_the_judge(cfg: PipelineConfig) -> None:
         run_stage("dataset", cfg, [], progress=False)
 
 
-def test_publish_stage_pushes_once_per_dataset_and_repo(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_stage_pushes_once_per_dataset_card_and_repo(cfg: PipelineConfig,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import synth.stages.publish as publish_stage
 
-    pushed: list[tuple[str, str, bool]] = []
+    pushed: list[tuple[str, bool, str]] = []
 
     def push(folder: Path, repo_id: str, *, private: bool = False) -> str:
         # The Hub is out of reach in unit tests; what is pushed, where and how often is what this test checks.
-        assert (folder / "README.md").exists() and (folder / "data").is_dir()
-        pushed.append((folder.name, repo_id, private))
+        assert (folder / "data").is_dir() and (folder / "summary.json").exists()
+        pushed.append((repo_id, private, (folder / "README.md").read_text()))
         return f"https://hub.example/datasets/{repo_id}/commit/{len(pushed)}"
 
     monkeypatch.setattr(publish_stage, "publish", push)
-    with pytest.raises(StageIncomplete, match=r"'publish' reads 'dataset'.*synth dataset"):
+    judged = cfg.run_dir / "judge" / "data.parquet"
+    kept = judged.read_bytes()
+    judged.unlink()
+    with pytest.raises(StageIncomplete, match=r"'publish' reads 'dataset'"):  # nothing to build a dataset from
         run_stage("publish", _repo(cfg, "me/data"), [], progress=False)
-    run_stage("dataset", cfg, [], progress=False)
-    with pytest.raises(PublishError, match="--repo-id"):
+    judged.write_bytes(kept)
+    with pytest.raises(PublishError, match="no Hub repo"):
         run_stage("publish", cfg, [], progress=False)
+    # The dataset and its card are derived: publish brings them up to date first, then pushes the card as README.
     first = run_stage("publish", _repo(cfg, "me/data"), [], progress=False)
-    assert pushed == [("dataset", "me/data", False)] and first.extra["url"].endswith("/1")
+    card = (cfg.run_dir / "card" / "README.md").read_text()
+    assert pushed == [("me/data", False, card)] and first.extra["url"].endswith("/1")
+    assert card == (cfg.run_dir / "dataset" / "README.md").read_text()  # no evaluation yet: the dataset's card
     again = run_stage("publish", _repo(cfg, "me/data"), [], progress=False)
     assert len(pushed) == 1 and again.resumed == 1 and again.extra["url"].endswith("/1")
     _verdicts(cfg, passed=2)
-    run_stage("dataset", cfg, [], progress=False)
     run_stage("publish", _repo(cfg, "me/data"), [], progress=False)  # a new build is pushed anew
     run_stage("publish", _repo(cfg, "me/other", private=True), [], progress=False)  # and to another repo
-    assert pushed[1:] == [("dataset", "me/data", False), ("dataset", "me/other", True)]
+    assert [p[:2] for p in pushed[1:]] == [("me/data", False), ("me/other", True)]
 
 
 def _repo(cfg: PipelineConfig, repo_id: str, private: bool = False) -> PipelineConfig:

@@ -101,8 +101,9 @@ def test_reading_an_undeclared_input_in_process_stops_the_stage_instead_of_an_er
 
 def test_every_declared_input_must_have_finished(cfg: PipelineConfig) -> None:
     run_stage("left", cfg, [], progress=False)
-    with pytest.raises(StageIncomplete, match=r"'both' reads 'right', which has not finished.*synth right"):
+    with pytest.raises(StageIncomplete, match=r"'both' reads 'right', which has not finished") as err:
         run_stage("both", cfg, [], progress=False)
+    assert "synth right" in err.value.hint
     run_stage("right", cfg, [], progress=False)
     assert run_stage("both", cfg, [], progress=False).ok == 4
 
@@ -142,10 +143,12 @@ def test_the_real_stages_declare_what_they_read() -> None:
     declared = {name: registry.get_stage(name).inputs for name in registry.STAGES}
     assert declared == {"tools": (), "agents": ("tools",), "tasks": ("agents",), "rollouts": ("tasks", "agents"),
                         "judge": ("rollouts", "tasks"), "dataset": ("agents", "tasks", "rollouts", "judge"),
-                        "publish": ("dataset",)}
-    # Inputs another input already depends on add nothing to the fingerprint chain (and keep old fingerprints).
-    assert [registry.direct_inputs(n) for n in ("rollouts", "judge", "dataset", "publish")] == \
-        [["tasks"], ["rollouts"], ["judge"], ["dataset"]]
+                        "train": ("dataset",), "eval": ("dataset", "train"), "card": ("dataset", "eval"),
+                        "publish": ("dataset", "card")}
+    # Inputs another input already depends on add nothing to the fingerprint chain (and keep old fingerprints);
+    # optional inputs (the eval's trained models, the card's evaluation) are not in it at all.
+    assert [registry.direct_inputs(n) for n in ("rollouts", "judge", "dataset", "train", "eval", "card", "publish")] \
+        == [["tasks"], ["rollouts"], ["judge"], ["dataset"], ["dataset"], ["dataset"], ["card"]]
 
 
 def test_rollouts_plan_reads_only_its_inputs(tmp_path: Path) -> None:

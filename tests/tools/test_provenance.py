@@ -70,6 +70,7 @@ def test_run_provenance_names_the_commit_and_package_versions() -> None:
     assert run["packages"]["pydantic"] and "openai" in run["packages"]
 
 
+@pytest.mark.sandbox  # the harvest runs servers confined
 async def test_harvest_copies_the_artifact_provenance_onto_every_tool_line(
     fake_entry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,26 +125,3 @@ def test_dataset_card_takes_its_licence_from_the_model_and_the_real_tools(tmp_pa
     assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "unknown"  # its licence file is missing
     write_card(card, PipelineConfig(), summary, [row("smollm2-135m-instruct", None)])
     assert yaml.safe_load(card.read_text().split("---")[1])["license"] == "apache-2.0"
-
-
-def test_rebuilt_card_keeps_the_runs_heldout_evaluation(tmp_path: Path) -> None:
-    from synth.config import PipelineConfig
-    from synth.data.card import write_card
-    from synth.evaluate.metrics import Scores
-    from synth.evaluate.report import CARD_BEGIN, write_report
-    from synth.evaluate.run import EvalSummary, ModelEval
-    from synth.stages.dataset_build import DatasetSummary
-
-    config = PipelineConfig(runs_dir=tmp_path, run="r")
-    summary = DatasetSummary(path=str(tmp_path), trajectories=0, accepted=0, rejected=0, errored=0)
-    card = tmp_path / "README.md"
-    write_card(card, config, summary, [])
-    assert CARD_BEGIN not in card.read_text()  # no eval yet, no section
-    scores = Scores(episodes=4, calls_attempted=4, calls_valid=3, valid_call_rate=0.75)
-    ev = EvalSummary(run="r", heldout_share=0.2, task_ids=["t1", "t2"], difficulties={"single_call": 2},
-                     models={"base": ModelEval(name="base", checkpoint="c", served_name="s", overall=scores)})
-    write_report(ev, config.run_dir / "eval", card=card)
-    assert CARD_BEGIN in card.read_text()
-    write_card(card, config, summary, [])  # what `synth dataset` does after an eval
-    text = card.read_text()
-    assert text.count(CARD_BEGIN) == 1 and "2 held-out tasks" in text and "| base | 75% (3/4)" in text

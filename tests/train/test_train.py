@@ -1,5 +1,6 @@
-"""``synth train`` on a tiny Llama built from a config: the loss falls, every Muon matrix moves, QK-Clip sees the
-attention, a killed run resumes to the same weights, held-out tasks never reach the batches."""
+"""A training job (``synth.train.job.TrainJob``, ``synth train --job``) on a tiny Llama built from a config: the
+loss falls, every Muon matrix moves, QK-Clip sees the attention, a killed run resumes to the same weights, held-out
+tasks never reach the batches, a job trained elsewhere and copied back is finished here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from synth.config import PipelineConfig, TrainConfig
+from synth.train.job import DataSource, JobError, TrainJob, load_job, write_job
 from tests.fixtures.train import sft_rows, tiny_model, write_sft
 
 pytest.importorskip("transformers")
@@ -20,10 +21,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def _config(tmp_path: Path, base: Path, data: Path, **train: object) -> PipelineConfig:
-    settings = {"base_model": base, "data_files": [data], "lr": 3e-3, "epochs": 1, "micro_batch_tokens": 512,
-                "grad_accum": 1, "warmup_ratio": 0.0, "threads": 1, **train}
-    return PipelineConfig(runs_dir=tmp_path / "runs", run="t", train=TrainConfig(**settings))
+def _job(root: Path, base: Path, data: Path, **settings: object) -> TrainJob:
+    optimizer = str(settings.pop("optimizer", "muonclip"))
+    return TrainJob.model_validate({
+        "name": optimizer, "optimizer": optimizer, "base_model": base, "data": [{"files": [data]}],
+        "output_dir": root / "runs" / "t" / "train" / optimizer, "lr": 3e-3, "epochs": 1, "micro_batch_tokens": 512,
+        "grad_accum": 1, "warmup_ratio": 0.0, "threads": 1, **settings})
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -32,7 +35,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
 
-def test_cli_trains_loss_falls_and_every_muon_matrix_moves(tmp_path: Path, base: Path) -> None:
+def test_cli_trains_a_job_file_loss_falls_and_every_muon_matrix_moves(tmp_path: Path, base: Path) -> None:
     from typer.testing import CliRunner
 
     from synth.cli import app
@@ -40,11 +43,10 @@ def test_cli_trains_loss_falls_and_every_muon_matrix_moves(tmp_path: Path, base:
     from synth.train.template import template_text
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
-    # One batch repeated: the loss on the same tokens must fall step after step.
-    args = ["train", "--run", "t", "--set", f"runs_dir={tmp_path / 'runs'}", "--set", f"train.base_model={base}",
-            "--set", f"train.data_files=[{data}]", "--set", "train.lr=1e-2", "--set", "train.epochs=6",
-            "--set", "train.micro_batch_tokens=4096", "--set", "train.warmup_ratio=0", "--set", "train.threads=1",
-            "--set", "train.grad_accum=1"]
+    spec = write_job(_job(tmp_path, base, data), tmp_path / "job.yaml")
+    # One batch repeated: the loss on the same tokens must fall step after step (the job file's lr and schedule
+    # overridden on the command line, as on a GPU machine).
+    args = ["train", "--job", str(spec), "--set", "lr=1e-2", "--set", "epochs=6", "--set", "micro_batch_tokens=4096"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = tmp_path / "runs" / "t" / "train" / "muonclip"
@@ -74,8 +76,8 @@ def test_adamw_baseline_same_steps(tmp_path: Path, base: Path) -> None:
     from synth.train.trainer import train
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(6))
-    muon = train(_config(tmp_path, base, data, epochs=2), progress=False)
-    adamw = train(_config(tmp_path, base, data, epochs=2, optimizer="adamw"), progress=False)
+    muon = train(_job(tmp_path, base, data, epochs=2), progress=False)
+    adamw = train(_job(tmp_path, base, data, epochs=2, optimizer="adamw"), progress=False)
     assert adamw.name == "adamw" and muon.name == "muonclip"
     assert adamw.steps == muon.steps and [s.tokens for s in adamw.log] == [s.tokens for s in muon.log]
     assert adamw.heads_clipped == 0 and adamw.max_logit is not None  # logged, never clipped
@@ -86,7 +88,7 @@ def test_qk_clip_acts_when_tau_is_low(tmp_path: Path, base: Path) -> None:
     from synth.train.trainer import train
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(2))
-    summary = train(_config(tmp_path, base, data, tau=1e-3, max_steps=2), progress=False)
+    summary = train(_job(tmp_path, base, data, tau=1e-3, max_steps=2), progress=False)
     assert summary.heads_clipped > 0
 
 
@@ -94,7 +96,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, base: Path, monk
     from synth.train import trainer
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(8))
-    whole = trainer.train(_config(tmp_path / "a", base, data, save_every=2), progress=False)
+    whole = trainer.train(_job(tmp_path / "a", base, data, save_every=2), progress=False)
 
     calls = {"n": 0}
     real_step = trainer._step_loss
@@ -106,10 +108,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path: Path, base: Path, monk
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "_step_loss", dies_in_step_4)
-    cfg = _config(tmp_path / "b", base, data, save_every=2)
+    cfg = _job(tmp_path / "b", base, data, save_every=2)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(cfg, progress=False)
-    out = trainer.output_dir(cfg)
+    out = cfg.output_dir
     assert (out / "_resume" / "state.pt").exists() and not (out / "train_summary.json").exists()
     monkeypatch.setattr(trainer, "_step_loss", real_step)
     resumed = trainer.train(cfg, progress=False)
@@ -145,8 +147,9 @@ def test_heldout_tasks_never_train(tmp_path: Path) -> None:
 def test_no_rows_says_what_to_run(tmp_path: Path) -> None:
     from synth.train.data import DataError, load_rows
 
-    with pytest.raises(DataError, match="make pipeline"):
+    with pytest.raises(DataError, match="no training rows") as err:
         load_rows(tmp_path / "dataset")
+    assert "make pipeline" in err.value.hint
 
 
 def test_jsonl_rows_train_like_parquet(tmp_path: Path) -> None:
@@ -190,16 +193,17 @@ def test_run_trained_elsewhere_is_recognised_as_finished(tmp_path: Path, base: P
     from synth.train import trainer
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
-    there = _config(tmp_path / "gpu", base, data, max_steps=2)
+    there = _job(tmp_path / "gpu", base, data, max_steps=2)
     done = trainer.train(there, progress=False)
     # Here: the same base at another path, the data at another path, the run folder copied over.
     here_base = shutil.copytree(base, tmp_path / "here" / "base")
     here_data = shutil.copy(data, tmp_path / "here" / "sft.parquet")
-    here = _config(tmp_path / "here", here_base, Path(here_data), max_steps=2, threads=2)
-    shutil.copytree(trainer.output_dir(there), trainer.output_dir(here))
+    here = _job(tmp_path / "here", here_base, Path(here_data), max_steps=2, threads=2)
+    shutil.copytree(there.output_dir, here.output_dir)
+    assert trainer.trained(here) is not None
     again = trainer.train(here, progress=False)
     assert again.fingerprint == done.fingerprint and again.wall_s == done.wall_s  # not trained again
-    assert Path(again.checkpoint) == trainer.output_dir(here)
+    assert Path(again.checkpoint) == here.output_dir
     # Another base model (same path, other weights) is not the same run.
     from safetensors.torch import load_file, save_file
 
@@ -207,38 +211,8 @@ def test_run_trained_elsewhere_is_recognised_as_finished(tmp_path: Path, base: P
     first = next(iter(weights))
     weights[first] = weights[first] + 1.0
     save_file(weights, str(Path(here_base) / "model.safetensors"), metadata={"format": "pt"})
-    assert trainer._fingerprint(here.train, Path(here_base), [], 0) != trainer._fingerprint(there.train, base, [], 0)
-
-
-def test_improve_trains_elsewhere_then_takes_the_copied_checkpoint(tmp_path: Path, base: Path) -> None:
-    """improve.train_here=false: the step writes a job and stops; the job trained on another machine (another
-    root, base and data at other paths) and copied back is taken as it is, not trained again."""
-    import shutil
-
-    from synth.config import load_config
-    from synth.improve.models import TrainElsewhere
-    from synth.improve.steps import train as improve_train
-    from synth.train import trainer
-
-    data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
-    cfg = _config(tmp_path / "here", base, data, max_steps=2).model_copy(
-        update={"improve": PipelineConfig().improve.model_copy(update={"train_here": False})})
-    with pytest.raises(TrainElsewhere) as stopped:
-        improve_train(cfg, [data])
-    job = stopped.value.job
-    assert job.exists() and not (trainer.output_dir(cfg) / "train_summary.json").exists()
-
-    elsewhere = tmp_path / "gpu"
-    other_base = shutil.copytree(base, elsewhere / "base")
-    other_data = shutil.copy(data, elsewhere / "sft.parquet")
-    there = load_config(job, [f"runs_dir={elsewhere / 'runs'}", f"train.base_model={other_base}",
-                              f"train.data_files=[{other_data}]", "train.threads=2"])
-    done = trainer.train(there, progress=False)
-    shutil.copytree(trainer.output_dir(there), stopped.value.out)
-
-    summary = improve_train(cfg, [data])
-    assert summary["fingerprint"] == done.fingerprint and summary["wall_s"] == done.wall_s
-    assert Path(summary["checkpoint"]) == trainer.output_dir(cfg)
+    assert trainer._fingerprint(here, Path(here_base), []) != trainer._fingerprint(there, base, [])
+    assert trainer.trained(here) is None
 
 
 def test_update_rms_is_logged_and_muon_lr_moves_only_the_muon_matrices(tmp_path: Path, base: Path) -> None:
@@ -247,8 +221,8 @@ def test_update_rms_is_logged_and_muon_lr_moves_only_the_muon_matrices(tmp_path:
     from synth.train.trainer import build_optimizer, train
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(4))
-    muon = train(_config(tmp_path / "m", base, data, lr=1e-3, max_steps=2), progress=False)
-    adamw = train(_config(tmp_path / "a", base, data, lr=1e-3, max_steps=2, optimizer="adamw"), progress=False)
+    muon = train(_job(tmp_path / "m", base, data, lr=1e-3, max_steps=2), progress=False)
+    adamw = train(_job(tmp_path / "a", base, data, lr=1e-3, max_steps=2, optimizer="adamw"), progress=False)
     assert all(s.update_rms is not None for s in muon.log + adamw.log)
     assert 0.05 < muon.update_rms < 0.3, muon.update_rms
     assert adamw.log[0].update_rms > 2 * muon.log[0].update_rms, (adamw.log[0], muon.log[0])
@@ -256,9 +230,9 @@ def test_update_rms_is_logged_and_muon_lr_moves_only_the_muon_matrices(tmp_path:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    opt, _ = build_optimizer(model, TrainConfig(lr=1e-4, muon_lr=5e-4))
+    opt, _ = build_optimizer(model, _job(tmp_path, base, data, lr=1e-4, muon_lr=5e-4))
     assert {g["use_muon"]: g["lr"] for g in opt.param_groups} == {True: 5e-4, False: 1e-4}
-    faster = train(_config(tmp_path / "f", base, data, lr=1e-3, muon_lr=3e-3, max_steps=2), progress=False)
+    faster = train(_job(tmp_path / "f", base, data, lr=1e-3, muon_lr=3e-3, max_steps=2), progress=False)
     assert faster.log[-1].lr == pytest.approx(3 * muon.log[-1].lr)  # the logged lr is the Muon group's
 
 
@@ -267,16 +241,17 @@ def test_adamw_fingerprint_ignores_muon_lr(tmp_path: Path, base: Path) -> None:
     from synth.train.trainer import train, trained
 
     data = write_sft(tmp_path / "sft.parquet", sft_rows(2))
-    done = train(_config(tmp_path, base, data, optimizer="adamw", max_steps=1), progress=False)
-    again = trained(_config(tmp_path, base, data, optimizer="adamw", max_steps=1, muon_lr=5e-3))
+    done = train(_job(tmp_path, base, data, optimizer="adamw", max_steps=1), progress=False)
+    again = trained(_job(tmp_path, base, data, optimizer="adamw", max_steps=1, muon_lr=5e-3))
     assert again is not None and again.fingerprint == done.fingerprint
-    assert trained(_config(tmp_path, base, data, optimizer="adamw", max_steps=1, lr=5e-3)) is None
+    assert trained(_job(tmp_path, base, data, optimizer="adamw", max_steps=1, lr=5e-3)) is None
+    assert trained(_job(tmp_path, base, data, optimizer="adamw", max_steps=1, seed=1)) is None
 
 
 def test_match_lr_writes_the_muonclip_job(tmp_path: Path) -> None:
     import yaml
 
-    from synth.train.match_lr import matched_lr, write_matched_job
+    from synth.train.match_lr import MatchError, matched_lr, write_matched_job
 
     def run(name: str, optimizer: str, rms: float | None) -> Path:
         folder = tmp_path / name
@@ -284,19 +259,35 @@ def test_match_lr_writes_the_muonclip_job(tmp_path: Path) -> None:
         (folder / "train_summary.json").write_text(json.dumps({"optimizer": optimizer, "update_rms": rms}))
         return folder
 
-    job = tmp_path / "muonclip.yaml"
-    job.write_text(yaml.safe_dump({"run": "r", "train": {"optimizer": "muonclip", "lr": 1e-4, "muon_lr": None}}))
+    job = write_job(_job(tmp_path, tmp_path / "base", tmp_path / "rows.jsonl", lr=1e-4), tmp_path / "muonclip.yaml")
     facts = write_matched_job(run("a", "adamw", 0.688), run("p", "muonclip", 0.1625), job, tmp_path / "out.yaml")
     assert facts["muon_lr"] == 0.00042 == matched_lr(1e-4, 0.688, 0.1625)
     written = yaml.safe_load((tmp_path / "out.yaml").read_text())
-    assert written["train"]["muon_lr"] == 0.00042 and written["run"] == "r"
-    TrainConfig(**written["train"])  # still a valid train config
-    with pytest.raises(SystemExit, match="not adamw"):
+    assert written["muon_lr"] == 0.00042 and written["name"] == "muonclip"
+    assert TrainJob.model_validate(written).muon_lr == 0.00042  # still a valid job
+    with pytest.raises(MatchError, match="not adamw"):
         write_matched_job(tmp_path / "p", tmp_path / "p", job, tmp_path / "x.yaml")
-    with pytest.raises(SystemExit, match="no update_rms"):
+    with pytest.raises(MatchError, match="no update_rms"):
         write_matched_job(run("b", "adamw", None), tmp_path / "p", job, tmp_path / "x.yaml")
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(MatchError, match="positive"):
         matched_lr(1e-4, 0.0, 0.16)
+
+
+def test_a_job_file_loads_with_overrides_and_says_what_is_wrong(tmp_path: Path) -> None:
+    job = _job(tmp_path, tmp_path / "base", tmp_path / "rows.parquet")
+    path = write_job(job, tmp_path / "job.yaml")
+    assert load_job(path) == job
+    other = load_job(path, ["lr=0.5", "data=[{dataset: elsewhere/dataset}]", "base_model=/models/base"])
+    assert (other.lr, other.data, other.base_model) == (0.5, [DataSource(dataset=Path("elsewhere/dataset"))],
+                                                        Path("/models/base"))
+    with pytest.raises(JobError, match="does not exist"):
+        load_job(tmp_path / "missing.yaml")
+    with pytest.raises(JobError, match="has no '='"):
+        load_job(path, ["lr"])
+    with pytest.raises(JobError, match="optimizer"):
+        load_job(path, ["optimizer=sgd"])
+    with pytest.raises(JobError, match="either `dataset`"):
+        load_job(path, ["data=[{}]"])
 
 
 def test_rounds_written_with_other_columns_train_together(tmp_path: Path) -> None:
