@@ -56,15 +56,18 @@ stop:
 pipeline: model
 	$(SYNTH) pipeline $(ARGS)
 
-# Expert iteration: generate -> accept -> train -> eval rounds; runs/<run>/improve/{improve.json,curve.png}
+# Expert iteration: rounds of the pipeline, then the train and eval stages of each round's run (runs/<run>/improve/
+# round-<k>/); runs/<run>/improve/{improve.json,curve.png}. ARGS='--results DIR' adds the data-value page.
 improve: model
 	$(SYNTH) improve $(ARGS)
 
-# Issue 10's data-value run (pipelines/data_value.yaml) -> runs/data-value/, and base vs trained in bench/results/
+# The data-value run (pipelines/data_value.yaml) -> runs/data-value/, and the base against each optimizer's models
+# in bench/results/data_value.{md,json}
 data-value: model
 	$(SYNTH) improve --config pipelines/data_value.yaml --results bench/results $(ARGS)
 
-# Fine-tune the embedded model (or train.base_model) on the run's train split: MuonClip, or ARGS='--optimizer adamw'.
+# The train stage: one job per optimizer (train.optimizers; ARGS='--optimizer adamw') on the run's train split ->
+# runs/<run>/train/<name>/; or one job file alone: ARGS='--job runs/<run>/train/jobs/<name>.yaml'.
 train: model
 	$(SYNTH) train $(ARGS)
 
@@ -73,7 +76,8 @@ train: model
 bfcl: model
 	$(SYNTH) bfcl $(ARGS)
 
-# Held-out tasks with each model as the agent (base + every trained model): runs/<run>/eval/{eval.md,eval.json,*.png}
+# The eval stage: the held-out tasks the dataset recorded, with the base and every trained job as the agent ->
+# runs/<run>/eval/{eval.md,eval.json,*.png}, and the dataset card with the scores: runs/<run>/card/README.md
 eval: model
 	$(SYNTH) eval $(ARGS)
 
