@@ -18,7 +18,8 @@ from synth.schemas.ids import dataset_id
 from synth.schemas.records import Row
 from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
-from synth.stages.outputs import RunOutputs
+from synth.stages.outputs import RunOutputs, store_dir
+from synth.stages.store import StageStore
 
 BUILT = "summary.json"  # written last into the dataset folder: a folder without it is no finished build
 
@@ -43,8 +44,12 @@ class DatasetStage(Stage):
         return [WorkItem(id=dataset_id(source), payload={"inputs": source})]
 
     def lost(self, ctx: StageContext, done: set[str]) -> set[str]:
-        # The row describes the folder it built: when that folder is gone, build it again.
-        return set() if (ctx.out_dir / BUILT).exists() else done
+        # The row describes the folder it built: when that folder is gone, build it again. A row from before the
+        # dataset recorded its held-out tasks is built again too: evaluation reads them from it.
+        if not (ctx.out_dir / BUILT).exists():
+            return done
+        rows = StageStore(store_dir(ctx.run_dir, self.name)).read(DatasetRecord)
+        return {r.id for r in rows if r.id in done and r.error is None and r.heldout is None}
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.stages.dataset_build import build_dataset, heldout_set

@@ -47,13 +47,17 @@ class StageStore:
     def raw_rows(self) -> Iterator[dict]:
         """Every stored row as ``{"id", "ok", "record", "failures"}`` dicts, one per id: its finished row if
         any attempt finished, else its latest error row. ``failures`` counts the attempts that ended in an error
-        (kept in Parquet across compactions), so re-runs can retry a failed row a bounded number of times."""
+        (kept in Parquet across compactions), so re-runs can retry a failed row a bounded number of times. A
+        finished row in the journal replaces a finished one in Parquet: it was made again because what the older
+        one described was gone (``Stage.lost``)."""
         best: dict[str, dict] = {}
+        compacted: set[str] = set()
         failures: dict[str, int] = {}
         if self.parquet.exists():
             for row in pq.read_table(self.parquet).to_pylist():
                 failures[row["id"]] = row.get("failures") or (0 if row["ok"] else 1)  # older files lack the column
                 best[row["id"]] = row
+                compacted.add(row["id"])
         for line in self._journal_lines():
             try:
                 row = json.loads(line)
@@ -62,8 +66,9 @@ class StageStore:
             rid = row["id"]
             if not row["ok"]:
                 failures[rid] = failures.get(rid, 0) + 1
-            if rid not in best or not best[rid]["ok"]:
+            if rid not in best or not best[rid]["ok"] or (row["ok"] and rid in compacted):
                 best[rid] = row
+                compacted.discard(rid)
         for rid, row in best.items():
             yield {**row, "failures": failures.get(rid, 0)}
 

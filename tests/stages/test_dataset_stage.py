@@ -155,3 +155,29 @@ def test_the_commands_keep_their_output(cfg: PipelineConfig) -> None:
                           capture_output=True, text=True, timeout=300, env={**env, "COLUMNS": "200"})
     assert done.returncode == 1
     assert "export it as HF_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_dataset_records_its_heldout_tasks_and_rebuilds_a_row_that_did_not(tmp_path: Path) -> None:
+    from synth.stages.dataset import DatasetRecord, built_dataset
+    from synth.stages.outputs import RunOutputs
+    from synth.stages.store import JournalWriter, StageStore
+    from tests.fixtures.runs import judged_run, task_ids
+
+    held, train = task_ids(2, 0.2, held=True), task_ids(2, 0.2, held=False)
+    cfg = judged_run(tmp_path, "h", held + train, share=0.2)
+    first = run_stage("dataset", cfg, [], progress=False)
+    assert first.extra["heldout"] == {"share": 0.2, "tasks": 2, "task_ids": sorted(held), "tools": ["get_weather"]}
+    row = built_dataset(RunOutputs(cfg.run_dir))
+    assert row is not None and row.heldout is not None and [t.id for t in row.heldout.tasks] == sorted(held)
+    assert [a.id for a in row.heldout.agents] == ["agent-1"] and all(t.rubric for t in row.heldout.tasks)
+
+    # A row from a dataset built before the held-out tasks were recorded: built again, not taken as it is.
+    store = StageStore(cfg.run_dir / "dataset.stage")
+    store.parquet.unlink()
+    writer = JournalWriter(store.new_journal())
+    writer.write(row.model_copy(update={"heldout": None}))
+    writer.close()
+    store.compact()
+    assert built_dataset(RunOutputs(cfg.run_dir)).heldout is None  # type: ignore[union-attr]
+    again = run_stage("dataset", cfg, [], progress=False)
+    assert again.resumed == 0 and RunOutputs(cfg.run_dir).rows("dataset", DatasetRecord)[0].heldout is not None
