@@ -130,3 +130,19 @@ def test_an_episode_that_fails_is_a_failed_episode_not_a_missing_one(cfg: Pipeli
 def test_eval_is_a_local_stage_that_reads_the_dataset_and_optionally_train() -> None:
     stage = EvalStage()
     assert stage.inputs == ("dataset", "train") and stage.optional == ("train",) and stage.local and stage.retains
+
+
+def test_synth_eval_runs_the_stage_and_writes_the_card(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
+    fake = FakeEvaluation().install(monkeypatch)
+    fake.passes = {"base": {HELD[0]}}
+    sets = [f"runs_dir={cfg.runs_dir}", "llm.model=m", 'llm.endpoints=[{base_url: "http://127.0.0.1:1/v1"}]',
+            f"eval.base_model={cfg.eval.base_model}", f"dataset.heldout_share={SHARE}", "ray.enabled=false"]
+    result = CliRunner().invoke(app, ["eval", "--run", "r", "-m", "base", *(a for s in sets for a in ("--set", s))])
+    assert result.exit_code == 0, result.output
+    assert "base: valid calls 33% (1/3), checks passed 33% (1/3)" in " ".join(result.output.split())
+    card = (cfg.run_dir / "card" / "README.md").read_text()
+    assert "## Held-out evaluation" in card and "| base | 33% (1/3) |" in card

@@ -123,3 +123,18 @@ def test_a_job_may_not_be_named_after_the_stages_own_folders(cfg: PipelineConfig
     one = cfg.model_copy(update={"train": cfg.train.model_copy(update={"optimizers": ["adamw"], "name": "jobs"})})
     with pytest.raises(SynthError, match="may not be named 'jobs'"):
         run_stage("train", one, [], progress=False)
+
+
+def test_synth_train_runs_the_stage_one_job_per_optimizer(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
+    fake = FakeTrainer().install(monkeypatch)
+    sets = [f"runs_dir={cfg.runs_dir}", f"dataset.heldout_share={SHARE}", "ray.enabled=false"]
+    args = ["train", "--run", "r", "--optimizer", "adamw", *(a for s in sets for a in ("--set", s))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in fake.trained] == ["adamw"]
+    printed = " ".join(result.output.split())  # rich wraps long lines
+    assert f"adamw: 1 steps, loss 2.0 -> 1.0, checkpoint {cfg.run_dir / 'train' / 'adamw'}" in printed
