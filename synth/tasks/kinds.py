@@ -401,10 +401,17 @@ class Reworded(BaseModel):
 
 
 def reword_ok(text: str, said: Said, tool_names: list[str]) -> bool:
-    """Whether a model's rewording of ``said`` can stand for it: every value still in it, as plain prose (no
-    tool name, no markup), a sentence's length."""
-    text = text.strip()
+    """Whether a model's rewording of ``said`` can stand for it: every value still in it, no number it did not
+    have (a new number is a new detail the check knows nothing of), no tool name, no markup, no echo of the
+    prompt ("The request: ..."), and about its length (a small model appends rambling to a copy)."""
+    text, original = text.strip(), said.text.strip()
     if not text or len(text.split()) < 4 or re.search(r"[{}<>\[\]`]", text):
+        return False
+    if re.search(r"\brequest\b", text, re.IGNORECASE) and not re.search(r"\brequest\b", original, re.IGNORECASE):
+        return False
+    if len(text) > max(1.5 * len(original), len(original) + 60) or (original in text and text != original):
+        return False
+    if set(re.findall(r"\d+", text)) - set(re.findall(r"\d+", original)):
         return False
     if any(mentions(text, name) or mentions(text, name.replace("_", " ")) for name in tool_names):
         return False

@@ -99,6 +99,8 @@ def ask_phrase(description: str, name: str) -> str:
     if len(words) > 12:
         cut = re.split(r",|;| - | \(| which | that | when | if ", first, maxsplit=1)[0].strip()
         words = cut.split()[:14]
+    if len(" ".join(words)) > 110 or sum(not c.isascii() for c in first) > 3:
+        words = []  # a description too long, or not in English, to ask with: the tool's name says it
     if len(words) < 2 or not re.match(r"^[A-Za-z]", words[0]):
         words = [w for w in re.split(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])", name) if w]
         verb = _base_verb(words[0]) if words else None
@@ -203,7 +205,7 @@ def _bool_phrase(arg: Arg, rng: random.Random) -> str:
                if arg.value else [f"with {w} off", f"{w}: no", f"{w} disabled", f"with {w} turned off",
                                   f"{w} set to false"])
     if w.split()[0] in _VERBISH:
-        options += [f"{w} too", f"and {w}"] if arg.value else [f"don't {w}", f"no need to {w}"]
+        options += [f"{w} too", f"please {w}"] if arg.value else [f"don't {w}", f"no need to {w}"]
     return rng.choice(options)
 
 
@@ -328,6 +330,12 @@ def _say_object(arg: Arg, rng: random.Random) -> Said:
     return Said(text, inner.surfaces)
 
 
+FOLDED = frozenset({"city", "id", "name", "path", "url", "email", "date", "timezone", "language", "currency",
+                    "product", "company", "project", "repo", "symbol", "team", "channel", "category", "branch",
+                    "namespace", "region", "airport", "room", "country"})
+"""Kinds of value a verb phrase may name ("for a city", "in a specific timezone"), so the value can take its place."""
+
+
 def fold_values(ask: str, args: list[Arg], rng: random.Random) -> tuple[str, list[Arg], list[str]]:
     """Put into the verb phrase the values it already names ("get the weather for a city" -> "... for Lisbon");
     returns the phrase, the arguments still to say, and the surfaces of those folded in."""
@@ -342,8 +350,7 @@ def fold_values(ask: str, args: list[Arg], rng: random.Random) -> tuple[str, lis
                 ask = pattern.sub(v.replace("\\", r"\\"), ask, count=1)
                 surfaces += list(_surfaces(arg, v))
                 continue
-        if arg.kind not in ("city", "id", "name", "path", "url", "email", "date", "product", "company", "project",
-                            "repo", "symbol", "team", "channel") or (arg.kind == "id" and not _noun(arg.words)):
+        if arg.kind not in FOLDED or (arg.kind == "id" and not _noun(arg.words)):
             rest.append(arg)
             continue
         noun = _noun(arg.words) if arg.kind == "id" else arg.words.split()[-1]

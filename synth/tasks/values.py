@@ -62,6 +62,9 @@ for them as written (case and spacing aside)."""
 QUOTED_WORDS = frozenset({"message", "text", "content", "body", "note", "notes", "comment", "description",
                           "summary", "subject", "title", "caption", "reason", "prompt"})
 
+PROGRAM_PARAMS = frozenset({"code", "source", "script", "program", "query_sql", "sql", "expression", "regex"})
+"""Parameters that hold a program: no value a user says in a sentence (the sandbox and coding tasks cover code)."""
+
 UNIT_WORDS: dict[str, str] = {
     "km": "km", "kilometers": "km", "kilometres": "km", "meters": "meters", "metres": "meters",
     "miles": "miles", "mi": "miles", "kg": "kg", "kilograms": "kg", "grams": "grams", "pounds": "pounds",
@@ -206,19 +209,18 @@ def _scalar(param: str, schema: dict[str, Any], rng: random.Random, required: bo
         if fmt in ("date", "date-time"):
             return Arg(param, string_value(param, schema, rng), schema, words,
                        "date" if fmt == "date" else "datetime")
-        plain = fmt is None and not schema.get("pattern")
-        named = _named_kind(param) if plain else None
+        if fmt in ("email", "uri", "url"):
+            return Arg(param, string_value(param, schema, rng), schema, words, "email" if fmt == "email" else "url")
+        parts = param_words(param)
+        if fmt is not None or schema.get("pattern") or param.lower() in PROGRAM_PARAMS:
+            return None  # a pattern is not guessed, and a program is no value a user dictates
+        named = _named_kind(param)
         if named:
             return Arg(param, _named_value(named, rng), schema, words, named)
-        parts = param_words(param)
-        if plain and parts and parts[-1] in ID_WORDS:
+        if parts and parts[-1] in ID_WORDS:
             letters = "".join(w[0] for w in parts[:-1]).upper()[:2] or "ID"
             return Arg(param, f"{letters}-{rng.randrange(1000, 9999)}", schema, words, "id")
-        value = string_value(param, schema, rng)
-        if value is not None:
-            label = {"email": "email", "uri": "url", "url": "url"}.get(str(fmt), "id")
-            return Arg(param, value, schema, words, label)
-        if required and set(param_words(param)) & QUOTED_WORDS and not schema.get("pattern"):
+        if required and set(parts) & QUOTED_WORDS:
             return Arg(param, rng.choice(QUOTED_TEXTS), schema, words, "quoted")
         return None
     if kind in ("integer", "number"):

@@ -303,7 +303,9 @@ async def test_a_rewording_is_kept_only_when_every_value_survives() -> None:
     keeps = "Hey there, " + " and ".join(values) + " - that is what I need, could you sort it out?"
     drops = "Hey there, could you sort this out for me today please?"
     named = "Please use " + built.calls[0].name + " with " + " and ".join(values) + " for me."
-    for reply, kept in ((keeps, True), (drops, False), (named, False)):
+    rambles = built.opening.text + " The request includes 2 supports."  # a copy, a new number, an echo
+    invents = "Hey there, " + " and ".join(values) + ", and make it 12345 times."
+    for reply, kept in ((keeps, True), (drops, False), (named, False), (rambles, False), (invents, False)):
         pool = ScriptedPool([{"request": reply}])
         row = await generate_task(TRAVEL, "single", pool, seed=1, index=0, reword=1.0)  # type: ignore[arg-type]
         assert len(pool.calls) == 1 and pool.calls[0]["role"] == "generator"
