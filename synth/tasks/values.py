@@ -285,6 +285,10 @@ def _object(param: str, schema: dict[str, Any], rng: random.Random, depth: int, 
         sub = props[name] if isinstance(props[name], dict) else {}
         arg = (_scalar(name, sub, rng, name in required) if _type(sub) not in ("object", "array")
                else None)  # objects in objects in a sentence lose the reader
+        for _ in range(3):  # two fields with one text ("old text" and "new text" alike) ask for nothing
+            if arg is None or arg.kind != "quoted" or all(f.value != arg.value for f in fields):
+                break
+            arg = _scalar(name, sub, rng, name in required)
         if arg is None:
             if name in required:
                 return None
