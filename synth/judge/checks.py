@@ -465,14 +465,38 @@ def _only_tools_called(check: CodeCheck, traj: TrajectoryRecord, calls: list[Mad
     return CheckResult(check_id=check.id, passed=True, detail=f"called no tool but {check.tools}")
 
 
+DECLINES = ("can't", "cannot", "can not", "unable", "not able", "don't have", "do not have", "no tool", "sorry")
+"""An answer that says the assistant cannot do it is an answer too: calling nothing was right either way."""
+
+
+def _speaks_to(answer: str, words: list[str]) -> bool:
+    """Whether ``answer`` holds one of ``words`` (a word of it starting as the word does, so "stretching" holds
+    "stretches"), or declines."""
+    said = re.findall(r"[^\W_]+", answer.casefold())
+    for word in words:
+        stem = word.casefold()[: max(4, len(word) - 2)]
+        if any(w.startswith(stem) or (len(w) >= 4 and stem.startswith(w)) for w in said):
+            return True
+    low = answer.casefold().replace("\u2019", "'")
+    return any(d in low for d in DECLINES)
+
+
 def _answers_without_call(check: CodeCheck, traj: TrajectoryRecord, calls: list[MadeCall]) -> CheckResult:
+    """No call, and an answer of a sentence that speaks to the request: one of ``value`` (the words an answer to
+    it holds: its topic's, or the answer itself such as "36") or a decline. A model that calls nothing but
+    answers "aecopcahc" has not answered."""
     if calls:
         names = ", ".join(c.name for c in calls)
         return CheckResult(check_id=check.id, passed=False,
                            detail=f"no tool serves this request, but the assistant called {names}")
     answer = final_answer(traj)
-    if answer is None or not re.search(r"[^\W\d_]{2,}", answer):
+    if answer is None or len(re.findall(r"[^\W\d_]{2,}", answer)) < 3:
         return CheckResult(check_id=check.id, passed=False, detail=f"no answer in words: {_short(answer)}")
+    words = [str(w) for w in check.value] if isinstance(check.value, list) else []
+    if words and not _speaks_to(answer, words):
+        return CheckResult(check_id=check.id, passed=False,
+                           detail=f"the answer speaks to none of {_short(words)} and declines nothing: "
+                                  f"{_short(answer)}")
     return CheckResult(check_id=check.id, passed=True, detail="answered without calling a tool")
 
 

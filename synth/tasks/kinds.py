@@ -340,9 +340,9 @@ def build_no_tool(agent: AgentRecord, rng: random.Random) -> Built | None:
     picked = pick_request(agent.tools, agent.domain, rng)
     if picked is None:
         return None
-    check = CodeCheck(id="answers_without_call", kind="answers_without_call",
-                      description=f"no tool serves this {picked.topic} request: the assistant answers without "
-                      "calling one")
+    check = CodeCheck(id="answers_without_call", kind="answers_without_call", value=picked.answer_words(),
+                      description=f"no tool serves this {picked.topic} request: the assistant answers it (or says "
+                      "it cannot) without calling one")
     return Built("no_tool", Said(picked.text, ()), [check])
 
 

@@ -30,10 +30,27 @@ class OffDomainRequest:
     text: str
     served_by: frozenset[str]  # words of tools that could serve it
     knowledge: bool = False  # a fact a search tool could look up
+    answer: tuple[str, ...] = ()  # words a right answer holds where the request's own words need not recur
+
+    def answer_words(self) -> list[str]:
+        """Words an answer to the request holds: ``answer``, else the request's content words."""
+        own = [w for w in re.findall(r"[A-Za-z]{4,}", self.text) if w.casefold() not in _STOP]
+        return list(dict.fromkeys([*self.answer, *own]))
 
 
-def _r(topic: str, text: str, served_by: str, knowledge: bool = False) -> OffDomainRequest:
-    return OffDomainRequest(topic, text, frozenset(served_by.split()), knowledge)
+_STOP = frozenset({"what", "which", "when", "where", "would", "could", "should", "there", "their", "they", "them",
+                   "this", "that", "with", "from", "have", "your", "about", "into", "does", "want", "some", "give",
+                   "tell", "help", "make", "need", "good", "best", "like", "just", "more", "than", "then", "over",
+                   "very", "much", "many", "also", "will", "were", "been", "being", "only", "after", "before",
+                   "know", "think", "really", "suggest", "simple", "long", "still", "little", "using", "three",
+                   "four", "ideas", "keep", "while", "away", "work", "start", "first", "less", "each", "under",
+                   "takes", "write", "word", "words", "name", "doesn", "explain", "during", "between", "difference",
+                   "instead", "sounds", "short", "plans", "describe", "nicer", "leaves", "small", "number",
+                   "through", "tips"})
+
+
+def _r(topic: str, text: str, served_by: str, knowledge: bool = False, answer: str = "") -> OffDomainRequest:
+    return OffDomainRequest(topic, text, frozenset(served_by.split()), knowledge, tuple(answer.split()))
 
 
 _COOK = "recipe recipes cook cooking food meal meals kitchen ingredient ingredients nutrition diet restaurant menu"
@@ -54,12 +71,14 @@ REQUESTS: tuple[OffDomainRequest, ...] = (
     _r("writing", "Can you rephrase 'we regret to inform you' so it sounds warmer?", _WRITE),
     _r("writing", "Give me a short toast I can say at my friend's wedding.", _WRITE + " wedding speech"),
     _r("writing", "I need a catchy title for a talk about learning to ride a bike at forty.", _WRITE + " title"),
-    _r("knowledge", "Why is the sky blue during the day but red at sunset?", "sky weather science", True),
+    _r("knowledge", "Why is the sky blue during the day but red at sunset?", "sky weather science", True,
+       "light scattering"),
     _r("knowledge", "Explain in simple words what photosynthesis does for a plant.", "plant plants biology science",
        True),
     _r("knowledge", "What's the difference between a virus and a bacterium?", _HEALTH + " biology science", True),
-    _r("knowledge", "Who painted the ceiling of the Sistine Chapel?", "art painting museum history", True),
-    _r("knowledge", "How do tides work?", "tide tides ocean sea marine science", True),
+    _r("knowledge", "Who painted the ceiling of the Sistine Chapel?", "art painting museum history", True,
+       "Michelangelo Buonarroti"),
+    _r("knowledge", "How do tides work?", "tide tides ocean sea marine science", True, "moon gravity"),
     _r("knowledge", "What does a leap year fix in the calendar?", "calendar date dates time year", True),
     _r("knowledge", "Why do cats purr?", "cat cats pet pets animal animals vet", True),
     _r("knowledge", "How did the Romans heat their bath houses?", "history museum", True),
@@ -76,13 +95,14 @@ REQUESTS: tuple[OffDomainRequest, ...] = (
     _r("advice", "How can I make my mornings less rushed before work?", "routine habit habits schedule calendar"),
     _r("math", "If a train leaves at 9:40 and the trip takes 2 hours 35 minutes, when does it arrive?",
        _MATH + " time train trains travel schedule timetable duration"),
-    _r("math", "What is 15 percent of 240?", _MATH + " percent percentage"),
-    _r("math", "Is 221 a prime number?", _MATH + " prime"),
-    _r("math", "How many minutes are there in a week?", _MATH + " time minutes week convert conversion"),
+    _r("math", "What is 15 percent of 240?", _MATH + " percent percentage", answer="36"),
+    _r("math", "Is 221 a prime number?", _MATH + " prime", answer="13 17 composite"),
+    _r("math", "How many minutes are there in a week?", _MATH + " time minutes week convert conversion",
+       answer="10080 10,080"),
     _r("math", "If I split a 96 euro bill between three friends and me, how much does each pay?",
        _MATH + " bill split payment payments expense expenses money currency"),
-    _r("language", "What's the plural of 'cactus'?", _LANG),
-    _r("language", "How do you say 'thank you very much' in Italian?", _LANG + " italian"),
+    _r("language", "What's the plural of 'cactus'?", _LANG, answer="cacti cactuses"),
+    _r("language", "How do you say 'thank you very much' in Italian?", _LANG + " italian", answer="grazie"),
     _r("language", "Should it be 'affect' or 'effect' in 'the rain will ___ our plans'?", _LANG),
     _r("language", "What's a nicer word for 'busy' when I describe my week?", _LANG),
     _r("fun", "Tell me a riddle my kids could solve.", "joke jokes riddle riddles game games fun kids puzzle"),

@@ -202,13 +202,17 @@ def test_parallel_checks_want_every_call_in_one_reply() -> None:
 def test_no_tool_checks_want_an_answer_and_no_call() -> None:
     rubric, built = _rubric("no_tool")
     assert built.calls == [] and not built.follow_ups
-    answered = episode((built.opening.text, [], "Try a splash of white vinegar and cold water."))
+    topic = rubric.checks[0].value[0]
+    answered = episode((built.opening.text, [], f"Good question: the {topic} part is what matters most here."))
     assert all(_passed(rubric, answered).values())
+    declined = episode((built.opening.text, [], "Sorry, I can't help with that: my tools plan trips."))
+    assert all(_passed(rubric, declined).values())
     called = episode((built.opening.text, [[("get_weather", {"city": "Lisbon", "date": "2026-03-05"})]],
-                      "It is 21 degrees."))
+                      f"The {topic} is 21 degrees."))
     assert not any(_passed(rubric, called).values())
-    for junk in ("", "42.", None):
-        assert not any(_passed(rubric, episode((built.opening.text, [], junk))).values())
+    # No answer, digits, a word of junk, or a sentence about something else: no answer to this request.
+    for junk in ("", "42.", None, "aecopcahc", "Their favourite toy is a red ball."):
+        assert not any(_passed(rubric, episode((built.opening.text, [], junk))).values()), junk
     assert verifies_outcome(rubric)
 
 
