@@ -185,7 +185,7 @@ def _only(names: list[str]) -> CodeCheck:
                      description=f"calls no tool but {sorted(set(names))}")
 
 
-def _one_call(agent: AgentRecord, rng: random.Random, tools: list[Tool]) -> Call | None:
+def _one_call(rng: random.Random, tools: list[Tool]) -> Call | None:
     if not tools:
         return None
     tool = rng.choice(tools)
@@ -194,7 +194,7 @@ def _one_call(agent: AgentRecord, rng: random.Random, tools: list[Tool]) -> Call
 
 
 def build_single(agent: AgentRecord, rng: random.Random) -> Built | None:
-    call = _one_call(agent, rng, groundable(agent))
+    call = _one_call(rng, groundable(agent))
     if call is None:
         return None
     said = _checked(request(call.ask, call.args, rng), call.ask, call.args)
@@ -214,7 +214,7 @@ def build_choose(agent: AgentRecord, rng: random.Random) -> Built | None:
         return None
     options = groundable(agent)
     hard = [t for t in options if _confusable(every, t)]
-    call = _one_call(agent, rng, hard if hard and rng.random() < 0.7 else options)
+    call = _one_call(rng, hard if hard and rng.random() < 0.7 else options)
     if call is None:
         return None
     said = _checked(request(call.ask, call.args, rng), call.ask, call.args)
@@ -260,7 +260,7 @@ def build_parallel(agent: AgentRecord, rng: random.Random) -> Built | None:
             return _parallel(said, calls)
     n = 3 if rng.random() < 0.25 else 2
     for _ in range(PICK_ATTEMPTS):
-        call = _one_call(agent, rng, tools)
+        call = _one_call(rng, tools)
         varied = _vary(call, rng, n) if call else None
         if call is None or varied is None:
             continue
@@ -319,7 +319,7 @@ def build_follow_up(agent: AgentRecord, rng: random.Random) -> Built | None:
                 follow = fallback(calls[1].ask, calls[1].args)
     if follow is None:
         for _ in range(PICK_ATTEMPTS):
-            call = _one_call(agent, rng, tools)
+            call = _one_call(rng, tools)
             varied = _vary(call, rng, 2) if call else None
             if call is None or varied is None:
                 continue
