@@ -61,7 +61,7 @@ VERBS = frozenset({"add", "analyze", "apply", "approve", "archive", "assign", "b
     "sell", "trade", "quote", "charge", "refund", "invoice", "withdraw", "deposit", "identify", "collect",
     "determine", "discover", "diagnose", "troubleshoot", "summarise",
     "prepare", "configure", "setup", "initialize", "make", "activate", "deactivate", "integrate", "store", "keep",
-    "bring", "turn", "put"})
+    "bring", "turn", "put", "echo"})
 _DETERMINERS = frozenset({"a", "an", "the", "all", "any", "one", "multiple", "new", "your", "details", "info",
                           "information", "data", "current", "existing", "specific", "list", "every",
                           "each", "several", "up", "out", "back", "comprehensive", "basic", "detailed"})
@@ -86,8 +86,8 @@ def _base_verb(word: str, after: str = "") -> str | None:
         if low.endswith(suffix) and low[: len(low) - len(suffix)] + repl in VERBS:
             return low[: len(low) - len(suffix)] + repl
     if len(low) > 3 and low.endswith("s") and not low.endswith("ss") and after.lower() in _DETERMINERS:
-        return low[:-3] + "y" if low.endswith("ies") else low[:-2] if low.endswith(("shes", "ches", "xes")) \
-            else low[:-1]
+        return low[:-3] + "y" if low.endswith("ies") else low[:-2] if low.endswith(
+            ("shes", "ches", "xes", "oes", "sses")) else low[:-1]
     return None
 
 
