@@ -82,6 +82,12 @@ class StageContext:
         """The summary of the declared input ``stage`` (None before it finished)."""
         return self.inputs.summary(stage)
 
+    def own_rows(self, model: type[R]) -> list[R]:
+        """This stage's own rows on disk, from earlier runs (to tell which finished ones are lost)."""
+        if self.stage is None:
+            raise RuntimeError("this context belongs to no stage, so it has no rows of its own")
+        return RunOutputs(self.run_dir).rows(self.stage.name, model)
+
     def input_file(self, stage: str, name: str) -> Path:
         """A file the declared input ``stage`` keeps beside its rows (e.g. the tools stage's synthetic tools)."""
         return self.inputs.file(stage, name)

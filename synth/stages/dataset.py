@@ -18,8 +18,7 @@ from synth.schemas.ids import dataset_id
 from synth.schemas.records import Row
 from synth.schemas.usage import UsageByRole
 from synth.stages.base import Stage, StageContext, StageSummary, WorkItem
-from synth.stages.outputs import RunOutputs, store_dir
-from synth.stages.store import StageStore
+from synth.stages.outputs import RunOutputs
 
 BUILT = "summary.json"  # written last into the dataset folder: a folder without it is no finished build
 
@@ -48,8 +47,7 @@ class DatasetStage(Stage):
         # dataset recorded its held-out tasks is built again too: evaluation reads them from it.
         if not (ctx.out_dir / BUILT).exists():
             return done
-        rows = StageStore(store_dir(ctx.run_dir, self.name)).read(DatasetRecord)
-        return {r.id for r in rows if r.id in done and r.error is None and r.heldout is None}
+        return {r.id for r in ctx.own_rows(DatasetRecord) if r.id in done and r.error is None and r.heldout is None}
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         from synth.stages.dataset_build import build_dataset, heldout_set
