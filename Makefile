@@ -8,11 +8,11 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish data-value bfcl test test-fast test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
+        report publish data-value bfcl test test-fast test-sandbox test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
-	@echo "make test       set up and run the tests (unit + integration with the real embedded server)"
+	@echo "make test       set up and run the tests (unit, sandbox as root, integration with the real embedded server)"
 	@echo "make test-slow  the slow tier (two real vLLM replicas, DDP on CPU); CI runs it too"
 	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
 	@echo "make bench-scale  the orchestration's own CPU per call and per trajectory (instant endpoint) -> bench/results/"
@@ -102,14 +102,26 @@ publish: install
 lint: install
 	$(BIN)/ruff check synth tests pipelines
 
-# Unit tests first (fast, no server), then the integration tier: real vLLM server, Ray, real MCP servers.
+# The tiers, by marker (tests/test_tiers.py checks that make test and test-slow run every test once):
+# unit: fast, no server, no root. sandbox: real code in the sandbox and real programs confined, as root on Linux;
+# where it cannot run its tests fail, they never skip. integration: real vLLM server, Ray, real MCP servers.
+# pytest runs as make's own command, so any exit but 0 stops make, 5 (no tests collected) included.
+UNIT_TIER        := not integration and not sandbox and not slow and not gpu
+SANDBOX_TIER     := sandbox and not integration and not slow and not gpu
+INTEGRATION_TIER := integration and not slow and not gpu
+
 test: model
 	$(BIN)/ruff check synth tests pipelines
-	$(BIN)/python -m pytest -m "not integration and not slow and not gpu" -q
-	$(BIN)/python -m pytest -m "integration and not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "$(UNIT_TIER)" -q
+	$(BIN)/python -m pytest -m "$(SANDBOX_TIER)" -q
+	$(BIN)/python -m pytest -m "$(INTEGRATION_TIER)" -q
 
+# Without root: the unit tier alone.
 test-fast: install
-	$(BIN)/python -m pytest -m "not integration and not slow and not gpu" -q
+	$(BIN)/python -m pytest -m "$(UNIT_TIER)" -q
+
+test-sandbox: install
+	$(BIN)/python -m pytest -m "$(SANDBOX_TIER)" -q
 
 # The slow tier (two real vLLM replicas, DDP on CPU): minutes each on 2 cores; CI runs it after `make test`.
 test-slow: model

@@ -12,7 +12,8 @@ Two ways to see the driver: in the same PID namespace of the same boot (local Ra
 by its pid and start time (a reused pid has another start time; a killed, unreaped driver is a zombie); on other
 nodes by a heartbeat file the driver touches on the shared storage every ``HEARTBEAT_S`` seconds. The heartbeat
 is judged by the worker's own clock (no change seen for ``STALE_S`` seconds), so clock skew between nodes does
-not matter.
+not matter. Both intervals and the clock are parameters (``heartbeat(every_s=)``, ``Lifeline(stale_s=, clock=)``)
+so that tests drive time instead of waiting it out.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -76,13 +77,22 @@ def this_process(heartbeat: Path | None = None) -> DriverRef:
 class Lifeline:
     """Held by a worker: ``check()`` before each request; a daemon thread ends the process when the driver dies."""
 
-    def __init__(self, driver: DriverRef, watch_parent: bool = False) -> None:
+    def __init__(
+        self,
+        driver: DriverRef,
+        watch_parent: bool = False,
+        *,
+        stale_s: float = STALE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.driver = driver
+        self.stale_s = stale_s  # a heartbeat unchanged this long (by ``clock``) means the driver is gone
+        self.clock = clock
         # A Ray worker is the child of its node's raylet; when the raylet dies (the node is lost) the worker is
         # re-parented, and the driver has already sent its items elsewhere: it must stop too.
         self.parent = os.getppid() if watch_parent else None
         self.local = driver.boot_id == _boot_id() and driver.pid_ns == _pid_ns() and bool(driver.boot_id)
-        self._seen: tuple[float, float] | None = None  # (heartbeat mtime, our monotonic time when it changed)
+        self._seen: tuple[float, float] | None = None  # (heartbeat mtime, our clock's time when it changed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -98,10 +108,10 @@ class Lifeline:
             mtime = os.stat(self.driver.heartbeat).st_mtime
         except OSError:
             return False
-        now = time.monotonic()
+        now = self.clock()
         if self._seen is None or self._seen[0] != mtime:
             self._seen = (mtime, now)
-        return now - self._seen[1] < STALE_S
+        return now - self._seen[1] < self.stale_s
 
     def check(self) -> None:
         if not self.alive():
@@ -126,14 +136,14 @@ class Lifeline:
 
 
 @contextlib.contextmanager
-def heartbeat(path: Path) -> Iterator[Path]:
-    """The driver's side: touch ``path`` every ``HEARTBEAT_S`` while the block runs, remove it after."""
+def heartbeat(path: Path, every_s: float = HEARTBEAT_S) -> Iterator[Path]:
+    """The driver's side: touch ``path`` every ``every_s`` seconds while the block runs, remove it after."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
     stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
+        while not stop.wait(every_s):
             with contextlib.suppress(OSError):
                 os.utime(path)
 

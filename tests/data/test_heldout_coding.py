@@ -24,7 +24,7 @@ from synth.stages.base import StageContext
 from synth.stages.dataset_build import build_dataset, heldout_task_ids
 from synth.stages.rollouts import RolloutsStage
 from synth.tasks.rubrics import default_library
-from tests.data.test_dataset import _write
+from tests.fixtures.dataset import write_stage
 
 SHARE = PipelineConfig().dataset.heldout_share
 PROBLEMS = default_library().coding_problems
@@ -69,15 +69,15 @@ def test_no_held_out_problem_reaches_train(tmp_path: Path) -> None:
     cfg = PipelineConfig.model_validate({"runs_dir": str(tmp_path), "run": "h", "ray": {"enabled": False}})
     tasks = [coding_task(ID_IN, HELD), coding_task(ID_OUT, HELD), coding_task(ID_IN + "k", KEPT),
              coding_task(ID_OUT + "k", KEPT)]
-    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="You write Python.")])
-    _write(cfg.run_dir, "tasks", tasks)
+    write_stage(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="You write Python.")])
+    write_stage(cfg.run_dir, "tasks", tasks)
     # Every task has a passing answer (its reference) accepted on its tests.
     trajs = [_answer(f"traj-{i}", t, p.reference) for i, (t, p) in enumerate(zip(tasks, [HELD, HELD, KEPT, KEPT],
                                                                                    strict=True))]
-    _write(cfg.run_dir, "rollouts", trajs)
+    write_stage(cfg.run_dir, "rollouts", trajs)
     ok = Verdict(passed=True, score=1.0, checks=[CheckResult(check_id="python_tests", passed=True)],
                  code_passed=True, verifiable=True, llm_passed=False)
-    _write(cfg.run_dir, "judge", [VerdictRecord(id=t.id, trajectory_id=t.id, task_id=t.task_id, verdict=ok)
+    write_stage(cfg.run_dir, "judge", [VerdictRecord(id=t.id, trajectory_id=t.id, task_id=t.task_id, verdict=ok)
                                   for t in trajs])
     # Rollouts give both tasks of the held-out problem one episode (held out), the others best-of-N.
     plan = RolloutsStage().plan(StageContext(config=cfg))

@@ -32,8 +32,9 @@ SEEDS = (0, 1)
 
 
 @pytest.mark.integration
+@pytest.mark.sandbox
 @pytest.mark.timeout(900)
-async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: str, sandbox_ready: None) -> None:
+async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: str) -> None:
     library = default_library()
     agent = AgentRecord(id="agent-code", name="coder", system_prompt="You help the team with Python.",
                         tools=[RUN_PYTHON_TOOL])

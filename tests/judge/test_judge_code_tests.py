@@ -5,7 +5,6 @@ import pytest
 from synth.config import JudgeStageConfig
 from synth.judge.code_tests import extract_code, run_python_tests
 from synth.judge.judge import judge_trajectory
-from synth.runtime.sandbox import sandbox_available
 from synth.schemas.messages import Message
 from synth.schemas.records import CallRecord
 from tests.fixtures.fakes import ScriptedPool
@@ -15,9 +14,6 @@ GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "def add(a, b):\n    return a - b\n"
 TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
 
-needs_sandbox = pytest.mark.skipif(
-    not sandbox_available()[0], reason=f"no sandbox here: {sandbox_available()[1]}"
-)
 
 
 def coding_trajectory(*messages: Message):
@@ -47,7 +43,7 @@ async def test_missing_code_fails_without_running_anything() -> None:
     assert not result.passed and "no Python code" in result.detail
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_correct_code_passes_and_wrong_code_fails_in_the_sandbox() -> None:
     good = coding_trajectory(Message(role="assistant", content=f"```python\n{GOOD}```"))
     result = await run_python_tests(good, TESTS)
@@ -57,7 +53,7 @@ async def test_correct_code_passes_and_wrong_code_fails_in_the_sandbox() -> None
     assert not result.passed and "AssertionError" in result.detail
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_judge_adds_the_sandbox_run_to_the_code_checks() -> None:
     traj = coding_trajectory(Message(role="assistant", content=f"Here is add:\n```python\n{BAD}```"))
     task = weather_task(checks=[])
@@ -72,7 +68,7 @@ async def test_judge_adds_the_sandbox_run_to_the_code_checks() -> None:
     )
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_a_program_that_exits_before_the_tests_fails_with_a_count() -> None:
     # The reviewed defect: exit code 0 used to mean "tests passed" although no test had run.
     quitter = coding_trajectory(Message(role="assistant", content=f"```python\n{BAD}import sys\nsys.exit(0)\n```"))
@@ -116,7 +112,7 @@ def test_a_message_program_is_its_blocks_joined_and_a_call_wins_over_text() -> N
     assert extract_code(traj) == program
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_a_function_then_an_example_block_passes_and_a_later_wrong_program_fails() -> None:
     passed = await run_python_tests(text_coding_trajectory(FUNCTION_THEN_EXAMPLE), TESTS)
     assert passed.passed, passed.detail
@@ -144,7 +140,7 @@ def _coding_task(tests: str):
                       rubric=rubric)
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_a_free_text_coding_answer_is_accepted_on_the_reference_tests_alone() -> None:
     """The whole path on a hand-made trajectory: the coding rubric has no check but the bank's reference tests;
     they run in the sandbox on the fenced code; ``auto`` accepts on them, with the judge model failing it."""
@@ -168,7 +164,7 @@ async def test_a_free_text_coding_answer_is_accepted_on_the_reference_tests_alon
         assert decision.accepted is ok and decision.by == ("verifiable" if ok else None)
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 async def test_a_program_that_passes_the_asserts_with_a_forbidden_call_fails() -> None:
     """to_binary "without using bin()": bin(n)[2:] passes every assert, and still is not what was asked."""
     from synth.tasks.rubrics import default_library

@@ -10,8 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from synth.optim import MuonClip
-
-from .helpers import ddp_train, tiny, tokens
+from tests.fixtures.optim import ddp_train, tiny, tokens
 
 STEPS, TAU = 3, 0.6
 

@@ -14,8 +14,7 @@ from synth.errors import SynthError
 from synth.optim import MuonClip, QKClip, attention_specs, enable_capture
 from synth.optim.qk_clip import clip_mha_gqa_, clip_mla_
 from synth.optim.reference_model import StandardAttention
-
-from .helpers import tiny, tokens
+from tests.fixtures.optim import tiny, tokens
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from synth.optim import MuonClip, split_params
-
-from .helpers import fp64_newton_schulz
+from tests.fixtures.optim import fp64_newton_schulz
 
 COEFFS = (3.4445, -4.7750, 2.0315)
 LR, WD, MU = 0.01, 0.1, 0.95

@@ -9,8 +9,7 @@ import torch
 
 from synth.optim import MuonClip, QKClip, attention_specs, split_params
 from synth.optim.qk_clip import AttentionSpec, clip_mha_gqa_
-
-from .helpers import tiny, tokens
+from tests.fixtures.optim import tiny, tokens
 
 
 def _tau_between(s: torch.Tensor) -> float:

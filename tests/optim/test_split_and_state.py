@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from synth.optim import MuonClip, attention_specs, split_params
-
-from .helpers import tiny, tokens
+from tests.fixtures.optim import tiny, tokens
 
 
 def test_split_sends_embeddings_head_norms_and_biases_to_adamw() -> None:

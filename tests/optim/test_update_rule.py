@@ -7,8 +7,7 @@ import torch
 
 from synth.optim import MuonClip, newton_schulz, newton_schulz_batched
 from synth.optim.updates import adamw_update_
-
-from .helpers import fp64_newton_schulz
+from tests.fixtures.optim import fp64_newton_schulz
 
 SHAPES = [(8, 24), (24, 8), (8, 24), (16, 16), (5, 7)]
 

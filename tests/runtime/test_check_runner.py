@@ -4,7 +4,7 @@ Every adversarial program below defines the function wrongly (or not at all) and
 pass anyway: early exits of every kind, an atexit hook, a fake success line, redefined test functions or
 AssertionError, patched builtins, a BaseException catch-all, a fork that exits 0, closed or dup'ed file
 descriptors, killing the parent, an always-equal result, copying the expected value out of the test. Real
-sandbox runs (root on Linux, as in CI); the reference solutions' own test lives in tests/tasks.
+sandbox runs (the sandbox tier: root on Linux, as in CI); the reference solutions' own test lives in tests/tasks.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from __future__ import annotations
 import pytest
 
 from synth.runtime.check_runner import SplitError, split_tests
-from synth.runtime.sandbox import check_python, sandbox_available
+from synth.runtime.sandbox import check_python
 
 pytestmark = pytest.mark.timeout(120)
-
-AVAILABLE, WHY = sandbox_available()
-needs_sandbox = pytest.mark.skipif(not AVAILABLE, reason=f"sandbox unavailable here: {WHY}")
 
 TESTS = (
     'assert reverse_words("hello big world") == "world big hello"\n'
@@ -98,7 +95,7 @@ ADVERSARIAL = {
 }
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 def test_correct_solution_passes_with_a_result_per_test() -> None:
     run = check_python(GOOD, TESTS, timeout_s=30)
     assert run.ok, (run.stderr, run.tests, run.verdict_error)
@@ -106,14 +103,14 @@ def test_correct_solution_passes_with_a_result_per_test() -> None:
     assert [t.line for t in run.tests] == [1, 2, 3]
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 def test_main_guard_does_not_run_and_a_correct_solution_with_one_still_passes() -> None:
     code = GOOD + "if __name__ == '__main__':\n    raise SystemExit(1)\n"
     run = check_python(code, TESTS, timeout_s=30)
     assert run.ok, (run.stderr, run.tests)
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 def test_one_failing_test_fails_the_check_and_names_the_test() -> None:
     code = 'def reverse_words(text):\n    return " ".join(reversed(text.split(" ")))\n'  # wrong on "  one  "
     run = check_python(code, TESTS, timeout_s=30)
@@ -122,7 +119,7 @@ def test_one_failing_test_fails_the_check_and_names_the_test() -> None:
     assert "AssertionError" in run.tests[1].detail and "line 2" in run.stderr
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_adversarial_program_fails_the_check(name: str) -> None:
     run = check_python(ADVERSARIAL[name], TESTS, timeout_s=30)
@@ -130,7 +127,7 @@ def test_adversarial_program_fails_the_check(name: str) -> None:
     assert run.passed_tests < run.expected_tests == 3
 
 
-@needs_sandbox
+@pytest.mark.sandbox
 def test_a_solution_that_hides_a_fork_keeps_nothing_running_into_the_next_test() -> None:
     # A background child of test 1 that would kill test 2's process is gone before test 2 starts.
     code = GOOD + "import os, time, signal\nif os.fork() == 0:\n    time.sleep(2)\n    os.kill(-1, signal.SIGKILL)\n"

@@ -13,104 +13,13 @@ from pydantic import ValidationError
 from synth.config import EndpointConfig, LLMConfig, RolloutsStageConfig
 from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord
-from synth.schemas.usage import Usage, UsageByRole
 from synth.sim.episode import run_episode, unanswered_calls
+from tests.fixtures.episode import AGENT, NO_FAULTS, TASK, TOOLS, RoleScriptedPool, answer, call, user
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_order",
-            "description": "Look up an order by id; returns its status and items.",
-            "parameters": {
-                "type": "object",
-                "properties": {"order_id": {"type": "string"}},
-                "required": ["order_id"],
-            },
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "cancel_order",
-            "description": "Cancel an order that has not shipped yet.",
-            "parameters": {
-                "type": "object",
-                "properties": {"order_id": {"type": "string"}},
-                "required": ["order_id"],
-            },
-        },
-    },
-]
-AGENT = AgentRecord(
-    id="agent-shop", name="shop", system_prompt="You help customers with their orders.", tools=TOOLS
-)
-TASK = TaskRecord(
-    id="task-cancel",
-    agent_id="agent-shop",
-    user_goal="Get order A1 cancelled.",
-    persona="A busy nurse who writes short messages.",
-    hidden_details={"order_id": "A1"},
-    initial_state={"orders": {"A1": {"status": "processing", "items": ["mug"]}}},
-)
-NO_FAULTS = RolloutsStageConfig(
-    max_turns=3, max_steps=3, error_rate=0, timeout_rate=0, empty_rate=0, partial_rate=0
-)
 CANCEL = {
     "result": {"order_id": "A1", "status": "cancelled"},
     "patch": [{"op": "replace", "path": "/orders/A1/status", "value": "cancelled"}],
 }
-
-
-def call(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"action": "call", "calls": [{"name": n, "arguments": a} for n, a in calls]}
-
-
-def answer(text: str) -> dict[str, Any]:
-    return {"action": "answer", "content": text}
-
-
-def user(text: str, stop: bool = False) -> dict[str, Any]:
-    return {"message": text, "stop": stop}
-
-
-class ScriptedPool:
-    """One queue of replies per role; a reply may be an exception to raise or a raw string. Keeps the JSON Schema
-    each agent step was sent (``agent_schemas``)."""
-
-    def __init__(self, **script: list[Any]) -> None:
-        self.script = {role: list(replies) for role, replies in script.items()}
-        self.roles: list[str] = []
-        self.agent_schemas: list[dict[str, Any]] = []
-
-    async def model(self) -> str:
-        return "scripted"
-
-    async def structured(
-        self,
-        messages: list[dict[str, Any]],
-        schema: type[Any],
-        *,
-        role: str,
-        usage: UsageByRole | None = None,
-        json_schema: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> Any:
-        self.roles.append(role)
-        if role == "agent":
-            self.agent_schemas.append(json_schema or {})
-        reply = self.script[role].pop(0)
-        if isinstance(reply, BaseException):
-            raise reply
-        if usage is not None:
-            usage.record(
-                role, Usage(prompt_tokens=len(json.dumps(messages)) // 4, completion_tokens=7, calls=1)
-            )  # type: ignore[arg-type]
-        raw = reply if isinstance(reply, str) else json.dumps(reply)
-        try:
-            return schema.model_validate_json(raw)
-        except ValidationError as exc:
-            raise ReplyInvalid(str(exc).splitlines()[0], raw) from exc
 
 
 def assert_openai_form(traj: TrajectoryRecord) -> None:
@@ -133,7 +42,7 @@ def assert_openai_form(traj: TrajectoryRecord) -> None:
 
 
 async def test_full_episode_until_the_user_stops() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("cancel my order pls"), user("A1"), user("thanks", stop=True)],
         agent=[
             answer("Which order?"),
@@ -166,8 +75,8 @@ async def test_full_episode_until_the_user_stops() -> None:
 
 
 async def test_same_seed_same_trajectory() -> None:
-    def script() -> ScriptedPool:
-        return ScriptedPool(
+    def script() -> RoleScriptedPool:
+        return RoleScriptedPool(
             user_sim=[user("cancel A1"), user("ok", stop=True)],
             agent=[call(("cancel_order", {"order_id": "A1"})), answer("Done.")],
             tool_sim=[CANCEL],
@@ -180,7 +89,7 @@ async def test_same_seed_same_trajectory() -> None:
 
 
 async def test_parallel_calls_are_each_answered_in_order() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("status of A1 and cancel it"), user("bye", stop=True)],
         agent=[
             call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"}), ("nope", {})),
@@ -197,7 +106,7 @@ async def test_parallel_calls_are_each_answered_in_order() -> None:
 
 
 async def test_schema_error_is_answered_without_the_model() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("cancel"), user("bye", stop=True)],
         agent=[call(("cancel_order", {"id": "A1"})), answer("Sorry.")],
         tool_sim=[],
@@ -213,7 +122,7 @@ async def test_schema_error_is_answered_without_the_model() -> None:
 
 
 async def test_agent_that_never_answers_stops_at_max_steps() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("cancel A1")],
         agent=[call(("get_order", {"order_id": "A1"}))] * 3,
         tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
@@ -227,7 +136,7 @@ async def test_agent_that_never_answers_stops_at_max_steps() -> None:
 
 
 async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("cancel A1")],
         agent=[call(("get_order", {"order_id": "A1"}))] * 3 + [answer("Order A1 is still processing.")],
         tool_sim=[{"result": {"status": "processing"}, "patch": []}] * 3,
@@ -246,14 +155,14 @@ async def test_agent_at_max_steps_is_asked_once_for_an_answer() -> None:
 
 async def test_turn_limit() -> None:
     cfg = NO_FAULTS.model_copy(update={"max_turns": 2})
-    pool = ScriptedPool(user_sim=[user("hi"), user("still there?")], agent=[answer("Hello."), answer("Yes.")])
+    pool = RoleScriptedPool(user_sim=[user("hi"), user("still there?")], agent=[answer("Hello."), answer("Yes.")])
     traj = await run_episode(TASK, AGENT, pool, cfg, seed=5)
     assert traj.stop_reason == "max_turns" and traj.turns == 2
     assert [m.role for m in traj.messages] == ["system", "user", "assistant", "user", "assistant"]
 
 
 async def test_invalid_agent_reply_becomes_an_error_row() -> None:
-    pool = ScriptedPool(user_sim=[user("cancel A1")], agent=['{"action": "answer", "content": "cut o'])
+    pool = RoleScriptedPool(user_sim=[user("cancel A1")], agent=['{"action": "answer", "content": "cut o'])
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=6)
     assert traj.error is not None and traj.error.kind == "validation"
     assert (
@@ -264,7 +173,7 @@ async def test_invalid_agent_reply_becomes_an_error_row() -> None:
 
 
 async def test_invalid_tool_sim_reply_mid_round_keeps_the_invariant() -> None:
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("cancel A1")],
         agent=[
             call(("get_order", {"order_id": "A1"})),
@@ -283,14 +192,14 @@ async def test_invalid_tool_sim_reply_mid_round_keeps_the_invariant() -> None:
 
 
 async def test_invalid_user_reply_becomes_an_error_row() -> None:
-    pool = ScriptedPool(user_sim=[user("hi"), '{"message": ""}'], agent=[answer("Hello.")])
+    pool = RoleScriptedPool(user_sim=[user("hi"), '{"message": ""}'], agent=[answer("Hello.")])
     traj = await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=8)
     assert traj.error is not None and traj.error.message.startswith("user_sim:")
     assert [m.role for m in traj.messages] == ["system", "user", "assistant"]
 
 
 async def test_endpoint_unavailable_propagates() -> None:
-    pool = ScriptedPool(user_sim=[EndpointUnavailable("no LLM endpoint answered")])
+    pool = RoleScriptedPool(user_sim=[EndpointUnavailable("no LLM endpoint answered")])
     with pytest.raises(EndpointUnavailable):
         await run_episode(TASK, AGENT, pool, NO_FAULTS, seed=0)
 
@@ -316,7 +225,7 @@ class FakeHub:
 
 async def test_real_tools_are_called_and_their_state_kept() -> None:
     hub = FakeHub()
-    pool = ScriptedPool(
+    pool = RoleScriptedPool(
         user_sim=[user("where is A1"), user("ok", stop=True)],
         agent=[
             call(("get_order", {"order_id": "A1"}), ("cancel_order", {"order_id": "A1"})),
@@ -379,8 +288,9 @@ async def test_real_episodes_against_the_embedded_model(live_url: str) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.sandbox
 @pytest.mark.timeout(600)
-async def test_coding_episode_runs_the_models_code_in_the_sandbox(live_url: str, sandbox_ready: None) -> None:
+async def test_coding_episode_runs_the_models_code_in_the_sandbox(live_url: str) -> None:
     """A coding task against the embedded model: the first agent step runs code in the real sandbox, and the
     judge's reference tests then run on that program."""
     import asyncio
@@ -419,6 +329,7 @@ async def test_coding_episode_runs_the_models_code_in_the_sandbox(live_url: str,
 
 
 @pytest.mark.integration
+@pytest.mark.sandbox  # the server runs confined
 @pytest.mark.timeout(300)
 async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) -> None:
     """The agent is scripted (control flow); the tool answer comes from the real mcp-server-time."""
@@ -430,7 +341,7 @@ async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) ->
     async with RealToolHub([entry]) as hub:
         tools = [spec.openai() for spec in hub.tools() if spec.function.name == "get_current_time"]
         agent = AGENT.model_copy(update={"tools": [*TOOLS, *tools]})
-        pool = ScriptedPool(
+        pool = RoleScriptedPool(
             user_sim=[user("what time is it in Paris?"), user("thanks", stop=True)],
             agent=[call(("get_current_time", {"timezone": "Europe/Paris"})), answer("It is late.")],
         )
@@ -444,8 +355,8 @@ async def test_episode_calls_a_real_mcp_server_through_the_hub(live_url: str) ->
     assert_openai_form(traj)
 
 
-class ChatScriptedPool(ScriptedPool):
-    """ScriptedPool plus plain chat replies for the agent (free-text steps)."""
+class ChatScriptedPool(RoleScriptedPool):
+    """RoleScriptedPool plus plain chat replies for the agent (free-text steps)."""
 
     def __init__(self, texts: list[str], **script: list[Any]) -> None:
         super().__init__(**script)
@@ -479,7 +390,7 @@ async def test_free_text_coding_episode_opens_verbatim_and_calls_no_tool() -> No
     assert traj.required_first_call is None and traj.calls == []
     assert pool.roles == ["agent", "user_sim"]  # the opening needed no model call
     # The same task without free text keeps the forced sandbox call (schema mode).
-    forced = ScriptedPool(agent=[{"action": "call", "calls": [{"name": "run_python", "arguments": {"code": "1"}}]},
+    forced = RoleScriptedPool(agent=[{"action": "call", "calls": [{"name": "run_python", "arguments": {"code": "1"}}]},
                                  answer("done")], user_sim=[user("ok", stop=True)])
     traj = await run_episode(task, agent, forced, cfg, seed=0)
     assert traj.required_first_call == "run_python"
@@ -488,7 +399,7 @@ async def test_free_text_coding_episode_opens_verbatim_and_calls_no_tool() -> No
 async def test_parallel_calls_per_step_follow_the_config() -> None:
     """rollouts.max_calls_per_step bounds the grammar's calls array (each call is simulated in turn)."""
     for limit in (1, 3):
-        pool = ScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
+        pool = RoleScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
         cfg = NO_FAULTS.model_copy(update={"max_calls_per_step": limit, "max_turns": 1})
         await run_episode(TASK, AGENT, pool, cfg, seed=5)
         call_branch = next(b for b in pool.agent_schemas[0]["anyOf"]
@@ -514,7 +425,7 @@ async def test_grounded_first_step_must_call_a_tool_of_its_choice() -> None:
     grounded = TASK.model_copy(update={"opening": "Please cancel order A1.", "rubric": rubric})
     assert grounded.grounded and not TASK.grounded
     cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "max_turns": 1})
-    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+    pool = RoleScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
                         tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
     traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
     assert traj.error is None and traj.required_first_call == "*"
@@ -524,7 +435,7 @@ async def test_grounded_first_step_must_call_a_tool_of_its_choice() -> None:
     assert any(b["properties"]["action"] == {"const": "answer"} for b in second["anyOf"])
     # Not grounded, or the option off: the first step may answer.
     for task, flag in ((TASK, True), (grounded, False)):
-        pool = ScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
+        pool = RoleScriptedPool(user_sim=[user("hi")], agent=[answer("Hello.")])
         c = NO_FAULTS.model_copy(update={"grounded_calls_first": flag, "max_turns": 1})
         traj = await run_episode(task, AGENT, pool, c, seed=0)
         assert traj.required_first_call is None
@@ -541,14 +452,14 @@ async def test_grounded_answer_after_call_forces_the_second_step_to_answer() -> 
     grounded = TASK.model_copy(update={"opening": "Where is order A1?", "rubric": rubric})
     cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "grounded_answer_after_call": True,
                                        "max_turns": 1})
-    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+    pool = RoleScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
                         tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
     traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
     assert traj.error is None and traj.forced_answer_step == 1
     assert traj.messages[-1].content == "It is processing." and len(traj.calls) == 1
     assert '"const": "call"' not in json.dumps(pool.agent_schemas[1])
     # Without grounded_calls_first nothing is forced, and the flag alone changes nothing.
-    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+    pool = RoleScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
                         tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
     c = cfg.model_copy(update={"grounded_calls_first": False})
     traj = await run_episode(grounded, AGENT, pool, c, seed=0)
@@ -657,7 +568,7 @@ async def test_episode_passes_answer_bad_words_to_the_forced_answer(monkeypatch:
     grounded = TASK.model_copy(update={"opening": "Where is order A1?", "rubric": rubric})
     cfg = NO_FAULTS.model_copy(update={"grounded_calls_first": True, "grounded_answer_after_call": True,
                                        "max_turns": 1, "answer_bad_words": ["<tool_call>", "tool_call"]})
-    pool = ScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
+    pool = RoleScriptedPool(agent=[call(("get_order", {"order_id": "A1"})), answer("It is processing.")],
                         tool_sim=[{"result": {"order_id": "A1", "status": "processing"}, "patch": []}])
     traj = await run_episode(grounded, AGENT, pool, cfg, seed=0)
     assert traj.error is None and traj.forced_answer_step == 1

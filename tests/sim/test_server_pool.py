@@ -14,16 +14,16 @@ import pytest
 from synth.schemas import ToolSpec
 from synth.sim.real_exec import RealToolHub, ServerPool
 from synth.tools.errors import ToolError, ToolTimeout
-from synth.tools.servers import ensure_installed
-from tests.sim.test_real_exec import SERVERS, _descendants
+from tests.fixtures.mcp import SERVERS, installed_specs
+from tests.fixtures.processes import descendants
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.integration]
+pytestmark = [pytest.mark.timeout(180), pytest.mark.integration, pytest.mark.sandbox]  # confined servers
 
 
 def _servers() -> set[int]:
     """Live processes started by this one: the servers (helpers they start, e.g. git's cat-file, are not)."""
     mine = os.getpid()
-    return {pid for pid in _descendants(mine) if _ppid(pid) == mine}
+    return {pid for pid in descendants(mine) if _ppid(pid) == mine}
 
 
 def _ppid(pid: int) -> int | None:
@@ -35,14 +35,7 @@ def _ppid(pid: int) -> int | None:
 
 @pytest.fixture(scope="module")
 def specs() -> list[ToolSpec]:
-    for entry in SERVERS:
-        ensure_installed(entry)
-
-    async def listing() -> list[ToolSpec]:
-        async with RealToolHub(SERVERS) as hub:
-            return hub.tools()
-
-    return anyio.run(listing)
+    return installed_specs()
 
 
 async def _dirty_episode(hub: RealToolHub) -> None:
@@ -55,7 +48,7 @@ async def _dirty_episode(hub: RealToolHub) -> None:
 
 
 async def test_servers_are_kept_and_the_world_is_emptied_between_episodes(specs: list[ToolSpec]) -> None:
-    before = _descendants(os.getpid())
+    before = descendants(os.getpid())
     pool = ServerPool()
     try:
         async with RealToolHub(SERVERS, specs=specs, pool=pool, initial_files={"a.txt": "one"}) as first:
@@ -86,7 +79,7 @@ async def test_servers_are_kept_and_the_world_is_emptied_between_episodes(specs:
     finally:
         await pool.aclose()
     await anyio.sleep(0.2)
-    assert _descendants(os.getpid()) - before == set()
+    assert descendants(os.getpid()) - before == set()
     assert not root.exists()
 
 
@@ -107,7 +100,7 @@ async def test_concurrent_episodes_get_separate_worlds(specs: list[ToolSpec]) ->
 
 
 async def test_a_server_that_may_keep_state_in_its_process_is_started_fresh(specs: list[ToolSpec]) -> None:
-    before = _descendants(os.getpid())
+    before = descendants(os.getpid())
     time_server = next(e for e in SERVERS if e.id == "pypi/mcp-server-time").model_copy(update={"reuse": "never"})
     spec = [s for s in specs if s.provenance.server == time_server.id]
     pool = ServerPool()

@@ -19,7 +19,7 @@ from synth.sim.episode import MODEL_ERRORS, answer_call, run_episode, unanswered
 from synth.sim.tool_sim import TIMEOUT_MESSAGE, ToolSimulator
 from synth.sim.world import WorldState
 from synth.tools.errors import InjectedFailure, InvalidArguments, ToolFailed, ToolTimeout, UnknownTool
-from tests.sim.test_episode import AGENT, NO_FAULTS, TASK, ScriptedPool, answer, call, user
+from tests.fixtures.episode import AGENT, NO_FAULTS, TASK, RoleScriptedPool, answer, call, user
 
 
 class RaisingHub:
@@ -38,8 +38,8 @@ class RaisingHub:
         return {"files": {}, "memory": None, "git": None}
 
 
-def _episode_pool() -> ScriptedPool:
-    return ScriptedPool(
+def _episode_pool() -> RoleScriptedPool:
+    return RoleScriptedPool(
         user_sim=[user("where is A1"), user("thanks", stop=True)],
         agent=[call(("get_order", {"order_id": "A1"})), answer("Sorry, the lookup failed.")],
     )

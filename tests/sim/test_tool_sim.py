@@ -472,8 +472,8 @@ def test_module_exports() -> None:
     assert RUN_PYTHON_TOOL["function"]["name"] == tool_sim.RUN_PYTHON
 
 
-@pytest.mark.integration
-async def test_run_python_runs_for_real_in_the_sandbox(sandbox_ready: None) -> None:
+@pytest.mark.sandbox
+async def test_run_python_runs_for_real_in_the_sandbox() -> None:
     sim, pool = make_sim(tools=[*TOOLS, RUN_PYTHON_TOOL])
     out = await answer_call(sim, tc("run_python", {"code": "import sys\nprint(6 * 7)\nsys.exit(3)"}))
     body = json.loads(out.content)

@@ -16,7 +16,7 @@ from synth.stages.base import StageContext, WorkItem
 from synth.stages.rollouts import RolloutsStage
 from synth.stages.runner import run_stage
 from synth.stages.store import StageStore
-from tests.data.test_dataset import _write
+from tests.fixtures.dataset import write_stage
 
 TASKS = [f"task-{i}" for i in range(1, 9)]  # 1, 2, 6 and 7 are held out at 0.2
 
@@ -25,8 +25,8 @@ TASKS = [f"task-{i}" for i in range(1, 9)]  # 1, 2, 6 and 7 are held out at 0.2
 def cfg(tmp_path: Path) -> PipelineConfig:
     cfg = PipelineConfig.model_validate({"runs_dir": str(tmp_path), "run": "bon", "rollouts": {"samples": 3},
                                          "ray": {"enabled": False}})
-    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="s")])
-    _write(cfg.run_dir, "tasks", [TaskRecord(id=t, agent_id="agent-1", seed=10 + i) for i, t in enumerate(TASKS)])
+    write_stage(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="s")])
+    write_stage(cfg.run_dir, "tasks", [TaskRecord(id=t, agent_id="agent-1", seed=10 + i) for i, t in enumerate(TASKS)])
     return cfg
 
 
@@ -69,7 +69,7 @@ def test_resume_runs_only_missing_samples(cfg: PipelineConfig, monkeypatch: pyte
     endpoints = [EndpointConfig(base_url="http://127.0.0.1:9/v1")]  # never called by the stand-in
     planned = RolloutsStage().plan(StageContext(config=cfg))
     # An earlier, interrupted run finished the first four rows.
-    _write(cfg.run_dir, "rollouts", [TrajectoryRecord(id=i.id, seed=i.seed, task_id=i.payload["task_id"],
+    write_stage(cfg.run_dir, "rollouts", [TrajectoryRecord(id=i.id, seed=i.seed, task_id=i.payload["task_id"],
                                                       sample=i.payload["sample"]) for i in planned[:4]])
     summary = run_stage("rollouts", cfg, endpoints, progress=False)
     assert summary.resumed == 4 and sorted(done) == sorted(i.id for i in planned[4:])

@@ -9,7 +9,7 @@ from synth.config import PipelineConfig, RolloutsStageConfig
 from synth.schemas import AgentRecord, Rubric, TaskRecord
 from synth.stages.base import StageContext
 from synth.stages.rollouts import RolloutsStage, free_text_sample
-from tests.data.test_dataset import _write
+from tests.fixtures.dataset import write_stage
 
 CODING = TaskRecord(id="t", difficulty="coding", rubric=Rubric(criteria=[], python_tests="assert f() == 1\n"))
 PLAIN = TaskRecord(id="t", difficulty="single_call")
@@ -30,8 +30,8 @@ def test_the_plan_carries_the_choice(tmp_path: Path) -> None:
     cfg = PipelineConfig.model_validate({"runs_dir": str(tmp_path), "run": "ft", "ray": {"enabled": False},
                                          "rollouts": {"samples": 4, "coding_free_text": 0.5},
                                          "dataset": {"heldout_share": 0.0}})
-    _write(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="s")])
-    _write(cfg.run_dir, "tasks", [CODING.model_copy(update={"id": "task-code", "agent_id": "agent-1"}),
+    write_stage(cfg.run_dir, "agents", [AgentRecord(id="agent-1", system_prompt="s")])
+    write_stage(cfg.run_dir, "tasks", [CODING.model_copy(update={"id": "task-code", "agent_id": "agent-1"}),
                                   PLAIN.model_copy(update={"id": "task-plain", "agent_id": "agent-1"})])
     items = RolloutsStage().plan(StageContext(config=cfg))
     got = {(i.payload["task_id"], i.payload["sample"]): i.payload["free_text"] for i in items}

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from synth.stages import lifeline
 from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
+from tests.fixtures.clock import FakeClock, eventually
 
 
 def _child() -> subprocess.Popen:
@@ -32,10 +32,7 @@ def test_killed_driver_is_gone_even_before_it_is_reaped() -> None:
     assert line.local and line.alive()
     line.check()
     os.kill(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while line.alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not line.alive()  # a zombie (not yet waited for) counts as gone
+    assert eventually(lambda: not line.alive(), timeout_s=5)  # a zombie (not yet waited for) counts as gone
     assert lifeline._stat(proc.pid) is not None  # ... and it was still a zombie when judged
     with pytest.raises(DriverGone):
         line.check()
@@ -53,27 +50,36 @@ def test_a_reused_pid_is_not_the_driver() -> None:
         proc.wait()
 
 
-def test_remote_driver_is_judged_by_its_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifeline, "HEARTBEAT_S", 0.05)
-    monkeypatch.setattr(lifeline, "STALE_S", 0.5)
-    with heartbeat(tmp_path / ".driver.alive") as beat:
+def test_remote_driver_is_judged_by_its_heartbeat(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with heartbeat(tmp_path / ".driver.alive", every_s=0.01) as beat:
         remote = this_process(beat).model_copy(update={"boot_id": "another-machine"})
-        line = Lifeline(remote)
+        line = Lifeline(remote, stale_s=5.0, clock=clock)
         assert not line.local
-        for _ in range(10):  # still beating: alive, whatever the clocks say
+        for _ in range(5):  # 20 s on the worker's clock, each beat seen within 5 s of the one before: alive
+            before = beat.stat().st_mtime_ns
+            assert eventually(lambda b=before: beat.stat().st_mtime_ns != b), "the driver's heartbeat did not beat"
+            clock.advance(4.0)
             assert line.alive()
-            time.sleep(0.1)
     assert not beat.exists()  # the driver removes it when the stage is done
     assert not line.alive()
 
 
-def test_heartbeat_that_stops_changing_means_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lifeline, "STALE_S", 0.3)
+def test_heartbeat_that_stops_changing_means_gone(tmp_path: Path) -> None:
+    clock = FakeClock()
     beat = tmp_path / ".driver.alive"
     beat.touch()
-    line = Lifeline(this_process(beat).model_copy(update={"boot_id": "another-machine"}))
+    os.utime(beat, (4e9, 4e9))  # the driver's clock is decades ahead: a change counts, not the time it shows
+    line = Lifeline(this_process(beat).model_copy(update={"boot_id": "another-machine"}), stale_s=5.0, clock=clock)
     assert line.alive()
-    time.sleep(0.4)
+    clock.advance(4.9)
+    assert line.alive()
+    os.utime(beat, (1e9, 1e9))  # a beat, stamped decades behind
+    clock.advance(4.9)
+    assert line.alive()  # 9.8 s since the first look, 0 s since the change
+    clock.advance(4.9)
+    assert line.alive()
+    clock.advance(0.2)
     assert not line.alive()  # a driver killed with -9 leaves the file behind, unchanged
 
 

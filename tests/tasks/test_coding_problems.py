@@ -10,10 +10,9 @@ import pytest
 import yaml
 
 from synth.paths import RUBRICS
-from synth.runtime.sandbox import check_python, sandbox_available
+from synth.runtime.sandbox import check_python
 from synth.tasks.rubrics import RubricError, default_library, load_rubric_library
 
-AVAILABLE, WHY = sandbox_available()
 PROBLEMS = default_library().coding_problems
 
 
@@ -23,7 +22,7 @@ def test_bank_is_large_and_ids_are_unique() -> None:
     assert len({p.function for p in PROBLEMS}) == len(PROBLEMS)
 
 
-@pytest.mark.skipif(not AVAILABLE, reason=f"sandbox unavailable here: {WHY}")
+@pytest.mark.sandbox
 @pytest.mark.parametrize("problem", PROBLEMS, ids=[p.id for p in PROBLEMS])
 def test_reference_passes_and_a_wrong_solution_fails(problem) -> None:  # type: ignore[no-untyped-def]
     good = check_python(problem.reference, problem.tests, timeout_s=20)

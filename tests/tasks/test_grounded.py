@@ -14,7 +14,7 @@ from synth.sim.user import verbatim_opening
 from synth.tasks import generate_task
 from synth.tasks.grounded import ground_call, state_values, value_for
 from tests.fixtures.fakes import ScriptedPool
-from tests.tasks.test_task_generate import AGENT, draft
+from tests.fixtures.tasks import AGENT, draft
 
 
 @pytest.mark.parametrize(("param", "schema", "expect"), [

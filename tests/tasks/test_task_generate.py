@@ -6,59 +6,13 @@ import pytest
 
 from synth.llm.client import ReplyInvalid
 from synth.schemas.ids import stable_id
-from synth.schemas.records import AgentRecord
 from synth.schemas.usage import UsageByRole
 from synth.sim.tool_sim import RUN_PYTHON_TOOL
 from synth.tasks import generate_task
 from synth.tasks.draft import draft_json_schema
 from synth.tasks.rubrics import default_library
 from tests.fixtures.fakes import ScriptedPool
-
-
-def tool(name: str, **props: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": f"{name} tool",
-            "parameters": {"type": "object", "properties": props},
-        },
-    }
-
-
-AGENT = AgentRecord(
-    id="agent-shop",
-    name="ShopBot",
-    domain="retail",
-    system_prompt="You help with orders.",
-    tools=[
-        tool("get_order", order_id={"type": "string"}),
-        tool(
-            "cancel_order",
-            order_id={"type": "string"},
-            reason={"type": "string", "enum": ["late", "other"]},
-            notify={"type": "object"},
-        ),
-    ],
-)
-
-
-def draft(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "user_goal": "Cancel my order A12, it is late.",
-        "persona": "A busy nurse who writes short messages.",
-        "hidden_details": [{"key": "email", "value": "n@example.com"}],
-        "initial_state": {"orders": {"A12": {"status": "late", "total": 42.5}}},
-        "expected_calls": [
-            {"name": "get_order", "arguments": {"order_id": "A12"}},
-            {"name": "cancel_order", "arguments": {"order_id": "A12", "reason": "late"}},
-        ],
-        "expected_state": [{"path": "/orders/A12/status", "value": "cancelled"}],
-        "report_values": ["A12", "42.5"],
-        "criteria": [{"description": "Confirms the refund amount.", "required": True}],
-    }
-    data.update(overrides)
-    return data
+from tests.fixtures.tasks import AGENT, draft, tool
 
 
 async def test_multi_call_task_gets_rubric_with_code_checks() -> None:

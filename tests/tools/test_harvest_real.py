@@ -11,7 +11,7 @@ from synth.tools.harvest import harvest_async, jsonl_path
 from synth.tools.servers import ServerEntry
 from synth.tools.validate import check_toolset, validate_harvest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox, pytest.mark.timeout(900)]  # confined servers
 
 TIME = ServerEntry(
     id="pypi/mcp-server-time",
