@@ -154,10 +154,9 @@ bench-optim:  ## MuonClip vs torch.optim.Muon (interleaved rounds), Gram NS, cap
 study:  ## AdamW vs Muon vs MuonClip (standard and Gram NS), 3 seeds, lr 1e-2 and 3e-2 -> bench/results/muonclip_study/
 	$(GPU_PY) -m bench.gpu.muonclip_study --steps 1000 --tau 100 --jobs 6 --out-dir bench/results/muonclip_study
 
-# The tests marked gpu (tests/optim/test_gpu.py), from the project root; -p no:cacheprovider: the checkout there
-# may be read-only.
+# The tests marked gpu (tests/optim/test_gpu.py), from the project root with the GPU machine's own python3.
 test-gpu:
-	$(GPU_PY) -m pytest -m gpu tests/optim -q -p no:cacheprovider
+	$(GPU_PY) -m pytest -m gpu tests/optim -q
 
 # The config reference, generated from the pydantic models (tests/test_config_reference.py checks it is current).
 docs: install
