@@ -26,10 +26,10 @@ import openai
 from pydantic import BaseModel, Field, RootModel
 
 from synth.llm.client import ReplyInvalid
-from synth.llm.tool_format import TOOL_CALL_OPEN
 from synth.prompts import render
 from synth.schemas.messages import FunctionCall, Message, ToolCall
 from synth.schemas.usage import UsageByRole
+from synth.tool_format import TOOL_CALL_OPEN
 
 log = logging.getLogger(__name__)
 

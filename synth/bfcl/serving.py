@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from synth.bfcl.data import BfclError
 from synth.config import EmbeddedConfig, EndpointConfig, PipelineConfig
-from synth.llm.tool_format import TOOL_CALL_PARSER
 from synth.serve import server
+from synth.tool_format import TOOL_CALL_PARSER
 
 BASE = "base"
 

@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from synth.llm.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from synth.schemas.rubric import Rubric
 from synth.schemas.verdict import Verdict
 from synth.sim.tool_sim import argument_error
+from synth.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 CallOutcome = Literal["valid", "unparsed", "unknown_tool", "not_an_object", "schema_mismatch"]
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from synth.errors import SynthError
-from synth.llm.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_PARSER
+from synth.tool_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_CALL_PARSER
 
 __all__ = ["TOOL_CALL_CLOSE", "TOOL_CALL_OPEN", "TOOL_CALL_PARSER"]
 

@@ -10,8 +10,8 @@ import pytest
 from synth.bfcl.data import BfclError
 from synth.bfcl.serving import resolve, serving
 from synth.config import EndpointConfig, PipelineConfig
-from synth.llm.tool_format import TOOL_CALL_PARSER
 from synth.serve import server
+from synth.tool_format import TOOL_CALL_PARSER
 
 TEMPLATE = Path("tool_chat.jinja")
 
