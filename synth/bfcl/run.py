@@ -143,7 +143,7 @@ async def _one(pool: LLMPool, item: BfclItem, mode: Mode, base: ItemRecord) -> I
     started = time.monotonic()
     try:
         result = await pool.chat(messages, role="agent", **params)
-    except (EndpointUnavailable, asyncio.CancelledError):
+    except EndpointUnavailable:
         raise
     except Exception as exc:  # one item's failed request is that item's row, never the whole run
         log.warning("BFCL %s %s (%s): %s", item.id, mode, type(exc).__name__, exc)
