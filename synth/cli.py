@@ -424,7 +424,7 @@ def bfcl(
     with serving(resolve(cfg, model, TEMPLATE_PATH, concurrency), keep_server=keep_server) as target:
         summary = run_bfcl(target.endpoints, cfg.llm, settings, folder, model=target.served_name,
                            server=describe(target))
-    console.print(table(summary), markup=False)
+    console.print(table(summary), markup=False, soft_wrap=True)  # a markdown table must not wrap
     for name, modes in summary.models.items():
         fc = modes.get("fc", {})
         if fc and not any(c.tool_call_replies for c in fc.values()):
