@@ -265,13 +265,13 @@ class RolloutsStageConfig(Strict):
         default=False, description="In a grounded task's episodes (one exact call answers it) the first agent step "
         "must call a tool, any of the agent's (tool_choice=required): a small model that answers without calling "
         "makes no data. Which tool and which arguments stay its choice, and the checks hold it to the exact call; "
-        "the row records required_first_call='*'. Evaluation never forces a call.")
+        "the row records required_first_call='*'. Evaluation forces it only in eval.forced_models' forced episodes.")
     grounded_answer_after_call: bool = Field(
         default=False, description="With grounded_calls_first: the step after the forced call's results must "
         "answer (tool_choice=none). One exact call answers a grounded task, and a small fine-tuned model repeats "
         "the call instead of reporting it (the call budget check then fails). What it answers stays its own; an "
         "answer that writes a tool call as text is an invalid reply, and the row records forced_answer_step. "
-        "Evaluation never forces it.")
+        "Evaluation applies it only to eval.forced_models' forced episodes.")
     answer_bad_words: list[str] = Field(
         default_factory=lambda: ["tool_call"],
         description="Strings a native-mode step that must answer may not write (sent as vLLM's bad_words in those "
@@ -347,8 +347,10 @@ class RayConfig(Strict):
 class DatasetConfig(Strict):
     heldout_share: float = Field(
         default=0.2, ge=0, lt=1,
-        description="Share of tasks (chosen by task id, the same in every round) held out for evaluation: never "
-        "in train.",
+        description="Share of tool groups (MCP servers, synthetic domain leaves; coding tasks: problems) held out "
+        "for evaluation, chosen by the group's key, the same in every round: a task whose tools are all held out "
+        "is evaluated and never trained on, one whose tools mix both sides is in neither split "
+        "(synth.data.heldout).",
     )
 
 
@@ -457,8 +459,16 @@ class EvalConfig(Strict):
     port: int = Field(default=8766, ge=1024, le=65535, description="Port the model under test is served on.")
     kv_cache_gb: int = Field(default=2, ge=1, description="KV cache of the server of the model under test.")
     concurrency: int = Field(default=8, ge=1, description="Episodes in flight at once.")
-    temperature: float | None = Field(default=None, ge=0, le=2,
-                                      description="Agent sampling temperature; None: llm.temperature.")
+    temperature: float | None = Field(default=0.0, ge=0, le=2,
+                                      description="Agent sampling temperature: 0 (greedy), so a score is the "
+                                      "model's and not a draw's; None: llm.temperature.")
+    forced_models: list[str] = Field(
+        default_factory=lambda: ["base"],
+        description="Models also scored forced, the way generation forces the agent (rollouts.grounded_calls_"
+        "first, grounded_answer_after_call and coding_runs_code on, whatever the run set): the first step of each "
+        "turn that expects a call must call a tool, the step after must answer, a coding task's first step calls "
+        "the sandbox. The base never saw the tool format it is served with; forced, its calls show what it knows "
+        "apart from that format.")
     max_tokens: int | None = Field(default=None, ge=1, description="Tokens one agent reply may take (no grammar "
                                    "closes a rambling reply in native mode); None: llm.max_tokens.")
 

@@ -53,15 +53,21 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "describes: agents with toolsets from real MCP servers and synthetic tools, tasks with rubrics, a persona "
         "user simulator, a stateful tool simulator with injected failures, real sandboxed execution, and an LLM "
         f"judge. Only accepted trajectories (`judge.accept: {summary.accept_mode}`) are in `train`; the rest are in "
-        "`rejected` with their verdicts. Tasks in `heldout` (a share chosen by task id) never enter `train`: "
-        "evaluate on them.", "",
+        "`rejected` with their verdicts. Tasks in `heldout` never enter `train`, nor does any tool they hold: "
+        "a share of the tool groups (MCP servers, synthetic domain leaves; coding problems) is held out, a task "
+        "whose tools are all held out is in `heldout`, one whose tools mix both sides is in no split. Evaluate on "
+        "them.", "",
         "## Statistics", "",
         "| | count |", "|---|---|",
         f"| trajectories | {summary.trajectories} |",
         f"| accepted (train) | {summary.accepted} |",
         f"| rejected | {summary.rejected} |",
         f"| held out ({summary.heldout_tasks} tasks) | {summary.heldout} |",
+        f"| in no split ({sum(summary.excluded_tasks.values())} tasks whose tools mix both sides) | "
+        f"{summary.excluded} |",
         f"| failed before judging | {summary.errored} |", "",
+        *heldout_lines(summary),
+        *contamination_lines(summary),
         "| accepted by | count |", "|---|---|",
         *[f"| {k} | {n} |" for k, n in sorted(summary.accepted_by.items())], "",
         "| difficulty | accepted | rejected | held out |", "|---|---|---|---|",
@@ -92,6 +98,29 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         "- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(run["packages"].items())),
     ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def heldout_lines(summary: DatasetSummary) -> list[str]:
+    """The held-out split: what it holds out and what it left on neither side."""
+    why = ", ".join(f"{n} {k}" for k, n in sorted(summary.excluded_tasks.items())) or "none"
+    return ["## Held-out split", "",
+            f"Held out: {summary.heldout_tasks} tasks, holding {summary.heldout_tools} tools of "
+            f"{summary.heldout_groups} tool groups that no `train` row holds. Tasks on neither side: {why}.", ""]
+
+
+def contamination_lines(summary: DatasetSummary) -> list[str]:
+    """How much of BFCL (function names, questions) the train split holds."""
+    c = summary.contamination
+    if c is None:
+        return []
+    lines = ["## BFCL contamination", ""]
+    if c.count is None:
+        return [*lines, f"Rows of `train` holding a BFCL function name or question: unknown ({c.note}).", ""]
+    lines.append(f"Rows of `train` holding a BFCL function name or question: {c.count}.")
+    if c.kept_out:
+        held = ", ".join(c.names) + (f"; {len(c.questions)} questions" if c.questions else "")
+        lines.append(f"Accepted rows kept out of `train` for holding one: {c.kept_out} ({held}).")
+    return [*lines, ""]
 
 
 def calibration_lines(cal: dict[str, Any]) -> list[str]:

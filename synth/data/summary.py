@@ -8,6 +8,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class Contamination(BaseModel):
+    """How much of BFCL (its function names and questions, ``synth.bfcl.contamination``) the train split holds."""
+
+    count: int | None = Field(description="Train rows holding a BFCL function name or question (0 once the rows "
+                              "that do are kept out); None: unknown, BFCL's data is not installed (see note).")
+    kept_out: int = Field(default=0, description="Accepted rows kept out of train for holding one.")
+    names: list[str] = Field(default_factory=list, description="The BFCL function names those rows held.")
+    questions: list[str] = Field(default_factory=list, description="The BFCL items whose question they held.")
+    note: str | None = Field(default=None, description="Why the count is unknown.")
+
+
 class DatasetSummary(BaseModel):
     path: str
     trajectories: int
@@ -16,6 +27,14 @@ class DatasetSummary(BaseModel):
     errored: int = Field(description="Trajectories that failed before the judge (not in either split).")
     heldout: int = Field(default=0, description="Judged trajectories of held-out tasks (split heldout).")
     heldout_tasks: int = Field(default=0, description="Held-out tasks among the run's tasks.")
+    heldout_groups: int = Field(default=0, description="Tool groups (MCP servers, synthetic domain leaves) the "
+                                "held-out tasks hold out.")
+    heldout_tools: int = Field(default=0, description="Tools (by name) the held-out tasks hold out.")
+    excluded: int = Field(default=0, description="Judged trajectories of tasks on neither side of the held-out "
+                          "split (in no split).")
+    excluded_tasks: dict[str, int] = Field(default_factory=dict, description="Tasks on neither side, by reason.")
+    contamination: Contamination | None = Field(default=None, description="BFCL in the train split; None: a "
+                                                "dataset built before it was measured.")
     accept_mode: str = "auto"
     accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
     calibration: dict[str, Any] = Field(default_factory=dict, description="LLM judge vs code checks (agreement).")

@@ -1,9 +1,11 @@
 """One held-out episode with the model under test as the agent, judged and scored; and how that model is served.
 
 Each model is served by vLLM on ``eval.port`` with the training template and the ``hermes`` tool parser, and
-plays the agent in native tool-calling mode: the server's parser reads its ``<tool_call>`` blocks, nothing
-constrains its decoding (a coding task's first step is not forced to call the sandbox either, since a named
-``tool_choice`` is guided decoding). The user simulator, the tool simulator and the judge stay on the run's
+plays the agent in native tool-calling mode at ``eval.temperature`` (0: greedy). Unforced (every model), the
+server's parser reads its ``<tool_call>`` blocks and nothing constrains its decoding. Forced (``eval.forced_models``,
+the base by default), each step is constrained the way generation constrains the agent: the first step of a turn
+that expects a call must call a tool (``tool_choice=required``, guided decoding), the step after must answer, a
+coding task's first step calls the sandbox. The user simulator, the tool simulator and the judge stay on the run's
 endpoints (``llm.roles`` applies to them as in the pipeline). Every model plays the same tasks with the same
 seeds, so their simulators draw the same users and tool failures.
 
@@ -18,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +34,8 @@ from synth.schemas.verdict import Verdict
 from synth.train.template import TEMPLATE_PATH, TOOL_CALL_PARSER
 
 BASE = "base"
+Mode = Literal["unforced", "forced"]
+MODES: tuple[Mode, ...] = ("unforced", "forced")
 
 
 class NotACheckpoint(SynthError, FileNotFoundError):
@@ -47,6 +51,7 @@ class EvalRecord(Row):
     checkpoint: str = ""
     identity: str = Field(default="", description="What the model's weights are known by (its training "
                           "fingerprint, else its files): a retrained checkpoint's episodes are new rows.")
+    mode: Mode = Field(default="unforced", description="forced: the agent's steps constrained as in generation.")
     task_id: str = ""
     agent_id: str = ""
     difficulty: str = ""
@@ -61,15 +66,36 @@ class ModelUnderTest(BaseModel):
     identity: str
 
 
+class ModeScores(BaseModel):
+    """A model's scores in one mode: overall, per difficulty, and on held-out tasks whose tools training saw or
+    did not."""
+
+    overall: Scores
+    by_difficulty: dict[str, Scores] = Field(default_factory=dict)
+    by_tools: dict[str, Scores] = Field(default_factory=dict, description="'seen': tasks holding a tool a "
+                                        "training task holds (none when the split is by tool group); 'unseen': "
+                                        "the others. Empty when the dataset did not record which are which.")
+
+
 class ModelEval(BaseModel):
     name: str
     checkpoint: str
     identity: str = ""
     served_name: str = ""
-    overall: Scores
+    overall: Scores = Field(description="Unforced, as every model is scored.")
     by_difficulty: dict[str, Scores] = Field(default_factory=dict)
+    by_tools: dict[str, Scores] = Field(default_factory=dict, description="Unforced, by tools seen in training "
+                                        "(ModeScores.by_tools).")
+    forced: ModeScores | None = Field(default=None, description="The same tasks forced (eval.forced_models); "
+                                      "None: not scored forced.")
     usage: UsageByRole = Field(default_factory=UsageByRole)
     errored_rows: int = Field(default=0, description="Episodes that failed outside the episode (counted as failed).")
+
+    def mode(self, mode: Mode) -> ModeScores | None:
+        """The model's scores in ``mode`` (None: not scored so)."""
+        if mode == "forced":
+            return self.forced
+        return ModeScores(overall=self.overall, by_difficulty=self.by_difficulty, by_tools=self.by_tools)
 
 
 class EvalSummary(BaseModel):
@@ -77,6 +103,9 @@ class EvalSummary(BaseModel):
     heldout_share: float
     task_ids: list[str]
     difficulties: dict[str, int] = Field(description="Held-out tasks per difficulty.")
+    seen: list[str] | None = Field(default=None, description="Held-out tasks holding a tool a training task "
+                                   "holds, as the dataset recorded them (none when the split is by tool group); "
+                                   "None: not recorded.")
     models: dict[str, ModelEval]
     table: str | None = None
     plots: list[str] = Field(default_factory=list)
@@ -139,7 +168,8 @@ def serving(emb: EmbeddedConfig, concurrency: int) -> Iterator[EndpointConfig]:
 
 
 def agent_pool(config: PipelineConfig, endpoint: EndpointConfig, served_name: str) -> LLMPool:
-    """The pool the model under test answers through: its own server, eval's temperature and reply budget."""
+    """The pool the model under test answers through: its own server, eval's temperature (0 by default: what a
+    model does, not what one draw of it did) and reply budget."""
     temperature = config.eval.temperature if config.eval.temperature is not None else config.llm.temperature
     return LLMPool([endpoint], config.llm.model_copy(update={
         "model": served_name, "temperature": temperature, "max_tokens": config.eval.max_tokens or config.llm.max_tokens,
@@ -177,14 +207,18 @@ class RecordingPool:
         return await self.inner.structured(messages, schema, **kwargs)
 
 
-def eval_rollouts_config(config: PipelineConfig) -> RolloutsStageConfig:
-    """The run's episode settings with nothing forced or cut: the model under test decides alone whether to call
-    and answer, and every call it writes is scored (``max_calls_per_step=1`` would have the server drop a
-    repeated call, which the call-budget check exists to catch)."""
+def eval_rollouts_config(config: PipelineConfig, mode: Mode = "unforced") -> RolloutsStageConfig:
+    """The run's episode settings with nothing cut, every call the model writes scored (``max_calls_per_step=1``
+    would have the server drop a repeated call, which the call-budget check exists to catch). Unforced, the model
+    under test decides alone whether to call and answer; forced, its steps are constrained as generation
+    constrains the agent (``sim.episode.run_episode``): a coding task's first step calls the sandbox, the first
+    step of a turn that expects a call calls a tool, the step after that answers. Forced is the same for every
+    run, whatever its rollouts set, so forced scores compare across runs."""
     from synth.agents.turn import MAX_CALLS
 
-    return config.rollouts.model_copy(update={"coding_runs_code": False, "grounded_calls_first": False,
-                                              "grounded_answer_after_call": False, "max_calls_per_step": MAX_CALLS})
+    forced = mode == "forced"
+    return config.rollouts.model_copy(update={"coding_runs_code": forced, "grounded_calls_first": forced,
+                                              "grounded_answer_after_call": forced, "max_calls_per_step": MAX_CALLS})
 
 
 def eval_judge_config(config: PipelineConfig) -> JudgeStageConfig:
@@ -194,16 +228,18 @@ def eval_judge_config(config: PipelineConfig) -> JudgeStageConfig:
 
 
 async def play(config: PipelineConfig, task: TaskRecord, agent: AgentRecord, model: ModelUnderTest, row_id: str, *,
-               default: LLMPool, roles: dict[str, LLMPool], under_test: LLMPool, hub: Any = None) -> EvalRecord:
+               default: LLMPool, roles: dict[str, LLMPool], under_test: LLMPool, hub: Any = None,
+               mode: Mode = "unforced") -> EvalRecord:
     """Run ``task`` with the model under test as ``agent`` (its requests to ``under_test``, the other roles to
-    ``roles`` or ``default``), judge it and score it. ``hub``: the agent's real tools, already entered."""
+    ``roles`` or ``default``), forced or not (``mode``), judge it and score it. ``hub``: the agent's real tools,
+    already entered."""
     from synth.judge.judge import judge_trajectory
     from synth.llm.roles import RoutedPool
     from synth.sim.episode import run_episode
 
     recorder = RecordingPool(under_test, default.config)
     pool = RoutedPool(default, {**roles, "agent": recorder})  # type: ignore[dict-item]
-    traj = await run_episode(task, agent, pool, eval_rollouts_config(config), seed=task.seed, hub=hub,
+    traj = await run_episode(task, agent, pool, eval_rollouts_config(config, mode), seed=task.seed, hub=hub,
                              tool_calling="native")
     traj = traj.model_copy(update={"task_id": task.id, "agent_id": agent.id})
     usage = traj.usage.model_copy(deep=True)
@@ -213,41 +249,59 @@ async def play(config: PipelineConfig, task: TaskRecord, agent: AgentRecord, mod
     for reply in recorder.replies:
         calls.merge(reply_calls(reply, agent.tools))
     return EvalRecord(id=row_id, seed=task.seed, model=await under_test.model(), usage=usage, model_name=model.name,
-                      checkpoint=model.checkpoint, identity=model.identity, task_id=task.id, agent_id=agent.id,
+                      checkpoint=model.checkpoint, identity=model.identity, mode=mode, task_id=task.id,
+                      agent_id=agent.id,
                       difficulty=task.difficulty, trajectory=traj, verdict=verdict,
                       score=episode_score(calls, verdict, task.rubric, errored=traj.error is not None))
 
 
 def failed_record(row_id: str, seed: int, model: ModelUnderTest, task_id: str, agent_id: str, difficulty: str,
-                  has_checks: bool, error: RowError, usage: UsageByRole) -> EvalRecord:
+                  has_checks: bool, error: RowError, usage: UsageByRole, mode: Mode = "unforced") -> EvalRecord:
     """A row that failed outside the episode (a timeout the client gave up on) scores as a failed episode, so a
     model that breaks the server cannot look better by leaving its hard tasks out."""
     score = EpisodeScore(calls=CallStats(), has_checks=has_checks, checks_passed=False, judge_score=0.0,
                          accepted=False, errored=True)
     return EvalRecord(id=row_id, seed=seed, error=error, usage=usage, model_name=model.name,
-                      checkpoint=model.checkpoint, identity=model.identity, task_id=task_id, agent_id=agent_id,
-                      difficulty=difficulty, score=score)
+                      checkpoint=model.checkpoint, identity=model.identity, mode=mode, task_id=task_id,
+                      agent_id=agent_id, difficulty=difficulty, score=score)
+
+
+def _mode_scores(rows: list[EvalRecord], seen: set[str] | None) -> ModeScores:
+    by_diff: dict[str, list[EpisodeScore]] = {}
+    by_tools: dict[str, list[EpisodeScore]] = {"seen": [], "unseen": []}
+    for r in rows:
+        if r.score is not None:
+            by_diff.setdefault(r.difficulty, []).append(r.score)
+            if seen is not None:
+                by_tools["seen" if r.task_id in seen else "unseen"].append(r.score)
+    return ModeScores(overall=aggregate([r.score for r in rows if r.score is not None]),
+                      by_difficulty={d: aggregate(s) for d, s in sorted(by_diff.items())},
+                      by_tools={k: aggregate(s) for k, s in by_tools.items()} if seen is not None else {})
 
 
 def summarize(run: str, share: float, tasks: list[TaskRecord], models: list[ModelUnderTest],
-              rows: list[EvalRecord], served_names: dict[str, str] | None = None) -> EvalSummary:
-    """Each model's scores over its rows of ``tasks``, overall and per difficulty, side by side."""
+              rows: list[EvalRecord], served_names: dict[str, str] | None = None,
+              seen: list[str] | None = None) -> EvalSummary:
+    """Each model's scores over its rows of ``tasks``, overall, per difficulty and by tools seen in training
+    (``seen``: the held-out tasks that hold one, as the dataset recorded them; None: not recorded), unforced and,
+    where it was scored so, forced; side by side."""
     difficulties: dict[str, int] = {}
     for t in tasks:
         difficulties[t.difficulty] = difficulties.get(t.difficulty, 0) + 1
+    wanted = {t.id for t in tasks}
+    seen_set = None if seen is None else set(seen)
     results = {}
     for m in models:
-        mine = [r for r in rows if r.model_name == m.name and r.identity == m.identity]
-        scores = [r.score for r in mine if r.score is not None]
-        by_diff: dict[str, list[EpisodeScore]] = {}
+        mine = [r for r in rows if r.model_name == m.name and r.identity == m.identity and r.task_id in wanted]
         usage = UsageByRole()
         for r in mine:
-            if r.score is not None:
-                by_diff.setdefault(r.difficulty, []).append(r.score)
             usage.merge(r.usage)
+        unforced = _mode_scores([r for r in mine if r.mode == "unforced"], seen_set)
+        forced = [r for r in mine if r.mode == "forced"]
         results[m.name] = ModelEval(name=m.name, checkpoint=m.checkpoint, identity=m.identity,
-                                    served_name=(served_names or {}).get(m.name, ""), overall=aggregate(scores),
-                                    by_difficulty={d: aggregate(s) for d, s in sorted(by_diff.items())},
+                                    served_name=(served_names or {}).get(m.name, ""), overall=unforced.overall,
+                                    by_difficulty=unforced.by_difficulty, by_tools=unforced.by_tools,
+                                    forced=_mode_scores(forced, seen_set) if forced else None,
                                     usage=usage, errored_rows=sum(r.error is not None for r in mine))
     return EvalSummary(run=run, heldout_share=share, task_ids=[t.id for t in tasks],
-                       difficulties=dict(sorted(difficulties.items())), models=results)
+                       difficulties=dict(sorted(difficulties.items())), seen=seen, models=results)

@@ -1,11 +1,14 @@
 """The eval's outputs in ``runs/<run>/eval/``: ``eval.md`` (one table per measure, models side by side, per
-difficulty with counts), one PNG per measure, and ``eval.json`` (the whole summary); and its section of the
-dataset card (which the ``card`` stage puts in)."""
+difficulty with counts; the pass rate of each model and mode on tasks whose tools training saw and did not), one
+PNG per measure, and ``eval.json`` (the whole summary); and its section of the dataset card (which the ``card``
+stage puts in)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from synth.evaluate.episode import MODES
 
 if TYPE_CHECKING:
     from synth.evaluate.episode import EvalSummary
@@ -30,13 +33,52 @@ def _cell(s: Scores, key: str) -> str:
     return f"{s.judge_score:.2f} (n={s.episodes})"
 
 
+def seen_note(seen: list[str] | None) -> str:
+    """What the seen-tools column holds."""
+    if seen is None:
+        return ("The dataset did not record which held-out tasks hold a tool training used: no seen/unseen "
+                "columns.")
+    if not seen:
+        return ("Seen tools: held-out tasks holding a tool (by name) that a training task holds. None does: the "
+                "split is by tool group (MCP server, synthetic domain leaf), so the column is empty by "
+                "construction.")
+    return (f"Seen tools: the {len(seen)} held-out tasks holding a tool (by name) that a training task holds; "
+            "unseen: the others.")
+
+
+def mode_rows(summary: EvalSummary) -> list[str]:
+    """Pass rate (and valid calls) of each model and mode, over all held-out tasks and by tools seen in
+    training."""
+    split = summary.seen is not None
+    lines = ["| model | mode | pass rate | valid tool-call rate | episodes with a valid call |"
+             + (" seen tools: pass rate | unseen tools: pass rate |" if split else ""),
+             "| --- | --- | --- | --- | --- |" + (" --- | --- |" if split else "")]
+    for name, m in summary.models.items():
+        for mode in MODES:
+            scores = m.mode(mode)
+            if scores is None:
+                continue
+            o = scores.overall
+            cells = [_cell(o, "pass_rate"), _cell(o, "valid_call_rate"),
+                     f"{o.episodes_with_valid_call} of {o.episodes}"]
+            if split:
+                cells += [_cell(scores.by_tools[k], "pass_rate") if k in scores.by_tools else "-"
+                          for k in ("seen", "unseen")]
+            lines.append(f"| {name} | {mode} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(summary: EvalSummary) -> str:
     names = list(summary.models)
     rows = ["all", *summary.difficulties]
     lines = [f"# Held-out evaluation: run `{summary.run}`", "",
-             f"{len(summary.task_ids)} held-out tasks (share {summary.heldout_share}, as the dataset recorded "
-             "them), one episode each per model, the model under test as the agent in native tool-calling mode (vLLM, "
-             "hermes parser, no guided decoding); simulators and judge on the run's endpoints.", ""]
+             f"{len(summary.task_ids)} held-out tasks (share {summary.heldout_share} of the tool groups, as the "
+             "dataset recorded them), one episode each per model and mode, the model under test as the agent in "
+             "native tool-calling mode (vLLM, hermes parser); simulators and judge on the run's endpoints. "
+             "Unforced: nothing constrains the model's decoding. Forced: each step constrained as generation "
+             "constrains the agent (a call where the turn expects one, an answer after it). The tables by "
+             "measure are unforced.", "",
+             "## Pass rate by model and mode", "", seen_note(summary.seen), "", *mode_rows(summary), ""]
     for key, title, meaning in MEASURES:
         lines += [f"## {title}", "", meaning + ".", "", "| difficulty | tasks | " + " | ".join(names) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
@@ -101,13 +143,19 @@ CARD_END = "<!-- /synth eval -->"
 def card_section(summary: EvalSummary) -> str:
     """The eval in a few lines for the dataset card: overall (a), (b), (c) per model, with counts."""
     lines = [CARD_BEGIN, "## Held-out evaluation", "",
-             f"{len(summary.task_ids)} held-out tasks (never in `train`), one episode each, the model under test as "
-             "the agent with native tool calls; details in `eval/eval.md` of the run.", "",
-             "| model | valid tool-call rate | code-check pass rate | judge score |", "| --- | --- | --- | --- |"]
+             f"{len(summary.task_ids)} held-out tasks (never in `train`; their tools' groups are held out), one "
+             "episode each per model and mode, the model under test as the agent with native tool calls; details "
+             "in `eval/eval.md` of the run.", "",
+             "| model | mode | valid tool-call rate | code-check pass rate | judge score |",
+             "| --- | --- | --- | --- | --- |"]
     for name, m in summary.models.items():
-        o = m.overall
-        lines.append(f"| {name} | {_cell(o, 'valid_call_rate')} | {_cell(o, 'pass_rate')} | "
-                     f"{_cell(o, 'judge_score')} |")
+        for mode in MODES:
+            scores = m.mode(mode)
+            if scores is not None:
+                o = scores.overall
+                lines.append(f"| {name} | {mode} | {_cell(o, 'valid_call_rate')} | {_cell(o, 'pass_rate')} | "
+                             f"{_cell(o, 'judge_score')} |")
+    lines += ["", seen_note(summary.seen), "", *mode_rows(summary)]
     return "\n".join([*lines, "", CARD_END]) + "\n"
 
 

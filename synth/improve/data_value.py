@@ -1,6 +1,11 @@
 """``data_value.{md,json}``: the base model against each optimizer's trained models on the held-out tasks, from
 one ``synth improve`` run (``synth improve --results DIR``).
 
+The held-out tasks are round 1's, chosen by tool group (``synth.data.heldout``): no training row of any round
+holds one of their tools. The pass rates are given per model and mode (the base forced as generation forces it,
+and unforced; trained models unforced), over all of them and split by tools seen in training, a column empty by
+construction.
+
 The figures are the last round's (the models trained on every round's data), for the base and for every optimizer
 ``improve.optimizers`` lists; with seed replicates (``improve.replicates``) an optimizer's figures are the means
 over its seeds, with the seeds listed and, for each pair of optimizers, the tasks one passes and the other does
@@ -45,6 +50,43 @@ def _scores(s: ModelScores | None) -> dict[str, float | None]:
 def _counts(s: ModelScores | None) -> dict[str, int] | None:
     overall = (s.detail or {}).get("overall") if s is not None else None
     return {k: int(overall.get(k, 0)) for k in COUNTS} if overall else None
+
+
+def _pass(scores: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A pass rate with what it is a share of (None: nothing scored)."""
+    if not scores:
+        return None
+    checked, passed = int(scores.get("checked_episodes", 0)), int(scores.get("checks_passed", 0))
+    return {"rate": passed / checked if checked else None, "passed": passed, "checked": checked}
+
+
+def _sum_pass(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Pass counts summed over models (an optimizer's seeds), and their rate."""
+    got = [c for c in cells if c is not None]
+    if not got:
+        return None
+    passed, checked = sum(c["passed"] for c in got), sum(c["checked"] for c in got)
+    return {"rate": passed / checked if checked else None, "passed": passed, "checked": checked}
+
+
+def _mode_detail(s: ModelScores, mode: str) -> dict[str, Any] | None:
+    detail = s.detail or {}
+    if mode == "forced":
+        return detail.get("forced")
+    return {"overall": detail.get("overall"), "by_tools": detail.get("by_tools") or {}}
+
+
+def _mode_row(name: str, mode: str, models: list[ModelScores]) -> dict[str, Any] | None:
+    """Pass rates of ``models`` (one, or an optimizer's seeds) in ``mode``: over every held-out task, and over
+    those whose tools training saw and did not (None: not recorded)."""
+    details = [d for s in models if (d := _mode_detail(s, mode)) is not None and d.get("overall")]
+    if not details:
+        return None
+    recorded = all(d.get("by_tools") for d in details)
+    return {"model": name, "mode": mode, "all": _sum_pass([_pass(d["overall"]) for d in details]),
+            "seen": _sum_pass([_pass(d["by_tools"].get("seen")) for d in details]) if recorded else None,
+            "unseen": _sum_pass([_pass(d["by_tools"].get("unseen")) for d in details]) if recorded else None,
+            "seen_recorded": recorded}
 
 
 def _seed_of(config: PipelineConfig, k: int, name: str) -> int:
@@ -94,7 +136,8 @@ def _passed(config: PipelineConfig, k: int, groups: dict[str, dict[str, ModelSco
     passed: dict[int, dict[str, set]] = {}
     for opt, models in groups.items():
         for name, scores in models.items():
-            mine = [r for r in rows if r.model_name == name and r.identity == scores.identity]
+            mine = [r for r in rows if r.model_name == name and r.identity == scores.identity
+                    and r.mode == "unforced"]
             if mine:
                 passed.setdefault(_seed_of(config, k, name), {})[opt] = {
                     r.task_id for r in mine if r.score and r.score.checks_passed}
@@ -119,6 +162,12 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
         "models": {BASE: _scores(base), **{opt: _mean_scores(list(ms.values())) for opt, ms in groups.items()}},
         # What the rates are shares of: a rate of 0 calls tried is n/a, and the count says so.
         "counts": {BASE: _counts(base), **{opt: _sum_counts(list(ms.values())) for opt, ms in groups.items()}},
+        # The base forced (as generation forces it) and unforced, each optimizer's models as trained; by tools
+        # seen in training, which no held-out task holds when the split is by tool group.
+        "pass_rates": [row for name, mode, ms in [(BASE, "forced", [base] if base else []),
+                                                  (BASE, "unforced", [base] if base else []),
+                                                  *((opt, "unforced", list(ms.values())) for opt, ms in groups.items())]
+                       if (row := _mode_row(name, mode, ms)) is not None],
     }
     if any(len(ms) > 1 for ms in groups.values()) and last is not None:
         out["seeds"] = {opt: _seed_table(config, last.round, ms) for opt, ms in groups.items() if ms}
@@ -190,6 +239,31 @@ def _paired_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rate_cell(cell: dict[str, Any] | None, recorded: bool = True) -> str:
+    if not recorded:
+        return "not recorded"
+    if cell is None or not cell["checked"]:
+        return "none (0 tasks)"
+    return f"{_fmt(cell['rate'])} ({cell['passed']} of {cell['checked']})"
+
+
+def _mode_lines(data: dict[str, Any]) -> list[str]:
+    """Pass rate per model and mode, over every held-out task and by tools seen in training."""
+    rows = data.get("pass_rates") or []
+    if not rows:
+        return []
+    return ["## Pass rate by model and mode", "",
+            "Code-check pass rate on the held-out tasks. Forced: the base with each step constrained as generation "
+            "constrains the agent (a call where the turn expects one, an answer after it); unforced: nothing "
+            "constrains it. Seen tools: held-out tasks holding a tool (by name) that a training task holds; the "
+            "split is by tool group (MCP server, synthetic domain leaf), so none does and the column is empty by "
+            "construction" + ("; an optimizer's counts are summed over its seeds" if "seeds" in data else "") + ".",
+            "", "| model | mode | all held-out tasks | seen tools | unseen tools |", "|---|---|---|---|---|",
+            *[f"| {_label(data, r['model'])} | {r['mode']} | {_rate_cell(r['all'])} | "
+              f"{_rate_cell(r['seen'], r['seen_recorded'])} | {_rate_cell(r['unseen'], r['seen_recorded'])} |"
+              for r in rows], ""]
+
+
 def _secs(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f} s"
 
@@ -222,6 +296,7 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
         "|---|---|---|---|---|---|---|",
         *[f"| {name} | " + " | ".join(str(c[k]) for k in COUNTS) + " |"
           for name, c in data["counts"].items() if c is not None], "",
+        *_mode_lines(data),
         *_seed_lines(data),
         *_paired_lines(data),
         "Training (last round):", "",

@@ -37,7 +37,9 @@ class ModelScores(BaseModel):
                    judge_score=o.judge_score if o.episodes else None, episodes=o.episodes,
                    checkpoint=result.checkpoint, identity=result.identity,
                    detail={"overall": o.model_dump(),
-                           "by_difficulty": {d: s.model_dump() for d, s in result.by_difficulty.items()}})
+                           "by_difficulty": {d: s.model_dump() for d, s in result.by_difficulty.items()},
+                           "by_tools": {k: s.model_dump() for k, s in result.by_tools.items()},
+                           "forced": result.forced.model_dump() if result.forced else None})
 
 
 class RoundResult(BaseModel):

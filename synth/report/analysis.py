@@ -8,10 +8,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
-from synth.data.heldout import task_is_heldout
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, ToolBatchRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.outputs import RunOutputs
+from synth.stages.split import task_split
 
 
 class RunAnalysis(BaseModel):
@@ -29,6 +29,8 @@ class RunAnalysis(BaseModel):
     accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
     calibration: dict = Field(default_factory=dict, description="LLM judge vs code checks, overall and per criterion.")
     heldout: tuple[int, int] = Field(default=(0, 0), description="Held-out tasks, and their judged trajectories.")
+    excluded: tuple[int, int] = Field(default=(0, 0), description="Tasks on neither side of the held-out split "
+                                      "(their tools mix both), and their judged trajectories.")
 
 
 def _read(run_dir: Path, stage: str, model):
@@ -63,10 +65,11 @@ def analyse(run_dir: Path, config: PipelineConfig | None = None) -> RunAnalysis:
     by_agent = {a.id: a for a in agents}
     by_traj = {t.id: t for t in trajs}
     decisions, calibration = run_acceptance(verdicts, by_task, config.judge)
-    share = config.dataset.heldout_share
-    held = {t.id for t in tasks if t.error is None and task_is_heldout(t, share)}
-    # Accepted means: into train (held-out tasks never go there), under judge.accept.
-    accepted = [v for v in verdicts if v.id in decisions and decisions[v.id].accepted and v.task_id not in held]
+    split = task_split(config, RunOutputs(run_dir))
+    held, excluded = set(split.ids("heldout")), set(split.ids("excluded"))
+    # Accepted means: into train (held-out tasks never go there, nor tasks on neither side), under judge.accept.
+    accepted = [v for v in verdicts if v.id in decisions and decisions[v.id].accepted
+                and split.side(v.task_id) == "train"]
     out = RunAnalysis(funnel=[
         ("synthetic tools", sum(len(b.tools) for b in batches)),
         ("agents", sum(a.error is None for a in agents)),
@@ -89,7 +92,7 @@ def analyse(run_dir: Path, config: PipelineConfig | None = None) -> RunAnalysis:
         traj = by_traj.get(v.trajectory_id)
         agent = by_agent.get(traj.agent_id) if traj else None
         decision = decisions[v.id]
-        if v.task_id not in held:
+        if v.task_id not in held and v.task_id not in excluded:
             for key, table in ((task.difficulty if task else "?", diff), (agent.domain if agent else "?", dom)):
                 table[key][0] += decision.accepted
                 table[key][1] += 1
@@ -122,4 +125,5 @@ def analyse(run_dir: Path, config: PipelineConfig | None = None) -> RunAnalysis:
     out.accepted_by = dict(Counter(decisions[v.id].by for v in accepted if decisions[v.id].by))
     out.calibration = calibration.summary()
     out.heldout = (len(held), sum(v.task_id in held for v in verdicts if v.verdict is not None))
+    out.excluded = (len(excluded), sum(v.task_id in excluded for v in verdicts if v.verdict is not None))
     return out

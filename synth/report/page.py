@@ -104,7 +104,8 @@ def render(a: RunAnalysis, title: str) -> str:
         f"<h2>acceptance (judge.accept: {html.escape(a.accept_mode)})</h2>",
         _table(a.accepted_by, ("accepted by", "count")),
         f"<p>held out for evaluation (never in train): {a.heldout[0]} tasks, {a.heldout[1]} judged "
-        "trajectories</p>",
+        f"trajectories; on neither side (their tools mix held-out and training groups): {a.excluded[0]} tasks, "
+        f"{a.excluded[1]} judged trajectories</p>",
         *_calibration(a.calibration),
     ]
     style = ("body{font-family:sans-serif;max-width:900px;margin:auto}img{display:block;margin:12px 0}"

@@ -2,7 +2,9 @@
 
 Layout under ``runs/<run>/dataset/``:
   hf/            ``DatasetDict.save_to_disk``: split ``train`` (accepted), ``rejected`` (kept for analysis) and
-                 ``heldout`` (every trajectory of a held-out task, accepted or not: never trained on)
+                 ``heldout`` (every trajectory of a held-out task, accepted or not: never trained on). Tasks on
+                 neither side of the held-out split (``synth.data.heldout``: their tools mix held-out and training
+                 groups) and accepted rows that hold BFCL's function names or questions are in no split, counted
   data/          the same splits as Parquet (what the Hub serves), ``<split>-*.parquet``
   sft/           the training view TRL's SFT trainer reads: ``messages`` and ``tools``, arguments as dicts
   README.md      the dataset card (YAML metadata + this run's statistics)
@@ -16,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, DatasetDict, Features, Json, List, Value
+from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
 from synth.data.card import write_card
-from synth.data.heldout import HeldoutSet, task_is_heldout
-from synth.data.summary import DatasetSummary
+from synth.data.heldout import HeldoutSet, TaskSplit
+from synth.data.summary import Contamination, DatasetSummary
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.outputs import RunOutputs
+from synth.stages.split import task_split
 
 FUNCTION = {"name": Value("string"), "arguments": Value("string")}
 TOOL_CALL = {"id": Value("string"), "type": Value("string"), "function": FUNCTION}
@@ -52,6 +56,7 @@ FEATURES = Features({
     "forced_answer_step": Value("int64"),
     "sample": Value("int64"),
     "heldout": Value("bool"),
+    "split_keys": List(Value("string")),
     "accepted_by": Value("string"),
     "acceptance": Json(),
 })
@@ -79,25 +84,37 @@ def _sft_message(msg: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def collect_rows(run_dir: Path, config: PipelineConfig | None = None,
-                 inputs: RunOutputs | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Joined rows (accepted under ``judge.accept``, held out by ``heldout_key``: the task id, or a coding task's
-    problem) and the count of errored trajectories. ``inputs``: how the stages are read (the dataset stage's
+class Collected(BaseModel):
+    """The joined rows of a run and what was left out of them."""
+
+    rows: list[dict[str, Any]]
+    errored: int = Field(description="Trajectories that failed before the judge.")
+    excluded: int = Field(description="Judged trajectories of tasks on neither side of the held-out split.")
+
+
+def collect_rows(run_dir: Path, config: PipelineConfig | None = None, inputs: RunOutputs | None = None,
+                 split: TaskSplit | None = None) -> Collected:
+    """Joined rows (accepted under ``judge.accept``, each with its side of ``split``: ``task_split``'s by
+    default), without those of tasks on neither side. ``inputs``: how the stages are read (the dataset stage's
     declared inputs; by default every stage of ``run_dir``)."""
     config = config or PipelineConfig()
     inputs = inputs or RunOutputs(run_dir)
+    split = split or task_split(config, inputs)
     tasks = {t.id: t for t in inputs.rows("tasks", TaskRecord)}
     agents = {a.id: a for a in inputs.rows("agents", AgentRecord)}
     verdicts = {v.id: v for v in inputs.rows("judge", VerdictRecord)}
     decisions, _ = run_acceptance(verdicts.values(), tasks, config.judge)
-    share = config.dataset.heldout_share
-    rows, errored = [], 0
+    rows, errored, excluded = [], 0, 0
     for traj in sorted(inputs.rows("rollouts", TrajectoryRecord), key=lambda t: t.id):
         record = verdicts.get(traj.id)
         if traj.error is not None or record is None or record.verdict is None:
             errored += 1
             continue
         task, agent = tasks[traj.task_id], agents[traj.agent_id]
+        side = split.side(task.id)
+        if side not in ("train", "heldout"):
+            excluded += 1
+            continue
         usage = traj.usage.model_copy(deep=True)
         usage.merge(record.usage)
         rows.append({
@@ -111,10 +128,29 @@ def collect_rows(run_dir: Path, config: PipelineConfig | None = None,
             "calls": [c.model_dump() for c in traj.calls], "usage": usage.model_dump(),
             "model": traj.model or "", "seed": traj.seed, "turns": traj.turns, "stop_reason": traj.stop_reason,
             "required_first_call": traj.required_first_call, "forced_answer_step": traj.forced_answer_step,
-            "sample": traj.sample, "heldout": task_is_heldout(task, share),
+            "sample": traj.sample, "heldout": side == "heldout", "split_keys": split.keys[task.id],
             "accepted_by": decisions[record.id].by, "acceptance": decisions[record.id].model_dump(),
         })
-    return rows, errored
+    return Collected(rows=rows, errored=errored, excluded=excluded)
+
+
+def bfcl_guard(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Contamination]:
+    """``rows`` without those holding one of BFCL's function names or questions (``synth.bfcl.contamination``),
+    and the count: of the rows kept (0, measured again), of those left out and what they held. Without BFCL's
+    data (``bfcl-eval`` not installed) nothing can be told apart: every row is kept and the count is unknown."""
+    from synth.errors import SynthError
+
+    try:
+        from synth.bfcl.contamination import contamination
+
+        flagged = [contamination([r]) for r in rows]
+    except SynthError as exc:
+        return rows, Contamination(count=None, note=f"{exc}" + (f" ({exc.hint})" if exc.hint else ""))
+    kept = [r for r, c in zip(rows, flagged, strict=True) if not c.contaminated_rows]
+    left = [c for c in flagged if c.contaminated_rows]
+    return kept, Contamination(count=contamination(kept).contaminated_rows, kept_out=len(left),
+                               names=sorted({n for c in left for n in c.function_names}),
+                               questions=sorted({q for c in left for q in c.question_ids}))
 
 
 def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
@@ -124,16 +160,19 @@ def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
     return Dataset.from_list(rows, features=features)
 
 
-def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out: Path | None = None) -> DatasetSummary:
+def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out: Path | None = None,
+                  split: TaskSplit | None = None) -> DatasetSummary:
     """Build the dataset (in ``out``, by default the dataset stage's folder ``runs/<run>/dataset/``) from the
-    judged trajectories; ``inputs`` as in ``collect_rows``. The pipeline runs this as the ``dataset`` stage
-    (``synth.stages.dataset``), which skips it when nothing changed."""
+    judged trajectories; ``inputs`` and ``split`` as in ``collect_rows``. The pipeline runs this as the
+    ``dataset`` stage (``synth.stages.dataset``), which skips it when nothing changed."""
     out = out or RunOutputs(config.run_dir).dir("dataset")
     inputs = inputs or RunOutputs(config.run_dir)
-    rows, errored = collect_rows(config.run_dir, config, inputs)
+    split = split or task_split(config, inputs)
+    collected = collect_rows(config.run_dir, config, inputs, split)
+    rows = collected.rows
     # A held-out task's rows go to `heldout` whatever the judge said: evaluation runs on these tasks.
     heldout = [r for r in rows if r["heldout"]]
-    accepted = [r for r in rows if r["accepted"] and not r["heldout"]]
+    accepted, bfcl = bfcl_guard([r for r in rows if r["accepted"] and not r["heldout"]])
     rejected = [r for r in rows if not r["accepted"] and not r["heldout"]]
     splits = DatasetDict({
         "train": _table(accepted, FEATURES),
@@ -147,28 +186,32 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
     splits.save_to_disk(str(tmp / "hf"), num_shards={k: max(1, -(-len(v) // 100_000)) for k, v in splits.items()})
     (tmp / "data").mkdir(parents=True)
     # Parquet only for splits with rows: the Hub's loader rejects a split whose files hold none.
-    for name, split in splits.items():
-        if len(split):
-            split.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
+    for name, split_rows in splits.items():
+        if len(split_rows):
+            split_rows.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
     sft = _table([{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
                  SFT_FEATURES)
     (tmp / "sft").mkdir()
     if len(sft):
         sft.to_parquet(str(tmp / "sft" / "train-00000-of-00001.parquet"))
+    kept = {r["id"] for r in accepted}
     by_difficulty: dict[str, dict[str, int]] = {}
     for r in rows:
         cell = by_difficulty.setdefault(r["difficulty"], {"accepted": 0, "rejected": 0, "heldout": 0})
-        cell["heldout" if r["heldout"] else "accepted" if r["accepted"] else "rejected"] += 1
+        if r["heldout"] or not r["accepted"] or r["id"] in kept:
+            cell["heldout" if r["heldout"] else "accepted" if r["accepted"] else "rejected"] += 1
     accepted_by: dict[str, int] = {}
     for r in accepted:
         accepted_by[r["accepted_by"]] = accepted_by.get(r["accepted_by"], 0) + 1
     tasks = inputs.rows("tasks", TaskRecord)
     _, calibration = run_acceptance(inputs.rows("judge", VerdictRecord), {t.id: t for t in tasks}, config.judge)
-    summary = DatasetSummary(path=str(out), trajectories=len(rows) + errored, accepted=len(accepted),
-                             rejected=len(rejected), errored=errored, heldout=len(heldout),
-                             heldout_tasks=len(heldout_tasks(config, inputs)), accept_mode=config.judge.accept,
-                             accepted_by=accepted_by, calibration=calibration.summary(),
-                             by_difficulty=by_difficulty)
+    summary = DatasetSummary(path=str(out), trajectories=len(rows) + collected.errored + collected.excluded,
+                             accepted=len(accepted), rejected=len(rejected), errored=collected.errored,
+                             heldout=len(heldout), heldout_tasks=len(split.ids("heldout")),
+                             excluded=collected.excluded, excluded_tasks=split.excluded_by(),
+                             heldout_groups=len(split.groups), heldout_tools=len(split.tools), contamination=bfcl,
+                             accept_mode=config.judge.accept, accepted_by=accepted_by,
+                             calibration=calibration.summary(), by_difficulty=by_difficulty)
     write_card(tmp / "README.md", config, summary, rows)
     (tmp / "summary.json").write_text(summary.model_dump_json(indent=2))
     shutil.rmtree(out, ignore_errors=True)
@@ -178,18 +221,12 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
 
 def heldout_task_ids(config: PipelineConfig) -> list[str]:
     """The run's held-out tasks (usable ones, by id); they never enter ``train``."""
-    return [t.id for t in heldout_tasks(config)]
+    return task_split(config).ids("heldout")
 
 
-def heldout_tasks(config: PipelineConfig, inputs: RunOutputs | None = None) -> list[TaskRecord]:
-    """The run's usable held-out task records, sorted by id (``dataset.heldout_share``, by ``heldout_key``)."""
-    share = config.dataset.heldout_share
-    tasks = (inputs or RunOutputs(config.run_dir)).rows("tasks", TaskRecord)  # none before the stage ran
-    return sorted((t for t in tasks if t.error is None and task_is_heldout(t, share)), key=lambda t: t.id)
-
-
-def heldout_set(config: PipelineConfig, inputs: RunOutputs | None = None) -> HeldoutSet:
-    """What the dataset records for evaluation: its held-out tasks, their agents and the tools they hold."""
+def heldout_set(config: PipelineConfig, inputs: RunOutputs | None = None, split: TaskSplit | None = None) -> HeldoutSet:
+    """What the dataset records for evaluation: its held-out tasks, their agents, the groups and tools they hold
+    out."""
     inputs = inputs or RunOutputs(config.run_dir)
-    return HeldoutSet.of(config.dataset.heldout_share, inputs.rows("tasks", TaskRecord),
+    return HeldoutSet.of(split or task_split(config, inputs), inputs.rows("tasks", TaskRecord),
                          inputs.rows("agents", AgentRecord))

@@ -1,10 +1,14 @@
 """Stage ``eval``: the held-out tasks the dataset recorded, as full episodes, with each model as the agent.
 
 The models are the base (``eval.base_model``, else the embedded model) and every job the ``train`` stage finished
-(or ``eval.models``: 'base', job names, checkpoint folders). The tasks are exactly those the ``dataset`` stage
-recorded as held out (or those of ``eval.tasks_from``'s dataset; the first ``eval.max_tasks`` by id): no share
-is computed again here. One row per model and task, its id hashing the model's weights (its training fingerprint)
-and the task, so a killed eval resumes, a retrained checkpoint gets new rows and other models' rows are kept.
+(or ``eval.models``: 'base', job names, checkpoint folders); each plays unforced, and those of
+``eval.forced_models`` (the base) forced as well, as generation forces the agent (``synth.evaluate.episode``).
+The tasks are exactly those the ``dataset`` stage recorded as held out (or those of ``eval.tasks_from``'s
+dataset; the first ``eval.max_tasks`` by id): no share is computed again here, so an eval at another
+``heldout_share`` never scores a task that was trained on. A dataset that chose them by task id (before the split
+was by tool group) is refused: its held-out tasks can hold tools training used. One row per model, mode and task,
+its id hashing the model's weights (its training fingerprint) and the task, so a killed eval resumes, a retrained
+checkpoint gets new rows and other models' rows are kept.
 The models are served one after another (``synth.evaluate.episode``); their scores go to ``eval.md``,
 ``eval.json`` and the plots in ``runs/<run>/eval/``, and into this stage's summary for the card.
 """
@@ -16,12 +20,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from synth.config import PipelineConfig
-from synth.data.heldout import HeldoutSet
+from synth.data.heldout import RULE, HeldoutSet
 from synth.errors import SynthError
 from synth.evaluate.episode import (
     BASE,
     EvalRecord,
     EvalSummary,
+    Mode,
     ModelUnderTest,
     agent_pool,
     checkpoint_model,
@@ -54,6 +59,13 @@ class UnknownModel(SynthError):
     hint = "name 'base', a job of `synth train` in this run, or a checkpoint folder (one with config.json)"
 
 
+class TrainedOnHeldout(SynthError):
+    """A trained model whose job held out less than the tasks to score: it may have trained on some of them."""
+
+    hint = ("evaluate at the share the models were trained with (dataset.heldout_share), or train them again at "
+            "this one")
+
+
 class EvalStage(Stage):
     name = "eval"
     inputs = (DatasetStage.name, TrainStage.name)
@@ -74,7 +86,16 @@ class EvalStage(Stage):
         recorded = recorded_heldout(source) if source.finished(DatasetStage.name) else None
         if recorded is None or not recorded.tasks:
             raise NoHeldoutTasks(f"the dataset of {where} recorded no held-out tasks")
+        if recorded.rule != RULE:
+            raise NoHeldoutTasks(f"the dataset of {where} chose its held-out tasks by {recorded.rule}, not by "
+                                 f"{RULE}: they can hold tools that training used",
+                                 hint="build the dataset again with this version of synth (`synth dataset`)")
         return recorded.first(ctx.config.eval.max_tasks)
+
+    @staticmethod
+    def modes(ctx: StageContext, model: ModelUnderTest) -> list[Mode]:
+        """How ``model`` plays: unforced, and forced too when ``eval.forced_models`` names it."""
+        return ["unforced", *(["forced"] if model.name in ctx.config.eval.forced_models else [])]
 
     def models(self, ctx: StageContext) -> list[ModelUnderTest]:
         """The models to score, in order: ``eval.models``, else the base and every finished training job."""
@@ -88,6 +109,7 @@ class EvalStage(Stage):
             if name == BASE:
                 out.append(checkpoint_model(BASE, base_model_dir(ctx.config.eval.base_model)))
             elif name in jobs and (s := jobs[name].summary) is not None:
+                self._trained_apart(ctx, name, jobs[name])
                 out.append(ModelUnderTest(name=name, checkpoint=s.checkpoint, identity=s.fingerprint))
             elif (Path(name) / "config.json").exists():
                 out.append(checkpoint_model(Path(name).name, Path(name)))
@@ -96,12 +118,23 @@ class EvalStage(Stage):
                                    f"stage (found: {', '.join(sorted(jobs)) or 'none'}) nor a checkpoint folder")
         return out
 
+    def _trained_apart(self, ctx: StageContext, name: str, record: TrainRecord) -> None:
+        """Refuse a job trained at a smaller held-out share than the tasks to score were held out at: a task
+        held out now could have been on its training side then (``is_heldout`` grows with the share, so a larger
+        training share holds out every task a smaller one does)."""
+        share = self.heldout(ctx).share
+        if record.job is not None and record.job.heldout_share < share:
+            raise TrainedOnHeldout(f"model {name!r} was trained with held-out share {record.job.heldout_share}, but "
+                                   f"the tasks to score were held out at {share}: it may have trained on some")
+
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         heldout = self.heldout(ctx)
-        return [WorkItem(id=eval_id(m.name, m.identity, t.id, t.seed), seed=t.seed,
-                         payload={"model": m.model_dump(), "task": t.id, "agent": t.agent_id,
-                                  "difficulty": t.difficulty, "has_checks": expected_checks(t.rubric) > 0})
-                for m in self.models(ctx) for t in heldout.tasks]
+        # An unforced row's id is as it always was, so episodes already played are kept.
+        return [WorkItem(id=eval_id(m.name if mode == "unforced" else f"{m.name}:{mode}", m.identity, t.id, t.seed),
+                         seed=t.seed, payload={"model": m.model_dump(), "mode": mode, "task": t.id,
+                                               "agent": t.agent_id, "difficulty": t.difficulty,
+                                               "has_checks": expected_checks(t.rubric) > 0})
+                for m in self.models(ctx) for mode in self.modes(ctx, m) for t in heldout.tasks]
 
     async def setup(self, ctx: StageContext) -> None:
         heldout = self.heldout(ctx)
@@ -137,7 +170,7 @@ class EvalStage(Stage):
             if ctx.config.rollouts.real_exec and servers else None
         async with hub if hub is not None else contextlib.nullcontext():
             row = await play(ctx.config, task, agent, model, item.id, default=ctx.pool, roles=roles,
-                             under_test=ctx.cache["under_test"], hub=hub)
+                             under_test=ctx.cache["under_test"], hub=hub, mode=item.payload.get("mode", "unforced"))
         usage.merge(row.usage)
         return row
 
@@ -146,7 +179,8 @@ class EvalStage(Stage):
         assert base.error is not None
         return failed_record(item.id, item.seed, ModelUnderTest.model_validate(item.payload["model"]),
                              item.payload["task"], item.payload["agent"], item.payload["difficulty"],
-                             item.payload["has_checks"], base.error, base.usage)
+                             item.payload["has_checks"], base.error, base.usage,
+                             mode=item.payload.get("mode", "unforced"))
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
         from synth.evaluate.report import write_report
@@ -155,7 +189,7 @@ class EvalStage(Stage):
         models = self.models(ctx)
         names = {m.name: served_under_test(ctx.config, m).served_name or "" for m in models}
         result = summarize(ctx.config.run, heldout.share, heldout.tasks, models,
-                           [r for r in rows if isinstance(r, EvalRecord)], names)
+                           [r for r in rows if isinstance(r, EvalRecord)], names, seen=heldout.seen)
         result = write_report(result, ctx.out_dir)
         summary.extra["eval"] = result.model_dump(mode="json")
 

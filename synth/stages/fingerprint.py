@@ -52,14 +52,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {"dataset": ("judge",), "eval": ("rollout
 # agents.count round by round and best-of-N may be raised later: both must resume, not refuse. A field of
 # another section (SECTIONS) is named with its section. A training job's id hashes its whole spec and an
 # evaluation row's id the model and task, so other train settings or models plan other rows: nothing to refuse.
-# Evaluation forces nothing and bounds no call, and judges every episode with the judge's decision rule alone.
+# Evaluation bounds no call, forces calls its own way (eval.forced_models), not as the run's rollouts say, and
+# judges every episode with the judge's decision rule alone.
 NOT_SHAPING: dict[str, tuple[str, ...]] = {
     "agents": ("count",),
     "tasks": ("per_agent",),
     "rollouts": ("samples",),
     "judge": ("accept", "trust_agreement", "calibration_min_pairs"),
     "train": tuple(TrainConfig.model_fields),
-    "eval": ("models", "base_model", "tasks_from", "max_tasks", "port", "kv_cache_gb", "concurrency",
+    "eval": ("models", "forced_models", "base_model", "tasks_from", "max_tasks", "port", "kv_cache_gb", "concurrency",
              "rollouts.samples", "rollouts.coding_runs_code", "rollouts.grounded_calls_first",
              "rollouts.grounded_answer_after_call", "rollouts.max_calls_per_step", "rollouts.coding_free_text",
              "judge.accept", "judge.trust_agreement", "judge.calibration_min_pairs", "judge.llm_rows",

@@ -19,7 +19,10 @@ ACCEPTANCE = "acceptance.json"
 
 class JudgeStage(Stage):
     name = "judge"
-    inputs = ("rollouts", "tasks")
+    # agents and tools (optional, upstream of rollouts: nothing in the fingerprint) only for the count of rows
+    # that go to train, which needs each task's side of the held-out split (synth.data.heldout).
+    inputs = ("rollouts", "tasks", "agents", "tools")
+    optional = ("agents", "tools")
     record = VerdictRecord
 
     async def setup(self, ctx: StageContext) -> None:
@@ -48,16 +51,15 @@ class JudgeStage(Stage):
                              usage=usage, model=await pool.model())
 
     def finish(self, ctx: StageContext, rows: list[Row], summary: StageSummary) -> None:
-        from synth.data.heldout import task_is_heldout
         from synth.judge.accept import gate_summary, run_acceptance
+        from synth.stages.split import task_split
 
         records = [r for r in rows if isinstance(r, VerdictRecord) and r.verdict]
         tasks = {t.id: t for t in ctx.rows("tasks", TaskRecord)}
         decisions, calibration = run_acceptance(records, tasks, ctx.config.judge)
         accepted = sum(a.accepted for a in decisions.values())
-        share = ctx.config.dataset.heldout_share
-        train = sum(decisions[r.id].accepted and not (r.task_id in tasks and task_is_heldout(tasks[r.task_id], share))
-                    for r in records)
+        split = task_split(ctx.config, ctx.inputs)
+        train = sum(decisions[r.id].accepted and split.side(r.task_id) == "train" for r in records)
         reasons: dict[str, int] = {}
         for a in decisions.values():
             if not a.accepted:

@@ -1,5 +1,6 @@
 """Stage ``rollouts``: ``rollouts.samples`` multi-turn episodes per task (agent model, persona user, stateful
-tools), best-of-N as in K2's rejection sampling; held-out tasks get one."""
+tools), best-of-N as in K2's rejection sampling; a task that never trains (its tools are held out, or mix held-out
+and training groups: ``synth.data.heldout``) gets one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from typing import TYPE_CHECKING
 
 from synth.config import RolloutsStageConfig
-from synth.data.heldout import task_is_heldout
+from synth.data.heldout import side_of
 from synth.schemas.ids import stable_id, trajectory_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
 
 class RolloutsStage(Stage):
     name = "rollouts"
-    inputs = ("tasks", "agents")
+    # tools (optional, upstream of agents: nothing in the fingerprint) for the synthetic tools' held-out groups.
+    inputs = ("tasks", "agents", "tools")
+    optional = ("tools",)
     record = TrajectoryRecord
 
     async def setup(self, ctx: StageContext) -> None:
@@ -43,12 +46,16 @@ class RolloutsStage(Stage):
             summary.extra["mcp_servers"] = isolation(ctx.config.rollouts.allow_unconfined)
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from synth.stages.split import task_split
+
         tasks = sorted((t for t in ctx.rows("tasks", TaskRecord) if t.error is None), key=lambda t: t.id)
         share = ctx.config.dataset.heldout_share
+        split = task_split(ctx.config, ctx.inputs)
         items = []
         for t in tasks:
-            # Held-out tasks never enter train, so one episode each is enough (it still feeds the calibration).
-            samples = 1 if task_is_heldout(t, share) else ctx.config.rollouts.samples
+            # A task that never enters train needs one episode (it still feeds the calibration). By its own tools
+            # only: whether another task holds a held-out tool of the same name can change as tasks are added.
+            samples = ctx.config.rollouts.samples if side_of(split.keys[t.id], share) == "train" else 1
             items += [WorkItem(id=sample_id(t.id, t.seed, k), seed=sample_seed(t.seed, k),
                                payload={"task_id": t.id, "sample": k,
                                         "free_text": free_text_sample(t, k, samples, ctx.config.rollouts)})

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from synth.data.heldout import is_heldout, row_heldout_key
+from synth.data.heldout import row_side
 from synth.errors import SynthError
 from synth.train.template import TemplateError, render_for_training
 
@@ -140,7 +140,7 @@ def build_examples(tokenizer: Any, rows: list[dict[str, Any]], *, max_seq_len: i
     examples = []
     for row in rows:
         task_id = row.get("task_id")
-        if task_id and heldout_share > 0 and is_heldout(row_heldout_key(row), heldout_share):
+        if task_id and heldout_share > 0 and row_side(row, heldout_share) != "train":
             stats.heldout_dropped += 1
             continue
         try:

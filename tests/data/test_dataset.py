@@ -10,9 +10,10 @@ import pytest
 from synth.config import PipelineConfig
 from synth.data.heldout import is_heldout
 from synth.data.publish import PublishError, publish
-from synth.schemas import Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
+from synth.schemas import AgentRecord, Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
 from synth.stages.dataset_build import build_dataset
 from tests.fixtures.dataset import TOOL, judged_run, trajectory, write_stage
+from tests.fixtures.runs import ALERTS
 
 
 @pytest.fixture
@@ -82,21 +83,35 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
 
     from synth.stages.dataset_build import heldout_task_ids
 
-    # task-1 is held out (by its id); give it an accepted trajectory: it must go to `heldout`, not `train`.
-    assert is_heldout("task-1", cfg.dataset.heldout_share)
+    # task-1's agent holds only the alerts tool, whose group (its name: it has no id) is held out; task-2's holds
+    # both tools, one on each side. Each has an accepted trajectory: task-1's goes to `heldout`, task-2's nowhere.
+    share = cfg.dataset.heldout_share
+    assert is_heldout("tool:get_alerts", share) and not is_heldout("tool:get_weather", share)
+    write_stage(cfg.run_dir, "agents", [AgentRecord(id="agent-1", domain="weather", system_prompt="You help.",
+                                                    tools=[TOOL]),
+                                        AgentRecord(id="agent-2", system_prompt="You warn.", tools=[ALERTS]),
+                                        AgentRecord(id="agent-3", system_prompt="Both.", tools=[TOOL, ALERTS])])
     rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
-    write_stage(cfg.run_dir, "tasks", [TaskRecord(id="task-1", agent_id="agent-1", user_goal="weather", rubric=rubric)])
-    held = trajectory(9).model_copy(update={"id": "traj-9", "task_id": "task-1"})
-    write_stage(cfg.run_dir, "rollouts", [held])
+    write_stage(cfg.run_dir, "tasks", [TaskRecord(id=t, agent_id=a, user_goal="weather", rubric=rubric)
+                                       for t, a in (("task-1", "agent-2"), ("task-2", "agent-3"))])
+    trajs = [trajectory(9).model_copy(update={"id": f"traj-{t}", "task_id": t, "agent_id": a})
+             for t, a in (("task-1", "agent-2"), ("task-2", "agent-3"))]
+    write_stage(cfg.run_dir, "rollouts", trajs)
     write_stage(cfg.run_dir, "judge", [VerdictRecord(
-        id="traj-9", trajectory_id="traj-9", task_id="task-1",
-        verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True))])
+        id=t.id, trajectory_id=t.id, task_id=t.task_id,
+        verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True)) for t in trajs])
     summary = build_dataset(cfg)
     assert heldout_task_ids(cfg) == ["task-1"]
     assert (summary.accepted, summary.heldout, summary.heldout_tasks) == (1, 1, 1)
+    assert (summary.excluded, summary.excluded_tasks, summary.heldout_tools) == (1, {"mixed groups": 1}, 1)
     ds = load_from_disk(str(cfg.run_dir / "dataset" / "hf"))
-    assert "traj-9" not in ds["train"]["id"] and ds["heldout"]["id"] == ["traj-9"]
+    assert "traj-task-1" not in ds["train"]["id"] and ds["heldout"]["id"] == ["traj-task-1"]
+    assert all("traj-task-2" not in list(ds[split]["id"]) for split in ("train", "rejected", "heldout"))
     assert ds["heldout"][0]["heldout"] is True and all(not h for h in ds["train"]["heldout"])
+    assert ds["heldout"][0]["split_keys"] == ["tool:get_alerts"] and ds["train"][0]["split_keys"] == [
+        "tool:get_weather"]
+    card = (cfg.run_dir / "dataset" / "README.md").read_text()
+    assert "| in no split (1 tasks whose tools mix both sides) | 1 |" in card and "1 mixed groups" in card
     assert ds["train"][0]["accepted_by"] == "verifiable"  # auto, too few pairs to trust the judge
     from datasets import load_dataset
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from synth.config import PipelineConfig
-from synth.data.heldout import heldout_key, is_heldout, problem_key, row_heldout_key, task_is_heldout
+from synth.data.heldout import SANDBOX, is_heldout, problem_key, row_side, side_of, split_keys
 from synth.schemas import (
     AgentRecord,
     CheckResult,
@@ -42,20 +42,27 @@ def coding_task(task_id: str, problem) -> TaskRecord:
     return TaskRecord(id=task_id, agent_id="agent-1", difficulty="coding", user_goal=problem.request, rubric=rubric)
 
 
-def test_a_coding_task_is_held_out_by_its_problem_and_another_task_by_its_id() -> None:
+def test_a_coding_task_is_held_out_by_its_problem_and_a_toolless_task_by_its_id() -> None:
+    sandbox = {SANDBOX: f"builtin:{SANDBOX}"}
     for task_id in (ID_IN, ID_OUT):
-        assert heldout_key(coding_task(task_id, HELD)) == f"problem:{HELD.id}"
-        assert task_is_heldout(coding_task(task_id, HELD), SHARE)
-        assert not task_is_heldout(coding_task(task_id, KEPT), SHARE)
+        # The sandbox every coding task holds is not what decides: its problem is.
+        assert split_keys(coding_task(task_id, HELD), sandbox) == [f"problem:{HELD.id}"]
+        assert side_of(split_keys(coding_task(task_id, HELD), sandbox), SHARE) == "heldout"
+        assert side_of(split_keys(coding_task(task_id, KEPT), sandbox), SHARE) == "train"
     plain = TaskRecord(id=ID_IN, agent_id="agent-1", rubric=Rubric(criteria=[]))
-    assert heldout_key(plain) == ID_IN and task_is_heldout(plain, SHARE)
+    assert split_keys(plain, {}) == [ID_IN] and side_of([ID_IN], SHARE) == "heldout"
+    # The sandbox is never held out: a task other than coding that holds it is on the training side.
+    assert not is_heldout(f"builtin:{SANDBOX}", 0.99) and split_keys(plain, sandbox) == [f"builtin:{SANDBOX}"]
     # Tests no longer in the bank still give one key for every task that carries them.
     assert problem_key("assert f(1) == 2\n").startswith("tests:")
     assert problem_key("assert f(1) == 2\n") != problem_key("assert f(1) == 3\n")
-    # Dataset rows (rubric as an object, or as JSON where datasets is missing) give the same key.
+    # Dataset rows of a dataset built before rows recorded their split keys (rubric as an object, or as JSON
+    # where datasets is missing) are split as that dataset split them: by problem, else by task id.
     row = {"task_id": ID_OUT, "rubric": coding_task(ID_OUT, HELD).rubric.model_dump()}
-    assert row_heldout_key(row) == row_heldout_key({**row, "rubric": json.dumps(row["rubric"])}) == f"problem:{HELD.id}"
-    assert row_heldout_key({"task_id": ID_OUT}) == ID_OUT
+    assert row_side(row, SHARE) == row_side({**row, "rubric": json.dumps(row["rubric"])}, SHARE) == "heldout"
+    assert row_side({"task_id": ID_OUT}, SHARE) == "train" and row_side({"task_id": ID_IN}, SHARE) == "heldout"
+    # A row that records its keys is split by them, whatever its task id.
+    assert row_side({"task_id": ID_IN, "split_keys": [f"problem:{KEPT.id}"]}, SHARE) == "train"
 
 
 def _answer(traj_id: str, task: TaskRecord, code: str) -> TrajectoryRecord:

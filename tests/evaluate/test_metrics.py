@@ -100,7 +100,41 @@ def test_report_table_plots_json_and_card_section(tmp_path: Path) -> None:
     assert not (tmp_path / "eval" / "card.md").exists()  # the card stage puts the section in, from the summary
     card = with_section(with_section("---\nlicense: x\n---\n# Card\n", summary), summary)
     assert card.startswith("---\nlicense: x\n---\n# Card\n") and card.count("## Held-out evaluation") == 1
-    assert "| muonclip | 75% (3/4) | 50% (1/2) | 0.40 (n=2) |" in card
+    assert "| muonclip | unforced | 75% (3/4) | 50% (1/2) | 0.40 (n=2) |" in card
+    assert "no seen/unseen columns" in card  # a summary that does not say which tasks hold a seen tool
+
+
+def test_summarize_scores_each_mode_and_by_tools_seen_in_training() -> None:
+    from synth.evaluate.episode import EvalRecord, ModelUnderTest, summarize
+    from synth.evaluate.metrics import CallStats, EpisodeScore
+    from synth.evaluate.report import markdown
+    from synth.schemas import TaskRecord
+
+    tasks = [TaskRecord(id=t, agent_id="a") for t in ("t1", "t2", "t3")]
+    base = ModelUnderTest(name="base", checkpoint="/ck/base", identity="b")
+
+    def row(task: str, mode: str, ok: bool) -> EvalRecord:
+        score = EpisodeScore(calls=CallStats(), has_checks=True, checks_passed=ok, judge_score=0.0, accepted=ok,
+                             errored=False)
+        return EvalRecord(id=f"{task}-{mode}", model_name="base", identity="b", mode=mode, task_id=task,
+                          difficulty="single", score=score)  # type: ignore[arg-type]
+
+    rows = [row("t1", "unforced", False), row("t2", "unforced", False), row("t3", "unforced", True),
+            row("t1", "forced", True), row("t2", "forced", True), row("t3", "forced", False),
+            row("t-other", "forced", True)]  # a task not scored this time (eval.max_tasks): left out
+    # An older dataset's held-out tasks could hold a tool training saw (t1 here): scores split by it.
+    result = summarize("r", 0.2, tasks, [base], rows, seen=["t1"]).models["base"]
+    assert (result.overall.checks_passed, result.overall.checked_episodes) == (1, 3)
+    assert result.forced is not None and (result.forced.overall.checks_passed, result.forced.overall.episodes) == (2, 3)
+    assert result.forced.by_tools["seen"].checks_passed == 1 and result.forced.by_tools["unseen"].checks_passed == 1
+    assert result.by_tools["seen"].episodes == 1 and result.by_tools["unseen"].checks_passed == 1
+    table = markdown(summarize("r", 0.2, tasks, [base], rows, seen=["t1"]))
+    assert "| base | forced | 67% (2/3) | - (0/0) | 0 of 3 | 100% (1/1) | 50% (1/2) |" in table
+    assert "the 1 held-out tasks holding a tool" in table
+    # Split by tool group, none holds one: the seen column is empty, and said to be so.
+    empty = markdown(summarize("r", 0.2, tasks, [base], rows, seen=[]))
+    assert "| base | unforced | 33% (1/3) | - (0/0) | 0 of 3 | - (0/0) | 33% (1/3) |" in empty
+    assert "empty by construction" in empty
 
 
 async def test_episode_pool_routes_roles_and_records_the_agent() -> None:

@@ -89,7 +89,8 @@ def test_rounds_heldout_and_curve(config: PipelineConfig, trainer: FakeTrainer, 
     assert [t["tasks"] for t in trainer.trained] == [sorted(TRAIN[:2])] * 2 + [sorted(TRAIN)] * 2
     # The same held-out tasks (round 1's) are scored in every round: the base once, then each round's models.
     assert {t for _, t in evaluation.played} == set(HELD)
-    assert [m for m, _ in evaluation.played][::2] == ["base", "muonclip", "adamw", "muonclip", "adamw"]
+    # The base unforced and forced (as generation forces it), the trained models unforced.
+    assert [m for m, _ in evaluation.played][::2] == ["base", "base:forced", "muonclip", "adamw", "muonclip", "adamw"]
     assert report.heldout_task_ids == sorted(HELD) and report.heldout_tasks == 2
     assert [r.round for r in report.rounds] == [0, 1, 2] and report.rounds[2].train_trajectories == 3
     assert report.rounds[0].models["base"].pass_rate == 0.0
@@ -226,12 +227,21 @@ def test_data_value_covers_the_optimizers_the_run_lists(config: PipelineConfig, 
     from synth.improve.data_value import write_data_value
 
     config = _with(config, optimizers=["adamw"])
+    evaluation.passes["base:forced"] = {HELD[1]}
     report = run_improve(config, ENDPOINTS, steps=_steps(Generator()))
     page = write_data_value(report, config, tmp_path / "results").read_text()
     data = json.loads((tmp_path / "results" / "data_value.json").read_text())
     assert list(data["models"]) == ["base", "adamw"] and "paired" not in data and "muonclip" not in page
     assert data["models"]["adamw"]["pass_rate"] == 0.5 and data["models"]["base"]["pass_rate"] == 0.0
     assert "| adamw | 50.0% | 50.0% | 50.0% | 50.0% |" in page
+    # Pass rates per model and mode, by tools seen in training: none of the held-out tasks holds one.
+    none = {"rate": None, "passed": 0, "checked": 0}
+    assert [(r["model"], r["mode"], r["all"]["passed"], r["seen"], r["unseen"]["passed"])
+            for r in data["pass_rates"]] == [("base", "forced", 1, none, 1), ("base", "unforced", 0, none, 0),
+                                             ("adamw", "unforced", 1, none, 1)]
+    assert "| base | forced | 50.0% (1 of 2) | none (0 tasks) | 50.0% (1 of 2) |" in page
+    assert "| adamw | unforced | 50.0% (1 of 2) | none (0 tasks) | 50.0% (1 of 2) |" in page
+    assert "empty by construction" in page
     assert data["counts"]["adamw"] == {"episodes": 2, "calls_attempted": 2, "calls_valid": 1,
                                        "episodes_with_valid_call": 1, "checked_episodes": 2, "checks_passed": 1}
     rounds = data["per_round"]

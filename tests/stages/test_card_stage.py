@@ -45,7 +45,8 @@ def test_the_card_is_the_datasets_until_an_evaluation_adds_its_section(cfg: Pipe
     text = card.read_text()
     assert second.resumed == 0 and second.extra["evaluated"]
     assert text.startswith(dataset_card.rstrip("\n")) and text.count(CARD_BEGIN) == 1
-    assert "2 held-out tasks" in text and "| base | 50% (1/2) | 50% (1/2) | 0.50 (n=2) |" in text
+    assert "2 held-out tasks" in text and "| base | unforced | 50% (1/2) | 50% (1/2) | 0.50 (n=2) |" in text
+    assert "| base | forced |" in text and "empty by construction" in text
 
     third = run_stage("card", cfg, [], progress=False)
     assert third.resumed == 1 and card.read_text() == text  # nothing changed: nothing rewritten

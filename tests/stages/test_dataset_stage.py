@@ -166,18 +166,23 @@ def test_the_dataset_records_its_heldout_tasks_and_rebuilds_a_row_that_did_not(t
     held, train = task_ids(2, 0.2, held=True), task_ids(2, 0.2, held=False)
     cfg = judged_run(tmp_path, "h", held + train, share=0.2)
     first = run_stage("dataset", cfg, [], progress=False)
-    assert first.extra["heldout"] == {"share": 0.2, "tasks": 2, "task_ids": sorted(held), "tools": ["get_weather"]}
+    assert first.extra["heldout"] == {"share": 0.2, "rule": "tool-group", "tasks": 2, "task_ids": sorted(held),
+                                      "tools": ["get_alerts"], "groups": ["tool:get_alerts"], "problems": [],
+                                      "seen": [], "excluded": {}}
     row = built_dataset(RunOutputs(cfg.run_dir))
     assert row is not None and row.heldout is not None and [t.id for t in row.heldout.tasks] == sorted(held)
-    assert [a.id for a in row.heldout.agents] == ["agent-1"] and all(t.rubric for t in row.heldout.tasks)
+    assert [a.id for a in row.heldout.agents] == ["agent-2"] and all(t.rubric for t in row.heldout.tasks)
 
-    # A row from a dataset built before the held-out tasks were recorded: built again, not taken as it is.
-    store = StageStore(cfg.run_dir / "dataset.stage")
-    store.parquet.unlink()
-    writer = JournalWriter(store.new_journal())
-    writer.write(row.model_copy(update={"heldout": None}))
-    writer.close()
-    store.compact()
-    assert built_dataset(RunOutputs(cfg.run_dir)).heldout is None  # type: ignore[union-attr]
-    again = run_stage("dataset", cfg, [], progress=False)
-    assert again.resumed == 0 and RunOutputs(cfg.run_dir).rows("dataset", DatasetRecord)[0].heldout is not None
+    # A row from a dataset built before the held-out tasks were recorded, or chosen by task id: built again,
+    # not taken as it is.
+    for stale in (None, row.heldout.model_copy(update={"rule": "task-id"})):
+        store = StageStore(cfg.run_dir / "dataset.stage")
+        store.parquet.unlink()
+        writer = JournalWriter(store.new_journal())
+        writer.write(row.model_copy(update={"heldout": stale}))
+        writer.close()
+        store.compact()
+        assert built_dataset(RunOutputs(cfg.run_dir)).heldout == stale  # type: ignore[union-attr]
+        again = run_stage("dataset", cfg, [], progress=False)
+        rebuilt = RunOutputs(cfg.run_dir).rows("dataset", DatasetRecord)[0].heldout
+        assert again.resumed == 0 and rebuilt is not None and rebuilt.rule == "tool-group"

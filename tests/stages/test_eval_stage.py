@@ -11,7 +11,7 @@ import pytest
 
 from synth.config import ConfigError, EndpointConfig, PipelineConfig, load_config
 from synth.evaluate.episode import EvalRecord
-from synth.stages.eval import EvalStage, NoHeldoutTasks, UnknownModel, eval_summary
+from synth.stages.eval import EvalStage, NoHeldoutTasks, TrainedOnHeldout, UnknownModel, eval_summary
 from synth.stages.fingerprint import StageSettingsChanged
 from synth.stages.outputs import RunOutputs
 from synth.stages.runner import run_stage
@@ -39,26 +39,44 @@ def _rows(cfg: PipelineConfig) -> list[EvalRecord]:
 def test_scores_the_base_and_every_trained_job_on_the_recorded_heldout_tasks(cfg: PipelineConfig,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeEvaluation().install(monkeypatch)
-    fake.passes = {"muonclip": {HELD[0], HELD[1]}, "adamw": {HELD[0]}}
+    fake.passes = {"muonclip": {HELD[0], HELD[1]}, "adamw": {HELD[0]}, "base:forced": {HELD[2]}}
     base_only = run_stage("eval", cfg, ENDPOINTS, progress=False)  # nothing trained yet: the base alone
     assert eval_summary(base_only).task_ids == sorted(HELD) and list(eval_summary(base_only).models) == ["base"]
     run_stage("train", cfg, [], progress=False)
     done = run_stage("eval", cfg, ENDPOINTS, progress=False)
     result = eval_summary(done)
-    assert list(result.models) == ["base", "adamw", "muonclip"] and (done.planned, done.resumed) == (9, 3)
+    # The base plays every task unforced and forced (eval.forced_models), the trained models unforced.
+    assert list(result.models) == ["base", "adamw", "muonclip"] and (done.planned, done.resumed) == (12, 6)
     assert fake.served == [str(cfg.eval.base_model), str(cfg.run_dir / "train" / "adamw"),
                            str(cfg.run_dir / "train" / "muonclip")]  # one model at a time, the base once
     assert {t for m, t in fake.played} == set(HELD)  # never a training task
     muon = result.models["muonclip"].overall
     assert (muon.episodes, muon.checks_passed, muon.checked_episodes) == (3, 2, 3)
-    assert result.models["adamw"].overall.pass_rate == pytest.approx(1 / 3)
-    assert (cfg.run_dir / "eval" / "eval.md").exists() and (cfg.run_dir / "eval" / "eval.json").exists()
-    assert "| single_call | 3 |" in (cfg.run_dir / "eval" / "eval.md").read_text()
+    assert result.models["adamw"].overall.pass_rate == pytest.approx(1 / 3) and result.models["adamw"].forced is None
+    base = result.models["base"]
+    assert base.forced is not None and (base.forced.overall.checks_passed, base.overall.checks_passed) == (1, 0)
+    # The split is by tool group: no held-out task holds a tool training saw, and the table says so.
+    assert result.seen == [] and base.by_tools["seen"].episodes == 0 and base.by_tools["unseen"].episodes == 3
+    table = (cfg.run_dir / "eval" / "eval.md").read_text()
+    assert (cfg.run_dir / "eval" / "eval.json").exists() and "| single_call | 3 |" in table
+    assert "| base | forced | 33% (1/3) |" in table and "empty by construction" in table
+    assert "| muonclip | unforced | 67% (2/3) | 67% (2/3) | 2 of 3 | - (0/0) | 67% (2/3) |" in table
 
     fake.served, fake.played = [], []
     again = run_stage("eval", cfg, ENDPOINTS, progress=False)
-    assert again.resumed == 9 and fake.served == [] and fake.played == []  # every episode on disk: nothing served
+    assert again.resumed == 12 and fake.served == [] and fake.played == []  # every episode on disk: nothing served
     assert eval_summary(again).models == result.models
+
+
+def test_eval_episodes_are_greedy_by_default() -> None:
+    from synth.evaluate.episode import agent_pool
+
+    cfg = PipelineConfig()
+    assert cfg.eval.temperature == 0.0 and cfg.llm.temperature > 0
+    assert agent_pool(cfg, EndpointConfig(base_url="http://127.0.0.1:1/v1"), "m").config.temperature == 0.0
+    warm = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"temperature": None})})
+    assert agent_pool(warm, EndpointConfig(base_url="http://127.0.0.1:1/v1"), "m").config.temperature == \
+        cfg.llm.temperature
 
 
 def test_the_tasks_are_those_the_dataset_recorded(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,6 +90,41 @@ def test_the_tasks_are_those_the_dataset_recorded(cfg: PipelineConfig, monkeypat
     other = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"heldout_share": 0.5})})
     with pytest.raises(StageSettingsChanged, match="upstream"):
         run_stage("eval", other, ENDPOINTS, progress=False)
+
+
+def test_a_model_is_never_scored_on_tasks_it_may_have_trained_on(cfg: PipelineConfig,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeEvaluation().install(monkeypatch)
+    run_stage("train", cfg, [], progress=False)
+    # At 0.6 the training agent's tool is held out as well (its group's key draws 0.58): the dataset, rebuilt at
+    # that share, would have the trained models scored on their own training tasks.
+    wider = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"heldout_share": 0.6})})
+    with pytest.raises(TrainedOnHeldout, match=r"trained with held-out share 0\.2, but the tasks to score were held "
+                       r"out at 0\.6"):
+        run_stage("eval", wider, ENDPOINTS, progress=False)
+    assert fake.played == []
+    # The base trained on nothing, and a smaller share holds out only tasks the larger one held out too.
+    narrower = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"heldout_share": 0.1})})
+    assert eval_summary(run_stage("eval", narrower, ENDPOINTS, progress=False)).task_ids == sorted(HELD)
+
+
+def test_a_dataset_that_held_out_tasks_by_id_is_refused(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.stages.base import StageContext
+    from synth.stages.dataset import built_dataset
+    from synth.stages.store import JournalWriter, StageStore
+
+    FakeEvaluation().install(monkeypatch)
+    row = built_dataset(RunOutputs(cfg.run_dir))
+    assert row is not None and row.heldout is not None
+    store = StageStore(cfg.run_dir / "dataset.stage")
+    store.parquet.unlink()
+    writer = JournalWriter(store.new_journal())
+    writer.write(row.model_copy(update={"heldout": row.heldout.model_copy(update={"rule": "task-id"})}))
+    writer.close()
+    store.compact()
+    stage = EvalStage()
+    with pytest.raises(NoHeldoutTasks, match="chose its held-out tasks by task-id"):
+        stage.heldout(StageContext(config=cfg, stage=stage))
 
 
 def test_tasks_from_another_run_and_a_dataset_without_heldout_tasks(cfg: PipelineConfig, tmp_path: Path,
@@ -100,7 +153,7 @@ def test_models_asked_for_and_models_that_do_not_exist(cfg: PipelineConfig, tmp_
     run_stage("eval", cfg, ENDPOINTS, progress=False)
     fake.played = []
     run_stage("eval", asked, ENDPOINTS, progress=False)
-    assert fake.played == [] and len(_rows(cfg)) == 3 * 4
+    assert fake.played == [] and len(_rows(cfg)) == 3 * 5  # the base's forced episodes as well
 
 
 def test_a_retrained_model_gets_new_episodes(cfg: PipelineConfig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,4 +198,5 @@ def test_synth_eval_runs_the_stage_and_writes_the_card(cfg: PipelineConfig, monk
     assert result.exit_code == 0, result.output
     assert "base: valid calls 33% (1/3), checks passed 33% (1/3)" in " ".join(result.output.split())
     card = (cfg.run_dir / "card" / "README.md").read_text()
-    assert "## Held-out evaluation" in card and "| base | 33% (1/3) |" in card
+    assert "## Held-out evaluation" in card and "| base | unforced | 33% (1/3) |" in card
+    assert "| base | forced | 0% (0/3) |" in card

@@ -141,8 +141,9 @@ def test_registered_stages_declare_registered_inputs_that_come_before_them() -> 
 
 def test_the_real_stages_declare_what_they_read() -> None:
     declared = {name: registry.get_stage(name).inputs for name in registry.STAGES}
-    assert declared == {"tools": (), "agents": ("tools",), "tasks": ("agents",), "rollouts": ("tasks", "agents"),
-                        "judge": ("rollouts", "tasks"), "dataset": ("agents", "tasks", "rollouts", "judge"),
+    assert declared == {"tools": (), "agents": ("tools",), "tasks": ("agents",),
+                        "rollouts": ("tasks", "agents", "tools"), "judge": ("rollouts", "tasks", "agents", "tools"),
+                        "dataset": ("tools", "agents", "tasks", "rollouts", "judge"),
                         "train": ("dataset",), "eval": ("dataset", "train"), "card": ("dataset", "eval"),
                         "publish": ("dataset", "card")}
     # Inputs another input already depends on add nothing to the fingerprint chain (and keep old fingerprints);
@@ -152,6 +153,7 @@ def test_the_real_stages_declare_what_they_read() -> None:
 
 
 def test_rollouts_plan_reads_only_its_inputs(tmp_path: Path) -> None:
+    from synth.stages.dataset import DatasetRecord
     from synth.stages.store import JournalWriter, StageStore
 
     cfg = PipelineConfig(runs_dir=tmp_path, run="r")
@@ -163,8 +165,8 @@ def test_rollouts_plan_reads_only_its_inputs(tmp_path: Path) -> None:
     stage = registry.get_stage("rollouts")
     assert {i.payload["task_id"] for i in stage.plan(StageContext(config=cfg, stage=stage))} == {"task-a"}
     judge = registry.get_stage("judge")
-    with pytest.raises(UndeclaredInput, match="'agents'"):
-        StageContext(config=cfg, stage=judge).rows("agents", AgentRecord)
+    with pytest.raises(UndeclaredInput, match="'dataset'"):
+        StageContext(config=cfg, stage=judge).rows("dataset", DatasetRecord)  # read after it, never by it
 
 
 def _calls(tree: ast.AST) -> list[ast.Call]:
