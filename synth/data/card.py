@@ -118,7 +118,9 @@ def contamination_lines(summary: DatasetSummary) -> list[str]:
         return [*lines, f"Rows of `train` holding a BFCL function name or question: unknown ({c.note}).", ""]
     lines.append(f"Rows of `train` holding a BFCL function name or question: {c.count}.")
     if c.kept_out:
-        held = ", ".join(c.names) + (f"; {len(c.questions)} questions" if c.questions else "")
+        n = len(c.questions)
+        held = "; ".join([*([", ".join(c.names)] if c.names else []),
+                          *([f"{n} BFCL question{'s' if n > 1 else ''}"] if n else [])])
         lines.append(f"Accepted rows kept out of `train` for holding one: {c.kept_out} ({held}).")
     return [*lines, ""]
 

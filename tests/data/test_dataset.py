@@ -10,7 +10,7 @@ import pytest
 from synth.config import PipelineConfig
 from synth.data.heldout import is_heldout
 from synth.data.publish import PublishError, publish
-from synth.schemas import AgentRecord, Criterion, Rubric, TaskRecord, Verdict, VerdictRecord
+from synth.schemas import AgentRecord, Criterion, Rubric, TaskRecord, TrajectoryRecord, Verdict, VerdictRecord
 from synth.stages.dataset_build import build_dataset
 from tests.fixtures.dataset import TOOL, judged_run, trajectory, write_stage
 from tests.fixtures.runs import ALERTS
@@ -128,3 +128,57 @@ def test_card_has_calibration_and_acceptance(cfg: PipelineConfig) -> None:
     assert "## Judge calibration" in card and "| overall (judge's decision) |" in card
     assert "| verifiable | 1 |" in card  # auto, nothing trusted (too few pairs): code checks accepted it
     assert "`judge.accept: auto`" in card
+
+
+def _accepted(cfg: PipelineConfig, task_id: str, agent: AgentRecord, question: str) -> None:
+    """Add ``task_id`` for ``agent`` (on the training side), its opening ``question``, accepted."""
+    from synth.stages.outputs import RunOutputs
+
+    rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
+    old = RunOutputs(cfg.run_dir)
+    write_stage(cfg.run_dir, "agents", [*old.rows("agents", AgentRecord), agent])
+    write_stage(cfg.run_dir, "tasks", [*old.rows("tasks", TaskRecord),
+                                       TaskRecord(id=task_id, agent_id=agent.id, user_goal="x", rubric=rubric)])
+    traj = trajectory(7).model_copy(update={"id": f"traj-{task_id}", "task_id": task_id, "agent_id": agent.id,
+                                            "tools": agent.tools})
+    traj.messages[1] = traj.messages[1].model_copy(update={"content": question})
+    write_stage(cfg.run_dir, "rollouts", [*old.rows("rollouts", TrajectoryRecord), traj])
+    write_stage(cfg.run_dir, "judge", [*old.rows("judge", VerdictRecord), VerdictRecord(
+        id=traj.id, trajectory_id=traj.id, task_id=task_id,
+        verdict=Verdict(passed=True, score=1.0, code_passed=True, verifiable=True, llm_passed=True))])
+
+
+def test_bfcl_function_names_and_questions_never_reach_train(cfg: PipelineConfig) -> None:
+    from datasets import load_from_disk
+
+    from synth.bfcl.data import questions_and_functions
+
+    questions, names = questions_and_functions()
+    assert "translate" in names and not is_heldout("tool:translate", cfg.dataset.heldout_share)
+    translate = dict(TOOL, function={**TOOL["function"], "name": "translate"})
+    # One accepted row holds a tool named as a BFCL function, one asks a BFCL question word for word.
+    _accepted(cfg, "task-7", AgentRecord(id="agent-7", system_prompt="s", tools=[translate]), "Translate it.")
+    _accepted(cfg, "task-8", AgentRecord(id="agent-8", system_prompt="s", tools=[TOOL]), questions["simple_python_0"])
+    summary = build_dataset(cfg)
+    c = summary.contamination
+    assert c is not None and (c.count, c.kept_out, c.names, c.questions) == (0, 2, ["translate"], ["simple_python_0"])
+    assert summary.accepted == 1 and load_from_disk(str(cfg.run_dir / "dataset" / "hf"))["train"]["id"] == ["traj-1"]
+    card = (cfg.run_dir / "dataset" / "README.md").read_text()
+    assert "Rows of `train` holding a BFCL function name or question: 0." in card
+    assert "Accepted rows kept out of `train` for holding one: 2 (translate; 1 BFCL question)." in card
+
+
+def test_without_bfcl_data_the_contamination_is_unknown_not_zero(cfg: PipelineConfig,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import synth.bfcl.contamination as bfcl
+    from synth.bfcl.package import BfclNotInstalled
+
+    def missing(*_: object, **__: object) -> object:
+        raise BfclNotInstalled("bfcl-eval is not installed", hint="pip install --no-deps bfcl-eval")
+
+    monkeypatch.setattr(bfcl, "contamination", missing)
+    summary = build_dataset(cfg)
+    assert summary.contamination is not None and summary.contamination.count is None and summary.accepted == 1
+    assert "bfcl-eval is not installed" in (summary.contamination.note or "")
+    card = (cfg.run_dir / "dataset" / "README.md").read_text()
+    assert "holding a BFCL function name or question: unknown (bfcl-eval is not installed" in card

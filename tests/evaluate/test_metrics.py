@@ -201,3 +201,48 @@ def test_eval_forces_nothing_and_cuts_no_call() -> None:
     r = eval_rollouts_config(config)
     assert not (r.grounded_calls_first or r.grounded_answer_after_call or r.coding_runs_code)
     assert r.max_calls_per_step == MAX_CALLS and r.max_turns == 1  # the rest as the run has it
+
+
+async def test_forced_episodes_are_constrained_as_generation_constrains_the_agent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forced: a coding task's first step runs the sandbox, a turn that expects a call starts with one and the step
+    after answers, whatever the run's rollouts set; unforced, none of it. The episode itself (sim.episode) applies
+    these settings (its own tests); here play hands them over, and the row says which mode it is."""
+    from types import SimpleNamespace
+
+    import synth.judge.judge as judge
+    import synth.sim.episode as episode
+    from synth.config import PipelineConfig, RolloutsStageConfig
+    from synth.evaluate.episode import ModelUnderTest, eval_rollouts_config, play
+    from synth.schemas import AgentRecord, TaskRecord, TrajectoryRecord
+
+    for run in (PipelineConfig(), PipelineConfig.model_validate({"rollouts": {
+            "grounded_calls_first": True, "grounded_answer_after_call": True, "max_calls_per_step": 1}})):
+        forced, unforced = eval_rollouts_config(run, "forced"), eval_rollouts_config(run)
+        assert forced.coding_runs_code and forced.grounded_calls_first and forced.grounded_answer_after_call
+        assert not (unforced.coding_runs_code or unforced.grounded_calls_first or unforced.grounded_answer_after_call)
+        assert forced.max_calls_per_step == unforced.max_calls_per_step > 1  # every call scored, in both modes
+
+    used = []
+
+    async def episode_stub(task: TaskRecord, agent: AgentRecord, pool: object, cfg: RolloutsStageConfig,
+                           **kwargs: object) -> TrajectoryRecord:
+        used.append(cfg.grounded_calls_first)
+        return TrajectoryRecord(id="e", task_id=task.id, agent_id=agent.id)
+
+    async def judge_stub(*args: object, **kwargs: object) -> None:
+        return None
+
+    class Pool:
+        config = SimpleNamespace(max_tokens=64)
+
+        async def model(self) -> str:
+            return "under-test"
+
+    monkeypatch.setattr(episode, "run_episode", episode_stub)
+    monkeypatch.setattr(judge, "judge_trajectory", judge_stub)
+    model = ModelUnderTest(name="base", checkpoint="/ck", identity="b")
+    rows = [await play(PipelineConfig(), TaskRecord(id="t", agent_id="a"), AgentRecord(id="a"), model, f"r-{m}",
+                       default=Pool(), roles={}, under_test=Pool(), mode=m)  # type: ignore[arg-type]
+            for m in ("unforced", "forced")]
+    assert used == [False, True] and [r.mode for r in rows] == ["unforced", "forced"]
