@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from synth.stages import fingerprint, registry
-from synth.stages.store import StageStore
+from synth.stages.store import StageStore, content_of
 from synth.stages.summary import SUMMARY, StageSummary
 
 R = TypeVar("R", bound=BaseModel)
@@ -94,6 +94,6 @@ class RunOutputs:
         """A hash of every row ``stage`` holds (id, outcome, content): equal exactly when the rows are."""
         h = hashlib.sha256()
         for row in sorted(self.store(stage).raw_rows(), key=lambda r: r["id"]):
-            h.update(json.dumps([row["id"], row["ok"], row["record"]]).encode())
+            h.update(json.dumps([row["id"], row["ok"], content_of(row["record"])]).encode())  # not where it ran
             h.update(b"\n")
         return h.hexdigest()[:16]

@@ -112,6 +112,22 @@ ROW_SCHEMA = pa.schema([("id", pa.string()), ("ok", pa.bool_()), ("error_kind", 
                         ("record", pa.string()), ("failures", pa.int64())])
 
 
+PLACEMENT_FIELDS = ("node_id",)
+"""Row fields that say where a row was made, not what it holds: no id or digest may depend on them, or two
+identical runs on other nodes would differ."""
+
+
+def content_of(record_json: str) -> str:
+    """A row's record without its placement fields: what digests hash (a record that has none set is returned
+    as it is, so digests of rows made in-process do not change)."""
+    record = json.loads(record_json)
+    if not any(record.get(name) is not None for name in PLACEMENT_FIELDS):
+        return record_json
+    for name in PLACEMENT_FIELDS:
+        record[name] = None
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)  # as pydantic writes it
+
+
 def encode(record: BaseModel) -> dict:
     error = getattr(record, "error", None)
     return {"id": record.id, "ok": error is None, "error_kind": error.kind if error else None,  # type: ignore[attr-defined]

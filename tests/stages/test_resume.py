@@ -69,7 +69,7 @@ import sys
 from synth.config import PipelineConfig
 from synth.stages import registry
 from synth.stages.runner import run_stage
-registry.STAGES["slow"] = "tests.unit.test_resume:SlowStage"
+registry.STAGES["slow"] = "tests.stages.test_resume:SlowStage"
 run_stage("slow", PipelineConfig(runs_dir=sys.argv[1], run="r", ray={"enabled": False}), endpoints=[], progress=False)
 """
 
@@ -194,3 +194,19 @@ def test_stage_killed_with_sigkill_resumes_with_finished_rows_kept_byte_for_byte
     assert sorted(rows) == [f"agent-{i:03d}" for i in range(10)]
     assert len(list(store.raw_rows())) == 10  # no duplicates
     assert all(rows[i] == text for i, text in finished.items())  # finished rows kept byte for byte
+
+
+def test_row_digest_does_not_depend_on_the_node_that_made_the_rows(tmp_path: Path) -> None:
+    from synth.stages.outputs import RunOutputs
+    from synth.stages.runner import _StampingJournal
+
+    digests = []
+    for run, node in (("a", "node-1"), ("b", "node-2"), ("c", None)):
+        store = StageStore(tmp_path / run / "agents")
+        journal = _StampingJournal(store.new_journal(), node)
+        journal.write(AgentRecord(id="agent-000", name="été"))
+        journal.close()
+        digests.append(RunOutputs(tmp_path / run).digest("agents"))
+    rows = StageStore(tmp_path / "a" / "agents").read(AgentRecord)
+    assert rows[0].node_id == "node-1"  # still kept in the row, for the cluster's tests and a reader
+    assert digests[0] == digests[1] == digests[2]
