@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.markup import escape
 
 from synth.config import PipelineConfig, load_config
 from synth.errors import SynthError
+
+if TYPE_CHECKING:
+    from synth.bfcl.run import BfclSummary
 
 app = typer.Typer(help="Manufacture tool-use training data for LLM agents (Kimi K2 style).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -388,23 +391,50 @@ def run() -> None:
         sys.exit(err.exit_code)
 
 
-@app.command()
+bfcl_app = typer.Typer(help="BFCL v4's non-live AST categories: score a model (no subcommand), or export the "
+                       "requests and score replies generated elsewhere.")
+app.add_typer(bfcl_app, name="bfcl")
+
+BfclModeOpt = Annotated[str, typer.Option("--mode", help="fc (tools through the server's template and tool parser), "
+                                          "prompt (BFCL's system prompt and decoder), or fc,prompt.")]
+BfclCategoryOpt = Annotated[str, typer.Option("--category", help="Comma-separated: simple_python, multiple, "
+                                              "parallel, parallel_multiple, irrelevance; or all.")]
+BfclLimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Items per category, a fixed subset drawn "
+                                                  "with --seed; default: all.")]
+BfclSeedOpt = Annotated[int, typer.Option("--seed", help="Draws the --limit subset.")]
+BfclMaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Tokens one reply may take.")]
+
+
+def _print_bfcl(summary: BfclSummary, folder: Path) -> None:
+    from synth.bfcl.run import table
+
+    console.print(table(summary), markup=False, soft_wrap=True)  # a markdown table must not wrap
+    for name, modes in summary.models.items():
+        fc = modes.get("fc", {})
+        run_info = summary.runs.get(name)
+        if fc and not any(c.tool_call_replies for c in fc.values()) and (run_info is None or not run_info.offline):
+            console.print(f"note: no FC reply of {name} carried tool_calls; if its server runs without a tool "
+                          "parser (vLLM: --enable-auto-tool-choice --tool-call-parser ...), its FC scores say "
+                          "nothing of the model.", markup=False)
+    console.print(f"every reply: {folder / 'items.jsonl'}; summary: {folder / 'summary.json'}, "
+                  f"{folder / 'summary.md'}", markup=False)
+
+
+@bfcl_app.callback(invoke_without_command=True)
 def bfcl(
+    ctx: typer.Context,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="An endpoint URL (its first model); 'base', a trained model of the run or a checkpoint "
         "folder (served here on eval.port with the tool template and the hermes parser); or a served name on the "
         "configured endpoints (SYNTH_BASE_URL, llm.endpoints). Default: the configured endpoints' first model, "
         "else base.")] = None,
-    mode: Annotated[str, typer.Option(help="fc (tools through the server's template and tool parser), prompt "
-                                      "(BFCL's system prompt and decoder), or fc,prompt.")] = "fc,prompt",
-    category: Annotated[str, typer.Option(help="Comma-separated: simple_python, multiple, parallel, "
-                                          "parallel_multiple, irrelevance; or all.")] = "all",
-    limit: Annotated[int | None, typer.Option(min=1, help="Items per category, a fixed subset drawn with --seed; "
-                                              "default: all.")] = None,
-    seed: Annotated[int, typer.Option(help="Draws the --limit subset.")] = 0,
+    mode: BfclModeOpt = "fc,prompt",
+    category: BfclCategoryOpt = "all",
+    limit: BfclLimitOpt = None,
+    seed: BfclSeedOpt = 0,
     out: Annotated[Path | None, typer.Option(help="Folder of items.jsonl (every reply), summary.json and "
                                              "summary.md; default runs/<run>/bfcl.")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens one reply may take.")] = 512,
+    max_tokens: BfclMaxTokensOpt = 512,
     temperature: Annotated[float, typer.Option(min=0, help="Sampling temperature (BFCL's 0.001 is greedy in "
                                                "effect).")] = 0.0,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
@@ -412,8 +442,17 @@ def bfcl(
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
 ) -> None:
     """Score a model on BFCL v4's non-live AST categories (FC and prompt mode) with BFCL's own data and checker;
-    resumable, every reply kept."""
-    from synth.bfcl.run import BfclSettings, run_bfcl, table
+    resumable, every reply kept. The subcommands score replies generated elsewhere instead."""
+    if ctx.invoked_subcommand is not None:
+        # By the source's name: typer carries a click of its own, whose ParameterSource is not click's.
+        sources = {p.opts[0]: ctx.get_parameter_source(p.name or "") for p in ctx.command.params}
+        given = [opt for opt, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for scoring a "
+                                     f"served model, not for `synth bfcl {ctx.invoked_subcommand}`: give that "
+                                     "command's own options after its name")
+        return
+    from synth.bfcl.run import BfclSettings, run_bfcl
     from synth.bfcl.serving import describe, resolve, serving
     from synth.train.template import TEMPLATE_PATH
 
@@ -424,12 +463,66 @@ def bfcl(
     with serving(resolve(cfg, model, TEMPLATE_PATH, concurrency), keep_server=keep_server) as target:
         summary = run_bfcl(target.endpoints, cfg.llm, settings, folder, model=target.served_name,
                            server=describe(target))
-    console.print(table(summary), markup=False, soft_wrap=True)  # a markdown table must not wrap
-    for name, modes in summary.models.items():
-        fc = modes.get("fc", {})
-        if fc and not any(c.tool_call_replies for c in fc.values()):
-            console.print(f"note: no FC reply of {name} carried tool_calls; if its server runs without a tool "
-                          "parser (vLLM: --enable-auto-tool-choice --tool-call-parser ...), its FC scores say "
-                          "nothing of the model.", markup=False)
-    console.print(f"every reply: {folder / 'items.jsonl'}; summary: {folder / 'summary.json'}, "
-                  f"{folder / 'summary.md'}", markup=False)
+    _print_bfcl(summary, folder)
+
+
+@bfcl_app.command("export")
+def bfcl_export(
+    out: Annotated[Path, typer.Option(help="The requests JSONL bench/gpu/generate.py reads: one line per (item, "
+                                      "mode) with key, messages and tools (FC mode).")],
+    mode: BfclModeOpt = "fc,prompt",
+    category: BfclCategoryOpt = "all",
+    limit: BfclLimitOpt = None,
+    seed: BfclSeedOpt = 0,
+) -> None:
+    """Write the requests BFCL scoring sends (the same subset as scoring), for generating replies elsewhere."""
+    from synth.bfcl.offline import export_requests
+    from synth.bfcl.run import BfclSettings
+
+    settings = BfclSettings.parse(mode, category, limit=limit, seed=seed)
+    n = export_requests(settings, out)
+    console.print(f"{n} requests -> {out}; generate with python -m bench.gpu.generate --requests {out} "
+                  "--template synth/train/templates/tool_chat.jinja --model NAME=CHECKPOINT --out DIR, then "
+                  "synth bfcl score-replies --replies DIR/NAME.jsonl --name NAME"
+                  + _selection_args(mode, category, limit, seed), markup=False, soft_wrap=True)
+
+
+def _selection_args(mode: str, category: str, limit: int | None, seed: int) -> str:
+    """The selection options as given (to repeat them to score-replies)."""
+    args = [f" --mode {mode}" if mode != "fc,prompt" else "", f" --category {category}" if category != "all" else "",
+            f" --limit {limit} --seed {seed}" if limit is not None else ""]
+    return "".join(args)
+
+
+@bfcl_app.command("score-replies")
+def bfcl_score_replies(
+    replies: Annotated[Path, typer.Option(help="The replies JSONL (key, text, finish_reason per line) that "
+                                          "bench/gpu/generate.py wrote for the exported requests.")],
+    name: Annotated[str, typer.Option(help="The model name the summary shows (e.g. base, or the trained model's).")],
+    out: Annotated[Path | None, typer.Option(help="Folder of items.jsonl, summary.json and summary.md (shared with "
+                                             "other models); default runs/<run>/bfcl.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="The checkpoint folder whose tokenizer vLLM's tool parser is "
+                                                   "given; default the embedded SmolLM2.")] = None,
+    mode: BfclModeOpt = "fc,prompt",
+    category: BfclCategoryOpt = "all",
+    limit: BfclLimitOpt = None,
+    seed: BfclSeedOpt = 0,
+    max_tokens: Annotated[int, typer.Option(min=1, help="The generator's token limit per reply (recorded).")] = 512,
+    generator: Annotated[str | None, typer.Option(help="What generated the replies (recorded); default "
+                                                  "bench/gpu/generate.py.")] = None,
+    allow_missing: Annotated[bool, typer.Option(help="Score selected requests without a reply as wrong instead of "
+                                                "refusing.")] = False,
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Score replies generated elsewhere (greedy): FC texts read by vLLM's own hermes tool parser, BFCL's checker;
+    pass the selection (--mode, --category, --limit, --seed) the export used."""
+    from synth.bfcl.offline import GENERATOR, score_replies
+    from synth.bfcl.run import BfclSettings
+    from synth.serve.checkpoint import ensure_checkpoint
+
+    cfg = _config(config, set_, run)
+    settings = BfclSettings.parse(mode, category, limit=limit, seed=seed, max_tokens=max_tokens, temperature=0.0)
+    folder = out or cfg.run_dir / "bfcl"
+    summary = score_replies(replies, name, folder, settings, tokenizer or ensure_checkpoint(),
+                            generator=generator or GENERATOR, allow_missing=allow_missing)
+    _print_bfcl(summary, folder)

@@ -77,6 +77,8 @@ class ItemRecord(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    raw_text: str | None = Field(default=None, description="The text as generated, before the tool parser (replies "
+                                 "generated offline and scored by `synth bfcl score-replies`); None when served.")
 
     def key(self) -> tuple[str, str, str, str, int, float]:
         return (self.model, self.mode, self.category, self.id, self.max_tokens, self.temperature)
@@ -90,8 +92,19 @@ class CategoryScore(BaseModel):
     tool_call_replies: int = Field(default=0, description="Replies that carried tool_calls (FC mode).")
 
 
+class OfflineSource(BaseModel):
+    """Where replies generated elsewhere came from and how their texts were read (``synth bfcl score-replies``)."""
+
+    generator: str = Field(description="What generated the texts (e.g. bench/gpu/generate.py: HF generate, greedy).")
+    replies: str = Field(description="The replies file, as given.")
+    replies_sha256: str
+    tokenizer: str = Field(description="The checkpoint folder whose tokenizer the tool parser was given.")
+    tool_parser: str = Field(description="The vLLM tool parser (registered name and class) that read FC texts.")
+    vllm: str = Field(description="The installed vLLM version whose parser was used.")
+
+
 class ModelRun(BaseModel):
-    """How one model was scored: endpoint, settings, machine, BFCL version."""
+    """How one model was scored: endpoint (or offline replies), settings, machine, BFCL version."""
 
     endpoint: str
     settings: BfclSettings
@@ -100,6 +113,8 @@ class ModelRun(BaseModel):
     wall_s: float
     resumed: int = Field(description="Items found scored on disk and not asked again.")
     server: dict[str, Any] | None = Field(default=None, description="How a server started here was configured.")
+    offline: OfflineSource | None = Field(default=None, description="Set when the replies were generated offline "
+                                          "(not by a server) and scored from their texts.")
 
 
 class BfclSummary(BaseModel):
@@ -224,6 +239,14 @@ def _ends_cut(path: Path) -> bool:
         return fh.read(1) != b"\n"
 
 
+def append_records(path: Path, records: list[ItemRecord]) -> None:
+    """Append ``records`` to the rows at ``path`` (a row a kill cut short stays alone on its line)."""
+    with path.open("a") as fh:
+        if _ends_cut(path):
+            fh.write("\n")
+        fh.writelines(r.model_dump_json() + "\n" for r in records)
+
+
 async def _run(endpoints: list[EndpointConfig], llm: LLMConfig, settings: BfclSettings, model: str,
                todo: list[tuple[BfclItem, Mode, ItemRecord]], path: Path, progress: bool) -> None:
     pool = LLMPool(endpoints, llm.model_copy(update={"model": model, "temperature": settings.temperature,
@@ -320,8 +343,11 @@ def table(summary: BfclSummary) -> str:
         s = run.settings
         subset = f"{s.limit} per category (seed {s.seed})" if s.limit else "all items"
         m = run.machine
-        lines.append(f"- {name}: {subset}, max_tokens {s.max_tokens}, temperature {s.temperature}; endpoint "
-                     f"{run.endpoint}; bfcl-eval {run.bfcl_eval}; {m.get('date')}, {m.get('cpu')} "
+        source = f"endpoint {run.endpoint}" if run.offline is None else (
+            f"replies generated offline by {run.offline.generator} ({run.offline.replies}), FC texts read by vLLM "
+            f"{run.offline.vllm}'s {run.offline.tool_parser} parser; scored")
+        lines.append(f"- {name}: {subset}, max_tokens {s.max_tokens}, temperature {s.temperature}; {source}; "
+                     f"bfcl-eval {run.bfcl_eval}; {m.get('date')}, {m.get('cpu')} "
                      f"({m.get('cores')} cores); {run.wall_s:.0f} s, {run.resumed} items resumed.")
         errors = sum(c.unanswered for per in summary.models.get(name, {}).values() for c in per.values())
         if errors:
