@@ -72,7 +72,9 @@ train: model
 	$(SYNTH) train $(ARGS)
 
 # BFCL v4's non-live AST categories, FC and prompt mode, BFCL's own data and checker: the embedded model served with
-# the tool template on eval.port by default (ARGS='--model http://HOST:PORT/v1 --limit 50 --seed 0') -> runs/<run>/bfcl/
+# the tool template on eval.port by default (ARGS='--model http://HOST:PORT/v1 --limit 50 --seed 0') -> runs/<run>/bfcl/;
+# replies generated elsewhere: ARGS='export --out FILE ...', then ARGS='score-replies --replies FILE --name NAME ...'
+# (docs/bfcl.md)
 bfcl: model
 	$(SYNTH) bfcl $(ARGS)
 

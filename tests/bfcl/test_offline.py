@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,17 @@ def test_offline_scoring_agrees_with_the_online_scorer_on_recorded_replies(tmp_p
         mine = offline[(row["mode"], row["category"], row["id"])]
         assert (mine.valid, mine.error_type, mine.decoded, mine.reply.text if mine.reply else None) == (
             row["valid"], row["error_type"], row["decoded"], row["reply"]["text"]), row["id"]
+
+
+def test_synth_bfcl_without_a_subcommand_still_scores_a_served_model() -> None:
+    """The scoring options stay on `synth bfcl` itself: with no subcommand they reach the endpoint."""
+    result = CliRunner().invoke(app, ["bfcl", "--model", "http://127.0.0.1:9/v1", "--category", "irrelevance",
+                                      "--limit", "1"])
+    assert isinstance(result.exception, BfclError) and "did not answer" in str(result.exception)
+
+
+def test_scoring_options_before_a_subcommand_are_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bfcl", "--limit", "3", "export", "--out", str(tmp_path / "r.jsonl")])
+    said = " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())  # rich's box, whatever the width
+    assert result.exit_code == 2 and "--limit is for scoring a served model" in said
+    assert not (tmp_path / "r.jsonl").exists()
