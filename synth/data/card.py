@@ -63,8 +63,8 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         f"| accepted (train) | {summary.accepted} |",
         f"| rejected | {summary.rejected} |",
         f"| held out ({summary.heldout_tasks} tasks) | {summary.heldout} |",
-        f"| in no split ({sum(summary.excluded_tasks.values())} tasks whose tools mix both sides) | "
-        f"{summary.excluded} |",
+        f"| in no split ({sum(summary.excluded_tasks.values())} tasks on neither side; training episodes that "
+        f"call a held-out tool) | {summary.excluded} |",
         f"| failed before judging | {summary.errored} |", "",
         *heldout_lines(summary),
         *contamination_lines(summary),

@@ -30,8 +30,8 @@ class DatasetSummary(BaseModel):
     heldout_groups: int = Field(default=0, description="Tool groups (MCP servers, synthetic domain leaves) the "
                                 "held-out tasks hold out.")
     heldout_tools: int = Field(default=0, description="Tools (by name) the held-out tasks hold out.")
-    excluded: int = Field(default=0, description="Judged trajectories of tasks on neither side of the held-out "
-                          "split (in no split).")
+    excluded: int = Field(default=0, description="Judged trajectories in no split: of tasks on neither side of "
+                          "the held-out split, or training ones calling a tool named as a held-out tool.")
     excluded_tasks: dict[str, int] = Field(default_factory=dict, description="Tasks on neither side, by reason.")
     contamination: Contamination | None = Field(default=None, description="BFCL in the train split; None: a "
                                                 "dataset built before it was measured.")

@@ -89,7 +89,8 @@ class Collected(BaseModel):
 
     rows: list[dict[str, Any]]
     errored: int = Field(description="Trajectories that failed before the judge.")
-    excluded: int = Field(description="Judged trajectories of tasks on neither side of the held-out split.")
+    excluded: int = Field(description="Judged trajectories of tasks on neither side of the held-out split, and "
+                          "training ones that call a tool named as a held-out tool (outside their toolset).")
 
 
 def collect_rows(run_dir: Path, config: PipelineConfig | None = None, inputs: RunOutputs | None = None,
@@ -105,6 +106,7 @@ def collect_rows(run_dir: Path, config: PipelineConfig | None = None, inputs: Ru
     verdicts = {v.id: v for v in inputs.rows("judge", VerdictRecord)}
     decisions, _ = run_acceptance(verdicts.values(), tasks, config.judge)
     rows, errored, excluded = [], 0, 0
+    held_tools = set(split.tools)
     for traj in sorted(inputs.rows("rollouts", TrajectoryRecord), key=lambda t: t.id):
         record = verdicts.get(traj.id)
         if traj.error is not None or record is None or record.verdict is None:
@@ -112,7 +114,10 @@ def collect_rows(run_dir: Path, config: PipelineConfig | None = None, inputs: Ru
             continue
         task, agent = tasks[traj.task_id], agents[traj.agent_id]
         side = split.side(task.id)
-        if side not in ("train", "heldout"):
+        # A call to a tool outside the toolset is answered as unknown, but its name is still in the row: one
+        # named as a held-out tool keeps the row out of train like a held-out tool in its toolset would.
+        called = {c.function.name for m in traj.messages for c in m.tool_calls or []}
+        if side not in ("train", "heldout") or (side == "train" and called & held_tools):
             excluded += 1
             continue
         usage = traj.usage.model_copy(deep=True)

@@ -10,7 +10,16 @@ import pytest
 from synth.config import PipelineConfig
 from synth.data.heldout import is_heldout
 from synth.data.publish import PublishError, publish
-from synth.schemas import AgentRecord, Criterion, Rubric, TaskRecord, TrajectoryRecord, Verdict, VerdictRecord
+from synth.schemas import (
+    AgentRecord,
+    Criterion,
+    FunctionCall,
+    Rubric,
+    TaskRecord,
+    TrajectoryRecord,
+    Verdict,
+    VerdictRecord,
+)
 from synth.stages.dataset_build import build_dataset
 from tests.fixtures.dataset import TOOL, judged_run, trajectory, write_stage
 from tests.fixtures.runs import ALERTS
@@ -92,10 +101,14 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
                                         AgentRecord(id="agent-2", system_prompt="You warn.", tools=[ALERTS]),
                                         AgentRecord(id="agent-3", system_prompt="Both.", tools=[TOOL, ALERTS])])
     rubric = Rubric(criteria=[Criterion(id="grounding", kind="core", description="Uses tool results.")])
+    pairs = (("task-1", "agent-2"), ("task-2", "agent-3"), ("task-4", "agent-1"))
     write_stage(cfg.run_dir, "tasks", [TaskRecord(id=t, agent_id=a, user_goal="weather", rubric=rubric)
-                                       for t, a in (("task-1", "agent-2"), ("task-2", "agent-3"))])
-    trajs = [trajectory(9).model_copy(update={"id": f"traj-{t}", "task_id": t, "agent_id": a})
-             for t, a in (("task-1", "agent-2"), ("task-2", "agent-3"))]
+                                       for t, a in pairs])
+    trajs = [trajectory(9).model_copy(update={"id": f"traj-{t}", "task_id": t, "agent_id": a}) for t, a in pairs]
+    # task-4 trains, but its episode called the held-out tool by name (outside its toolset): that row stays out.
+    alerts = trajs[2].messages[2].model_copy(update={"tool_calls": [trajs[2].messages[2].tool_calls[0].model_copy(
+        update={"function": FunctionCall(name="get_alerts", arguments="{}")})]})
+    trajs[2] = trajs[2].model_copy(update={"messages": [*trajs[2].messages[:2], alerts, *trajs[2].messages[3:]]})
     write_stage(cfg.run_dir, "rollouts", trajs)
     write_stage(cfg.run_dir, "judge", [VerdictRecord(
         id=t.id, trajectory_id=t.id, task_id=t.task_id,
@@ -103,7 +116,7 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
     summary = build_dataset(cfg)
     assert heldout_task_ids(cfg) == ["task-1"]
     assert (summary.accepted, summary.heldout, summary.heldout_tasks) == (1, 1, 1)
-    assert (summary.excluded, summary.excluded_tasks, summary.heldout_tools) == (1, {"mixed groups": 1}, 1)
+    assert (summary.excluded, summary.excluded_tasks, summary.heldout_tools) == (2, {"mixed groups": 1}, 1)
     ds = load_from_disk(str(cfg.run_dir / "dataset" / "hf"))
     assert "traj-task-1" not in ds["train"]["id"] and ds["heldout"]["id"] == ["traj-task-1"]
     assert all("traj-task-2" not in list(ds[split]["id"]) for split in ("train", "rejected", "heldout"))
@@ -111,7 +124,8 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
     assert ds["heldout"][0]["split_keys"] == ["tool:get_alerts"] and ds["train"][0]["split_keys"] == [
         "tool:get_weather"]
     card = (cfg.run_dir / "dataset" / "README.md").read_text()
-    assert "| in no split (1 tasks whose tools mix both sides) | 1 |" in card and "1 mixed groups" in card
+    assert "traj-task-4" not in ds["train"]["id"]
+    assert "| in no split (1 tasks on neither side; training episodes that call a held-out tool) | 2 |" in card and "1 mixed groups" in card
     assert ds["train"][0]["accepted_by"] == "verifiable"  # auto, too few pairs to trust the judge
     from datasets import load_dataset
 
