@@ -490,8 +490,11 @@ def _answers_without_call(check: CodeCheck, traj: TrajectoryRecord, calls: list[
         return CheckResult(check_id=check.id, passed=False,
                            detail=f"no tool serves this request, but the assistant called {names}")
     answer = final_answer(traj)
-    if answer is None or len(re.findall(r"[^\W\d_]{2,}", answer)) < 3:
+    if answer is None or len([w for w in answer.split() if re.search(r"[^\W\d_]{2,}", w)]) < 3:
         return CheckResult(check_id=check.id, passed=False, detail=f"no answer in words: {_short(answer)}")
+    asked = [normalize(m.content or "") for m in traj.messages if m.role == "user" and (m.content or "").strip()]
+    if asked and asked[-1] in normalize(answer) and len(answer) < 1.5 * len(asked[-1]):
+        return CheckResult(check_id=check.id, passed=False, detail=f"the answer repeats the request: {_short(answer)}")
     words = [str(w) for w in check.value] if isinstance(check.value, list) else []
     if words and not _speaks_to(answer, words):
         return CheckResult(check_id=check.id, passed=False,

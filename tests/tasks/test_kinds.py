@@ -210,8 +210,9 @@ def test_no_tool_checks_want_an_answer_and_no_call() -> None:
     called = episode((built.opening.text, [[("get_weather", {"city": "Lisbon", "date": "2026-03-05"})]],
                       f"The {topic} is 21 degrees."))
     assert not any(_passed(rubric, called).values())
-    # No answer, digits, a word of junk, or a sentence about something else: no answer to this request.
-    for junk in ("", "42.", None, "aecopcahc", "Their favourite toy is a red ball."):
+    # No answer, digits, junk, a sentence about something else, the request said back: no answer to it.
+    for junk in ("", "42.", None, "aecopcahc", "Their favourite toy is a red ball.", f"{topic}}}{{needle{{#1}}fuse",
+                 built.opening.text):
         assert not any(_passed(rubric, episode((built.opening.text, [], junk))).values()), junk
     assert verifies_outcome(rubric)
 
