@@ -263,10 +263,11 @@ def eval_(
     card = run_stage("card", cfg, endpoints=[], progress=False)  # the dataset card shows the new scores
     summary = eval_summary(done)
     for name, m in summary.models.items():
-        o = m.overall
-        console.print(f"{name}: valid calls {o.valid_call_rate:.0%} ({o.calls_valid}/{o.calls_attempted}), "
-                      f"checks passed {o.pass_rate:.0%} ({o.checks_passed}/{o.checked_episodes}), "
-                      f"judge {o.judge_score:.2f} over {o.episodes} episodes")
+        for label, scores in ((name, m.overall), (f"{name} forced", m.forced.overall if m.forced else None)):
+            if (o := scores) is not None:
+                console.print(f"{label}: valid calls {o.valid_call_rate:.0%} ({o.calls_valid}/{o.calls_attempted}), "
+                              f"checks passed {o.pass_rate:.0%} ({o.checks_passed}/{o.checked_episodes}), "
+                              f"judge {o.judge_score:.2f} over {o.episodes} episodes")
     console.print(f"table: {summary.table}; plots: {', '.join(summary.plots)}; card: {card.extra.get('card')}")
 
 

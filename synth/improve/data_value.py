@@ -189,6 +189,7 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
                      "rollouts.max_turns": config.rollouts.max_turns,
                      "rollouts.samples": config.rollouts.samples, "judge.accept": config.judge.accept,
                      "dataset.heldout_share": config.dataset.heldout_share, "eval.max_tasks": config.eval.max_tasks,
+                     "eval.temperature": config.eval.temperature, "eval.forced_models": list(config.eval.forced_models),
                      "improve.optimizers": optimizers, "train.epochs": config.train.epochs,
                      "train.lr": config.train.lr, "train.muon_lr": config.train.muon_lr,
                      "improve.train_here": config.improve.train_here,

@@ -196,7 +196,9 @@ def test_synth_eval_runs_the_stage_and_writes_the_card(cfg: PipelineConfig, monk
             f"eval.base_model={cfg.eval.base_model}", f"dataset.heldout_share={SHARE}", "ray.enabled=false"]
     result = CliRunner().invoke(app, ["eval", "--run", "r", "-m", "base", *(a for s in sets for a in ("--set", s))])
     assert result.exit_code == 0, result.output
-    assert "base: valid calls 33% (1/3), checks passed 33% (1/3)" in " ".join(result.output.split())
+    printed = " ".join(result.output.split())
+    assert "base: valid calls 33% (1/3), checks passed 33% (1/3)" in printed
+    assert "base forced: valid calls 0% (0/3), checks passed 0% (0/3)" in printed
     card = (cfg.run_dir / "card" / "README.md").read_text()
     assert "## Held-out evaluation" in card and "| base | unforced | 33% (1/3) |" in card
     assert "| base | forced | 0% (0/3) |" in card
