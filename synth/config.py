@@ -276,7 +276,7 @@ class RolloutsStageConfig(Strict):
         default_factory=lambda: ["tool_call"],
         description="Strings a native-mode step that must answer may not write (sent as vLLM's bad_words in those "
         "steps only). A small fine-tuned agent writes its call as text where it must answer ('<tool_call>{...}'), "
-        "an invalid reply: most of the 488 of 945 episodes d11's round 2 lost (41 of the first 99). Banned, it "
+        "an invalid reply, the commonest way such an agent's episodes fail (docs/studies/data-value.md). Banned, it "
         "writes an answer or something the checks reject. Empty ([]) for a server that refuses vLLM's extension.")
     coding_free_text: float = Field(
         default=1.0, ge=0, le=1,
@@ -317,8 +317,8 @@ class JudgeStageConfig(Strict):
         default="needed",
         description="Which trajectories the LLM judge scores. needed: those whose acceptance it can change under "
         "`accept` (llm: all; auto and both: those no code check rejected; verifiable: none), plus the calibration "
-        "sample; all: every trajectory. On the default run a code check rejects most rows, and judging them was "
-        "half of all generated tokens.",
+        "sample; all: every trajectory. With a small agent a code check rejects most rows, and judging those "
+        "spends a large share of all generated tokens on verdicts that change nothing.",
     )
     calibration_share: float = Field(
         default=0.3, gt=0, le=1,

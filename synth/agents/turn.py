@@ -1,6 +1,6 @@
 """The agent's step: one assistant message, either an answer or tool calls, in OpenAI form.
 
-Two ways to get tool calls from a model, with the same messages as the result (DESIGN.md section 4):
+Two ways to get tool calls from a model, with the same messages as the result:
 - ``native``: the server's own tool calling (``tools=``, a tool parser on the vLLM side);
 - ``schema``: the turn is constrained to a JSON Schema whose choices are "answer" or "call these tools". Each
   tool gets its own branch (``name`` const + that tool's parameters schema), so guided decoding can only write
@@ -10,7 +10,7 @@ Two ways to get tool calls from a model, with the same messages as the result (D
 A third way, for coding tasks (``free_text``): a plain chat reply, no schema and no tools, where the answer
 carries its program in a fenced code block that the judge runs against the task's tests. Asked the bank's
 requests verbatim, the embedded 135M model wrote passing code in 15 of 216 free-text replies (the blocks of a reply
-joined; bench/results/coding_probe.json) and in 0 of 32 JSON-constrained ``run_python`` calls, whose ``code`` came
+joined; docs/studies/embedded-acceptance.md) and in 0 of 32 JSON-constrained ``run_python`` calls, whose ``code`` came
 out as "123" or a file name.
 """
 
@@ -141,10 +141,10 @@ def reply_chars(pool: Any, role: str | None = None, default: int = 2000) -> int:
     ``max_tokens`` (a ``RoutedPool`` has one budget per role, ``llm.roles.<role>.max_tokens``).
 
     Without a bound a weak model rambles until the token limit cuts the JSON and the whole row is lost.
-    English runs about 4 characters a token, but junk can run at one: in a default run a 135M model filled an
-    answer with 404 digits and a code argument with "code_code_..." until 384 tokens cut both off. So the
-    bound assumes one character a token and keeps 64 tokens for the JSON around the text. Shared by the agent,
-    user and tool simulators.
+    English runs about 4 characters a token, but junk can run at one: a 135M model fills an answer with digits
+    or a code argument with "code_code_..." until the token limit cuts both off. So the bound assumes one
+    character a token and keeps 64 tokens for the JSON around the text. Shared by the agent, user and tool
+    simulators.
     """
     for_role = getattr(pool, "for_role", None)
     owner = for_role(role) if role is not None and callable(for_role) else pool
@@ -431,7 +431,7 @@ def text_transcript(messages: list[Message]) -> list[dict[str, Any]]:
     """The conversation for a free-text step: the agent's own system prompt, then plain alternating turns.
 
     Nothing is added to the system prompt: told to answer "in one ```python block", the 135M model passed 3 of 72
-    requests against 7 of 72 with its own prompt, same seeds (bench/results/coding_probe.json). Tool turns (none
+    requests against 7 of 72 with its own prompt, same seeds (docs/studies/embedded-acceptance.md). Tool turns (none
     in a free-text episode, but a caller may mix) are shown as the schema-mode transcript shows them: calls as
     action JSON, results as a user turn.
     """

@@ -39,12 +39,11 @@ EVIDENCE_MIN_CHARS = 8
 """A positive score needs a quote this long (normalized) at least: shorter ones match almost anything."""
 
 EVIDENCE_MAX_CHARS = 40
-"""Long enough for a quote that proves something; short enough that a small judge cannot ramble in it. At 200, a
-135M judge filled quotes with digits and brackets until 7 of 10 replies were cut at max_tokens and re-sampled
-(measured on the default run, 2026-12-01): half of the run's generated tokens bought nothing. At 80 it still
-filled most quotes to the limit with "1.1.1." or "1000..." (replies of up to 1,426 tokens, the judge 30k of the
-run's 55k tokens); asked for the score first, it chose 1 and a full quote nearly every time (41k). A real quote
-fits in 40."""
+"""Long enough for a quote that proves something; short enough that a small judge cannot ramble in it. Given
+room, a 135M judge fills quotes with digits, brackets, "1.1.1." or "1000..." until its replies are cut at
+max_tokens and re-sampled, so the tokens spent on them buy nothing; asked for the score first, it chooses 1 and a
+full quote nearly every time (the figures at 200 and 80 characters: docs/studies/embedded-acceptance.md). A real
+quote fits in 40."""
 SUMMARY_MAX_CHARS = 80
 TOKENS_PER_CRITERION = 40 + EVIDENCE_MAX_CHARS
 """Room for one score object: 25-35 tokens of id, keys and punctuation (SmolLM2's tokenizer), plus a quote at
