@@ -10,8 +10,8 @@ A task's side follows from the groups of its agent's tools (``split_keys``, ``si
 the task is held out; none, it is a training task; some of each, it goes to neither side (``excluded``) and is
 counted. Whole agents could be built from one side only instead, but that needs the agents stage to know the
 split before it draws a toolset; deciding per task keeps every agent as drawn, and costs little: a toolset is
-mostly one group (``ToolRegistry.sample_toolset``), so few tasks mix the two sides (some 3-5% of the default and
-data-value runs' agents). Tools of two groups may share a name: a training task holding a tool named as a held-out
+mostly one group (``ToolRegistry.sample_toolset``), so few tasks mix the two sides (a few percent of the
+agents). Tools of two groups may share a name: a training task holding a tool named as a held-out
 tool is excluded too (``TaskSplit.of``), so "no training row holds a held-out tool" holds by name as well.
 
 Coding tasks keep their own rule. Their tool is the sandbox (``run_python``), which every coding task holds, so

@@ -51,10 +51,10 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_WORKSPACE", "ConfinementUnavailable", "HubError", "RealToolHub", "ServerPool", "isolation",
            "result_text", "sandbox_servers"]
 
-# Pinned versions checked against the registries on 2026-11-25; tools_registry/mcp_servers.yaml wins when it
-# has sandbox-safe entries. ``reuse`` read from each version's source (2026-12-01): time keeps nothing; git opens
-# the repository afresh on every call; filesystem keeps only its allowed dirs (from argv, the same every
-# episode); memory reads its file on every call.
+# Pinned versions, so every run installs the same servers (move a pin on purpose, and read ``reuse`` again from
+# that version's source); tools_registry/mcp_servers.yaml wins when it has sandbox-safe entries. ``reuse``, as
+# each pinned version's source shows: time keeps nothing; git opens the repository afresh on every call;
+# filesystem keeps only its allowed dirs (from argv, the same every episode); memory reads its file on every call.
 DEFAULT_SERVERS: tuple[ServerEntry, ...] = (
     ServerEntry(id="pypi/mcp-server-time", registry="pypi", package="mcp-server-time", version="2026.10.19",
                 command="mcp-server-time", category="time", sandbox_safe=True, reuse="stateless"),

@@ -150,7 +150,7 @@ def _make_parents(doc: Any, path: str) -> None:
     """Create the missing objects above an ``add``'s target where the state leaves room for new ones.
 
     RFC 6902 refuses ``add /notes/n1`` while ``/notes`` is missing; a simulator writing the first note of an empty
-    state does exactly that (15 of 584 calls in round 3 of run data-value failed so in an empty object). The
+    state does exactly that, and the call would fail for a reason the agent had no part in. The
     missing chain is made of empty objects only where ``infer_schema`` allows new content of any shape: under the
     root (a new top-level collection) or inside an empty object. Under a record that exists (``/orders/ZZ/status``
     while order ZZ is not there) the pointer names something that is not there, and the add still fails.

@@ -1,12 +1,12 @@
 """Which tools only read, told by their names (the registry keeps no MCP ``readOnlyHint``).
 
-The tool simulator asks a read-only call for no state patch: the 135M simulator wrote one anyway into 42 of 87
-read calls replayed from a data-value round (often the prompt's old example path on an empty state), the patch
-failed to apply, and a correct call came back as an error, so the episode could not pass
-(bench/results/tool_sim_read_only.json). Conservative on purpose: a name is read-only only if one of its words is
-a reading verb and none is a writing one (``list_and_delete`` writes); words that are nouns as often as verbs
-(``order``, ``post``, ``book``) write only as the name's first word (``book_flight``, but ``get_order`` reads); a
-name with neither kind of word (``nextjs_docs`` has ``docs``; ``frobnicate``) may still change the state.
+The tool simulator asks a read-only call for no state patch: allowed one, the 135M simulator writes one into about
+half of the read calls (often the prompt's example path on an empty state), the patch fails to apply, and a correct
+call comes back as an error, so the episode cannot pass (docs/studies/tool-sim-read-only.md). Conservative on
+purpose: a name is read-only only if one of its words is a reading verb and none is a writing one
+(``list_and_delete`` writes); words that are nouns as often as verbs (``order``, ``post``, ``book``) write only as
+the name's first word (``book_flight``, but ``get_order`` reads); a name with neither kind of word (``nextjs_docs``
+has ``docs``; ``frobnicate``) may still change the state.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--grad-accum", type=int, default=1, help="Micro-batches per step (the default run uses 2).")
+    ap.add_argument("--grad-accum", type=int, default=1, help="Micro-batches per step (the config default is 2).")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     result = run(args.data, args.steps, args.dtypes, args.rounds, args.base, args.threads, args.grad_accum)

@@ -2,8 +2,8 @@
 
 Weights and optimizer state stay fp32 everywhere; bf16 is an autocast compute dtype. On a CPU, ``auto`` takes bf16
 only where the CPU multiplies bf16 natively (AVX512-BF16, AMX-BF16, aarch64 bf16): an AVX2-only CPU emulates it
-about 5x slower than fp32. Measured on this project's 2-core EPYC with AVX512-BF16 in a quiet moment
-(``bench/results/train_cpu_3.json``): 66 tokens/s with bf16 autocast against 21 in fp32.
+about 5x slower than fp32, while a CPU with native bf16 trains about 3x faster in bf16 autocast than in fp32
+(docs/studies/train-cpu.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 K2 scales Muon's update to RMS 0.2 * lr (AdamW's steady state in pre-training). Early in a short fine-tune AdamW's
 bias-corrected steps are close to sign(g), of RMS close to lr, so at one lr MuonClip moves several times less per
-step (measured on SmolLM2-135M: 0.69 against 0.16 per unit lr). This reads two finished runs on the same data, the
+step (docs/muonclip.md, "The lr of a short fine-tune"). This reads two finished runs on the same data, the
 AdamW one at the job's ``lr`` and a MuonClip probe (``update_rms`` is per unit lr, so the probe's own lr does not
 enter), and writes the MuonClip job (a ``synth.train.job.TrainJob`` file) with
 ``muon_lr = lr * adamw_update_rms / probe_update_rms`` (two significant digits).
