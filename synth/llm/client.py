@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -30,6 +31,7 @@ from tenacity import (
 
 from synth.config import EndpointConfig, LLMConfig
 from synth.errors import SynthError
+from synth.llm.cache import CallCache
 from synth.schemas.usage import Role, Usage, UsageByRole
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ FALLBACK_TIMEOUT_S = 600.0  # llm.timeout_s unset and no rate measured (see deri
 MAX_TIMEOUT_S = 3600.0
 RECORD_ENV = "SYNTH_RECORD_REQUESTS"  # a JSONL path: every request is appended there (see _record_request)
 RAW_CAP = 20_000  # characters of a bad reply kept in its row
+CHARS_PER_TOKEN_CAP = 8  # accepted content beyond 8 characters per max_tokens is cut: no tokenizer writes more
 HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
 
 
@@ -109,6 +112,21 @@ def _parse_completion(response: Any, text: str) -> tuple[Any, Usage]:
     except (ValidationError, AttributeError) as exc:
         raise ReplyMalformed(f"server reply's usage is not token counts: {exc.__class__.__name__}", text) from exc
     return choices[0], got
+
+
+def _cap_content(choice: Any, max_tokens: int) -> int | None:
+    """Cut content longer than ``max_tokens`` could ever be (``CHARS_PER_TOKEN_CAP`` characters a token) and mark
+    it as cut at the length limit; returns its length before the cut, or None. A server that ignores max_tokens
+    must not put megabytes into a row."""
+    cap = CHARS_PER_TOKEN_CAP * max(int(max_tokens), 1)
+    content = choice.message.content
+    if not isinstance(content, str) or len(content) <= cap:
+        return None
+    log.warning("a reply of %d characters exceeds %d (max_tokens=%d); kept cut at %d", len(content), cap,
+                max_tokens, cap)
+    choice.message.content = content[:cap]
+    choice.finish_reason = "length"
+    return len(content)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -183,6 +201,8 @@ class ChatResult:
     model: str
     finish_reason: str | None = None
     raw: Any = field(default=None, repr=False)
+    cached: bool = False  # answered from the run's call cache, not by a server
+    cut_from: int | None = None  # the content's length when it was cut to the cap (see _cap_content)
 
 
 _VERBATIM = ("response_format", "tools", "tool_choice")
@@ -198,6 +218,7 @@ class LLMPool:
         config: LLMConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        cache: CallCache | None = None,
     ) -> None:
         if not endpoints:
             raise EndpointUnavailable("no LLM endpoint is configured")
@@ -217,6 +238,7 @@ class LLMPool:
         self._model: str | None = self.config.model
         self._http: httpx.AsyncClient | None = None
         self.health_timeout_s = HEALTH_TIMEOUT_S
+        self.cache = cache  # replies already paid for (synth.llm.cache); the runner gives each stage's pool one
 
     @property
     def urls(self) -> list[str]:
@@ -261,6 +283,16 @@ class LLMPool:
             params["seed"] = seed
         if RECORD_ENV in os.environ:
             _record_request(Path(os.environ[RECORD_ENV]), role, messages, params)
+        key = self.cache.key(model, messages, params) if self.cache is not None else None
+        known = self.cache.get(key) if self.cache is not None and key is not None else None
+        if known is not None:  # answered before this run was interrupted: not paid again
+            choice, got = _parse_completion(ChatCompletion.construct(**known), json.dumps(known))
+            got = got.as_cached()
+            self.usage.record(role, got)
+            if usage is not None:
+                usage.record(role, got)
+            return ChatResult(content=choice.message.content, message=choice.message, usage=got, model=model,
+                              finish_reason=choice.finish_reason, raw=None, cached=True)
         state = _Attempts()
         # llm.timeout_s is the deadline of an llm.max_tokens reply; a request that may write more (the judge's
         # one slot per criterion) gets proportionally more, or it would time out on a slow server by design.
@@ -303,6 +335,10 @@ class LLMPool:
             raise EndpointUnavailable(self._unavailable_message(state.errors[-len(self._endpoints) * 2:])) from exc
         choice, got = _parse_completion(response.parsed, response.text)
         response = response.parsed
+        cut = _cap_content(choice, params["max_tokens"])
+        if self.cache is not None and key is not None:
+            # Kept before the caller sees it, hence before any row that uses it is written.
+            await self.cache.put(key, response.model_dump(mode="json", exclude_unset=True))
         self.usage.record(role, got)
         if usage is not None:
             usage.record(role, got)
@@ -313,6 +349,7 @@ class LLMPool:
             model=response.model,
             finish_reason=choice.finish_reason,
             raw=response,
+            cut_from=cut,
         )
 
     async def _healthy(self, ep: _Endpoint) -> bool:
@@ -345,7 +382,11 @@ class LLMPool:
                 rest = {k: v for k, v in params.items() if k not in (*_VERBATIM, "extra_body")}
                 raw = await ep.client.chat.completions.with_raw_response.create(model=model, messages=[],
                                                                                extra_body=body, **rest)
-                return _Sent(raw.parse(), raw.text)
+                try:
+                    return _Sent(raw.parse(), raw.text)
+                except ValueError as exc:  # not JSON (an empty body, a cut-off stream): the row keeps what came
+                    raise ReplyMalformed(f"server reply is not JSON ({len(raw.text)} characters): {exc}",
+                                         raw.text) from exc
         finally:
             ep.assigned -= 1
 

@@ -14,6 +14,7 @@ from openai import AsyncOpenAI
 from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, PipelineConfig
+from synth.errors import SynthError
 
 PROMPT = [{"role": "user", "content": "Describe, step by step, how a library tracks the books it lends."}]
 
@@ -45,12 +46,21 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+class RateUnknown(SynthError, ValueError):
+    """The probe got answers that say nothing about the rate (no token counts, not a chat completion)."""
+
+    hint = "check that llm.endpoints / SYNTH_BASE_URL is an OpenAI-compatible chat server (a base URL ending in /v1)"
+
+
 async def _one(client: AsyncOpenAI, model: str, tokens: int, seed: int) -> int:
     resp = await client.chat.completions.create(
         model=model, messages=PROMPT, max_tokens=tokens, temperature=0.7, seed=seed,
         extra_body={"ignore_eos": True, "min_tokens": tokens},
     )
-    return resp.usage.completion_tokens if resp.usage else 0
+    # A server that answers with something else than a chat completion (an HTML page parses as a string) has
+    # no usage to read: that answer counts no tokens, and a probe with none at all measured nothing.
+    count = getattr(getattr(resp, "usage", None), "completion_tokens", None)
+    return count if isinstance(count, int) and count > 0 else 0
 
 
 async def measure_rate(endpoint: EndpointConfig, model: str, *, tokens: int = 48, batch: int = 16,
@@ -68,6 +78,8 @@ async def measure_rate(endpoint: EndpointConfig, model: str, *, tokens: int = 48
         batched_tps = sum(counts) / max(time.monotonic() - t0, 1e-6)
     finally:
         await client.close()
+    if not single or not sum(counts):
+        raise RateUnknown(f"{endpoint.base_url} answered the probe without token counts")
     return RateProbe(base_url=endpoint.base_url, single_tokens_per_s=round(single_tps, 1),
                      batched_tokens_per_s=round(batched_tps, 1), batch=batch,
                      probe_s=round(time.monotonic() - started, 1))

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synth.pipeline import PipelineReport
-from synth.schemas.usage import ROLES
+from synth.schemas.usage import ROLES, Usage
 from synth.stages.base import StageSummary
 
 
@@ -24,16 +24,18 @@ def stage_table(summaries: list[StageSummary]) -> Table:
 
 
 def usage_table(summaries: list[StageSummary]) -> Table:
-    table = Table(title="tokens by role")
-    for col in ("role", "calls", "prompt", "completion"):
+    """Tokens by role: paid (requests a server answered) and, apart, answered from the run's call cache (calls an
+    interrupted run had paid for already), so a resumed run's extra spend, or the lack of it, shows."""
+    table = Table(title="tokens by role (paid; from the call cache)")
+    for col in ("role", "calls", "prompt", "completion", "cached calls", "cached prompt", "cached completion"):
         table.add_column(col, justify="right" if col != "role" else "left")
     for role in ROLES:
-        calls = prompt = completion = 0
+        u = Usage()
         for s in summaries:
-            u = getattr(s.usage, role)
-            calls, prompt, completion = calls + u.calls, prompt + u.prompt_tokens, completion + u.completion_tokens
-        if calls:
-            table.add_row(role, str(calls), str(prompt), str(completion))
+            u.add(getattr(s.usage, role))
+        if u.calls or u.cached_calls:
+            table.add_row(role, str(u.calls), str(u.prompt_tokens), str(u.completion_tokens), str(u.cached_calls),
+                          str(u.cached_prompt_tokens), str(u.cached_completion_tokens))
     return table
 
 

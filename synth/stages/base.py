@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import openai
 from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
 from synth.errors import SynthError
-from synth.llm.client import LLMPool, ReplyInvalid
+from synth.llm.client import LLMPool, ReplyInvalid, cap_raw
 from synth.schemas.records import Row, RowError
 from synth.schemas.usage import UsageByRole
 from synth.stages.outputs import RunOutputs, UndeclaredInput
@@ -53,6 +54,8 @@ class WorkItem(BaseModel):
     id: str = Field(description="The id of the row this item produces; the resume key.")
     seed: int = 0
     payload: dict[str, Any] = Field(default_factory=dict)
+    attempt: int = Field(default=0, description="Earlier attempts of this row that failed (set by the runner): a "
+                         "new attempt makes its model calls afresh, a resumed one replays those already answered.")
 
 
 @dataclass
@@ -164,6 +167,8 @@ class Stage(ABC):
     def failed_row(self, item: WorkItem, exc: BaseException, usage: UsageByRole | None = None) -> Row:
         if isinstance(exc, ReplyInvalid):
             error = RowError(kind=exc.kind, message=str(exc), raw=exc.raw)
+        elif isinstance(exc, openai.APIStatusError):  # the server refused the request: keep what it said
+            error = RowError(kind=f"http_{exc.status_code}", message=str(exc), raw=cap_raw(exc.response.text))
         else:
             # A user-facing error keeps what to do in the row too (a slow server's timeout: which setting to raise).
             message = exc.describe() if isinstance(exc, SynthError) else str(exc)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.errors import SynthError
+from synth.llm.cache import CallCache, call_scope
 from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.quota import budgeted, stop_reason
 from synth.schemas.usage import UsageByRole
@@ -28,6 +29,7 @@ from synth.stages.base import Stage, StageContext, StageSummary, StageWaiting, U
 from synth.stages.lifeline import DriverGone, DriverRef, Lifeline, heartbeat, this_process
 from synth.stages.outputs import RunOutputs, store_dir
 from synth.stages.registry import direct_inputs, get_stage
+from synth.stages.runlock import run_lock
 from synth.stages.store import JournalWriter, StageStore
 from synth.stages.summary import SUMMARY
 
@@ -64,6 +66,7 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
             if budgeted(ctx.config) and stop_reason(ctx.config, [ctx.pool, *ctx.role_pools.values()]):
                 return  # quota budget spent: no new row starts; this item stays pending (synth.quota)
             usage = UsageByRole()
+            call_scope.set(f"{stage.name}/{item.id}#{item.attempt}")  # this task's own context: its calls' keys
             try:
                 row = await stage.process(item, ctx, usage)
             except Waiting as exc:  # made elsewhere, or later: no row now, the other items go on
@@ -88,12 +91,14 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
 
 
 def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json: str, journal_path: str,
-              driver_json: str | None = None) -> dict[str, Any]:
+              driver_json: str | None = None, calls_dir: str | None = None) -> dict[str, Any]:
     """Entry point of one worker (a Ray task or in-process): its own event loop, pool and journal.
 
     ``driver_json`` names the driver process (``synth.stages.lifeline``): before each model request the worker
-    checks it is alive, and a watcher ends the worker when it is gone. Returns what the shard did and what it
-    cost (rows, model calls, CPU seconds of this process and of the children it waited for, the node).
+    checks it is alive, and a watcher ends the worker when it is gone. ``calls_dir`` holds the stage's call cache
+    (``synth.llm.cache``): replies already paid for are answered from it, and every new one is kept there.
+    Returns what the shard did and what it cost (rows, model calls sent and answered from the cache, CPU seconds
+    of this process and of the children it waited for, the node).
     """
     cpu0, children0, wall0 = time.process_time(), _children_cpu(), time.monotonic()
     config = PipelineConfig.model_validate_json(config_json)
@@ -105,14 +110,18 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
         if driver_json else None
     sent = [0]  # model requests sent by this shard, retries included
 
+    cache = CallCache(Path(calls_dir)) if calls_dir and stage.uses_llm else None
+
     async def main() -> int:
-        pool = LLMPool(endpoints, config.llm) if stage.uses_llm and endpoints else None
+        pool = LLMPool(endpoints, config.llm, cache=cache) if stage.uses_llm and endpoints else None
         ctx = StageContext(config=config, pool=pool, stage=stage)
         if pool is not None and config.llm.roles:  # per-role endpoints (synth.llm.roles)
             from synth.llm.roles import role_pools
 
             ctx.role_pools = role_pools(config.llm, endpoints)
         for each in [pool, *ctx.role_pools.values()]:
+            if each is not None:
+                each.cache = cache  # one cache per shard: the served model is part of every key
             _guard(each, lifeline, sent)
         journal = _StampingJournal(Path(journal_path), node_id)
         per_worker = stage.concurrency(config) or (
@@ -135,7 +144,10 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
     finally:
         if lifeline is not None:
             lifeline.stop()
-    return {"rows": rows, "calls": sent[0], "cpu_s": round(time.process_time() - cpu0, 4),
+        if cache is not None:
+            cache.close()
+    return {"rows": rows, "calls": sent[0], "cached_calls": cache.hits if cache is not None else 0,
+            "cpu_s": round(time.process_time() - cpu0, 4),
             "children_cpu_s": round(_children_cpu() - children0, 4), "wall_s": round(time.monotonic() - wall0, 3),
             "node_id": node_id, "pid": os.getpid()}
 
@@ -241,8 +253,9 @@ def _upstream_digest(stage: Stage, inputs: RunOutputs) -> str | None:
     return next(iter(digests.values())) if len(digests) == 1 else fingerprint.digest(digests)
 
 
-def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> None:
-    """Refuse (or recompute) a stage whose rows were made with other settings (synth.stages.fingerprint)."""
+def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> str:
+    """Refuse (or recompute) a stage whose rows were made with other settings (synth.stages.fingerprint);
+    returns the digest of the settings."""
     served = fingerprint.served_model(ctx.config, endpoints[0].base_url, endpoints[0].api_key) \
         if stage.uses_llm and endpoints else None
     parts = fingerprint.compute(stage.name, ctx.config, served, _upstream_digest(stage, ctx.inputs),
@@ -250,6 +263,7 @@ def _check_settings(stage: Stage, ctx: StageContext, endpoints: list[EndpointCon
     # A derived stage's rows cost no model call: recomputing them is always the right answer to a change.
     on_change = "recompute" if stage.derived else ctx.config.on_change
     fingerprint.reconcile(stage.name, store_dir(ctx.run_dir, stage.name), parts, on_change, ctx.config.run)
+    return fingerprint.digest(parts)
 
 
 def _refresh_derived(stage: Stage, ctx: StageContext, endpoints: list[EndpointConfig]) -> None:
@@ -265,10 +279,19 @@ def _refresh_derived(stage: Stage, ctx: StageContext, endpoints: list[EndpointCo
 
 def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointConfig],
               progress: bool = True) -> StageSummary:
-    """Run (or resume) one stage to completion and write its summary; re-running a finished stage is cheap."""
+    """Run (or resume) one stage to completion and write its summary; re-running a finished stage is cheap.
+
+    The run's lock (``synth.stages.runlock``) is held meanwhile: a second process on the same run refuses at once
+    instead of doing (and paying for) every row again."""
     stage = get_stage(stage_name)
+    _make_run_folder(config.run_dir)
+    with run_lock(config.run_dir):
+        return _run_stage(stage, config, endpoints, progress)
+
+
+def _run_stage(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConfig],
+               progress: bool) -> StageSummary:
     ctx = StageContext(config=config, stage=stage)
-    _make_run_folder(ctx.run_dir)
     store = StageStore(store_dir(ctx.run_dir, stage.name))
     started = time.monotonic()
     _refresh_derived(stage, ctx, endpoints)
@@ -276,16 +299,21 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
         if name not in stage.optional and not ctx.inputs.finished(name):
             raise StageIncomplete(f"stage {stage.name!r} reads {name!r}, which has not finished in {ctx.run_dir}",
                                   hint=f"run `synth {name}` first (or `synth pipeline`)")
-    _check_settings(stage, ctx, endpoints)
+    settings = _check_settings(stage, ctx, endpoints)
     items = stage.plan(ctx)
     done = store.done_ids(max_failures=config.row_attempts)  # a row that failed fewer times is tried again
     done -= stage.lost(ctx, done)
     pending = [item for item in items if item.id not in done]
+    failures = {row["id"]: row["failures"] for row in store.raw_rows()} if pending else {}
+    for item in pending:
+        item.attempt = failures.get(item.id, 0)
     resumed = len(items) - len(pending)
     if pending:
         if stage.uses_llm and not endpoints:
             raise EndpointUnavailable("no LLM endpoint is configured")
-        _dispatch(stage, config, endpoints, pending, store, total=len(items), initial=resumed, progress=progress)
+        calls = calls_dir(ctx.run_dir, stage.name, settings)  # a change of settings never replays a reply
+        _dispatch(stage, config, endpoints, pending, store, total=len(items), initial=resumed, progress=progress,
+                  calls=calls)
     planned_ids = {item.id for item in items}
     rows = [row for row in store.read(stage.record) if row.id in planned_ids]
     budget_stop = None
@@ -310,8 +338,14 @@ MAX_LOST = 3
 WORKERS_FILE = "workers.json"
 
 
+def calls_dir(run_dir: Path, stage: str, settings: str) -> Path:
+    """Where a stage's call cache lives (``synth.llm.cache``), by the digest of the settings its rows follow."""
+    return run_dir / "calls" / stage / settings
+
+
 def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConfig], pending: list[WorkItem],
-              store: StageStore, total: int, initial: int, progress: bool) -> list[dict[str, Any]]:
+              store: StageStore, total: int, initial: int, progress: bool,
+              calls: Path | None = None) -> list[dict[str, Any]]:
     """Run ``pending`` over ``ray.workers`` shards; returns each shard's report (also in ``workers.json``).
 
     A shard lost with its node or worker (not an error the stage raised) is sent again with only its items that
@@ -326,7 +360,7 @@ def _dispatch(stage: Stage, config: PipelineConfig, endpoints: list[EndpointConf
 
     def args(shard: list[WorkItem], driver: str | None = None) -> tuple:
         return (stage.name, config_json, endpoints_json, json.dumps([item.model_dump() for item in shard]),
-                str(store.new_journal()), driver)
+                str(store.new_journal()), driver, str(calls.resolve()) if calls is not None else None)
 
     base = store.count_lines()
     reports: list[dict[str, Any]] = []

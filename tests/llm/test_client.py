@@ -204,6 +204,8 @@ def test_derived_timeout_follows_rate_and_max_tokens() -> None:
      "application/json", "no choices"),
     (json.dumps({**completion("hi"), "usage": {"prompt_tokens": "many", "completion_tokens": None}}),
      "application/json", "usage is not token counts"),
+    ('{"id": "x", "choices": [{"message": {"content": "cut', "application/json", "not JSON"),
+    ("", "application/json", "not JSON (0 characters)"),
 ])
 async def test_garbage_replies_keep_what_the_server_sent(reply: str, content_type: str, says: str) -> None:
     from aiohttp import web
@@ -222,15 +224,30 @@ async def test_garbage_replies_keep_what_the_server_sent(reply: str, content_typ
         await pool.aclose()
     assert says in str(err.value)
     assert err.value.kind == "malformed"
-    assert err.value.raw and (reply[:20] in err.value.raw or "502 Bad Gateway" in err.value.raw)
+    assert err.value.raw is not None and (reply[:20] in err.value.raw or "502 Bad Gateway" in err.value.raw)
+    assert "Traceback" not in err.value.raw
 
 
 async def test_huge_reply_is_capped_in_the_error_with_its_length() -> None:
     junk = "x" * 2_000_206
     async with FakeServer(lambda n, b: (200, completion(junk))) as server:
-        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST.model_copy(update={"structured_retries": 0}))
+        pool = LLMPool([EndpointConfig(base_url=server.url)],
+                       FAST.model_copy(update={"structured_retries": 0, "max_tokens": 4000}))
         with pytest.raises(ReplyInvalid) as err:
             await pool.structured([{"role": "user", "content": "hi"}], Answer, role="agent")
         await pool.aclose()
     raw = err.value.raw or ""
-    assert len(raw) < 20_100 and raw.endswith("[... cut at 20000 of 2000206 characters]")
+    # Cut to 8 characters a token of max_tokens first (32,000), then to the error's own cap.
+    assert len(raw) < 20_100 and raw.endswith("[... cut at 20000 of 32000 characters]")
+    assert "cut off at max_tokens" in str(err.value)
+
+
+async def test_accepted_content_is_cut_at_a_cap_from_max_tokens_and_marked() -> None:
+    async with FakeServer(lambda n, b: (200, completion("word " * 100_000))) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST)
+        result = await pool.chat([{"role": "user", "content": "hi"}], role="agent", max_tokens=384)
+        short = await pool.chat([{"role": "user", "content": "hi"}], role="agent", max_tokens=200_000)
+        await pool.aclose()
+    assert result.content is not None and len(result.content) == 8 * 384
+    assert result.finish_reason == "length" and result.cut_from == 500_000
+    assert short.cut_from is None and short.content is not None and len(short.content) == 500_000

@@ -21,6 +21,7 @@ from synth.stages import registry
 from synth.stages.base import Stage, StageContext, WorkItem
 from synth.stages.runner import run_stage
 from synth.stages.store import StageStore
+from tests.fixtures.chatty import CHATTY, ChattyStage, cache_lines, start_chatty
 
 
 class Crash(BaseException):
@@ -210,3 +211,73 @@ def test_row_digest_does_not_depend_on_the_node_that_made_the_rows(tmp_path: Pat
     rows = StageStore(tmp_path / "a" / "agents").read(AgentRecord)
     assert rows[0].node_id == "node-1"  # still kept in the row, for the cluster's tests and a reader
     assert digests[0] == digests[1] == digests[2]
+
+
+def test_killed_stage_pays_no_answered_call_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 at several points of a stage against a request-counting endpoint: each re-run sends exactly the
+    requests whose answers were not kept before the kill, and its usage tells paid from cached calls."""
+    from synth.bench import instant_server
+    from synth.config import EndpointConfig
+    from tests.fixtures.cluster import free_port
+
+    monkeypatch.setitem(registry.STAGES, "chatty", CHATTY)
+    port = free_port()
+    url = instant_server.base_url(port)
+    endpoints = [EndpointConfig(base_url=url, max_concurrency=4)]
+
+    def config(root: Path) -> PipelineConfig:
+        return PipelineConfig(runs_dir=root, run="r", ray={"enabled": False}, llm={"max_tokens": 64})
+
+    with instant_server.running(port, delay_ms=60):
+        baseline = run_stage("chatty", config(tmp_path / "baseline"), endpoints, progress=False)
+        calls = instant_server.get_stats(port)["requests"]
+        assert calls == 3 * ChattyStage.items and baseline.usage.total().cached_calls == 0
+        expected = {r.id: r.name for r in StageStore(tmp_path / "baseline" / "r" / "chatty").read(AgentRecord)}
+        for kill_at in (1, 8, 20, 33):
+            root = tmp_path / f"kill{kill_at}"
+            before = instant_server.get_stats(port)["requests"]
+            proc = start_chatty(root, url)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None and cache_lines(root / "r") < kill_at:
+                time.sleep(0.005)
+            assert proc.poll() is None, f"ended before the kill: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            time.sleep(0.2)  # requests the dead process sent arrive and are counted
+            kept = cache_lines(root / "r")
+            assert kill_at <= kept < calls
+            sent_before = instant_server.get_stats(port)["requests"] - before
+            summary = run_stage("chatty", config(root), endpoints, progress=False)
+            resent = instant_server.get_stats(port)["requests"] - before - sent_before
+            assert resent == calls - kept, f"killed at {kill_at}: {kept} answers kept, {resent} requests sent again"
+            total = summary.usage.total()
+            assert total.calls + total.cached_calls == calls  # each row's calls counted once: paid or cached
+            assert total.cached_calls <= kept
+            rows = {r.id: r.name for r in StageStore(root / "r" / "chatty").read(AgentRecord)}
+            assert rows == expected  # the same rows as a run never killed
+        assert total.cached_calls > 0  # the last kill lands inside rows: their answered calls came from the cache
+
+    from rich.console import Console
+
+    from synth.report.summary import usage_table
+
+    console = Console(record=True, width=200)
+    console.print(usage_table([summary]))
+    table = console.export_text()
+    assert "cached calls" in table
+    cells = next([c.strip() for c in row.split("│") if c.strip()] for row in table.splitlines() if "generator" in row)
+    assert (cells[1], cells[4]) == (str(total.calls), str(total.cached_calls))  # paid and cached, apart
+
+
+def test_failed_row_keeps_the_body_the_server_sent_not_a_traceback() -> None:
+    import httpx
+    import openai
+
+    body = '{"error": {"message": "prompt too long: 9000 tokens > 8192"}}' + " " * 30_000
+    response = httpx.Response(400, text=body, request=httpx.Request("POST", "http://127.0.0.1:1/v1/chat"))
+    exc = openai.BadRequestError("Error code: 400", response=response, body=None)
+    row = CountingStage().failed_row(WorkItem(id="agent-000"), exc)
+    assert row.error is not None and row.error.kind == "http_400"
+    raw = row.error.raw or ""
+    assert raw.startswith(body[:60]) and "Traceback" not in raw
+    assert raw.endswith(f"[... cut at 20000 of {len(body)} characters]")
