@@ -183,8 +183,8 @@ class TasksStageConfig(Strict):
     grounded_only: bool = Field(
         default=False,
         description="Plan only tasks code can ground (a grounded difficulty, for an agent with a tool whose "
-        "required arguments code can fill); the others are not made. In a data-value round on single_call tasks "
-        "they were a third of the episodes (32 of 96), each a generator call and rollouts, and none accepted.")
+        "required arguments code can fill); the others are not made. With a small agent on single_call tasks they "
+        "can be a third of the episodes, each costing a generator call and rollouts, and none is accepted.")
 
     @model_validator(mode="before")
     @classmethod
