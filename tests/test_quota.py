@@ -1,4 +1,4 @@
-"""Quota mode (issue 13 item 5): growth at most doubles a round; budgets stop new rows inside a round."""
+"""Quota mode: growth at most doubles a round; budgets stop new rows inside a round."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from synth.stages.store import StageStore
 
 
 def test_growth_at_most_doubles() -> None:
-    # The measured case: 0 accepted of 6 agents, quota 500; the old rule planned 3,007 agents for round 2.
+    # 0 accepted of 6 agents, quota 500: extrapolating from a zero rate would plan thousands of agents for round 2.
     assert next_agent_count(6, 0, 500, 2.0) == 12
     assert next_agent_count(12, 0, 500, 2.0) == 24
     # With a known rate, what is needed when that is less than doubling.

@@ -1,4 +1,4 @@
-"""Quota mode against the real embedded vLLM server, through the real CLI (issue 13 item 5): ``--accept 3`` runs to
+"""Quota mode against the real embedded vLLM server, through the real CLI: ``--accept 3`` runs to
 completion with growth at most doubling a round, and a token budget stops new rows inside a round."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_accept_3_runs_to_completion_with_bounded_growth(tmp_path: Path, embedde
     assert report["stop"].startswith(("quota met", "max rounds reached", "time budget", "token budget",
                                       "budget spent inside"))
     assert 1 <= report["rounds"] <= 2
-    # One agent in round 1: round 2 may at most double it, whatever 0 accepted would predict (was: 3 x 1 + 1).
+    # One agent in round 1: round 2 may at most double it, whatever 0 accepted would predict.
     assert report["agents"] <= 2 ** (report["rounds"] - 1)
     agents = next(s for s in report["stages"] if s["stage"] == "agents")
     assert agents["planned"] == report["agents"]

@@ -1,4 +1,4 @@
-"""Acceptance modes and judge calibration on hand-made verdicts (issue 10, part 1)."""
+"""Acceptance modes and judge calibration on hand-made verdicts."""
 
 from __future__ import annotations
 

@@ -24,9 +24,9 @@ from synth.tasks.coding import forbidden_uses
 from synth.tasks.draft import TaskDraft
 from synth.tasks.rubrics import default_library
 
-# Problems the 135M model solved at least once in 3 tries in a probe (2026-12-01, this 2-core machine), so that
-# the test often also sees an acceptance; it asserts none. to_binary "without using bin()": the model mostly uses
-# bin(), which passes the asserts and must still be rejected.
+# Problems the 135M model has solved at least once in 3 tries, so that the test often also sees an acceptance; it
+# asserts none. to_binary "without using bin()": the model mostly uses bin(), which passes the asserts and must
+# still be rejected.
 PROBLEMS = ("is_prime", "leap_year", "median", "binary")
 SEEDS = (0, 1)
 

@@ -1,4 +1,4 @@
-"""Quality gates (issue 29, item 4): each gate fails the answer it is for and passes a normal one; a call whose
+"""Quality gates: each gate fails the answer it is for and passes a normal one; a call whose
 arguments fail the tool's schema (a string "false" for a boolean) fails the gate and the call check; acceptance
 and the judge stage drop a gated row and count it per gate."""
 

@@ -1,7 +1,7 @@
 """The judge's token budget holds the longest reply its schema allows, so a reply is never cut and re-sampled.
 
-At the old quote length (200 characters) a 135M judge filled quotes until 7 of 10 replies hit max_tokens on the
-default run, and every cut reply was generated twice for nothing. The budget is checked with the embedded model's
+A small judge given room fills its quotes until its replies hit max_tokens, and every cut reply is generated twice
+for nothing (docs/studies/embedded-acceptance.md). The budget is checked with the embedded model's
 own tokenizer on the worst text a small judge writes (digits and punctuation, close to one token per character).
 """
 

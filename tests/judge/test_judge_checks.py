@@ -138,8 +138,9 @@ def test_final_mentions_numbers_in_their_written_forms_only_as_whole_numbers() -
 
 
 def test_a_value_is_mentioned_without_its_edge_punctuation_but_not_in_part() -> None:
-    """Measured in a data-value round: the answer 'The Right Thing is the Right Thing' reported the search result
-    'The Right Thing is the Right Thing,' and failed. Edge punctuation goes; the words must all be there."""
+    """A trained agent quotes a search result whole but for its trailing comma: the answer 'The Right Thing is the
+    Right Thing' reports the result 'The Right Thing is the Right Thing,' and must pass. Edge punctuation goes;
+    the words must all be there."""
     said = weather_trajectory(final="Top result: The Right Thing is the Right Thing")
     assert run_check(check(kind="final_mentions", value="The Right Thing is the Right Thing,"), said).passed
     assert run_check(check(kind="final_mentions", value='"Sunny."'), weather_trajectory(final="It is sunny")).passed

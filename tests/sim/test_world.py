@@ -137,7 +137,8 @@ def test_patches_that_keep_the_schema_apply() -> None:
 
 
 def test_add_into_an_empty_state_makes_the_missing_collection() -> None:
-    # Round 3 of run data-value: "add /notes/n1" on {} failed with "member 'notes' not found in {}".
+    # A simulator writing the first note of an empty state: "add /notes/n1" on {} must not fail with "member
+    # 'notes' not found in {}" (RFC 6902 alone refuses it).
     world = WorldState({})
     event = world.apply("c1", [{"op": "add", "path": "/notes/n1", "value": {"text": "hi"}},
                                {"op": "add", "path": "/notes/n2", "value": {"text": "yo"}}])

@@ -1,4 +1,4 @@
-"""Workers die with the pipeline (issue 13, item 12): after ``kill -9`` of the pipeline's process group in the middle
+"""Workers die with the pipeline: after ``kill -9`` of the pipeline's process group in the middle
 of the rollouts, the ``ray::run_shard`` workers (in their own process groups, so the kill does not reach them)
 start no further model call, stop writing rows, and exit.
 

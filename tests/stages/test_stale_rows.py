@@ -1,4 +1,4 @@
-"""A re-run with other settings never reuses rows those settings would not have made (issue: stale rows)."""
+"""A re-run with other settings never reuses rows those settings would not have made."""
 
 from __future__ import annotations
 

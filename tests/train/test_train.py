@@ -291,8 +291,8 @@ def test_a_job_file_loads_with_overrides_and_says_what_is_wrong(tmp_path: Path) 
 
 
 def test_rounds_written_with_other_columns_train_together(tmp_path: Path) -> None:
-    """An improve run's rounds may come from versions with other columns (round 2 had forced_answer_step, round 1
-    not): its cumulative training reads every file, where one load_dataset over all of them refused."""
+    """An improve run's rounds may come from versions with other columns (one round's rows hold forced_answer_step,
+    another's not): its cumulative training reads every file, where one load_dataset over all of them refuses."""
     from datasets import load_dataset
 
     from synth.train.data import load_rows
