@@ -70,7 +70,7 @@ async def test_judge_adds_the_sandbox_run_to_the_code_checks() -> None:
 
 @pytest.mark.sandbox
 async def test_a_program_that_exits_before_the_tests_fails_with_a_count() -> None:
-    # The reviewed defect: exit code 0 used to mean "tests passed" although no test had run.
+    # Guards against exit code 0 meaning "tests passed" although no test ran.
     quitter = coding_trajectory(Message(role="assistant", content=f"```python\n{BAD}import sys\nsys.exit(0)\n```"))
     result = await run_python_tests(quitter, TESTS)
     assert not result.passed

@@ -261,7 +261,7 @@ def test_sandbox_servers_come_from_the_servers_file_when_it_has_safe_entries(tmp
 async def test_without_confinement_the_hub_refuses_unless_unconfined_is_allowed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The reviewed defect: servers fell back to running unconfined with only a warning.
+    # Guards against servers falling back to running unconfined with only a warning.
     monkeypatch.setattr(sandbox, "confinement_available", lambda: (False, "no namespaces in this container"))
     with pytest.raises(ConfinementUnavailable, match=r"no namespaces in this container") as err:
         async with RealToolHub([DEFAULT_SERVERS[0]], specs=[]):

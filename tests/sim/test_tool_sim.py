@@ -170,7 +170,7 @@ async def test_unknown_tool_is_refused_without_the_model() -> None:
 
 
 async def test_rejected_patch_is_resampled_once_then_the_call_fails_without_claiming_success() -> None:
-    # The reviewed defect: a patch that did not apply still came back as {"ok": true}.
+    # Guards against a patch that did not apply still coming back as {"ok": true}.
     sim, pool = make_sim(
         reply=lambda _m: {
             "result": {"ok": True, "saved": "x"},
@@ -190,9 +190,9 @@ async def test_rejected_patch_is_resampled_once_then_the_call_fails_without_clai
 
 
 async def test_a_read_only_call_is_asked_for_no_patch_and_one_it_writes_anyway_is_dropped() -> None:
-    """The defect a data-value round showed: the 135M simulator wrote the prompt's example path ("/list/-") into
-    read calls on an empty state, the patch was rejected twice, and a correct call came back as an error. A call
-    that only reads (by its name, synth.tools.effects) now gets a schema with an empty patch and a prompt that
+    """Allowed a patch, the 135M simulator writes the prompt's example path ("/list/-") into read calls on an empty
+    state, the patch is rejected twice, and a correct call comes back as an error. A call that only reads (by its
+    name, synth.tools.effects) gets a schema with an empty patch and a prompt that
     says so; a patch a server without guided decoding writes anyway is dropped, the result kept."""
     bad_patch = [{"op": "add", "path": "/list/-", "value": {"time": "12:00"}}]
     sim, pool = make_sim(reply=lambda _m: {"result": {"time": "12:00"}, "patch": bad_patch})
@@ -276,7 +276,7 @@ def big_shop() -> dict[str, Any]:
 
 
 async def test_simulator_sees_the_record_the_call_names_in_a_large_state() -> None:
-    # The reviewed defect: a 6,000-character prefix of the state; order O-517 was far past it.
+    # Guards against showing the simulator a 6,000-character prefix of the state: order O-517 is far past it.
     def backend(messages: list[dict[str, Any]]) -> dict[str, Any]:
         system = messages[0]["content"]
         line = next(ln for ln in system.splitlines() if '"O-517"' in ln)

@@ -129,7 +129,7 @@ def test_select_matches_ids_and_globs(fake_entry) -> None:
 
 @pytest.mark.sandbox
 async def test_harvested_server_runs_confined_and_cannot_escape(fake_entry, tmp_path: Path) -> None:
-    # The reviewed defect: harvested servers ran unconfined, as root, with the network.
+    # Guards against harvested servers running unconfined, as root, with the network.
     outside = Path("/tmp") / f"synth-harvest-escape-{uuid.uuid4().hex}"
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.settimeout(0.2)

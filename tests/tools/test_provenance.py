@@ -50,7 +50,7 @@ def _registry(tmp_path: Path, licences: dict[str, str | None]) -> Path:
 
 
 def test_card_licence_is_derived_from_the_model_and_the_tools(tmp_path: Path) -> None:
-    # The reviewed defect: the card said apache-2.0 whatever the model and the tools were.
+    # Guards against a card that says apache-2.0 whatever the model and the tools are.
     registry = _registry(tmp_path, {"npm/a": "MIT", "npm/b": "Apache-2.0", "npm/c": None})
     same = licence_section("smollm2-135m-instruct", [], registry_dir=registry)
     assert same.license == "apache-2.0" and same.model_licence == "Apache-2.0"

@@ -76,7 +76,7 @@ def test_committed_registry_meets_the_issue_goals() -> None:
 def test_installs_run_no_package_code_unless_the_entry_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The reviewed defect: 554 packages were installed with their install scripts enabled.
+    # Guards against installing packages with their install scripts enabled.
     from synth.tools import servers
     from synth.tools.servers import ServerEntry
 
