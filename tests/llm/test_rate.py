@@ -11,11 +11,11 @@ def _probe(single: float, batched: float) -> RateProbe:
 
 def test_estimate_matches_the_measured_default_run_and_scales() -> None:
     default = load_config()
-    # The runs it was fitted on, within a quarter: 42 / 234 tokens/s measured and 294 s taken; the server
-    # throttled to the AVX2-only machine's rates, 10.5 / 69 and 823 s.
+    # Within a quarter of the wall times it was fitted on (docs/studies/cpu-serving.md): 294 s at 42 / 234 tokens/s
+    # measured; 823 s with the server throttled to the AVX2-only machine's rates, 10.5 / 69.
     assert 0.75 * 294 <= expected_run_s(default, _probe(42, 234)) <= 1.25 * 294
     assert 0.75 * 823 <= expected_run_s(default, _probe(10.5, 69)) <= 1.25 * 823
-    slow = expected_run_s(default, _probe(12, 52))  # the AVX2-only machine's fp32 rates (design brief)
+    slow = expected_run_s(default, _probe(12, 52))  # rates of an AVX2-only CPU in fp32
     assert slow > 3 * expected_run_s(default, _probe(46, 239))
     bigger = load_config(overrides=["agents.count=12"])
     assert expected_run_s(bigger, _probe(46, 239)) > expected_run_s(default, _probe(46, 239))
