@@ -120,8 +120,8 @@ def flex_available() -> bool:
 
 
 # How flex_attention is compiled. A static compile specialises on every (batch, length) shape, and a fine-tune's
-# micro-batches come in dozens of shapes: over 40 of them on an H200 (bench/gpu/flex_shapes.py, a 135M model) a step
-# took 1.17 s static against 0.18 s dynamic (median), with the same max logits. Static recompiles each new shape
+# micro-batches come in dozens of shapes: over 40 of them (a 135M model; docs/studies/device-training.md) a step
+# takes about 6x longer static than dynamic, with the same max logits. Static recompiles each new shape
 # and, past dynamo's recompile limit, leaves it uncompiled, which is the likely cause.
 FLEX_DYNAMIC = True
 

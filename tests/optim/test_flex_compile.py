@@ -1,6 +1,6 @@
 """flex_attention is compiled for dynamic shapes: a fine-tune's micro-batches come in dozens of shapes, and a
-static compile fell back to the slow reference past dynamo's recompile limit (6.5x slower a step on an H200,
-bench/results/flex_shapes.json)."""
+static compile falls back to the slow reference past dynamo's recompile limit (several times slower a step:
+docs/studies/device-training.md)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ def test_bf16_gram_is_as_close_to_the_fp64_iteration_as_standard(
     std = _rel(newton_schulz_iterate(x.to(torch.bfloat16), 5, COEFFS), exact)
     gram_out = gram_newton_schulz_iterate(x.to(torch.bfloat16), 5, COEFFS)
     gram = _rel(gram_out, exact)
-    # Measured on this CPU: Gaussian 1.1-1.2% (standard) vs 1.7-1.8% (Gram); decaying spectra 6-11% vs 5-9%.
+    # On a CPU (docs/muonclip.md, Gram Newton-Schulz): Gaussian 1.1-1.2% (standard) vs 1.7-1.8% (Gram); decaying
+    # spectra 6-11% vs 5-9%.
     assert gram < max(1.6 * std, 0.025), (std, gram)
     s = torch.linalg.svdvals(gram_out.double())
     assert s.max() < 1.25 and (decay is not None or s.min() > 0.6), (s.min(), s.max())
