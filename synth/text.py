@@ -39,8 +39,8 @@ def mentions(text: str, value: Any) -> bool:
 
 
 EDGE_PUNCTUATION = " .,;:!?\"'`"
-"""Stripped from a value's ends for a second form: a result's 'Sunny,' is reported as 'sunny' (measured: a
-trained agent's answer quoted a search result whole but for its trailing comma, and the check failed it)."""
+"""Stripped from a value's ends for a second form: a result's 'Sunny,' is reported as 'sunny' (a trained agent
+quotes a search result whole but for its trailing comma, and the check must not fail it for that)."""
 
 
 def _mention_forms(value: Any) -> set[str]:
