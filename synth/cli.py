@@ -155,9 +155,11 @@ def pipeline(
     from synth.pipeline import run_pipeline
     from synth.preflight import describe, preflight
     from synth.report.summary import print_report
+    from synth.stages.runlock import run_lock
 
     cfg = _config(config, [*(set_ or []), *([f"accept={accept}"] if accept else [])], run)
-    with endpoints_for(cfg, keep_server=keep_server) as endpoints:
+    # The run's lock first: a second command on this run refuses before it starts a server or sends the probe.
+    with run_lock(cfg.run_dir), endpoints_for(cfg, keep_server=keep_server) as endpoints:
         cfg, pre = preflight(cfg, endpoints)
         for line in describe(pre):
             console.print(line)

@@ -101,3 +101,20 @@ def test_a_reused_pid_is_not_the_holder(tmp_path: Path) -> None:
     _write(lock, _holder(socket.gethostname(), os.getpid()).model_copy(update={"proc_start": "1"}))
     with run_lock(lock.parent):  # this pid runs, but started at another time than the holder did
         assert LockHolder.model_validate_json(lock.read_text()).proc_start != "1"
+
+
+def test_synth_pipeline_refuses_before_it_starts_a_server_or_probes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
+    _write(tmp_path / "r" / LOCK, _holder(socket.gethostname(), os.getppid()))
+
+    def no_server(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the pipeline got as far as its endpoints")
+
+    monkeypatch.setattr("synth.endpoints.endpoints_for", no_server)
+    result = CliRunner().invoke(app, ["pipeline", "--run", "r", "--set", f"runs_dir={tmp_path}"])
+    assert isinstance(result.exception, RunInUse), result.output  # the CLI's handler prints it as one message
+    assert f"run 'r' is in use by pid {os.getppid()} on {socket.gethostname()}" in str(result.exception)
