@@ -81,6 +81,6 @@ async def test_accepted_coding_rows_really_pass_their_reference_tests(live_url: 
         elif not decision.gates:  # a quality gate (synth.judge.gates) refuses an answer whatever its code does
             assert not tests[0].passed, (code, tests[0].detail)
             assert not rerun_ok, (code, tests[0].detail)
-    # The model wrote code at all in most replies (65 of 72 had a fenced block in the probe).
+    # The model writes code at all in most replies (docs/studies/embedded-acceptance.md: 65 of 72 hold a fenced block).
     assert errored <= len(pairs) // 4 and ran >= len(pairs) // 2, f"{errored} errored, {ran} of {len(pairs)} held code"
     print(f"{accepted} of {len(pairs)} coding episodes accepted on their reference tests; {ran} held code")
