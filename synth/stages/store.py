@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,13 +115,35 @@ ROW_SCHEMA = pa.schema([("id", pa.string()), ("ok", pa.bool_()), ("error_kind", 
 PLACEMENT_FIELDS = ("node_id",)
 """Row fields that say where a row was made, not what it holds: no id or digest may depend on them, or two
 identical runs on other nodes would differ."""
+_CACHED = {"cached_calls": "calls", "cached_prompt_tokens": "prompt_tokens",
+           "cached_completion_tokens": "completion_tokens"}
+
+
+def _fold_cached(value: Any) -> bool:
+    """Count calls answered from the call cache as calls (in place): whether a call was paid in this run or in
+    an interrupted one is history, not content. Returns whether anything changed."""
+    changed = False
+    if isinstance(value, dict):
+        if any(value.get(k) for k in _CACHED):
+            for cached, paid in _CACHED.items():
+                value[paid] = value.get(paid, 0) + value.get(cached, 0)
+                value[cached] = 0
+            changed = True
+        for item in value.values():
+            changed = _fold_cached(item) or changed
+    elif isinstance(value, list):
+        for item in value:
+            changed = _fold_cached(item) or changed
+    return changed
 
 
 def content_of(record_json: str) -> str:
-    """A row's record without its placement fields: what digests hash (a record that has none set is returned
-    as it is, so digests of rows made in-process do not change)."""
+    """A row's record as digests hash it: without its placement fields, and with calls answered from the call
+    cache counted as calls, so a run resumed after a kill hashes as one never killed. A record with nothing to
+    change is returned as it is, so digests of rows stored before do not change."""
     record = json.loads(record_json)
-    if not any(record.get(name) is not None for name in PLACEMENT_FIELDS):
+    placed = any(record.get(name) is not None for name in PLACEMENT_FIELDS)
+    if not _fold_cached(record) and not placed:
         return record_json
     for name in PLACEMENT_FIELDS:
         record[name] = None

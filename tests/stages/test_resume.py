@@ -281,3 +281,58 @@ def test_failed_row_keeps_the_body_the_server_sent_not_a_traceback() -> None:
     raw = row.error.raw or ""
     assert raw.startswith(body[:60]) and "Traceback" not in raw
     assert raw.endswith(f"[... cut at 20000 of {len(body)} characters]")
+
+
+_PIPELINE_MAIN = """
+import sys
+from synth.config import EndpointConfig, load_config
+from synth.pipeline import run_pipeline
+cfg = load_config(overrides=[*sys.argv[3:], f"runs_dir={sys.argv[1]}", "run=p"])
+run_pipeline(cfg, [EndpointConfig(base_url=sys.argv[2])], progress=False)
+"""
+_SMALL = ["agents.count=2", "tasks.per_agent=1", "rollouts.samples=2", "tools.evolve_leaves=1",
+          "rollouts.real_exec=false", "ray.enabled=false", "llm.probe_rate=false"]
+
+
+def test_killed_pipeline_pays_no_answered_call_twice_and_builds_the_same_rows(tmp_path: Path) -> None:
+    """The whole pipeline (every model stage) killed with -9 at several points and run again: each re-run sends
+    exactly the requests whose answers were not kept, and every stage's rows hash as in a run never killed."""
+    from synth.bench import instant_server
+    from synth.config import EndpointConfig, load_config
+    from synth.pipeline import run_pipeline
+    from synth.stages.outputs import RunOutputs
+    from synth.stages.registry import ORDER
+    from tests.fixtures.cluster import free_port
+
+    port = free_port()
+    endpoints = [EndpointConfig(base_url=instant_server.base_url(port))]
+    repo = Path(__file__).resolve().parents[2]
+    with instant_server.running(port, delay_ms=20):
+        run_pipeline(load_config(overrides=[*_SMALL, f"runs_dir={tmp_path / 'clean'}", "run=p"]), endpoints,
+                     progress=False)  # fmt: skip
+        calls = instant_server.get_stats(port)["requests"]
+        clean = RunOutputs(tmp_path / "clean" / "p")
+        for kill_at in (2, calls // 2, calls - 3):
+            root = tmp_path / f"kill{kill_at}"
+            before = instant_server.get_stats(port)["requests"]
+            proc = subprocess.Popen([sys.executable, "-c", _PIPELINE_MAIN, str(root), endpoints[0].base_url, *_SMALL],
+                                    cwd=repo, start_new_session=True, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)  # fmt: skip
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None and cache_lines(root / "p") < kill_at:
+                time.sleep(0.005)
+            assert proc.poll() is None, f"ended before the kill: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            time.sleep(0.2)
+            kept = cache_lines(root / "p")
+            sent_before = instant_server.get_stats(port)["requests"] - before
+            report = run_pipeline(load_config(overrides=[*_SMALL, f"runs_dir={root}", "run=p"]), endpoints,
+                                  progress=False)  # fmt: skip
+            resent = instant_server.get_stats(port)["requests"] - before - sent_before
+            assert resent == calls - kept, f"killed after {kept} answers: {resent} requests sent again"
+            resumed = RunOutputs(root / "p")
+            assert {s: resumed.digest(s) for s in ORDER} == {s: clean.digest(s) for s in ORDER}
+            paid = sum(s.usage.total().calls for s in report.stages)
+            cached = sum(s.usage.total().cached_calls for s in report.stages)
+            assert paid + cached == calls and cached <= kept
