@@ -82,13 +82,16 @@ class CallCache:
     async def put(self, key: str, body: dict[str, Any]) -> None:
         """Append one reply and fsync it (off the event loop) before the caller may use it."""
         line = (json.dumps({"key": key, "body": body}, ensure_ascii=False) + "\n").encode()
-        async with self._lock:  # one line per write, in order, from this process only
+        async with self._lock:  # whole lines, one after another, from this process only
             if self._fd is None:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.dir / f"part-{uuid.uuid4().hex[:12]}.jsonl",
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             fd = self._fd
-            await asyncio.to_thread(_write_synced, fd, line)
+            _write_all(fd, line)  # into the page cache: fast, and kill -9 no longer loses it
+        # The fsync (against a power loss) runs outside the lock: concurrent calls' syncs overlap, and one sync
+        # covers every line written before it. Serialised, they halved the throughput of a 32-stream shard.
+        await asyncio.to_thread(os.fsync, fd)
         self._known[key] = body
         self.stored += 1
 
@@ -99,8 +102,7 @@ class CallCache:
             self._fd = None
 
 
-def _write_synced(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-    os.fsync(fd)
