@@ -172,8 +172,11 @@ class Stage(ABC):
         else:
             # A user-facing error keeps what to do in the row too (a slow server's timeout: which setting to raise).
             message = exc.describe() if isinstance(exc, SynthError) else str(exc)
+            # An error raised because of a server's reply (a simulator's, wrapped) keeps that reply; only an error
+            # with no reply behind it keeps where it was raised.
+            body = _server_body(exc)
             error = RowError(kind=type(exc).__name__, message=message,
-                             raw="".join(traceback.format_exception(exc))[-2000:])
+                             raw=body if body is not None else "".join(traceback.format_exception(exc))[-2000:])
         return self.record(id=item.id, seed=item.seed, error=error, usage=usage or UsageByRole())
 
     def lost(self, ctx: StageContext, done: set[str]) -> set[str]:
@@ -190,3 +193,17 @@ class Stage(ABC):
         errors = Counter(row.error.kind for row in rows if row.error)
         return StageSummary(stage=self.name, planned=planned, ok=sum(r.error is None for r in rows),
                             failed=sum(errors.values()), errors=dict(errors), usage=usage)
+
+
+def _server_body(exc: BaseException) -> str | None:
+    """The capped body of the server reply behind ``exc`` (among its causes), if there is one."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ReplyInvalid):
+            return cause.raw
+        if isinstance(cause, openai.APIStatusError):
+            return cap_raw(cause.response.text)
+        cause = cause.__cause__ or cause.__context__
+    return None

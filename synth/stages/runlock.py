@@ -213,7 +213,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LockUnwritable(f"cannot make the run folder {run_dir}: {exc.strerror or exc}") from exc
+        raise LockUnwritable(f"cannot use the run folder {run_dir}: {exc.strerror or exc}") from exc
     path = acquire(run_dir, holder)
     with _guard:
         _held[key] = 1

@@ -336,3 +336,18 @@ def test_killed_pipeline_pays_no_answered_call_twice_and_builds_the_same_rows(tm
             paid = sum(s.usage.total().calls for s in report.stages)
             cached = sum(s.usage.total().cached_calls for s in report.stages)
             assert paid + cached == calls and cached <= kept
+
+
+def test_an_error_caused_by_a_bad_reply_keeps_the_reply() -> None:
+    class SimulatorGaveUp(RuntimeError):
+        pass
+
+    try:
+        try:
+            raise ReplyInvalid("ToolSimReply: reply does not fit", raw='{"result": ')
+        except ReplyInvalid as inner:
+            raise SimulatorGaveUp("the tool simulator gave up") from inner
+    except SimulatorGaveUp as exc:
+        row = CountingStage().failed_row(WorkItem(id="agent-000"), exc)
+    assert row.error is not None and row.error.kind == "SimulatorGaveUp"
+    assert row.error.raw == '{"result": '
