@@ -48,7 +48,7 @@ from synth.bfcl.run import (
 )
 from synth.bfcl.score import Mode, RawToolCall, Reply, request, score
 from synth.machine import machine_info
-from synth.tool_format import TOOL_CALL_PARSER
+from synth.tool_format import TOOL_CALL_OPEN, TOOL_CALL_PARSER
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ class ToolCallReader:
         added = getattr(self.tokenizer, "added_tokens_decoder", {}) or {}
         special = {t.content for t in added.values() if getattr(t, "special", False)}
         self.special_tokens = sorted(special | set(self.tokenizer.all_special_tokens), key=len, reverse=True)
+        # The parser logs a traceback for each block it cannot read (into the server's log, online); here that
+        # would bury the command's output, so those replies are counted instead (``unreadable``).
+        self._parser_log = logging.getLogger(self.parser_cls.__module__)
+        self.unreadable = 0
 
     def describe(self) -> str:
         return f"{self.parser_name} ({self.parser_cls.__name__})"
@@ -147,8 +151,13 @@ class ToolCallReader:
             return Reply(text=text, finish_reason=finish_reason)
         messages, params = request(item, mode)
         req = self._request_cls(model=OFFLINE_ENDPOINT, messages=messages, **params)
-        info = self.parser_cls(self.tokenizer).extract_tool_calls(text, req)
+        quiet, self._parser_log.disabled = self._parser_log.disabled, True
+        try:
+            info = self.parser_cls(self.tokenizer).extract_tool_calls(text, req)
+        finally:
+            self._parser_log.disabled = quiet
         if not (info.tools_called and info.tool_calls):
+            self.unreadable += int(TOOL_CALL_OPEN in text)
             return Reply(text=text, finish_reason=finish_reason)
         content = info.content if info.content and info.content.strip() else None
         return Reply(text=content, finish_reason="tool_calls",
@@ -228,6 +237,9 @@ def score_replies(replies_path: Path, name: str, out: Path, settings: BfclSettin
         records.append(base.model_copy(update={
             "reply": reply, "decoded": verdict.decoded, "valid": verdict.valid, "error": verdict.error,
             "error_type": verdict.error_type, "raw_text": generated.text}))
+    if reader.unreadable:
+        log.warning("%d FC replies of %s hold a %s block vLLM's %s parser cannot read: scored as text, as the server "
+                    "returns them", reader.unreadable, name, TOOL_CALL_OPEN, reader.describe())
     out.mkdir(parents=True, exist_ok=True)
     existing = read_records(out / ITEMS)
     changed = [r for r in records if existing.get(r.key()) != r]

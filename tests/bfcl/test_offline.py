@@ -113,6 +113,17 @@ def test_the_parser_is_vllms_hermes_and_reads_every_call(reader: ToolCallReader)
     assert (plain.text, plain.tool_calls, plain.finish_reason) == ("No idea.", None, "length")
 
 
+def test_a_block_the_parser_cannot_read_is_text_and_counted_without_a_traceback(
+        reader: ToolCallReader, capfd: pytest.CaptureFixture[str]) -> None:
+    item = _chosen("simple_python")[0]
+    before = reader.unreadable
+    broken = '<tool_call>\n{"name": "get_stock_price", "arguments": {company: AAPL}}\n</tool_call>'
+    reply = reader.reply(item, "fc", broken, "stop")
+    assert (reply.text, reply.tool_calls) == (broken, None)  # what vLLM's server returns for it
+    assert reader.unreadable == before + 1
+    assert "Traceback" not in "".join(capfd.readouterr())
+
+
 def test_score_replies_gives_bfcls_verdicts_and_sits_beside_another_model(tmp_path: Path) -> None:
     requests = _export(tmp_path)
     right, prose, wrong_type = _chosen("simple_python")
