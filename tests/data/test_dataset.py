@@ -125,7 +125,8 @@ def test_heldout_tasks_never_enter_train(cfg: PipelineConfig) -> None:
         "tool:get_weather"]
     card = (cfg.run_dir / "dataset" / "README.md").read_text()
     assert "traj-task-4" not in ds["train"]["id"]
-    assert "| in no split (1 tasks on neither side; training episodes that call a held-out tool) | 2 |" in card
+    no_split = "| in no split (1 tasks on neither side; training episodes that call a held-out tool) | 2 |"
+    assert no_split in card
     assert "1 mixed groups" in card
     assert ds["train"][0]["accepted_by"] == "verifiable"  # auto, too few pairs to trust the judge
     from datasets import load_dataset
