@@ -18,13 +18,10 @@ from synth.errors import SynthError
 
 PROMPT = [{"role": "user", "content": "Describe, step by step, how a library tracks the books it lends."}]
 
-# The default run, measured end to end on the embedded server (fresh clone, fp32 forced, 2-core AMD EPYC,
-# 2026-12-01): the completion tokens it generates (26.5k: rollouts 15.1k, judge 4.9k, tasks 4.4k, tools 1.5k,
-# agents 0.7k; 34 episodes), and the part that runs one stream at a time (the longest episodes' chains of
-# requests, the tools stage's generations, stage start-up), in tokens. Fitted on two runs of the same rows: 294 s
-# at 42 tokens/s single-stream and 234 batched, and 823 s with the server throttled to the AVX2-only machine's
-# rates (10.5 and 69). The fit says 256 s and 953 s for them: rough by design, and high on a slow CPU rather than
-# low, since a user there needs to know what is coming.
+# The default config's run, measured end to end on the embedded server (the figures, date and machine:
+# docs/studies/cpu-serving.md): the completion tokens it generates, and the part that runs one stream at a time
+# (the longest episodes' chains of requests, the tools stage's generations, stage start-up), in tokens. The fit is
+# rough by design, and high on a slow CPU rather than low, since a user there needs to know what is coming.
 DEFAULT_RUN_COMPLETION_TOKENS = 26_500
 DEFAULT_RUN_SERIAL_TOKENS = 6_000
 
