@@ -102,7 +102,7 @@ publish: install
 	$(SYNTH) publish $(ARGS)
 
 lint: install
-	$(BIN)/ruff check synth tests pipelines
+	$(BIN)/ruff check synth tests pipelines bench
 
 # The tiers, by marker (tests/test_tiers.py checks that make test and test-slow run every test once):
 # unit: fast, no server, no root. sandbox: real code in the sandbox and real programs confined, as root on Linux;
@@ -113,7 +113,7 @@ SANDBOX_TIER     := sandbox and not integration and not slow and not gpu
 INTEGRATION_TIER := integration and not slow and not gpu
 
 test: model
-	$(BIN)/ruff check synth tests pipelines
+	$(BIN)/ruff check synth tests pipelines bench
 	$(BIN)/python -m pytest -m "$(UNIT_TIER)" -q
 	$(BIN)/python -m pytest -m "$(SANDBOX_TIER)" -q
 	$(BIN)/python -m pytest -m "$(INTEGRATION_TIER)" -q
