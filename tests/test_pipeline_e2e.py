@@ -213,5 +213,9 @@ def test_training_view_of_accepted_rows(run: dict, tmp_path: Path, monkeypatch: 
     cfg = run["cfg"].model_copy(update={"runs_dir": tmp_path})
     summary = dataset_build.build_dataset(cfg)
     assert summary.accepted >= 1, "the run has no trajectory outside the held-out tasks"
-    assert summary.accepted == summary.trajectories - summary.errored - summary.heldout
+    # Every judged row outside the held-out tasks is accepted, except rows no split takes: tasks on neither side of
+    # the split, and rows kept out of train for holding a BFCL function name or question.
+    kept_out = summary.contamination.kept_out if summary.contamination else 0
+    assert summary.rejected == 0
+    assert summary.accepted + kept_out == summary.trajectories - summary.errored - summary.heldout - summary.excluded
     _check_sft(copy / "dataset", summary.accepted)
