@@ -564,14 +564,34 @@ class PipelineConfig(Strict):
         return [EndpointConfig(base_url=url.strip(), api_key=key) for url in env.split(",") if url.strip()]
 
 
-def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
+def _set_path(data: dict[str, Any], dotted: str, raw: str, error: type[SynthError]) -> None:
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}={raw}: {key!r} is not a section")
+            raise error(f"override {dotted}={raw}: {key!r} is not a section")
     node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def read_yaml(path: Path, overrides: list[str] | None, *, error: type[SynthError], what: str, missing_hint: str,
+              override_form: str, override_hint: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` with ``dotted.key=value`` overrides (YAML values) applied; every
+    problem raised as ``error`` naming the file (``what``: "config file", "job file") or the override."""
+    if not path.exists():
+        raise error(f"{what} {path} does not exist", hint=missing_hint)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} must hold a mapping at the top level")
+    for item in overrides or []:
+        if "=" not in item:
+            raise error(f"override {item!r} has no '=': it must be {override_form}", hint=override_hint)
+        key, raw = item.split("=", 1)
+        _set_path(data, key.strip(), raw.strip(), error)
+    return data
 
 
 def _describe(err: ValidationError) -> str:
@@ -591,21 +611,10 @@ def _describe(err: ValidationError) -> str:
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
     """Load ``path`` (default ``pipelines/default.yaml``) and apply ``a.b=value`` overrides."""
     path = Path(path) if path else PIPELINES / "default.yaml"
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist",
-                          hint="pass --config with a YAML file (pipelines/ holds examples)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not section.field=value",
-                              hint="write each --set as section.field=value, e.g. --set agents.count=10")
-        key, raw = item.split("=", 1)
-        _set_path(data, key.strip(), raw.strip())
+    data = read_yaml(path, overrides, error=ConfigError, what="config file",
+                     missing_hint="pass --config with a YAML file (pipelines/ holds examples)",
+                     override_form="section.field=value",
+                     override_hint="write each --set as section.field=value, e.g. --set agents.count=10")
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

@@ -10,12 +10,11 @@ only that file and the data beside it (paths relative to where it runs, as they 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from synth.config import RUN_NAME, Optimizer, Strict, TrainSettings
+from synth.config import RUN_NAME, Optimizer, Strict, TrainSettings, read_yaml
 from synth.errors import SynthError
 
 
@@ -62,33 +61,12 @@ def write_job(job: TrainJob, path: Path) -> Path:
     return path
 
 
-def _set(data: dict[str, Any], dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise JobError(f"override {dotted}={raw}: {key!r} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
-
-
 def load_job(path: Path, overrides: list[str] | None = None) -> TrainJob:
     """The job in ``path`` with ``field=value`` overrides (YAML values, e.g. ``base_model=/models/base`` or
     ``data=[{dataset: runs/r/dataset}]``)."""
-    if not path.exists():
-        raise JobError(f"job file {path} does not exist",
-                       hint="give the YAML file `synth train` or `synth improve` wrote (runs/<run>/train/jobs/)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise JobError(f"job file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise JobError(f"job file {path} must hold a mapping at the top level")
-    for item in overrides or []:
-        if "=" not in item:
-            raise JobError(f"override {item!r} has no '='", hint="write each --set as field=value, e.g. threads=8")
-        key, raw = item.split("=", 1)
-        _set(data, key.strip(), raw.strip())
+    data = read_yaml(path, overrides, error=JobError, what="job file",
+                     missing_hint="give the YAML file `synth train` or `synth improve` wrote (runs/<run>/train/jobs/)",
+                     override_form="field=value", override_hint="write each --set as field=value, e.g. threads=8")
     try:
         return TrainJob.model_validate(data)
     except ValidationError as exc:
