@@ -9,6 +9,7 @@ import pytest
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.data.heldout import is_heldout
+from synth.runtime import sandbox
 from synth.schemas.ids import stable_id
 from synth.schemas.records import AgentRecord, Row, TaskRecord, TrajectoryRecord
 from synth.schemas.usage import UsageByRole
@@ -66,6 +67,8 @@ def test_resume_runs_only_missing_samples(cfg: PipelineConfig, monkeypatch: pyte
 
     monkeypatch.setattr(RolloutsStage, "process", fake_process)
     monkeypatch.setattr(RolloutsStage, "setup", no_setup)
+    # The stand-in starts no MCP server: whether this machine could confine one (root) is not this test's concern.
+    monkeypatch.setattr(sandbox, "confinement_available", lambda: (True, "stand-in episodes start no server"))
     endpoints = [EndpointConfig(base_url="http://127.0.0.1:9/v1")]  # never called by the stand-in
     planned = RolloutsStage().plan(StageContext(config=cfg))
     # An earlier, interrupted run finished the first four rows.
