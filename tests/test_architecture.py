@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from synth.paths import REPO_ROOT
+from tests.fixtures.imports import imports_by_file, runtime_imports
 
 PACKAGE = REPO_ROOT / "synth"
 ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
@@ -26,29 +27,6 @@ def allowed() -> dict[str, tuple[int, set[str]]]:
     return table
 
 
-def _runtime_imports(tree: ast.AST) -> list[ast.ImportFrom | ast.Import]:
-    found: list[ast.ImportFrom | ast.Import] = []
-
-    def visit(node: ast.AST) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
-            if isinstance(child, ast.Import | ast.ImportFrom):
-                found.append(child)
-            visit(child)
-
-    visit(tree)
-    return found
-
-
-def _imported(node: ast.ImportFrom | ast.Import) -> list[str]:
-    if isinstance(node, ast.Import):
-        return [a.name for a in node.names]
-    if node.module == "synth":
-        return [f"synth.{a.name}" for a in node.names]
-    return [node.module] if node.module else []
-
-
 def package_of(path: Path) -> str:
     parts = path.relative_to(PACKAGE).with_suffix("").parts
     return parts[0]
@@ -57,13 +35,13 @@ def package_of(path: Path) -> str:
 def actual() -> dict[str, dict[str, str]]:
     """package -> {imported package: one module that imports it}."""
     graph: dict[str, dict[str, str]] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(imports_by_file(PACKAGE)):
         if path == PACKAGE / "__init__.py":
             continue
         pkg = package_of(path)
         graph.setdefault(pkg, {})
-        for node in _runtime_imports(ast.parse(path.read_text())):
-            for name in _imported(node):
+        for entry in imports_by_file(PACKAGE)[path]:
+            for name in entry["modules"]:
                 if name.startswith("synth.") and (dep := name.split(".")[1]) != pkg:
                     graph[pkg].setdefault(dep, str(path.relative_to(REPO_ROOT)))
     return graph
@@ -132,10 +110,8 @@ def test_no_module_cycles() -> None:
     inits = {m for m, p in mods.items() if p.name == "__init__.py"}  # re-exports, not dependencies
     graph: dict[str, set[str]] = {m: set() for m in mods if m not in inits}
     for mod in graph:
-        for node in _runtime_imports(ast.parse(mods[mod].read_text())):
-            names = _imported(node)
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names += [f"{node.module}.{a.name}" for a in node.names]
+        for entry in imports_by_file(PACKAGE)[mods[mod]]:
+            names = entry["modules"] + entry["members"]
             graph[mod].update(n for n in names if n in graph and n != mod)
     found = cycle(graph)
     assert found is None, "import cycle: " + " -> ".join(found or [])
@@ -144,7 +120,7 @@ def test_no_module_cycles() -> None:
 def test_the_checkers_see_what_they_must() -> None:
     assert cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     tree = ast.parse("def f():\n    from synth.x import y\nif TYPE_CHECKING:\n    from synth.z import w\n")
-    assert [n.module for n in _runtime_imports(tree)] == ["synth.x"]
+    assert [n.module for n in runtime_imports(tree)] == ["synth.x"]
     assert ROW.match("| `sim` | 5 | agents, tools |")
 
 
