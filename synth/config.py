@@ -120,6 +120,18 @@ class ToolsStageConfig(Strict):
     tools_per_leaf: int = Field(default=3, ge=1, description="Synthetic tools written per leaf in each round.")
 
 
+class GrowConfig(Strict):
+    """Growing the synthetic registry to a size (`synth tools grow`): the tools stage plans subdomains over every
+    domain leaf, round after round, until this many distinct tools are kept (synth.tools.grow)."""
+
+    target: int = Field(default=0, ge=0, description="Synthetic tools to keep after deduplication; 0: grow "
+                        "tools.evolve_leaves leaves once (the pipeline's default).")
+    max_rounds: int = Field(default=8, ge=1, description="Rounds of planning at most: each plans enough new "
+                            "subdomains for what is missing, at the kept share the rounds before it saw.")
+    dedup_threshold: float = Field(default=0.8, gt=0, le=1, description="MinHash Jaccard (name and description "
+                                   "shingles) at which a synthetic tool is a near-duplicate of one kept before it.")
+
+
 class AgentsStageConfig(Strict):
     count: int = Field(default=6, ge=1, description="Agents to write, each a system prompt and a toolset.")
     toolset_size: tuple[int, int] = Field(default=(2, 4), description="Tools per agent: [min, max], 1 <= min <= max.")
@@ -344,6 +356,31 @@ class RayConfig(Strict):
                               "one); what makes Ray spread shards over a cluster's nodes.")
 
 
+class TrajectoryDedupConfig(Strict):
+    """Near-duplicate trajectories: MinHash LSH over word 3-shingles of the normalised transcript (user turns, tool
+    names and argument values; not the system prompt, ids, timings or tool results). Only train rows are dropped;
+    held-out rows never are, and a train row near a held-out row is dropped."""
+
+    enabled: bool = Field(default=True, description="Drop near-copies from train (the index beside the dataset, "
+                          "dataset/dedup/, is written either way, for later runs to check against).")
+    threshold: float = Field(
+        default=0.9, gt=0, le=1,
+        description="Estimated Jaccard similarity of two transcripts' word 3-shingles at or above which the later "
+        "one is a copy. 0.9: a change of one word touches three shingles, so a copy differing by about one word in "
+        "60 (the same question and calls, a reworded phrase) is dropped, while another argument value or another "
+        "question in a short transcript (a city, a file) changes a third of its shingles and is kept; lower it to "
+        "drop paraphrases too, 1 drops exact copies only.")
+    runs: list[RunName] = Field(
+        default_factory=list, description="Earlier runs (names under runs_dir) whose dataset's rows this run's "
+        "train rows are checked against (their dedup/ index, else their Parquet rows).")
+    indexes: list[Path] = Field(
+        default_factory=list, description="Folders to check against besides runs: a dedup/ index, or a dataset "
+        "folder (an earlier published dataset: data/<split>-*.parquet).")
+    data_runs: bool = Field(
+        default=True, description="Also check against train.data_runs (synth improve's earlier rounds): those rows "
+        "are trained on with this run's, so a copy of one would be trained on twice.")
+
+
 class DatasetConfig(Strict):
     heldout_share: float = Field(
         default=0.2, ge=0, lt=1,
@@ -352,6 +389,10 @@ class DatasetConfig(Strict):
         "is evaluated and never trained on, one whose tools mix both sides is in neither split "
         "(synth.data.heldout).",
     )
+    dedup: TrajectoryDedupConfig = Field(
+        default_factory=TrajectoryDedupConfig,
+        description="Near-duplicate trajectories dropped from train, inside the run and against earlier runs "
+        "(synth.data.trajectory_dedup).")
 
 
 class PublishConfig(Strict):
@@ -524,6 +565,7 @@ class PipelineConfig(Strict):
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     tools: ToolsStageConfig = Field(default_factory=ToolsStageConfig)
+    grow: GrowConfig = Field(default_factory=GrowConfig)
     agents: AgentsStageConfig = Field(default_factory=AgentsStageConfig)
     tasks: TasksStageConfig = Field(default_factory=TasksStageConfig)
     rollouts: RolloutsStageConfig = Field(default_factory=RolloutsStageConfig)
@@ -564,13 +606,13 @@ class PipelineConfig(Strict):
         return [EndpointConfig(base_url=url.strip(), api_key=key) for url in env.split(",") if url.strip()]
 
 
-def _set_path(data: dict[str, Any], dotted: str, raw: str, error: type[SynthError]) -> None:
+def _set_path(data: dict[str, Any], dotted: str, raw: str, error: type[SynthError], hint: str) -> None:
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise error(f"override {dotted}={raw}: {key!r} is not a section")
+            raise error(f"--set {dotted}={raw}: {key!r} is not a section (it holds {node!r})", hint=hint)
     node[keys[-1]] = yaml.safe_load(raw) if raw != "" else None
 
 
@@ -588,24 +630,44 @@ def read_yaml(path: Path, overrides: list[str] | None, *, error: type[SynthError
         raise error(f"{what} {path} must hold a mapping at the top level")
     for item in overrides or []:
         if "=" not in item:
-            raise error(f"override {item!r} has no '=': it must be {override_form}", hint=override_hint)
+            raise error(f"--set {item!r} has no '=': it must be {override_form}", hint=override_hint)
         key, raw = item.split("=", 1)
-        _set_path(data, key.strip(), raw.strip(), error)
+        _set_path(data, key.strip(), raw.strip(), error, override_hint)
     return data
 
 
-def _describe(err: ValidationError) -> str:
-    lines = []
+def _describe(err: ValidationError, overrides: list[str] | None = None) -> tuple[str, str]:
+    """The problems in the file and those in the ``--set`` overrides, one line each: a problem whose field an
+    override set (or lies inside it, or holds it) is the flag's, named as typed; the rest are the file's."""
+    keys = [(item, tuple(item.split("=", 1)[0].strip().split("."))) for item in overrides or [] if "=" in item]
+    in_file, in_flags = [], []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = tuple(str(p) for p in e["loc"])
         msg = e["msg"]
         ctx = e.get("ctx") or {}
         if e["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + (f" (fields there: {', '.join(known)})" if (known := _fields_at(loc[:-1]))
+                                     else "")
         if "expected" in ctx:
             msg += f" (allowed: {ctx['expected']})"
-        lines.append(f"  {loc}: {msg}; got {e.get('input')!r}")
-    return "\n".join(lines)
+        line = f"{'.'.join(loc)}: {msg}; got {e.get('input')!r}"
+        flag = next((item for item, key in keys if key[:len(loc)] == loc or loc[:len(key)] == key), None)
+        if flag is not None:
+            in_flags.append(f"  --set {flag}: {line}")
+        else:
+            in_file.append(f"  {line}")
+    return "\n".join(in_file), "\n".join(in_flags)
+
+
+def _fields_at(loc: tuple[str, ...]) -> list[str]:
+    """The fields the config section at ``loc`` takes (none when ``loc`` is no section of the model)."""
+    model: Any = PipelineConfig
+    for key in loc:
+        field = model.model_fields.get(key) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
@@ -618,4 +680,10 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid config {path}:\n{_describe(exc)}") from exc
+        in_file, in_flags = _describe(exc, overrides)
+        if not in_file:  # the file is fine: blaming it would send the user to the wrong place
+            raise ConfigError(f"invalid --set:\n{in_flags}",
+                              hint="fix that --set flag (section.field=value; docs/config.md lists every field), "
+                              "then run the command again") from exc
+        raise ConfigError(f"invalid config {path}:\n{in_file}" + (f"\nand invalid --set:\n{in_flags}"
+                                                                  if in_flags else "")) from exc

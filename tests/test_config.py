@@ -56,3 +56,34 @@ def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert urls == ["http://a:1/v1", "http://b:2/v1"]
     monkeypatch.delenv("SYNTH_BASE_URL")
     assert load_config().endpoint_urls() == []
+
+
+def test_set_errors_name_the_flag_not_the_file() -> None:
+    """A bad --set is the flag's fault: the message quotes it as typed and does not send the user to a YAML file
+    that is fine."""
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["agents.count=abc"])
+    assert "--set agents.count=abc" in str(err.value) and "default.yaml" not in str(err.value)
+    assert "--set" in err.value.hint
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["nope.x=1"])
+    assert "--set nope.x=1" in str(err.value) and "default.yaml" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"--set run\.x=1: 'run' is not a section") as err:
+        load_config(overrides=["run.x=1"])
+    assert "--set" in err.value.hint
+
+
+def test_unknown_field_lists_the_fields_of_its_section() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["agents.cuont=3"])
+    assert "fields there: " in str(err.value) and "count" in str(err.value)
+
+
+def test_file_and_flag_errors_are_told_apart(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("agents:\n  cuont: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["llm.max_tokens=-5"])
+    file_part, flag_part = str(err.value).split("invalid --set")
+    assert str(path) in file_part and "agents.cuont" in file_part and "max_tokens" not in file_part
+    assert "--set llm.max_tokens=-5" in flag_part
