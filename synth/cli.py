@@ -98,6 +98,25 @@ def tools_evolve(config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = No
     _stage("tools", config, set_, run)
 
 
+@tools_app.command("grow")
+def tools_grow(
+    target: Annotated[int, typer.Option(min=1, help="Synthetic tools to keep after deduplication.")],
+    out: Annotated[Path | None, typer.Option(help="Also copy the grown registry (JSONL) here.")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Grow the synthetic registry to --target tools through the domain tree, resumably (run it again after a
+    kill: finished subdomains are kept), deduplicated against itself and the real tools."""
+    from synth.endpoints import endpoints_for
+    from synth.stages.grow import grow_tools
+
+    cfg = _config(config, [*(set_ or []), f"grow.target={target}"], run)
+    with endpoints_for(cfg, keep_server=True) as endpoints:
+        report = grow_tools(cfg, endpoints, out=out)
+    console.print_json(report.model_dump_json(exclude={"summary"}))
+    console.print(f"kept {report.synthetic_tools} of {report.summary.extra.get('synthetic_generated', 0)} grown "
+                  f"({report.stop}); registry: {report.registry}")
+
+
 @tools_app.command("harvest")
 def tools_harvest(
     parallel: Annotated[int, typer.Option(help="Servers harvested at once.")] = 4,

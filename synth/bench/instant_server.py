@@ -7,6 +7,11 @@ it calls one of the listed tools with arguments valid for its ``parameters``; ot
 (``anyOf`` branches, enum values, lengths) are drawn from a generator seeded by the request, so the same request
 always gets the same reply and a pipeline run against it is reproducible.
 
+``--varied`` draws free text from a vocabulary of hundreds of thousands of made-up words, and snake_case names
+(strings with a pattern) from verbs, made-up words and nouns, so thousands of evolved tools differ as a model's
+would (``synth tools grow`` at scale); a few replies (``STOCK_SHARE``) reuse a small pool of stock tools, exactly or
+with a word added, so the duplicate checks have duplicates to find.
+
 ``GET /stats`` returns the number of requests served, those in flight, when the last one arrived (and with
 ``?since=T`` how many arrived after T) and, per request digest (messages + seed + schema), how many times it was
 asked: tests use it to check that no finished model call was sent twice and none after the driver died.
@@ -41,6 +46,17 @@ _TEXT = ("the order ships today and the account holds two items while the user a
          "blue lamp from last week so please check the status then confirm the date and the total")
 _WORDS = _TEXT.split(" ")
 _MAX_DEPTH = 6
+_CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+_SYLLABLES = [c + v for c in _CONSONANTS for v in _VOWELS]
+_VERBS = ("get", "list", "create", "update", "delete", "search", "find", "check", "book", "cancel", "track",
+          "schedule", "send", "compute", "export", "import", "validate", "approve", "assign", "archive", "merge",
+          "estimate", "summarize", "reserve")
+_NOUNS = ("order", "invoice", "report", "record", "slot", "ticket", "account", "item", "batch", "profile", "plan",
+          "request", "entry", "route", "policy", "quote", "claim", "event", "note", "asset")
+STOCK_SHARE = 0.04
+"""Share of name+description objects (tools, subdomains, parameters) taken from the stock pool in varied mode."""
+_STOCK = [(f"{verb}_{noun}", f"{verb.capitalize()} a {noun} by its identifier and return the {noun} with its "
+           f"status, owner and the date it last changed.") for verb in _VERBS[:6] for noun in _NOUNS[:5]]
 
 
 class InstantServerError(SynthError, RuntimeError):
@@ -56,9 +72,10 @@ class Unsatisfiable(ValueError):
 class SchemaSampler:
     """Draws a JSON instance of a JSON Schema (the subset pydantic and the pipeline's tools use)."""
 
-    def __init__(self, root: dict[str, Any], rng: random.Random) -> None:
+    def __init__(self, root: dict[str, Any], rng: random.Random, varied: bool = False) -> None:
         self.root = root
         self.rng = rng
+        self.varied = varied
 
     def sample(self, schema: Any = None, depth: int = 0) -> Any:
         schema = self.root if schema is None else schema
@@ -114,12 +131,39 @@ class SchemaSampler:
                 except Unsatisfiable:
                     if name in required:
                         raise  # an optional property nothing fits is left out
+        if self.varied and isinstance(out.get("name"), str) and isinstance(out.get("description"), str) \
+                and self.rng.random() < STOCK_SHARE:
+            self._stock(out, props)
         extra = schema.get("additionalProperties")
         if not props and extra not in (False, None) and depth < _MAX_DEPTH:
             for i in range(self.rng.randint(1, 2)):
                 out[f"{self.rng.choice(_WORDS)}_{i}"] = self.sample(extra if isinstance(extra, dict) else
                                                                     {"type": "string"}, depth + 1)
         return out
+
+    def _stock(self, out: dict[str, Any], props: dict[str, Any]) -> None:
+        """Make ``out`` a stock name and description: as is, or the name with a made-up word added."""
+        name, description = self.rng.choice(_STOCK)
+        if self.rng.random() < 0.5:
+            name = f"{name}_{self._word()}"
+        pattern = (props.get("name") or {}).get("pattern")
+        high = (props.get("description") or {}).get("maxLength")
+        if (pattern is None or re.search(pattern, name)) and (high is None or len(description) <= high):
+            out["name"], out["description"] = name, description
+
+    def _word(self) -> str:
+        return "".join(self.rng.choice(_SYLLABLES) for _ in range(self.rng.randint(2, 3)))
+
+    def _varied_name(self, pattern: str, low: int, high: int | None) -> str | None:
+        """A snake_case name unlikely to repeat: verb, made-up word and (sometimes) a noun."""
+        for _ in range(4):
+            parts = [self.rng.choice(_VERBS), self._word()]
+            if self.rng.random() < 0.7:
+                parts.append(self.rng.choice(_NOUNS))
+            name = "_".join(parts)
+            if re.search(pattern, name) and low <= len(name) <= (high or 10**9):
+                return name
+        return None
 
     def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
         prefix = schema.get("prefixItems") or []
@@ -145,13 +189,14 @@ class SchemaSampler:
                     "uuid": "123e4567-e89b-12d3-a456-426614174000"}[fmt]
         low, high = schema.get("minLength", 0), schema.get("maxLength")
         if "pattern" in schema:
-            return self._pattern(schema["pattern"], low, high)
-        want = max(low, self.rng.randint(12, 60))
+            varied = self._varied_name(schema["pattern"], low, high) if self.varied else None
+            return varied or self._pattern(schema["pattern"], low, high)
+        want = max(low, self.rng.randint(40, 160) if self.varied else self.rng.randint(12, 60))
         if high is not None:
             want = min(want, high)
         words: list[str] = []
         while len(" ".join(words)) < want:
-            words.append(self.rng.choice(_WORDS))
+            words.append(self._word() if self.varied else self.rng.choice(_WORDS))
         text = " ".join(words)[:want]
         return text if len(text) >= low else text.ljust(low, "a")
 
@@ -183,8 +228,9 @@ def digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def reply(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat completion for one request body: schema-valid content, a valid tool call, or text."""
+def reply(body: dict[str, Any], varied: bool = False) -> dict[str, Any]:
+    """The chat completion for one request body: schema-valid content, a valid tool call, or text (``varied``:
+    free text and names from a large vocabulary, see the module's docstring)."""
     key = digest(body)
     rng = random.Random(key)
     message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -193,7 +239,7 @@ def reply(body: dict[str, Any]) -> dict[str, Any]:
     tools = body.get("tools") or []
     if fmt.get("type") == "json_schema":
         schema = fmt["json_schema"].get("schema") or {}
-        message["content"] = json.dumps(SchemaSampler(schema, rng).sample(), separators=(",", ":"))
+        message["content"] = json.dumps(SchemaSampler(schema, rng, varied).sample(), separators=(",", ":"))
     elif fmt.get("type") == "json_object":
         message["content"] = "{}"
     elif tools and body.get("tool_choice") != "none" and rng.random() < 0.6:
@@ -215,7 +261,7 @@ def reply(body: dict[str, Any]) -> dict[str, Any]:
             "usage": usage}
 
 
-def make_app(delay_s: float = 0.0) -> Any:
+def make_app(delay_s: float = 0.0, varied: bool = False) -> Any:
     from aiohttp import web
 
     counts: Counter[str] = Counter()
@@ -230,7 +276,7 @@ def make_app(delay_s: float = 0.0) -> Any:
             counts[digest(body)] += 1
             if delay_s:
                 await asyncio.sleep(delay_s)
-            return web.Response(text=json.dumps(reply(body)), content_type="application/json")
+            return web.Response(text=json.dumps(reply(body, varied)), content_type="application/json")
         finally:
             inflight[0] -= 1
 
@@ -254,14 +300,14 @@ def make_app(delay_s: float = 0.0) -> Any:
     return app
 
 
-def serve(host: str, port: int, delay_s: float = 0.0) -> None:
+def serve(host: str, port: int, delay_s: float = 0.0, varied: bool = False) -> None:
     from aiohttp import web
 
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    web.run_app(make_app(delay_s), host=host, port=port, print=None, access_log=None)
+    web.run_app(make_app(delay_s, varied), host=host, port=port, print=None, access_log=None)
 
 
 # --- helpers for tests and benchmarks: the server as a child process -------------------------------------------
@@ -277,10 +323,12 @@ def get_stats(port: int, host: str = "127.0.0.1", since: float | None = None) ->
         return json.loads(resp.read())
 
 
-def start(port: int, delay_ms: float = 0.0, host: str = "127.0.0.1", timeout_s: float = 60) -> subprocess.Popen:
+def start(port: int, delay_ms: float = 0.0, host: str = "127.0.0.1", timeout_s: float = 60,
+          varied: bool = False) -> subprocess.Popen:
     """Start the server as a child process (its own session, so a test can kill it alone) and wait for it."""
     proc = subprocess.Popen([sys.executable, "-m", "synth.bench.instant_server", "--host", host, "--port",
-                             str(port), "--delay-ms", str(delay_ms)], start_new_session=True,
+                             str(port), "--delay-ms", str(delay_ms), *(["--varied"] if varied else [])],
+                            start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -308,8 +356,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(port: int, delay_ms: float = 0.0) -> Iterator[subprocess.Popen]:
-    proc = start(port, delay_ms)
+def running(port: int, delay_ms: float = 0.0, varied: bool = False) -> Iterator[subprocess.Popen]:
+    proc = start(port, delay_ms, varied=varied)
     try:
         yield proc
     finally:
@@ -321,8 +369,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="Wait this long before each reply.")
+    parser.add_argument("--varied", action="store_true", help="Free text and names from a large vocabulary.")
     args = parser.parse_args()
-    serve(args.host, args.port, args.delay_ms / 1000)
+    serve(args.host, args.port, args.delay_ms / 1000, args.varied)
 
 
 if __name__ == "__main__":

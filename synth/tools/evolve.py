@@ -54,7 +54,7 @@ class ToolDraft(BaseModel):
     )
     parameters: list[ParamDraft] = Field(min_length=1, max_length=5)
     errors: list[str] = Field(
-        default_factory=list,
+        min_length=1,
         max_length=3,
         description="Error messages the tool can return, e.g. 'order not found'.",
     )
@@ -113,9 +113,15 @@ def draft_to_spec(draft: ToolDraft, domain_path: list[str], generation: int) -> 
 
 
 async def grow_subdomain(
-    pool: LLMPool, leaf: list[str], description: str, *, seed: int, usage: UsageByRole
+    pool: LLMPool, leaf: list[str], description: str, *, seed: int, usage: UsageByRole,
+    existing: list[str] | None = None,
 ) -> Subdomain:
-    prompt = render("evolve_subdomain", category=leaf[0], domain=leaf[1], description=description)
+    """One new subdomain of ``leaf``; ``existing`` names the subdomains it already has (growing to a target)."""
+    if existing:
+        prompt = render("grow_subdomain", category=leaf[0], domain=leaf[1], description=description,
+                        existing=existing)
+    else:
+        prompt = render("evolve_subdomain", category=leaf[0], domain=leaf[1], description=description)
     return await pool.structured(
         [{"role": "user", "content": prompt}],
         Subdomain,
