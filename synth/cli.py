@@ -27,6 +27,8 @@ app = typer.Typer(help="Manufacture tool-use training data for LLM agents (Kimi 
                   no_args_is_help=True, pretty_exceptions_enable=False)
 tools_app = typer.Typer(help="The tool registry: run the tools stage, harvest real MCP servers, stats.")
 app.add_typer(tools_app, name="tools")
+critic_app = typer.Typer(help="The critic: a judge trained on verified outcomes (synth.critic).")
+app.add_typer(critic_app, name="critic")
 console = Console(stderr=True)
 
 ConfigOpt = Annotated[
@@ -235,8 +237,18 @@ def train(
     job: Annotated[Path | None, typer.Option(help="Train this job spec (YAML, e.g. runs/<run>/train/jobs/<name>"
                                              ".yaml) alone, not the run's train stage; --set sets its fields.")]
     = None,
+    role: Annotated[str, typer.Option(help="agent (the run's train split) or judge (a critic on `synth critic "
+                                      "build` examples in --data; --set sets the job's fields).")] = "agent",
+    data: Annotated[Path | None, typer.Option(help="--role judge: the critic data folder.")] = None,
 ) -> None:
     """Fine-tune a HF causal LM (default: the embedded SmolLM2) on the run's train split: one job per optimizer."""
+    if role != "agent":
+        from synth.critic.train import train_judge
+
+        for done in train_judge(role, data, optimizer or ["muonclip"], name, set_):
+            console.print(f"{done.name}: {done.steps} steps, loss {done.first_loss} -> {done.last_loss}, "
+                          f"checkpoint {done.checkpoint}")
+        return
     if job is not None:
         from synth.train.job import load_job
         from synth.train.trainer import train as run_job
@@ -261,6 +273,48 @@ def train(
         console.print(f"{job_name}: {j['steps']} steps, loss {j['first_loss']} -> {j['last_loss']}, checkpoint "
                       f"{j['checkpoint']}")
     _exit_if_all_failed([summary])
+
+
+@critic_app.command("build")
+def critic_build(
+    run: Annotated[list[str], typer.Option("--run", help="A judged run (name under runs_dir); repeatable.")],
+    out: Annotated[Path, typer.Option(help="Folder for train.jsonl, heldout.jsonl and summary.json.")],
+    heldout_share: Annotated[float, typer.Option(help="Share of tool groups held out (the dataset's rule and "
+                                                 "salt, this share).")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seeds the balancing sample.")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="Longest example in tokens; transcripts are cut to fit.")] = 768,
+    config: ConfigOpt = None, set_: SetOpt = None,
+) -> None:
+    """Critic examples from judged runs: the judge's prompt for one criterion -> the code check's outcome."""
+    from synth.critic.data import build
+
+    cfg = _config(config, set_)
+    summary = build([cfg.runs_dir / r for r in run], out, heldout_share=heldout_share, seed=seed,
+                    max_tokens=max_tokens)
+    for side, s in summary.splits.items():
+        console.print(f"{side}: {s['examples']} examples ({s['pass']} pass, {s['fail']} fail), {s['tokens']} tokens")
+    console.print(f"dropped: {summary.dropped}; summary: {out / 'summary.json'}")
+
+
+@critic_app.command("report")
+def critic_report(
+    data: Annotated[Path, typer.Option(help="The critic data folder (`synth critic build`).")],
+    critic: Annotated[list[str] | None, typer.Option(help="NAME=CHECKPOINT of a trained critic (repeatable; the "
+                                                     "first is the JSON's 'trained').")] = None,
+    out: Annotated[Path, typer.Option(help="Report path without suffix: .json and .md are written.")] = Path(
+        "bench/results/critic"),
+    limit: Annotated[int | None, typer.Option(help="Judge only the first N held-out examples.")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight per judge.")] = 16,
+    port: Annotated[int, typer.Option(help="Port a trained critic is served on.")] = 8777,
+    config: ConfigOpt = None, set_: SetOpt = None,
+) -> None:
+    """The raw judge (the embedded server) and each trained critic on the held-out examples: AUC, accuracy,
+    quotes found, score gap and cost, against the code checks."""
+    from synth.critic.report import run_report
+
+    paths = run_report(data, critic or [], out, _config(config, set_), limit=limit, concurrency=concurrency,
+                       port=port, command=" ".join(["synth", *sys.argv[1:]]))
+    console.print(f"report: {paths[0]}, {paths[1]}")
 
 
 @app.command(name="eval")

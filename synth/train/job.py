@@ -10,9 +10,10 @@ only that file and the data beside it (paths relative to where it runs, as they 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from synth.config import RUN_NAME, Optimizer, Strict, TrainSettings, read_yaml
 from synth.errors import SynthError
@@ -53,6 +54,25 @@ class TrainJob(TrainSettings):
         default=0.2, ge=0, lt=1, description="Rows of held-out tasks at this share (by task key, as the dataset "
         "chose them) are dropped: a job never trains on an evaluation task, even from an older dataset.")
     output_dir: Path = Field(description="Where the checkpoint, train_summary.json and log.jsonl go.")
+    role: Literal["agent", "judge"] = Field(
+        default="agent", description="What the model is trained to be: the agent (on a dataset's accepted rows) or "
+        "the judge (a critic, on `synth critic build` examples: the judge's prompt for one criterion and the "
+        "verified outcome; synth.critic). The steps, optimizers and checkpoint are the same.")
+
+    @model_validator(mode="after")
+    def _role_data(self) -> TrainJob:
+        if self.role == "judge" and any(d.dataset is not None for d in self.data):
+            raise ValueError("a judge job trains on critic example files (`synth critic build` writes "
+                             "train.jsonl), not on a dataset folder, whose rows are the agent's")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # An agent job dumps as it did before roles existed: its job files, stage row ids and fingerprints stay.
+        out: dict[str, Any] = handler(self)
+        if out.get("role") == "agent":
+            out.pop("role")
+        return out
 
 
 def write_job(job: TrainJob, path: Path) -> Path:
