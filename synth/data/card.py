@@ -65,8 +65,10 @@ def write_card(path: Path, config: PipelineConfig, summary: DatasetSummary, rows
         f"| held out ({summary.heldout_tasks} tasks) | {summary.heldout} |",
         f"| in no split ({sum(summary.excluded_tasks.values())} tasks on neither side; training episodes that "
         f"call a held-out tool) | {summary.excluded} |",
-        f"| failed before judging | {summary.errored} |", "",
+        f"| failed before judging | {summary.errored} |",
+        *([f"| near-duplicates dropped from train | {summary.dedup.dropped} |"] if summary.dedup else []), "",
         *heldout_lines(summary),
+        *dedup_lines(summary),
         *contamination_lines(summary),
         "| accepted by | count |", "|---|---|",
         *[f"| {k} | {n} |" for k, n in sorted(summary.accepted_by.items())], "",
@@ -106,6 +108,28 @@ def heldout_lines(summary: DatasetSummary) -> list[str]:
     return ["## Held-out split", "",
             f"Held out: {summary.heldout_tasks} tasks, holding {summary.heldout_tools} tools of "
             f"{summary.heldout_groups} tool groups that no `train` row holds. Tasks on neither side: {why}.", ""]
+
+
+def dedup_lines(summary: DatasetSummary) -> list[str]:
+    """How many train rows were dropped as near-copies, and of what."""
+    d = summary.dedup
+    if d is None:
+        return []
+    lines = ["## Deduplication", ""]
+    how = ("Near-duplicate trajectories are found with MinHash LSH over word 3-shingles of a normalised transcript "
+           "(user turns, tool names and argument values; not the system prompt, ids, timings or tool results): a "
+           f"train row whose estimated Jaccard similarity to another is at least {d.threshold} is a copy "
+           "(`dataset.dedup.threshold`). Held-out rows are never dropped; a train row near one is, and no row moves "
+           "to another split.")
+    if not d.enabled:
+        return [*lines, f"Off (`dataset.dedup.enabled: false`): all {d.checked} train rows kept. {how}", ""]
+    return [*lines, how, "", "| train rows | count |", "|---|---|", f"| checked | {d.checked} |",
+            f"| near a train row of this run (the first, by judge score then id, is kept) | {d.within_run} |",
+            *[f"| near a train row of `{name}` | {n} |" for name, n in sorted(d.against.items())],
+            f"| near a held-out row | {d.near_heldout} |",
+            f"| dropped in all | {d.dropped} |", "",
+            "The index of the kept train rows and the held-out rows (`dedup/`), which later runs check against, "
+            "and the dropped rows with the row each copies (`dedup/dropped.jsonl`) are beside the data.", ""]
 
 
 def contamination_lines(summary: DatasetSummary) -> list[str]:

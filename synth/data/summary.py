@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class Contamination(BaseModel):
@@ -17,6 +17,25 @@ class Contamination(BaseModel):
     names: list[str] = Field(default_factory=list, description="The BFCL function names those rows held.")
     questions: list[str] = Field(default_factory=list, description="The BFCL items whose question they held.")
     note: str | None = Field(default=None, description="Why the count is unknown.")
+
+
+class Deduplication(BaseModel):
+    """Train rows dropped as near-copies (``synth.data.trajectory_dedup``), by reason."""
+
+    enabled: bool = True
+    threshold: float = Field(description="Estimated Jaccard similarity at or above which a row is a copy.")
+    checked: int = Field(default=0, description="Train rows checked (accepted, not held out, not kept out for "
+                         "BFCL).")
+    within_run: int = Field(default=0, description="Near-copies of a train row of this run kept before them.")
+    near_heldout: int = Field(default=0, description="Near-copies of a held-out row (of this run or an earlier "
+                              "index): dropped from train, the held-out row stays.")
+    against: dict[str, int] = Field(default_factory=dict, description="Near-copies of a train row of an earlier "
+                                    "run or index, by its name (every index checked is listed, 0 included).")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dropped(self) -> int:
+        return self.within_run + self.near_heldout + sum(self.against.values())
 
 
 class DatasetSummary(BaseModel):
@@ -35,6 +54,8 @@ class DatasetSummary(BaseModel):
     excluded_tasks: dict[str, int] = Field(default_factory=dict, description="Tasks on neither side, by reason.")
     contamination: Contamination | None = Field(default=None, description="BFCL in the train split; None: a "
                                                 "dataset built before it was measured.")
+    dedup: Deduplication | None = Field(default=None, description="Near-duplicate trajectories dropped from "
+                                        "train; None: a dataset built before they were.")
     accept_mode: str = "auto"
     accepted_by: dict[str, int] = Field(default_factory=dict, description="Accepted rows by what accepted them.")
     calibration: dict[str, Any] = Field(default_factory=dict, description="LLM judge vs code checks (agreement).")

@@ -7,11 +7,15 @@ Layout under ``runs/<run>/dataset/``:
                  groups) and accepted rows that hold BFCL's function names or questions are in no split, counted
   data/          the same splits as Parquet (what the Hub serves), ``<split>-*.parquet``
   sft/           the training view TRL's SFT trainer reads: ``messages`` and ``tools``, arguments as dicts
+  dedup/         the near-duplicate index of the kept train rows and the held-out rows (MinHash signatures by
+                 row id), which later runs check against, and ``dropped.jsonl``: the train rows left out as
+                 near-copies, of what (``synth.data.trajectory_dedup``)
   README.md      the dataset card (YAML metadata + this run's statistics)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -23,7 +27,8 @@ from pydantic import BaseModel, Field
 from synth.config import PipelineConfig
 from synth.data.card import write_card
 from synth.data.heldout import HeldoutSet, TaskSplit
-from synth.data.summary import Contamination, DatasetSummary
+from synth.data.summary import Contamination, DatasetSummary, Deduplication
+from synth.data.trajectory_dedup import INDEX_DIR, DedupIndex, Dropped, dedup_train, write_dropped
 from synth.judge.accept import run_acceptance
 from synth.schemas.records import AgentRecord, TaskRecord, TrajectoryRecord, VerdictRecord
 from synth.stages.outputs import RunOutputs
@@ -158,6 +163,48 @@ def bfcl_guard(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Contam
                                questions=sorted({q for c in left for q in c.question_ids}))
 
 
+def dedup_sources(config: PipelineConfig) -> dict[str, Path]:
+    """The earlier datasets this run's train rows are checked against, by name: ``dataset.dedup.runs``, the runs
+    it trains with (``train.data_runs``: synth improve's earlier rounds) and ``dataset.dedup.indexes``."""
+    cfg = config.dataset.dedup
+    runs = [*cfg.runs, *(config.train.data_runs if cfg.data_runs else [])]
+    out = {run: RunOutputs(config.runs_dir / run).dir("dataset") for run in dict.fromkeys(runs) if run != config.run}
+    return out | {str(path): path for path in cfg.indexes}
+
+
+def dedup_digests(config: PipelineConfig) -> dict[str, str]:
+    """``"dedup <name>"`` -> a digest of what each earlier dataset holds: the dataset stage plans a new build when
+    one changes. Empty when deduplication is off or checks nothing earlier."""
+    if not config.dataset.dedup.enabled:
+        return {}
+    out = {}
+    for name, folder in dedup_sources(config).items():
+        h = hashlib.sha256()
+        for sub in (folder, folder / INDEX_DIR, folder / "data"):
+            for f in sorted(sub.glob("*")) if sub.is_dir() else []:
+                if f.is_file() and f.suffix in (".json", ".npz", ".parquet"):
+                    h.update(f"{f.relative_to(folder)}\n".encode() + hashlib.sha256(f.read_bytes()).digest())
+        out[f"dedup {name}"] = h.hexdigest()[:16]
+    return out
+
+
+def deduplicate(config: PipelineConfig, train: list[dict[str, Any]],
+                heldout: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Dropped], DedupIndex, Deduplication]:
+    """``train`` without its near-copies (``dataset.dedup``), what was dropped, the index of this run's rows for
+    later runs, and the counts by reason. Off: every row is kept and still indexed."""
+    cfg = config.dataset.dedup
+    if not cfg.enabled:
+        return (train, [], DedupIndex.of_rows(config.run, [*train, *heldout]),
+                Deduplication(enabled=False, threshold=cfg.threshold, checked=len(train)))
+    earlier = [DedupIndex.load(folder, name) for name, folder in dedup_sources(config).items()]
+    kept, dropped, index = dedup_train(train, heldout, earlier, cfg.threshold, source=config.run)
+    against = {e.source: sum(d.reason == "earlier" and d.source == e.source for d in dropped) for e in earlier}
+    return kept, dropped, index, Deduplication(
+        threshold=cfg.threshold, checked=len(train), against=against,
+        within_run=sum(d.reason == "within_run" for d in dropped),
+        near_heldout=sum(d.reason == "heldout" for d in dropped))
+
+
 def _table(rows: list[dict[str, Any]], features: Features) -> Dataset:
     # from_list([]) infers no columns; an empty split must still have the schema so it loads and concatenates.
     if not rows:
@@ -178,6 +225,8 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
     # A held-out task's rows go to `heldout` whatever the judge said: evaluation runs on these tasks.
     heldout = [r for r in rows if r["heldout"]]
     accepted, bfcl = bfcl_guard([r for r in rows if r["accepted"] and not r["heldout"]])
+    # After the BFCL guard, so a copy is never dropped for a row that then leaves train for another reason.
+    accepted, dropped, index, dedup = deduplicate(config, accepted, heldout)
     rejected = [r for r in rows if not r["accepted"] and not r["heldout"]]
     splits = DatasetDict({
         "train": _table(accepted, FEATURES),
@@ -194,6 +243,8 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
     for name, split_rows in splits.items():
         if len(split_rows):
             split_rows.to_parquet(str(tmp / "data" / f"{name}-00000-of-00001.parquet"))
+    index.save(tmp / INDEX_DIR)
+    write_dropped(tmp / INDEX_DIR, dropped)
     sft = _table([{"messages": [_sft_message(m) for m in r["messages"]], "tools": r["tools"]} for r in accepted],
                  SFT_FEATURES)
     (tmp / "sft").mkdir()
@@ -215,7 +266,7 @@ def build_dataset(config: PipelineConfig, inputs: RunOutputs | None = None, out:
                              heldout=len(heldout), heldout_tasks=len(split.ids("heldout")),
                              excluded=collected.excluded, excluded_tasks=split.excluded_by(),
                              heldout_groups=len(split.groups), heldout_tools=len(split.tools), contamination=bfcl,
-                             accept_mode=config.judge.accept, accepted_by=accepted_by,
+                             dedup=dedup, accept_mode=config.judge.accept, accepted_by=accepted_by,
                              calibration=calibration.summary(), by_difficulty=by_difficulty)
     write_card(tmp / "README.md", config, summary, rows)
     (tmp / "summary.json").write_text(summary.model_dump_json(indent=2))

@@ -68,7 +68,9 @@ def test_a_coding_task_is_held_out_by_its_problem_and_a_toolless_task_by_its_id(
 def _answer(traj_id: str, task: TaskRecord, code: str) -> TrajectoryRecord:
     return TrajectoryRecord(id=traj_id, task_id=task.id, agent_id="agent-1", stop_reason="user_stop",
                             messages=[Message(role="system", content="You write Python."),
-                                      Message(role="user", content=task.user_goal),
+                                      # The task's id: two tasks of one problem ask alike, and would be
+                                      # near-duplicates (synth.data.trajectory_dedup) were their turns the same.
+                                      Message(role="user", content=f"{task.id}: {task.user_goal}"),
                                       Message(role="assistant", content=f"```python\n{code}```")])
 
 
