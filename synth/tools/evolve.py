@@ -128,7 +128,7 @@ async def grow_subdomain(
         role="generator",
         seed=seed,
         usage=usage,
-        max_tokens=128,
+        max_tokens=256,  # a small model spells an odd name a character a token
     )
 
 
