@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from synth.errors import SynthError
 from synth.paths import PIPELINES
@@ -338,6 +348,10 @@ class JudgeStageConfig(Strict):
         "code checks say. Calibration is measured on this uniform sample alone, so rows judged because they "
         "passed do not bias the agreement.",
     )
+    per_criterion: bool = Field(
+        default=False, description="Ask the judge one criterion per request (the prompt a critic trained by `synth "
+        "critic` / `synth train --role judge` learnt on) instead of every criterion in one; its replies are merged, "
+        "and the evidence rule and calibration are unchanged.")
     gates: list[QualityGate] = Field(
         default_factory=lambda: list(QUALITY_GATES),
         description="Quality gates a trajectory must pass to be accepted, in every accept mode "
@@ -346,6 +360,14 @@ class JudgeStageConfig(Strict):
         "tool's JSON Schema. Default: all of them; [] turns them off.",
     )
 
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Off, it dumps as before the field existed: the fingerprints of runs judged before stay the same.
+        out: dict[str, Any] = handler(self)
+        if out.get("per_criterion") is False:
+            out.pop("per_criterion")
+        return out
 
 class RayConfig(Strict):
     enabled: bool = Field(default=True, description="false runs stages in-process (tests, debugging).")

@@ -321,25 +321,27 @@ async def judge_trajectory(
                        reasons=_code_reasons(checks) or ["the LLM judge was not asked"],
                        notes=[f"LLM judge not asked (judge.llm_rows=needed, outside the calibration sample): {skip}"])
 
-    messages = _judge_messages(traj, task, criteria)
-    schema = judge_json_schema(criteria)
-    max_tokens = TOKENS_PER_CRITERION * len(criteria) + SUMMARY_TOKENS
     # One sample: the judge's most likely reading (greedy). Several: sampled readings, so the vote means something.
     temperature = 0.0 if cfg.samples == 1 else pool.config.temperature
-    replies = await asyncio.gather(
+    # per_criterion: one request per criterion, the prompt a critic is trained on (synth.critic), merged into one
+    # reply per sample.
+    groups = [[c] for c in criteria] if cfg.per_criterion else [criteria]
+    asked = await asyncio.gather(
         *(
             _ask(
                 pool,
-                messages,
-                schema,
+                _judge_messages(traj, task, group),
+                judge_json_schema(group),
                 seed=seed + k,
                 usage=usage,
-                max_tokens=max_tokens,
+                max_tokens=TOKENS_PER_CRITERION * len(group) + SUMMARY_TOKENS,
                 temperature=temperature,
             )
             for k in range(cfg.samples)
+            for group in groups
         )
     )
+    replies = [_merged(asked[k * len(groups): (k + 1) * len(groups)]) for k in range(cfg.samples)]
     valid = [r for r in replies if isinstance(r, JudgeReply)]
     invalid = [r for r in replies if isinstance(r, ReplyInvalid)]
     if not valid:
@@ -371,6 +373,15 @@ async def judge_trajectory(
         llm_passed=llm_passed,
         **sides,
     )
+
+
+def _merged(replies: list[JudgeReply | ReplyInvalid]) -> JudgeReply | ReplyInvalid:
+    """One sample's replies (one per criterion group) as one reply; a criterion whose request failed is left
+    unscored (``check_reply`` counts it 0). All failed: the first failure."""
+    valid = [r for r in replies if isinstance(r, JudgeReply)]
+    if not valid:
+        return replies[0]
+    return JudgeReply(scores=[s for r in valid for s in r.scores], summary=valid[0].summary)
 
 
 async def _ask(

@@ -1,0 +1,70 @@
+"""The critic's scoring: the probability of pass read from the score token, the evidence rule, AUC by ranks, and
+the judge role's job spec."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from synth.critic.report import auc, metrics
+from synth.critic.score import Judgment, score_distribution
+
+
+def _tok(token: str, p: float, top: dict[str, float] | None = None) -> SimpleNamespace:
+    tops = [SimpleNamespace(token=t, logprob=math.log(q)) for t, q in (top or {}).items()]
+    return SimpleNamespace(token=token, logprob=math.log(p), top_logprobs=tops)
+
+
+def test_score_distribution_reads_the_token_after_the_score_key() -> None:
+    reply = ['{"scores":[{"criterion_id":"x","evidence":"', "0 apples", '","', 'score":', "2", "}]", "}"]
+    tokens = [_tok(t, 0.9) for t in reply]
+    tokens[4] = _tok("2", 0.6, {"2": 0.6, "0": 0.2, "1": 0.1, "}": 0.1})
+    dist = score_distribution(SimpleNamespace(content=tokens))
+    assert dist is not None
+    assert dist["2"] == pytest.approx(0.6 / 0.9) and dist["0"] == pytest.approx(0.2 / 0.9)
+    # The "0" inside the quote is not the score.
+    assert score_distribution(SimpleNamespace(content=tokens[:3])) is None
+    assert score_distribution(None) is None
+
+
+def test_auc_by_ranks() -> None:
+    assert auc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert auc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert auc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5
+    assert auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75  # sklearn's roc_auc_score gives 0.75
+    assert auc([0.3, 0.4], [True, True]) is None
+
+
+def test_a_positive_score_without_its_quote_counts_as_fail() -> None:
+    rows = [Judgment(id="a", criterion_id="c", check_kind="k", passed=True, score=2, quote_found=True, p_pass=0.9,
+                     p_pass_unchecked=0.9),
+            Judgment(id="b", criterion_id="c", check_kind="k", passed=False, score=2, quote_found=False,
+                     p_pass=0.0, p_pass_unchecked=0.9),
+            Judgment(id="c", criterion_id="c", check_kind="k", passed=False, score=0)]
+    m = metrics(rows)
+    assert m.accuracy == 1.0 and m.auc == 1.0
+    assert m.quotes_found == 0.5 and m.positive_scores == 2
+    assert m.auc_unchecked == 0.75
+    assert m.score_gap == 0.9
+
+
+def test_judge_job_trains_on_critic_files_and_agent_jobs_dump_as_before(tmp_path: Path) -> None:
+    from synth.critic.train import critic_job
+    from synth.train.job import DataSource, TrainJob
+
+    agent = TrainJob(name="a", data=[DataSource(files=[tmp_path / "x.jsonl"])], output_dir=tmp_path / "o")
+    assert "role" not in agent.model_dump()  # job files, stage row ids and fingerprints of agent jobs unchanged
+    with pytest.raises(ValueError, match="critic example files"):
+        TrainJob(name="j", role="judge", data=[DataSource(dataset=tmp_path)], output_dir=tmp_path / "o")
+    (tmp_path / "train.jsonl").write_text("")
+    (tmp_path / "summary.json").write_text(json.dumps({"runs": ["r"], "heldout_share": 0.4, "max_tokens": 640,
+                                                       "candidates": 0}))
+    job = critic_job(tmp_path, name="judge-adamw", output_dir=tmp_path / "out", optimizer="adamw")
+    assert job.role == "judge" and job.optimizer == "adamw" and job.heldout_share == 0.4
+    assert job.data[0].files == [tmp_path / "train.jsonl"]
+    again = TrainJob.model_validate(json.loads(json.dumps(job.model_dump(mode="json"))))
+    assert again.role == "judge"
