@@ -61,12 +61,13 @@ class AgentsStage(Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         cfg = ctx.config
         registry = _registry(ctx)
+        real_exec = [s for s in registry if s.real_exec]  # once, not a scan of the registry per agent
         items = []
         for i in range(cfg.agents.count):
             seed = cfg.seed * 100_000 + i
             rng = random.Random(seed)
             kind = _kind(i, cfg.agents)
-            tools = self._toolset(registry, kind, rng, cfg.agents.toolset_size)
+            tools = self._toolset(registry, kind, rng, cfg.agents.toolset_size, real_exec)
             profile = draw_profile(rng)
             domain = tools[0].provenance.domain_path[0] if tools[0].provenance.domain_path else \
                 (tools[0].provenance.server or "general")
@@ -76,9 +77,10 @@ class AgentsStage(Stage):
         return items
 
     @staticmethod
-    def _toolset(registry: ToolRegistry, kind: str, rng: random.Random, size: tuple[int, int]) -> list[ToolSpec]:
+    def _toolset(registry: ToolRegistry, kind: str, rng: random.Random, size: tuple[int, int],
+                 real_exec: list[ToolSpec]) -> list[ToolSpec]:
         if kind == "real":
-            real = _real_exec_toolset(registry.specs, rng, size)
+            real = _real_exec_toolset(real_exec, rng, size)
             if real:
                 return real
         tools = registry.sample_toolset(rng, size)
@@ -88,8 +90,8 @@ class AgentsStage(Stage):
 
     async def process(self, item: WorkItem, ctx: StageContext, usage: UsageByRole) -> Row:
         registry = _registry(ctx)
-        by_id = {t.id: t for t in [*registry.specs, RUN_PYTHON]}
-        tools = [by_id[i] for i in item.payload["tool_ids"]]
+        # One lookup a tool, not a map of the whole registry an agent: registries hold tens of thousands.
+        tools = [RUN_PYTHON if i == RUN_PYTHON.id else registry.get(i) for i in item.payload["tool_ids"]]
         profile = Profile.model_validate(item.payload["profile"])
         pool = ctx.llm("generator")
         draft = await write_agent(pool, profile, item.payload["domain"], tools, seed=item.seed, usage=usage)

@@ -88,6 +88,14 @@ class ToolRegistry:
         for spec in self._specs:
             groups[group_of(spec)].append(spec)
         self._groups = dict(sorted(groups.items()))
+        # Per-registry facts sample_toolset needs on every call: computed once, so drawing a toolset never scans
+        # every tool (the agents stage draws one per agent from registries of tens of thousands).
+        self._categories = sorted({category_of(s) for s in self._specs})
+        self._group_category = {g: category_of(specs[0]) for g, specs in self._groups.items()}
+        self._category_groups: dict[str, list[str]] = defaultdict(list)
+        for g, category in self._group_category.items():
+            self._category_groups[category].append(g)
+        self._fitting: dict[int, list[str]] = {}
 
     @classmethod
     def load(
@@ -136,7 +144,7 @@ class ToolRegistry:
             raise KeyError(f"no tool {spec_id!r} in the registry ({len(self)} tools)") from None
 
     def categories(self) -> list[str]:
-        return sorted({category_of(s) for s in self._specs})
+        return list(self._categories)
 
     def domains(self) -> list[str]:
         return sorted({domain_of(s) for s in self._specs})
@@ -190,7 +198,7 @@ class ToolRegistry:
         rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
         size = rng.randint(lo, hi)
         names = list(self._groups)
-        if rng.random() < mix_prob and len(self.categories()) > 1:
+        if rng.random() < mix_prob and len(self._categories) > 1:
             picked_groups = self._mixed_groups(rng, names)
             pools = [self._groups[g] for g in picked_groups]
             chosen: list[ToolSpec] = []
@@ -202,7 +210,9 @@ class ToolRegistry:
                         _add_unique(chosen, pool.pop())
             return chosen
         # Groups big enough for the wanted size first, so most toolsets come from a single server.
-        fitting = [g for g in names if len(self._groups[g]) >= size] or names
+        if size not in self._fitting:
+            self._fitting[size] = [g for g in names if len(self._groups[g]) >= size] or names
+        fitting = self._fitting[size]
         group = rng.choice(fitting)
         chosen = []
         for spec in rng.sample(self._groups[group], len(self._groups[group])):
@@ -210,8 +220,9 @@ class ToolRegistry:
                 break
             _add_unique(chosen, spec)
         if len(chosen) < size:
-            category = category_of(self._groups[group][0])
-            same = [s for g in names if g != group for s in self._groups[g] if category_of(s) == category]
+            # The other groups of its category (a group's tools share its category), in the registry's order.
+            same = [s for g in self._category_groups[self._group_category[group]] if g != group
+                    for s in self._groups[g]]
             for spec in rng.sample(same, len(same)):
                 if len(chosen) >= size:
                     break
@@ -219,9 +230,7 @@ class ToolRegistry:
         return chosen
 
     def _mixed_groups(self, rng: random.Random, names: list[str]) -> list[str]:
-        by_category: dict[str, list[str]] = defaultdict(list)
-        for g in names:
-            by_category[category_of(self._groups[g][0])].append(g)
+        by_category = self._category_groups
         categories = rng.sample(sorted(by_category), min(len(by_category), rng.choice((2, 3))))
         return [rng.choice(by_category[c]) for c in categories]
 
