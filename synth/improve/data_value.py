@@ -144,6 +144,19 @@ def _passed(config: PipelineConfig, k: int, groups: dict[str, dict[str, ModelSco
     return passed
 
 
+def _dedup(config: PipelineConfig, r: RoundResult) -> dict[str, Any] | None:
+    """The near-duplicates the round's dataset dropped from train (``synth.data.trajectory_dedup``); None: no
+    dataset, or one built before they were counted."""
+    from synth.improve.loop import improve_root
+    from synth.stages.dataset import built_dataset
+    from synth.stages.outputs import RunOutputs
+
+    built = built_dataset(RunOutputs(improve_root(config) / r.run)) if r.run else None
+    # As JSON: a summary model from before the count has no such field.
+    return (built.summary.model_dump(mode="json").get("dedup") if built is not None and built.summary is not None
+            else None)
+
+
 def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
     from synth.machine import machine_info
 
@@ -176,7 +189,8 @@ def data_value(report: ImproveReport, config: PipelineConfig) -> dict[str, Any]:
         out["paired"] = {f"{a} vs {b}": paired(passed, a, b) for a, b in itertools.combinations(optimizers, 2)
                          if any(a in p and b in p for p in passed.values())}
     out["per_round"] = [{"round": r.round, "agent": r.agent, "agents": r.agents, "episodes": r.episodes,
-                         "accepted_new": r.accepted_new, "train_trajectories": r.train_trajectories, "note": r.note,
+                         "accepted_new": r.accepted_new, "dedup": _dedup(config, r),
+                         "train_trajectories": r.train_trajectories, "note": r.note,
                          "generation": r.generation, "pipeline_wall_s": r.pipeline_wall_s,
                          "train_wall_s": r.train_wall_s, "eval_wall_s": r.eval_wall_s,
                          **{name: _scores(s) for name, s in r.models.items()}} for r in report.rounds]
@@ -265,6 +279,16 @@ def _mode_lines(data: dict[str, Any]) -> list[str]:
               for r in rows], ""]
 
 
+def _dedup_cell(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "n/a"
+    if not d["enabled"]:
+        return "off"
+    parts = [f"{d['within_run']} within the run", *(f"{n} near {name}" for name, n in sorted(d["against"].items())),
+             f"{d['near_heldout']} near held-out"]
+    return f"{d['dropped']} ({', '.join(parts)})"
+
+
 def _secs(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f} s"
 
@@ -310,11 +334,13 @@ def write_data_value(report: ImproveReport, config: PipelineConfig, out_dir: Pat
           f"{_num(t.get('tokens_per_s'), 0)} | {_num(t.get('wall_s'), 1)} |" for name, t in data["trained"].items()],
         "",
         "## Per round", "",
-        "| round | agent | agents | generation settings | accepted into train | trained on | note |",
-        "|---|---|---|---|---|---|---|",
+        "| round | agent | agents | generation settings | accepted into train | near-duplicates dropped | trained on "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|",
         *[f"| {r['round']} | {r['agent']} | {r.get('agents') or 'n/a'} | "
           + (", ".join(f"`{k}={v}`" for k, v in (r["generation"] or {}).items()) or "n/a")
-          + f" | {r['accepted_new']} | {r['train_trajectories']} | {r['note'] or ''} |" for r in data["per_round"]],
+          + f" | {r['accepted_new']} | {_dedup_cell(r.get('dedup'))} | {r['train_trajectories']} | {r['note'] or ''} |"
+          for r in data["per_round"]],
         "",
         "![curve](data_value_curve.png)" if (out_dir / "data_value_curve.png").exists() else "", "",
         "## Measured cost", "",

@@ -47,6 +47,11 @@ def print_report(report: PipelineReport, console: Console | None = None) -> None
         d = report.dataset
         console.print(f"[bold]dataset[/bold] {d.path}: {d.trajectories} trajectories, "
                       f"{d.accepted} accepted, {d.rejected} rejected, {d.errored} failed before judging")
+        if d.dedup is not None and d.dedup.enabled:
+            earlier = "".join(f", {n} near {name}" for name, n in sorted(d.dedup.against.items()))
+            console.print(f"[bold]near-duplicates[/bold] dropped from train: {d.dedup.dropped} of {d.dedup.checked} "
+                          f"({d.dedup.within_run} within the run{earlier}, {d.dedup.near_heldout} near a held-out "
+                          f"row; threshold {d.dedup.threshold})")
     for stage in report.stages:
         if stage.extra.get("mcp_servers") == "unconfined":
             console.print(f"[bold red]{stage.stage}: third-party MCP servers ran UNCONFINED[/bold red] "

@@ -44,8 +44,13 @@ class DatasetStage(Stage):
     stops = (Exception,)  # a build that fails is the stage's failure: say why, as `synth dataset` always did
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from synth.stages.dataset_build import dedup_digests
+
         source = {name: ctx.inputs.digest(name) for name in self.inputs
                   if name not in self.optional or ctx.inputs.finished(name)}
+        # The earlier datasets this run's train rows are checked against for near-copies: when one changes, the
+        # build is redone (nothing is added when there are none, so other builds keep their ids).
+        source |= dedup_digests(ctx.config)
         return [WorkItem(id=dataset_id(source), payload={"inputs": source})]
 
     def lost(self, ctx: StageContext, done: set[str]) -> set[str]:

@@ -280,3 +280,31 @@ def test_train_by_round_refuses_what_it_cannot_mean(override: dict, message: str
 
     with pytest.raises(ValidationError, match=message):
         PipelineConfig.model_validate({"improve": {"train_by_round": override}})
+
+
+class CopyingGenerator(Generator):
+    """Round 2 plans a training task of round 1 again: its episode asks the same and calls the same, a copy."""
+
+    def __call__(self, cfg: PipelineConfig, endpoints: list[EndpointConfig], agent: Path | None) -> PipelineReport:
+        if cfg.run == "round-2":
+            write_judged(cfg, [*HELD, TRAIN[0], TRAIN[2]])
+            dataset = built_summary(run_stage("dataset", cfg, [], progress=False))
+            return PipelineReport(run=cfg.run, stages=[], dataset=dataset, wall_s=5.0)
+        return super().__call__(cfg, endpoints, agent)
+
+
+def test_each_round_is_deduplicated_against_the_earlier_rounds(config: PipelineConfig, trainer: FakeTrainer,
+                                                               evaluation: FakeEvaluation, tmp_path: Path) -> None:
+    from synth.improve.data_value import write_data_value
+
+    config = _with(config, optimizers=["adamw"])
+    report = run_improve(config, ENDPOINTS, steps=_steps(CopyingGenerator()))
+    # Round 2's copy of round 1's row is dropped from its train split (the held-out rows, copies as well, stay).
+    second = built_summary(run_stage("dataset", round_config(config, 2), [], progress=False))
+    assert second.dedup is not None and second.dedup.against == {"round-1": 1} and second.dedup.dropped == 1
+    assert (second.accepted, second.heldout) == (1, 2) and report.rounds[2].accepted_new == 1
+    assert [t["tasks"] for t in trainer.trained] == [sorted(TRAIN[:2]), sorted(TRAIN)]  # each task once
+    page = write_data_value(report, config, tmp_path / "results").read_text()
+    data = json.loads((tmp_path / "results" / "data_value.json").read_text())
+    assert [r["dedup"]["dropped"] if r["dedup"] else None for r in data["per_round"]] == [None, 0, 1]
+    assert "| 1 (0 within the run, 1 near round-1, 0 near held-out) |" in page
