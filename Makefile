@@ -8,7 +8,8 @@ ARGS    ?=
 STAMP   := $(VENV)/.installed
 
 .PHONY: help install model serve stop pipeline improve train eval tools harvest tool-stats agents tasks rollouts judge dataset \
-        report publish data-value bfcl test test-fast test-sandbox test-slow test-all test-gpu lint bench bench-scale bench-optim study docs clean
+        report publish data-value bfcl test test-fast test-sandbox test-slow test-all test-gpu lint bench bench-scale bench-tools \
+        bench-optim study docs clean
 
 help:
 	@echo "make pipeline   set up everything, start the embedded model, run all stages, build the dataset"
@@ -16,6 +17,7 @@ help:
 	@echo "make test-slow  the slow tier (two real vLLM replicas, DDP on CPU); CI runs it too"
 	@echo "make bench      embedded server speed per dtype on the pipeline mix, LLM layer vs raw -> bench/results/"
 	@echo "make bench-scale  the orchestration's own CPU per call and per trajectory (instant endpoint) -> bench/results/"
+	@echo "make bench-tools  synth tools grow to 20,000 tools (instant endpoint, killed and resumed), the agents stage by registry size -> bench/results/"
 	@echo "stages: make tools | agents | tasks | rollouts | judge | dataset   (ARGS='--set agents.count=20')"
 	@echo "make docs       regenerate docs/config.md (the config reference) from synth/config.py"
 	@echo "GPU machine: make bench-optim | study | test-gpu   (bench/README.md lists every benchmark)"
@@ -142,6 +144,13 @@ bench: model
 # model call and per trajectory, 1 -> 2 workers, a profile -> bench/results/scale.json, scale_profile.txt.
 bench-scale: install
 	$(BIN)/python -m synth.bench.scale $(ARGS)
+
+# Synthetic tools at K2's scale: `synth tools grow --target 20000` on Ray against the instant endpoint's varied
+# tools, interrupted and resumed, then the agents stage drawing from registries cut from it
+# -> bench/results/synthetic_scale.{json,md}; a real model's tools: `python -m synth.bench.synthetic_scale content`.
+bench-tools: install
+	$(BIN)/python -m synth.bench.synthetic_scale instant $(ARGS)
+	$(BIN)/python -m synth.bench.synthetic_scale agents
 
 # GPU targets run on a machine with CUDA and torch only (no venv there): its own python3, from the project root
 # (`-m bench.gpu...` imports synth from the checkout). What each measures: bench/README.md.
