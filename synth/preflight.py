@@ -19,8 +19,8 @@ import openai
 from pydantic import BaseModel, Field, ValidationError
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.llm.client import FALLBACK_TIMEOUT_S, derive_timeout_s
-from synth.llm.rate import RateProbe, RateUnknown, expected_run_s, measure_rate
+from synth.llm.client import FALLBACK_TIMEOUT_S, EndpointUnavailable, derive_timeout_s, served_model
+from synth.llm.rate import RateProbe, expected_run_s, measure_rate
 from synth.serve.server import ServerInfo, server_info
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ started again after a kill does not pay the probe's requests twice."""
 RATES_DIR = ".rates"  # under runs_dir: measurements by server, shared by the runs there
 
 # What the probe can meet from a server that answers badly: HTTP and API errors, replies that are not JSON or not
-# a completion (ValueError, RateUnknown), an empty model list (IndexError). None of them may end the run.
-PROBE_ERRORS = (openai.APIError, httpx.HTTPError, ValueError, IndexError)
+# a completion (ValueError, RateUnknown), an empty model list (IndexError), a page instead of a model list
+# (EndpointUnavailable's NotOpenAI). None of them may end the run.
+PROBE_ERRORS = (openai.APIError, httpx.HTTPError, ValueError, IndexError, EndpointUnavailable)
 
 
 class StoredRate(BaseModel):
@@ -85,11 +86,8 @@ async def _served_model(endpoint: EndpointConfig, configured: str | None) -> str
         return configured
     client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=2, timeout=60)
     try:
-        models = await client.models.list()
-        name = getattr(models.data[0], "id", None) if isinstance(getattr(models, "data", None), list) else None
-        if not isinstance(name, str):
-            raise RateUnknown(f"{endpoint.base_url} lists no model")
-        return name
+        # Parsed here, not by the SDK: a page that is no model list would fail inside it as an AttributeError.
+        return served_model((await client.models.with_raw_response.list()).text, endpoint.base_url)
     finally:
         await client.close()
 

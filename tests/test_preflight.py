@@ -24,8 +24,9 @@ class _Server:
 
 
 @contextmanager
-def _serving(chat_reply: str) -> Iterator[tuple[_Server, str]]:
-    """A threaded HTTP server (the probe runs its own event loops): a model list, and ``chat_reply`` to chats."""
+def _serving(chat_reply: str, models_reply: str | None = None) -> Iterator[tuple[_Server, str]]:
+    """A threaded HTTP server (the probe runs its own event loops): a model list (or ``models_reply``), and
+    ``chat_reply`` to chats."""
     state = _Server(chat_reply)
 
     class Handler(BaseHTTPRequestHandler):
@@ -41,7 +42,7 @@ def _serving(chat_reply: str) -> Iterator[tuple[_Server, str]]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._send(json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model",
+            self._send(models_reply if models_reply is not None else json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model",
                                                                 "created": 0, "owned_by": "t"}]}))
 
         def do_POST(self) -> None:
@@ -94,3 +95,12 @@ def test_a_recent_measurement_of_the_same_server_is_used_instead_of_probing(tmp_
         monkeypatch.setattr(pf.recent_rate, "__defaults__", (0.0,))
         pf.preflight(config, endpoints)  # too old now: measured again
         assert server.chats == 3 * probed
+
+
+def test_a_page_instead_of_a_model_list_leaves_the_rate_unknown_naming_the_url(tmp_path: Path) -> None:
+    with _serving(json.dumps(completion("hi")), models_reply="<html>Sign in</html>") as (server, url):
+        config, endpoints = _config(tmp_path, url)
+        _, pre = pf.preflight(config, endpoints)
+    assert pre.probe is None and pre.probe_note is not None
+    assert f"{url}/models" in pre.probe_note and "Sign in" in pre.probe_note
+    assert server.chats == 0  # no model, no probe

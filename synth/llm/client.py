@@ -42,6 +42,11 @@ RECORD_ENV = "SYNTH_RECORD_REQUESTS"  # a JSONL path: every request is appended 
 RAW_CAP = 20_000  # characters of a bad reply kept in its row
 CHARS_PER_TOKEN_CAP = 8  # accepted content beyond 8 characters per max_tokens is cut: no tokenizer writes more
 HEALTH_TIMEOUT_S = 15.0  # a loaded vLLM still answers /health within seconds; 15 s allows for a busy event loop
+MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is not waited out per request: the run stops and says so
+QUOTE_CHARS = 200  # characters of a server's answer quoted in a message: enough to recognise a login page or a proxy
+MALFORMED_STOP = 3
+"""Replies in a row that are not chat completions, from an endpoint that never sent one, after which the stage stops:
+that URL is no OpenAI-compatible server (a proxy's page, another service), and every further row would fail alike."""
 
 
 class EndpointUnavailable(SynthError, RuntimeError):
@@ -49,6 +54,28 @@ class EndpointUnavailable(SynthError, RuntimeError):
 
     hint = ("start the embedded server with `make serve` (or `synth serve`), or point SYNTH_BASE_URL / "
             "llm.endpoints at a running OpenAI-compatible server")
+
+
+class RateLimited(EndpointUnavailable):
+    """Every endpoint answered 429 on every retry: the server is up but refuses this many requests."""
+
+    hint = ("the server limits how many requests it takes: wait and run the same command again (finished rows "
+            "and replies are kept), or lower the endpoint's max_concurrency (llm.endpoints) or ray.workers, "
+            "or raise llm.max_retries")
+
+
+class ServerFailing(EndpointUnavailable):
+    """Every endpoint answered with a server error (HTTP 5xx) on every retry."""
+
+    hint = ("the server answers but fails (see its log; a proxy's 502/504 means the model server behind it is down "
+            "or too slow); fix it and run the same command again: finished rows and replies are kept")
+
+
+class NotOpenAI(EndpointUnavailable):
+    """An endpoint answers, but never with an OpenAI chat completion or model list (an HTML page, another API)."""
+
+    hint = ("the URL answers, but not as an OpenAI-compatible chat server: check llm.endpoints / SYNTH_BASE_URL "
+            "(a base URL ending in /v1)")
 
 
 class RequestTimedOut(SynthError, RuntimeError):
@@ -85,6 +112,14 @@ class ReplyMalformed(ReplyInvalid):
             "(a base URL ending in /v1)")
 
 
+def quote(text: str | bytes | None, chars: int = QUOTE_CHARS) -> str:
+    """The first ``chars`` characters of what a server sent, quoted, with its length when longer."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = text or ""
+    return repr(text[:chars]) + (f" ... ({len(text)} characters)" if len(text) > chars else "")
+
+
 def cap_raw(raw: str | None, cap: int | None = None) -> str | None:
     cap = RAW_CAP if cap is None else cap
     if raw is None or len(raw) <= cap:
@@ -96,21 +131,24 @@ def cap_raw(raw: str | None, cap: int | None = None) -> str | None:
 class _Sent:
     parsed: Any
     text: str
+    url: str = ""  # the endpoint that sent it
 
 
-def _parse_completion(response: Any, text: str) -> tuple[Any, Usage]:
-    """The first choice and its usage, or ``ReplyMalformed`` with the body the server sent."""
+def _parse_completion(response: Any, text: str, url: str = "") -> tuple[Any, Usage]:
+    """The first choice and its usage, or ``ReplyMalformed`` naming ``url`` and quoting the body it sent."""
+    sent = f" from {url}" if url else ""
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list):
-        raise ReplyMalformed(f"server reply is not a chat completion ({type(response).__name__}, no 'choices')",
-                             text)
+        raise ReplyMalformed(f"the reply{sent} is not a chat completion ({type(response).__name__}, no 'choices'): "
+                             f"{quote(text)}", text)
     if not choices or getattr(choices[0], "message", None) is None:
-        raise ReplyMalformed("server reply has no choices (or a choice without a message)", text)
+        raise ReplyMalformed(f"the reply{sent} has no choices (or a choice without a message): {quote(text)}", text)
     try:
         got = Usage(prompt_tokens=response.usage.prompt_tokens if response.usage else 0,
                     completion_tokens=response.usage.completion_tokens if response.usage else 0, calls=1)
     except (ValidationError, AttributeError) as exc:
-        raise ReplyMalformed(f"server reply's usage is not token counts: {exc.__class__.__name__}", text) from exc
+        raise ReplyMalformed(f"the reply{sent}: its usage is not token counts ({exc.__class__.__name__}): "
+                             f"{quote(text)}", text) from exc
     return choices[0], got
 
 
@@ -127,6 +165,18 @@ def _cap_content(choice: Any, max_tokens: int) -> int | None:
     choice.message.content = content[:cap]
     choice.finish_reason = "length"
     return len(content)
+
+
+def _failure(exc: BaseException) -> str:
+    """What one failed attempt met, for the message: a 429 as rate-limited (with its Retry-After), a server
+    error with the start of its body, anything else as its type and text."""
+    response = getattr(exc, "response", None)
+    if isinstance(exc, openai.RateLimitError):
+        after = response.headers.get("retry-after") if response is not None else None
+        return "HTTP 429: rate-limited" + (f" (Retry-After: {after})" if after else " (no Retry-After given)")
+    if isinstance(exc, openai.APIStatusError) and response is not None:
+        return f"HTTP {exc.status_code}: {quote(response.text)}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -165,6 +215,20 @@ class _Attempts:
     slow: int = 0  # timeouts on a server that answers /health
     last_slow: bool = False
     errors: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # per error: "rate" (429), "status" (5xx) or "down"
+    retry_after: float = 0.0  # seconds the last 429 asked to wait
+
+
+def _unavailable(kinds: list[str], message: str) -> EndpointUnavailable:
+    """The error for a request every retry failed: rate-limited or failing when every attempt said so (the
+    hint differs: wait, or look at the server), else not answering."""
+    if kinds and all(k == "rate" for k in kinds):
+        return RateLimited(message.replace("no LLM endpoint answered", "every endpoint refused the request as "
+                                           "rate-limited (HTTP 429)", 1))
+    if kinds and all(k == "status" for k in kinds):
+        return ServerFailing(message.replace("no LLM endpoint answered", "every endpoint answered with a server "
+                                             "error", 1))
+    return EndpointUnavailable(message)
 
 
 def cooldown_s(failures: int) -> float:
@@ -181,6 +245,8 @@ class _Endpoint:
     assigned: int = 0  # requests routed here and not finished: in flight or waiting for the semaphore
     failures: int = 0  # in a row, since the last success
     failed_at: float = 0.0  # clock() of the last failure
+    answered: int = 0  # chat completions it sent: one is enough to show it speaks the protocol
+    malformed: int = 0  # replies in a row that were no chat completion
     clock: Callable[[], float] = time.monotonic
 
     @property
@@ -247,21 +313,39 @@ class LLMPool:
     async def model(self) -> str:
         """The served model name: from config, else the first model the first answering endpoint lists."""
         if self._model is None:
-            errors = []
+            errors: list[str] = []
+            kinds: list[str] = []
             for ep in self._endpoints:
                 try:
                     # Listing models is cheap even on a loaded server; a tight request deadline must not fail it.
-                    models = await ep.client.with_options(timeout=max(self.timeout_s, 60)).models.list()
-                    self._model = models.data[0].id
+                    raw = await ep.client.with_options(timeout=max(self.timeout_s, 60)).models.with_raw_response.list()
+                    self._model = served_model(raw.text, ep.config.base_url)
                     break
-                except (openai.APIError, IndexError) as exc:
-                    errors.append(f"{ep.config.base_url}: {exc}")
+                except openai.APIError as exc:
+                    errors.append(f"{ep.config.base_url}: {_failure(exc)}")
+                    kinds.append(_kind(exc))
+                except NotOpenAI as exc:
+                    errors.append(str(exc))
+                    kinds.append("garbage")
             else:
-                raise EndpointUnavailable(self._unavailable_message(errors))
+                message = self._unavailable_message(errors)
+                if all(k == "garbage" for k in kinds):
+                    raise NotOpenAI(message.replace("no LLM endpoint answered", "no endpoint answered as an "
+                                                    "OpenAI-compatible server", 1))
+                raise _unavailable(kinds, message)
         return self._model
 
     def _unavailable_message(self, errors: list[str]) -> str:
-        return "no LLM endpoint answered:\n  " + "\n  ".join(errors)
+        lines: list[str] = []  # the same failure twice in a row is one line with its count
+        counts: list[int] = []
+        for error in errors:
+            if lines and lines[-1] == error:
+                counts[-1] += 1
+            else:
+                lines.append(error)
+                counts.append(1)
+        return "no LLM endpoint answered:\n  " + "\n  ".join(
+            line + (f" ({n} times)" if n > 1 else "") for line, n in zip(lines, counts, strict=True))
 
     def _pick(self) -> _Endpoint:
         return min(self._endpoints, key=lambda ep: ep.load)
@@ -294,13 +378,15 @@ class LLMPool:
             return ChatResult(content=choice.message.content, message=choice.message, usage=got, model=model,
                               finish_reason=choice.finish_reason, raw=None, cached=True)
         state = _Attempts()
+        backoff = wait_exponential_jitter(multiplier=0.5, max=10)
         # llm.timeout_s is the deadline of an llm.max_tokens reply; a request that may write more (the judge's
         # one slot per criterion) gets proportionally more, or it would time out on a slow server by design.
         deadline = self.timeout_s * max(1.0, params["max_tokens"] / max(self.config.max_tokens, 1))
         try:
             async for attempt in AsyncRetrying(
                 stop=lambda rs: state.down > self.config.max_retries or state.slow > self.config.slow_retries,
-                wait=wait_exponential_jitter(multiplier=0.5, max=10),
+                # A 429's Retry-After (seconds, at most MAX_RETRY_AFTER_S) is waited out: retrying sooner is refused.
+                wait=lambda rs: max(backoff(rs), state.retry_after),
                 retry=retry_if_exception(_retryable),
                 reraise=False,
             ):
@@ -310,8 +396,9 @@ class LLMPool:
                         response = await self._call(ep, model, messages, {**params, "timeout": deadline})
                     except Exception as exc:
                         if _retryable(exc):
-                            state.errors.append(f"{ep.config.base_url}: {type(exc).__name__}: {exc} "
-                                                f"(deadline {deadline:.0f}s)")
+                            state.errors.append(f"{ep.config.base_url}: {_failure(exc)} (deadline {deadline:.0f}s)")
+                            state.kinds.append(_kind(exc))
+                            state.retry_after = _retry_after_s(exc)
                             state.last_slow = isinstance(exc, openai.APITimeoutError) and await self._healthy(ep)
                             if state.last_slow:
                                 # Slow, not dead: the same request gets a longer deadline, and the endpoint keeps
@@ -332,8 +419,18 @@ class LLMPool:
                     f"the server answers /health but did not finish this request within {deadline:.0f}s "
                     f"({state.slow} timeouts; max_tokens={params.get('max_tokens')})"
                 ) from exc
-            raise EndpointUnavailable(self._unavailable_message(state.errors[-len(self._endpoints) * 2:])) from exc
-        choice, got = _parse_completion(response.parsed, response.text)
+            last = -len(self._endpoints) * 2
+            raise _unavailable(state.kinds[last:], self._unavailable_message(state.errors[last:])) from exc
+        except ReplyMalformed as exc:
+            self._malformed(ep, exc)
+            raise
+        try:
+            choice, got = _parse_completion(response.parsed, response.text, response.url)
+        except ReplyMalformed as exc:
+            self._malformed(ep, exc)
+            raise
+        ep.answered += 1
+        ep.malformed = 0
         response = response.parsed
         cut = _cap_content(choice, params["max_tokens"])
         if self.cache is not None and key is not None:
@@ -351,6 +448,14 @@ class LLMPool:
             raw=response,
             cut_from=cut,
         )
+
+    def _malformed(self, ep: _Endpoint, exc: ReplyMalformed) -> None:
+        """Count a reply that is no chat completion; from an endpoint that never sent one, ``MALFORMED_STOP`` in
+        a row stop the stage (``NotOpenAI``): the URL is wrong, and every further row would fail the same way."""
+        ep.malformed += 1
+        if ep.answered == 0 and ep.malformed >= MALFORMED_STOP:
+            raise NotOpenAI(f"{ep.config.base_url} answered {ep.malformed} requests in a row, none with an OpenAI "
+                            f"chat completion; the last: {exc}") from exc
 
     async def _healthy(self, ep: _Endpoint) -> bool:
         """Whether the endpoint answers at all: ``/health``, else (servers without one) ``/v1/models``."""
@@ -383,10 +488,10 @@ class LLMPool:
                 raw = await ep.client.chat.completions.with_raw_response.create(model=model, messages=[],
                                                                                extra_body=body, **rest)
                 try:
-                    return _Sent(raw.parse(), raw.text)
+                    return _Sent(raw.parse(), raw.text, ep.config.base_url)
                 except ValueError as exc:  # not JSON (an empty body, a cut-off stream): the row keeps what came
-                    raise ReplyMalformed(f"server reply is not JSON ({len(raw.text)} characters): {exc}",
-                                         raw.text) from exc
+                    raise ReplyMalformed(f"the reply from {ep.config.base_url} is not JSON ({len(raw.text)} "
+                                         f"characters): {quote(raw.text)} ({exc})", raw.text) from exc
         finally:
             ep.assigned -= 1
 
@@ -434,6 +539,37 @@ class LLMPool:
             await ep.client.close()
         if self._http is not None:
             await self._http.aclose()
+
+
+def _retry_after_s(exc: BaseException) -> float:
+    """The seconds a 429's ``Retry-After`` header asks for (0 when absent, an HTTP date, or not a 429)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(exc, openai.RateLimitError) or response is None:
+        return 0.0
+    try:
+        return min(max(float(response.headers.get("retry-after", 0)), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 0.0
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, openai.RateLimitError):
+        return "rate"
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return "status"
+    return "down"
+
+
+def served_model(text: str, base_url: str) -> str:
+    """The first model id in a ``/models`` answer, or ``NotOpenAI`` naming the URL and quoting what came."""
+    try:
+        data = json.loads(text)
+        name = data["data"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise NotOpenAI(f"{base_url.rstrip('/')}/models answered with no model list: {quote(text)}") from exc
+    if not isinstance(name, str):
+        raise NotOpenAI(f"{base_url.rstrip('/')}/models lists a model without a name: {quote(text)}")
+    return name
 
 
 def closed_schema(schema: Any) -> Any:

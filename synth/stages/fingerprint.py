@@ -158,8 +158,11 @@ def served_model(config: PipelineConfig, base_url: str, api_key: str) -> str | N
         return config.llm.model
     import openai
 
-    try:
+    from synth.llm.client import NotOpenAI
+    from synth.llm.client import served_model as first_model
+
+    try:  # parsed by synth, not the SDK: a page that is no model list fails inside the SDK as an AttributeError
         with openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=60) as client:
-            return client.models.list().data[0].id
-    except (openai.APIError, IndexError):
-        return None
+            return first_model(client.models.with_raw_response.list().text, base_url)
+    except (openai.APIError, NotOpenAI):
+        return None  # the stage's pool meets the same endpoint and says what is wrong with it
