@@ -28,6 +28,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from synth.errors import writing
+
 call_scope: ContextVar[str] = ContextVar("synth_call_scope", default="")
 """Where a call is made (the runner sets the row id and attempt around each row); part of every key."""
 
@@ -42,6 +44,7 @@ class CallCache:
         self._known: dict[str, dict[str, Any]] = {}
         self._seen: Counter[tuple[str, str]] = Counter()
         self._fd: int | None = None
+        self._path = directory / f"part-{uuid.uuid4().hex[:12]}.jsonl"  # this process's file, made on first put
         self._lock = asyncio.Lock()
         self.hits = 0
         self.stored = 0
@@ -82,16 +85,18 @@ class CallCache:
     async def put(self, key: str, body: dict[str, Any]) -> None:
         """Append one reply and fsync it (off the event loop) before the caller may use it."""
         line = (json.dumps({"key": key, "body": body}, ensure_ascii=False) + "\n").encode()
+        what = "the run's call cache of paid replies"
         async with self._lock:  # whole lines, one after another, from this process only
-            if self._fd is None:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.dir / f"part-{uuid.uuid4().hex[:12]}.jsonl",
-                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            fd = self._fd
-            _write_all(fd, line)  # into the page cache: fast, and kill -9 no longer loses it
+            with writing(self._path, what):
+                if self._fd is None:
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                fd = self._fd
+                _write_all(fd, line)  # into the page cache: fast, and kill -9 no longer loses it
         # The fsync (against a power loss) runs outside the lock: concurrent calls' syncs overlap, and one sync
         # covers every line written before it. Serialised, they halved the throughput of a 32-stream shard.
-        await asyncio.to_thread(os.fsync, fd)
+        with writing(self._path, what):
+            await asyncio.to_thread(os.fsync, fd)
         self._known[key] = body
         self.stored += 1
 

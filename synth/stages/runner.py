@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from synth.config import EndpointConfig, PipelineConfig
-from synth.errors import SynthError
+from synth.errors import DiskFull, SynthError, writing
 from synth.llm.cache import CallCache, call_scope
 from synth.llm.client import EndpointUnavailable, LLMPool
 from synth.quota import budgeted, stop_reason
@@ -72,8 +72,8 @@ async def _run_items(stage: Stage, ctx: StageContext, items: list[WorkItem], jou
             except Waiting as exc:  # made elsewhere, or later: no row now, the other items go on
                 waiting.append(exc)
                 return
-            except (EndpointUnavailable, UndeclaredInput, *stage.stops):
-                raise  # no endpoint, a stage bug: every further item would fail the same way, so stop the stage
+            except (EndpointUnavailable, UndeclaredInput, DiskFull, *stage.stops):
+                raise  # no endpoint, a full disk, a stage bug: every further item would fail alike, so stop
             except Exception as exc:  # a bad row never kills a stage
                 row = stage.failed_row(item, exc, usage)
             journal.write(row)
@@ -137,7 +137,7 @@ def run_shard(stage_name: str, config_json: str, endpoints_json: str, items_json
 
     try:
         rows = asyncio.run(main())
-    except* (EndpointUnavailable, UndeclaredInput, StageWaiting, *stage.stops) as group:
+    except* (EndpointUnavailable, UndeclaredInput, StageWaiting, DiskFull, *stage.stops) as group:
         raise group.exceptions[0] from None  # the error that stopped the stage, not the task group around it
     except* DriverGone:
         os._exit(3)  # the driver is gone: nobody reads a result, and nothing more may be sent
@@ -285,7 +285,9 @@ def run_stage(stage_name: str, config: PipelineConfig, endpoints: list[EndpointC
     instead of doing (and paying for) every row again."""
     stage = get_stage(stage_name)
     _make_run_folder(config.run_dir)
-    with run_lock(config.run_dir):
+    # A full disk met by any write of the stage (the journal, the call cache and the Parquet file name their own
+    # file) is said as such, naming the stage's folder at least.
+    with run_lock(config.run_dir), writing(store_dir(config.run_dir, stage.name), "the stage's folder"):
         return _run_stage(stage, config, endpoints, progress)
 
 

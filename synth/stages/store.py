@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from synth.errors import writing
+
 R = TypeVar("R", bound=BaseModel)
 DATA = "data.parquet"
 
@@ -100,8 +102,12 @@ class StageStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{DATA}.{uuid.uuid4().hex[:8]}.tmp"
         table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.parquet)
+        try:
+            with writing(self.parquet, "the stage's rows; its journal is kept until this succeeds"):
+                pq.write_table(table, tmp)
+                os.replace(tmp, self.parquet)
+        finally:
+            tmp.unlink(missing_ok=True)  # a half-written file would hold the space a retry needs
         if self.journal_dir.exists():
             for path in self.journal_dir.glob("*.jsonl"):
                 path.unlink()
@@ -160,15 +166,19 @@ class JournalWriter:
     """Appends rows one line at a time; each write is flushed so a killed process keeps what it finished."""
 
     def __init__(self, path: Path) -> None:
-        self._fh = path.open("a", buffering=1)
+        self.path = path
+        with writing(path, "the stage's journal of finished rows"):
+            self._fh = path.open("a", buffering=1)
 
     def write(self, record: BaseModel) -> None:
-        self._fh.write(json.dumps(encode(record)) + "\n")
-        self._fh.flush()
+        with writing(self.path, "the stage's journal of finished rows"):
+            self._fh.write(json.dumps(encode(record)) + "\n")
+            self._fh.flush()
 
     def write_many(self, records: Iterable[BaseModel]) -> None:
         for record in records:
             self.write(record)
 
     def close(self) -> None:
-        self._fh.close()
+        with writing(self.path, "the stage's journal of finished rows"):  # the buffer's flush can meet it too
+            self._fh.close()

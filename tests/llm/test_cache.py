@@ -3,9 +3,14 @@ counted as cached), and two identical calls of one row are two calls, each with 
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
+import pytest
+
 from synth.config import EndpointConfig, LLMConfig
+from synth.errors import DiskFull
+from synth.llm import cache as cache_module
 from synth.llm.cache import CallCache, call_scope
 from synth.llm.client import LLMPool
 from synth.schemas.usage import UsageByRole
@@ -58,3 +63,19 @@ async def test_an_answer_is_on_disk_before_the_caller_gets_it_and_a_torn_line_is
     with part.open("a") as fh:
         fh.write('{"key": "abc", "body": {"id"')  # a kill in the middle of a write
     assert len(CallCache(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("where", ["_write_all", "fsync"])
+async def test_a_full_disk_names_the_cache_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cache = CallCache(tmp_path / "calls")
+    await cache.put("kept", {"choices": []})
+    monkeypatch.setattr(*((cache_module, "_write_all") if where == "_write_all" else (cache_module.os, "fsync")), full)
+    with pytest.raises(DiskFull) as err:
+        await cache.put("key", {"choices": []})
+    cache.close()
+    part = next((tmp_path / "calls").glob("part-*.jsonl"))
+    assert str(part) in str(err.value) and "nothing written before was lost" in str(err.value)
+    assert CallCache(tmp_path / "calls").get("kept") is not None  # what was written before is still answered
