@@ -602,3 +602,46 @@ def bfcl_score_replies(
     summary = score_replies(replies, name, folder, settings, tokenizer or ensure_checkpoint(),
                             generator=generator or GENERATOR, allow_missing=allow_missing)
     _print_bfcl(summary, folder)
+
+
+sim_app = typer.Typer(help="The tool simulator: how close it comes to the real MCP servers it imitates.")
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("fidelity")
+def sim_fidelity(
+    server: Annotated[list[str] | None, typer.Option(help="Real server id to replay (repeatable); default the nine "
+                                                     "of synth.sim.fidelity_calls.REPLAY_SERVERS.")] = None,
+    calls_per_server: Annotated[int, typer.Option(min=1, help="Calls generated per server.")] = 36,
+    rollout_calls: Annotated[int, typer.Option(min=0, help="Calls per server read from real-execution episodes "
+                                               "under runs/ (0: none).")] = 20,
+    variant: Annotated[list[str] | None, typer.Option(help="Simulator variant (repeatable): baseline (as rollouts "
+                                                      "run it), examples (real answers shown and shaping the "
+                                                      "result); default both.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Sequences replayed at once.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the generated calls and of the simulator.")] = 0,
+    out: Annotated[Path, typer.Option(help="The results JSON (the Markdown goes beside it).")] = Path(
+        "bench/results/sim_fidelity.json"),
+    config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
+) -> None:
+    """Replay calls on real MCP servers and through the tool simulator from the same state; write the agreement
+    per server (outcome, key values, output schema, state) and the worst disagreements."""
+    import shlex
+
+    from synth.endpoints import endpoints_for
+    from synth.sim.fidelity import FidelityOptions, run_fidelity, write_results
+
+    cfg = _config(config, set_, run)
+    opts = FidelityOptions(calls_per_server=calls_per_server, rollout_calls_per_server=rollout_calls,
+                           concurrency=concurrency, seed=seed, command=shlex.join(["synth", *sys.argv[1:]]))
+    if server:
+        opts.servers = list(server)
+    if variant:
+        opts.variants = list(variant)
+    with endpoints_for(cfg, keep_server=True) as endpoints:
+        report = run_fidelity(cfg, endpoints, opts, calls_out=cfg.run_dir / "sim_fidelity" / "calls.jsonl")
+    md = write_results(report, out)
+    for name, result in report.variants.items():
+        console.print(f"{name}: {100 * result.overall.agrees:.1f}% of {result.overall.calls} calls agree "
+                      f"(outcome {100 * result.overall.outcome:.1f}%)")
+    console.print(f"wrote {out} and {md}")

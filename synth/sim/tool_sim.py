@@ -12,6 +12,10 @@ episode's one boundary (``synth.sim.episode.answer_call``) turns a raised failur
   or not at all (it must apply and keep the world's JSON Schema); a rejected patch gets one fresh sample, and
   if that is rejected too the call fails ("nothing was changed"): a result never claims a change the state
   does not show. A result that is an error changes nothing.
+Given ``examples`` (real answers of the same tool to other calls, ``ToolExample``), the simulator shows them in its
+prompt and shapes its result like them (``result_shape``): a JSON object with the same fields and kinds, a list,
+or plain text, or an ``Error: ...`` string. The fidelity replay (``synth.sim.fidelity``) measured why: without them
+a small model invents a result of any shape, and a caller (or a check) that reads the real fields finds none.
 Injected failures (errors, timeouts, empty and partial results) are drawn from a ``random.Random`` seeded by
 the episode seed and the call's index, so the same calls under the same seed fail the same way; they never
 change state.
@@ -23,6 +27,7 @@ import functools
 import json
 import logging
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -95,11 +100,12 @@ def _value_defs(depth: int, *, chars: int = 200, items: int = 8) -> dict[str, An
     return defs
 
 
-def reply_schema(chars: int = 2000, reads_only: bool = False) -> dict[str, Any]:
+def reply_schema(chars: int = 2000, reads_only: bool = False, result: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON Schema sent for ``ToolSimReply``: the same shape, bounded so the reply can close.
 
     ``chars`` bounds a plain-text result; strings nested in a JSON result get an eighth of it each.
     ``reads_only``: the call only reads (``synth.tools.effects``), so its patch must be empty.
+    ``result``: the schema of the result (``result_shape``) in place of any bounded JSON value or text.
     """
     pointer = {"type": "string", "pattern": POINTER}
     op = {
@@ -117,12 +123,77 @@ def reply_schema(chars: int = 2000, reads_only: bool = False) -> dict[str, Any]:
         "$defs": _value_defs(4, chars=max(40, chars // 8)),
         "type": "object",
         "properties": {
-            "result": {"anyOf": [{"type": "string", "maxLength": chars}, {"$ref": "#/$defs/v4"}]},
+            "result": result or {"anyOf": [{"type": "string", "maxLength": chars}, {"$ref": "#/$defs/v4"}]},
             "patch": {"type": "array", "items": op, "maxItems": 0 if reads_only else 4},
         },
         "required": ["result", "patch"],
         "additionalProperties": False,
     }
+
+
+EXAMPLES_SHOWN = 2
+"""Real answers shown per tool: enough to show the form, few enough to leave the context to the state."""
+EXAMPLE_CHARS = 600
+
+
+class ToolExample(BaseModel):
+    """A real answer of a tool, kept to show the simulator what the tool returns (``examples=``)."""
+
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The call's arguments.")
+    result: str = Field(description="The tool message the real server answered.")
+    ok: bool = Field(default=True, description="False: the server answered with an error.")
+
+
+def _shape_of(value: Any, chars: int, depth: int = 0) -> dict[str, Any]:
+    """The schema of a value like ``value``: the same keys (all required, no others) and kinds, bounded sizes."""
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, (int, float)):
+        return {"type": "number"}
+    if isinstance(value, str):
+        return {"type": "string", "maxLength": chars}
+    if depth >= 3 or value is None:
+        return {"$ref": "#/$defs/v2"}
+    if isinstance(value, list):
+        items = _shape_of(value[0], chars, depth + 1) if value else {"$ref": "#/$defs/v2"}
+        return {"type": "array", "items": items, "maxItems": 8}
+    if isinstance(value, dict):
+        props = {str(k): _shape_of(v, chars, depth + 1) for k, v in list(value.items())[:12]}
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+    return {"$ref": "#/$defs/v2"}
+
+
+def result_shape(examples: Sequence[ToolExample], chars: int = 2000) -> dict[str, Any] | None:
+    """The schema a simulated result must keep, from the tool's real answers: the JSON form of the first answer
+    that succeeded (object or list) or an ``{"error": ...}`` object, else plain text. None without a successful
+    answer (nothing shows the form)."""
+    good = next((e for e in examples if e.ok), None)
+    if good is None:
+        return None
+    # An error is {"error": "..."} (made "Error: ..." on receipt, ``_error_text``): a free string beside the shape
+    # lets a small model skip the shape, and xgrammar (vLLM's guided decoding) refuses a pattern with a length bound.
+    error = {"type": "object", "properties": {"error": {"type": "string", "maxLength": max(40, chars // 4)}},
+             "required": ["error"], "additionalProperties": False}
+    try:
+        value = json.loads(good.result)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, (dict, list)):
+        return {"anyOf": [_shape_of(value, max(40, chars // 8)), error]}
+    return {"type": "string", "maxLength": chars}
+
+
+def _is_object_shape(shape: dict[str, Any] | None) -> bool:
+    """Whether a shaped result takes its errors as ``{"error": ...}`` (a JSON shape) rather than as text."""
+    return shape is not None and "anyOf" in shape
+
+
+def _error_text(result: Any) -> Any:
+    """A shaped reply's error object as the tool message a failed call carries; any other result as it is."""
+    if isinstance(result, dict) and list(result) == ["error"] and isinstance(result["error"], str):
+        text = result["error"].strip()
+        return text if text.lower().startswith("error") else f"Error: {text}"
+    return result
 
 
 class ToolSimReply(BaseModel):
@@ -272,8 +343,10 @@ class ToolSimulator:
         seed: int,
         usage: UsageByRole | None = None,
         hub: ToolHub | None = None,
+        examples: Mapping[str, Sequence[ToolExample]] | None = None,
     ) -> None:
         self.tools = {_tool_name(t): t for t in tools}
+        self.examples = {name: list(found) for name, found in (examples or {}).items()}
         self.world = world
         self.pool = pool
         self.cfg = cfg
@@ -388,7 +461,8 @@ class ToolSimulator:
             return ToolOutcome(rng.choice(EMPTY_RESULTS), self._record(tc, "simulated", injected))
         prompt = self._prompt(tool, arguments)
         read = reads_only(tc.function.name)
-        reply = await self._ask(prompt, sub_seed(self.seed, "tool_sim", index), reads_only=read)
+        shape = result_shape(self.examples.get(tc.function.name, []), reply_chars(self.pool, "tool_sim"))
+        reply = await self._ask(prompt, sub_seed(self.seed, "tool_sim", index), reads_only=read, shape=shape)
         if injected == "partial":
             # A cut-off response is not trusted to have committed anything: the patch is dropped, and a call that
             # would have changed the state says that it did not, instead of showing half a success.
@@ -404,7 +478,8 @@ class ToolSimulator:
             retry = [*prompt, {"role": "assistant", "content": reply.model_dump_json(by_alias=True)},
                      {"role": "user", "content": REJECTED_NOTE.format(
                          error=event.error, paths=", ".join(str(op.get("path")) for op in event.ops))}]  # fmt: skip
-            reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"), reads_only=read)
+            reply = await self._ask(retry, sub_seed(self.seed, "tool_sim", index, "retry"), reads_only=read,
+                                    shape=shape)
             event = self._commit(tc, reply)
         if not event.applied and not _is_error(reply.result):
             raise ChangeRejected(REJECTED_CHANGE.format(name=tc.function.name), patch_applied=False,
@@ -416,11 +491,14 @@ class ToolSimulator:
         record.patch_applied, record.patch_error = event.applied, event.error
         return ToolOutcome(_content(reply.result), record, event)
 
-    async def _ask(self, messages: list[dict[str, Any]], seed: int, reads_only: bool = False) -> ToolSimReply:
+    async def _ask(self, messages: list[dict[str, Any]], seed: int, reads_only: bool = False,
+                   shape: dict[str, Any] | None = None) -> ToolSimReply:  # fmt: skip
         reply: ToolSimReply = await self.pool.structured(
             messages, ToolSimReply, role="tool_sim", seed=seed, usage=self.usage,
-            json_schema=reply_schema(reply_chars(self.pool, "tool_sim"), reads_only=reads_only),
+            json_schema=reply_schema(reply_chars(self.pool, "tool_sim"), reads_only=reads_only, result=shape),
         )  # fmt: skip
+        if shape is not None:
+            reply = reply.model_copy(update={"result": _error_text(reply.result)})
         if reads_only and reply.patch:
             # A server without guided decoding can still write one; a call that only reads changes nothing.
             log.info("tool sim: dropped a patch of %d ops from a read-only call", len(reply.patch))
@@ -449,6 +527,9 @@ class ToolSimulator:
             partial=partial,
             recent=self._seen[-4:],
             reads_only=reads_only(name),
+            examples=[{"arguments": dumps(e.arguments), "result": e.result[:EXAMPLE_CHARS], "ok": e.ok}
+                      for e in self.examples.get(name, [])[:EXAMPLES_SHOWN]],
+            error_object=_is_object_shape(result_shape(self.examples.get(name, []))),
         )
         user = f"Call: {name}({dumps(arguments)})"
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
