@@ -93,7 +93,11 @@ async def _served_model(endpoint: EndpointConfig, configured: str | None) -> str
 
 
 def preflight(config: PipelineConfig, endpoints: list[EndpointConfig]) -> tuple[PipelineConfig, Preflight]:
-    """Measure, estimate and derive; returns the config with ``llm.timeout_s`` filled in when it was unset."""
+    """Check the input files, then measure, estimate and derive; returns the config with ``llm.timeout_s`` filled
+    in when it was unset."""
+    from synth.tools.registry import check_files
+
+    check_files()  # before the probe's requests: a broken registry file stops the run before anything is paid
     info = server_info(config.embedded) if not config.endpoint_urls() else None
     probe: RateProbe | None = None
     note: str | None = None

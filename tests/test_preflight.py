@@ -42,8 +42,9 @@ def _serving(chat_reply: str, models_reply: str | None = None) -> Iterator[tuple
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._send(models_reply if models_reply is not None else json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model",
-                                                                "created": 0, "owned_by": "t"}]}))
+            listed = {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0,
+                                                  "owned_by": "t"}]}
+            self._send(models_reply if models_reply is not None else json.dumps(listed))
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -104,3 +105,18 @@ def test_a_page_instead_of_a_model_list_leaves_the_rate_unknown_naming_the_url(t
     assert pre.probe is None and pre.probe_note is not None
     assert f"{url}/models" in pre.probe_note and "Sign in" in pre.probe_note
     assert server.chats == 0  # no model, no probe
+
+
+def test_a_broken_registry_file_stops_the_run_before_the_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.tools import registry
+    from synth.tools.validate import RegistryFileError
+
+    mcp = tmp_path / "mcp"
+    mcp.mkdir()
+    (mcp / "npm__x.jsonl").write_text('{"server": "npm/x", "regis\n')
+    monkeypatch.setattr(registry, "MCP_DIR", mcp)
+    with _serving(json.dumps(completion("hi"))) as (server, url):
+        config, endpoints = _config(tmp_path, url)
+        with pytest.raises(RegistryFileError, match=r"npm__x\.jsonl:1"):
+            pf.preflight(config, endpoints)
+    assert server.chats == 0  # nothing was sent, nothing paid

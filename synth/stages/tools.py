@@ -24,7 +24,10 @@ class ToolsStage(Stage):
     record = ToolBatchRecord
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from synth.tools.registry import check_files
+
         cfg = ctx.config
+        check_files()  # the registry is built in finish, after the requests: a broken file must stop us before
         categories = load_categories()
         descriptions = {(c.category, d.name): d.description for c in categories for d in c.domains}
         leaves = seed_leaves(categories)
@@ -119,7 +122,9 @@ class ToolsStage(Stage):
 
 def load_synthetic(ctx: StageContext) -> list[ToolSpec]:
     """The synthetic tools the tools stage kept (none before it ran); the reading stage declares ``tools``."""
+    from synth.tools.registry import read_specs
+
     path = ctx.input_file(ToolsStage.name, SYNTHETIC)
     if not path.exists():
         return []
-    return [ToolSpec.model_validate(json.loads(line)) for line in path.read_text().splitlines() if line]
+    return read_specs(path)  # a line that is no spec is named by file and line

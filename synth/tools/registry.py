@@ -15,11 +15,20 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from synth.errors import SynthError
 from synth.paths import TOOLS_REGISTRY
 from synth.schemas.tools import Source, ToolSpec
 from synth.tools.servers import SERVERS_FILE, load_servers
-from synth.tools.validate import Rejection, ValidationReport, check_spec, validate_harvest
+from synth.tools.validate import (
+    RegistryFileError,
+    Rejection,
+    ValidationReport,
+    _harvest_row,
+    check_spec,
+    validate_harvest,
+)
 
 MCP_DIR = TOOLS_REGISTRY / "mcp"
 
@@ -64,7 +73,41 @@ def read_specs(path: Path) -> list[ToolSpec]:
 
         rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
         return [_spec_from_row(row) for row in rows]
-    return [ToolSpec.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    specs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            specs.append(ToolSpec.model_validate_json(line))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "the line"
+            raise RegistryFileError(f"{path}:{lineno}: not a tool spec ({where}: {err['msg']}; "
+                                    f"{len(exc.errors())} error(s))",
+                                    hint=f"fix or delete line {lineno} of {path}, or make the file again") from exc
+    return specs
+
+
+def check_files(mcp_dir: Path | None = None, servers_file: Path | None = None, synthetic: Path | None = None) -> int:
+    """Read every file the registry is built from and raise on the first that cannot be used, naming the file and
+    its line or entry; returns the harvested rows read.
+
+    What a run does before its first model request: the registry is built only after the tools stage's requests,
+    and a broken line found then has cost them. No spec is converted here (``ToolRegistry.load`` does that, and
+    leaves out a bad tool with its reasons): only what would stop the load. Defaults: the committed registry."""
+    mcp_dir = MCP_DIR if mcp_dir is None else mcp_dir
+    servers_file = SERVERS_FILE if servers_file is None else servers_file
+    if servers_file.exists():
+        load_servers(servers_file)
+    rows = 0
+    for path in sorted(mcp_dir.glob("*.jsonl")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                _harvest_row(path, lineno, line)
+                rows += 1
+    if synthetic is not None:
+        read_specs(synthetic)
+    return rows
 
 
 def _spec_from_row(row: dict[str, Any]) -> ToolSpec:
