@@ -192,9 +192,27 @@ def _numbers(text: str) -> frozenset[float]:
     return frozenset(round(float(m), 6) for m in _NUMBER.findall(text.replace(",", "")))
 
 
+def _last_number(text: str) -> float | None:
+    """The last number of a sentence that ends on its answer ("The sum of 2 and 3.5 is 5.5.")."""
+    found = _NUMBER.findall(text.replace(",", "").rstrip("."))
+    return round(float(found[-1]), 6) if found else None
+
+
 def grounded_tokens(text: str, arguments: Mapping[str, Any]) -> frozenset[str]:
-    """Words and numbers of ``text`` that the call's arguments contain: values a simulator was given."""
-    given = json.dumps(arguments, ensure_ascii=False).lower()
+    """Words and numbers of ``text`` that are words of the call's argument values: what a simulator was given."""
+    given: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for child in value.values():
+                walk(child)
+        elif isinstance(value, list):
+            for child in value:
+                walk(child)
+        elif value is not None and not isinstance(value, bool):
+            given.update(w.lower() for w in _WORD.findall(str(value)))
+
+    walk(arguments)
     return frozenset(w.lower() for w in _WORD.findall(text) if w.lower() in given)
 
 
@@ -228,8 +246,7 @@ def key_values(server: str, tool: str, text: str, arguments: Mapping[str, Any] |
         if tool == "echo":
             return {"echo": text.strip().removeprefix("Echo:").strip()}
         if tool == "get-sum":
-            numbers = _numbers(text)
-            return {"sum": max(numbers, key=lambda n: abs(n), default=None) if numbers else None}
+            return {"sum": _last_number(text)}
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if isinstance(v, (str, int, float, bool))}
     tokens = grounded_tokens(text, arguments or {})
