@@ -3,7 +3,7 @@
 Three parts, each a subcommand that updates its own section of ``synthetic_scale.json`` (and rewrites the .md):
 
 - ``instant``: the mechanics at full scale. `synth tools grow --target N` (on Ray) against the instant endpoint in
-  its varied mode (distinct, schema-valid tools), killed with SIGINT part way and run again to the end: wall
+  its varied mode (distinct, schema-valid tools), killed (SIGKILL) part way and run again to the end: wall
   time, peak memory of the process tree, rounds, duplicates dropped by kind, schema rejects, tokens; the
   endpoint's request counts show what the resumed run sent again. Then the registry's own peak memory, and the
   deduplication's time at several sizes (it must grow linearly).
@@ -21,6 +21,7 @@ Three parts, each a subcommand that updates its own section of ``synthetic_scale
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -67,7 +68,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 
 
 def _watch(cmd: list[str], stop_when: Any = None, log: Path | None = None) -> dict[str, Any]:
-    """Run ``cmd``, sampling its process tree's memory; ``stop_when()`` true: interrupt it (as Ctrl-C would)."""
+    """Run ``cmd``, sampling its process tree's memory; ``stop_when()`` true: kill it."""
     started = time.monotonic()
     out = log.open("ab") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -81,14 +82,24 @@ def _watch(cmd: list[str], stop_when: Any = None, log: Path | None = None) -> di
             except psutil.NoSuchProcess:
                 break
             if stop_when is not None and not interrupted and stop_when():
-                os.killpg(proc.pid, signal.SIGINT)
+                # kill -9 of the driver alone, as a crash would: its Ray workers see it gone and end themselves
+                # (synth.stages.lifeline); Ray's own processes left in its session go a little later.
+                proc.kill()
                 interrupted = True
+                proc.wait()
+                time.sleep(5)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                break
             time.sleep(0.5)
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        elif not interrupted:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left behind in its session
         if log is not None:
             out.close()  # type: ignore[union-attr]
     return {"returncode": proc.returncode, "wall_s": round(time.monotonic() - started, 2),
@@ -122,6 +133,8 @@ def run_instant(target: int, workers: int, kill_at: float, generations: int, per
         kill_rows = int(first_round_items * kill_at)
         log = runs / "grow.log"
         first = _watch(cmd, stop_when=lambda: _journal_rows(stage_dir) >= kill_rows, log=log)
+        if not first["interrupted"]:
+            raise RuntimeError(f"the first run ended before it could be killed (exit {first['returncode']}): see {log}")
         rows_before = _journal_rows(stage_dir)
         calls_before = instant_server.get_stats(port)
         second = _watch(cmd, log=log)
@@ -169,10 +182,13 @@ def probe_memory(registry: str) -> dict[str, Any]:
 
     specs = read_specs(Path(registry))
     rss0 = psutil.Process().memory_info().rss
-    tracemalloc.start()
     t0 = time.monotonic()
     reg = ToolRegistry.load(extra=specs)
     load_s = time.monotonic() - t0
+    rss = psutil.Process().memory_info().rss - rss0
+    del reg
+    tracemalloc.start()  # a second load, traced (tracing slows it several times): the heap it needs at its peak
+    reg = ToolRegistry.load(extra=specs)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     real = [s for s in reg if s.provenance.source != "synthetic"]
@@ -183,7 +199,7 @@ def probe_memory(registry: str) -> dict[str, Any]:
         dedup[str(n)] = round(time.monotonic() - t0, 2)
     return {"tools": len(reg), "synthetic": len(specs), "load_s": round(load_s, 2),
             "python_heap_peak_mb": round(peak / 2**20, 1),
-            "rss_growth_mb": round((psutil.Process().memory_info().rss - rss0) / 2**20, 1),
+            "rss_growth_mb": round(rss / 2**20, 1),
             "dedup_s_by_synthetic_tools": dedup, "dedup_real_tools": len(real)}
 
 
@@ -307,7 +323,7 @@ def render(data: dict[str, Any]) -> str:
              "docs/studies/synthetic-scale.md says how to read it.", ""]
     if inst := data.get("instant"):
         lines += ["## Mechanics at full scale (instant endpoint, varied tools)", "",
-                  f"`{inst['command']}`, interrupted (SIGINT) after {inst['kill']['interrupted_after_rows']} items, "
+                  f"`{inst['command']}`, killed (SIGKILL) after {inst['kill']['interrupted_after_rows']} items, "
                   "then run again to the end.", "",
                   "| measure | value |", "| --- | --- |",
                   f"| synthetic tools kept | {inst['synthetic_tools']} (target {inst['target']}) |",
