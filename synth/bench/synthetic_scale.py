@@ -243,10 +243,7 @@ def probe_agents(source: str, size: str, agents: str, port: str, runs: str) -> d
     t0 = time.monotonic()
     AgentsStage.plan(stage, ctx)  # again, the registry cached: the sampling alone
     sample_s = time.monotonic() - t0
-    from synth.endpoints import endpoints_for
-
-    with endpoints_for(cfg) as endpoints:
-        summary = run_stage("agents", cfg, endpoints, progress=False)
+    summary = run_stage("agents", cfg, list(cfg.llm.endpoints), progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"synthetic_tools": int(size), "registry_tools": registry_tools, "agents": int(agents),
             "plan_s": round(plan_s, 2), "sampling_s": round(sample_s, 3),
