@@ -366,6 +366,8 @@ async def calibrate(sequences: Sequence[ReplaySequence], entries: Mapping[str, S
 class FidelityOptions(BaseModel):
     servers: list[str] = Field(default_factory=lambda: list(REPLAY_SERVERS))
     calls_per_server: int = Field(default=36, ge=1)
+    calls_per_sequence: int = Field(default=6, ge=1, description="Calls per generated sequence: a sequence waits "
+                                    "for each call in turn, so shorter ones finish sooner on a busy server.")
     rollouts_dir: Path | None = Field(default=Path("runs"), description="Where to read real-execution episodes.")
     rollout_calls_per_server: int = Field(default=20, ge=0)
     variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
@@ -389,7 +391,8 @@ async def run_fidelity_async(cfg: PipelineConfig, endpoints: list[EndpointConfig
     if missing:
         raise FidelityError(f"no harvested tools for {missing} under {MCP_DIR}",
                             hint="run `synth tools harvest --only SERVER_ID` for them first")  # fmt: skip
-    sequences = generated_sequences(harvested, opts.calls_per_server, seed=opts.seed)
+    sequences = generated_sequences(harvested, opts.calls_per_server, seed=opts.seed,
+                                    calls_per_sequence=opts.calls_per_sequence)
     if opts.rollouts_dir is not None and opts.rollout_calls_per_server and opts.rollouts_dir.exists():
         sequences += rollout_sequences(opts.rollouts_dir, opts.servers, opts.rollout_calls_per_server)
     if not sequences:
