@@ -71,6 +71,17 @@ class ServerFailing(EndpointUnavailable):
             "or too slow); fix it and run the same command again: finished rows and replies are kept")
 
 
+class Refused(EndpointUnavailable):
+    """The server refused the request for what every request shares: the API key (401, 403), the URL or the
+    model name (404). No retry and no other row can fare better, so the stage stops at once."""
+
+    hint = ("check the API key (SYNTH_API_KEY, or api_key in llm.endpoints), the base URL (it ends in /v1) and the "
+            "model name (llm.model; the server's /v1/models lists what it serves)")
+
+
+REFUSED = (401, 403, 404)  # statuses that say the request's setup is wrong, whatever the row
+
+
 class NotOpenAI(EndpointUnavailable):
     """An endpoint answers, but never with an OpenAI chat completion or model list (an HTML page, another API)."""
 
@@ -225,6 +236,9 @@ def _unavailable(kinds: list[str], message: str) -> EndpointUnavailable:
     if kinds and all(k == "rate" for k in kinds):
         return RateLimited(message.replace("no LLM endpoint answered", "every endpoint refused the request as "
                                            "rate-limited (HTTP 429)", 1))
+    if kinds and "rate" in kinds and all(k in ("rate", "status") for k in kinds):
+        return RateLimited(message.replace("no LLM endpoint answered", "every endpoint refused the request: "
+                                           "rate-limited (HTTP 429) or failing (HTTP 5xx)", 1))
     if kinds and all(k == "status" for k in kinds):
         return ServerFailing(message.replace("no LLM endpoint answered", "every endpoint answered with a server "
                                              "error", 1))
@@ -395,6 +409,9 @@ class LLMPool:
                     try:
                         response = await self._call(ep, model, messages, {**params, "timeout": deadline})
                     except Exception as exc:
+                        if isinstance(exc, openai.APIStatusError) and exc.status_code in REFUSED:
+                            raise Refused(f"{ep.config.base_url} refused the request ({_failure(exc)}) for model "
+                                          f"{model!r}") from exc
                         if _retryable(exc):
                             state.errors.append(f"{ep.config.base_url}: {_failure(exc)} (deadline {deadline:.0f}s)")
                             state.kinds.append(_kind(exc))

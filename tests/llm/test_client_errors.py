@@ -14,6 +14,7 @@ from synth.llm.client import (
     LLMPool,
     NotOpenAI,
     RateLimited,
+    Refused,
     ReplyMalformed,
     ServerFailing,
 )
@@ -89,3 +90,24 @@ async def test_a_page_instead_of_a_model_list_is_named_not_a_crash() -> None:
         await pool.aclose()
     assert f"{server.url}/models" in str(err.value) and PAGE[:QUOTE_CHARS] in str(err.value)
     assert "/v1" in err.value.hint
+
+
+@pytest.mark.parametrize(("status", "says"), [(401, "API key"), (404, "base URL")])
+async def test_a_refused_key_or_url_stops_at_once_naming_it(status: int, says: str) -> None:
+    async with FakeServer(lambda n, b: (status, {"error": {"message": "Invalid API key"}})) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST)
+        with pytest.raises(Refused) as err:
+            await pool.chat(HI, role="agent")
+        await pool.aclose()
+    assert len(server.requests) == 1  # not retried: no retry fares better
+    assert f"{server.url} refused the request (HTTP {status}" in str(err.value) and "Invalid API key" in str(err.value)
+    assert says in err.value.hint and "make serve" not in err.value.hint
+
+
+async def test_429s_mixed_with_server_errors_still_say_rate_limited() -> None:
+    async with FakeServer(lambda n, b: (429, Raw("busy")) if n % 2 else (503, Raw("overloaded"))) as server:
+        pool = LLMPool([EndpointConfig(base_url=server.url)], FAST.model_copy(update={"max_retries": 2}))
+        with pytest.raises(RateLimited) as err:
+            await pool.chat(HI, role="agent")
+        await pool.aclose()
+    assert "rate-limited (HTTP 429) or failing (HTTP 5xx)" in str(err.value) and "'overloaded'" in str(err.value)
