@@ -113,34 +113,36 @@ def judge_result(model: str, run: JudgeRun) -> JudgeResult:
 
 
 async def judge_with(endpoint_url: str, model: str, examples: list[CriticExample], config: PipelineConfig,
-                     concurrency: int) -> JudgeRun:
+                     concurrency: int, journal: Path | None = None) -> JudgeRun:
     from synth.config import EndpointConfig
 
     pool = LLMPool([EndpointConfig(base_url=endpoint_url, max_concurrency=concurrency)],
                    config.llm.model_copy(update={"model": model, "structured_retries": 0}))
     try:
-        return await judge_all(pool, examples, concurrency=concurrency)
+        return await judge_all(pool, examples, concurrency=concurrency, journal=journal)
     finally:
         await pool.aclose()
 
 
-def judge_raw(examples: list[CriticExample], config: PipelineConfig, concurrency: int) -> JudgeRun:
+def judge_raw(examples: list[CriticExample], config: PipelineConfig, concurrency: int,
+              journal: Path | None = None) -> JudgeRun:
     """The raw judge: the embedded server as it runs (``embedded.port``), started by the caller."""
     from synth.serve.server import base_url, served_name
 
     return asyncio.run(judge_with(base_url(config.embedded), served_name(config.embedded), examples, config,
-                                  concurrency))
+                                  concurrency, journal))
 
 
 def judge_checkpoint(checkpoint: Path, name: str, examples: list[CriticExample], config: PipelineConfig,
-                     port: int, concurrency: int) -> JudgeRun:
+                     port: int, concurrency: int, journal: Path | None = None) -> JudgeRun:
     """A trained critic, served as the eval stage serves a trained checkpoint (its own port, the template it
     was trained with), for the length of the run."""
     from synth.evaluate.episode import served_checkpoint, serving
 
     emb = served_checkpoint(config, f"critic-{name}", checkpoint, port)
     with serving(emb, concurrency) as endpoint:
-        return asyncio.run(judge_with(endpoint.base_url, emb.served_name or name, examples, config, concurrency))
+        return asyncio.run(judge_with(endpoint.base_url, emb.served_name or name, examples, config, concurrency,
+                                      journal))
 
 
 def write_judgments(path: Path, run: JudgeRun) -> None:
@@ -279,11 +281,13 @@ def run_report(data_dir: Path, critics: list[str], out: Path, config: PipelineCo
     if not is_healthy(config.embedded):
         raise ReportError(f"the raw judge's server (embedded, port {config.embedded.port}) is not up",
                           hint="start it with `synth serve`, then run this again")
-    raw = _cached_or_run(data_dir / "judgments-raw.json", ids, lambda: judge_raw(examples, config, concurrency))
+    raw = _cached_or_run(data_dir / "judgments-raw.json", ids, lambda: judge_raw(
+        examples, config, concurrency, data_dir / "judgments-raw.jsonl"))
     trained = {}
     for name, ckpt in checkpoints.items():
         run = _cached_or_run(data_dir / f"judgments-{name}.json", ids,
-                             lambda c=ckpt, n=name: judge_checkpoint(c, n, examples, config, port, concurrency))
+                             lambda c=ckpt, n=name: judge_checkpoint(c, n, examples, config, port, concurrency,
+                                                                     data_dir / f"judgments-{n}.jsonl"))
         trained[name] = (run, _training(ckpt))
     return write_report(out, data=summary, examples=examples, raw=raw, trained=trained, machine=machine_info(),
                         command=command)

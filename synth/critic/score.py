@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -19,10 +20,12 @@ from pydantic import BaseModel, Field, ValidationError
 from synth.critic.data import CriticExample
 from synth.judge.judge import EVIDENCE_MIN_CHARS, SUMMARY_TOKENS, TOKENS_PER_CRITERION, judge_json_schema
 from synth.judge.transcript import evidence_found
-from synth.llm.client import LLMPool, ReplyInvalid, closed_schema
+from synth.llm.client import EndpointUnavailable, LLMPool, ReplyInvalid, closed_schema
 from synth.schemas.verdict import JudgeReply
 
 SCORE_KEY = '"score":'
+ENDPOINT_ATTEMPTS = 4
+ENDPOINT_WAIT_S = 60.0
 DIGITS = ("0", "1", "2")
 
 
@@ -113,15 +116,46 @@ class JudgeRun(BaseModel):
     concurrency: int
 
 
+class _Journaled(BaseModel):
+    judgment: Judgment
+    wall_s: float = Field(description="Seconds since the pass that judged it started.")
+
+
+def read_journal(journal: Path | None) -> dict[str, _Journaled]:
+    if journal is None or not journal.exists():
+        return {}
+    rows = [_Journaled.model_validate_json(line) for line in journal.read_text().splitlines() if line.strip()]
+    return {r.judgment.id: r for r in rows}
+
+
 async def judge_all(pool: LLMPool, examples: list[CriticExample], *, concurrency: int = 16,
-                    logprobs: bool = True) -> JudgeRun:
-    """Every example judged, ``concurrency`` requests at a time, in the examples' order."""
+                    logprobs: bool = True, journal: Path | None = None) -> JudgeRun:
+    """Every example judged, ``concurrency`` requests at a time, in the examples' order. With ``journal`` each
+    judgment is appended as it comes, and one already there is not asked again (a server restarted under a long
+    pass costs only the requests in flight); the wall time is then the sum of the passes'."""
     gate = asyncio.Semaphore(concurrency)
+    done = read_journal(journal)
+    earlier = max((r.wall_s for r in done.values()), default=0.0)
+    started = time.monotonic()
 
     async def one(e: CriticExample) -> Judgment:
+        if e.id in done:
+            return done[e.id].judgment
         async with gate:
-            return await judge_one(pool, e, logprobs=logprobs)
+            for attempt in range(ENDPOINT_ATTEMPTS):
+                try:
+                    got = await judge_one(pool, e, logprobs=logprobs)
+                    break
+                except EndpointUnavailable:
+                    # A shared server restarted under a long pass: wait for it rather than lose the pass.
+                    if attempt + 1 == ENDPOINT_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(ENDPOINT_WAIT_S)
+        if journal is not None:
+            with journal.open("a") as fh:
+                fh.write(_Journaled(judgment=got, wall_s=earlier + time.monotonic() - started).model_dump_json()
+                         + "\n")
+        return got
 
-    started = time.monotonic()
     judgments = await asyncio.gather(*(one(e) for e in examples))
-    return JudgeRun(judgments=list(judgments), wall_s=time.monotonic() - started, concurrency=concurrency)
+    return JudgeRun(judgments=list(judgments), wall_s=earlier + time.monotonic() - started, concurrency=concurrency)

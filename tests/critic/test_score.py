@@ -68,3 +68,37 @@ def test_judge_job_trains_on_critic_files_and_agent_jobs_dump_as_before(tmp_path
     assert job.data[0].files == [tmp_path / "train.jsonl"]
     again = TrainJob.model_validate(json.loads(json.dumps(job.model_dump(mode="json"))))
     assert again.role == "judge"
+
+
+class _ChatPool:
+    """Answers ``chat`` with one fixed verdict (no log-probabilities), counting the requests."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.calls = 0
+
+    async def chat(self, messages, **params):  # type: ignore[no-untyped-def]
+        from synth.schemas.usage import Usage
+
+        self.calls += 1
+        return SimpleNamespace(content=self.reply, usage=Usage(prompt_tokens=100, completion_tokens=20), raw=None)
+
+
+async def test_judgments_are_journaled_and_not_asked_again(tmp_path: Path) -> None:
+    from synth.critic.data import build, load_examples
+    from synth.critic.score import judge_all
+    from tests.fixtures.critic import SHARE, write_critic_run
+
+    build([write_critic_run(tmp_path / "runs")], tmp_path / "c", heldout_share=SHARE)
+    examples = [e for e in load_examples(tmp_path / "c" / "heldout.jsonl") if e.passed][:2]
+    quote = examples[0].evidence
+    reply = json.dumps({"scores": [{"criterion_id": examples[0].criterion_id, "evidence": quote, "score": 2}],
+                        "summary": "s"})
+    pool = _ChatPool(reply)
+    journal = tmp_path / "j.jsonl"
+    first = await judge_all(pool, examples[:1], journal=journal)  # type: ignore[arg-type]
+    assert pool.calls == 1 and first.judgments[0].quote_found and first.judgments[0].p_pass == 1.0
+    again = await judge_all(pool, examples, journal=journal)  # type: ignore[arg-type]
+    assert pool.calls == 2  # only the new example was asked
+    assert again.judgments[0] == first.judgments[0]
+    assert len(journal.read_text().splitlines()) == 2
