@@ -203,15 +203,25 @@ def probe_memory(registry: str) -> dict[str, Any]:
             "dedup_s_by_synthetic_tools": dedup, "dedup_real_tools": len(real)}
 
 
-def run_agents(sizes: list[int], agents: int, runs: Path) -> list[dict[str, Any]]:
+def run_agents(sizes: list[int], agents: int, runs: Path, repeats: int = 2) -> list[dict[str, Any]]:
+    """Each size ``repeats`` times, the sizes interleaved: on a shared machine a burst of load elsewhere hits one
+    measurement, so each size reports its fastest (and every time it took)."""
     source = runs / GROW_RUN / "tools"
     if not (source / "synthetic.jsonl").exists():
         raise FileNotFoundError(f"no grown registry in {source}: run the `instant` part first")
-    out = []
+    taken: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
     port = _free_port()
     with instant_server.running(port, varied=True):
-        for size in sizes:
-            out.append(_in_fresh_process("agents", str(source), str(size), str(agents), str(port), str(runs)))
+        for _ in range(repeats):
+            for size in sizes:
+                taken[size].append(_in_fresh_process("agents", str(source), str(size), str(agents), str(port),
+                                                     str(runs)))
+    out = []
+    for tries in taken.values():
+        best = min(tries, key=lambda t: t["stage_wall_s"])
+        out.append({**best, "plan_s": min(t["plan_s"] for t in tries),
+                    "sampling_ms_per_agent": min(t["sampling_ms_per_agent"] for t in tries),
+                    "stage_wall_s_all": [t["stage_wall_s"] for t in tries]})
     return out
 
 
@@ -346,10 +356,12 @@ def render(data: dict[str, Any]) -> str:
                   f"{inst['registry_memory']['dedup_s_by_synthetic_tools']} s |", ""]
     if agents := data.get("agents"):
         lines += ["## The agents stage drawing from registries of several sizes (instant endpoint)", "",
+                  "Fastest of the repeats (every stage time in brackets).", "",
                   "| synthetic tools | registry | agents | plan (load + sample) s | sampling ms/agent | stage wall s "
                   "| peak RSS MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {a['synthetic_tools']} | {a['registry_tools']} | {a['agents']} | {a['plan_s']} | "
-                  f"{a['sampling_ms_per_agent']} | {a['stage_wall_s']} | {a['peak_rss_mb']} |" for a in agents]
+                  f"{a['sampling_ms_per_agent']} | {a['stage_wall_s']} {a.get('stage_wall_s_all', '')} | "
+                  f"{a['peak_rss_mb']} |" for a in agents]
         lines.append("")
     if content := data.get("content"):
         lines += [f"## Content: the embedded model ({content['model']})", "",
@@ -383,6 +395,7 @@ def main() -> None:
     ag = sub.add_parser("agents")
     ag.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ag.add_argument("--agents", type=int, default=200)
+    ag.add_argument("--repeats", type=int, default=2)
     co = sub.add_parser("content")
     co.add_argument("--run-dir", type=Path, required=True)
     for p in (inst, ag, co):
@@ -403,7 +416,7 @@ def main() -> None:
         _update("instant", run_instant(args.target, args.workers, args.kill_at, args.generations,
                                        args.per_generation, args.runs.resolve()), args.out)
     elif args.part == "agents":
-        _update("agents", run_agents(args.sizes, args.agents, args.runs.resolve()), args.out)
+        _update("agents", run_agents(args.sizes, args.agents, args.runs.resolve(), args.repeats), args.out)
     else:
         _update("content", run_content(args.run_dir.resolve()), args.out)
     print(f"written to {args.out}/{NAME}.json and .md")
