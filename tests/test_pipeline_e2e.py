@@ -214,8 +214,12 @@ def test_training_view_of_accepted_rows(run: dict, tmp_path: Path, monkeypatch: 
     summary = dataset_build.build_dataset(cfg)
     assert summary.accepted >= 1, "the run has no trajectory outside the held-out tasks"
     # Every judged row outside the held-out tasks is accepted, except rows no split takes: tasks on neither side of
-    # the split, and rows kept out of train for holding a BFCL function name or question.
+    # the split, rows kept out of train for holding a BFCL function name or question, and near-duplicates.
     kept_out = summary.contamination.kept_out if summary.contamination else 0
+    assert summary.dedup is not None and summary.dedup.enabled  # on in the default pipeline
+    kept_out += summary.dedup.dropped
     assert summary.rejected == 0
     assert summary.accepted + kept_out == summary.trajectories - summary.errored - summary.heldout - summary.excluded
+    assert summary.dedup.checked == summary.accepted + summary.dedup.dropped
+    assert (copy / "dataset" / "dedup" / "index.json").exists()
     _check_sft(copy / "dataset", summary.accepted)

@@ -145,6 +145,9 @@ class DedupIndex:
         """The index in ``folder`` (``dedup/`` itself or the dataset folder holding it); a dataset folder without
         a comparable index is indexed from its Parquet rows."""
         name = source or str(folder)
+        if not folder.exists():
+            raise DedupIndexError(f"no dataset has been built in {folder.parent} (its rows are to be checked for "
+                                  "near-duplicates)")
         stale = None
         for where in (folder, folder / INDEX_DIR):
             if not (where / META).exists():

@@ -151,7 +151,9 @@ def test_the_index_round_trips_and_a_dataset_without_one_is_indexed_from_its_row
     with pytest.raises(DedupIndexError, match="other settings"):
         DedupIndex.load(tmp_path / "x")
     with pytest.raises(DedupIndexError, match="no deduplication index"):
-        DedupIndex.load(tmp_path / "nothing")
+        DedupIndex.load(tmp_path / "pub" / "data")
+    with pytest.raises(DedupIndexError, match="no dataset has been built"):
+        DedupIndex.load(tmp_path / "nothing" / "dataset")
 
 
 def test_the_threshold_must_be_in_zero_one(tmp_path: Path) -> None:

@@ -99,7 +99,7 @@ def test_copies_of_an_earlier_run_are_dropped_and_named_by_it(earlier: PipelineC
     # An earlier run without a dataset says so.
     missing = later.model_copy(update={"dataset": later.dataset.model_copy(update={
         "dedup": later.dataset.dedup.model_copy(update={"runs": ["none"]})})})
-    with pytest.raises(SynthError, match="no deduplication index"):
+    with pytest.raises(SynthError, match="no dataset has been built"):
         build_dataset(missing)
 
 
