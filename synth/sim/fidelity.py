@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 
 from synth.config import EndpointConfig, PipelineConfig
 from synth.errors import SynthError
-from synth.llm.client import LLMPool
+from synth.llm.client import EndpointUnavailable, LLMPool, RequestTimedOut
 from synth.llm.roles import RoutedPool, role_pools
 from synth.machine import machine_info
 from synth.schemas.messages import ToolCall
@@ -95,6 +95,8 @@ class CallComparison(BaseModel):
     sim_ok: bool
     sim: str
     sim_failed: str | None = Field(default=None, description="The simulator's model gave no usable reply: why.")
+    unmeasured: bool = Field(default=False, description="The model server did not answer (down, or past the "
+                             "deadline): the call says nothing of the simulator and is left out of the rates.")
     outcome_agrees: bool
     schema_valid: bool | None = Field(default=None, description="None: the real result follows no declared schema.")
     key_score: float | None = Field(default=None, description="None: not both answered, or no key value.")
@@ -120,6 +122,7 @@ class Agreement(BaseModel):
     state_calls: int = 0
     state: float | None = None
     sim_failed: int = 0
+    unmeasured: int = Field(default=0, description="Calls left out: the model server did not answer.")
 
 
 class VariantResult(BaseModel):
@@ -148,8 +151,10 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def agreement(rows: Sequence[CallComparison]) -> Agreement:
+    unmeasured = sum(r.unmeasured for r in rows)
+    rows = [r for r in rows if not r.unmeasured]
     if not rows:
-        return Agreement()
+        return Agreement(unmeasured=unmeasured)
     schema = [r.schema_valid for r in rows if r.schema_valid is not None]
     keys = [r.key_score for r in rows if r.key_score is not None]
     state = [r.state_agrees for r in rows if r.state_agrees is not None]
@@ -160,7 +165,7 @@ def agreement(rows: Sequence[CallComparison]) -> Agreement:
         schema_calls=len(schema), schema_valid=_mean([float(v) for v in schema]),
         key_calls=len(keys), key_score=_mean(keys), key_exact=_mean([float(k >= 1.0) for k in keys]),
         state_calls=len(state), state=_mean([float(v) for v in state]),
-        sim_failed=sum(r.sim_failed is not None for r in rows),
+        sim_failed=sum(r.sim_failed is not None for r in rows), unmeasured=unmeasured,
     )  # fmt: skip
 
 
@@ -173,7 +178,7 @@ def worst(rows: Sequence[CallComparison], shown: int = WORST_SHOWN, per_server: 
     """The worst disagreements, at most ``per_server`` of each server so one bad server does not fill the list."""
     picked: list[CallComparison] = []
     count: dict[str, int] = {}
-    for row in sorted((r for r in rows if not r.agrees), key=_badness, reverse=True):
+    for row in sorted((r for r in rows if not r.agrees and not r.unmeasured), key=_badness, reverse=True):
         if count.get(row.server, 0) < per_server:
             picked.append(row)
             count[row.server] = count.get(row.server, 0) + 1
@@ -285,6 +290,8 @@ async def _sim_call(sim: ToolSimulator, tc: ToolCall) -> tuple[bool, str, str | 
         return True, (await sim.call(tc)).content, None
     except ToolError as exc:
         return False, str(exc), None
+    except (EndpointUnavailable, RequestTimedOut) as exc:  # the server, not the simulator: left out (unmeasured)
+        return False, f"(no answer from the model server: {type(exc).__name__})", f"unmeasured: {exc}"[:300]
     except SynthError as exc:  # the model gave no usable reply: counted as a failed simulated call, and said so
         return False, f"Error: simulator gave no usable reply ({type(exc).__name__})", str(exc)[:300]
 
@@ -329,11 +336,13 @@ async def replay_sequence(
                     tg.start_soon(_answer, sim, tc, answers, variant)
             for variant in variants:
                 sim_ok, sim_text, failed = answers[variant]
-                out.append(compare(
+                row = compare(
                     call, seq.id, variant, real_ok=real_ok, real=real, sim_ok=sim_ok, sim=sim_text, sim_failed=failed,
                     output_schema=output_schemas.get(call.tool), state_before=view,
                     real_after=world_view(seq.server, after, now), sim_after=sims[variant].world.doc,
-                ))  # fmt: skip
+                )  # fmt: skip
+                row.unmeasured = bool(failed and failed.startswith("unmeasured"))
+                out.append(row)
     return out
 
 
@@ -499,6 +508,9 @@ def render_markdown(report: FidelityReport) -> str:
         lines += ["", f"## Worst disagreements ({v})", ""]
         if result.overall.sim_failed:
             lines.append(f"{result.overall.sim_failed} calls got no usable simulator reply (counted as failed).")
+            lines.append("")
+        if result.overall.unmeasured:
+            lines.append(f"{result.overall.unmeasured} calls got no answer from the model server (left out).")
             lines.append("")
         for row in result.worst:
             args = json.dumps(row.arguments, ensure_ascii=False)[:160]

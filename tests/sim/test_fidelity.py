@@ -279,3 +279,12 @@ def test_markdown_names_the_model_machine_and_each_server() -> None:
     assert "`smollm2`" in text and "EPYC" in text and "2026-12-07 23:00 UTC" in text
     assert f"| `{MEMORY}` | 1 | 0.0% | 0.0%" in text
     assert "## Worst disagreements (examples)" in text and "94%" in text
+
+
+def test_calls_the_model_server_never_answered_are_left_out_of_the_rates() -> None:
+    down = _row(TIME, False, outcome=False)
+    down.unmeasured = True
+    rows = [_row(TIME, True, key=1.0), down]
+    overall = agreement(rows)
+    assert overall.calls == 1 and overall.agrees == 1.0 and overall.unmeasured == 1
+    assert worst(rows) == []
