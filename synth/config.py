@@ -149,6 +149,12 @@ class AgentsStageConfig(Strict):
                                    description="Share of agents given tools of a sandbox-safe real MCP server.")
     coding_share: float = Field(default=0.5, ge=0, le=1,
                                 description="Share of agents given run_python; they get coding tasks only.")
+    exclude_bfcl_names: bool = Field(
+        default=True, description="Never draw a tool named as one of BFCL's functions (names compared as "
+        "synth.bfcl.contamination normalises them), so nothing of the benchmark the data is scored on reaches "
+        "generation. A real server's tool can share a BFCL name (the time server's get_current_time does); the "
+        "agents stage's summary lists what it left out. Without BFCL's data installed nothing is left out, and the "
+        "summary says so.")
 
     @field_validator("toolset_size")
     @classmethod

@@ -81,6 +81,11 @@ def _texts(row: Mapping[str, Any]) -> list[str]:
             if isinstance(m, Mapping) and isinstance(m.get("content"), str)]
 
 
+def function_names(categories: tuple[str, ...] = CATEGORIES) -> frozenset[str]:
+    """BFCL's function names in ``categories``, normalised as :func:`normal_name` writes them."""
+    return _reference(tuple(categories))[0]
+
+
 def contamination(rows: Iterable[Mapping[str, Any]], categories: tuple[str, ...] = CATEGORIES) -> Contamination:
     """Count the ``rows`` (each with ``messages`` and ``tools``) that hold BFCL's function names or questions."""
     names, questions = _reference(tuple(categories))

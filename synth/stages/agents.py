@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synth.agents.generate import compose_system_prompt, write_agent
 from synth.agents.profiles import Profile, draw_profile
 from synth.config import AgentsStageConfig
+from synth.errors import SynthError
 from synth.schemas.ids import agent_id
 from synth.schemas.records import AgentRecord, Row
 from synth.schemas.tools import ToolSpec
@@ -25,8 +26,29 @@ def _registry(ctx: StageContext) -> ToolRegistry:
     from synth.tools.registry import ToolRegistry
 
     if "registry" not in ctx.cache:
-        ctx.cache["registry"] = ToolRegistry.load(extra=load_synthetic(ctx))
+        registry = ToolRegistry.load(extra=load_synthetic(ctx))
+        excluded: dict[str, Any] = {}
+        if ctx.config.agents.exclude_bfcl_names:
+            registry, excluded = without_bfcl_names(registry)
+        ctx.cache["registry"], ctx.cache["bfcl_excluded"] = registry, excluded
     return ctx.cache["registry"]
+
+
+def without_bfcl_names(registry: ToolRegistry) -> tuple[ToolRegistry, dict[str, Any]]:
+    """``registry`` less the tools named as a BFCL function, and what was left out (or why nothing could be)."""
+    from synth.tools.registry import ToolRegistry
+
+    try:
+        from synth.bfcl.contamination import function_names, normal_name
+
+        names = function_names()
+    except SynthError as exc:  # bfcl-eval not installed: nothing can be told apart, and the summary says so
+        return registry, {"bfcl_names_excluded": None, "bfcl_names_note": str(exc)}
+    left = sorted({s.function.name for s in registry if normal_name(s.function.name) in names})
+    if not left:
+        return registry, {"bfcl_names_excluded": []}
+    kept = [s for s in registry if s.function.name not in left]
+    return ToolRegistry(kept, registry.report), {"bfcl_names_excluded": left}
 
 
 def _kind(index: int, cfg_agents: AgentsStageConfig) -> str:
@@ -109,6 +131,8 @@ class AgentsStage(Stage):
         report = diversity_report([r for r in rows if isinstance(r, AgentRecord) and r.error is None])
         summary.rejected = {"near_duplicate": len(report.duplicates)} if report.duplicates else {}
         summary.extra = report.model_dump(exclude={"duplicates"}) | {"duplicate_ids": report.duplicates}
+        _registry(ctx)
+        summary.extra |= ctx.cache.get("bfcl_excluded", {})
 
 
 def kept_agents(ctx: StageContext) -> list[AgentRecord]:
