@@ -622,6 +622,11 @@ def sim_fidelity(
     seed: Annotated[int, typer.Option(help="Seed of the generated calls and of the simulator.")] = 0,
     out: Annotated[Path, typer.Option(help="The results JSON (the Markdown goes beside it).")] = Path(
         "bench/results/sim_fidelity.json"),
+    from_calls: Annotated[Path | None, typer.Option(help="Report the comparisons of an earlier replay's calls "
+                                                    "file (runs/<run>/sim_fidelity/calls.jsonl) without "
+                                                    "replaying; --model names the model it ran.")] = None,
+    model: Annotated[str, typer.Option(help="With --from-calls: the simulator's model, as the report names "
+                                       "it.")] = "smollm2-135m-instruct",
     config: ConfigOpt = None, set_: SetOpt = None, run: RunOpt = None,
 ) -> None:
     """Replay calls on real MCP servers and through the tool simulator from the same state; write the agreement
@@ -629,17 +634,21 @@ def sim_fidelity(
     import shlex
 
     from synth.endpoints import endpoints_for
-    from synth.sim.fidelity import FidelityOptions, run_fidelity, write_results
+    from synth.sim.fidelity import FidelityOptions, build_report, read_calls, run_fidelity, write_results
 
     cfg = _config(config, set_, run)
+    command = shlex.join(["synth", *sys.argv[1:]])
     opts = FidelityOptions(calls_per_server=calls_per_server, rollout_calls_per_server=rollout_calls,
-                           concurrency=concurrency, seed=seed, command=shlex.join(["synth", *sys.argv[1:]]))
+                           concurrency=concurrency, seed=seed, command=command)
     if server:
         opts.servers = list(server)
     if variant:
         opts.variants = list(variant)
-    with endpoints_for(cfg, keep_server=True) as endpoints:
-        report = run_fidelity(cfg, endpoints, opts, calls_out=cfg.run_dir / "sim_fidelity" / "calls.jsonl")
+    if from_calls is not None:
+        report = build_report(read_calls(from_calls), model=model, endpoints=[], command=command)
+    else:
+        with endpoints_for(cfg, keep_server=True) as endpoints:
+            report = run_fidelity(cfg, endpoints, opts, calls_out=cfg.run_dir / "sim_fidelity" / "calls.jsonl")
     md = write_results(report, out)
     for name, result in report.variants.items():
         console.print(f"{name}: {100 * result.overall.agrees:.1f}% of {result.overall.calls} calls agree "

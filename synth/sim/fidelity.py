@@ -450,16 +450,31 @@ async def run_fidelity_async(cfg: PipelineConfig, endpoints: list[EndpointConfig
         closing = getattr(pool, "aclose", None)
         if closing is not None:
             await closing()
-    first = [r for r in rows if r.variant == opts.variants[0]]
+    return build_report(rows, model=model, endpoints=[e.base_url for e in endpoints], command=opts.command,
+                        seconds=anyio.current_time() - started)  # fmt: skip
+
+
+def build_report(rows: Sequence[CallComparison], *, model: str, endpoints: list[str], command: str,
+                 seconds: float = 0.0) -> FidelityReport:  # fmt: skip
+    """The report of a set of comparisons (a replay's, or those a calls file kept: ``read_calls``)."""
+    variants = list(dict.fromkeys(r.variant for r in rows))
+    first = [r for r in rows if variants and r.variant == variants[0]]
     sources: dict[str, int] = {}
     for r in first:
         sources[r.source] = sources.get(r.source, 0) + 1
     return FidelityReport(
-        model=model, endpoints=[e.base_url for e in endpoints], machine=machine_info(), command=opts.command,
+        model=model, endpoints=endpoints, machine=machine_info(), command=command,
         servers=sorted({r.server for r in first}), calls=len(first), sources=sources,
-        variants={v: summarize([r for r in rows if r.variant == v]) for v in opts.variants},
-        seconds=round(anyio.current_time() - started, 1),
+        variants={v: summarize([r for r in rows if r.variant == v]) for v in variants}, seconds=round(seconds, 1),
     )  # fmt: skip
+
+
+def read_calls(path: Path) -> list[CallComparison]:
+    """The comparisons a replay wrote (``calls_out``), so a report can be made again without replaying."""
+    if not path.exists():
+        raise FidelityError(f"no calls file at {path}", hint="run `synth sim fidelity` first; it writes "
+                            "runs/<run>/sim_fidelity/calls.jsonl")  # fmt: skip
+    return [CallComparison.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_fidelity(cfg: PipelineConfig, endpoints: list[EndpointConfig], opts: FidelityOptions,

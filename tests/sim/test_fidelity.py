@@ -288,3 +288,17 @@ def test_calls_the_model_server_never_answered_are_left_out_of_the_rates() -> No
     overall = agreement(rows)
     assert overall.calls == 1 and overall.agrees == 1.0 and overall.unmeasured == 1
     assert worst(rows) == []
+
+
+def test_a_report_is_made_again_from_the_calls_file(tmp_path: Path) -> None:
+    from synth.sim.fidelity import FidelityError, build_report, read_calls
+
+    rows = [_row(TIME, True, key=1.0), _row(MEMORY, False, outcome=False)]
+    rows.append(rows[0].model_copy(update={"variant": "examples"}))
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(r.model_dump_json() + "\n" for r in rows))
+    report = build_report(read_calls(path), model="m", endpoints=[], command="c")
+    assert report.calls == 2 and list(report.variants) == ["baseline", "examples"]
+    assert report.variants["examples"].overall.calls == 1 and report.variants["baseline"].overall.agrees == 0.5
+    with pytest.raises(FidelityError, match="no calls file"):
+        read_calls(tmp_path / "missing.jsonl")
