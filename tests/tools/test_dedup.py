@@ -50,3 +50,16 @@ def test_index_checks_only_the_kinds_it_is_asked_for() -> None:
     index = DedupIndex(kinds=("near_duplicate",))
     index.add(spec("cancel_order", "Cancel an order."))
     assert index.add(spec("cancel_order", "Where a parcel is now, with the carrier's last scan.")) is None
+
+
+def test_minhash_values_are_those_of_one_update_a_gram() -> None:
+    """Hashes kept from earlier runs stay comparable: the batched recipe gives the plain recipe's values."""
+    from datasketch import MinHash
+
+    from synth.tools.dedup import minhash_of
+
+    for grams in (["cancel an order", "an order that", "refund"], [], ["one"]):
+        plain = MinHash(num_perm=128, seed=1)
+        for gram in sorted(grams):
+            plain.update(gram.encode())
+        assert (minhash_of(grams).hashvalues == plain.hashvalues).all()
