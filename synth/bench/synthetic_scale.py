@@ -150,7 +150,8 @@ def run_instant(target: int, workers: int, kill_at: float, generations: int, per
     repeated = {k: n for k, n in calls["by_digest"].items() if n > 1}
     registry = stage_dir / "synthetic.jsonl"
     return {
-        "command": " ".join(["synth", *cmd[3:]]).replace(endpoint, "'[instant endpoint, varied]'"),
+        "command": " ".join(["synth", *cmd[3:]]).replace(endpoint, "'[instant endpoint, varied]'")
+        .replace(f"{REPO_ROOT}/", ""),
         "target": target, "ray_workers": workers, "generations": generations, "per_generation": per_generation,
         "synthetic_tools": summary["extra"]["synthetic_tools"], "generated": summary["extra"]["synthetic_generated"],
         "real_tools": summary["extra"]["real_tools"], "levels": {k: summary["extra"]["grow"][k] for k in
