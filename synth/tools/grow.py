@@ -137,13 +137,18 @@ class GrowStats(BaseModel):
     duplicate_of_real: int = Field(default=0, description="Dropped tools whose original is a real tool.")
 
 
+def _reason_kind(reason: str) -> str:
+    for prefix, kind in (("no error cases", "no_error_cases"), ("domain path", "domain_path"), ("bad name", "name"),
+                         ("missing description", "description")):
+        if reason.startswith(prefix):
+            return kind
+    return "schema"
+
+
 def stats(selection: Selection, real_ids: set[str]) -> GrowStats:
     kept: Sequence[ToolSpec] = selection.kept
     paths = [tuple(s.provenance.domain_path) for s in kept]
-    reasons: Counter[str] = Counter()
-    for r in selection.rejected:
-        for reason in r.reasons:
-            reasons[reason.split(":")[0] if ":" in reason else reason.split(" ")[0]] += 1
+    reasons: Counter[str] = Counter(_reason_kind(reason) for r in selection.rejected for reason in r.reasons)
     return GrowStats(
         categories=len({p[:1] for p in paths}), domains=len({p[:2] for p in paths}),
         subdomains=len({p[:3] for p in paths}), tools=len(kept),

@@ -46,6 +46,7 @@ def test_select_keeps_valid_distinct_tools_and_says_why_it_left_the_others_out()
     st = stats(out, {t.id for t in real})
     assert (st.tools, st.generated, st.schema_rejects, st.duplicate_of_real) == (2, 8, 3, 1)
     assert st.dropped == {"name": 1, "schema": 1, "near_duplicate": 1}
+    assert st.reject_reasons == {"schema": 1, "no_error_cases": 1, "domain_path": 1}
     assert (st.categories, st.domains, st.subdomains) == (1, 1, 1)
 
 
