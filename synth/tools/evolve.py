@@ -8,9 +8,9 @@ schema is valid by construction instead of by luck.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from synth.llm.client import LLMPool
 from synth.prompts import render
@@ -18,6 +18,7 @@ from synth.schemas.ids import stable_id
 from synth.schemas.tools import FunctionSpec, ToolProvenance, ToolSpec
 from synth.schemas.usage import UsageByRole
 
+ErrorMessage = Annotated[str, StringConstraints(min_length=3, max_length=120)]
 ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 Format = Literal["none", "date", "date-time", "email", "uri", "uuid"]
 
@@ -53,7 +54,9 @@ class ToolDraft(BaseModel):
         max_length=300, description="What the tool does, when to use it, what it returns."
     )
     parameters: list[ParamDraft] = Field(min_length=1, max_length=5)
-    errors: list[str] = Field(
+    # Each message bounded both ways: guided decoding otherwise lets a small model answer [""] (no error case at
+    # all) or a string of digits until max_tokens.
+    errors: list[ErrorMessage] = Field(
         min_length=1,
         max_length=3,
         description="Error messages the tool can return, e.g. 'order not found'.",
