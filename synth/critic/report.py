@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
 from synth.critic.data import CriticError, CriticExample, CriticSummary
-from synth.critic.score import JudgeRun, Judgment, judge_all
+from synth.critic.score import JudgeRun, Judgment, judge_all, read_journal
 from synth.llm.client import LLMPool
 
 
@@ -243,13 +243,19 @@ def _parse_critics(critics: list[str]) -> dict[str, Path]:
     return out
 
 
-def _cached_or_run(path: Path, ids: list[str], run: Callable[[], JudgeRun]) -> JudgeRun:
-    """Judgments already made on exactly these examples are read back, not paid for again."""
+def _cached_or_run(path: Path, ids: list[str], run: Callable[[], JudgeRun], concurrency: int) -> JudgeRun:
+    """Judgments already made on exactly these examples are read back, not paid for again: the finished run's
+    file, else its journal when it holds every example (no server is started for them)."""
     if path.exists():
         done = load_judgments(path)
         if [j.id for j in done.judgments] == ids:
             return done
-    result = run()
+    journaled = read_journal(path.with_suffix(".jsonl"))
+    if all(i in journaled for i in ids):
+        result = JudgeRun(judgments=[journaled[i].judgment for i in ids], concurrency=concurrency,
+                          wall_s=max((journaled[i].wall_s for i in ids), default=0.0))
+    else:
+        result = run()
     write_judgments(path, result)
     return result
 
@@ -278,16 +284,20 @@ def run_report(data_dir: Path, critics: list[str], out: Path, config: PipelineCo
     summary = CriticSummary.model_validate_json((data_dir / "summary.json").read_text())
     examples = load_examples(data_dir / "heldout.jsonl")[:limit]
     ids = [e.id for e in examples]
-    if not is_healthy(config.embedded):
-        raise ReportError(f"the raw judge's server (embedded, port {config.embedded.port}) is not up",
-                          hint="start it with `synth serve`, then run this again")
-    raw = _cached_or_run(data_dir / "judgments-raw.json", ids, lambda: judge_raw(
-        examples, config, concurrency, data_dir / "judgments-raw.jsonl"))
+
+    def raw_judge() -> JudgeRun:
+        if not is_healthy(config.embedded):
+            raise ReportError(f"the raw judge's server (embedded, port {config.embedded.port}) is not up",
+                              hint="start it with `synth serve`, then run this again")
+        return judge_raw(examples, config, concurrency, data_dir / "judgments-raw.jsonl")
+
+    raw = _cached_or_run(data_dir / "judgments-raw.json", ids, raw_judge, concurrency)
     trained = {}
     for name, ckpt in checkpoints.items():
         run = _cached_or_run(data_dir / f"judgments-{name}.json", ids,
                              lambda c=ckpt, n=name: judge_checkpoint(c, n, examples, config, port, concurrency,
-                                                                     data_dir / f"judgments-{n}.jsonl"))
+                                                                     data_dir / f"judgments-{n}.jsonl"),
+                             concurrency)
         trained[name] = (run, _training(ckpt))
     return write_report(out, data=summary, examples=examples, raw=raw, trained=trained, machine=machine_info(),
                         command=command)

@@ -102,3 +102,37 @@ async def test_judgments_are_journaled_and_not_asked_again(tmp_path: Path) -> No
     assert pool.calls == 2  # only the new example was asked
     assert again.judgments[0] == first.judgments[0]
     assert len(journal.read_text().splitlines()) == 2
+
+
+def test_report_from_journaled_judgments_has_the_issue_shape(tmp_path: Path) -> None:
+    from synth.config import PipelineConfig
+    from synth.critic.data import build, load_examples
+    from synth.critic.report import run_report
+    from synth.critic.score import _Journaled
+    from tests.fixtures.critic import SHARE, write_critic_run
+
+    data = tmp_path / "c"
+    build([write_critic_run(tmp_path / "runs")], data, heldout_share=SHARE)
+    held = load_examples(data / "heldout.jsonl")
+
+    def journal(name: str, right: bool) -> None:
+        rows = [Judgment(id=e.id, criterion_id=e.criterion_id, check_kind=e.check_kind, passed=e.passed,
+                         score=2 if e.passed == right else 0, evidence=e.evidence,
+                         quote_found=True if e.passed == right else None,
+                         p_pass=1.0 if e.passed == right else 0.0, prompt_tokens=500, completion_tokens=50)
+                for e in held]
+        (data / f"judgments-{name}.jsonl").write_text(
+            "".join(_Journaled(judgment=j, wall_s=10.0).model_dump_json() + "\n" for j in rows))
+
+    journal("raw", right=False)
+    journal("critic", right=True)
+    # Every judgment is journaled: no server is asked (none runs here), the report is written from them.
+    js, md = run_report(data, [f"critic={tmp_path / 'ckpt'}"], tmp_path / "out" / "critic", PipelineConfig(),
+                        limit=None, concurrency=4, port=8799, command="synth critic report")
+    body = json.loads(js.read_text())
+    assert body["n"] == len(held)
+    assert body["trained"]["auc"] == 1.0 and body["trained"]["accuracy"] == 1.0
+    assert body["trained"]["quotes_found"] == 1.0
+    assert body["raw"]["auc"] == 0.0 and set(body["raw"]) >= {"auc", "accuracy", "quotes_found"}
+    assert body["trained"]["cost"]["prompt_tokens_per_row"] == 500
+    assert "| critic | 1.000 | 1.000 |" in md.read_text()
