@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 from pydantic import BaseModel, Field
 
 from synth.errors import SynthError
-from synth.tools.dedup import word_shingles
+from synth.tools.dedup import minhash_of, word_shingles
 
 NUM_PERM = 128
 SHINGLE = 3
-SEED = 1
-SCHEME = "affine32"  # datasketch's hashing of the signatures: stored values are comparable only under the same
+SEED = 1  # minhash_of's seed and datasketch's default scheme: stored values compare only under the same
+SCHEME = "affine32"
 VERSION = 1
 """Bump when the normalised form changes: an index made by another version is rebuilt from its dataset's rows."""
 INDEX_DIR = "dedup"
@@ -103,9 +103,8 @@ def normalise(messages: Iterable[dict[str, Any]]) -> str:
 
 
 def signature(messages: Iterable[dict[str, Any]]) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
-    m.update_batch([g.encode() for g in sorted(word_shingles(normalise(messages), SHINGLE))])
-    return m
+    """The tools' MinHash recipe (seed 1, sorted grams) over the transcript's word shingles."""
+    return minhash_of(word_shingles(normalise(messages), SHINGLE), NUM_PERM)
 
 
 class DedupIndex:
@@ -132,7 +131,8 @@ class DedupIndex:
         return len(self.ids)
 
     def minhash(self, i: int) -> MinHash:
-        return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME, hashvalues=self.hashes[i])
+        # Lean: the stored values alone, without making the seed's permutations again for every row.
+        return LeanMinHash(seed=SEED, hashvalues=self.hashes[i], scheme=SCHEME)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

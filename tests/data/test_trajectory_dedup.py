@@ -16,6 +16,9 @@ from synth.config import ConfigError, PipelineConfig, load_config
 from synth.data.trajectory_dedup import (
     INDEX_DIR,
     META,
+    NUM_PERM,
+    SCHEME,
+    SEED,
     DedupIndex,
     DedupIndexError,
     dedup_train,
@@ -131,6 +134,9 @@ def test_the_index_round_trips_and_a_dataset_without_one_is_indexed_from_its_row
     back = DedupIndex.load(tmp_path / "x")
     assert back.ids == index.ids and back.splits == index.splits and np.array_equal(back.hashes, index.hashes)
     assert back.minhash(0).jaccard(signature(row("a")["messages"])) == 1.0
+    # What index.json records is what the signatures are made with.
+    made = signature(row("a")["messages"])
+    assert (made.seed, made.scheme) == (SEED, SCHEME) and len(made.hashvalues) == NUM_PERM
     empty = DedupIndex.of("none", [])
     empty.save(tmp_path / "empty")
     assert len(DedupIndex.load(tmp_path / "empty")) == 0
