@@ -500,7 +500,8 @@ def render_markdown(report: FidelityReport) -> str:
         "Columns: `agrees` = outcome, key values, schema and state all agree; `outcome` = both succeeded or both "
         "failed; `keys` = mean share of the real result's key values the simulated one has (calls both answered); "
         "`schema` = simulated results that follow the declared output schema where the real one does; `state` = "
-        "simulated state equal to the real one after the call (memory, filesystem, git). See "
+        "simulated state equal to the real one after the call (memory, filesystem, git). `calls` counts the "
+        "replayed calls; the rates leave out those the model server never answered (below). See "
         "docs/studies/sim-fidelity.md.", "",
     ]  # fmt: skip
     variants = list(report.variants)
@@ -510,10 +511,10 @@ def render_markdown(report: FidelityReport) -> str:
     names = ["overall", *report.servers]
     for name in names:
         cells = []
-        calls = 0
+        calls = -1
         for v in variants:
             a = report.variants[v].overall if name == "overall" else report.variants[v].servers.get(name, Agreement())
-            calls = a.calls
+            calls = a.calls + a.unmeasured if calls < 0 else calls  # replayed calls, measured or not
             cells.append(f"{_pct(a.agrees)} | {_pct(a.outcome)} | {_pct(a.key_score)} | {_pct(a.schema_valid)} | "
                          f"{_pct(a.state)}")  # fmt: skip
         label = f"**{name}**" if name == "overall" else f"`{name}`"
