@@ -220,11 +220,11 @@ def _page(body: dict[str, Any], results: dict[str, JudgeResult]) -> str:
                 cells += [_f(m.auc if m else None), _f(m.accuracy if m else None)]
             lines.append(f"| {c} | {n} | " + " | ".join(cells) + " |")
     if body["training"]:
-        lines += ["", "## Training", "", "| critic | optimizer | steps | examples | loss first -> last | wall s |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "## Training", "", "| critic | optimizer | steps | tokens stepped | loss first -> last | "
+                  "stepping s |", "| --- | --- | --- | --- | --- | --- |"]
         for k, s in body["training"].items():
-            lines.append(f"| {k} | {s.get('optimizer')} | {s.get('steps')} | {s.get('examples')} | "
-                         f"{_f(s.get('first_loss'))} -> {_f(s.get('last_loss'))} | {_f(s.get('wall_s'))} |")
+            lines.append(f"| {k} | {s.get('optimizer')} | {s.get('steps')} | {s.get('steps_tokens')} | "
+                         f"{_f(s.get('first_loss'))} -> {_f(s.get('last_loss'))} | {_f(s.get('steps_wall_s'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -269,7 +269,10 @@ def _training(checkpoint: Path) -> dict[str, Any]:
             "tokens_trained": s.get("tokens_trained"), "first_loss": s.get("first_loss"),
             "last_loss": s.get("last_loss"), "wall_s": s.get("wall_s"), "tokens_per_s": s.get("tokens_per_s"),
             "device": s.get("device"), "dtype": s.get("dtype"), "max_logit": s.get("max_logit"),
-            "heads_clipped": s.get("heads_clipped")}
+            "heads_clipped": s.get("heads_clipped"),
+            # A resumed job's summary times only its last process; the steps' own times cover them all.
+            "steps_wall_s": round(sum(h.get("wall_s", 0.0) for h in s.get("log", [])), 1),
+            "steps_tokens": sum(h.get("tokens", 0) for h in s.get("log", []))}
 
 
 def run_report(data_dir: Path, critics: list[str], out: Path, config: PipelineConfig, *, limit: int | None,
