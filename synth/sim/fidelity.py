@@ -491,9 +491,10 @@ def render_markdown(report: FidelityReport) -> str:
     m = report.machine
     lines = [
         "# Tool simulator fidelity against real MCP servers", "",
-        f"- model (tool simulator): `{report.model}` at {', '.join(report.endpoints)}",
+        f"- model (tool simulator): `{report.model}`"
+        + (f" at {', '.join(report.endpoints)}" if report.endpoints else " (the calls file's replay)"),
         f"- machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('mem_gib')} GiB; date: {m.get('date')}",
-        f"- command: `{report.command}` ({report.seconds:.0f} s)",
+        f"- command: `{report.command}`" + (f" ({report.seconds:.0f} s)" if report.seconds else ""),
         f"- {report.calls} calls replayed over {len(report.servers)} real servers; sources: "
         + ", ".join(f"{k} {v}" for k, v in sorted(report.sources.items())),
         f"- anchor: {report.anchor}", "",
