@@ -373,6 +373,7 @@ def render(data: dict[str, Any]) -> str:
         lines.append("")
     if content := data.get("content"):
         lines += [f"## Content: the embedded model ({content['model']})", "",
+                  *([content["note"], ""] if content.get("note") else []),
                   "| measure | value |", "| --- | --- |",
                   f"| items (subdomains) / failed | {content['items']} / {content['failed_items']} "
                   f"{content['item_errors']} |",
@@ -406,6 +407,7 @@ def main() -> None:
     ag.add_argument("--repeats", type=int, default=2)
     co = sub.add_parser("content")
     co.add_argument("--run-dir", type=Path, required=True)
+    co.add_argument("--note", default="", help="A line on how the run went (its target, why it stopped).")
     for p in (inst, ag, co):
         p.add_argument("--out", type=Path, default=RESULTS)
         p.add_argument("--runs", type=Path, default=RUNS)
@@ -426,7 +428,7 @@ def main() -> None:
     elif args.part == "agents":
         _update("agents", run_agents(args.sizes, args.agents, args.runs.resolve(), args.repeats), args.out)
     else:
-        _update("content", run_content(args.run_dir.resolve()), args.out)
+        _update("content", {**run_content(args.run_dir.resolve()), "note": args.note}, args.out)
     print(f"written to {args.out}/{NAME}.json and .md")
 
 
