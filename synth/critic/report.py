@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from synth.config import PipelineConfig
 from synth.critic.data import CriticError, CriticExample, CriticSummary
-from synth.critic.score import JudgeRun, Judgment, judge_all, read_journal
+from synth.critic.score import JudgeRun, Judgment, evidence_rule, judge_all, read_journal
 from synth.llm.client import LLMPool
 
 
@@ -260,6 +260,13 @@ def _cached_or_run(path: Path, ids: list[str], run: Callable[[], JudgeRun], conc
     return result
 
 
+def _rescored(run: JudgeRun, examples: list[CriticExample]) -> JudgeRun:
+    """The evidence rule applied again from what each judgment kept (its quote, its score's distribution), so
+    judgments journaled under an older rule are measured by the current one."""
+    by_id = {e.id: e for e in examples}
+    return run.model_copy(update={"judgments": [evidence_rule(j, by_id[j.id]) for j in run.judgments]})
+
+
 def _training(checkpoint: Path) -> dict[str, Any]:
     path = checkpoint / "train_summary.json"
     if not path.exists():
@@ -294,13 +301,13 @@ def run_report(data_dir: Path, critics: list[str], out: Path, config: PipelineCo
                               hint="start it with `synth serve`, then run this again")
         return judge_raw(examples, config, concurrency, data_dir / "judgments-raw.jsonl")
 
-    raw = _cached_or_run(data_dir / "judgments-raw.json", ids, raw_judge, concurrency)
+    raw = _rescored(_cached_or_run(data_dir / "judgments-raw.json", ids, raw_judge, concurrency), examples)
     trained = {}
     for name, ckpt in checkpoints.items():
         run = _cached_or_run(data_dir / f"judgments-{name}.json", ids,
                              lambda c=ckpt, n=name: judge_checkpoint(c, n, examples, config, port, concurrency,
                                                                      data_dir / f"judgments-{n}.jsonl"),
                              concurrency)
-        trained[name] = (run, _training(ckpt))
+        trained[name] = (_rescored(run, examples), _training(ckpt))
     return write_report(out, data=summary, examples=examples, raw=raw, trained=trained, machine=machine_info(),
                         command=command)

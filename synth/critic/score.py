@@ -104,10 +104,16 @@ async def judge_one(pool: LLMPool, example: CriticExample, *, seed: int = 0, log
     choice = result.raw.choices[0] if result.raw is not None and result.raw.choices else None
     dist = score_distribution(getattr(choice, "logprobs", None))
     out.p_pass_unchecked = _p_pass(given.score, dist) if given.evidence else 0.0
-    if given.score > 0:
-        out.quote_found = evidence_found(given.evidence, example.haystack, EVIDENCE_MIN_CHARS)[0]
-    out.p_pass = out.p_pass_unchecked if out.quote_found else 0.0
-    return out
+    return evidence_rule(out, example)
+
+
+def evidence_rule(judgment: Judgment, example: CriticExample) -> Judgment:
+    """``quote_found`` for a positive score, and the probability of pass kept only where the reply's quote is in
+    the criterion's parts of the transcript: a verdict of 0 with a real quote still ranks by how close it came to
+    2, one without a quote (or with an invented one) ranks as a sure fail."""
+    found = bool(judgment.evidence) and evidence_found(judgment.evidence, example.haystack, EVIDENCE_MIN_CHARS)[0]
+    return judgment.model_copy(update={"quote_found": found if judgment.score else None,
+                                       "p_pass": judgment.p_pass_unchecked if found else 0.0})
 
 
 class JudgeRun(BaseModel):

@@ -119,7 +119,8 @@ def test_report_from_journaled_judgments_has_the_issue_shape(tmp_path: Path) -> 
         rows = [Judgment(id=e.id, criterion_id=e.criterion_id, check_kind=e.check_kind, passed=e.passed,
                          score=2 if e.passed == right else 0, evidence=e.evidence,
                          quote_found=True if e.passed == right else None,
-                         p_pass=1.0 if e.passed == right else 0.0, prompt_tokens=500, completion_tokens=50)
+                         p_pass_unchecked=1.0 if e.passed == right else 0.0, prompt_tokens=500,
+                         completion_tokens=50)
                 for e in held]
         (data / f"judgments-{name}.jsonl").write_text(
             "".join(_Journaled(judgment=j, wall_s=10.0).model_dump_json() + "\n" for j in rows))
@@ -133,6 +134,23 @@ def test_report_from_journaled_judgments_has_the_issue_shape(tmp_path: Path) -> 
     assert body["n"] == len(held)
     assert body["trained"]["auc"] == 1.0 and body["trained"]["accuracy"] == 1.0
     assert body["trained"]["quotes_found"] == 1.0
-    assert body["raw"]["auc"] == 0.0 and set(body["raw"]) >= {"auc", "accuracy", "quotes_found"}
+    assert body["raw"]["auc"] < 0.5 and set(body["raw"]) >= {"auc", "accuracy", "quotes_found"}
     assert body["trained"]["cost"]["prompt_tokens_per_row"] == 500
     assert "| critic | 1.000 | 1.000 |" in md.read_text()
+
+
+def test_evidence_rule_keeps_a_real_quotes_probability_and_zeroes_an_invented_one(tmp_path: Path) -> None:
+    from synth.critic.data import build, load_examples
+    from synth.critic.score import evidence_rule
+    from tests.fixtures.critic import SHARE, write_critic_run
+
+    build([write_critic_run(tmp_path / "runs")], tmp_path / "c", heldout_share=SHARE)
+    e = next(x for x in load_examples(tmp_path / "c" / "heldout.jsonl") if x.evidence)
+    base = Judgment(id=e.id, criterion_id=e.criterion_id, check_kind=e.check_kind, passed=e.passed,
+                    p_pass_unchecked=0.3)
+    zero_real = evidence_rule(base.model_copy(update={"score": 0, "evidence": e.evidence}), e)
+    assert zero_real.p_pass == 0.3 and zero_real.quote_found is None and not zero_real.predicted
+    two_real = evidence_rule(base.model_copy(update={"score": 2, "evidence": e.evidence}), e)
+    assert two_real.quote_found and two_real.predicted and two_real.p_pass == 0.3
+    two_made_up = evidence_rule(base.model_copy(update={"score": 2, "evidence": "1.1.1.1.1.1.1.1.1"}), e)
+    assert two_made_up.quote_found is False and not two_made_up.predicted and two_made_up.p_pass == 0.0
