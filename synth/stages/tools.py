@@ -72,9 +72,9 @@ class ToolsStage(Stage):
         items = []
         for slot in range(self._slots):
             for index, leaf in enumerate(leaves):
-                row_id, seed, payload = key(index, slot)
+                _, seed, payload = key(index, slot)
                 avoid = list(dict.fromkeys(name for _, name in sorted(named.get(index, []))))[-MAX_AVOID:]
-                items.append(WorkItem(id=row_id, seed=seed, payload={
+                items.append(WorkItem(id=leaf_id(payload, seed), seed=seed, payload={
                     **payload, "description": descriptions.get(tuple(leaf), leaf[-1]), "avoid": avoid}))
         return items
 
