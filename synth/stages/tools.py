@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from synth.schemas.ids import leaf_id
 from synth.schemas.records import Row, ToolBatchRecord
@@ -55,7 +56,7 @@ class ToolsStage(Stage):
         sizes = {"generations": cfg.tools.evolve_generations, "per_generation": cfg.tools.tools_per_leaf}
         self._slots = slots_for(state, cfg.grow.target, len(leaves), sizes["generations"] * sizes["per_generation"])
 
-        def key(index: int, slot: int) -> tuple[str, int, dict]:
+        def key(index: int, slot: int) -> tuple[str, int, dict[str, Any]]:
             payload = {"leaf": leaves[index], "slot": slot, **sizes}  # the id: nothing a later round may change
             seed = cfg.seed * 10_000_000 + slot * 1_000 + index
             return leaf_id(payload, seed), seed, payload
@@ -107,8 +108,8 @@ class ToolsStage(Stage):
         grow = stats(selection, {s.id for s in real})
         summary.rejected = {("near_duplicate" if kind == "near_duplicate" else f"duplicate_{kind}"): n
                             for kind, n in sorted(grow.dropped.items())}
-        if grow.schema_rejects:
-            summary.rejected["schema_invalid"] = grow.schema_rejects
+        if grow.schema_rejects:  # a bad schema, no error case or no domain path: grow.reject_reasons says which
+            summary.rejected["invalid"] = grow.schema_rejects
         summary.extra = {"real_tools": len(real), "synthetic_tools": len(selection.kept),
                          "synthetic_generated": len(grown), "grow": grow.model_dump()}
         if ctx.config.grow.target:
