@@ -248,7 +248,7 @@ def _unavailable(kinds: list[str], message: str) -> EndpointUnavailable:
 def cooldown_s(failures: int) -> float:
     """How long a failed endpoint's routing penalty lasts after ``failures`` failures in a row: 2 s after one,
     doubling with each more, at most 60 s."""
-    return min(60.0, 2.0**failures)
+    return min(60.0, 2.0 ** min(failures, 6))  # capped before the power: an endpoint down for long counts past 1,023
 
 
 @dataclass

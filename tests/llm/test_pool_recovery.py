@@ -33,3 +33,8 @@ async def test_replica_back_after_a_failure_is_used_again_one_request_at_a_time(
                 await pool.chat([{"role": "user", "content": f"c {i}"}], role="agent", seed=i)
             assert instant_server.get_stats(later)["requests"] >= 1  # the replica that came back took requests
         await pool.aclose()
+
+
+def test_the_cool_down_stays_at_its_cap_however_long_an_endpoint_has_failed() -> None:
+    assert cooldown_s(1) == 2.0 and cooldown_s(6) == 60.0
+    assert cooldown_s(5000) == 60.0  # 2.0 ** 5000 overflows a float
