@@ -34,4 +34,6 @@ def test_longer_deadlines_let_a_slow_server_finish(tmp_path: Path, live_url: str
     # The first deadline (0.5 s) is too short for most replies; doubling (1, 2, 4 ... 256 s) lets them finish.
     summary = _run(tmp_path, live_url, "tools.evolve_leaves=1", "llm.timeout_s=0.5", "llm.slow_retries=9")
     assert "RequestTimedOut" not in summary.errors, summary.errors
-    assert summary.ok >= 1
+    # Answered in time is the point: whether the 135M's drafted tool then passes validation is another question.
+    answered = summary.ok + summary.errors.get("validation", 0)
+    assert answered >= 1, summary.errors
