@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from synth.sim.fidelity_calls import (
@@ -75,22 +75,20 @@ def _rel(path: str) -> str:
     return path.strip("/")
 
 
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    """Every object anywhere in a JSON value, outermost first."""
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from _dicts(child)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _dicts(child)
+
+
 def _names(value: Any, field: str) -> frozenset[str]:
     """Values of ``field`` anywhere in a JSON value (entity names in a graph, a list, a search result)."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get(field), str):
-                found.add(node[field])
-            for child in node.values():
-                walk(child)
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk(value)
-    return frozenset(found)
+    return frozenset(node[field] for node in _dicts(value) if isinstance(node.get(field), str))
 
 
 def _time_keys(tool: str, data: Any) -> dict[str, Key]:
@@ -121,20 +119,12 @@ def _memory_keys(data: Any, text: str) -> dict[str, Key]:
     triples = set()
     observations: set[str] = set()
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if {"from", "to", "relationType"} <= set(node):
-                triples.add((node["from"], node["relationType"], node["to"]))
-            for key in ("observations", "addedObservations", "contents"):
-                if isinstance(node.get(key), list):
-                    observations.update(str(o) for o in node[key])
-            for child in node.values():
-                walk(child)
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk(data)
+    for node in _dicts(data):
+        if {"from", "to", "relationType"} <= set(node):
+            triples.add((node["from"], node["relationType"], node["to"]))
+        for key in ("observations", "addedObservations", "contents"):
+            if isinstance(node.get(key), list):
+                observations.update(str(o) for o in node[key])
     out["relations"] = frozenset(triples)
     out["observations"] = frozenset(observations)
     return {k: v for k, v in out.items() if v or k == "entities"}

@@ -44,11 +44,11 @@ def without_bfcl_names(registry: ToolRegistry) -> tuple[ToolRegistry, dict[str, 
         names = function_names()
     except SynthError as exc:  # bfcl-eval not installed: nothing can be told apart, and the summary says so
         return registry, {"bfcl_names_excluded": None, "bfcl_names_note": str(exc)}
-    left = sorted({s.function.name for s in registry if normal_name(s.function.name) in names})
+    left = {s.function.name for s in registry if normal_name(s.function.name) in names}
     if not left:
         return registry, {"bfcl_names_excluded": []}
     kept = [s for s in registry if s.function.name not in left]
-    return ToolRegistry(kept, registry.report), {"bfcl_names_excluded": left}
+    return ToolRegistry(kept, registry.report), {"bfcl_names_excluded": sorted(left)}
 
 
 def _kind(index: int, cfg_agents: AgentsStageConfig) -> str:
